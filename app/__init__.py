@@ -1,0 +1,1 @@
+"""LUTFuse Qt editor: a thin view over core."""

@@ -1,0 +1,1 @@
+"""One module per `lutfuse` subcommand; each exposes register(subparsers)."""
