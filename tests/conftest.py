@@ -1,0 +1,51 @@
+"""Shared fixtures: the real data beside the checkout (skipped when absent) and small rendered brackets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_data_root() -> Path | None:
+    """../shared/data beside the checkout, or $LUTFUSE_DATA; None when neither exists."""
+    root = Path(os.environ.get("LUTFUSE_DATA", REPO.parent / "shared" / "data"))
+    return root if (root / "brackets").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the real data set; skips the test where it is not available."""
+    root = shared_data_root()
+    if root is None:
+        pytest.skip("../shared/data is not beside the checkout")
+    return root
+
+
+def render_scene(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
+    """A smooth-plus-edges linear radiance map, H×W×3 float32 in about [0.01, 8] (a stand-in HDR scene)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    sky = 4.0 + 4.0 * (1 - y / height)[..., None] * np.array([0.8, 0.9, 1.0], np.float32)
+    room = 0.05 + 0.3 * (x / width)[..., None] * np.array([1.0, 0.7, 0.5], np.float32)
+    window = ((x > width * 0.55) & (y < height * 0.6))[..., None]
+    radiance = np.where(window, sky, room)
+    radiance *= 1 + 0.15 * rng.standard_normal((height, width, 1)).astype(np.float32)
+    return np.clip(radiance, 0.01, None).astype(np.float32)
+
+
+def expose(radiance: np.ndarray, ev: float) -> np.ndarray:
+    """Frame of a radiance map at exposure 2**ev with a gamma-2.2 response, 8-bit quantised; H×W×3 float32 in [0,1]."""
+    linear = np.clip(radiance * 2.0**ev, 0.0, 1.0)
+    return np.round(linear ** (1 / 2.2) * 255) / 255
+
+
+@pytest.fixture
+def rendered_bracket() -> list[np.ndarray]:
+    """Three frames (EV -2, 0, +2) of a rendered scene, darkest first, each 96×128×3 float32 in [0,1]."""
+    scene = render_scene()
+    return [expose(scene, ev).astype(np.float32) for ev in (-3.0, -1.0, 1.0)]
