@@ -1,0 +1,52 @@
+"""Argument helpers shared by the subcommands that read brackets and write images."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.errors import OutputError
+
+IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
+    """FRAME... (files or one folder) and --no-align."""
+    parser.add_argument("frames", nargs="+", metavar="FRAME", type=Path,
+                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, camera RAW), or one folder of them")
+    parser.add_argument("--no-align", action="store_true", help="skip alignment (tripod brackets)")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image") -> None:
+    """-o/--output, --force, and for images --bit-depth and --quality."""
+    parser.add_argument("-o", "--output", required=True, type=Path, help=f"the {what} to write")
+    parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    if what == "image":
+        parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
+                            help="8 or 16 bits per channel (16 needs PNG or TIFF); default: 16 for TIFF/PNG "
+                                 "when the sources are 16-bit, else 8")
+        parser.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100")
+
+
+def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[str] | None = None) -> None:
+    """Fail before any work when OUTPUT cannot be written: wrong type, an input, existing, no folder."""
+    suffixes = set(IMAGE_SUFFIXES) if suffixes is None else suffixes
+    if output.suffix.lower() not in suffixes:
+        raise OutputError(f"{output}: unsupported output type '{output.suffix}' (use {', '.join(sorted(suffixes))})")
+    resolved = output.resolve()
+    if any(resolved == Path(p).resolve() for p in inputs):
+        raise OutputError(f"{output}: refusing to overwrite an input file")
+    if not resolved.parent.is_dir():
+        raise OutputError(f"{output}: folder {output.parent} does not exist")
+    if output.exists() and not force:
+        raise OutputError(f"{output}: already exists (use --force to replace it)")
+
+
+def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> int:
+    """8 or 16: what was asked for, else 16 for PNG/TIFF when the sources are 16-bit."""
+    kind = IMAGE_SUFFIXES.get(output.suffix.lower())
+    if requested == 16 and kind == "JPEG":
+        raise OutputError(f"{output}: JPEG holds only 8 bits per channel; write a .tif or .png for 16-bit")
+    if requested is not None:
+        return requested
+    return 16 if source_bits > 8 and kind in {"PNG", "TIFF"} else 8

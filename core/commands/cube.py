@@ -1,0 +1,93 @@
+"""`lutfuse cube` (a bracket's learned LUT as a .cube, with its base image) and `lutfuse cube-apply`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.commands.common import (
+    add_bracket_arguments,
+    add_output_arguments,
+    check_output,
+    output_bit_depth,
+)
+from core.errors import LUTFuseError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `cube` and `cube-apply` subcommands."""
+    p = sub.add_parser(
+        "cube",
+        help="export a bracket's learned 3D LUT as a .cube file (and the base image it applies to)",
+        description="Write the bracket's LUT as an Adobe .cube file. The LUT applies to the base image, the "
+                    "per-pixel mean of the aligned frames; --base writes it as a 16-bit TIFF so that any tool "
+                    "applying the .cube to it reproduces `lutfuse fuse --detail 0`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_bracket_arguments(p)
+    add_output_arguments(p, what=".cube file")
+    p.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (OpenColorIO reads up to 129)")
+    p.add_argument("--base", type=Path, default=None, help="also write the base image here (16-bit .tif)")
+    p.add_argument("--title", default=None, help="TITLE line of the .cube (default: the first frame's name)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=run_cube)
+
+    a = sub.add_parser(
+        "cube-apply",
+        help="apply any .cube 3D LUT to an image",
+        description="Apply an Adobe .cube 3D LUT (trilinear) to an image.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    a.add_argument("cube", type=Path, metavar="LUT.cube")
+    a.add_argument("image", type=Path, metavar="IMAGE")
+    add_output_arguments(a)
+    a.set_defaults(func=run_cube_apply)
+
+
+def run_cube(args: argparse.Namespace) -> int:
+    """Load the bracket, sample the student LUT at --grid, write the .cube (and the base image)."""
+    from core.bracket import load_bracket
+    from core.cube import write_cube
+    from core.fusion import Engine
+    from core.imageio import write_image
+
+    check_output(args.output, args.frames, args.force, suffixes={".cube"})
+    if args.base is not None:
+        check_output(args.base, args.frames, args.force, suffixes={".tif", ".tiff", ".png"})
+    if not 2 <= args.grid <= 129:
+        raise LUTFuseError(f"--grid {args.grid}: the grid size must be between 2 and 129")
+
+    with tqdm(total=3, desc="cube", leave=False) as bar:
+        bracket = load_bracket(args.frames, align=not args.no_align)
+        bar.update()
+        engine = Engine(device=args.device)
+        engine.set_bracket(bracket)
+        lut = engine.lut(args.grid)
+        bar.update()
+        title = args.title or f"LUTFuse {bracket.frames[0].path.stem} G{args.grid}"
+        path = write_cube(args.output, lut, title=title, overwrite=args.force)
+        if args.base is not None:
+            write_image(args.base, engine.base(), bit_depth=16, exif=bracket.middle().exif,
+                        overwrite=args.force, inputs=[f.path for f in bracket.frames])
+        bar.update()
+    tqdm.write(f"wrote {path} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
+    return 0
+
+
+def run_cube_apply(args: argparse.Namespace) -> int:
+    """Apply a .cube file to one image and write the result."""
+    from core.bracket import load_image
+    from core.cube import apply_cube, read_cube
+    from core.imageio import write_image
+
+    check_output(args.output, [args.cube, args.image], args.force)
+    cube = read_cube(args.cube)
+    image, bits, exif = load_image(args.image)
+    out = apply_cube(image, cube)
+    depth = output_bit_depth(args.output, args.bit_depth, bits)
+    path = write_image(args.output, out, bit_depth=depth, exif=exif, quality=args.quality,
+                       overwrite=args.force, inputs=[args.cube, args.image])
+    tqdm.write(f"wrote {path} ({depth}-bit)")
+    return 0
