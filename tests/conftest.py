@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# GUI tests run without a display; set before any Qt import.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 REPO = Path(__file__).resolve().parent.parent
 
 
