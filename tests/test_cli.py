@@ -1,0 +1,139 @@
+"""The `lutfuse` command line, run as a user would: real brackets in, files out, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import piexif
+import pytest
+
+from core.cli import main
+
+
+def run_cli(*args: object) -> int:
+    """Run `lutfuse ARGS...` in-process; returns the exit status."""
+    return main([str(a) for a in args])
+
+
+@pytest.fixture
+def cades(shared_data: Path, tmp_path: Path) -> list[Path]:
+    """Three frames (2 stops apart) of a real 9-frame stack, copied so tests may write beside them."""
+    scene = shared_data / "brackets" / "hdrps" / "Cades_Cove"
+    out = []
+    for name in ("02.png", "04.png", "06.png"):
+        shutil.copy(scene / name, tmp_path / name)
+        out.append(tmp_path / name)
+    return out
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An 8- or 16-bit image file -> H×W×3 float32 RGB in [0,1]."""
+    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    scale = 65535.0 if im.dtype == np.uint16 else 255.0
+    return cv2.cvtColor(im, cv2.COLOR_BGR2RGB).astype(np.float32) / scale
+
+
+def write_jpeg_with_exif(path: Path, image: np.ndarray, exposure_s: float) -> None:
+    """Save H×W×3 float RGB as a JPEG carrying ExposureTime, FNumber and ISO."""
+    bgr = cv2.cvtColor((image * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(path), bgr)
+    exif = {"0th": {piexif.ImageIFD.Make: b"TestCam"},
+            "Exif": {piexif.ExifIFD.ExposureTime: (1, round(1 / exposure_s)),
+                     piexif.ExifIFD.FNumber: (8, 1),
+                     piexif.ExifIFD.ISOSpeedRatings: 100}}
+    piexif.insert(piexif.dump(exif), str(path))
+
+
+@pytest.mark.parametrize("command", [[], ["fuse"], ["cube"], ["cube-apply"], ["metrics"], ["eval"], ["bench"],
+                                     ["train"], ["gui"]])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(*command, "--help")
+    assert exit_info.value.code == 0
+    assert "usage: lutfuse" in capsys.readouterr().out
+
+
+def test_fuse_mertens_on_real_bracket(cades: list[Path], tmp_path: Path) -> None:
+    from core.bracket import load_bracket
+    from core.classical import mertens
+    from core.metrics import mef_ssim
+
+    out = tmp_path / "fused.png"
+    assert run_cli("fuse", *cades, "-o", out, "--method", "mertens", "--no-align") == 0
+    fused = read_rgb(out)
+    expected = mertens(load_bracket(cades, align=False).images)
+    assert fused.shape == expected.shape
+    assert np.abs(fused - expected).max() <= 1 / 255 + 1e-6
+    # A fusion must score far above any single source frame.
+    frames = [read_rgb(p) for p in cades]
+    assert mef_ssim(frames, fused) > mef_ssim(frames, frames[0]) + 0.05
+
+
+def test_fuse_refuses_to_overwrite(cades: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "fused.jpg"
+    out.write_bytes(b"keep me")
+    assert run_cli("fuse", *cades, "-o", out, "--method", "mertens") == 1
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+    before = cades[1].read_bytes()
+    assert run_cli("fuse", *cades, "-o", cades[1], "--method", "mertens", "--force") == 1
+    assert "input" in capsys.readouterr().err
+    assert cades[1].read_bytes() == before
+    assert run_cli("fuse", *cades, "-o", out, "--method", "mertens", "--force") == 0
+    assert read_rgb(out).shape[:2] == (356, 536)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
+
+
+def test_fuse_bad_inputs_exit_nonzero_with_the_file_named(cades: list[Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "nope.png"
+    assert run_cli("fuse", cades[0], missing, "-o", tmp_path / "a.png", "--method", "mertens") == 1
+    err = capsys.readouterr().err
+    assert "nope.png" in err and err.count("\n") == 1
+    assert run_cli("fuse", cades[0], "-o", tmp_path / "b.png", "--method", "mertens") == 1
+    assert "frame" in capsys.readouterr().err.lower()
+    assert run_cli("fuse", *cades, "-o", tmp_path / "c.jpg", "--bit-depth", "16") == 1
+    assert "16-bit" in capsys.readouterr().err
+
+
+def test_fuse_writes_16_bit_tiff_and_keeps_middle_exif(rendered_bracket: list[np.ndarray], tmp_path: Path) -> None:
+    import tifffile
+
+    paths = []
+    for i, (frame, t) in enumerate(zip(rendered_bracket, (1 / 500, 1 / 125, 1 / 30))):
+        paths.append(tmp_path / f"f{i}.jpg")
+        write_jpeg_with_exif(paths[-1], frame, t)
+    tif = tmp_path / "fused.tif"
+    assert run_cli("fuse", *paths[::-1], "-o", tif, "--method", "mertens", "--bit-depth", "16", "--no-align") == 0
+    data = tifffile.imread(tif)
+    assert data.dtype == np.uint16 and data.shape == (96, 128, 3)
+    jpg = tmp_path / "fused.jpg"
+    assert run_cli("fuse", *paths, "-o", jpg, "--method", "mertens", "--no-align") == 0
+    exif = piexif.load(str(jpg))["Exif"]
+    assert exif[piexif.ExifIFD.ExposureTime] == (1, 125)
+
+
+def test_cube_apply_matches_the_lut(cades: list[Path], tmp_path: Path) -> None:
+    from core.cube import write_cube
+    from core.lut import apply_lut, identity_lut
+
+    lut = identity_lut(17) ** 0.5  # a brightening curve per channel
+    cube = write_cube(tmp_path / "sqrt.cube", lut, title="sqrt")
+    out = tmp_path / "graded.tif"
+    assert run_cli("cube-apply", cube, cades[0], "-o", out, "--bit-depth", "16") == 0
+    expected = apply_lut(read_rgb(cades[0]), lut)
+    assert np.abs(read_rgb(out) - expected).max() < 1e-4
+
+
+def test_metrics_prints_mef_ssim(cades: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from core.metrics import mef_ssim
+
+    assert run_cli("metrics", *cades, "--fused", cades[1], "--reference", cades[1]) == 0
+    out = capsys.readouterr().out
+    value = float(out.split("MEF-SSIM")[1].split()[0])
+    frames = [read_rgb(p) for p in cades]
+    assert value == pytest.approx(mef_ssim(frames, frames[1]), abs=1e-5)
+    assert "PSNR" in out and "inf" in out.split("PSNR")[1].split("\n")[0]
