@@ -1,0 +1,116 @@
+"""`lutfuse train refine-phase2`: AMNet fusing (under, intermediate, over) against the dense-stack reference, with
+phase 1 frozen (decoupled training) supplying the intermediate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.hq import build_phase1
+from core.models.refine import AMNet, Phase1UNet, count_parameters
+from core.train.refine_losses import refine_loss
+from core.train.refine_phase1 import (
+    add_common_arguments,
+    export,
+    log,
+    psnr,
+    setup,
+    to_image,
+    to_tensor,
+    train,
+    write_metrics,
+)
+
+
+class TwoPhase(nn.Module):
+    """Frozen phase 1 feeding a trainable AMNet; only AMNet's parameters are optimised or saved."""
+
+    def __init__(self, phase1: Phase1UNet, phase2: AMNet) -> None:
+        super().__init__()
+        self.phase1 = phase1.eval().requires_grad_(False)
+        self.phase2 = phase2
+
+    def train(self, mode: bool = True) -> TwoPhase:
+        """Switch AMNet's mode; phase 1 stays in eval mode."""
+        self.phase2.train(mode)
+        return self
+
+    def forward(self, under: torch.Tensor, over: torch.Tensor, middle: torch.Tensor | None = None) -> torch.Tensor:
+        """under, over N×3×H×W in [0,1] (middle: a real middle frame instead of phase 1's) -> N×3×H×W in [0,1]."""
+        if middle is None:
+            with torch.no_grad():
+                middle = self.phase1(under, over)
+        return self.phase2(under, middle, over)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `lutfuse train refine-phase2`."""
+    add_common_arguments(parser, out="runs/refine_phase2", width=24, steps=1000, batch=4, crop=96, lr=5e-4)
+    parser.add_argument("--phase1", type=Path, default=Path("resources/weights/refine_phase1.pt"),
+                        help="trained phase-1 weights (frozen here)")
+
+
+def phase2_loss(model: TwoPhase, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of the fused crop against the dense-stack reference."""
+    pred = model(batch["under"], batch["over"])
+    return refine_loss(pred, batch["reference"])
+
+
+def _scores(fused: np.ndarray, reference: np.ndarray, inputs: np.ndarray) -> dict[str, float | None]:
+    """PSNR and SSIM against the reference, MEF-SSIM against the inputs (core.metrics when present)."""
+    try:
+        from core.metrics import mef_ssim, ssim
+    except ImportError:
+        from core.train.refine_losses import ssim as torch_ssim
+
+        def ssim(a: np.ndarray, b: np.ndarray) -> float:
+            return float(torch_ssim(to_tensor(a, torch.device("cpu")), to_tensor(b, torch.device("cpu"))))
+
+        mef_ssim = None
+    return {"psnr": psnr(fused, reference), "ssim": float(ssim(fused, reference)),
+            "mef_ssim": None if mef_ssim is None else float(mef_ssim(list(inputs), fused))}
+
+
+def validate_phase2(model: TwoPhase, data_root: Path, device: torch.device, max_side: int = 512) -> dict:
+    """Per validation case: HQ with the generated middle, HQ with the real middle, and Mertens on the same inputs."""
+    from core.classical import mertens
+    from core.train import data
+
+    rows = []
+    with torch.no_grad():
+        for case in data.validation_cases(data_root, max_side=max_side):
+            inputs, ref = case["inputs"], case["reference"]
+            under, over = to_tensor(inputs[0], device), to_tensor(inputs[-1], device)
+            row = {"key": case["key"], "k": int(len(inputs))}
+            row["hq_generated_middle"] = _scores(to_image(model(under, over)), ref, inputs)
+            row["hq_real_middle"] = _scores(to_image(model(under, over, to_tensor(case["middle"], device))), ref,
+                                            inputs)
+            row["mertens"] = _scores(mertens(inputs), ref, inputs)
+            rows.append(row)
+            log.info("val %s", json.dumps(row))
+    means = {}
+    for method in ("hq_generated_middle", "hq_real_middle", "mertens"):
+        means[method] = {m: (None if rows[0][method][m] is None else float(np.mean([r[method][m] for r in rows])))
+                         for m in ("psnr", "ssim", "mef_ssim")}
+    return {"cases": rows, "mean": means, "n_cases": len(rows)}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train phase 2 on top of frozen phase 1, validate, export; returns the exit status."""
+    device = setup(args)
+    phase1 = build_phase1(torch.load(args.phase1, map_location="cpu", weights_only=True), args.phase1)
+    model = TwoPhase(phase1, AMNet(width=args.width)).to(device)
+    log.info("phase 2 width %d, %d parameters (phase 1 frozen: %d)", args.width, count_parameters(model.phase2),
+             sum(p.numel() for p in phase1.parameters()))
+    summary = train(args, model, phase2_loss, device=device)
+    summary["parameters"] = count_parameters(model.phase2)
+    summary["validation"] = validate_phase2(model, args.data, device, args.max_side)
+    export(model.phase2.state_dict(), args.export)
+    write_metrics(args, summary)
+    print(json.dumps(summary["validation"]["mean"], indent=1))
+    return 0
