@@ -97,6 +97,7 @@ def collate(items: list[dict]) -> dict:
         "over": torch.stack([torch.as_tensor(it["inputs"][-1]) for it in items]),
         "middle": torch.stack([torch.as_tensor(it["middle"]) for it in items]),
         "reference": torch.stack([torch.as_tensor(it["reference"]) for it in items]),
+        "k": torch.tensor([int(it["k"]) for it in items]),
     }
 
 
@@ -132,7 +133,7 @@ def train(args: argparse.Namespace, model: nn.Module, loss_fn: Callable[[nn.Modu
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
-        batch = {k: v.to(device) for k, v in next(stream).items()}
+        batch = {k: (v if k == "k" else v.to(device)) for k, v in next(stream).items()}
         loss, terms = loss_fn(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -53,12 +53,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, out="runs/refine_phase2", width=24, steps=1000, batch=4, crop=96, lr=5e-4)
     parser.add_argument("--phase1", type=Path, default=Path("resources/weights/refine_phase1.pt"),
                         help="trained phase-1 weights (frozen here)")
+    parser.add_argument("--real-middle-prob", type=float, default=0.5,
+                        help="chance that a crop from a 3-frame bracket gets its real middle frame as the "
+                             "intermediate instead of phase 1's output")
 
 
-def phase2_loss(model: TwoPhase, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of the fused crop against the dense-stack reference."""
-    pred = model(batch["under"], batch["over"])
-    return refine_loss(pred, batch["reference"])
+def make_phase2_loss(real_middle_prob: float, seed: int):
+    """Loss of the fused crop against the dense-stack reference. Crops from 3-frame brackets get their real middle
+    frame as the intermediate with probability `real_middle_prob` (else phase 1's), so that AMNet learns both kinds
+    of intermediate and the validation can measure which one serves a 3-frame bracket better."""
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def loss(model: TwoPhase, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.no_grad():
+            middle = model.phase1(batch["under"], batch["over"])
+        use_real = (batch["k"] >= 3) & (torch.rand(batch["k"].shape, generator=gen) < real_middle_prob)
+        if bool(use_real.any()):
+            middle = torch.where(use_real.view(-1, 1, 1, 1).to(middle.device), batch["middle"], middle)
+        pred = model(batch["under"], batch["over"], middle)
+        return refine_loss(pred, batch["reference"])
+
+    return loss
 
 
 def _scores(fused: np.ndarray, reference: np.ndarray, inputs: np.ndarray) -> dict[str, float | None]:
@@ -77,7 +92,8 @@ def _scores(fused: np.ndarray, reference: np.ndarray, inputs: np.ndarray) -> dic
 
 
 def validate_phase2(model: TwoPhase, data_root: Path, device: torch.device, max_side: int = 512) -> dict:
-    """Per validation case: HQ with the generated middle, HQ with the real middle, and Mertens on the same inputs."""
+    """Per validation case: HQ with phase 1's middle, HQ with the real middle frame (deployable only when the
+    bracket has 3 frames; for 2-frame cases it is an oracle), and Mertens on the same inputs; means per k."""
     from core.classical import mertens
     from core.train import data
 
@@ -88,15 +104,20 @@ def validate_phase2(model: TwoPhase, data_root: Path, device: torch.device, max_
             under, over = to_tensor(inputs[0], device), to_tensor(inputs[-1], device)
             row = {"key": case["key"], "k": int(len(inputs))}
             row["hq_generated_middle"] = _scores(to_image(model(under, over)), ref, inputs)
-            row["hq_real_middle"] = _scores(to_image(model(under, over, to_tensor(case["middle"], device))), ref,
-                                            inputs)
+            real = _scores(to_image(model(under, over, to_tensor(case["middle"], device))), ref, inputs)
+            row["hq_real_middle" if len(inputs) >= 3 else "hq_oracle_middle"] = real
             row["mertens"] = _scores(mertens(inputs), ref, inputs)
             rows.append(row)
             log.info("val %s", json.dumps(row))
-    means = {}
-    for method in ("hq_generated_middle", "hq_real_middle", "mertens"):
-        means[method] = {m: (None if rows[0][method][m] is None else float(np.mean([r[method][m] for r in rows])))
-                         for m in ("psnr", "ssim", "mef_ssim")}
+    means: dict[str, dict] = {}
+    for group, members in (("all", rows), ("k2", [r for r in rows if r["k"] == 2]),
+                           ("k3", [r for r in rows if r["k"] >= 3])):
+        for method in ("hq_generated_middle", "hq_real_middle", "hq_oracle_middle", "mertens"):
+            have = [r[method] for r in members if method in r]
+            if have:
+                means.setdefault(group, {})[method] = {
+                    m: None if have[0][m] is None else float(np.mean([h[m] for h in have]))
+                    for m in ("psnr", "ssim", "mef_ssim")} | {"n": len(have)}
     return {"cases": rows, "mean": means, "n_cases": len(rows)}
 
 
@@ -107,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     model = TwoPhase(phase1, AMNet(width=args.width)).to(device)
     log.info("phase 2 width %d, %d parameters (phase 1 frozen: %d)", args.width, count_parameters(model.phase2),
              sum(p.numel() for p in phase1.parameters()))
-    summary = train(args, model, phase2_loss, device=device)
+    summary = train(args, model, make_phase2_loss(args.real_middle_prob, args.seed), device=device)
     summary["parameters"] = count_parameters(model.phase2)
     summary["validation"] = validate_phase2(model, args.data, device, args.max_side)
     export(model.phase2.state_dict(), args.export)
