@@ -229,8 +229,9 @@ def _read_raw(path: Path, max_pixels: int) -> _Loaded:
     try:
         with rawpy.imread(str(path)) as raw:
             _check_pixels(path, raw.sizes.width, raw.sizes.height, max_pixels)
-            # No auto-bright keeps the exposures comparable; gamma (2.4, 12.92) is the sRGB curve.
-            rgb = raw.postprocess(output_bps=16, use_camera_wb=True, no_auto_bright=True,
+            # No auto-bright, and no lowering of the white level to the brightest value found
+            # (adjust_maximum_thr=0), keep the exposures comparable; gamma (2.4, 12.92) is the sRGB curve.
+            rgb = raw.postprocess(output_bps=16, use_camera_wb=True, no_auto_bright=True, adjust_maximum_thr=0.0,
                                   output_color=rawpy.ColorSpace.sRGB, gamma=(2.4, 12.92))
             other = raw.other
     except BracketError:

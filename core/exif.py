@@ -50,7 +50,7 @@ def apply_orientation(image: np.ndarray, code: int) -> np.ndarray:
         4: lambda a: a[::-1],                   # mirrored vertically
         5: lambda a: a.swapaxes(0, 1),          # transposed
         6: lambda a: np.rot90(a, -1),           # stored rotated 90 CCW: turn clockwise
-        7: lambda a: np.rot90(a, 1)[::-1],      # transverse (anti-diagonal)
+        7: lambda a: np.rot90(a, -1)[::-1],     # transverse (mirrored about the anti-diagonal)
         8: lambda a: np.rot90(a, 1),            # stored rotated 90 CW: turn counter-clockwise
     }
     return np.ascontiguousarray(ops.get(code, ops[1])(image))
