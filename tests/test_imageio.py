@@ -111,6 +111,19 @@ def test_refuses_existing_file_unless_overwrite(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_commit_never_replaces_a_file_that_appeared_after_the_check(tmp_path: Path) -> None:
+    from core.imageio import _commit
+
+    out = tmp_path / "late.png"
+    out.write_bytes(b"written by someone else meanwhile")
+    with pytest.raises(OutputError, match="already exists"):
+        _commit(out, b"new bytes", overwrite=False)
+    assert out.read_bytes() == b"written by someone else meanwhile"
+    assert leftovers(tmp_path) == []
+    _commit(out, b"new bytes", overwrite=True)
+    assert out.read_bytes() == b"new bytes"
+
+
 def test_refuses_to_write_over_an_input_even_with_overwrite(tmp_path: Path) -> None:
     frame = write_image(tmp_path / "frame.png", rendered())
     before = frame.read_bytes()
