@@ -374,6 +374,23 @@ def _expand(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
+def _permute(stack: np.ndarray, order: list[int]) -> None:
+    """Reorder N×... `stack` in place so that new stack[k] = old stack[order[k]], with one frame of scratch memory."""
+    done = [False] * len(order)
+    for start in range(len(order)):
+        if done[start] or order[start] == start:
+            continue
+        saved, k = stack[start].copy(), start
+        while True:  # walk one cycle of the permutation
+            done[k] = True
+            source = order[k]
+            if source == start:
+                stack[k] = saved
+                break
+            stack[k] = stack[source]
+            k = source
+
+
 def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
                  max_pixels: int = 200_000_000) -> Bracket:
     """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1]."""
@@ -384,25 +401,33 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
         raise BracketError(f"{paths[0]}: a bracket needs at least {MIN_FRAMES} frames, got 1")
     if len(paths) > MAX_FRAMES:
         raise BracketError(f"{paths[0].parent}: a bracket has at most {MAX_FRAMES} frames, got {len(paths)}")
+    # Frames go straight into one preallocated stack, which is then permuted and aligned in place:
+    # peak memory is N+1 frames rather than 2-3 N (9 frames of 45 MP are ~5 GB as float32).
+    stack: np.ndarray | None = None
     loaded: list[_Loaded] = []
-    for path in paths:
+    for i, path in enumerate(paths):
         item = _load(path, max_pixels)
-        if loaded and item.image.shape != loaded[0].image.shape:
-            (h0, w0), (h, w) = loaded[0].image.shape[:2], item.image.shape[:2]
+        if stack is None:
+            stack = np.empty((len(paths), *item.image.shape), np.float32)
+        elif item.image.shape != stack.shape[1:]:
+            (h0, w0), (h, w) = stack.shape[1:3], item.image.shape[:2]
             raise BracketError(f"{path}: size {w}×{h} differs from {paths[0]}: {w0}×{h0}; "
                                "all frames of a bracket must have the same size")
+        stack[i] = item.image
+        item.image = stack[i]
         loaded.append(item)
+    assert stack is not None
 
     evs = _exif_evs([item.settings for item in loaded])
     source = "exif"
     if evs is None:
-        evs, source = brightness_evs([item.image for item in loaded]), "brightness"
+        evs, source = brightness_evs(list(stack)), "brightness"
     order = sorted(range(len(loaded)), key=lambda i: evs[i])  # stable: equal EVs keep the given order
-    images = [loaded[i].image for i in order]
+    _permute(stack, order)
     if align:
-        images = align_images(images)
-    stack = np.stack(images).astype(np.float32, copy=False)
-    del images
+        for k, (dx, dy) in enumerate(mtb_shifts(stack)):
+            if dx or dy:
+                stack[k] = shift_image(stack[k], dx, dy)
     frames = [Frame(path=paths[i], image=stack[k], bit_depth=loaded[i].bit_depth, ev=float(evs[i]),
                     ev_source=source, exif=loaded[i].exif) for k, i in enumerate(order)]
     return Bracket(frames=frames, aligned=align, _stack=stack)

@@ -283,6 +283,18 @@ def test_alignment_undoes_a_camera_shift() -> None:
     np.testing.assert_array_equal(aligned[0][-3:], np.repeat(aligned[0][-4:-3], 3, axis=0))
 
 
+def test_in_place_reordering_matches_fancy_indexing() -> None:
+    from itertools import permutations
+
+    from core.bracket import _permute
+
+    for order in permutations(range(4)):
+        stack = np.arange(4 * 6, dtype=np.float32).reshape(4, 2, 3)
+        expected = stack[list(order)].copy()
+        _permute(stack, list(order))
+        np.testing.assert_array_equal(stack, expected)
+
+
 def test_load_bracket_aligns_by_default_and_not_when_asked(tmp_path: Path) -> None:
     moved, still = shifted_bracket([(3, 2), (0, 0), (-2, -5)])
     paths = [save(tmp_path / f"{i}.png", frame) for i, frame in enumerate(moved)]
