@@ -271,7 +271,7 @@ def _load(path: str | Path, max_pixels: int) -> _Loaded:
 
 
 def load_image(path: str | Path, *, max_pixels: int = 200_000_000) -> tuple[np.ndarray, int, bytes | None]:
-    """One image file -> (H×W×3 float32 RGB in [0,1] with EXIF orientation applied, bit depth 8/16, EXIF block or None)."""
+    """One file -> (H×W×3 float32 RGB in [0,1], EXIF orientation applied; bit depth 8/16; EXIF block or None)."""
     loaded = _load(path, max_pixels)
     return loaded.image, loaded.bit_depth, loaded.exif
 
@@ -325,7 +325,7 @@ def _max_bits(height: int, width: int) -> int:
 
 
 def mtb_shifts(images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
-    """(dx, dy) integer shift that registers each H×W×3 [0,1] frame to the middle one (index N//2), by OpenCV AlignMTB."""
+    """(dx, dy) integer shift registering each H×W×3 [0,1] frame to the middle one (index N//2), by AlignMTB."""
     height, width = images[0].shape[:2]
     mtb = cv2.createAlignMTB(_max_bits(height, width), 4, True)
     greys = [cv2.cvtColor(np.clip(im * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY) for im in images]

@@ -21,7 +21,7 @@ _KEEP_0TH = {
 
 
 def parse(block: bytes | None) -> dict | None:
-    """piexif dict of an EXIF block (with or without the b"Exif\\0\\0" prefix, or a JPEG/TIFF file's bytes); None if unparsable."""
+    """piexif dict of an EXIF block (b"Exif\\0\\0"-prefixed or bare TIFF, or a JPEG/TIFF file's bytes); None if unusable."""
     if not block:
         return None
     if block[:4] in (b"II*\x00", b"MM\x00*"):
@@ -77,7 +77,7 @@ def exposure(data: dict | None) -> tuple[float | None, float | None, float | Non
 
 
 def _dump_robust(data: dict) -> bytes | None:
-    """piexif.dump, dropping the individual tags piexif cannot serialise (a known piexif weakness) instead of failing."""
+    """piexif.dump, dropping the single tags piexif cannot serialise (a known piexif weakness) instead of failing."""
     try:
         return piexif.dump(data)
     except Exception:

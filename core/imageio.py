@@ -45,7 +45,7 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
 
 
 def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
-    """H×W×3 (or H×W) float in [0,1] -> uint8/uint16 of the same shape, rounded to nearest; values outside clipped."""
+    """H×W×3 (or H×W) float in [0,1] -> uint8/uint16 of the same shape, rounded to nearest; outside values clipped."""
     image = np.asarray(image)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
         raise ValueError(f"expected an H×W×3 image, got shape {image.shape}")
@@ -119,7 +119,7 @@ def _commit(path: Path, payload: bytes, overwrite: bool) -> None:
 
 def write_image(path: str | Path, image: np.ndarray, *, bit_depth: int = 8, exif: bytes | None = None,
                 quality: int = 95, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
-    """Write H×W×3 float RGB in [0,1] as PNG (8/16), JPEG (8, EXIF kept, orientation 1) or TIFF (8/16); returns the path."""
+    """Write H×W×3 float RGB in [0,1] as PNG (8/16), JPEG (8, EXIF kept, orientation 1) or TIFF (8/16) -> path."""
     path = Path(path)
     kind = check_target(path, overwrite=overwrite, inputs=inputs)
     if bit_depth not in (8, 16):
