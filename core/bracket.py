@@ -72,6 +72,8 @@ class Bracket:
 
 @dataclass
 class _Loaded:
+    """One decoded file before it joins a bracket."""
+
     image: np.ndarray
     bit_depth: int
     exif: bytes | None
