@@ -1,0 +1,112 @@
+"""Adjust panel: the grid-size slider (2–129, with 17/33/65 marked) and the detail slider (0–1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtGui import QPainter, QPen, QColor
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QLabel,
+    QSlider,
+    QStyle,
+    QStyleOptionSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.state import GRID_MARKS, GRID_MAX, GRID_MIN
+
+DETAIL_STEPS = 100
+
+
+class MarkRow(QWidget):
+    """Tick marks and labels under a slider at chosen values, placed where the handle stands at that value."""
+
+    def __init__(self, slider: QSlider, marks: Sequence[int]) -> None:
+        super().__init__()
+        self.slider = slider
+        self.marks = list(marks)
+        self.setFixedHeight(22)
+
+    def x_of(self, value: int) -> int:
+        """Pixel x (in this widget) of the handle centre at `value`."""
+        opt = QStyleOptionSlider()
+        self.slider.initStyleOption(opt)
+        style = self.slider.style()
+        handle = style.subControlRect(QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderHandle,
+                                      self.slider)
+        groove = style.subControlRect(QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderGroove,
+                                      self.slider)
+        span = groove.width() - handle.width()
+        offset = style.sliderPositionFromValue(self.slider.minimum(), self.slider.maximum(), value, span)
+        return groove.x() + offset + handle.width() // 2 + self.slider.x() - self.x()
+
+    def paintEvent(self, _event) -> None:
+        """Draw a tick and its number at each mark."""
+        painter = QPainter(self)
+        painter.setPen(QPen(QColor("#9a9a9a"), 1))
+        for value in self.marks:
+            x = self.x_of(value)
+            painter.drawLine(x, 0, x, 5)
+            painter.drawText(QRect(x - 20, 6, 40, 16), Qt.AlignmentFlag.AlignHCenter, str(value))
+        painter.end()
+
+
+class AdjustPanel(QWidget):
+    """Grid size and detail sliders; reports changes while dragging (preview) and when settled (full)."""
+
+    gridChanged = Signal(int, bool)       # value, settled (False while the handle is dragged)
+    detailChanged = Signal(float, bool)
+
+    def __init__(self, grid: int, detail: float, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.grid = QSlider(Qt.Orientation.Horizontal)
+        self.grid.setRange(GRID_MIN, GRID_MAX)
+        self.grid.setValue(grid)
+        self.grid.setPageStep(8)
+        self.grid.setToolTip("LUT grid size: the learned LUT is re-sampled on a G×G×G lattice")
+        self.grid_value = QLabel()
+        self.grid_value.setObjectName("valueLabel")
+        self.marks = MarkRow(self.grid, GRID_MARKS)
+        self.detail = QSlider(Qt.Orientation.Horizontal)
+        self.detail.setRange(0, DETAIL_STEPS)
+        self.detail.setValue(round(detail * DETAIL_STEPS))
+        self.detail.setToolTip("Local contrast from the exposures; 0 = the pure LUT (what the .cube gives)")
+        self.detail_value = QLabel()
+        self.detail_value.setObjectName("valueLabel")
+        grid_title, detail_title = QLabel("Grid size"), QLabel("Detail")
+        layout = QGridLayout(self)
+        layout.setContentsMargins(8, 8, 8, 4)
+        layout.setHorizontalSpacing(10)
+        layout.setVerticalSpacing(2)
+        layout.addWidget(grid_title, 0, 0)
+        layout.addWidget(self.grid_value, 0, 1, Qt.AlignmentFlag.AlignRight)
+        layout.addWidget(self.grid, 1, 0, 1, 2)
+        layout.addWidget(self.marks, 2, 0, 1, 2)
+        layout.addWidget(detail_title, 3, 0)
+        layout.addWidget(self.detail_value, 3, 1, Qt.AlignmentFlag.AlignRight)
+        layout.addWidget(self.detail, 4, 0, 1, 2)
+        self._show_values()
+        self.grid.valueChanged.connect(lambda v: self._changed(self.gridChanged, v, self.grid))
+        self.grid.sliderReleased.connect(lambda: self.gridChanged.emit(self.grid.value(), True))
+        self.detail.valueChanged.connect(lambda v: self._changed(self.detailChanged, v / DETAIL_STEPS, self.detail))
+        self.detail.sliderReleased.connect(
+            lambda: self.detailChanged.emit(self.detail.value() / DETAIL_STEPS, True))
+
+    def _changed(self, signal: Signal, value, slider: QSlider) -> None:
+        """Forward a value change; while the handle is held it is a preview, otherwise settled."""
+        self._show_values()
+        signal.emit(value, not slider.isSliderDown())
+
+    def _show_values(self) -> None:
+        """Numbers beside the slider titles."""
+        g = self.grid.value()
+        self.grid_value.setText(f"{g} × {g} × {g}")
+        self.detail_value.setText(f"{self.detail.value() / DETAIL_STEPS:.2f}")
+
+    def resizeEvent(self, event) -> None:
+        """Marks follow the slider's geometry."""
+        super().resizeEvent(event)
+        self.marks.update()

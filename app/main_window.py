@@ -1,0 +1,452 @@
+"""The editor window: frame strip, image view, adjust + histogram, LUT panel, exports, menus and shortcuts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import export as ex
+from app.controls import AdjustPanel
+from app.frame_strip import FrameStrip
+from app.histogram import HistogramWidget
+from app.lut_panel import LutPanel
+from app.settings import AppSettings
+from app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
+from app.viewer import ImageViewer
+from app.workers import EngineHost, Job
+
+OPEN_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf *.rw2);;All files (*)"
+
+
+class Banner(QFrame):
+    """An inline error message above the image, with a close button; hidden when empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("banner")
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        """Show `text` until closed or replaced."""
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    """LUTFuse editor over one EngineHost; every engine call runs on a worker thread."""
+
+    renderShown = Signal(bool)     # a render reached the view; True when it was the full-resolution one
+    errorShown = Signal(str)
+    exportEnded = Signal(str, str)  # status ("done", "failed", "cancelled"), path or message
+
+    def __init__(self, settings: AppSettings | None = None,
+                 engine_factory: Callable[[], object] | None = None) -> None:
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.host = EngineHost(engine_factory, self)
+        self.loaded: LoadedBracket | None = None
+        self.full_shown = False
+        self.export_job: Job | None = None
+        self.setWindowTitle("LUTFuse")
+        self.setAcceptDrops(True)
+        self._build_widgets()
+        self._build_menus()
+        self._connect()
+        self.resize(QSize(1440, 900))
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    # -- construction ------------------------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        """Central view with its banner, three docks, and the status bar."""
+        self.viewer = ImageViewer()
+        self.banner = Banner()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(6, 6, 6, 0)
+        layout.setSpacing(6)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.viewer, 1)
+        self.setCentralWidget(central)
+
+        self.strip = FrameStrip()
+        self.strip.set_align(self.settings.align)
+        self.adjust = AdjustPanel(self.settings.grid, self.settings.detail)
+        self.histogram = HistogramWidget()
+        adjust_box = QWidget()
+        adjust_layout = QVBoxLayout(adjust_box)
+        adjust_layout.setContentsMargins(0, 0, 0, 0)
+        adjust_layout.addWidget(self.adjust)
+        hist_title = QLabel("Histogram")
+        hist_title.setObjectName("panelTitle")
+        hist_title.setContentsMargins(8, 4, 8, 0)
+        adjust_layout.addWidget(hist_title)
+        adjust_layout.addWidget(self.histogram, 1)
+        self.lut_panel = LutPanel()
+        self.docks = {}
+        for name, title, widget, area in (
+            ("frames", "Frames", self.strip, Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("adjust", "Adjust", adjust_box, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("lut", "LUT", self.lut_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock_{name}")  # saveState() needs names
+            dock.setWidget(widget)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+            self.addDockWidget(area, dock)
+            self.docks[name] = dock
+        self.resizeDocks([self.docks["frames"]], [200], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["adjust"], self.docks["lut"]], [380, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["adjust"], self.docks["lut"]], [300, 520], Qt.Orientation.Vertical)
+
+        bar = self.statusBar()
+        self.zoom_label = QLabel("")
+        self.render_label = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress_label = QLabel("")
+        self.cancel_button = QPushButton("Cancel")
+        for w in (self.progress_label, self.progress, self.cancel_button):
+            bar.addPermanentWidget(w)
+            w.hide()
+        bar.addPermanentWidget(self.render_label)
+        bar.addPermanentWidget(self.zoom_label)
+
+    def _action(self, menu, text: str, slot, shortcuts: Sequence[str | QKeySequence] = (),
+                tip: str = "") -> QAction:
+        """A menu action with shortcuts that work anywhere in the window."""
+        action = QAction(text, self)
+        action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        """File and View menus; every shortcut lives on an action."""
+        file_menu = self.menuBar().addMenu("&File")
+        self._action(file_menu, "&Open Bracket…", self.open_dialog, [QKeySequence.StandardKey.Open],
+                     "Open 2–9 exposures of one scene")
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        file_menu.addSeparator()
+        self.export_actions = [
+            self._action(file_menu, "&Export Image…", self.export_image_dialog, ["Ctrl+E"],
+                         "Write the fused image (PNG, JPEG, 8/16-bit TIFF)"),
+            self._action(file_menu, "Export &LUT (.cube)…", self.export_cube_dialog, ["Ctrl+Alt+E"],
+                         "Write the LUT as a .cube and the 16-bit base image it applies to"),
+            self._action(file_menu, "&HQ Export…", self.export_hq_dialog, ["Ctrl+Shift+E"],
+                         "Two-phase neural refinement at full resolution (slow)"),
+        ]
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, [QKeySequence.StandardKey.Quit])
+        view = self.menuBar().addMenu("&View")
+        self._action(view, "&Fit", self.viewer.fit, ["Ctrl+0"])
+        self._action(view, "&100 %", self.viewer.actual_size, ["Ctrl+1"])
+        self._action(view, "Zoom &In", self.viewer.zoom_in, ["+", "=", "Ctrl++"])
+        self._action(view, "Zoom &Out", self.viewer.zoom_out, ["-", "Ctrl+-"])
+        view.addSeparator()
+        self.split_action = self._action(view, "&Before / After", self.viewer.toggle_split, ["B", "\\"],
+                                         "Split the view against the middle frame")
+        view.addSeparator()
+        for dock in self.docks.values():
+            view.addAction(dock.toggleViewAction())
+        self._rebuild_recent()
+        self._set_exports_enabled(False)
+
+    def _connect(self) -> None:
+        """Wire the host's results and the panels' requests."""
+        self.host.loaded.connect(self._on_loaded)
+        self.host.load_failed.connect(self._on_load_failed)
+        self.host.rendered.connect(self._on_rendered)
+        self.host.render_failed.connect(lambda msg: self.show_error(f"Render failed: {msg}"))
+        self.host.busy_changed.connect(lambda busy: self.render_label.setText("Rendering…" if busy else
+                                                                            self.render_label.text()))
+        self.adjust.gridChanged.connect(lambda _v, settled: self.request_render(settled))
+        self.adjust.detailChanged.connect(lambda _v, settled: self.request_render(settled))
+        self.strip.alignToggled.connect(self._on_align_toggled)
+        self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
+        self.cancel_button.clicked.connect(self.cancel_export)
+
+    # -- state shortcuts ---------------------------------------------------------------------------------------
+    @property
+    def grid(self) -> int:
+        """Grid size on the slider."""
+        return self.adjust.grid.value()
+
+    @property
+    def detail(self) -> float:
+        """Detail strength on the slider."""
+        return self.adjust.detail.value() / 100
+
+    # -- opening -----------------------------------------------------------------------------------------------
+    def open_bracket(self, paths: Sequence[str | Path], align: bool | None = None) -> None:
+        """Load a bracket in the background; the current one stays until the new one is ready."""
+        paths = [Path(p) for p in paths]
+        if not paths:
+            return
+        align = self.strip.align.isChecked() if align is None else align
+        self.statusBar().showMessage(f"Opening {paths[0].name}{' …' if len(paths) > 1 else ''}")
+        self.host.load(paths, align)
+
+    def open_dialog(self) -> None:
+        """File → Open: pick several frames (multi-select)."""
+        files, _ = QFileDialog.getOpenFileNames(self, "Open bracket (2–9 exposures)", self.settings.last_folder,
+                                                OPEN_FILTER)
+        if files:
+            self.settings.last_folder = str(Path(files[0]).parent)
+            self.open_bracket(files)
+
+    def _on_align_toggled(self, on: bool) -> None:
+        """Reload the current bracket with or without alignment."""
+        self.settings.align = on
+        if self.loaded is not None:
+            self.open_bracket(self.loaded.paths, align=on)
+
+    def _on_loaded(self, loaded: LoadedBracket) -> None:
+        """Show the new bracket and render it: a quick preview first, then full resolution."""
+        self.loaded = loaded
+        self.full_shown = False
+        frames = loaded.bracket.frames
+        self.strip.set_frames(loaded.thumbnails, [f.path for f in frames], loaded.relative_evs,
+                              [f.ev_source for f in frames])
+        self.strip.set_align(loaded.align)
+        h, w = loaded.before.shape[:2]
+        self.viewer.set_images(None, loaded.before, (w, h))
+        self.banner.hide()
+        self.settings.recent = push_recent(self.settings.recent, [str(p) for p in loaded.paths])
+        self._rebuild_recent()
+        self._set_exports_enabled(self.export_job is None)
+        name = loaded.paths[0].name if len(loaded.paths) == 1 else f"{frames[0].path.name} …"
+        self.setWindowTitle(f"LUTFuse — {name} ({len(frames)} frames, {w}×{h})")
+        self.statusBar().showMessage(f"Opened {len(frames)} frames, {w}×{h}"
+                                     f"{', aligned' if loaded.align else ''}", 5000)
+        self.host.request_render(self.grid, self.detail, PREVIEW_MAX_SIDE)
+        self.host.request_render(self.grid, self.detail, None)
+
+    def _on_load_failed(self, message: str) -> None:
+        """Say why; the current bracket stays (and the Align box shows its real state)."""
+        if self.loaded is not None:
+            self.strip.set_align(self.loaded.align)
+        self.show_error(f"Could not open the bracket: {message}")
+
+    def _rebuild_recent(self) -> None:
+        """File → Open Recent from the settings."""
+        self.recent_menu.clear()
+        recent = self.settings.recent
+        for entry in recent:
+            action = self.recent_menu.addAction(recent_label(entry))
+            action.setToolTip("\n".join(entry))
+            action.triggered.connect(lambda _c=False, e=entry: self.open_bracket(e))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        """Accept local files and folders."""
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        """Open the dropped frames (or the dropped folder)."""
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_bracket(paths)
+
+    # -- rendering ---------------------------------------------------------------------------------------------
+    def request_render(self, settled: bool = True) -> None:
+        """Render at the sliders' values: a small preview while a handle is held, full resolution once settled."""
+        self.host.request_render(self.grid, self.detail, None if settled else PREVIEW_MAX_SIDE)
+
+    def _on_rendered(self, result: RenderResult) -> None:
+        """Put a finished render on screen with its histogram and LUT."""
+        if self.loaded is None:
+            return
+        self.viewer.set_after(result.image)
+        self.histogram.set_histograms(result.histogram)
+        if self.lut_panel.size != result.lut.shape[0] or self.lut_panel.lut is not result.lut:
+            self.lut_panel.set_lut(result.lut)
+        kind = "full" if result.request.full else f"preview {max(result.image.shape[:2])} px"
+        self.render_label.setText(f"G {result.request.grid} · {kind} · {result.seconds * 1000:.0f} ms")
+        if result.request.full:
+            self.full_shown = True
+        self.renderShown.emit(result.request.full)
+
+    # -- errors ------------------------------------------------------------------------------------------------
+    def show_error(self, message: str) -> None:
+        """A readable message in the banner and the status bar; the editor carries on."""
+        self.banner.show_message(message)
+        self.statusBar().showMessage(message, 15000)
+        self.errorShown.emit(message)
+
+    # -- exports -----------------------------------------------------------------------------------------------
+    def confirm_overwrite(self, paths: Sequence[Path]) -> bool:
+        """Ask before replacing existing files (tests replace this method)."""
+        names = "\n".join(str(p) for p in paths)
+        answer = QMessageBox.question(self, "Replace existing file?", f"Replace\n{names}?",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _save_dialog(self, title: str, filters: Sequence[str]) -> tuple[Path | None, str]:
+        """A save dialog that leaves the overwrite question to confirm_overwrite()."""
+        path, chosen = QFileDialog.getSaveFileName(self, title, self.settings.last_folder, ";;".join(filters),
+                                                   options=QFileDialog.Option.DontConfirmOverwrite)
+        if not path:
+            return None, chosen
+        self.settings.last_folder = str(Path(path).parent)
+        return Path(path), chosen
+
+    def _image_choice(self, title: str) -> tuple[Path | None, ex.ImageOptions]:
+        """Ask for an image path, format and (for JPEG) quality."""
+        path, chosen = self._save_dialog(title, list(ex.IMAGE_FILTERS))
+        if path is None:
+            return None, ex.ImageOptions()
+        suffix, bits = ex.IMAGE_FILTERS.get(chosen, (".jpg", 8))
+        path = ex.with_suffix(path, suffix) if path.suffix == "" else path
+        quality = self.settings.jpeg_quality
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            bits = 8
+            quality, ok = QInputDialog.getInt(self, "JPEG quality", "Quality (1–100):", quality, 1, 100)
+            if not ok:
+                return None, ex.ImageOptions()
+            self.settings.jpeg_quality = quality
+        return path, ex.ImageOptions(bit_depth=bits, quality=quality)
+
+    def export_image_dialog(self) -> None:
+        """File → Export Image."""
+        if self.loaded is not None:
+            path, options = self._image_choice("Export fused image")
+            if path is not None:
+                self.export_image(path, options)
+
+    def export_cube_dialog(self) -> None:
+        """File → Export LUT."""
+        if self.loaded is not None:
+            path, _ = self._save_dialog("Export LUT as .cube (the 16-bit base image is written beside it)",
+                                        [ex.CUBE_FILTER])
+            if path is not None:
+                self.export_cube(ex.with_suffix(path, ".cube"))
+
+    def export_hq_dialog(self) -> None:
+        """File → HQ Export."""
+        if self.loaded is not None:
+            path, options = self._image_choice("HQ export (two-phase refinement)")
+            if path is not None:
+                self.export_hq(path, options)
+
+    def _may_write(self, paths: Sequence[Path]) -> bool | None:
+        """None if the user declined to replace; else the overwrite flag to pass to the writer."""
+        existing = [p for p in paths if p.exists()]
+        if not existing:
+            return False
+        return True if self.confirm_overwrite(existing) else None
+
+    def export_image(self, path: Path, options: ex.ImageOptions = ex.ImageOptions()) -> Job | None:
+        """Write the full-resolution fused image in the background."""
+        overwrite = self._may_write([path])
+        if overwrite is None or self.loaded is None:
+            return None
+        work = ex.image_work(self.host, path, self.grid, self.detail, options, overwrite)
+        return self._start_export(work, f"Exporting {path.name}")
+
+    def export_cube(self, path: Path) -> Job | None:
+        """Write the LUT at the current grid size as .cube and its 16-bit base image beside it."""
+        overwrite = self._may_write([path, ex.base_path_for(path)])
+        if overwrite is None or self.loaded is None:
+            return None
+        return self._start_export(ex.cube_work(self.host, path, self.grid, overwrite), f"Exporting {path.name}")
+
+    def export_hq(self, path: Path, options: ex.ImageOptions = ex.ImageOptions()) -> Job | None:
+        """Run the two-phase HQ fusion in the background with progress and Cancel."""
+        overwrite = self._may_write([path])
+        if overwrite is None or self.loaded is None:
+            return None
+        return self._start_export(ex.hq_work(self.host, path, options, overwrite), f"HQ export {path.name}")
+
+    def _start_export(self, work, label: str) -> Job | None:
+        """Show progress + Cancel and run one export at a time."""
+        if self.export_job is not None:
+            self.show_error("An export is already running; wait for it or cancel it first")
+            return None
+        job = self.host.export(work)
+        self.export_job = job
+        self._set_exports_enabled(False)
+        self.progress.setValue(0)
+        self.progress_label.setText(label)
+        for w in (self.progress_label, self.progress, self.cancel_button):
+            w.show()
+        self.cancel_button.setEnabled(True)
+        job.signals.progress.connect(lambda f: self.progress.setValue(round(100 * f)))
+        job.signals.finished.connect(lambda path: self._export_ended("done", str(path)))
+        job.signals.failed.connect(lambda msg: self._export_ended("failed", msg))
+        job.signals.cancelled.connect(lambda: self._export_ended("cancelled", "Export cancelled"))
+        return job
+
+    def cancel_export(self) -> None:
+        """Ask the running export to stop."""
+        if self.export_job is not None:
+            self.export_job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.progress_label.setText("Cancelling…")
+
+    def _export_ended(self, status: str, detail: str) -> None:
+        """Hide the progress bar and say how the export went."""
+        self.export_job = None
+        for w in (self.progress_label, self.progress, self.cancel_button):
+            w.hide()
+        self._set_exports_enabled(self.loaded is not None)
+        if status == "done":
+            self.statusBar().showMessage(f"Wrote {detail}", 10000)
+        elif status == "failed":
+            self.show_error(f"Export failed: {detail}")
+        else:
+            self.statusBar().showMessage(detail, 10000)
+        self.exportEnded.emit(status, detail)
+
+    def _set_exports_enabled(self, on: bool) -> None:
+        """Exports need a bracket and no export running."""
+        for action in self.export_actions:
+            action.setEnabled(on)
+
+    # -- closing -----------------------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Remember settings and window layout, stop background work."""
+        self.settings.grid = self.grid
+        self.settings.detail = self.detail
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        self.host.shutdown()
+        super().closeEvent(event)

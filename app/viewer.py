@@ -1,0 +1,159 @@
+"""Main image view: the fused result with zoom (fit, 100 %, wheel) and pan, and a before/after split against the
+middle frame with a draggable divider."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QVBoxLayout, QWidget
+
+ZOOM_STEP = 1.25
+
+
+class ImageViewer(QWidget):
+    """pyqtgraph view of the fused image (`after`) over the middle frame (`before`) clipped left of a divider."""
+
+    zoomChanged = Signal(float)   # screen pixels per image pixel
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = pg.GraphicsView(background="#1b1b1d")
+        self.box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.box.setDefaultPadding(0.0)
+        self.view.setCentralItem(self.box)
+        self.after = pg.ImageItem(axisOrder="row-major")
+        self.box.addItem(self.after)
+        # The before image hangs under a clip rectangle that ends at the divider: moving the divider only
+        # resizes the clip, so dragging it never re-uploads pixels.
+        self.clip = QGraphicsRectItem()
+        self.clip.setPen(QPen(Qt.PenStyle.NoPen))
+        self.clip.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+        self.clip.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
+        self.box.addItem(self.clip)
+        self.before = pg.ImageItem(axisOrder="row-major")
+        self.before.setParentItem(self.clip)
+        self.divider = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#f0f0f0", width=2),
+                                       hoverPen=pg.mkPen("#ffcc44", width=3))
+        self.divider.setZValue(10)
+        self.box.addItem(self.divider)
+        self.label_before = pg.TextItem("Before", color="#f0f0f0", fill=QColor(0, 0, 0, 140), anchor=(1.05, -0.2))
+        self.label_after = pg.TextItem("After", color="#f0f0f0", fill=QColor(0, 0, 0, 140), anchor=(-0.05, -0.2))
+        for item in (self.label_before, self.label_after):
+            item.setZValue(11)
+            self.box.addItem(item)
+        self.divider.sigPositionChanged.connect(self._update_clip)
+        self.box.sigRangeChanged.connect(self._range_changed)
+        self.size: tuple[int, int] | None = None   # (width, height) of the full-resolution image
+        self.split = False
+        self._set_split_items()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view)
+
+    # -- content -----------------------------------------------------------------------------------------------
+    def set_images(self, after: np.ndarray | None, before: np.ndarray | None, full_size: tuple[int, int]) -> None:
+        """Show new images; a smaller `after` (a preview) is stretched over the full-size rectangle."""
+        first = self.size is None
+        resized = self.size != full_size
+        self.size = full_size
+        if before is not None:
+            self._put(self.before, before)
+        if after is not None:
+            self._put(self.after, after)
+        if resized:
+            self.divider.setBounds((0, full_size[0]))
+            self.divider.setValue(full_size[0] / 2)
+            self._update_clip()
+        if first or resized:
+            self.fit()
+
+    def set_after(self, after: np.ndarray) -> None:
+        """Replace the fused image (a preview or the full render) without moving the view."""
+        if self.size is not None:
+            self._put(self.after, after)
+
+    def _put(self, item: pg.ImageItem, pixels: np.ndarray) -> None:
+        """Set pixels and stretch them over the full image rectangle."""
+        item.setImage(pixels, autoLevels=False, levels=(0, 255))
+        w, h = self.size
+        item.setRect(QRectF(0, 0, w, h))
+
+    def after_pixels(self) -> np.ndarray | None:
+        """What the view currently shows as the fused image."""
+        return self.after.image
+
+    # -- before/after ------------------------------------------------------------------------------------------
+    def set_split(self, on: bool) -> None:
+        """Show or hide the before/after split."""
+        self.split = on
+        self._set_split_items()
+
+    def toggle_split(self) -> None:
+        """Flip the before/after split."""
+        self.set_split(not self.split)
+
+    def _set_split_items(self) -> None:
+        """Visibility of the before image, divider and labels follows `split`."""
+        for item in (self.clip, self.divider, self.label_before, self.label_after):
+            item.setVisible(self.split)
+        self._update_clip()
+
+    def _update_clip(self) -> None:
+        """Clip the before image to the left of the divider and keep the labels beside it."""
+        if self.size is None:
+            return
+        w, h = self.size
+        x = float(np.clip(self.divider.value(), 0, w))
+        self.clip.setRect(QRectF(0, 0, x, h))
+        self._place_labels()
+
+    def _place_labels(self) -> None:
+        """Labels sit at the top of the visible area, either side of the divider."""
+        if self.size is None:
+            return
+        (_x0, _x1), (y0, _y1) = self.box.viewRange()
+        top = max(0.0, y0)
+        x = self.divider.value()
+        self.label_before.setPos(x, top)
+        self.label_after.setPos(x, top)
+
+    # -- zoom --------------------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Whole image in the view."""
+        if self.size is None:
+            return
+        w, h = self.size
+        self.box.setRange(QRectF(0, 0, w, h), padding=0.02)
+
+    def zoom(self) -> float:
+        """Screen pixels per image pixel."""
+        (x0, x1), _ = self.box.viewRange()
+        width = self.box.width()
+        return float(width / (x1 - x0)) if x1 > x0 and width > 0 else 1.0
+
+    def set_zoom(self, scale: float) -> None:
+        """Zoom to `scale` screen pixels per image pixel around the centre of the view."""
+        (x0, x1), (y0, y1) = self.box.viewRange()
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half_w = self.box.width() / scale / 2
+        half_h = self.box.height() / scale / 2
+        self.box.setRange(QRectF(cx - half_w, cy - half_h, 2 * half_w, 2 * half_h), padding=0)
+
+    def actual_size(self) -> None:
+        """100 %: one image pixel per screen pixel."""
+        self.set_zoom(1.0)
+
+    def zoom_in(self) -> None:
+        """One step closer."""
+        self.set_zoom(self.zoom() * ZOOM_STEP)
+
+    def zoom_out(self) -> None:
+        """One step further."""
+        self.set_zoom(self.zoom() / ZOOM_STEP)
+
+    def _range_changed(self, *_args) -> None:
+        """Keep labels in view and tell the status bar the zoom."""
+        self._place_labels()
+        self.zoomChanged.emit(self.zoom())

@@ -1,0 +1,232 @@
+"""Background work for the editor: a QRunnable job with progress/cancel signals, and the engine host that loads
+brackets, renders (coalesced, latest wins) and exports off the GUI thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from app.state import (
+    Coalescer,
+    LoadedBracket,
+    RenderRequest,
+    RenderResult,
+    histograms,
+    relative_evs,
+    thumbnail,
+    to_display,
+)
+from core.errors import LUTFuseError
+
+
+class JobSignals(QObject):
+    """Signals of one Job, delivered on the GUI thread (queued connections)."""
+
+    finished = Signal(object)      # the job's return value
+    failed = Signal(str)           # a readable message
+    cancelled = Signal()
+    progress = Signal(float)       # fraction done in [0, 1]
+    ended = Signal(object)         # the Job itself, after any of the above
+
+
+class Job(QRunnable):
+    """Runs fn(job) on a pool thread; fn may call job.report(fraction) and poll job.is_cancelled()."""
+
+    def __init__(self, fn: Callable[["Job"], object]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.signals = JobSignals()
+        self._cancel = threading.Event()
+        self.setAutoDelete(False)  # the window keeps a reference while it may still cancel it
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next check."""
+        self._cancel.set()
+
+    def is_cancelled(self) -> bool:
+        """True once cancel() was called (polled by long work)."""
+        return self._cancel.is_set()
+
+    def report(self, fraction: float) -> None:
+        """Forward progress to the GUI."""
+        self.signals.progress.emit(float(fraction))
+
+    def run(self) -> None:
+        """QRunnable entry point: every outcome becomes a signal; nothing escapes to crash the app."""
+        from core.errors import Cancelled
+
+        try:
+            result = self.fn(self)
+        except Cancelled:
+            self.signals.cancelled.emit()
+        except LUTFuseError as exc:
+            self.signals.failed.emit(str(exc))
+        except MemoryError:
+            self.signals.failed.emit("Out of memory: the bracket is too large for this machine")
+        except Exception as exc:  # a bug must show as a message, not kill the editor
+            traceback.print_exc()
+            self.signals.failed.emit(f"Unexpected error: {type(exc).__name__}: {exc}")
+        else:
+            if self.is_cancelled():
+                self.signals.cancelled.emit()
+            else:
+                self.signals.finished.emit(result)
+        finally:
+            self.signals.ended.emit(self)
+
+
+def default_engine_factory():
+    """The real engine (core.fusion.Engine with the shipped weights)."""
+    from core.fusion import Engine
+
+    return Engine()
+
+
+class EngineHost(QObject):
+    """Owns the one Engine; loads brackets and renders on a single worker thread, exports on another pool.
+
+    Engine calls are serialised by a lock, so an export that needs a full render can run beside the preview
+    thread without the two touching the engine at once."""
+
+    loaded = Signal(object)        # LoadedBracket
+    load_failed = Signal(str)
+    rendered = Signal(object)      # RenderResult
+    render_failed = Signal(str)
+    busy_changed = Signal(bool)
+
+    def __init__(self, engine_factory: Callable[[], object] | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._factory = engine_factory or default_engine_factory
+        self.engine = None
+        self.lock = threading.RLock()
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)     # one engine thread: loads and renders run in order
+        self.export_pool = QThreadPool(self)
+        self.export_pool.setMaxThreadCount(1)
+        self.coalescer = Coalescer()
+        self.generation = 0
+        self.current: LoadedBracket | None = None
+        self._jobs: set[Job] = set()
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+    def _start(self, job: Job, pool: QThreadPool) -> Job:
+        """Keep the job alive until it reports, then start it."""
+        self._jobs.add(job)
+        # a bound method of this GUI-thread object, so the slot runs queued on the GUI thread
+        job.signals.ended.connect(self._forget)
+        pool.start(job)
+        return job
+
+    def _forget(self, job: Job) -> None:
+        """Drop a finished job."""
+        self._jobs.discard(job)
+
+    def _engine(self):
+        """The engine, created on first use (on the worker thread: loading weights takes a moment)."""
+        with self.lock:
+            if self.engine is None:
+                self.engine = self._factory()
+            return self.engine
+
+    # -- loading -----------------------------------------------------------------------------------------------
+    def load(self, paths: Sequence[str | Path], align: bool) -> Job:
+        """Load a bracket and hand it to the engine; emits loaded or load_failed. The old bracket stays until
+        the new one is ready."""
+        paths = [Path(p) for p in paths]
+
+        def work(job: Job) -> LoadedBracket:
+            from core.bracket import load_bracket
+
+            bracket = load_bracket(paths, align=align)
+            engine = self._engine()
+            with self.lock:
+                try:
+                    engine.set_bracket(bracket)
+                except Exception:
+                    if self.current is not None:  # leave the engine on the bracket the window still shows
+                        engine.set_bracket(self.current.bracket)
+                    raise
+            return LoadedBracket(
+                bracket=bracket, paths=paths, align=align,
+                before=to_display(bracket.middle().image),
+                thumbnails=[thumbnail(f.image) for f in bracket.frames],
+                relative_evs=relative_evs([f.ev for f in bracket.frames]),
+            )
+
+        job = Job(work)
+        job.signals.finished.connect(self._on_loaded)
+        job.signals.failed.connect(self.load_failed)
+        return self._start(job, self.pool)
+
+    def _on_loaded(self, loaded: LoadedBracket) -> None:
+        """A new bracket is in the engine: renders of the old one are now stale."""
+        self.current = loaded
+        self.generation += 1
+        self.coalescer.reset()
+        self.loaded.emit(loaded)
+
+    # -- rendering ---------------------------------------------------------------------------------------------
+    def request_render(self, grid: int, detail: float, max_side: int | None) -> None:
+        """Ask for a render; if one is running, this replaces any waiting request (only the latest is drawn)."""
+        if self.current is None:
+            return
+        request = RenderRequest(grid=grid, detail=detail, max_side=max_side, generation=self.generation)
+        start = self.coalescer.submit(request)
+        if start is not None:
+            self._run_render(start)
+
+    def _run_render(self, request: RenderRequest) -> None:
+        """Start one render job on the engine thread."""
+        self.busy_changed.emit(True)
+
+        def work(job: Job) -> RenderResult:
+            t0 = time.perf_counter()
+            with self.lock:
+                engine = self._engine()
+                lut = engine.lut(request.grid)
+                image = engine.render(request.grid, request.detail, request.max_side)
+            pixels = to_display(image)
+            return RenderResult(request, pixels, lut, histograms(pixels), time.perf_counter() - t0)
+
+        job = Job(work)
+        job.signals.finished.connect(self._on_rendered)
+        job.signals.failed.connect(self._on_render_failed)
+        self._start(job, self.pool)
+
+    def _next(self) -> None:
+        """Start the waiting request, if any."""
+        nxt = self.coalescer.done()
+        if nxt is not None:
+            self._run_render(nxt)
+        else:
+            self.busy_changed.emit(False)
+
+    def _on_rendered(self, result: RenderResult) -> None:
+        """Deliver a finished render unless a newer bracket made it stale."""
+        self._next()
+        if result.request.generation == self.generation:
+            self.rendered.emit(result)
+
+    def _on_render_failed(self, message: str) -> None:
+        """Report a failed render and go on with the next request."""
+        self._next()
+        self.render_failed.emit(message)
+
+    # -- exports -----------------------------------------------------------------------------------------------
+    def export(self, work: Callable[[Job], object]) -> Job:
+        """Run an export function on the export pool; the caller connects the job's signals first-hand."""
+        return self._start(Job(work), self.export_pool)
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Cancel exports and wait for the worker threads (on window close)."""
+        for job in list(self._jobs):
+            job.cancel()
+        self.pool.clear()
+        self.export_pool.clear()
+        self.pool.waitForDone(timeout_ms)
+        self.export_pool.waitForDone(timeout_ms)
