@@ -1,0 +1,269 @@
+"""Editor tests (pytest-qt, offscreen, temporary QSettings): renders, live grid changes, exports, errors,
+HQ cancel, shortcuts, settings and the screenshot command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+
+from app import state  # noqa: E402
+from app.export import ImageOptions, base_path_for  # noqa: E402
+from app.main_window import MainWindow  # noqa: E402
+from app.settings import SETTINGS_ENV, AppSettings  # noqa: E402
+from core.paths import demo_frames  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+WAIT_MS = 60_000  # generous: two CPU cores are shared with other test runs
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> AppSettings:
+    """Settings in a temporary .ini file, never the user's."""
+    return AppSettings(tmp_path / "settings.ini")
+
+
+@pytest.fixture
+def window(qtbot, settings: AppSettings) -> MainWindow:
+    """The editor on the demo bracket (no alignment: the demo is a tripod bracket), first full render shown."""
+    pytest.importorskip("core.fusion", reason="core.fusion (the engine) is not in this checkout yet")
+    from app.theme import apply_theme
+    from PySide6.QtWidgets import QApplication
+
+    apply_theme(QApplication.instance())
+    win = MainWindow(settings)
+    qtbot.addWidget(win)
+    win.show()
+    win.open_bracket(demo_frames(), align=False)
+    qtbot.waitUntil(lambda: win.full_shown or win.banner.isVisible(), timeout=WAIT_MS)
+    assert not win.banner.isVisible(), win.banner.label.text()
+    return win
+
+
+def wait_render(qtbot, win: MainWindow, *, full: bool, grid: int) -> None:
+    """Wait until a render of kind `full` at grid size `grid` is on screen."""
+    seen = {}
+
+    def on(shown_full: bool) -> None:
+        if shown_full == full and win.lut_panel.size == grid:
+            seen["ok"] = True
+
+    win.renderShown.connect(on)
+    try:
+        qtbot.waitUntil(lambda: seen.get("ok", False), timeout=WAIT_MS)
+    finally:
+        win.renderShown.disconnect(on)
+
+
+def wait_export(qtbot, win: MainWindow) -> tuple[str, str]:
+    """Wait for the running export to end; returns (status, path or message)."""
+    with qtbot.waitSignal(win.exportEnded, timeout=WAIT_MS) as blocker:
+        pass
+    return tuple(blocker.args)
+
+
+# -- plain-Python model ----------------------------------------------------------------------------------------
+def test_coalescer_keeps_only_the_latest_waiting_request() -> None:
+    c = state.Coalescer()
+    a, b, d = (state.RenderRequest(g, 1.0, 640) for g in (5, 9, 17))
+    assert c.submit(a) is a            # idle: starts at once
+    assert c.submit(b) is None         # busy: waits
+    assert c.submit(d) is None         # replaces b
+    assert c.done() is d               # b was never rendered
+    assert c.done() is None and c.running is None
+
+
+def test_lut_slice_follows_the_core_layout() -> None:
+    g = 5
+    x = np.linspace(0, 1, g, dtype=np.float32)
+    b, gg, r = np.meshgrid(x, x, x, indexing="ij")
+    identity = np.stack([r, gg, b], -1)     # lut[b, g, r] = (r, g, b)
+    s = state.lut_slice(identity, "B", 3)   # B fixed: rows G, cols R
+    assert np.allclose(s[..., 2], 3 / 4) and np.allclose(s[1, 4], [1.0, 0.25, 0.75])
+    s = state.lut_slice(identity, "R", 1)   # R fixed: rows B, cols G
+    assert np.allclose(s[..., 0], 1 / 4) and np.allclose(s[2, 3], [0.25, 0.75, 0.5])
+    grey, rgb = state.neutral_response(identity)
+    assert np.allclose(rgb, grey[:, None].repeat(3, 1))
+    assert state.rescale_index(16, 33, 5) == 2
+
+
+def test_recent_list_and_ev_labels() -> None:
+    recent = state.push_recent([["a"], ["b"]], ["b"])
+    assert recent == [["b"], ["a"]]
+    assert len(state.push_recent([[str(i)] for i in range(20)], ["x"])) == state.RECENT_MAX
+    assert [state.format_ev(e) for e in state.relative_evs([-14.0, -12.0, -10.0])] == ["\u22122.0 EV", "0 EV",
+                                                                                       "+2.0 EV"]
+
+
+# -- the window ------------------------------------------------------------------------------------------------
+def test_window_opens_on_the_demo_and_shows_a_render(window: MainWindow) -> None:
+    pixels = window.viewer.after_pixels()
+    assert pixels is not None and pixels.shape == (800, 1200, 3)
+    assert 20 < pixels.mean() < 235 and pixels.std() > 10     # a picture, not a blank
+    assert [c.ev_label.text() for c in window.strip.cards] == ["\u22122.1 EV", "0 EV", "+2.0 EV"]
+    assert window.lut_panel.size == window.grid == 33
+    assert window.lut_panel.slice_pixels().shape == (33, 33, 3)
+    assert set(window.histogram.data) == {"R", "G", "B", "L"}
+    assert window.width() >= 1000 and window.height() >= 700
+    assert window.windowTitle().startswith("LUTFuse")
+
+
+def test_dragging_the_grid_slider_previews_and_changes_the_lut(qtbot, window: MainWindow) -> None:
+    full33 = window.viewer.after_pixels().copy()
+    slider = window.adjust.grid
+    slider.setSliderDown(True)        # the user holds the handle
+    for g in (29, 21, 13, 5):         # several moves while held: only the latest has to be drawn
+        slider.setValue(g)
+    wait_render(qtbot, window, full=False, grid=5)
+    preview = window.viewer.after_pixels()
+    assert max(preview.shape[:2]) == state.PREVIEW_MAX_SIDE
+    assert window.lut_panel.size == 5 and window.lut_panel.spin.maximum() == 4
+    assert window.lut_panel.slice_pixels().shape == (5, 5, 3)
+    small33 = cv2.resize(full33, preview.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(preview.astype(int) - small33.astype(int)).mean() > 0.5   # a 5³ LUT looks different
+    slider.setSliderDown(False)       # released: the full-resolution render follows
+    wait_render(qtbot, window, full=True, grid=5)
+    assert window.viewer.after_pixels().shape == (800, 1200, 3)
+    assert window.adjust.grid_value.text() == "5 × 5 × 5"
+
+
+def test_detail_zero_renders_the_pure_lut(qtbot, window: MainWindow) -> None:
+    before = window.viewer.after_pixels().copy()
+    window.adjust.detail.setValue(0)
+    wait_render(qtbot, window, full=True, grid=33)
+    qtbot.waitUntil(lambda: not np.array_equal(window.viewer.after_pixels(), before), timeout=WAIT_MS)
+
+
+def test_export_image_and_cube_write_valid_files(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    out = tmp_path / "fused.tif"
+    assert window.export_image(out, ImageOptions(bit_depth=16)) is not None
+    assert window.progress.isVisible() and window.cancel_button.isVisible()
+    assert wait_export(qtbot, window) == ("done", str(out))
+    back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and back.shape == (800, 1200, 3) and back.std() > 1000
+    assert not window.progress.isVisible()
+
+    jpg = tmp_path / "fused.jpg"
+    window.export_image(jpg, ImageOptions(bit_depth=8, quality=80))
+    assert wait_export(qtbot, window)[0] == "done"
+    assert cv2.imread(str(jpg)).shape == (800, 1200, 3)
+
+    cube = tmp_path / "look.cube"
+    window.export_cube(cube)
+    assert wait_export(qtbot, window)[0] == "done"
+    from core.cube import read_cube
+
+    assert read_cube(cube).table.shape == (33, 33, 33, 3)
+    base = cv2.imread(str(base_path_for(cube)), cv2.IMREAD_UNCHANGED)
+    assert base.dtype == np.uint16 and base.shape == (800, 1200, 3)
+
+
+def test_export_asks_before_overwriting(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "fused.png"
+    out.write_bytes(b"keep me")
+    asked = []
+    monkeypatch.setattr(window, "confirm_overwrite", lambda paths: asked.append(paths) or False)
+    assert window.export_image(out) is None                    # declined: nothing starts
+    assert asked == [[out]] and out.read_bytes() == b"keep me"
+    monkeypatch.setattr(window, "confirm_overwrite", lambda paths: True)
+    window.export_image(out)
+    assert wait_export(qtbot, window)[0] == "done"
+    assert cv2.imread(str(out)).shape == (800, 1200, 3)
+
+
+def test_bad_file_shows_an_error_and_keeps_the_bracket(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    shown = window.loaded
+    with qtbot.waitSignal(window.errorShown, timeout=WAIT_MS) as blocker:
+        window.open_bracket([bad, *demo_frames()[1:]])
+    assert "broken.jpg" in blocker.args[0]
+    assert window.banner.isVisible() and "broken.jpg" in window.banner.label.text()
+    assert "broken.jpg" in window.statusBar().currentMessage()
+    assert window.loaded is shown and len(window.strip.cards) == 3
+
+    small = tmp_path / "small.png"   # a frame of another size
+    cv2.imwrite(str(small), np.full((40, 60, 3), 128, np.uint8))
+    with qtbot.waitSignal(window.errorShown, timeout=WAIT_MS):
+        window.open_bracket([demo_frames()[0], small])
+    assert window.loaded is shown
+    # and it keeps working
+    window.adjust.grid.setValue(9)
+    wait_render(qtbot, window, full=True, grid=9)
+    assert window.viewer.after_pixels().shape == (800, 1200, 3)
+
+
+def test_open_by_drop_and_recent_and_settings_persist(qtbot, window: MainWindow, settings: AppSettings) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(demo_frames()[0].parent))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    old = window.loaded
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.loaded is not old, timeout=WAIT_MS)
+    assert [Path(p) for p in settings.recent[0]] == [demo_frames()[0].parent]
+    assert window.recent_menu.actions()
+    window.adjust.grid.setValue(17)
+    window.adjust.detail.setValue(40)
+    window.close()
+    again = AppSettings(settings.qs.fileName())
+    assert (again.grid, again.detail) == (17, 0.4)
+    assert again.window_state()[0] is not None
+
+
+def test_keyboard_shortcuts_zoom_and_split(qtbot, window: MainWindow) -> None:
+    window.activateWindow()
+    qtbot.waitUntil(lambda: window.viewer.zoom() > 0, timeout=5000)
+    qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert window.viewer.zoom() == pytest.approx(1.0, rel=0.02)
+    qtbot.keyClick(window, Qt.Key.Key_Plus)
+    assert window.viewer.zoom() == pytest.approx(1.25, rel=0.02)
+    qtbot.keyClick(window, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert window.viewer.zoom() < 1.0     # the 1200-px demo fits a smaller view
+    assert not window.viewer.split
+    qtbot.keyClick(window, Qt.Key.Key_B)
+    assert window.viewer.split and window.viewer.divider.isVisible()
+    window.viewer.divider.setValue(300)   # what dragging the divider does
+    assert window.viewer.clip.rect().width() == 300
+    qtbot.keyClick(window, Qt.Key.Key_Backslash)
+    assert not window.viewer.split
+
+
+def test_cancel_stops_an_hq_export(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    hq = pytest.importorskip("core.hq")
+    from core.errors import WeightsError
+
+    try:
+        hq.HQFusion()
+    except WeightsError as exc:
+        pytest.skip(f"HQ weights are not shipped yet: {exc}")
+    out = tmp_path / "hq.png"
+    job = window.export_hq(out)
+    assert job is not None and window.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: window.progress.value() > 0 or window.export_job is None, timeout=WAIT_MS)
+    window.cancel_button.click()
+    assert wait_export(qtbot, window)[0] == "cancelled"
+    assert not out.exists() and not window.progress.isVisible()
+
+
+def test_screenshot_command_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("core.fusion", reason="core.fusion (the engine) is not in this checkout yet")
+    shot = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", **{SETTINGS_ENV: str(tmp_path / "s.ini")})
+    done = subprocess.run([sys.executable, "-m", "core.cli", "gui", "--screenshot", str(shot)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[1] >= 1000 and image.std() > 10
+    again = subprocess.run([sys.executable, "-m", "core.cli", "gui", "--screenshot", str(shot)], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "already exists" in again.stderr
