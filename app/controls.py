@@ -50,7 +50,11 @@ class MarkRow(QWidget):
         for value in self.marks:
             x = self.x_of(value)
             painter.drawLine(x, 0, x, 5)
-            painter.drawText(QRect(x - 20, 6, 40, 16), Qt.AlignmentFlag.AlignHCenter, str(value))
+            left = min(max(0, x - 20), self.width() - 40)   # keep the end labels inside the widget
+            align = Qt.AlignmentFlag.AlignHCenter
+            if left != x - 20:
+                align = Qt.AlignmentFlag.AlignLeft if left == 0 else Qt.AlignmentFlag.AlignRight
+            painter.drawText(QRect(left, 6, 40, 16), align, str(value))
         painter.end()
 
 

@@ -28,6 +28,11 @@ QProgressBar::chunk { background: #b08a3e; }
 QPushButton { background: #3d3d42; color: #e6e6e6; border: 1px solid #55555c; border-radius: 4px;
               padding: 3px 12px; }
 QPushButton:hover { background: #48484e; }
+QCheckBox::indicator, QRadioButton::indicator { width: 12px; height: 12px; border: 1px solid #8a8a90;
+                                               background: #1f1f22; }
+QRadioButton::indicator { border-radius: 7px; }
+QCheckBox::indicator { border-radius: 3px; }
+QCheckBox::indicator:checked, QRadioButton::indicator:checked { background: #d0a54c; border: 1px solid #e8c36e; }
 QToolTip { background: #1e1e20; color: #e6e6e6; border: 1px solid #555; }
 """
 
