@@ -167,6 +167,28 @@ def test_export_image_and_cube_write_valid_files(qtbot, window: MainWindow, tmp_
     assert base.dtype == np.uint16 and base.shape == (800, 1200, 3)
 
 
+def test_ctrl_e_asks_for_a_file_and_format_then_exports(qtbot, window: MainWindow, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    target = tmp_path / "via-dialog"           # no suffix: the chosen filter adds it
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target), "TIFF 16-bit (*.tif *.tiff)")))
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert wait_export(qtbot, window) == ("done", str(target) + ".tif")
+    assert cv2.imread(str(target) + ".tif", cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_align_toggle_reloads_the_bracket(qtbot, window: MainWindow) -> None:
+    old = window.loaded
+    assert not old.align
+    window.strip.align.setChecked(True)
+    qtbot.waitUntil(lambda: window.loaded is not old, timeout=WAIT_MS)
+    assert window.loaded.align and window.loaded.bracket.aligned
+    wait_render(qtbot, window, full=True, grid=33)
+
+
 def test_export_asks_before_overwriting(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "fused.png"
     out.write_bytes(b"keep me")
