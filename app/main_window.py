@@ -16,8 +16,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -29,6 +27,7 @@ from app.frame_strip import FrameStrip
 from app.histogram import HistogramWidget
 from app.lut_panel import LutPanel
 from app.settings import AppSettings
+from app.task_indicator import TaskIndicator
 from app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
 from app.viewer import ImageViewer
 from app.workers import EngineHost, Job
@@ -76,6 +75,7 @@ class MainWindow(QMainWindow):
         self.loaded: LoadedBracket | None = None
         self.full_shown = False
         self.export_job: Job | None = None
+        self.load_job: Job | None = None
         self.setWindowTitle("LUTFuse")
         self.setAcceptDrops(True)
         self._build_widgets()
@@ -135,13 +135,10 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.zoom_label = QLabel("")
         self.render_label = QLabel("")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.progress_label = QLabel("")
-        self.cancel_button = QPushButton("Cancel")
-        for w in (self.progress_label, self.progress, self.cancel_button):
-            bar.addPermanentWidget(w)
-            w.hide()
+        self.load_task = TaskIndicator()
+        self.export_task = TaskIndicator()
+        bar.addPermanentWidget(self.load_task)
+        bar.addPermanentWidget(self.export_task)
         bar.addPermanentWidget(self.render_label)
         bar.addPermanentWidget(self.zoom_label)
 
@@ -199,7 +196,8 @@ class MainWindow(QMainWindow):
         self.adjust.detailChanged.connect(lambda _v, settled: self.request_render(settled))
         self.strip.alignToggled.connect(self._on_align_toggled)
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
-        self.cancel_button.clicked.connect(self.cancel_export)
+        self.export_task.cancelRequested.connect(self.cancel_export)
+        self.load_task.cancelRequested.connect(self.cancel_load)
 
     # -- state shortcuts ---------------------------------------------------------------------------------------
     @property
@@ -219,8 +217,24 @@ class MainWindow(QMainWindow):
         if not paths:
             return
         align = self.strip.align.isChecked() if align is None else align
-        self.statusBar().showMessage(f"Opening {paths[0].name}{' …' if len(paths) > 1 else ''}")
-        self.host.load(paths, align)
+        if self.load_job is not None:   # a newer request wins: the older load is dropped when it ends
+            self.load_job.cancel()
+        self.load_job = self.host.load(paths, align)
+        self.load_job.signals.ended.connect(self._load_ended)
+        self.load_task.start(f"Opening {paths[0].name}{' …' if len(paths) > 1 else ''}", busy=True)
+
+    def cancel_load(self) -> None:
+        """Stop waiting for the bracket being opened; the current one stays."""
+        if self.load_job is not None:
+            self.load_job.cancel()
+
+    def _load_ended(self, job: Job) -> None:
+        """Hide the indicator when the latest load has ended, whatever the outcome."""
+        if job is self.load_job:
+            self.load_job = None
+            self.load_task.finish()
+            if self.loaded is not None:
+                self.strip.set_align(self.loaded.align)
 
     def open_dialog(self) -> None:
         """File → Open: pick several frames (multi-select)."""
@@ -404,12 +418,8 @@ class MainWindow(QMainWindow):
         job = self.host.export(work)
         self.export_job = job
         self._set_exports_enabled(False)
-        self.progress.setValue(0)
-        self.progress_label.setText(label)
-        for w in (self.progress_label, self.progress, self.cancel_button):
-            w.show()
-        self.cancel_button.setEnabled(True)
-        job.signals.progress.connect(lambda f: self.progress.setValue(round(100 * f)))
+        self.export_task.start(label)
+        job.signals.progress.connect(self.export_task.set_fraction)
         job.signals.finished.connect(lambda path: self._export_ended("done", str(path)))
         job.signals.failed.connect(lambda msg: self._export_ended("failed", msg))
         job.signals.cancelled.connect(lambda: self._export_ended("cancelled", "Export cancelled"))
@@ -419,14 +429,11 @@ class MainWindow(QMainWindow):
         """Ask the running export to stop."""
         if self.export_job is not None:
             self.export_job.cancel()
-            self.cancel_button.setEnabled(False)
-            self.progress_label.setText("Cancelling…")
 
     def _export_ended(self, status: str, detail: str) -> None:
         """Hide the progress bar and say how the export went."""
         self.export_job = None
-        for w in (self.progress_label, self.progress, self.cancel_button):
-            w.hide()
+        self.export_task.finish()
         self._set_exports_enabled(self.loaded is not None)
         if status == "done":
             self.statusBar().showMessage(f"Wrote {detail}", 10000)

@@ -42,6 +42,7 @@ class Job(QRunnable):
         self.fn = fn
         self.signals = JobSignals()
         self._cancel = threading.Event()
+        self.committed = False   # set by work that can no longer be undone; a cancel after that is ignored
         self.setAutoDelete(False)  # the window keeps a reference while it may still cancel it
 
     def cancel(self) -> None:
@@ -72,7 +73,7 @@ class Job(QRunnable):
             traceback.print_exc()
             self.signals.failed.emit(f"Unexpected error: {type(exc).__name__}: {exc}")
         else:
-            if self.is_cancelled():
+            if self.is_cancelled() and not self.committed:
                 self.signals.cancelled.emit()
             else:
                 self.signals.finished.emit(result)
@@ -142,12 +143,19 @@ class EngineHost(QObject):
         def work(job: Job) -> LoadedBracket:
             from core.bracket import load_bracket
 
+            from core.errors import Cancelled
+
             bracket = load_bracket(paths, align=align)
+            if job.is_cancelled():
+                raise Cancelled("opening cancelled")
             engine = self._engine()
             with self.lock:
                 try:
                     engine.set_bracket(bracket)
-                except Exception:
+                    if job.is_cancelled():
+                        raise Cancelled("opening cancelled")
+                    job.committed = True   # the engine holds the new bracket: a later cancel is too late
+                except BaseException:
                     if self.current is not None:  # leave the engine on the bracket the window still shows
                         engine.set_bracket(self.current.bracket)
                     raise

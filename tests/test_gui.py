@@ -146,11 +146,11 @@ def test_detail_zero_renders_the_pure_lut(qtbot, window: MainWindow) -> None:
 def test_export_image_and_cube_write_valid_files(qtbot, window: MainWindow, tmp_path: Path) -> None:
     out = tmp_path / "fused.tif"
     assert window.export_image(out, ImageOptions(bit_depth=16)) is not None
-    assert window.progress.isVisible() and window.cancel_button.isVisible()
+    assert window.export_task.isVisible() and window.export_task.cancel_button.isVisible()
     assert wait_export(qtbot, window) == ("done", str(out))
     back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert back.dtype == np.uint16 and back.shape == (800, 1200, 3) and back.std() > 1000
-    assert not window.progress.isVisible()
+    assert not window.export_task.isVisible()
 
     jpg = tmp_path / "fused.jpg"
     window.export_image(jpg, ImageOptions(bit_depth=8, quality=80))
@@ -187,6 +187,18 @@ def test_align_toggle_reloads_the_bracket(qtbot, window: MainWindow) -> None:
     qtbot.waitUntil(lambda: window.loaded is not old, timeout=WAIT_MS)
     assert window.loaded.align and window.loaded.bracket.aligned
     wait_render(qtbot, window, full=True, grid=33)
+
+
+def test_cancelled_open_keeps_the_bracket(qtbot, window: MainWindow) -> None:
+    shown = window.loaded
+    window.open_bracket(demo_frames(), align=True)
+    assert window.load_task.isVisible() and window.load_task.progress.maximum() == 0   # busy bar
+    window.load_task.cancel_button.click()
+    qtbot.waitUntil(lambda: window.load_job is None, timeout=WAIT_MS)
+    assert not window.load_task.isVisible()
+    # either the load was stopped (the old bracket stays) or it had already committed (the new one is shown)
+    assert window.loaded is shown or window.loaded.align
+    assert window.loaded.align == window.strip.align.isChecked()
 
 
 def test_export_asks_before_overwriting(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
@@ -270,11 +282,12 @@ def test_cancel_stops_an_hq_export(qtbot, window: MainWindow, tmp_path: Path) ->
         pytest.skip(f"HQ weights are not shipped yet: {exc}")
     out = tmp_path / "hq.png"
     job = window.export_hq(out)
-    assert job is not None and window.cancel_button.isEnabled()
-    qtbot.waitUntil(lambda: window.progress.value() > 0 or window.export_job is None, timeout=WAIT_MS)
-    window.cancel_button.click()
+    assert job is not None and window.export_task.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: window.export_task.progress.value() > 0 or window.export_job is None,
+                    timeout=WAIT_MS)
+    window.export_task.cancel_button.click()
     assert wait_export(qtbot, window)[0] == "cancelled"
-    assert not out.exists() and not window.progress.isVisible()
+    assert not out.exists() and not window.export_task.isVisible()
 
 
 def test_screenshot_command_writes_a_png(tmp_path: Path) -> None:
