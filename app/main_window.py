@@ -12,17 +12,15 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app import export as ex
 from app.controls import AdjustPanel
+from app.export_ui import ExportMixin
 from app.frame_strip import FrameStrip
 from app.histogram import HistogramWidget
 from app.lut_panel import LutPanel
@@ -60,7 +58,7 @@ class Banner(QFrame):
         self.show()
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ExportMixin, QMainWindow):
     """LUTFuse editor over one EngineHost; every engine call runs on a worker thread."""
 
     renderShown = Signal(bool)     # a render reached the view; True when it was the full-resolution one
@@ -219,8 +217,7 @@ class MainWindow(QMainWindow):
         align = self.strip.align.isChecked() if align is None else align
         if self.load_job is not None:   # a newer request wins: the older load is dropped when it ends
             self.load_job.cancel()
-        self.load_job = self.host.load(paths, align)
-        self.load_job.signals.ended.connect(self._load_ended)
+        self.load_job = self.host.load(paths, align, wire=lambda job: job.signals.ended.connect(self._load_ended))
         self.load_task.start(f"Opening {paths[0].name}{' …' if len(paths) > 1 else ''}", busy=True)
 
     def cancel_load(self) -> None:
@@ -324,129 +321,6 @@ class MainWindow(QMainWindow):
         self.banner.show_message(message)
         self.statusBar().showMessage(message, 15000)
         self.errorShown.emit(message)
-
-    # -- exports -----------------------------------------------------------------------------------------------
-    def confirm_overwrite(self, paths: Sequence[Path]) -> bool:
-        """Ask before replacing existing files (tests replace this method)."""
-        names = "\n".join(str(p) for p in paths)
-        answer = QMessageBox.question(self, "Replace existing file?", f"Replace\n{names}?",
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
-
-    def _save_dialog(self, title: str, filters: Sequence[str]) -> tuple[Path | None, str]:
-        """A save dialog that leaves the overwrite question to confirm_overwrite()."""
-        path, chosen = QFileDialog.getSaveFileName(self, title, self.settings.last_folder, ";;".join(filters),
-                                                   options=QFileDialog.Option.DontConfirmOverwrite)
-        if not path:
-            return None, chosen
-        self.settings.last_folder = str(Path(path).parent)
-        return Path(path), chosen
-
-    def _image_choice(self, title: str) -> tuple[Path | None, ex.ImageOptions]:
-        """Ask for an image path, format and (for JPEG) quality."""
-        path, chosen = self._save_dialog(title, list(ex.IMAGE_FILTERS))
-        if path is None:
-            return None, ex.ImageOptions()
-        suffix, bits = ex.IMAGE_FILTERS.get(chosen, (".jpg", 8))
-        path = ex.with_suffix(path, suffix) if path.suffix == "" else path
-        quality = self.settings.jpeg_quality
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            bits = 8
-            quality, ok = QInputDialog.getInt(self, "JPEG quality", "Quality (1–100):", quality, 1, 100)
-            if not ok:
-                return None, ex.ImageOptions()
-            self.settings.jpeg_quality = quality
-        return path, ex.ImageOptions(bit_depth=bits, quality=quality)
-
-    def export_image_dialog(self) -> None:
-        """File → Export Image."""
-        if self.loaded is not None:
-            path, options = self._image_choice("Export fused image")
-            if path is not None:
-                self.export_image(path, options)
-
-    def export_cube_dialog(self) -> None:
-        """File → Export LUT."""
-        if self.loaded is not None:
-            path, _ = self._save_dialog("Export LUT as .cube (the 16-bit base image is written beside it)",
-                                        [ex.CUBE_FILTER])
-            if path is not None:
-                self.export_cube(ex.with_suffix(path, ".cube"))
-
-    def export_hq_dialog(self) -> None:
-        """File → HQ Export."""
-        if self.loaded is not None:
-            path, options = self._image_choice("HQ export (two-phase refinement)")
-            if path is not None:
-                self.export_hq(path, options)
-
-    def _may_write(self, paths: Sequence[Path]) -> bool | None:
-        """None if the user declined to replace; else the overwrite flag to pass to the writer."""
-        existing = [p for p in paths if p.exists()]
-        if not existing:
-            return False
-        return True if self.confirm_overwrite(existing) else None
-
-    def export_image(self, path: Path, options: ex.ImageOptions = ex.ImageOptions()) -> Job | None:
-        """Write the full-resolution fused image in the background."""
-        overwrite = self._may_write([path])
-        if overwrite is None or self.loaded is None:
-            return None
-        work = ex.image_work(self.host, path, self.grid, self.detail, options, overwrite)
-        return self._start_export(work, f"Exporting {path.name}")
-
-    def export_cube(self, path: Path) -> Job | None:
-        """Write the LUT at the current grid size as .cube and its 16-bit base image beside it."""
-        overwrite = self._may_write([path, ex.base_path_for(path)])
-        if overwrite is None or self.loaded is None:
-            return None
-        return self._start_export(ex.cube_work(self.host, path, self.grid, overwrite), f"Exporting {path.name}")
-
-    def export_hq(self, path: Path, options: ex.ImageOptions = ex.ImageOptions()) -> Job | None:
-        """Run the two-phase HQ fusion in the background with progress and Cancel."""
-        overwrite = self._may_write([path])
-        if overwrite is None or self.loaded is None:
-            return None
-        return self._start_export(ex.hq_work(self.host, path, options, overwrite), f"HQ export {path.name}")
-
-    def _start_export(self, work, label: str) -> Job | None:
-        """Show progress + Cancel and run one export at a time."""
-        if self.export_job is not None:
-            self.show_error("An export is already running; wait for it or cancel it first")
-            return None
-        job = self.host.export(work)
-        self.export_job = job
-        self._set_exports_enabled(False)
-        self.export_task.start(label)
-        job.signals.progress.connect(self.export_task.set_fraction)
-        job.signals.finished.connect(lambda path: self._export_ended("done", str(path)))
-        job.signals.failed.connect(lambda msg: self._export_ended("failed", msg))
-        job.signals.cancelled.connect(lambda: self._export_ended("cancelled", "Export cancelled"))
-        return job
-
-    def cancel_export(self) -> None:
-        """Ask the running export to stop."""
-        if self.export_job is not None:
-            self.export_job.cancel()
-
-    def _export_ended(self, status: str, detail: str) -> None:
-        """Hide the progress bar and say how the export went."""
-        self.export_job = None
-        self.export_task.finish()
-        self._set_exports_enabled(self.loaded is not None)
-        if status == "done":
-            self.statusBar().showMessage(f"Wrote {detail}", 10000)
-        elif status == "failed":
-            self.show_error(f"Export failed: {detail}")
-        else:
-            self.statusBar().showMessage(detail, 10000)
-        self.exportEnded.emit(status, detail)
-
-    def _set_exports_enabled(self, on: bool) -> None:
-        """Exports need a bracket and no export running."""
-        for action in self.export_actions:
-            action.setEnabled(on)
 
     # -- closing -----------------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -115,11 +115,14 @@ class EngineHost(QObject):
         self._jobs: set[Job] = set()
 
     # -- helpers -----------------------------------------------------------------------------------------------
-    def _start(self, job: Job, pool: QThreadPool) -> Job:
-        """Keep the job alive until it reports, then start it."""
+    def _start(self, job: Job, pool: QThreadPool, wire: Callable[[Job], None] | None = None) -> Job:
+        """Keep the job alive until it reports, let the caller connect its signals, then start it (connecting
+        after start would miss the signals of a job that ends at once)."""
         self._jobs.add(job)
         # a bound method of this GUI-thread object, so the slot runs queued on the GUI thread
         job.signals.ended.connect(self._forget)
+        if wire is not None:
+            wire(job)
         pool.start(job)
         return job
 
@@ -135,9 +138,9 @@ class EngineHost(QObject):
             return self.engine
 
     # -- loading -----------------------------------------------------------------------------------------------
-    def load(self, paths: Sequence[str | Path], align: bool) -> Job:
+    def load(self, paths: Sequence[str | Path], align: bool, wire: Callable[[Job], None] | None = None) -> Job:
         """Load a bracket and hand it to the engine; emits loaded or load_failed. The old bracket stays until
-        the new one is ready."""
+        the new one is ready. `wire(job)` connects the caller's slots before the job starts."""
         paths = [Path(p) for p in paths]
 
         def work(job: Job) -> LoadedBracket:
@@ -169,7 +172,7 @@ class EngineHost(QObject):
         job = Job(work)
         job.signals.finished.connect(self._on_loaded)
         job.signals.failed.connect(self.load_failed)
-        return self._start(job, self.pool)
+        return self._start(job, self.pool, wire)
 
     def _on_loaded(self, loaded: LoadedBracket) -> None:
         """A new bracket is in the engine: renders of the old one are now stale."""
@@ -226,9 +229,9 @@ class EngineHost(QObject):
         self.render_failed.emit(message)
 
     # -- exports -----------------------------------------------------------------------------------------------
-    def export(self, work: Callable[[Job], object]) -> Job:
-        """Run an export function on the export pool; the caller connects the job's signals first-hand."""
-        return self._start(Job(work), self.export_pool)
+    def export(self, work: Callable[[Job], object], wire: Callable[[Job], None]) -> Job:
+        """Run an export function on the export pool; `wire(job)` connects the caller's slots first."""
+        return self._start(Job(work), self.export_pool, wire)
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Cancel exports and wait for the worker threads (on window close)."""
