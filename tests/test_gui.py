@@ -104,6 +104,20 @@ def test_recent_list_and_ev_labels() -> None:
                                                                                        "+2.0 EV"]
 
 
+def test_first_run_opens_the_demo_then_the_last_bracket(settings: AppSettings, tmp_path: Path) -> None:
+    from app.run import initial_bracket
+
+    assert initial_bracket([], settings) == demo_frames()
+    frames = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    for f in frames:
+        f.write_bytes(b"x")
+    settings.recent = state.push_recent(settings.recent, [str(f) for f in frames])
+    assert initial_bracket([], AppSettings(settings.qs.fileName())) == frames
+    assert initial_bracket(["given.jpg"], settings) == [Path("given.jpg")]
+    frames[0].unlink()                       # moved away since: back to the demo
+    assert initial_bracket([], settings) == demo_frames()
+
+
 # -- the window ------------------------------------------------------------------------------------------------
 def test_window_opens_on_the_demo_and_shows_a_render(window: MainWindow) -> None:
     pixels = window.viewer.after_pixels()
