@@ -55,21 +55,31 @@ def _separable(x: torch.Tensor, k: torch.Tensor, stride: int) -> torch.Tensor:
     return F.conv2d(y, k.view(1, 1, 5, 1), stride=(stride, 1))[0, 0]
 
 
+def _reduce_torch(x: torch.Tensor) -> torch.Tensor:
+    """reduce() with torch convolutions (any device): H×W -> ceil(H/2)×ceil(W/2)."""
+    return _separable(x, _kernel(x), 2)
+
+
+def _expand_torch(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """expand() with torch convolutions (any device): h×w -> shape."""
+    up = x.new_zeros((2 * x.shape[0], 2 * x.shape[1]))
+    up[::2, ::2] = x
+    # filter the whole even-sized grid, then crop: the border of an odd side then matches cv2.pyrUp
+    return _separable(up, _kernel(x, 2.0), 1)[:shape[0], :shape[1]]
+
+
 def reduce(x: torch.Tensor) -> torch.Tensor:
     """One Gaussian-pyramid step (blur + drop every second sample): H×W -> ceil(H/2)×ceil(W/2)."""
     if x.device.type == "cpu":
         return torch.from_numpy(cv2.pyrDown(np.ascontiguousarray(x.numpy())))
-    return _separable(x, _kernel(x), 2)
+    return _reduce_torch(x)
 
 
 def expand(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """Inverse step (zero-insert + 4×binomial blur): h×w -> shape = (H, W) with ceil(H/2) = h."""
-    height, width = shape
     if x.device.type == "cpu":
-        return torch.from_numpy(cv2.pyrUp(np.ascontiguousarray(x.numpy()), dstsize=(width, height)))
-    up = x.new_zeros((2 * x.shape[0], 2 * x.shape[1]))
-    up[::2, ::2] = x
-    return _separable(up[:height, :width], _kernel(x, 2.0), 1)
+        return torch.from_numpy(cv2.pyrUp(np.ascontiguousarray(x.numpy()), dstsize=(shape[1], shape[0])))
+    return _expand_torch(x, shape)
 
 
 def lowpass(x: torch.Tensor, levels: int) -> torch.Tensor:
@@ -83,19 +93,28 @@ def lowpass(x: torch.Tensor, levels: int) -> torch.Tensor:
     return x
 
 
-def _laplacian(y: torch.Tensor) -> torch.Tensor:
-    """|4-neighbour Laplacian| of an H×W map (Mertens' contrast measure), same shape."""
-    if y.device.type == "cpu":
-        return torch.from_numpy(np.abs(cv2.Laplacian(np.ascontiguousarray(y.numpy()), cv2.CV_32F, ksize=1)))
+def _laplacian_torch(y: torch.Tensor) -> torch.Tensor:
+    """_laplacian() with a torch convolution (any device)."""
     k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=y.dtype, device=y.device)
     return F.conv2d(F.pad(y[None, None], (1, 1, 1, 1), mode="reflect"), k.view(1, 1, 3, 3))[0, 0].abs_()
 
 
-def mertens_weight(frame: torch.Tensor) -> torch.Tensor:
-    """Unnormalised Mertens weight (contrast · saturation · well-exposedness) of one 3×H×W frame -> H×W ≥ 0."""
-    y = luminance(frame)
+def _laplacian(y: torch.Tensor) -> torch.Tensor:
+    """|4-neighbour Laplacian| of an H×W map (Mertens' contrast measure), same shape."""
+    if y.device.type == "cpu":
+        return torch.from_numpy(np.abs(cv2.Laplacian(np.ascontiguousarray(y.numpy()), cv2.CV_32F, ksize=1)))
+    return _laplacian_torch(y)
+
+
+def mertens_weight(frame: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Unnormalised Mertens weight (contrast · saturation · well-exposedness) of one 3×H×W frame -> H×W > 0.
+
+    y: the frame's luminance when already computed. A planar (contiguous) frame is much faster on the CPU.
+    """
+    y = luminance(frame) if y is None else y
     contrast = _laplacian(y)
-    saturation = frame.std(dim=0, unbiased=False)
+    # saturation = standard deviation over R, G, B (torch's std over a strided dim is slow on the CPU)
+    saturation = frame.sub(frame.mean(dim=0)).square_().mean(dim=0).sqrt_()
     exposed = torch.exp(frame.sub(0.5).square_().sum(dim=0).mul_(-1 / (2 * _SIGMA_EXPOSED ** 2)))
     return contrast.mul_(saturation).mul_(exposed).add_(1e-12)
 
@@ -106,11 +125,14 @@ def fused_bandpass(frames: torch.Tensor, levels: int) -> torch.Tensor:
     frames: N×3×H×W in [0,1] -> H×W, values about in [-1, 1] (zero mean over large areas).
     """
     # frame by frame, so that a 9-frame UHD bracket needs no N-fold temporaries
-    weights = [mertens_weight(f) for f in frames]
+    lumas, weights = [], []
+    for frame in frames:
+        planar = frame.contiguous()
+        lumas.append(luminance(planar))
+        weights.append(mertens_weight(planar, lumas[-1]))
     total = torch.stack(weights).sum(dim=0)
     bands: list[torch.Tensor] | None = None
-    for frame, w in zip(frames, weights):
-        g_y = luminance(frame)
+    for g_y, w in zip(lumas, weights):
         g_w = w.div_(total)
         frame_bands = []
         for _ in range(levels):
