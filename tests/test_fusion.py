@@ -1,0 +1,203 @@
+"""Engine: caches, exact detail-0 render, previews, errors, threads, a real bracket; and `lutfuse bench`."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from core.bracket import Bracket, Frame, load_bracket
+from core.cli import main
+from core.errors import LUTFuseError
+from core.fusion import DEFAULT_WEIGHTS, Engine
+from core.lut import apply_lut, identity_lut
+from core.metrics import mef_ssim
+
+
+class CurveStudent:
+    """Stand-in LUT student: a brightening tone curve whose strength follows the bracket's mean (the latent)."""
+
+    def __init__(self) -> None:
+        self.sampled: list[int] = []
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """1×K×3×h×w in [0,1] -> 1×1 latent (mean brightness)."""
+        assert x.dim() == 5 and x.shape[2] == 3
+        return x.mean(dim=(1, 2, 3, 4)).view(1, 1)
+
+    def sample(self, latent: torch.Tensor, grid: int) -> torch.Tensor:
+        """1×G×G×G×3 LUT: identity ** gamma, gamma in (0.5, 1) from the latent; counts its calls."""
+        self.sampled.append(grid)
+        gamma = 0.5 + 0.5 * latent.view(())
+        return torch.from_numpy(identity_lut(grid)).to(latent.device).pow(gamma)[None]
+
+
+def real_student_available() -> bool:
+    """True when the LUT student module and its shipped weights are in this checkout."""
+    try:
+        importlib.import_module("core.models.lut_student")
+    except ModuleNotFoundError:
+        return False
+    return DEFAULT_WEIGHTS.is_file()
+
+
+STUDENTS = ["curve", pytest.param("shipped", marks=pytest.mark.skipif(
+    not real_student_available(), reason="no shipped LUT student weights yet"))]
+
+
+def make_engine(kind: str) -> Engine:
+    """An engine on the CPU with the stand-in or the shipped student."""
+    return Engine(device="cpu", student=CurveStudent() if kind == "curve" else None)
+
+
+def bracket_of(images: list[np.ndarray]) -> Bracket:
+    """A Bracket built from in-memory frames (darkest first), as load_bracket would give."""
+    frames = [Frame(path=Path(f"frame{i}.png"), image=np.ascontiguousarray(im, np.float32), bit_depth=8,
+                    ev=float(i), ev_source="brightness", exif=None) for i, im in enumerate(images)]
+    return Bracket(frames=frames, aligned=False)
+
+
+@pytest.fixture
+def engine(rendered_bracket) -> Engine:
+    """CPU engine with the stand-in student on the rendered 96×128 bracket."""
+    e = make_engine("curve")
+    e.set_bracket(bracket_of(rendered_bracket))
+    return e
+
+
+@pytest.mark.parametrize("kind", STUDENTS)
+def test_render_shapes_ranges_and_exact_pure_lut(kind, rendered_bracket):
+    e = make_engine(kind)
+    bracket = bracket_of(rendered_bracket)
+    e.set_bracket(bracket)
+    assert e.bracket is bracket and e.device == torch.device("cpu")
+    np.testing.assert_array_equal(e.base(), np.mean(rendered_bracket, axis=0, dtype=np.float32))
+    for g in (2, 17, 33, 129):
+        lut = e.lut(g)
+        assert lut.shape == (g, g, g, 3) and lut.dtype == np.float32
+        assert lut.min() >= 0 and lut.max() <= 1
+        pure = e.render(g, 0.0)
+        # detail 0 is the exported .cube on the exported base, bit for bit
+        np.testing.assert_array_equal(pure, apply_lut(e.base(), e.lut(g)))
+        full = e.render(g, 1.0)
+        assert full.shape == (96, 128, 3) and full.dtype == np.float32
+        assert full.min() >= 0 and full.max() <= 1
+        assert np.abs(full - pure).mean() > 1e-3  # the detail really is added
+
+
+def test_lut_is_sampled_once_per_grid_size(engine):
+    student = engine.student
+    first = engine.lut(17)
+    engine.render(17, 1.0)
+    engine.render(17, 0.5, max_side=40)
+    again = engine.lut(17)
+    np.testing.assert_array_equal(first, again)
+    assert student.sampled.count(17) == 1
+    first[...] = 0  # lut() hands out a copy: the engine's cache is not touched
+    assert engine.lut(17).max() > 0.9
+    engine.lut(65)
+    assert student.sampled.count(65) == 1
+
+
+def test_preview_respects_max_side_and_matches_the_downsized_render(engine):
+    full = engine.render(33, 1.0)
+    preview = engine.render(33, 1.0, max_side=64)
+    assert preview.shape == (48, 64, 3)
+    assert preview.min() >= 0 and preview.max() <= 1
+    # the preview is close to the full render downsized: the same look, only smaller
+    small = cv2.resize(full, (64, 48), interpolation=cv2.INTER_AREA)
+    assert np.abs(preview - small).mean() < 0.01
+    np.testing.assert_array_equal(engine.render(33, 1.0, max_side=64), preview)  # reused cache, same result
+    assert engine.render(33, 1.0, max_side=500).shape == full.shape              # never upscaled
+    np.testing.assert_array_equal(engine.render(33, 0.0, max_side=64),
+                                  apply_lut(cv2.resize(engine.base(), (64, 48), interpolation=cv2.INTER_AREA),
+                                            engine.lut(33)))
+
+
+@pytest.mark.parametrize("grid", [1, 0, 130, 2.5, -3])
+def test_bad_grid_size_is_a_clear_error(engine, grid):
+    with pytest.raises(LUTFuseError, match="between 2 and 129"):
+        engine.lut(grid)
+    with pytest.raises(LUTFuseError, match="between 2 and 129"):
+        engine.render(grid)
+
+
+def test_bad_detail_preview_device_and_no_bracket_errors(engine):
+    for detail in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(LUTFuseError, match="detail strength"):
+            engine.render(33, detail)
+    with pytest.raises(LUTFuseError, match="preview size"):
+        engine.render(33, 1.0, max_side=0)
+    with pytest.raises(LUTFuseError, match="no bracket loaded"):
+        Engine(device="cpu", student=CurveStudent()).render()
+    with pytest.raises(LUTFuseError, match="no bracket loaded"):
+        Engine(device="cpu", student=CurveStudent()).base()
+    with pytest.raises(LUTFuseError, match="tpu"):
+        Engine(device="tpu", student=CurveStudent())
+    if not torch.cuda.is_available():
+        with pytest.raises(LUTFuseError, match="no CUDA device"):
+            Engine(device="cuda", student=CurveStudent())
+
+
+def test_new_bracket_replaces_every_cache(engine, rendered_bracket):
+    engine.render(33, 1.0, max_side=64)
+    smaller = [cv2.resize(im, (64, 40), interpolation=cv2.INTER_AREA) for im in rendered_bracket[:2]]
+    engine.set_bracket(bracket_of(smaller))
+    assert engine.render(33, 1.0).shape == (40, 64, 3)
+    assert engine.render(33, 1.0, max_side=32).shape == (20, 32, 3)
+    np.testing.assert_array_equal(engine.render(33, 0.0), apply_lut(engine.base(), engine.lut(33)))
+
+
+def test_renders_from_two_threads_equal_serial_renders(engine):
+    expected = {g: engine.render(g, 1.0, max_side=m) for g, m in ((9, None), (33, 64), (65, None))}
+    results: dict[int, np.ndarray] = {}
+
+    def work(g: int, m: int | None) -> None:
+        for _ in range(3):
+            results[g] = engine.render(g, 1.0, max_side=m)
+
+    threads = [threading.Thread(target=work, args=(g, m)) for g, m in ((9, None), (33, 64), (65, None))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, image in expected.items():
+        np.testing.assert_array_equal(results[g], image)
+
+
+@pytest.mark.parametrize("kind", STUDENTS)
+def test_detail_raises_mef_ssim_on_a_real_bracket(kind, shared_data):
+    scene = shared_data / "brackets" / "hdrps" / "Cades_Cove"
+    files = sorted(scene.iterdir())
+    bracket = load_bracket([files[1], files[4], files[7]], align=False)
+    e = make_engine(kind)
+    e.set_bracket(bracket)
+    pure, fused = e.render(33, 0.0), e.render(33, 1.0)
+    assert pure.shape == fused.shape == bracket.images.shape[1:]
+    frames = list(bracket.images)
+    assert mef_ssim(frames, fused) > mef_ssim(frames, pure) + 0.005
+    preview = e.render(33, 1.0, max_side=200)
+    assert max(preview.shape[:2]) == 200
+
+
+def test_bench_lists_every_stage(capsys):
+    assert main(["bench", "--size", "96x64", "--repeat", "1", "--frames", "2"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("load", "align", "set_bracket", "latent", "sample G=17", "sample G=33", "sample G=65",
+                  "sample G=129", "apply", "detail", "render", "preview", "mertens"):
+        assert f"\n{stage} " in out, stage
+    for target in ("full-res render ≤ 1/5 Mertens", "preview < 33 ms", "G=33 sampling < 50 ms"):
+        assert target in out
+    assert out.count("PASS") + out.count("FAIL") == 3
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    assert main(["bench", "--size", "big"]) == 1
+    assert "WIDTHxHEIGHT" in capsys.readouterr().err
+    assert main(["bench", "--size", "64x64", "--frames", "12"]) == 1
+    assert "2 to 9" in capsys.readouterr().err
