@@ -29,6 +29,7 @@ MIN_GRID, MAX_GRID = 2, 129
 DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
+PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -182,6 +183,8 @@ class Engine:
                 # the same area filter on the detail layer keeps a preview close to the downsized full render
                 small_layer = cv2.resize(layer.cpu().numpy(), shape[::-1], interpolation=cv2.INTER_AREA)
                 layer = torch.from_numpy(small_layer).to(self.device)
+                if len(self._previews) >= PREVIEW_CACHE:
+                    self._previews.pop(next(iter(self._previews)))  # the oldest size
                 self._previews[shape] = cached = (base, layer)
             else:
                 return base, None  # during set_bracket: no layer yet, nothing to cache
