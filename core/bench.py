@@ -124,7 +124,7 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
     """Time every stage on one device; returns the stages, Mertens last."""
     from core.bracket import align_images, load_bracket
     from core.classical import mertens
-    from core.detail import detail_layer
+    from core.detail import detail_layer, split_levels
     from core.fusion import Engine, REFERENCE_GRID
     from core.lut import apply_lut
 
@@ -157,8 +157,9 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
     stages.append(Stage("apply", ms, f"trilinear LUT G={REFERENCE_GRID}, full res"))
     frames = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2)
     tone3 = torch.from_numpy(tone).permute(2, 0, 1) if dev.type == "cpu" else tone[0]
-    ms, _ = timed(lambda: detail_layer(frames, tone3, engine.levels))
-    stages.append(Stage("detail", ms, f"detail layer, {engine.levels} pyramid levels (per bracket)"))
+    levels = split_levels(height, width, engine.levels)
+    ms, _ = timed(lambda: detail_layer(frames, tone3, levels))
+    stages.append(Stage("detail", ms, f"detail layer, {levels} pyramid levels (per bracket)"))
     engine.render(33, 1.0)  # warm: LUT cached as after any first render
     ms, _ = timed(lambda: engine.render(33, 1.0))
     stages.append(Stage("render", ms, "full res, G=33, detail 1, to an H×W×3 array"))

@@ -28,8 +28,11 @@ import torch
 import torch.nn.functional as F
 
 # Chosen on validation brackets (hdrps scenes, MEF-SSIM; see the report in the commit history): the split level
-# where the LUT's low frequencies meet the fusion's band-pass, and the soft-knee on the detail layer.
+# where the LUT's low frequencies meet the fusion's band-pass, for an image of LEVELS_SIDE pixels on its longest
+# side, and the soft knee on the detail layer. Larger images split deeper (one level per doubling) so that the
+# detail covers the same fraction of the picture at any resolution, and a preview matches the full render.
 DEFAULT_LEVELS = 5
+LEVELS_SIDE = 512
 KNEE = 0.25
 # Rec. 709 luma weights on the (gamma-encoded) frames
 LUMA = (0.2126, 0.7152, 0.0722)
@@ -145,6 +148,12 @@ def fused_bandpass(frames: torch.Tensor, levels: int) -> torch.Tensor:
     for band in reversed(bands[:-1]):
         out = expand(out, tuple(band.shape)).add_(band)
     return out
+
+
+def split_levels(height: int, width: int, levels: int = DEFAULT_LEVELS) -> int:
+    """Pyramid split level for an H×W image: `levels` at LEVELS_SIDE px, one more per doubling, ≥ 1, < log2(min side)."""
+    scaled = levels + round(math.log2(max(height, width) / LEVELS_SIDE))
+    return int(max(1, min(scaled, math.floor(math.log2(max(2, min(height, width)))))))
 
 
 def compress(layer: torch.Tensor, knee: float = KNEE) -> torch.Tensor:

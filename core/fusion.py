@@ -67,7 +67,10 @@ class Engine:
 
     def __init__(self, weights: Path | None = None, device: str | None = None, *, student: Any = None,
                  levels: int = detailmod.DEFAULT_LEVELS) -> None:
-        """Load the LUT student (shipped weights unless `weights`; a ready `student` object skips loading)."""
+        """Load the LUT student (shipped weights unless `weights`; a ready `student` object skips loading).
+
+        levels: the detail split level at 512 px (core.detail.split_levels scales it with the image size).
+        """
         self.device = pick_device(device)
         self.levels = levels
         self._lock = threading.RLock()
@@ -103,7 +106,7 @@ class Engine:
                 self._latent = self.encode(images)
                 tone = self._apply(REFERENCE_GRID, None)
                 stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
-                levels = min(self.levels, max(1, int(math.log2(max(1, min(images.shape[1:3]))))))
+                levels = detailmod.split_levels(*images.shape[1:3], self.levels)
                 # the reference tone map as 3×H×W, whichever layout the device's apply gave
                 tone = tone.permute(2, 0, 1) if self.device.type == "cpu" else tone[0]
                 self._layer = detailmod.detail_layer(stack, tone, levels)

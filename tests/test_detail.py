@@ -121,3 +121,11 @@ def test_detail_layer_rejects_zero_levels(rendered_bracket):
     stack = planar(rendered_bracket)
     with pytest.raises(ValueError, match="levels"):
         detail.detail_layer(stack, stack[0], 0)
+
+
+def test_split_level_follows_image_size():
+    base = detail.split_levels(384, detail.LEVELS_SIDE)
+    assert base == detail.DEFAULT_LEVELS
+    assert detail.split_levels(768, 2 * detail.LEVELS_SIDE) == base + 1
+    assert detail.split_levels(2160, 3840) == base + 3
+    assert detail.split_levels(8, 8) == 3 and detail.split_levels(2, 2) == 1  # never deeper than the image
