@@ -128,4 +128,4 @@ def test_split_level_follows_image_size():
     assert base == detail.DEFAULT_LEVELS
     assert detail.split_levels(768, 2 * detail.LEVELS_SIDE) == base + 1
     assert detail.split_levels(2160, 3840) == base + 3
-    assert detail.split_levels(8, 8) == 3 and detail.split_levels(2, 2) == 1  # never deeper than the image
+    assert detail.split_levels(8, 8, 20) == 3 and detail.split_levels(8, 8) == 1  # within the image, at least 1
