@@ -63,7 +63,11 @@ def preview_shape(height: int, width: int, max_side: int | None) -> tuple[int, i
 
 
 class Engine:
-    """Real-time fusion engine over one bracket; see the module docstring for what is cached and the lock."""
+    """Real-time fusion engine over one bracket; see the module docstring for what is cached.
+
+    Thread safety: public methods hold `self._lock` (re-entrant), so the GUI's render thread and an export thread
+    may share one engine; `bracket` and `device` are plain attributes, read them while no set_bracket runs.
+    """
 
     def __init__(self, weights: Path | None = None, device: str | None = None, *, student: Any = None,
                  levels: int = detailmod.DEFAULT_LEVELS) -> None:

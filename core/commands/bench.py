@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="3840x2160", help="bracket size WIDTHxHEIGHT")
     p.add_argument("--frames", type=int, default=3, help="number of exposures, 2-9")
     p.add_argument("--repeat", type=int, default=3, help="timed repeats per stage (the median is reported)")
-    p.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu",
+    p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
                    help="where to run; all = cpu and, when present, cuda")
     p.set_defaults(func=run)
 
