@@ -163,6 +163,13 @@ def compress(layer: torch.Tensor, knee: float = KNEE) -> torch.Tensor:
     return layer.div(knee).tanh_().mul_(knee)
 
 
+def tone_detail(fused: torch.Tensor, tone: torch.Tensor, levels: int, knee: float = KNEE) -> torch.Tensor:
+    """Detail layer from a cached fused band-pass (H×W) and a tone-mapped base (3×H×W in [0,1]) -> H×W in [-knee, knee]."""
+    y_tone = luminance(tone)
+    own = y_tone - lowpass(y_tone, levels)
+    return compress(fused - own, knee)
+
+
 def detail_layer(frames: torch.Tensor, tone: torch.Tensor, levels: int = DEFAULT_LEVELS,
                  knee: float = KNEE) -> torch.Tensor:
     """Per-bracket detail D: frames N×3×H×W and tone-mapped base 3×H×W in [0,1] -> H×W in [-knee, knee].
@@ -171,9 +178,7 @@ def detail_layer(frames: torch.Tensor, tone: torch.Tensor, levels: int = DEFAULT
     """
     if levels < 1:
         raise ValueError(f"detail levels must be at least 1, got {levels}")
-    y_tone = luminance(tone)
-    own = y_tone - lowpass(y_tone, levels)
-    return compress(fused_bandpass(frames, levels).sub_(own), knee)
+    return tone_detail(fused_bandpass(frames, levels), tone, levels, knee)
 
 
 def add_detail(image: torch.Tensor, layer: torch.Tensor, strength: float) -> torch.Tensor:

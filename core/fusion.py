@@ -1,9 +1,12 @@
 """The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU or a CUDA device.
 
 Per bracket (`set_bracket`) everything that does not depend on the grid size G or the detail strength is computed
-once: the base image (mean of the aligned frames), the student's latent code, and the luminance detail layer
-(`core.detail`). Per grid size the sampled LUT is cached; per preview size a downsampled base and detail layer.
-A render is then one trilinear LUT apply plus one multiply-add: out = clip(LUT_G(base) + detail · D, 0, 1).
+once: the base image (mean of the aligned frames), the student's latent code, the fused band-pass of the frames
+and the luminance detail layer D made through the LUT at G = 33 (`core.detail`). Per grid size the sampled LUT
+is cached; per preview size a downsampled base and detail layer. A render is then one trilinear LUT apply plus
+one multiply-add: out = clip(LUT_G(base) + detail · D, 0, 1). The LUT is one continuous function sampled at any
+G, so D serves every G ≥ 9; coarser grids change the tone map's own fine bands enough that they get their own D,
+made once from their first full-size render (a luminance low-pass, no pyramid fusion).
 
 Thread safety: every public method takes the engine's re-entrant lock, so one engine may be shared between the
 GUI's render thread and an export thread; calls are serialised, not parallel.
@@ -30,6 +33,10 @@ DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
 PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
+# Grids coarser than this get a detail layer of their own: the reference layer serves G ≥ 9 to within 0.0003
+# MEF-SSIM but costs 0.05 at G = 2 (hdrps validation scenes; see the commit history). A few are kept.
+EXACT_BELOW = 9
+SMALL_GRID_LAYERS = 2
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -91,10 +98,13 @@ class Engine:
         self._base: np.ndarray | None = None          # H×W×3 float32, CPU API copy
         self._base_dev: torch.Tensor | None = None    # 1×3×H×W on the device (CUDA only)
         self._latent: torch.Tensor | None = None
-        self._layer: torch.Tensor | None = None       # H×W detail layer on the device
+        self._fused: torch.Tensor | None = None       # H×W fused band-pass of the frames' luminance, on the device
+        self._levels = 1
+        self._layers: dict[int, torch.Tensor] = {}    # layer key -> H×W detail layer on the device
         self._luts: dict[int, np.ndarray] = {}
         self._luts_dev: dict[int, torch.Tensor] = {}
-        self._previews: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
+        self._small_bases: dict[tuple[int, int], Any] = {}
+        self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
 
     # -- per bracket -------------------------------------------------------------------------------------------
     def set_bracket(self, bracket) -> None:
@@ -108,12 +118,10 @@ class Engine:
                 if self.device.type != "cpu":
                     self._base_dev = self._to_device(self._base)
                 self._latent = self.encode(images)
-                tone = self._apply(REFERENCE_GRID, None)
                 stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
-                levels = detailmod.split_levels(*images.shape[1:3], self.levels)
-                # the reference tone map as 3×H×W, whichever layout the device's apply gave
-                tone = tone.permute(2, 0, 1) if self.device.type == "cpu" else tone[0]
-                self._layer = detailmod.detail_layer(stack, tone, levels)
+                self._levels = detailmod.split_levels(*images.shape[1:3], self.levels)
+                self._fused = detailmod.fused_bandpass(stack, self._levels)
+                self._layer(REFERENCE_GRID)
             except BaseException:
                 self.bracket = None
                 self._reset()
@@ -167,35 +175,53 @@ class Engine:
         with self._lock:
             return self._lut(grid_size).copy()
 
-    def _apply(self, grid_size: int, max_side: int | None) -> torch.Tensor:
-        """LUT_G(base) at full or preview size: H×W×3 CPU tensor on the CPU, 1×3×H×W on CUDA."""
-        table = self._lut(grid_size)
-        base, _ = self._preview(max_side)
-        if self.device.type == "cpu":
-            return torch.from_numpy(apply_lut(base, table))
-        return apply_lut(base, self._luts_dev[grid_size])
+    @staticmethod
+    def _layer_key(grid_size: int) -> int:
+        """Which detail layer a grid size uses: its own below EXACT_BELOW, else the reference grid's."""
+        return grid_size if grid_size < EXACT_BELOW else REFERENCE_GRID
 
-    def _preview(self, max_side: int | None) -> tuple[Any, torch.Tensor | None]:
-        """(base, detail layer) at the render size; downsampled copies are made once per size and kept."""
-        h, w = self._base.shape[:2]
-        shape = preview_shape(h, w, max_side)
-        if shape == (h, w):
-            return (self._base if self._base_dev is None else self._base_dev), self._layer
-        cached = self._previews.get(shape)
-        if cached is None:
+    def _apply(self, grid_size: int, base: Any) -> torch.Tensor:
+        """LUT_G(base) as 3×h×w (a view of an h×w×3 array on the CPU; on CUDA a 3×h×w tensor)."""
+        table = self._lut(grid_size)
+        if self.device.type == "cpu":
+            return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
+        return apply_lut(base, self._luts_dev[grid_size])[0]
+
+    def _layer(self, key: int, tone: torch.Tensor | None = None) -> torch.Tensor:
+        """Full-res detail layer H×W for a layer key, made once from LUT_key(base) (given as `tone` 3×H×W, or applied)."""
+        layer = self._layers.get(key)
+        if layer is None:
+            if tone is None:
+                tone = self._apply(key, self._base if self._base_dev is None else self._base_dev)
+            layer = detailmod.tone_detail(self._fused, tone, self._levels)
+            small = [k for k in self._layers if k != REFERENCE_GRID]
+            if key != REFERENCE_GRID and len(small) >= SMALL_GRID_LAYERS:
+                self._layers.pop(small[0])  # the oldest coarse-grid layer; the reference one always stays
+            self._layers[key] = layer
+        return layer
+
+    def _small_base(self, shape: tuple[int, int]) -> Any:
+        """The base downsampled (area filter) to shape (h, w), made once per size and kept (a few sizes)."""
+        base = self._small_bases.get(shape)
+        if base is None:
             small = cv2.resize(self._base, shape[::-1], interpolation=cv2.INTER_AREA)
             base = small if self._base_dev is None else self._to_device(small)
-            layer = self._layer
-            if layer is not None:
-                # the same area filter on the detail layer keeps a preview close to the downsized full render
-                small_layer = cv2.resize(layer.cpu().numpy(), shape[::-1], interpolation=cv2.INTER_AREA)
-                layer = torch.from_numpy(small_layer).to(self.device)
-                if len(self._previews) >= PREVIEW_CACHE:
-                    self._previews.pop(next(iter(self._previews)))  # the oldest size
-                self._previews[shape] = cached = (base, layer)
-            else:
-                return base, None  # during set_bracket: no layer yet, nothing to cache
-        return cached
+            if len(self._small_bases) >= PREVIEW_CACHE:
+                self._small_bases.pop(next(iter(self._small_bases)))  # the oldest size
+            self._small_bases[shape] = base
+        return base
+
+    def _small_layer(self, shape: tuple[int, int], key: int) -> torch.Tensor:
+        """The detail layer downsampled to shape with the same area filter as the base, so a preview matches the
+        downsized full render; made once per (size, layer) and kept (a few)."""
+        layer = self._small_layers.get((*shape, key))
+        if layer is None:
+            full = self._layer(key).cpu().numpy()
+            layer = torch.from_numpy(cv2.resize(full, shape[::-1], interpolation=cv2.INTER_AREA)).to(self.device)
+            if len(self._small_layers) >= 2 * PREVIEW_CACHE:
+                self._small_layers.pop(next(iter(self._small_layers)))
+            self._small_layers[(*shape, key)] = layer
+        return layer
 
     def render(self, grid_size: int = 33, detail: float = 1.0, max_side: int | None = None) -> np.ndarray:
         """Fused image H×W×3 float32 in [0,1]: LUT_G(base) + detail · D; max_side bounds the longest side (preview).
@@ -210,16 +236,26 @@ class Engine:
                 raise LUTFuseError(f"preview size {max_side!r}: must be a positive number of pixels")
             out = self._render(grid_size, float(detail), max_side)
             if self.device.type == "cpu":
-                return out.numpy()
+                return out.numpy()  # the H×W×3 array apply_lut made, detail added in place
             return out.permute(1, 2, 0).contiguous().cpu().numpy()
 
     def _render(self, grid_size: int, detail: float, max_side: int | None) -> torch.Tensor:
         """Render on the device: H×W×3 (CPU) or 3×H×W (CUDA) float32 in [0,1]."""
-        check_grid(grid_size)
-        out = self._apply(grid_size, max_side)
-        if out.dim() == 4:
-            out = out[0]
+        g = check_grid(grid_size)
+        h, w = self._base.shape[:2]
+        shape = preview_shape(h, w, max_side)
+        full = shape == (h, w)
+        if full:
+            base = self._base if self._base_dev is None else self._base_dev
+        else:
+            base = self._small_base(shape)
+        out = self._apply(g, base)
         if detail != 0.0:
-            _, layer = self._preview(max_side)
+            key = self._layer_key(g)
+            if full:
+                # a coarse grid's own layer is made from this very render's LUT result (before detail is added)
+                layer = self._layer(key, out if key == g else None)
+            else:
+                layer = self._small_layer(shape, key)
             detailmod.add_detail(out, layer, detail)
-        return out
+        return out.permute(1, 2, 0) if self.device.type == "cpu" else out

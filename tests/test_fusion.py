@@ -104,6 +104,25 @@ def test_lut_is_sampled_once_per_grid_size(engine):
     assert student.sampled.count(65) == 1
 
 
+def test_detail_layer_per_grid_coarse_grids_get_their_own(engine, rendered_bracket):
+    from core import detail
+
+    stack = torch.from_numpy(np.stack(rendered_bracket)).permute(0, 3, 1, 2)
+    levels = detail.split_levels(96, 128)
+
+    def expected(g: int, layer_grid: int) -> np.ndarray:
+        tone = apply_lut(engine.base(), engine.lut(g))
+        ref = apply_lut(engine.base(), engine.lut(layer_grid))
+        layer = detail.detail_layer(stack, torch.from_numpy(ref).permute(2, 0, 1), levels)
+        return detail.add_detail(torch.from_numpy(tone), layer, 0.7).numpy()
+
+    # G ≥ 9 shares the layer made through the G = 33 LUT; a coarse grid uses its own, preview first or not
+    for g, layer_grid in ((17, 33), (129, 33), (4, 4), (2, 2), (3, 3), (4, 4)):
+        engine.render(g, 1.0, max_side=50)
+        np.testing.assert_allclose(engine.render(g, 0.7), expected(g, layer_grid), atol=2e-6, rtol=0)
+    assert sorted(engine._layers) == [3, 4, 33]  # two coarse layers kept beside the reference
+
+
 def test_preview_respects_max_side_and_matches_the_downsized_render(engine):
     full = engine.render(33, 1.0)
     preview = engine.render(33, 1.0, max_side=64)
