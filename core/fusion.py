@@ -56,7 +56,11 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 
 def check_grid(grid_size: int) -> int:
     """The grid size as an int; LUTFuseError unless it is an integer in [2, 129]."""
-    if isinstance(grid_size, bool) or not float(grid_size).is_integer() or not MIN_GRID <= grid_size <= MAX_GRID:
+    try:
+        ok = not isinstance(grid_size, bool) and float(grid_size).is_integer() and MIN_GRID <= grid_size <= MAX_GRID
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise LUTFuseError(f"LUT grid size {grid_size!r}: must be an integer between {MIN_GRID} and {MAX_GRID}")
     return int(grid_size)
 

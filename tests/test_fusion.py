@@ -138,7 +138,7 @@ def test_preview_respects_max_side_and_matches_the_downsized_render(engine):
                                             engine.lut(33)))
 
 
-@pytest.mark.parametrize("grid", [1, 0, 130, 2.5, -3])
+@pytest.mark.parametrize("grid", [1, 0, 130, 2.5, -3, float("nan"), "33", None])
 def test_bad_grid_size_is_a_clear_error(engine, grid):
     with pytest.raises(LUTFuseError, match="between 2 and 129"):
         engine.lut(grid)
