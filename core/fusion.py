@@ -167,7 +167,8 @@ class Engine:
         self._require()
         table = self._luts.get(g)
         if table is None:
-            sampled = self.student.sample(self._latent, g)[0].clamp(0.0, 1.0).float()
+            sampled = self.student.sample(self._latent, g)
+            sampled = (sampled[0] if sampled.dim() == 5 else sampled).clamp(0.0, 1.0).float()
             table = np.ascontiguousarray(sampled.cpu().numpy())
             self._luts[g] = table
             if self.device.type != "cpu":
