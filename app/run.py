@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
@@ -36,13 +36,13 @@ def save_screenshot(window: MainWindow, path: Path) -> None:
 
 
 def run(frames: Sequence[str | Path] = (), screenshot: Path | None = None,
-        settings: AppSettings | None = None) -> int:
+        settings: AppSettings | None = None, engine_factory: Callable[[], object] | None = None) -> int:
     """Run the editor until it closes (or, with `screenshot`, until the first full render is saved)."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("LUTFuse")
     app.setOrganizationName("LUTFuse")
     apply_theme(app)
-    window = MainWindow(settings or AppSettings())
+    window = MainWindow(settings or AppSettings(), engine_factory)
     window.show()
     status = {"code": 0}
     if screenshot is not None:
