@@ -62,6 +62,7 @@ class LutPanel(QWidget):
         self.slice_plot.setMinimumHeight(200)
         self.slice_image = pg.ImageItem(axisOrder="row-major")
         self.slice_plot.addItem(self.slice_image)
+        self.slice_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
         # neutral axis response
         self.curve_plot = pg.PlotWidget(background="#232326")
         self.curve_plot.setMenuEnabled(False)

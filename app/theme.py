@@ -12,6 +12,7 @@ QDockWidget::title { background: #313135; padding: 5px 8px; color: #d8d8d8; font
 QLabel { color: #d8d8d8; }
 QLabel#panelTitle { font-weight: 600; color: #e8e8e8; }
 QLabel#valueLabel { color: #ffcc66; font-family: monospace; }
+QLabel#viewerHint { color: #8f8f95; font-size: 15px; background: #1b1b1d; }
 QLabel#evLabel { color: #ffcc66; font-weight: 600; }
 QFrame#frameCard { background: #333337; border: 1px solid #3d3d42; border-radius: 6px; }
 QFrame#frameCard[middle="true"] { border: 1px solid #8a7a4a; }

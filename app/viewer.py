@@ -7,7 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QLabel, QStackedLayout, QVBoxLayout, QWidget
 
 ZOOM_STEP = 1.25
 
@@ -48,14 +48,22 @@ class ImageViewer(QWidget):
         self.size: tuple[int, int] | None = None   # (width, height) of the full-resolution image
         self.split = False
         self._set_split_items()
+        # until a bracket is shown, a hint stands where the image will be
+        self.hint = QLabel("Open a bracket: File → Open (Ctrl+O), or drop frames or a folder here")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setObjectName("viewerHint")
+        self.stack = QStackedLayout()
+        self.stack.addWidget(self.hint)
+        self.stack.addWidget(self.view)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.view)
+        layout.addLayout(self.stack)
 
     # -- content -----------------------------------------------------------------------------------------------
     def set_images(self, after: np.ndarray | None, before: np.ndarray | None, full_size: tuple[int, int]) -> None:
         """Show new images; a smaller `after` (a preview) is stretched over the full-size rectangle."""
         first = self.size is None
+        self.stack.setCurrentWidget(self.view)
         resized = self.size != full_size
         self.size = full_size
         if before is not None:
@@ -156,4 +164,5 @@ class ImageViewer(QWidget):
     def _range_changed(self, *_args) -> None:
         """Keep labels in view and tell the status bar the zoom."""
         self._place_labels()
-        self.zoomChanged.emit(self.zoom())
+        if self.size is not None:
+            self.zoomChanged.emit(self.zoom())

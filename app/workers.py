@@ -134,7 +134,12 @@ class EngineHost(QObject):
         """The engine, created on first use (on the worker thread: loading weights takes a moment)."""
         with self.lock:
             if self.engine is None:
-                self.engine = self._factory()
+                try:
+                    self.engine = self._factory()
+                except LUTFuseError as exc:
+                    raise LUTFuseError(f"the fusion engine cannot start: {exc}") from exc
+                except ImportError as exc:  # a checkout without the model code: say what is missing
+                    raise LUTFuseError(f"the fusion engine cannot start: {exc}") from exc
             return self.engine
 
     # -- loading -----------------------------------------------------------------------------------------------

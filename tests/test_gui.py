@@ -287,6 +287,21 @@ def test_bad_file_shows_an_error_and_keeps_the_bracket(qtbot, window: MainWindow
     assert window.viewer.after_pixels().shape == (800, 1200, 3)
 
 
+def test_missing_weights_are_a_message_not_a_crash(qtbot, settings: AppSettings) -> None:
+    from core.errors import WeightsError
+
+    def no_weights():
+        raise WeightsError("resources/weights/lut_student.pt: not found")
+
+    win = MainWindow(settings, no_weights)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.errorShown, timeout=WAIT_MS) as blocker:
+        win.open_bracket(demo_frames())
+    assert "engine cannot start" in blocker.args[0] and "lut_student.pt" in blocker.args[0]
+    assert win.banner.isVisibleTo(win) and win.loaded is None
+    assert not win.export_actions[0].isEnabled()
+
+
 def test_open_by_drop_and_recent_and_settings_persist(qtbot, window: MainWindow, settings: AppSettings) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(demo_frames()[0].parent))])
