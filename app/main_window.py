@@ -169,13 +169,27 @@ class MainWindow(ExportMixin, QMainWindow):
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, [QKeySequence.StandardKey.Quit])
         view = self.menuBar().addMenu("&View")
-        self._action(view, "&Fit", self.viewer.fit, ["Ctrl+0"])
-        self._action(view, "&100 %", self.viewer.actual_size, ["Ctrl+1"])
+        fit = self._action(view, "&Fit", self.viewer.fit, ["Ctrl+0"], "Whole image in the view (Ctrl+0)")
+        actual = self._action(view, "&100 %", self.viewer.actual_size, ["Ctrl+1"],
+                              "One image pixel per screen pixel (Ctrl+1)")
         self._action(view, "Zoom &In", self.viewer.zoom_in, ["+", "=", "Ctrl++"])
         self._action(view, "Zoom &Out", self.viewer.zoom_out, ["-", "Ctrl+-"])
         view.addSeparator()
-        self.split_action = self._action(view, "&Before / After", self.viewer.toggle_split, ["B", "\\"],
-                                         "Split the view against the middle frame")
+        self.split_action = self._action(view, "&Before / After", self.viewer.set_split, ["B", "\\"],
+                                         "Split the view against the middle frame (B); drag the divider")
+        self.split_action.setCheckable(True)
+        self.viewer.splitChanged.connect(self.split_action.setChecked)
+        # a toolbar for what is used most; the same actions, so menu, toolbar and keys stay in step
+        tools = self.addToolBar("Tools")
+        tools.setObjectName("toolbar_main")
+        tools.setMovable(False)
+        tools.addAction(file_menu.actions()[0])
+        tools.addAction(self.export_actions[0])
+        tools.addAction(self.export_actions[2])
+        tools.addSeparator()
+        tools.addAction(fit)
+        tools.addAction(actual)
+        tools.addAction(self.split_action)
         view.addSeparator()
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())

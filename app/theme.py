@@ -34,6 +34,10 @@ QCheckBox::indicator, QRadioButton::indicator { width: 12px; height: 12px; borde
 QRadioButton::indicator { border-radius: 7px; }
 QCheckBox::indicator { border-radius: 3px; }
 QCheckBox::indicator:checked, QRadioButton::indicator:checked { background: #d0a54c; border: 1px solid #e8c36e; }
+QToolBar { background: #2a2a2d; border: none; spacing: 4px; padding: 2px 6px; }
+QToolButton { color: #e0e0e0; padding: 3px 8px; border-radius: 4px; }
+QToolButton:hover { background: #3d3d42; }
+QToolButton:checked { background: #5a4a28; border: 1px solid #b08a3e; }
 QToolTip { background: #1e1e20; color: #e6e6e6; border: 1px solid #555; }
 """
 

@@ -16,6 +16,7 @@ class ImageViewer(QWidget):
     """pyqtgraph view of the fused image (`after`) over the middle frame (`before`) clipped left of a divider."""
 
     zoomChanged = Signal(float)   # screen pixels per image pixel
+    splitChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -97,6 +98,7 @@ class ImageViewer(QWidget):
         """Show or hide the before/after split."""
         self.split = on
         self._set_split_items()
+        self.splitChanged.emit(on)
 
     def toggle_split(self) -> None:
         """Flip the before/after split."""

@@ -336,7 +336,7 @@ def test_keyboard_shortcuts_zoom_and_split(qtbot, window: MainWindow) -> None:
     assert window.viewer.zoom() < 1.0     # the 1200-px demo fits a smaller view
     assert not window.viewer.split
     qtbot.keyClick(window, Qt.Key.Key_B)
-    assert window.viewer.split and window.viewer.divider.isVisible()
+    assert window.viewer.split and window.viewer.divider.isVisible() and window.split_action.isChecked()
     window.viewer.divider.setValue(300)   # what dragging the divider does
     assert window.viewer.clip.rect().width() == 300
     qtbot.keyClick(window, Qt.Key.Key_Backslash)
