@@ -1,0 +1,206 @@
+"""The INR student (Su & Zheng, arXiv 2412.13749): bracket -> latent code; (latent, r, g, b) -> output colour.
+
+Any number of frames K in 2..9: the encoder never sees the frames one by one. It sees a fixed 12-channel
+summary at 128×128 — (darkest, per-pixel mean, brightest) plus three exposure-statistics channels (per-pixel
+spread of the frames' grey levels, fraction of frames clipped high, fraction clipped low) — so K only changes
+the values of the statistics, never a shape.
+
+Cost split (our design; the paper does not publish sizes): almost all parameters sit in the per-bracket path
+(CNN encoder + a hypernetwork that turns the latent into FiLM scales/biases of the point MLP and into the
+point MLP's output layer), which runs once per bracket. The per-point network is narrow: Fourier features of
+(r, g, b) (4 octaves) -> 3 FiLM-modulated ReLU layers of width 64 -> 3, a residual over identity. On a lattice
+the first layer is separable (the features of r, g and b enter linearly), so sample() computes it as a
+broadcast sum of three G×64 tables and pays matrix products only for the two inner layers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.errors import WeightsError
+from core.paths import WEIGHTS
+
+INPUT_SIZE = 128        # side the encoder works at (the engine downsamples to this)
+OCTAVES = 4             # Fourier octaves of each colour coordinate
+DEFAULT_CHUNK = 1 << 13  # lattice points per chunk in sample(): intermediates stay in cache
+CLIP_HIGH, CLIP_LOW = 0.95, 0.05
+
+
+def fourier_features(x: torch.Tensor, octaves: int = OCTAVES) -> torch.Tensor:
+    """...×1 coordinate in [0,1] -> ...×(1+2·octaves): [x, sin(2^k π x), cos(2^k π x)] for k < octaves."""
+    freqs = (2.0 ** torch.arange(octaves, dtype=x.dtype, device=x.device)) * math.pi
+    arg = x * freqs
+    return torch.cat([x, torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+def bracket_summary(frames: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+    """N×K×3×H×W in [0,1] (darkest first) -> N×12×size×size: darkest, mean, brightest, 3 statistics channels."""
+    if frames.dim() != 5 or frames.shape[2] != 3:
+        raise ValueError(f"expected frames N×K×3×H×W, got shape {tuple(frames.shape)}")
+    n, k, _, h, w = frames.shape
+    if not 2 <= k <= 9:
+        raise ValueError(f"a bracket has 2 to 9 frames, got {k}")
+    x = frames.reshape(n * k, 3, h, w).float()
+    if (h, w) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    x = x.clamp(0.0, 1.0).view(n, k, 3, size, size)
+    grey = x.mean(dim=2)                                    # N×K×s×s
+    stats = torch.stack([grey.std(dim=1, unbiased=False),
+                         (grey > CLIP_HIGH).float().mean(dim=1),
+                         (grey < CLIP_LOW).float().mean(dim=1)], dim=1)
+    return torch.cat([x[:, 0], x.mean(dim=1), x[:, -1], stats], dim=1)
+
+
+class Encoder(nn.Module):
+    """Strided CNN on the 12-channel summary, plus its global statistics (InstanceNorm drops absolute levels)."""
+
+    def __init__(self, latent: int = 128, in_ch: int = 12, widths: tuple[int, ...] = (16, 32, 64, 128, 128)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_ch
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            if 0 < i < len(widths) - 1:
+                layers.append(nn.InstanceNorm2d(w, affine=True))
+            c = w
+        self.conv = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Linear(c * 4 + 2 * in_ch, latent)
+
+    def forward(self, summary: torch.Tensor) -> torch.Tensor:
+        """N×12×S×S summary in [0,1] -> N×latent."""
+        feats = self.pool(self.conv(summary)).flatten(1)
+        glob = torch.cat([summary.mean(dim=(2, 3)), summary.std(dim=(2, 3))], dim=1)
+        return self.head(torch.cat([feats, glob], dim=1))
+
+
+class LUTStudent(nn.Module):
+    """Latent-conditioned INR LUT: encode(frames) once per bracket, then sample(latent, G) or query(latent, rgb)."""
+
+    input_size = INPUT_SIZE
+
+    def __init__(self, latent: int = 128, width: int = 64, hyper_hidden: int = 256, octaves: int = OCTAVES) -> None:
+        super().__init__()
+        self.latent_dim, self.width, self.octaves = latent, width, octaves
+        self.encoder = Encoder(latent)
+        feat = 1 + 2 * octaves
+        # first layer split per colour axis so that a lattice costs three small tables (see module docstring)
+        self.l1 = nn.ModuleList([nn.Linear(feat, width, bias=(i == 0)) for i in range(3)])
+        self.l2 = nn.Linear(width, width)
+        self.l3 = nn.Linear(width, width)
+        self.out = nn.Linear(width, 3)
+        # hypernetwork: latent -> FiLM (scale, shift) of the 3 hidden layers + a per-bracket output layer delta
+        self.n_film = 6 * width
+        self.n_out = 3 * width + 3
+        self.hyper = nn.Sequential(nn.Linear(latent, hyper_hidden), nn.LeakyReLU(0.2),
+                                   nn.Linear(hyper_hidden, self.n_film + self.n_out))
+        # residual starts at exactly 0 (a fresh student is the identity LUT) while gradients still reach
+        # every layer: the shared output layer and the hypernetwork's last layer start at zero
+        for p in (self.out.weight, self.out.bias, self.hyper[-1].weight, self.hyper[-1].bias):
+            nn.init.zeros_(p)
+
+    # -- per bracket ---------------------------------------------------------------------------------------
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """N×K×3×H×W in [0,1], darkest first, K in 2..9, any H×W -> N×L latent code."""
+        p = next(self.parameters())
+        return self.encoder(bracket_summary(frames.to(p.device, p.dtype), INPUT_SIZE))
+
+    def _modulation(self, latent: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """N×L -> per bracket the point MLP with FiLM folded into its weights (scale s, shift t: s·(Wx+b)+t)."""
+        h = self.hyper(latent)
+        w = self.width
+        nets = []
+        for i in range(latent.shape[0]):
+            film = h[i, : self.n_film].view(3, 2, w)
+            s1, s2, s3 = (1.0 + film[j, 0] for j in range(3))
+            d = h[i, self.n_film:]
+            nets.append({
+                "s1": s1, "t1": film[0, 1] + self.l1[0].bias * s1,
+                "w2": self.l2.weight.t() * s2, "b2": self.l2.bias * s2 + film[1, 1],
+                "w3": self.l3.weight.t() * s3, "b3": self.l3.bias * s3 + film[2, 1],
+                "wo": self.out.weight.t() + d[: 3 * w].view(w, 3), "bo": self.out.bias + d[3 * w:],
+            })
+        return nets
+
+    @staticmethod
+    def _tail(pre1: torch.Tensor, net: dict[str, torch.Tensor]) -> torch.Tensor:
+        """First-layer pre-activations P×W (FiLM applied) -> residual P×3 through the folded inner layers."""
+        inplace = not torch.is_grad_enabled()
+        h = pre1.relu_() if inplace else pre1.relu()
+        h = torch.addmm(net["b2"], h, net["w2"])
+        h = h.relu_() if inplace else h.relu()
+        h = torch.addmm(net["b3"], h, net["w3"])
+        h = h.relu_() if inplace else h.relu()
+        return torch.addmm(net["bo"], h, net["wo"])
+
+    def _tables(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """...×3 colours in [0,1] -> the first layer's three per-axis terms, each ...×W (no bias)."""
+        return [F.linear(fourier_features(x[..., i:i + 1], self.octaves), layer.weight)
+                for i, layer in enumerate(self.l1)]
+
+    # -- per point -----------------------------------------------------------------------------------------
+    def query(self, latent: torch.Tensor, rgb: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """N×L latent, N×P×3 colours in [0,1] -> N×P×3 output colours (in [0,1] when clamp)."""
+        x = rgb.to(latent.dtype)
+        t_r, t_g, t_b = self._tables(x)
+        pre = t_r + t_g + t_b
+        outs = [x[i] + self._tail(pre[i] * net["s1"] + net["t1"], net)
+                for i, net in enumerate(self._modulation(latent))]
+        out = torch.stack(outs)
+        return out.clamp(0.0, 1.0) if clamp else out
+
+    def sample(self, latent: torch.Tensor, size: int, chunk: int | None = None, clamp: bool = True) -> torch.Tensor:
+        """N×L latent -> N×G×G×G×3 LUT in the core layout lut[b, g, r, c] (red fastest), values in [0,1] when clamp."""
+        g = int(size)
+        if g < 2:
+            raise ValueError(f"LUT size must be at least 2, got {size}")
+        w = self.width
+        ramp = torch.linspace(0.0, 1.0, g, dtype=latent.dtype, device=latent.device)
+        t_r, t_g, t_b = self._tables(ramp.view(g, 1).expand(g, 3))
+        ident = torch.stack(torch.meshgrid(ramp, ramp, ramp, indexing="ij")[::-1], dim=-1)  # b×g×r×(r,g,b)
+        # chunks of whole blue slices small enough to stay in cache (measured: ~8k points is the sweet spot)
+        slices = max(1, (chunk or DEFAULT_CHUNK) // (g * g))
+        grad = torch.is_grad_enabled()
+        luts = []
+        for net in self._modulation(latent):
+            plane = ((t_g.view(g, 1, w) + t_r.view(1, g, w)) * net["s1"] + net["t1"]).view(1, g * g, w)
+            tb = t_b * net["s1"]
+            parts = []
+            out = None if grad else torch.empty((g, g * g, 3), dtype=latent.dtype, device=latent.device)
+            for b0 in range(0, g, slices):
+                b1 = min(g, b0 + slices)
+                pre = (plane + tb[b0:b1].view(-1, 1, w)).view(-1, w)
+                res = self._tail(pre, net)
+                if grad:
+                    parts.append(res)
+                else:
+                    out[b0:b1].view(-1, 3).copy_(res)
+            res = torch.cat(parts).view(g, g, g, 3) if grad else out.view(g, g, g, 3)
+            luts.append(res + ident if grad else res.add_(ident))
+        lut = torch.stack(luts)
+        return lut.clamp(0.0, 1.0) if clamp else lut
+
+
+def load_student(path: Path | None = None, device: torch.device | str | None = None) -> LUTStudent:
+    """LUTStudent with weights from `path` (default resources/weights/lut_student.pt), in eval mode on `device`."""
+    path = Path(path) if path is not None else WEIGHTS / "lut_student.pt"
+    if not path.is_file():
+        raise WeightsError(f"{path}: LUT student weights not found (train them with `lutfuse train student`)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types; all mean the same to the user
+        raise WeightsError(f"{path}: not a readable weights file ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a state_dict, got {type(state).__name__}")
+    model = LUTStudent()
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"{path}: weights do not fit the LUT student ({first})") from exc
+    return model.to(device if device is not None else "cpu").eval()
