@@ -1,0 +1,81 @@
+"""Losses of the LUT teacher and student (also general image losses: `l1`, `ssim`, `ssim_loss` on N×3×H×W).
+
+LUT tensors here are batched in the core layout: N×G×G×G×3 = lut[n, b, g, r, c] (red fastest)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error of two same-shape tensors (e.g. N×3×H×W in [0,1]) -> scalar ≥ 0."""
+    return (pred - target).abs().mean()
+
+
+def _gauss_kernel(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """Normalised 1-D Gaussian of `size` taps as a 1×1×1×size kernel on like's device/dtype."""
+    t = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    return (g / g.sum()).view(1, 1, 1, size)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM over channels and valid windows (Gaussian σ=1.5); N×C×H×W in [0,1] -> scalar in [-1,1]."""
+    if pred.shape != target.shape or pred.dim() != 4:
+        raise ValueError(f"ssim expects two N×C×H×W tensors of one shape, got {tuple(pred.shape)}, {tuple(target.shape)}")
+    n, c, h, w = pred.shape
+    size = min(size, h, w)
+    g = _gauss_kernel(size, sigma, pred)
+    a, b = pred.reshape(n * c, 1, h, w), target.reshape(n * c, 1, h, w)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(x, g), g.transpose(-1, -2))
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean()
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 − SSIM; N×C×H×W in [0,1] -> scalar in [0,2], 0 for identical images."""
+    return 1.0 - ssim(pred, target)
+
+
+def apply_luts(luts: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Differentiable trilinear apply, one LUT per image: N×G×G×G×3, N×3×H×W in [0,1] -> N×3×H×W."""
+    volume = luts.permute(0, 4, 1, 2, 3)                                   # N×C×D(b)×H(g)×W(r)
+    grid = (images.clamp(0.0, 1.0).permute(0, 2, 3, 1) * 2 - 1).unsqueeze(1)  # N×1×H×W×(x=r, y=g, z=b)
+    return F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, :, 0]
+
+
+def lookup(luts: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+    """Trilinear values of N LUTs (N×G×G×G×3) at N×P×3 colours in [0,1] -> N×P×3."""
+    pts = rgb.permute(0, 2, 1).unsqueeze(-1)                                # N×3×P×1 as a P×1 "image"
+    return apply_luts(luts, pts)[..., 0].permute(0, 2, 1)
+
+
+def smoothness(luts: torch.Tensor) -> torch.Tensor:
+    """Total variation: mean squared difference of neighbouring entries along b, g, r; N×G×G×G×3 -> scalar ≥ 0."""
+    return sum(torch.diff(luts, dim=d).pow(2).mean() for d in (1, 2, 3))
+
+
+def monotonicity(luts: torch.Tensor) -> torch.Tensor:
+    """Mean ReLU(lut[i] − lut[i+1]) along each lattice axis, all channels (Zeng et al.); N×G×G×G×3 -> scalar ≥ 0."""
+    return sum(torch.relu(-torch.diff(luts, dim=d)).mean() for d in (1, 2, 3))
+
+
+def regulariser(luts: torch.Tensor, tv_weight: float = 1e-3, mono_weight: float = 10.0) -> torch.Tensor:
+    """Long-range regulariser on a sampled lattice: tv_weight·TV + mono_weight·monotonicity -> scalar ≥ 0."""
+    return tv_weight * smoothness(luts) + mono_weight * monotonicity(luts)
+
+
+def reconstruction(luts: torch.Tensor, base: torch.Tensor, reference: torch.Tensor,
+                   ssim_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 + ssim_weight·(1−SSIM) of LUT(base) against the reference; returns (loss, the N×3×H×W output)."""
+    out = apply_luts(luts, base)
+    return l1(out, reference) + ssim_weight * ssim_loss(out, reference), out
