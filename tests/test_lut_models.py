@@ -100,3 +100,167 @@ def test_load_student_round_trip(tmp_path: Path) -> None:
     frames = torch.rand(1, 3, 3, 48, 48)
     with torch.no_grad():
         torch.testing.assert_close(loaded.sample(loaded.encode(frames), 5), model.sample(model.encode(frames), 5))
+
+
+# ---------------------------------------------------------------- teacher
+
+from core.models.lut_teacher import LUTTeacher, load_teacher  # noqa: E402
+from core.train import losses  # noqa: E402
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_teacher_shapes_any_k(k: int) -> None:
+    model = LUTTeacher().eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, k, 3, 50, 60))
+    g = model.grid
+    assert out["priors"].shape == (2, k, g, g, g, 3)
+    assert out["weights"].shape == (2, k, g, g, g, 1)
+    assert out["lut"].shape == (2, g, g, g, 3)
+
+
+def test_teacher_fused_grid_is_convex_combination_of_priors() -> None:
+    torch.manual_seed(1)
+    model = LUTTeacher().eval()
+    with torch.no_grad():
+        model.weight_grids.normal_(0, 1.0)       # per-cell weights that really vary
+        model.cnn.head.weight.normal_(0, 0.2)
+        out = model(torch.rand(1, 3, 3, 64, 64))
+    w, priors, lut = out["weights"], out["priors"], out["lut"]
+    assert (w >= 0).all()
+    torch.testing.assert_close(w.sum(dim=1), torch.ones_like(w.sum(dim=1)))
+    assert w.std(dim=(2, 3, 4)).max() > 1e-3   # not one global weight per frame
+    torch.testing.assert_close(lut, (w * priors).sum(dim=1))
+    lo, hi = priors.min(dim=1).values, priors.max(dim=1).values
+    assert (lut >= lo - 1e-6).all() and (lut <= hi + 1e-6).all()
+
+
+def test_fresh_teacher_is_near_identity() -> None:
+    model = LUTTeacher().eval()
+    with torch.no_grad():
+        lut = model.fuse(torch.rand(1, 2, 3, 64, 64))[0].numpy()
+    assert np.abs(lut - identity_lut(model.grid)).max() < 0.05
+
+
+def test_load_teacher_errors(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="not found"):
+        load_teacher(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save(LUTStudent().state_dict(), bad)
+    with pytest.raises(WeightsError, match="do not fit"):
+        load_teacher(bad)
+
+
+# ---------------------------------------------------------------- losses
+
+def test_apply_luts_matches_core_apply_lut() -> None:
+    torch.manual_seed(2)
+    lut = torch.from_numpy(identity_lut(9)) ** 1.7 + 0.02 * torch.rand(9, 9, 9, 3)
+    image = torch.rand(1, 3, 20, 30)
+    mine = losses.apply_luts(lut[None], image)
+    ref = apply_lut(image.permute(0, 2, 3, 1)[0].numpy().copy(), lut.numpy())
+    np.testing.assert_allclose(mine[0].permute(1, 2, 0).numpy(), ref, atol=1e-5)
+    pts = torch.rand(1, 40, 3)
+    np.testing.assert_allclose(losses.lookup(lut[None], pts)[0].numpy(),
+                               apply_lut(pts.numpy().reshape(40, 1, 3), lut.numpy()).reshape(40, 3), atol=1e-5)
+
+
+def test_ssim_and_l1() -> None:
+    torch.manual_seed(3)
+    a = torch.rand(2, 3, 32, 32)
+    assert losses.ssim_loss(a, a).abs() < 1e-5
+    assert losses.l1(a, a) == 0
+    noisy = (a + 0.2 * torch.randn_like(a)).clamp(0, 1)
+    assert losses.ssim_loss(a, noisy) > 0.1
+    assert losses.ssim_loss(a, (a + 0.05 * torch.randn_like(a)).clamp(0, 1)) < losses.ssim_loss(a, noisy)
+    with pytest.raises(ValueError):
+        losses.ssim(a, a[:, :1])
+
+
+def test_regulariser_terms() -> None:
+    ident = torch.from_numpy(identity_lut(9))[None]
+    assert losses.monotonicity(ident) == 0
+    assert losses.monotonicity(ident.flip(3)) > 0.01       # red decreasing along r
+    assert losses.smoothness(ident) < losses.smoothness(ident + 0.1 * torch.rand_like(ident))
+
+
+# ---------------------------------------------------------------- training
+
+def _rendered_groups(rendered_bracket) -> list[dict]:
+    """Two K groups from the rendered bracket: frames, base (mean) and a 'reference' (the middle frame)."""
+    frames3 = torch.from_numpy(np.stack(rendered_bracket)).permute(0, 3, 1, 2).float()
+    reference = frames3[1:2]
+    groups = []
+    for idx in ([0, 2], [0, 1, 2]):
+        f = frames3[idx][None]
+        groups.append({"frames": f, "base": f.mean(dim=1), "reference": reference})
+    return groups
+
+
+def _value(loss_fn, *args) -> float:
+    """A loss function's scalar value without building a graph (the RNG still advances as in a step)."""
+    with torch.no_grad():
+        return float(loss_fn(*args)[0])
+
+
+def test_teacher_steps_reduce_loss(rendered_bracket) -> None:
+    from core.train.lut_teacher import teacher_loss
+
+    torch.manual_seed(0)
+    groups = _rendered_groups(rendered_bracket)
+    model = LUTTeacher().eval()   # eval: no dropout, so the loss is a fixed function of the weights
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = _value(teacher_loss, model, groups, 1e-4, 10.0)
+    for _ in range(25):
+        loss, _ = teacher_loss(model, groups, 1e-4, 10.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert _value(teacher_loss, model, groups, 1e-4, 10.0) < 0.7 * first
+
+
+@pytest.mark.parametrize("with_teacher", [False, True])
+def test_student_steps_reduce_loss(rendered_bracket, with_teacher: bool) -> None:
+    import argparse
+
+    from core.train.lut_student import student_loss
+
+    torch.manual_seed(0)
+    groups = _rendered_groups(rendered_bracket)
+    teacher = LUTTeacher().eval() if with_teacher else None
+    args = argparse.Namespace(grid_min=9, grid_max=9, points=256, distill=1.0, tv=1e-3, mono=10.0, no_reg=False)
+    model = LUTStudent()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    first = _value(student_loss, model, teacher, groups, args)
+    for _ in range(25):
+        loss, _ = student_loss(model, teacher, groups, args)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert _value(student_loss, model, teacher, groups, args) < 0.7 * first
+
+
+# ---------------------------------------------------------------- shipped weights
+
+@pytest.mark.skipif(not (WEIGHTS / "lut_student.pt").is_file(), reason="no shipped student weights yet")
+def test_shipped_student_loads_and_is_monotone_ish(rendered_bracket) -> None:
+    model = load_student()
+    frames = torch.from_numpy(np.stack(rendered_bracket)).permute(0, 3, 1, 2)[None]
+    with torch.no_grad():
+        lut = model.sample(model.encode(frames), 33)
+    assert lut.shape == (1, 33, 33, 33, 3)
+    assert float(losses.monotonicity(lut)) < 1e-3
+    # brighter input -> brighter output along the grey diagonal
+    diag = lut[0, torch.arange(33), torch.arange(33), torch.arange(33)].mean(dim=-1)
+    assert (torch.diff(diag) >= -1e-3).all() and diag[-1] - diag[0] > 0.5
+    assert (WEIGHTS / "lut_student.pt").stat().st_size < 5e6
+
+
+@pytest.mark.skipif(not (WEIGHTS / "lut_teacher.pt").is_file(), reason="no shipped teacher weights yet")
+def test_shipped_teacher_loads_and_is_monotone_ish(rendered_bracket) -> None:
+    model = load_teacher()
+    frames = torch.from_numpy(np.stack(rendered_bracket)).permute(0, 3, 1, 2)[None]
+    with torch.no_grad():
+        lut = model.fuse(frames)
+    assert float(losses.monotonicity(lut)) < 1e-3
+    assert (WEIGHTS / "lut_teacher.pt").stat().st_size < 5e6
