@@ -1,6 +1,6 @@
 """`lutfuse train student`: the INR student, distilled from the frozen teacher under a long-range regulariser.
 
-Per step and bracket: the student's lattice at a random size G (8..24) is (a) compared with the teacher's fused
+Per step and bracket: the student's lattice at a random size G (8..33) is (a) compared with the teacher's fused
 grid at the same nodes and at random off-lattice colours (restricted / distillation loss, L1), (b) applied
 trilinearly to the mean of the frames and scored with L1 + (1−SSIM) against the reference (its own
 reconstruction loss), and (c) regularised: TV smoothness + monotonicity. Ablations: --no-teacher drops (a),
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mono", type=float, default=10.0, help="weight of monotonicity on the sampled lattice")
     parser.add_argument("--points", type=int, default=2048, help="random off-lattice colours per bracket for distillation")
     parser.add_argument("--grid-min", type=int, default=8, help="smallest lattice sampled during training")
-    parser.add_argument("--grid-max", type=int, default=24, help="largest lattice sampled during training")
+    parser.add_argument("--grid-max", type=int, default=33, help="largest lattice sampled during training")
 
 
 def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: list[Group], args: argparse.Namespace

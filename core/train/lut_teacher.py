@@ -188,7 +188,9 @@ def write_metrics(args: argparse.Namespace, summary: dict) -> None:
     """<out>/metrics.json with the exact command, the arguments and the results."""
     record = {"command": command_line(), "args": {k: str(v) for k, v in vars(args).items() if k != "func"}, **summary}
     (args.out / "metrics.json").write_text(json.dumps(record, indent=1))
-    log.info("metrics: %s", json.dumps(summary))
+    log.info("metrics: %s", json.dumps({k: v for k, v in summary.items() if k != "validation"}))
+    if "validation" in summary:
+        log.info("validation means: %s", json.dumps(summary["validation"]["mean"]))
 
 
 def count_parameters(model: nn.Module) -> int:
