@@ -26,7 +26,7 @@ VAL_GRIDS = (8, 16, 32, 33, 64)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lutfuse train student`."""
-    add_common_arguments(parser, out="runs/lut_student", steps=2500, lr=5e-4)
+    add_common_arguments(parser, out="runs/lut_student", steps=2500, lr=1e-3)
     parser.add_argument("--teacher", type=Path, default=WEIGHTS / "lut_teacher.pt", help="frozen teacher weights")
     parser.add_argument("--no-teacher", action="store_true", help="ablation: no distillation (restricted) loss")
     parser.add_argument("--no-reg", action="store_true", help="ablation: no long-range regulariser")
