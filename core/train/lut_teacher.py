@@ -105,13 +105,117 @@ def batches(dataset: torch.utils.data.Dataset, batch: int, seed: int, loss_side:
         yield from loader
 
 
+STANDIN_VAL_EVERY = 5   # stand-in split: every 5th scene (sorted keys) is validation
+
+
+class StandInScene:
+    """One dense real stack at working resolution, with its Mertens-of-all-frames reference."""
+
+    def __init__(self, key: str, frames: np.ndarray) -> None:
+        from core.classical import mertens
+
+        self.key, self.frames = key, frames                                    # N×H×W×3 float32, darkest first
+        self.reference = np.clip(mertens(frames), 0.0, 1.0).astype(np.float32)  # H×W×3
+
+
+def standin_scenes(data_root: Path, split: str, max_side: int = 512) -> list[StandInScene]:
+    """Stand-in for data.load_scenes (used only while core.train.data is absent): the brackets with ≥ 5 frames
+    (hdrps, forth), split by scene, every STANDIN_VAL_EVERY-th sorted key to validation."""
+    import cv2
+
+    manifest = json.loads((Path(data_root) / "brackets" / "manifest.json").read_text())
+    keys = sorted(f"{m['source']}/{m['scene']}" for m in manifest if m["frames"] >= 5)
+    keys = [k for i, k in enumerate(keys) if (i % STANDIN_VAL_EVERY == 0) == (split == "val")]
+    scenes = []
+    for key in keys:
+        paths = sorted(p for p in (Path(data_root) / "brackets" / key).iterdir() if p.suffix.lower() in {".png", ".jpg"})
+        frames = []
+        for p in paths:
+            im = cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+            f = min(1.0, max_side / max(im.shape[:2]))
+            if f < 1.0:
+                im = cv2.resize(im, (round(im.shape[1] * f), round(im.shape[0] * f)), interpolation=cv2.INTER_AREA)
+            frames.append(im)
+        scenes.append(StandInScene(key, np.stack(frames)))
+    return scenes
+
+
+def standin_inputs(n: int, k: int, rng: np.random.Generator | None) -> list[int]:
+    """Indices of k ∈ {2, 3} inputs of an n-frame stack: an under and an over frame (±up to 1 step from the
+    extremes when rng is given) and for k=3 the frame halfway between them."""
+    lo = int(rng.integers(0, 2)) if rng is not None else 0
+    hi = n - 1 - (int(rng.integers(0, 2)) if rng is not None else 0)
+    return [lo, hi] if k == 2 else [lo, (lo + hi) // 2, hi]
+
+
+class StandInDataset(torch.utils.data.Dataset):
+    """Stand-in for data.FusionDataset: random square crops, flips, k ∈ {2, 3}; items as in the contract."""
+
+    def __init__(self, scenes: list[StandInScene], crop: int = 256, seed: int = 0, per_scene: int = 50) -> None:
+        self.scenes, self.crop, self.per_scene = scenes, crop, per_scene
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.scenes) * self.per_scene
+
+    def __getitem__(self, i: int) -> dict:
+        sc, rng = self.scenes[i % len(self.scenes)], self.rng
+        k = int(rng.integers(2, 4))
+        idx = standin_inputs(len(sc.frames), k, rng)
+        h, w = sc.frames.shape[1:3]
+        c = min(self.crop, h, w)
+        y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+        frames = sc.frames[idx, y:y + c, x:x + c]
+        ref = sc.reference[y:y + c, x:x + c]
+        mid = sc.frames[len(sc.frames) // 2, y:y + c, x:x + c]
+        if rng.random() < 0.5:
+            frames, ref, mid = frames[:, :, ::-1], ref[:, ::-1], mid[:, ::-1]
+        chw = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3)))  # noqa: E731
+        return {"inputs": chw(frames), "reference": chw(ref), "middle": chw(mid), "k": k}
+
+
+def standin_validation_cases(data_root: Path, max_side: int = 512) -> list[dict]:
+    """Stand-in for data.validation_cases: each validation scene with k=2 (extremes) and k=3 (+ middle)."""
+    cases = []
+    for sc in standin_scenes(data_root, "val", max_side):
+        for k in (2, 3):
+            idx = standin_inputs(len(sc.frames), k, None)
+            cases.append({"key": sc.key, "inputs": sc.frames[idx], "reference": sc.reference,
+                          "middle": sc.frames[len(sc.frames) // 2]})
+    return cases
+
+
+def data_source() -> str:
+    """Which data code the trainers use: 'core.train.data' when it exists, else 'stand-in'."""
+    try:
+        from core.train import data  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "core.train.data":
+            raise
+        return "stand-in"
+    return "core.train.data"
+
+
 def make_dataset(args: argparse.Namespace) -> torch.utils.data.Dataset:
-    """Training crops from the train split (core.train.data), k ∈ {2, 3}."""
+    """Training crops from the train split, k ∈ {2, 3} (core.train.data, or the stand-in while it is absent)."""
+    if data_source() == "stand-in":
+        scenes = standin_scenes(args.data, "train", args.max_side)
+        log.info("data: stand-in loader, %d train scenes", len(scenes))
+        return StandInDataset(scenes, crop=args.crop, seed=args.seed)
     from core.train import data
 
     scenes = data.load_scenes(args.data, "train", max_side=args.max_side, cache_dir=Path(args.out).parent / "cache")
-    log.info("train scenes: %d", len(scenes))
+    log.info("data: core.train.data, %d train scenes", len(scenes))
     return data.FusionDataset(scenes, crop=args.crop, seed=args.seed)
+
+
+def validation_cases(args: argparse.Namespace) -> list[dict]:
+    """data.validation_cases, or the stand-in's while core.train.data is absent."""
+    if data_source() == "stand-in":
+        return standin_validation_cases(args.data, args.max_side)
+    from core.train import data
+
+    return data.validation_cases(args.data, max_side=args.max_side)
 
 
 LossFn = Callable[[list[Group]], tuple[torch.Tensor, dict[str, float]]]
@@ -211,11 +315,10 @@ def validate(args: argparse.Namespace, lut_fns: dict[str, Callable[[torch.Tensor
     """Mean scores over data.validation_cases of LUT(mean) for each named lut_fn (1×K×3×H×W -> G×G×G×3),
     plus the identity (the plain mean) as the floor; per-case rows under "cases"."""
     from core.lut import apply_lut
-    from core.train import data
 
     rows: list[dict] = []
     with torch.no_grad():
-        for case in data.validation_cases(args.data, max_side=args.max_side):
+        for case in validation_cases(args):
             inputs = np.asarray(case["inputs"], np.float32)
             base = inputs.mean(axis=0)
             frames = torch.from_numpy(inputs).permute(0, 3, 1, 2)[None]
@@ -229,7 +332,7 @@ def validate(args: argparse.Namespace, lut_fns: dict[str, Callable[[torch.Tensor
     by_k = {f"k={k}": {name: {m: float(np.mean([r[name][m] for r in rows if r["k"] == k]))
                               for m in ("psnr", "ssim", "mef_ssim")} for name in names}
             for k in sorted({r["k"] for r in rows})}
-    return {"n_cases": len(rows), "mean": means, "mean_by_k": by_k, "cases": rows}
+    return {"data": data_source(), "n_cases": len(rows), "mean": means, "mean_by_k": by_k, "cases": rows}
 
 
 # ---------------------------------------------------------------- the teacher
