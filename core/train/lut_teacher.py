@@ -187,8 +187,10 @@ def standin_validation_cases(data_root: Path, max_side: int = 512) -> list[dict]
 
 def data_source() -> str:
     """Which data code the trainers use: 'core.train.data' when it exists, else 'stand-in'."""
+    import importlib
+
     try:
-        from core.train import data  # noqa: F401
+        importlib.import_module("core.train.data")
     except ModuleNotFoundError as exc:
         if exc.name != "core.train.data":
             raise
