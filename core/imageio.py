@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -33,6 +33,12 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
     if kind is None:
         raise OutputError(f"{path}: unsupported output type '{path.suffix or '(no extension)'}' "
                           f"(use {', '.join(sorted(FORMATS))})")
+    check_writable(path, overwrite=overwrite, inputs=inputs)
+    return kind
+
+
+def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = ()) -> None:
+    """OutputError naming `path` and the reason unless any file (image, .cube...) may be written there."""
     if any(_same_file(path, Path(p)) for p in inputs):
         raise OutputError(f"{path}: refusing to overwrite an input file")
     if not path.parent.is_dir():
@@ -41,7 +47,6 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
         raise OutputError(f"{path}: is a folder")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists (pass overwrite to replace it)")
-    return kind
 
 
 def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -90,13 +95,17 @@ def _encode(kind: str, pixels: np.ndarray, exif: bytes | None, quality: int) -> 
     return buf.tobytes()
 
 
-def _commit(path: Path, payload: bytes, overwrite: bool) -> None:
-    """Write bytes to a temp file beside `path`, then move it into place; the temp file never survives."""
+def commit(path: Path, payload: bytes | Iterable[bytes], overwrite: bool) -> None:
+    """Write bytes (or byte chunks) to a temp file beside `path`, then move it into place; the temp file never survives.
+
+    Chunks let a large text file (a 256³ .cube is ~450 MB) be written without holding it whole in memory.
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            for chunk in (payload,) if isinstance(payload, bytes | bytearray) else payload:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         if overwrite:
@@ -129,5 +138,5 @@ def write_image(path: str | Path, image: np.ndarray, *, bit_depth: int = 8, exif
     if not 1 <= quality <= 100:
         raise OutputError(f"{path}: JPEG quality must be 1-100, got {quality}")
     payload = _encode(kind, _quantise(image, bit_depth), exif, quality)
-    _commit(path, payload, overwrite)
+    commit(path, payload, overwrite)
     return path

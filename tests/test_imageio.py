@@ -112,15 +112,15 @@ def test_refuses_existing_file_unless_overwrite(tmp_path: Path) -> None:
 
 
 def test_commit_never_replaces_a_file_that_appeared_after_the_check(tmp_path: Path) -> None:
-    from core.imageio import _commit
+    from core.imageio import commit
 
     out = tmp_path / "late.png"
     out.write_bytes(b"written by someone else meanwhile")
     with pytest.raises(OutputError, match="already exists"):
-        _commit(out, b"new bytes", overwrite=False)
+        commit(out, b"new bytes", overwrite=False)
     assert out.read_bytes() == b"written by someone else meanwhile"
     assert leftovers(tmp_path) == []
-    _commit(out, b"new bytes", overwrite=True)
+    commit(out, b"new bytes", overwrite=True)
     assert out.read_bytes() == b"new bytes"
 
 
