@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import shlex
 import sys
@@ -200,12 +199,9 @@ def to_image(x: torch.Tensor) -> np.ndarray:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two H×W×3 float images in [0,1] (core.metrics when present)."""
-    try:
-        from core.metrics import psnr as metric
-    except ImportError:
-        mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-        return 10 * math.log10(1 / max(mse, 1e-12))
+    """PSNR in dB of two H×W×3 float images in [0,1]."""
+    from core.metrics import psnr as metric
+
     return float(metric(a, b))
 
 
@@ -229,8 +225,12 @@ def validate_phase1(model: Phase1UNet, data_root: Path, device: torch.device, ma
     from core.train import data
 
     rows = []
+    seen = set()
     with torch.no_grad():
         for case in data.validation_cases(data_root, max_side=max_side):
+            if case["key"] in seen:   # k=2 and k=3 cases of a scene share (under, over, middle)
+                continue
+            seen.add(case["key"])
             under, over, middle = case["inputs"][0], case["inputs"][-1], case["middle"]
             gen = to_image(model(to_tensor(under, device), to_tensor(over, device)))
             rows.append({"key": case["key"], "psnr_generated": psnr(gen, middle),

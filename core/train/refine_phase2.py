@@ -77,18 +77,11 @@ def make_phase2_loss(real_middle_prob: float, seed: int):
 
 
 def _scores(fused: np.ndarray, reference: np.ndarray, inputs: np.ndarray) -> dict[str, float | None]:
-    """PSNR and SSIM against the reference, MEF-SSIM against the inputs (core.metrics when present)."""
-    try:
-        from core.metrics import mef_ssim, ssim
-    except ImportError:
-        from core.train.refine_losses import ssim as torch_ssim
+    """PSNR and SSIM against the reference, MEF-SSIM against the inputs."""
+    from core.metrics import mef_ssim, ssim
 
-        def ssim(a: np.ndarray, b: np.ndarray) -> float:
-            return float(torch_ssim(to_tensor(a, torch.device("cpu")), to_tensor(b, torch.device("cpu"))))
-
-        mef_ssim = None
     return {"psnr": psnr(fused, reference), "ssim": float(ssim(fused, reference)),
-            "mef_ssim": None if mef_ssim is None else float(mef_ssim(list(inputs), fused))}
+            "mef_ssim": float(mef_ssim(list(inputs), fused))}
 
 
 def validate_phase2(model: TwoPhase, data_root: Path, device: torch.device, max_side: int = 512) -> dict:
