@@ -186,7 +186,7 @@ def _title(rest: str) -> str:
 
 
 def read_cube(path: str | Path) -> CubeFile:
-    """Read a 3D .cube file -> CubeFile (table G×G×G×3 float32, core layout); CubeError naming file, line and reason."""
+    """Read a 3D .cube file -> CubeFile (table G×G×G×3 float32, core layout); CubeError names file, line, reason."""
     path = Path(path)
     try:
         raw = path.read_bytes()

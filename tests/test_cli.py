@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 import piexif
 import pytest
+import torch
 
 from core.cli import main
 
@@ -126,6 +128,62 @@ def test_cube_apply_matches_the_lut(cades: list[Path], tmp_path: Path) -> None:
     assert run_cli("cube-apply", cube, cades[0], "-o", out, "--bit-depth", "16") == 0
     expected = apply_lut(read_rgb(cades[0]), lut)
     assert np.abs(read_rgb(out) - expected).max() < 1e-4
+
+
+class CurveStudent:
+    """Stand-in LUT student (as in test_fusion): a tone curve and a channel mix set by the bracket's mean."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """1×K×3×h×w in [0,1] -> 1×1 latent (mean brightness)."""
+        return x.mean(dim=(1, 2, 3, 4)).view(1, 1)
+
+    def sample(self, latent: torch.Tensor, grid: int) -> torch.Tensor:
+        """1×G×G×G×3 LUT in [0,1]: identity ** gamma, then a mix (not separable, so a mis-ordered table shows)."""
+        from core.lut import identity_lut
+
+        gamma = 0.5 + 0.5 * latent.view(())
+        mix = torch.tensor([[0.8, 0.15, 0.05], [0.1, 0.75, 0.15], [0.05, 0.2, 0.75]], device=latent.device)
+        return (torch.from_numpy(identity_lut(grid)).to(latent.device).pow(gamma) @ mix.T)[None]
+
+
+def shipped_student_available() -> bool:
+    """True when the LUT student module and its shipped weights are in this checkout (as test_fusion checks)."""
+    try:
+        importlib.import_module("core.models.lut_student")
+    except ModuleNotFoundError:
+        return False
+    from core.fusion import DEFAULT_WEIGHTS
+
+    return DEFAULT_WEIGHTS.is_file()
+
+
+@pytest.mark.parametrize("student", ["curve", pytest.param("shipped", marks=pytest.mark.skipif(
+    not shipped_student_available(), reason="no shipped LUT student weights (resources/weights/lut_student.pt) yet"))])
+def test_cube_on_its_base_in_opencolorio_reproduces_pure_lut_fusion(student: str, cades: list[Path], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lutfuse cube --base` applied by another program (OpenColorIO) gives `lutfuse fuse --detail 0`."""
+    ocio = pytest.importorskip("PyOpenColorIO")
+    from core.cube import read_cube
+
+    if student == "curve":
+        monkeypatch.setattr("core.models.lut_student.load_student", lambda *args, **kwargs: CurveStudent())
+    cube, base, fused = tmp_path / "look.cube", tmp_path / "base.tif", tmp_path / "fused.tif"
+    assert run_cli("cube", *cades, "-o", cube, "--base", base, "--grid", 33, "--no-align", "--device", "cpu") == 0
+    assert run_cli("fuse", *cades, "-o", fused, "--method", "lut", "--detail", 0, "--grid", 33, "--no-align",
+                   "--bit-depth", 16, "--device", "cpu") == 0
+    assert read_cube(cube).table.shape == (33, 33, 33, 3)
+    assert read_cube(cube).title == "LUTFuse 02 G33"
+    image = read_rgb(base)
+    assert cv2.imread(str(base), cv2.IMREAD_UNCHANGED).dtype == np.uint16 and image.shape == (356, 536, 3)
+    transform = ocio.FileTransform(src=str(cube), interpolation=ocio.INTERP_LINEAR,
+                                   direction=ocio.TRANSFORM_DIR_FORWARD)
+    graded = image.copy()  # applyRGB works in place
+    ocio.Config.CreateRaw().getProcessor(transform).getDefaultCPUProcessor().applyRGB(graded)
+    expected = read_rgb(fused)
+    assert np.abs(graded - expected).max() < 1e-3
+    assert np.abs(np.round(graded * 255) - np.round(expected * 255)).max() <= 1
+    if student == "curve":  # the comparison is not vacuous: this LUT really changes the base
+        assert np.abs(expected - image).mean() > 0.01
 
 
 def test_metrics_prints_mef_ssim(cades: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
