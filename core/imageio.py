@@ -37,7 +37,8 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
     return kind
 
 
-def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = ()) -> None:
+def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = (),
+                   replace_hint: str = "pass overwrite to replace it") -> None:
     """OutputError naming `path` and the reason unless any file (image, .cube...) may be written there."""
     if any(_same_file(path, Path(p)) for p in inputs):
         raise OutputError(f"{path}: refusing to overwrite an input file")
@@ -46,7 +47,7 @@ def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] 
     if path.is_dir():
         raise OutputError(f"{path}: is a folder")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists (pass overwrite to replace it)")
+        raise OutputError(f"{path}: already exists ({replace_hint})")
 
 
 def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -115,10 +116,10 @@ def commit(path: Path, payload: bytes | Iterable[bytes], overwrite: bool) -> Non
             # A hard link fails if the name appeared since the check: no file is ever replaced silently.
             os.link(tmp, path)
         except FileExistsError:
-            raise OutputError(f"{path}: already exists (pass overwrite to replace it)") from None
+            raise OutputError(f"{path}: already exists ({replace_hint})") from None
         except OSError:
             if path.exists():  # filesystems without hard links: check again, then rename
-                raise OutputError(f"{path}: already exists (pass overwrite to replace it)") from None
+                raise OutputError(f"{path}: already exists ({replace_hint})") from None
             os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from core.errors import OutputError
+from core.imageio import FORMATS, check_writable
 
-IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+IMAGE_SUFFIXES = FORMATS
 
 
 def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,13 +34,7 @@ def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[st
     suffixes = set(IMAGE_SUFFIXES) if suffixes is None else suffixes
     if output.suffix.lower() not in suffixes:
         raise OutputError(f"{output}: unsupported output type '{output.suffix}' (use {', '.join(sorted(suffixes))})")
-    resolved = output.resolve()
-    if any(resolved == Path(p).resolve() for p in inputs):
-        raise OutputError(f"{output}: refusing to overwrite an input file")
-    if not resolved.parent.is_dir():
-        raise OutputError(f"{output}: folder {output.parent} does not exist")
-    if output.exists() and not force:
-        raise OutputError(f"{output}: already exists (use --force to replace it)")
+    check_writable(output, overwrite=force, inputs=inputs, replace_hint="use --force to replace it")
 
 
 def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> int:
