@@ -69,6 +69,27 @@ class Bracket:
         """H×W×3 float32 per-pixel mean of the frames in [0,1]: the base image the LUT applies to."""
         return self.images.mean(axis=0, dtype=np.float32)
 
+    @classmethod
+    def from_images(cls, images: Sequence[np.ndarray] | np.ndarray, *, evs: Sequence[float] | None = None,
+                    bit_depth: int = 8, aligned: bool = False) -> Bracket:
+        """A bracket of in-memory frames (each H×W×3 float in [0,1], already darkest first), e.g. a validation
+        stack, for `Engine.set_bracket`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
+        no EXIF, EVs 0, 1, 2, ... unless given (source "brightness"), not reordered, not aligned."""
+        if len(images) < MIN_FRAMES or len(images) > MAX_FRAMES:
+            raise BracketError(f"a bracket has {MIN_FRAMES} to {MAX_FRAMES} frames, got {len(images)}")
+        try:
+            stack = np.ascontiguousarray(np.stack([np.asarray(im) for im in images]), dtype=np.float32)
+        except ValueError as exc:
+            raise BracketError(f"frames must be H×W×3 images of one size ({exc})") from None
+        if stack.ndim != 4 or stack.shape[-1] != 3:
+            raise BracketError(f"frames must be H×W×3 images of one size, got a stack of shape {stack.shape}")
+        evs = [float(i) for i in range(len(stack))] if evs is None else [float(e) for e in evs]
+        if len(evs) != len(stack):
+            raise BracketError(f"{len(evs)} EVs given for {len(stack)} frames")
+        frames = [Frame(path=Path(f"frame{i}"), image=stack[i], bit_depth=bit_depth, ev=evs[i],
+                        ev_source="brightness", exif=None) for i in range(len(stack))]
+        return cls(frames=frames, aligned=aligned, _stack=stack)
+
 
 @dataclass
 class _Loaded:
