@@ -1,0 +1,95 @@
+"""`lutfuse eval`: the validation table (every method against the dense-stack reference) on the shared data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.errors import LUTFuseError, OutputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `eval` subcommand."""
+    from core.evaluate import METHODS  # light: numpy only until evaluate() runs
+
+    p = sub.add_parser(
+        "eval",
+        help="the validation table: MEF-SSIM, PSNR, SSIM and time per method",
+        description="Score every method on the validation cases of DATA_DIR (each scene with its 2 extreme "
+                    "exposures, and with the middle one too when the stack has it): MEF-SSIM against the inputs, "
+                    "PSNR and SSIM against the reference (Mertens of ALL the stack's frames), seconds per case; "
+                    "means per method, per number of inputs k, and an optional grid-size sweep. Methods whose "
+                    "weights are missing are skipped with a note, unless named with --methods.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("data", type=Path, metavar="DATA_DIR",
+                   help="the shared data folder (holding brackets/ and hdr/), or its brackets/ folder")
+    p.add_argument("--split", choices=("val", "train"), default="val", help="which scenes of core/train/split.json")
+    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help=f"methods to score, space- or comma-separated, from: {', '.join(METHODS)} "
+                        "; when not given, all whose weights exist")
+    p.add_argument("--grid", type=int, default=33, help="LUT grid size for the lut rows, 2-129")
+    p.add_argument("--detail", type=float, default=1.0, help="detail strength of the lut+detail row")
+    p.add_argument("--grid-sweep", default=None, metavar="G,G,...",
+                   help="also score the pure LUT at these grid sizes, e.g. 8,16,32,64")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N cases")
+    p.add_argument("--max-side", type=int, default=512, help="longest side the scenes are scored at, in pixels")
+    p.add_argument("--weights-dir", type=Path, default=None,
+                   help="folder with lut_student.pt, refine_phase1.pt, refine_phase2.pt; when not given, "
+                        "the shipped resources/weights")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="cache the loaded scenes here (.npz), so later runs skip decoding and rendering")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                   help="also write every case, mean and setting here")
+    p.add_argument("--force", action="store_true", help="replace the --json file if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print the tables, write the JSON; returns the exit status."""
+    from core.evaluate import evaluate, format_report
+    from core.imageio import check_writable, commit
+
+    if args.json is not None:
+        if args.json.suffix.lower() != ".json":
+            raise OutputError(f"{args.json}: the results file is JSON; name it .json")
+        try:
+            check_writable(args.json, overwrite=args.force)
+        except OutputError as exc:
+            raise OutputError(str(exc).replace("(pass overwrite to", "(use --force to")) from None
+    if args.limit is not None and args.limit < 1:
+        raise LUTFuseError(f"--limit {args.limit}: must be at least 1")
+
+    bars: list[tqdm] = []  # made at the first report, once the arguments and the data folder have been checked
+
+    def progress(done: int, total: int, case: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="eval", unit="case", leave=False))
+        bar = bars[0]
+        bar.n = done
+        if case:
+            bar.set_postfix_str(case, refresh=False)
+        bar.refresh()
+
+    try:
+        result = evaluate(args.data, methods=args.methods, split=args.split, max_side=args.max_side,
+                          grid=args.grid, detail=args.detail, limit=args.limit, grid_sweep=args.grid_sweep,
+                          progress=progress, weights_dir=args.weights_dir, device=args.device,
+                          cache_dir=args.cache_dir)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(format_report(result), flush=True)
+    print(f"{len(result['cases'])} cases in {result['seconds_total']:.1f} s")
+    if args.json is not None:
+        text = json.dumps(result, indent=1, allow_nan=False) + "\n"
+        try:
+            commit(args.json, text.encode(), overwrite=args.force)
+        except OutputError as exc:
+            raise OutputError(str(exc).replace("(pass overwrite to", "(use --force to")) from None
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,435 @@
+"""The validation table behind `lutfuse eval`: every method on the validation cases of core.train.data, scored
+against the dense-stack reference, with means per method, per k and over the sparse cases, and a grid-size sweep.
+
+Cases are exactly those of `core.train.data.validation_cases` (each scene of the split with k = 2, the extremes,
+and k = 3, extremes + middle, when the stack has a frame between them), but loaded one scene at a time so that
+`limit` loads only what it scores. Scores per case and method:
+
+* MEF-SSIM of the fused image against the K inputs; PSNR and SSIM against the reference (Mertens of ALL the
+  stack's frames); seconds of wall-clock time for the method on that case.
+* "lut" is the pure LUT (detail 0), "lut+detail" the engine's default render; both include `set_bracket`
+  (latent code and detail layer) in their time, as a user pays it once per bracket.
+* "hq" feeds phase 1's generated middle to phase 2 and uses only the extremes, so its k = 3 result is its k = 2
+  result of the same scene (computed once, reused with its time). "hq-real-middle" feeds the real middle input
+  instead; it exists only for k = 3 cases.
+* "phase1" scores the generated middle frame against the real middle exposure (PSNR, SSIM; no MEF-SSIM), once per
+  scene (on its k = 2 case: the k = 3 case has the same extremes and the same middle).
+
+On a 3-frame stack the k = 3 inputs are the whole stack, so the reference IS Mertens of the inputs: Mertens is
+exact there (PSNR capped at PSNR_CAP). Those cases are flagged (`inputs_are_stack`) and the "sparse" means leave
+them out. No Qt here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import LUTFuseError, WeightsError
+
+METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-real-middle", "phase1")
+LABELS = {"hq-real-middle": "hq (real middle)", "phase1": "phase1 (middle)"}
+STUDENT_FILE = "lut_student.pt"
+PHASE1_FILE = "refine_phase1.pt"
+PHASE2_FILE = "refine_phase2.pt"
+WEIGHT_FILES = {
+    "mertens": (),
+    "lut": (STUDENT_FILE,),
+    "lut+detail": (STUDENT_FILE,),
+    "hq": (PHASE1_FILE, PHASE2_FILE),
+    "hq-real-middle": (PHASE1_FILE, PHASE2_FILE),
+    "phase1": (PHASE1_FILE,),
+}
+METRICS = ("mef_ssim", "psnr", "ssim", "seconds")
+PSNR_CAP = 100.0          # dB for identical images (finite means and valid JSON)
+SPLITS = ("val", "train")
+
+Progress = Callable[[int, int, str], None]   # (cases done, cases in all, label of the case just scored)
+
+
+def label(method: str) -> str:
+    """The table label of a method name."""
+    return LABELS.get(method, method)
+
+
+def resolve_data_root(data_root: str | Path) -> Path:
+    """The shared data folder (holding brackets/ and hdr/); its brackets/ folder is accepted too."""
+    root = Path(data_root)
+    if not root.is_dir():
+        raise LUTFuseError(f"{root}: no such folder (give the data folder that holds brackets/ and hdr/)")
+    if not (root / "brackets").is_dir() and root.name == "brackets" and (root / "manifest.json").is_file():
+        root = root.parent
+    if not (root / "brackets").is_dir():
+        raise LUTFuseError(f"{root}: not a LUTFuse data folder (no brackets/ inside; expected brackets/ and hdr/)")
+    return root
+
+
+def parse_methods(names: Sequence[str] | None) -> list[str] | None:
+    """Method names (commas allowed inside each, 'all' for every one) -> ordered list; None stays None."""
+    if names is None:
+        return None
+    wanted: list[str] = []
+    for item in names:
+        for name in (n.strip() for n in str(item).split(",")):
+            if not name:
+                continue
+            if name == "all":
+                wanted.extend(METHODS)
+            elif name in METHODS:
+                wanted.append(name)
+            else:
+                raise LUTFuseError(f"unknown method {name!r} (choose from {', '.join(METHODS)})")
+    if not wanted:
+        raise LUTFuseError("no method given")
+    return [m for m in METHODS if m in wanted]
+
+
+def parse_grids(text: str | Sequence[int] | None) -> list[int] | None:
+    """'8,16,32,64' (or a list) -> grid sizes, each checked to be in [2, 129]."""
+    if text is None:
+        return None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    grids = []
+    for item in items:
+        try:
+            g = int(str(item).strip())
+        except ValueError:
+            raise LUTFuseError(f"grid sweep {text!r}: {item!r} is not a whole number (e.g. 8,16,32,64)") from None
+        if not 2 <= g <= 129:
+            raise LUTFuseError(f"grid sweep {text!r}: grid size {g} must be between 2 and 129")
+        grids.append(g)
+    if not grids:
+        raise LUTFuseError("grid sweep: no grid size given (e.g. 8,16,32,64)")
+    return grids
+
+
+# ---------------------------------------------------------------- cases
+
+def plan_scenes(root: Path, split: str) -> list[tuple[str, int, int]]:
+    """(key, variant, number of cases) of every scene of the split, in validation_cases order, without loading
+    pixels; LUTFuseError naming the first scene missing from the data folder."""
+    from core.train import data
+
+    if split not in SPLITS:
+        raise LUTFuseError(f"unknown split {split!r} (use val or train)")
+    plan = []
+    for key in data.load_split()[split]:
+        if key.startswith("hdr/"):
+            path = root / f"{key}.exr"
+            if not path.is_file():
+                raise LUTFuseError(f"{path}: scene {key} of the {split} split is missing from the data folder")
+            variants = data.HDR_VARIANTS if split == "train" else 1
+            plan += [(key, v, 2) for v in range(variants)]  # rendered stacks have 5-9 frames
+        else:
+            folder = root / "brackets" / key
+            n = sum(1 for p in folder.iterdir() if p.suffix.lower() in data.IMAGE_SUFFIXES) if folder.is_dir() else 0
+            if n < 2:
+                raise LUTFuseError(f"{folder}: scene {key} of the {split} split is missing or has fewer than "
+                                   "2 frames")
+            plan.append((key, 0, 2 if n >= 3 else 1))
+    return plan
+
+
+def scene_cases(scene: Any) -> list[dict]:
+    """The validation cases of one loaded Scene, as core.train.data.validation_cases makes them, plus k and the
+    stack's frame count."""
+    from core.train.data import middle_index, pick_inputs
+
+    cases = []
+    n = len(scene.frames)
+    for k in (2, 3):
+        idx = pick_inputs(n, k, None)
+        if len(idx) != k:
+            continue
+        cases.append({"key": scene.key, "inputs": scene.frames[idx], "reference": scene.reference,
+                      "middle": scene.frames[middle_index(idx)], "k": k, "stack_frames": n})
+    return cases
+
+
+# ---------------------------------------------------------------- models
+
+class Phase1Only:
+    """Phase 1 alone, for when refine_phase1.pt exists but refine_phase2.pt does not (yet): the whole image at
+    once (the network pads to a multiple of 16 itself), as HQFusion's single tile does for sides ≤ 512."""
+
+    def __init__(self, path: Path, device: str | None = None) -> None:
+        import torch
+
+        from core.hq import build_phase1
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # any unpickling error means the same to the user
+            raise WeightsError(f"{path}: cannot be read as weights ({exc})") from exc
+        if not isinstance(state, dict):
+            raise WeightsError(f"{path}: not a state_dict")
+        self.phase1 = build_phase1(state, path).to(self.device)
+
+    def generate_middle(self, under: np.ndarray, over: np.ndarray) -> np.ndarray:
+        """under, over H×W×3 float32 in [0,1] -> generated middle exposure H×W×3 float32 in [0,1]."""
+        import torch
+
+        def t(im: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1), np.float32))[None].to(self.device)
+
+        with torch.no_grad():
+            out = self.phase1(t(under), t(over))
+        return out[0].permute(1, 2, 0).clamp(0, 1).float().cpu().numpy()
+
+
+def _available(methods: list[str], weights_dir: Path, explicit: bool, notes: list[str]) -> tuple[list[str], dict]:
+    """Drop the methods whose weight files are missing (LUTFuseError when they were asked for by name)."""
+    keep, skipped = [], {}
+    for m in methods:
+        missing = [f for f in WEIGHT_FILES[m] if not (weights_dir / f).is_file()]
+        if not missing:
+            keep.append(m)
+            continue
+        reason = f"{', '.join(str(weights_dir / f) for f in missing)} not found"
+        if explicit:
+            raise WeightsError(f"method {m}: {reason} (train them with `lutfuse train`, or give --weights-dir)")
+        skipped[m] = reason
+        notes.append(f"skipped {label(m)}: {reason}")
+    return keep, skipped
+
+
+# ---------------------------------------------------------------- scoring
+
+def _finite(x: float | None) -> float | None:
+    """A float for JSON: None stays None, PSNR's inf becomes PSNR_CAP, NaN becomes None."""
+    if x is None or math.isnan(x):
+        return None
+    return min(float(x), PSNR_CAP)
+
+
+def _scores(fused: np.ndarray, inputs: np.ndarray | None, reference: np.ndarray, seconds: float) -> dict:
+    """MEF-SSIM against the inputs (None when not given), PSNR and SSIM against the reference, seconds."""
+    from core.metrics import mef_ssim, psnr, ssim
+
+    return {"mef_ssim": None if inputs is None else _finite(mef_ssim(list(inputs), fused)),
+            "psnr": _finite(psnr(fused, reference)), "ssim": _finite(ssim(fused, reference)),
+            "seconds": float(seconds)}
+
+
+def _warm_up(inputs: np.ndarray, engine: Any, nets: Sequence[Any], grid: int) -> None:
+    """Run every model once on a small crop of the first case, untimed."""
+    from core.bracket import Bracket
+
+    crop = np.ascontiguousarray(inputs[:, :64, :64])
+    if engine is not None:
+        engine.set_bracket(Bracket.from_images(crop))
+        engine.render(grid, 1.0)
+    for net in nets:
+        if net is not None and hasattr(net, "fuse"):
+            net.fuse(crop)
+        elif net is not None:
+            net.generate_middle(crop[0], crop[-1])
+
+
+def _mean(rows: list[dict], method: str) -> dict | None:
+    """n and the mean of each metric over the rows that scored `method` (None when none did)."""
+    have = [r["scores"][method] for r in rows if method in r["scores"]]
+    if not have:
+        return None
+    out: dict[str, Any] = {"n": len(have)}
+    for m in METRICS:
+        vals = [h[m] for h in have if h.get(m) is not None]
+        out[m] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def _means(rows: list[dict], methods: list[str]) -> dict:
+    """method -> mean scores over rows, for the methods with at least one score."""
+    return {m: s for m in methods if (s := _mean(rows, m)) is not None}
+
+
+def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, split: str = "val",
+             max_side: int = 512, grid: int = 33, detail: float = 1.0, limit: int | None = None,
+             grid_sweep: Sequence[int] | str | None = None, progress: Progress | None = None,
+             weights_dir: str | Path | None = None, device: str | None = None,
+             cache_dir: str | Path | None = None) -> dict:
+    """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases.
+
+    Returns a JSON-ready dict: `config`, `methods` (evaluated), `skipped` {method: reason}, `notes`, `cases`
+    (key, k, stack_frames, inputs_are_stack, scores {method: {mef_ssim, psnr, ssim, seconds}}, and
+    phase1_baseline_psnr: the mean of under and over vs the real middle), `means` {method: {n, mef_ssim, psnr,
+    ssim, seconds}}, `by_k` {"2"|"3": means}, `sparse` (means without the inputs_are_stack cases),
+    `grid_sweep` [{grid, n, psnr, mef_ssim}] of the pure LUT (detail 0) or None, `seconds_total`.
+    """
+    from core import paths
+    from core.bracket import Bracket
+    from core.classical import mertens
+    from core.metrics import mef_ssim, psnr
+    from core.train import data
+
+    started = time.perf_counter()
+    root = resolve_data_root(data_root)
+    explicit = methods is not None
+    wanted = parse_methods(methods) if explicit else list(METHODS)
+    grids = parse_grids(grid_sweep)
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16:
+        raise LUTFuseError(f"max side {max_side!r}: must be a whole number of pixels, at least 16")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise LUTFuseError(f"limit {limit!r}: must be a whole number ≥ 1")
+    if not isinstance(detail, (int, float)) or not math.isfinite(detail) or detail < 0:
+        raise LUTFuseError(f"detail strength {detail!r}: must be a number ≥ 0")
+    wdir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
+    notes: list[str] = []
+    active, skipped = _available(wanted, wdir, explicit, notes)
+    student_ok = (wdir / STUDENT_FILE).is_file()
+    if grids and not student_ok:
+        raise WeightsError(f"grid sweep: {wdir / STUDENT_FILE} not found (the sweep renders the learned LUT)")
+    plan = plan_scenes(root, split)
+    total = sum(n for _, _, n in plan)
+    if limit is not None:
+        total = min(total, limit)
+
+    engine = hq = hq_real = gen = None
+    if student_ok and (grids or {"lut", "lut+detail"} & set(active)):
+        from core.fusion import Engine, check_grid
+
+        check_grid(grid)
+        engine = Engine(weights=wdir / STUDENT_FILE, device=device)
+    if {"hq", "hq-real-middle"} & set(active) or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
+        from core.hq import HQFusion
+
+        hq = HQFusion(weights_dir=wdir, device=device)
+        if "hq-real-middle" in active:
+            hq_real = HQFusion(weights_dir=wdir, device=device, middle="real")
+    if "phase1" in active:
+        gen = hq if hq is not None else Phase1Only(wdir / PHASE1_FILE, device)
+
+    warm = False
+    rows: list[dict] = []
+    sweep: dict[int, list[tuple[float, float]]] = {g: [] for g in grids or ()}
+    hq_memo: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
+    if progress is not None:
+        progress(0, total, "")
+    for key, variant, _ in plan:
+        if len(rows) >= total:
+            break
+        try:
+            scene = data.load_scene(root, key, variant=variant, max_side=max_side, cache_dir=cache_dir)
+        except (OSError, ValueError) as exc:
+            raise LUTFuseError(f"scene {key}: cannot be loaded ({exc})") from exc
+        phase1_done = False
+        for case in scene_cases(scene):
+            if len(rows) >= total:
+                break
+            inputs, ref, k = case["inputs"], case["reference"], case["k"]
+            if not warm:  # first calls pay for allocations and kernel selection: keep them out of the times
+                _warm_up(inputs, engine, (hq, hq_real, gen), grid)
+                warm = True
+            row: dict[str, Any] = {"key": case["key"], "k": k, "stack_frames": case["stack_frames"],
+                                   "inputs_are_stack": k == case["stack_frames"], "scores": {}}
+            scores = row["scores"]
+            if "mertens" in active:
+                t0 = time.perf_counter()
+                out = mertens(inputs)
+                scores["mertens"] = _scores(out, inputs, ref, time.perf_counter() - t0)
+            if engine is not None:
+                t0 = time.perf_counter()
+                engine.set_bracket(Bracket.from_images(inputs))
+                t_set = time.perf_counter() - t0
+                for m, strength in (("lut", 0.0), ("lut+detail", float(detail))):
+                    if m in active:
+                        t0 = time.perf_counter()
+                        out = engine.render(grid, strength)
+                        scores[m] = _scores(out, inputs, ref, t_set + time.perf_counter() - t0)
+                for g in sweep:
+                    out = engine.render(g, 0.0)
+                    sweep[g].append((_finite(psnr(out, ref)), _finite(mef_ssim(list(inputs), out))))
+            if "hq" in active:
+                memo = hq_memo.get(case["key"])
+                if memo is not None and np.array_equal(memo[0], inputs[0]) and np.array_equal(memo[1], inputs[-1]):
+                    out, seconds = memo[2], memo[3]
+                else:
+                    t0 = time.perf_counter()
+                    out = hq.fuse(inputs)
+                    seconds = time.perf_counter() - t0
+                    hq_memo[case["key"]] = (inputs[0], inputs[-1], out, seconds)
+                scores["hq"] = _scores(out, inputs, ref, seconds)
+            if "hq-real-middle" in active and k >= 3:
+                t0 = time.perf_counter()
+                out = hq_real.fuse(inputs)
+                scores["hq-real-middle"] = _scores(out, inputs, ref, time.perf_counter() - t0)
+            middle = case["middle"]
+            real_middle = not (np.array_equal(middle, inputs[0]) or np.array_equal(middle, inputs[-1]))
+            if gen is not None and not phase1_done and real_middle:
+                t0 = time.perf_counter()
+                out = gen.generate_middle(inputs[0], inputs[-1])
+                scores["phase1"] = _scores(out, None, middle, time.perf_counter() - t0)
+                row["phase1_baseline_psnr"] = _finite(psnr((inputs[0] + inputs[-1]) / 2, middle))
+                phase1_done = True
+            rows.append(row)
+            if progress is not None:
+                progress(len(rows), total, f"{case['key']} k={k}")
+
+    by_k = {str(k): _means([r for r in rows if r["k"] == k], active) for k in sorted({r["k"] for r in rows})}
+    dense = sum(r["inputs_are_stack"] for r in rows)
+    if dense and "mertens" in active:
+        notes.append(f"{dense} of {len(rows)} cases use the whole stack as inputs (3-frame stacks at k = 3): their "
+                     f"reference is Mertens of the inputs, so Mertens is exact there (PSNR capped at "
+                     f"{PSNR_CAP:g} dB); the sparse table leaves them out")
+    return {
+        "config": {"data_root": str(root), "split": split, "max_side": max_side, "grid": grid, "detail": detail,
+                   "limit": limit, "weights_dir": str(wdir), "device": device, "psnr_cap": PSNR_CAP},
+        "methods": active,
+        "skipped": skipped,
+        "notes": notes,
+        "cases": rows,
+        "means": _means(rows, active),
+        "by_k": by_k,
+        "sparse": _means([r for r in rows if not r["inputs_are_stack"]], active),
+        "grid_sweep": None if grids is None else [
+            {"grid": g, "n": len(v), "psnr": float(np.mean([p for p, _ in v])) if v else None,
+             "mef_ssim": float(np.mean([q for _, q in v])) if v else None} for g, v in sweep.items()],
+        "seconds_total": time.perf_counter() - started,
+    }
+
+
+# ---------------------------------------------------------------- report
+
+def _cell(value: float | None, fmt: str, width: int) -> str:
+    """A right-aligned table cell; '–' for a missing value."""
+    return f"{'–' if value is None else format(value, fmt):>{width}}"
+
+
+def _table(means: dict, title: str) -> list[str]:
+    """Fixed-width rows: method, n, MEF-SSIM, PSNR, SSIM, s/case."""
+    lines = [title, f"{'method':<18}{'n':>4}{'MEF-SSIM':>10}{'PSNR':>9}{'SSIM':>9}{'s/case':>9}"]
+    for m, s in means.items():
+        lines.append(f"{label(m):<18}{s['n']:>4}{_cell(s['mef_ssim'], '.4f', 10)}{_cell(s['psnr'], '.2f', 9)}"
+                     f"{_cell(s['ssim'], '.4f', 9)}{_cell(s['seconds'], '.3f', 9)}")
+    return lines
+
+
+def format_report(result: dict) -> str:
+    """The tables `lutfuse eval` prints: means per method, per k (and sparse), the grid sweep, then the notes."""
+    cfg = result["config"]
+    n = len(result["cases"])
+    lines = _table(result["means"], f"{cfg['split']} split: {n} cases, max side {cfg['max_side']} px, "
+                                    f"grid {cfg['grid']}, detail {cfg['detail']:g}")
+    for k, means in result["by_k"].items():
+        lines += [""] + _table(means, f"k = {k} inputs")
+    if result["sparse"] and any(r["inputs_are_stack"] for r in result["cases"]):
+        lines += [""] + _table(result["sparse"], "sparse cases only (inputs fewer than the stack's frames)")
+    if result["grid_sweep"] is not None:
+        lines += ["", "grid sweep (pure LUT, detail 0)", f"{'G':>4}{'PSNR':>9}{'MEF-SSIM':>10}"]
+        for s in result["grid_sweep"]:
+            lines.append(f"{s['grid']:>4}{_cell(s['psnr'], '.2f', 9)}{_cell(s['mef_ssim'], '.4f', 10)}")
+    footer = []
+    if "phase1" in result["means"]:
+        base = [r["phase1_baseline_psnr"] for r in result["cases"] if "phase1_baseline_psnr" in r]
+        footer.append(f"phase1 (middle): generated middle frame vs the real one, once per scene (no MEF-SSIM); "
+                      f"the mean of under and over scores {np.mean(base):.2f} dB")
+    footer += result["notes"]
+    if footer:
+        lines += [""] + [f"note: {t}" for t in footer]
+    return "\n".join(lines)
