@@ -57,10 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         if args.json.suffix.lower() != ".json":
             raise OutputError(f"{args.json}: the results file is JSON; name it .json")
-        try:
-            check_writable(args.json, overwrite=args.force)
-        except OutputError as exc:
-            raise OutputError(str(exc).replace("(pass overwrite to", "(use --force to")) from None
+        check_writable(args.json, overwrite=args.force, replace_hint="use --force to replace it")
     if args.limit is not None and args.limit < 1:
         raise LUTFuseError(f"--limit {args.limit}: must be at least 1")
 
