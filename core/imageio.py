@@ -116,7 +116,7 @@ def commit(path: Path, payload: bytes | Iterable[bytes], overwrite: bool) -> Non
             # A hard link fails if the name appeared since the check: no file is ever replaced silently.
             os.link(tmp, path)
         except FileExistsError:
-            raise OutputError(f"{path}: already exists ({replace_hint})") from None
+            raise OutputError(f"{path}: already exists (appeared while writing; nothing was replaced)") from None
         except OSError:
             if path.exists():  # filesystems without hard links: check again, then rename
                 raise OutputError(f"{path}: already exists ({replace_hint})") from None
