@@ -119,7 +119,7 @@ def commit(path: Path, payload: bytes | Iterable[bytes], overwrite: bool) -> Non
             raise OutputError(f"{path}: already exists (appeared while writing; nothing was replaced)") from None
         except OSError:
             if path.exists():  # filesystems without hard links: check again, then rename
-                raise OutputError(f"{path}: already exists ({replace_hint})") from None
+                raise OutputError(f"{path}: already exists (appeared while writing; nothing was replaced)") from None
             os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
