@@ -34,6 +34,10 @@ import torch.nn.functional as F
 DEFAULT_LEVELS = 5
 LEVELS_SIDE = 512
 KNEE = 0.25
+# Band weights favour the frame with more local structure (energy^(power/2)); chosen on the validation split
+# (MEF-SSIM of LUT + detail: 0.9783 at power 0 = Mertens' weights, 0.9810 at 1, 0.9826 at 2, 0.9841 at 4; 16 underflows).
+CONTRAST_POWER = 4.0
+ENERGY_FLOOR = 1e-10
 # Rec. 709 luma weights on the (gamma-encoded) frames
 LUMA = (0.2126, 0.7152, 0.0722)
 _SIGMA_EXPOSED = 0.2  # Mertens' well-exposedness Gaussian around 0.5
@@ -122,31 +126,53 @@ def mertens_weight(frame: torch.Tensor, y: torch.Tensor | None = None) -> torch.
     return contrast.mul_(saturation).mul_(exposed).add_(1e-12)
 
 
-def fused_bandpass(frames: torch.Tensor, levels: int) -> torch.Tensor:
-    """Band-pass (pyramid levels 0..levels-1, collapsed) of the Mertens fusion of the frames' luminance.
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    """5-tap binomial blur (σ ≈ 1 px) of an H×W map, reflect-101 borders, same shape."""
+    if x.device.type == "cpu":
+        k = np.asarray(_BINOMIAL, np.float32)
+        return torch.from_numpy(cv2.sepFilter2D(np.ascontiguousarray(x.numpy()), -1, k, k,
+                                                borderType=cv2.BORDER_REFLECT_101))
+    return _separable(x, _kernel(x), 1)
 
-    frames: N×3×H×W in [0,1] -> H×W, values about in [-1, 1] (zero mean over large areas).
+
+def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CONTRAST_POWER) -> torch.Tensor:
+    """Band-pass (pyramid levels 0..levels-1, collapsed) of a Laplacian-pyramid fusion of the frames' luminance.
+
+    Each band's weights are Mertens' (blurred down the Gaussian pyramid) times the band's local energy to the power
+    contrast_power/2, so where the frames disagree the one with the stronger local structure wins (0 gives
+    Mertens' fusion exactly). frames: N×3×H×W in [0,1] -> H×W, values about in [-1, 1] (zero mean over large areas).
     """
-    # frame by frame, so that a 9-frame UHD bracket needs no N-fold temporaries
     lumas, weights = [], []
     for frame in frames:
         planar = frame.contiguous()
         lumas.append(luminance(planar))
         weights.append(mertens_weight(planar, lumas[-1]))
     total = torch.stack(weights).sum(dim=0)
-    bands: list[torch.Tensor] | None = None
-    for g_y, w in zip(lumas, weights):
+    num: list[torch.Tensor] = []
+    den: list[torch.Tensor] = []
+    # frame by frame into per-level numerator and denominator, so a 9-frame UHD bracket needs no N-fold temporaries
+    for i, (g_y, w) in enumerate(zip(lumas, weights)):
         g_w = w.div_(total)
-        frame_bands = []
-        for _ in range(levels):
+        for level in range(levels):
             down = reduce(g_y)
-            frame_bands.append(g_w * (g_y - expand(down, tuple(g_y.shape))))
+            band = g_y - expand(down, tuple(g_y.shape))
+            wt = g_w
+            if contrast_power > 0:
+                # energy floored so that the weights stay normal floats in flat areas (where every band is ~0)
+                energy = _blur(band.square()).clamp_(min=ENERGY_FLOOR)
+                wt = g_w * energy.pow_(contrast_power / 2)
+            if i == 0:
+                num.append(wt * band)
+                den.append(wt.clone())
+            else:
+                num[level].add_(wt * band)
+                den[level].add_(wt)
             g_y, g_w = down, reduce(g_w)
-        bands = frame_bands if bands is None else [a.add_(b) for a, b in zip(bands, frame_bands)]
-    assert bands is not None
-    out = bands[-1]
-    for band in reversed(bands[:-1]):
-        out = expand(out, tuple(band.shape)).add_(band)
+    out = None
+    for level in reversed(range(levels)):
+        band = num[level].div_(den[level].add_(1e-30))
+        out = band if out is None else expand(out, tuple(band.shape)).add_(band)
+    assert out is not None
     return out
 
 

@@ -26,6 +26,7 @@ def test_torch_pyramid_matches_opencv(shape):
     torch.testing.assert_close(detail._reduce_torch(x), down, atol=1e-6, rtol=0)
     torch.testing.assert_close(detail._expand_torch(down, shape), detail.expand(down, shape), atol=1e-6, rtol=0)
     torch.testing.assert_close(detail._laplacian_torch(x), detail._laplacian(x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(detail._separable(x, detail._kernel(x), 1), detail._blur(x), atol=1e-6, rtol=0)
 
 
 def test_lowpass_keeps_constants_and_smooth_ramps_removes_fine_texture():
@@ -47,6 +48,46 @@ def test_single_frame_fusion_band_pass_is_its_own_high_pass(rendered_bracket):
                                    atol=2e-6, rtol=0)
     # and the detail layer of a frame against itself as the tone is zero
     assert detail.detail_layer(frame, frame[0], 4).abs().max() < 2e-6
+
+
+def test_contrast_power_zero_is_mertens_laplacian_fusion(rendered_bracket):
+    # power 0: the classic per-level fusion with Gaussian-pyramid Mertens weights, written out plainly here
+    frames = planar(rendered_bracket)
+    levels = 3
+    ys = [detail.luminance(f) for f in frames]
+    ws = [detail.mertens_weight(f.contiguous()) for f in frames]
+    total = sum(ws)
+    fused = []
+    for y, w in zip(ys, ws):
+        w = w / total
+        bands = []
+        for _ in range(levels):
+            down = detail.reduce(y)
+            bands.append(w * (y - detail.expand(down, tuple(y.shape))))
+            y, w = down, detail.reduce(w)
+        fused = bands if not fused else [a + b for a, b in zip(fused, bands)]
+    expected = fused[-1]
+    for band in reversed(fused[:-1]):
+        expected = detail.expand(expected, tuple(band.shape)) + band
+    torch.testing.assert_close(detail.fused_bandpass(frames, levels, contrast_power=0), expected, atol=2e-6, rtol=0)
+
+
+def test_contrast_power_picks_the_frame_with_the_stronger_structure():
+    # two frames, each with texture in one half and flat grey in the other: the fused band keeps both textures
+    # (power > 0) where Mertens' weights, equal here, halve them
+    rng = np.random.default_rng(3)
+    tex = (rng.random((64, 128)) - 0.5).astype(np.float32) * 0.3
+    a = np.full((64, 128), 0.5, np.float32)
+    b = a.copy()
+    a[:, :64] += tex[:, :64]
+    b[:, 64:] += tex[:, 64:]
+    frames = torch.from_numpy(np.stack([np.repeat(f[None], 3, 0) for f in (a, b)]))
+    y_tex = torch.from_numpy(0.5 + tex)
+    truth = (y_tex - detail.lowpass(y_tex, 2))[8:-8, 8:-8]
+    plain = detail.fused_bandpass(frames, 2, contrast_power=0)[8:-8, 8:-8]
+    strong = detail.fused_bandpass(frames, 2)[8:-8, 8:-8]
+    assert float((strong - truth).abs().mean()) < 0.5 * float((plain - truth).abs().mean())
+    assert torch.isfinite(strong).all()
 
 
 def test_weights_favour_the_well_exposed_frame(rendered_bracket):
