@@ -264,23 +264,3 @@ def test_shipped_teacher_loads_and_is_monotone_ish(rendered_bracket) -> None:
         lut = model.fuse(frames)
     assert float(losses.monotonicity(lut)) < 1e-3
     assert (WEIGHTS / "lut_teacher.pt").stat().st_size < 5e6
-
-
-# ---------------------------------------------------------------- trainer data (stand-in while core.train.data is absent)
-
-def test_standin_inputs_and_dataset(shared_data: Path) -> None:
-    from core.train.lut_teacher import StandInDataset, standin_inputs, standin_scenes
-
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        idx = standin_inputs(9, 3, rng)
-        assert idx[0] < idx[1] < idx[2] and idx[0] <= 1 and idx[2] >= 7
-    assert standin_inputs(9, 2, None) == [0, 8]
-    val = standin_scenes(shared_data, "val", max_side=128)
-    assert val and all(max(s.frames.shape[1:3]) <= 128 and len(s.frames) >= 5 for s in val)
-    item = StandInDataset(val, crop=64, seed=1)[0]
-    assert item["inputs"].shape[1:] == (3, 64, 64) and item["inputs"].shape[0] == item["k"] in (2, 3)
-    assert item["reference"].shape == (3, 64, 64)
-    # darkest first: the inputs' mean brightness rises
-    means = item["inputs"].mean(dim=(1, 2, 3))
-    assert (torch.diff(means) > 0).all()

@@ -168,8 +168,3 @@ class AMNet(nn.Module):
             outs.append(x)
         x = self.global_conv(self.fuse(torch.cat(outs, dim=1))) + fm
         return torch.sigmoid(self.out(x))
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -17,16 +17,15 @@ import torch
 from core.models.lut_student import LUTStudent
 from core.models.lut_teacher import load_teacher
 from core.paths import WEIGHTS
-from core.train import losses
-from core.train.lut_teacher import (Group, add_common_arguments, count_parameters, export, log, setup, train,
-                                    validate, write_metrics)
+from core.train import losses, loop
+from core.train.lut_teacher import Group, add_lut_arguments, log, train_lut, validate
 
 VAL_GRIDS = (8, 16, 32, 33, 64)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lutfuse train student`."""
-    add_common_arguments(parser, out="runs/lut_student", steps=2500, lr=1e-3)
+    add_lut_arguments(parser, out="runs/lut_student", steps=2500, lr=1e-3)
     parser.add_argument("--teacher", type=Path, default=WEIGHTS / "lut_teacher.pt", help="frozen teacher weights")
     parser.add_argument("--no-teacher", action="store_true", help="ablation: no distillation (restricted) loss")
     parser.add_argument("--no-reg", action="store_true", help="ablation: no long-range regulariser")
@@ -76,7 +75,7 @@ def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: l
 
 def run(args: argparse.Namespace) -> int:
     """Train the student (optionally without teacher / regulariser), validate at several G, export; exit status."""
-    setup(args)
+    loop.setup(args, log)
     teacher = None
     if not args.no_teacher:
         teacher = load_teacher(args.teacher)
@@ -84,16 +83,16 @@ def run(args: argparse.Namespace) -> int:
             p.requires_grad_(False)
         log.info("teacher: %s", args.teacher)
     student = LUTStudent()
-    log.info("LUT student: %d parameters; teacher %s; regulariser %s", count_parameters(student),
+    log.info("LUT student: %d parameters; teacher %s; regulariser %s", loop.count_parameters(student),
              "off" if teacher is None else "on", "off" if args.no_reg else "on")
-    summary = train(args, student, lambda groups: student_loss(student, teacher, groups, args))
-    summary["parameters"] = count_parameters(student)
-    export(student, args.export)
+    summary = train_lut(args, student, lambda groups: student_loss(student, teacher, groups, args))
+    summary["parameters"] = loop.count_parameters(student)
+    loop.export(student.state_dict(), args.export, log)
     if not args.no_validate:
         fns = {f"student_G{g}": (lambda f, g=g: student.sample(student.encode(f), g)[0].numpy()) for g in VAL_GRIDS}
         if teacher is not None:
             fns["teacher"] = lambda f: teacher.fuse(f)[0].clamp(0, 1).numpy()
         summary["validation"] = validate(args, fns)
         print(json.dumps(summary["validation"]["mean"], indent=1))
-    write_metrics(args, summary)
+    loop.write_metrics(args, summary, log)
     return 0

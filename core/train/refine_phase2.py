@@ -12,19 +12,10 @@ import torch
 from torch import nn
 
 from core.hq import build_phase1
-from core.models.refine import AMNet, Phase1UNet, count_parameters
+from core.models.refine import AMNet, Phase1UNet
+from core.train import loop
 from core.train.refine_losses import refine_loss
-from core.train.refine_phase1 import (
-    add_common_arguments,
-    export,
-    log,
-    psnr,
-    setup,
-    to_image,
-    to_tensor,
-    train,
-    write_metrics,
-)
+from core.train.refine_phase1 import add_refine_arguments, log, psnr, to_image, to_tensor, train_refine
 
 
 class TwoPhase(nn.Module):
@@ -50,7 +41,7 @@ class TwoPhase(nn.Module):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lutfuse train refine-phase2`."""
-    add_common_arguments(parser, out="runs/refine_phase2", width=24, steps=1000, batch=4, crop=96, lr=5e-4)
+    add_refine_arguments(parser, out="runs/refine_phase2", width=24, steps=1000, batch=4, crop=96, lr=5e-4)
     parser.add_argument("--phase1", type=Path, default=Path("resources/weights/refine_phase1.pt"),
                         help="trained phase-1 weights (frozen here)")
     parser.add_argument("--real-middle-prob", type=float, default=0.5,
@@ -116,15 +107,15 @@ def validate_phase2(model: TwoPhase, data_root: Path, device: torch.device, max_
 
 def run(args: argparse.Namespace) -> int:
     """Train phase 2 on top of frozen phase 1, validate, export; returns the exit status."""
-    device = setup(args)
+    device = loop.setup(args, log)
     phase1 = build_phase1(torch.load(args.phase1, map_location="cpu", weights_only=True), args.phase1)
     model = TwoPhase(phase1, AMNet(width=args.width)).to(device)
-    log.info("phase 2 width %d, %d parameters (phase 1 frozen: %d)", args.width, count_parameters(model.phase2),
+    log.info("phase 2 width %d, %d parameters (phase 1 frozen: %d)", args.width, loop.count_parameters(model.phase2),
              sum(p.numel() for p in phase1.parameters()))
-    summary = train(args, model, make_phase2_loss(args.real_middle_prob, args.seed), device=device)
-    summary["parameters"] = count_parameters(model.phase2)
+    summary = train_refine(args, model, make_phase2_loss(args.real_middle_prob, args.seed), device)
+    summary["parameters"] = loop.count_parameters(model.phase2)
     summary["validation"] = validate_phase2(model, args.data, device, args.max_side)
-    export(model.phase2.state_dict(), args.export)
-    write_metrics(args, summary)
+    loop.export(model.phase2.state_dict(), args.export, log)
+    loop.write_metrics(args, summary, log)
     print(json.dumps(summary["validation"]["mean"], indent=1))
     return 0
