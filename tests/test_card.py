@@ -29,4 +29,5 @@ def test_card_holds_command_losses_validation_and_ablation(tmp_path: Path) -> No
     assert "| student_G33 | 22.5000 | 0.9000 | 0.9500 |" in text
     assert "| no teacher | 21.2500 | 0.9000 | 0.9500 | 7 |" in text
     assert "| train | 0.2500 | 0.2000 |" in text
+    assert json.loads((tmp_path / "lut_student.metrics.json").read_text()) == _record(22.5)
     assert not list(tmp_path.glob("*.tmp"))

@@ -96,7 +96,7 @@ def render(name: str, record: dict, ablations: dict[str, dict] | None = None, we
     lines += ["## Data", "", DATA, ""]
     lines += ["## Training", "", "Made by the committed code with exactly:", "", "```", record["command"], "```", ""]
     lines += [f"* parameters: {record.get('parameters')}", f"* steps: {record.get('steps')}",
-              f"* wall time on 2 CPU cores (last session): {record.get('seconds_this_session')} s"]
+              f"* wall time (last session; 2 CPU cores shared with the other trainings): {record.get('seconds_this_session')} s"]
     args = record.get("args", {})
     lines += ["* arguments: " + ", ".join(f"`{k}={v}`" for k, v in args.items() if k not in ("func", "command")), ""]
     terms = record.get("train_loss_terms_mean_last_100_steps") or record.get("final_train_loss_terms_mean_last_100")
@@ -106,12 +106,12 @@ def render(name: str, record: dict, ablations: dict[str, dict] | None = None, we
         lines += ["## Validation", "", *validation_tables(record["validation"]), ""]
     if ablations:
         lines += ["## Ablation (same data, seed and steps; validation split)", "", *ablation_table(ablations), ""]
-    lines += ["Per-case numbers: the run's `metrics.json`, written by the trainer beside its checkpoints.", ""]
+    lines += [f"Per-case numbers: `{weights.stem}.metrics.json` beside this card (the trainer's `metrics.json`).", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write resources/weights/NAME.md from RUN_DIR/metrics.json (and ablation runs)."""
+    """Write resources/weights/NAME.md from RUN_DIR/metrics.json (and ablation runs), and a copy of the metrics."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("name", choices=sorted(ABOUT))
     parser.add_argument("run", type=Path, help="the run folder holding metrics.json")
@@ -124,10 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         label, _, run = item.partition("=")
         ablations[label] = json.loads((Path(run) / "metrics.json").read_text())
     out = args.output or WEIGHTS / f"{args.name}.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(render(args.name, record, ablations or None))
-    os.replace(tmp, out)
-    print(out)
+    for path, text in ((out, render(args.name, record, ablations or None)),
+                       (out.with_name(f"{args.name}.metrics.json"), json.dumps(record, indent=1) + "\n")):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        print(path)
     return 0
 
 
