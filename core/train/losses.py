@@ -69,11 +69,6 @@ def monotonicity(luts: torch.Tensor) -> torch.Tensor:
     return sum(torch.relu(-torch.diff(luts, dim=d)).mean() for d in (1, 2, 3))
 
 
-def regulariser(luts: torch.Tensor, tv_weight: float = 1e-3, mono_weight: float = 10.0) -> torch.Tensor:
-    """Long-range regulariser on a sampled lattice: tv_weight·TV + mono_weight·monotonicity -> scalar ≥ 0."""
-    return tv_weight * smoothness(luts) + mono_weight * monotonicity(luts)
-
-
 def reconstruction(luts: torch.Tensor, base: torch.Tensor, reference: torch.Tensor,
                    ssim_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """L1 + ssim_weight·(1−SSIM) of LUT(base) against the reference; returns (loss, the N×3×H×W output)."""
