@@ -89,7 +89,8 @@ def ablation_table(runs: dict[str, dict], method_prefix: str = "student_G33") ->
     return _table(rows)
 
 
-def render(name: str, record: dict, ablations: dict[str, dict] | None = None, weights: Path | None = None) -> str:
+def render(name: str, record: dict, ablations: dict[str, dict] | None = None, weights: Path | None = None,
+           notes: str = "") -> str:
     """The Markdown card of weights `name` from its trainer's metrics.json record."""
     weights = weights or WEIGHTS / f"{name}.pt"
     lines = [f"# Model card: `{weights.name}`", "", ABOUT.get(name, ""), ""]
@@ -106,6 +107,8 @@ def render(name: str, record: dict, ablations: dict[str, dict] | None = None, we
         lines += ["## Validation", "", *validation_tables(record["validation"]), ""]
     if ablations:
         lines += ["## Ablation (same data, seed and steps; validation split)", "", *ablation_table(ablations), ""]
+    if notes:
+        lines += ["## Notes", "", notes, ""]
     lines += [f"Per-case numbers: `{weights.stem}.metrics.json` beside this card (the trainer's `metrics.json`).", ""]
     return "\n".join(lines)
 
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=sorted(ABOUT))
     parser.add_argument("run", type=Path, help="the run folder holding metrics.json")
     parser.add_argument("--ablation", action="append", default=[], metavar="LABEL=RUN_DIR")
+    parser.add_argument("--notes", type=Path, default=None, help="a Markdown file of remarks to add")
     parser.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args(argv)
     record = json.loads((args.run / "metrics.json").read_text())
@@ -124,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         label, _, run = item.partition("=")
         ablations[label] = json.loads((Path(run) / "metrics.json").read_text())
     out = args.output or WEIGHTS / f"{args.name}.md"
-    for path, text in ((out, render(args.name, record, ablations or None)),
+    for path, text in ((out, render(args.name, record, ablations or None,
+                                    notes=args.notes.read_text().strip() if args.notes else "")),
                        (out.with_name(f"{args.name}.metrics.json"), json.dumps(record, indent=1) + "\n")):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
