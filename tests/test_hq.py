@@ -105,10 +105,21 @@ def test_cancel_stops_inside_the_first_tile(hq: HQFusion, rendered_bracket: list
     assert hq.fuse(np.stack(rendered_bracket), tile=64).shape == rendered_bracket[0].shape
 
 
-def test_extra_frames_do_not_change_the_default_result(hq: HQFusion, rendered_bracket: list[np.ndarray]) -> None:
+def test_a_real_middle_frame_replaces_the_generated_one(hq: HQFusion, rendered_bracket: list[np.ndarray]) -> None:
+    # default: a 3-frame bracket gives phase 2 its real middle; 2 frames (or middle="generated") get phase 1's
+    under, middle, over = rendered_bracket
     three = hq.fuse(np.stack(rendered_bracket))
-    two = hq.fuse(np.stack([rendered_bracket[0], rendered_bracket[-1]]))
-    np.testing.assert_array_equal(three, two)
+    two = hq.fuse(np.stack([under, over]))
+    assert not np.array_equal(three, two)
+    with torch.no_grad():
+        t = [torch.from_numpy(f.transpose(2, 0, 1).copy())[None] for f in (under, middle, over)]
+        direct = hq.phase2(t[0], t[1], t[2])[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(three, direct, atol=1e-5)
+    hq.middle = "generated"
+    try:
+        np.testing.assert_array_equal(hq.fuse(np.stack(rendered_bracket)), two)
+    finally:
+        hq.middle = "real"
 
 
 def test_one_frame_is_refused(hq: HQFusion, rendered_bracket: list[np.ndarray]) -> None:
