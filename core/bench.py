@@ -6,7 +6,6 @@ every stage reports the median of its repeats. On CUDA the device is synchronise
 
 from __future__ import annotations
 
-import importlib
 import statistics
 import tempfile
 import time
@@ -89,37 +88,14 @@ def _timer(device: torch.device, repeat: int) -> Callable[[Callable[[], object]]
     return timed
 
 
-class _StandInStudent:
-    """Identity-LUT student for timing when no LUT student model exists in this checkout."""
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """1×K×3×h×w -> 1×3 (mean colour)."""
-        return x.mean(dim=(1, 3, 4))
-
-    def sample(self, latent: torch.Tensor, grid: int) -> torch.Tensor:
-        """Identity G×G×G×3 LUT on the latent's device, as 1×G×G×G×3."""
-        from core.lut import identity_lut
-
-        return torch.from_numpy(identity_lut(grid)).to(latent.device)[None]
-
-
 def load_timing_student(device: torch.device) -> tuple[object, str]:
-    """The shipped student, else an untrained one (same cost), else an identity stand-in; and which it is."""
+    """The shipped student, else an untrained one (the same compute); and which it is."""
     from core.fusion import DEFAULT_WEIGHTS
+    from core.models.lut_student import LUTStudent, load_student
 
-    try:
-        lut_student = importlib.import_module("core.models.lut_student")
-    except ModuleNotFoundError as exc:
-        if exc.name != "core.models.lut_student":
-            raise
-        return _StandInStudent(), "identity stand-in (core.models.lut_student not in this checkout)"
     if DEFAULT_WEIGHTS.is_file():
-        return lut_student.load_student(DEFAULT_WEIGHTS, device), f"shipped student {DEFAULT_WEIGHTS.name}"
-    try:
-        model = lut_student.LUTStudent().to(device).eval()
-    except TypeError:  # a constructor without defaults: nothing to time it with
-        return _StandInStudent(), "identity stand-in (no shipped weights, LUTStudent needs arguments)"
-    return model, "untrained LUTStudent (no shipped weights; same compute)"
+        return load_student(DEFAULT_WEIGHTS, device), f"shipped student {DEFAULT_WEIGHTS.name}"
+    return LUTStudent().to(device).eval(), "untrained LUTStudent (no shipped weights; same compute)"
 
 
 def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
@@ -176,6 +152,42 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
     ms, _ = timed(lambda: mertens(images))
     stages.append(Stage("mertens", ms, f"OpenCV MergeMertens, {n_frames} frames"))
     return stages
+
+
+def run_hq_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
+                 log: Callable[[str], None] = print) -> tuple[list[Stage], float]:
+    """Time the HQ export (one run: it takes minutes at full size) and OpenCV Mertens on one synthetic bracket;
+    returns the stages and the process's peak resident memory in GB, read before Mertens runs."""
+    import resource
+
+    from core.bracket import load_bracket
+    from core.classical import mertens
+    from core.hq import HQFusion
+
+    hq = HQFusion(device=device)
+    log(f"device {hq.device} ({torch.get_num_threads()} threads), {width}×{height}, {n_frames} frames; HQ export once, "
+        f"Mertens median of {repeat}")
+    stages: list[Stage] = []
+    with tempfile.TemporaryDirectory(prefix="lutfuse-bench-") as tmp:
+        paths = write_bracket(Path(tmp), height, width, n_frames)
+        bracket = load_bracket(paths, align=False)
+    images = bracket.images
+    ms, _ = _timer(hq.device, 1)(lambda: hq.fuse(images))
+    middle = "real middle frame" if n_frames >= 3 and hq.middle == "real" else "phase 1 generates the middle"
+    stages.append(Stage("hq", ms, f"two-phase HQ, tiles of 512 px, {middle}"))
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6   # kilobytes on Linux
+    ms, _ = _timer(hq.device, repeat)(lambda: mertens(images))
+    stages.append(Stage("mertens", ms, f"OpenCV MergeMertens, {n_frames} frames"))
+    return stages, peak_gb
+
+
+def report_hq(stages: list[Stage], peak_gb: float) -> str:
+    """Table of the HQ timing against Mertens and the peak memory."""
+    by = {s.name: s for s in stages}
+    lines = [f"{'stage':<10}{'s':>10}{'/Mertens':>10}  note"]
+    lines += [f"{s.name:<10}{s.ms / 1000:>10.1f}{s.ms / by['mertens'].ms:>10.1f}  {s.note}" for s in stages]
+    lines.append(f"peak resident memory of the process (load + HQ): {peak_gb:.2f} GB")
+    return "\n".join(lines)
 
 
 def report(stages: list[Stage], device: str) -> tuple[str, bool]:

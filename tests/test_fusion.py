@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from core.bracket import Bracket, Frame, load_bracket
+from core.bracket import Bracket, load_bracket
+from core import paths
 from core.cli import main
 from core.errors import LUTFuseError
 from core.fusion import DEFAULT_WEIGHTS, Engine
@@ -37,17 +36,8 @@ class CurveStudent:
         return torch.from_numpy(identity_lut(grid)).to(latent.device).pow(gamma)[None]
 
 
-def real_student_available() -> bool:
-    """True when the LUT student module and its shipped weights are in this checkout."""
-    try:
-        importlib.import_module("core.models.lut_student")
-    except ModuleNotFoundError:
-        return False
-    return DEFAULT_WEIGHTS.is_file()
-
-
 STUDENTS = ["curve", pytest.param("shipped", marks=pytest.mark.skipif(
-    not real_student_available(), reason="no shipped LUT student weights yet"))]
+    not DEFAULT_WEIGHTS.is_file(), reason="no shipped LUT student weights"))]
 
 
 def make_engine(kind: str) -> Engine:
@@ -55,25 +45,18 @@ def make_engine(kind: str) -> Engine:
     return Engine(device="cpu", student=CurveStudent() if kind == "curve" else None)
 
 
-def bracket_of(images: list[np.ndarray]) -> Bracket:
-    """A Bracket built from in-memory frames (darkest first), as load_bracket would give."""
-    frames = [Frame(path=Path(f"frame{i}.png"), image=np.ascontiguousarray(im, np.float32), bit_depth=8,
-                    ev=float(i), ev_source="brightness", exif=None) for i, im in enumerate(images)]
-    return Bracket(frames=frames, aligned=False)
-
-
 @pytest.fixture
 def engine(rendered_bracket) -> Engine:
     """CPU engine with the stand-in student on the rendered 96×128 bracket."""
     e = make_engine("curve")
-    e.set_bracket(bracket_of(rendered_bracket))
+    e.set_bracket(Bracket.from_images(rendered_bracket))
     return e
 
 
 @pytest.mark.parametrize("kind", STUDENTS)
 def test_render_shapes_ranges_and_exact_pure_lut(kind, rendered_bracket):
     e = make_engine(kind)
-    bracket = bracket_of(rendered_bracket)
+    bracket = Bracket.from_images(rendered_bracket)
     e.set_bracket(bracket)
     assert e.bracket is bracket and e.device == torch.device("cpu")
     np.testing.assert_array_equal(e.base(), np.mean(rendered_bracket, axis=0, dtype=np.float32))
@@ -166,7 +149,7 @@ def test_bad_detail_preview_device_and_no_bracket_errors(engine):
 def test_new_bracket_replaces_every_cache(engine, rendered_bracket):
     engine.render(33, 1.0, max_side=64)
     smaller = [cv2.resize(im, (64, 40), interpolation=cv2.INTER_AREA) for im in rendered_bracket[:2]]
-    engine.set_bracket(bracket_of(smaller))
+    engine.set_bracket(Bracket.from_images(smaller))
     assert engine.render(33, 1.0).shape == (40, 64, 3)
     assert engine.render(33, 1.0, max_side=32).shape == (20, 32, 3)
     np.testing.assert_array_equal(engine.render(33, 0.0), apply_lut(engine.base(), engine.lut(33)))
@@ -213,6 +196,15 @@ def test_bench_lists_every_stage(capsys):
     for target in ("full-res render ≤ 1/5 Mertens", "preview < 33 ms", "G=33 sampling < 50 ms"):
         assert target in out
     assert out.count("PASS") + out.count("FAIL") == 3
+
+
+@pytest.mark.skipif(not (paths.WEIGHTS / "refine_phase2.pt").is_file(), reason="no shipped HQ weights")
+def test_bench_hq_times_the_export_and_reports_memory(capsys):
+    assert main(["bench", "--hq", "--size", "96x64", "--repeat", "1", "--frames", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "\nhq " in out and "phase 1 generates the middle" in out and "\nmertens " in out
+    peak = float(out.split("peak resident memory of the process (load + HQ): ")[1].split(" GB")[0])
+    assert 0.05 < peak < 24
 
 
 def test_bench_rejects_bad_arguments(capsys):
