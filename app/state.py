@@ -155,12 +155,6 @@ def recent_label(entry: Sequence[str]) -> str:
     return f"{paths[0].name} + {len(paths) - 1} more  ({paths[0].parent})"
 
 
-def relative_evs(evs: Sequence[float]) -> list[float]:
-    """EVs relative to the middle frame (what a photographer calls −2 / 0 / +2)."""
-    mid = evs[len(evs) // 2]
-    return [e - mid for e in evs]
-
-
 def format_ev(ev: float) -> str:
     """'+2.0 EV', '0 EV', '−1.3 EV' (typographic minus)."""
     if abs(ev) < 0.05:

@@ -17,10 +17,10 @@ from app.state import (
     RenderRequest,
     RenderResult,
     histograms,
-    relative_evs,
     thumbnail,
     to_display,
 )
+from core.bracket import relative_evs
 from core.errors import LUTFuseError
 
 

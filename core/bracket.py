@@ -24,6 +24,12 @@ IMAGE_SUFFIXES = set(CV_SUFFIXES) | TIFF_SUFFIXES | RAW_SUFFIXES
 _GAMMA = 2.2  # assumed display gamma when linearising 8/16-bit frames to estimate their relative exposure
 
 
+def relative_evs(evs: Sequence[float]) -> list[float]:
+    """EVs relative to the middle frame (what a photographer calls −2 / 0 / +2)."""
+    mid = evs[len(evs) // 2]
+    return [e - mid for e in evs]
+
+
 @dataclass(frozen=True)
 class Frame:
     """One exposure: pixels H×W×3 float32 RGB in [0,1] (orientation applied), bit depth, EV and EXIF."""

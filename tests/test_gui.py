@@ -22,6 +22,7 @@ from app import state  # noqa: E402
 from app.export import ImageOptions, base_path_for  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.settings import SETTINGS_ENV, AppSettings  # noqa: E402
+from core.bracket import relative_evs  # noqa: E402
 from core.paths import demo_frames  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,7 +138,7 @@ def test_recent_list_and_ev_labels() -> None:
     recent = state.push_recent([["a"], ["b"]], ["b"])
     assert recent == [["b"], ["a"]]
     assert len(state.push_recent([[str(i)] for i in range(20)], ["x"])) == state.RECENT_MAX
-    assert [state.format_ev(e) for e in state.relative_evs([-14.0, -12.0, -10.0])] == ["\u22122.0 EV", "0 EV",
+    assert [state.format_ev(e) for e in relative_evs([-14.0, -12.0, -10.0])] == ["\u22122.0 EV", "0 EV",
                                                                                        "+2.0 EV"]
 
 

@@ -63,7 +63,7 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
 
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
-    from core.bracket import load_bracket
+    from core.bracket import load_bracket, relative_evs
     from core.imageio import write_image
 
     check_output(args.output, args.frames, args.force)
@@ -75,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
         output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before loading anything
 
     bracket = load_bracket(args.frames, align=not args.no_align)
-    frames = ", ".join(f"{f.path.name} ({f.ev:+.1f} EV)" for f in bracket.frames)
-    tqdm.write(f"{len(bracket.frames)} frames, darkest first: {frames}")
+    evs = relative_evs([f.ev for f in bracket.frames])
+    frames = ", ".join(f"{f.path.name} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
+    source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
+    tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
     with tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False) as bar:
         fused = fuse_bracket(bracket, args.method, grid=args.grid, detail=args.detail,
                              device=args.device, progress=bar)
