@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from core.detail import CONTRAST_POWER
 from core.errors import LUTFuseError, WeightsError
 
 METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-real-middle", "phase1")
@@ -253,7 +254,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
              max_side: int = 512, grid: int = 33, detail: float = 1.0, limit: int | None = None,
              grid_sweep: Sequence[int] | str | None = None, progress: Progress | None = None,
              weights_dir: str | Path | None = None, device: str | None = None,
-             cache_dir: str | Path | None = None) -> dict:
+             cache_dir: str | Path | None = None, contrast_power: float | None = None) -> dict:
     """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases.
 
     Returns a JSON-ready dict: `config`, `methods` (evaluated), `skipped` {method: reason}, `notes`, `cases`
@@ -295,7 +296,8 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
         from core.fusion import Engine, check_grid
 
         check_grid(grid)
-        engine = Engine(weights=wdir / STUDENT_FILE, device=device)
+        engine = Engine(weights=wdir / STUDENT_FILE, device=device,
+                        contrast_power=CONTRAST_POWER if contrast_power is None else contrast_power)
     if {"hq", "hq-real-middle"} & set(active) or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
         from core.hq import HQFusion
 
@@ -379,7 +381,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                      f"{PSNR_CAP:g} dB); the sparse table leaves them out")
     return {
         "config": {"data_root": str(root), "split": split, "max_side": max_side, "grid": grid, "detail": detail,
-                   "limit": limit, "weights_dir": str(wdir), "device": device, "psnr_cap": PSNR_CAP},
+                   "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power, "limit": limit, "weights_dir": str(wdir), "device": device, "psnr_cap": PSNR_CAP},
         "methods": active,
         "skipped": skipped,
         "notes": notes,
@@ -415,7 +417,8 @@ def format_report(result: dict) -> str:
     cfg = result["config"]
     n = len(result["cases"])
     lines = _table(result["means"], f"{cfg['split']} split: {n} cases, max side {cfg['max_side']} px, "
-                                    f"grid {cfg['grid']}, detail {cfg['detail']:g}")
+                                    f"grid {cfg['grid']}, detail {cfg['detail']:g}, "
+                                    f"detail contrast power {cfg['contrast_power']:g}")
     for k, means in result["by_k"].items():
         lines += [""] + _table(means, f"k = {k} inputs")
     if result["sparse"] and any(r["inputs_are_stack"] for r in result["cases"]):

@@ -81,13 +81,16 @@ class Engine:
     """
 
     def __init__(self, weights: Path | None = None, device: str | None = None, *, student: Any = None,
-                 levels: int = detailmod.DEFAULT_LEVELS) -> None:
+                 levels: int = detailmod.DEFAULT_LEVELS,
+                 contrast_power: float = detailmod.CONTRAST_POWER) -> None:
         """Load the LUT student (shipped weights unless `weights`; a ready `student` object skips loading).
 
-        levels: the detail split level at 512 px (core.detail.split_levels scales it with the image size).
+        levels: the detail split level at 512 px (core.detail.split_levels scales it with the image size);
+        contrast_power: how strongly the detail bands favour the frame with more local structure (0 = Mertens).
         """
         self.device = pick_device(device)
         self.levels = levels
+        self.contrast_power = contrast_power
         self._lock = threading.RLock()
         if student is None:
             from core.models.lut_student import load_student
@@ -124,7 +127,7 @@ class Engine:
                 self._latent = self.encode(images)
                 stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
                 self._levels = detailmod.split_levels(*images.shape[1:3], self.levels)
-                self._fused = detailmod.fused_bandpass(stack, self._levels)
+                self._fused = detailmod.fused_bandpass(stack, self._levels, self.contrast_power)
                 self._layer(REFERENCE_GRID)
             except BaseException:
                 self.bracket = None

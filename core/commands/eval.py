@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "; when not given, all whose weights exist")
     p.add_argument("--grid", type=int, default=33, help="LUT grid size for the lut rows, 2-129")
     p.add_argument("--detail", type=float, default=1.0, help="detail strength of the lut+detail row")
+    p.add_argument("--contrast-power", type=float, default=None,
+                   help="how strongly the detail bands favour the frame with more local structure "
+                        "(0 = Mertens' weights; default: core.detail.CONTRAST_POWER)")
     p.add_argument("--grid-sweep", default=None, metavar="G,G,...",
                    help="also score the pure LUT at these grid sizes, e.g. 8,16,32,64")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N cases")
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(args.data, methods=args.methods, split=args.split, max_side=args.max_side,
                           grid=args.grid, detail=args.detail, limit=args.limit, grid_sweep=args.grid_sweep,
                           progress=progress, weights_dir=args.weights_dir, device=args.device,
-                          cache_dir=args.cache_dir)
+                          cache_dir=args.cache_dir, contrast_power=args.contrast_power)
     finally:
         for bar in bars:
             bar.close()
