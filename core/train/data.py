@@ -77,13 +77,10 @@ def _resize(image: np.ndarray, max_side: int) -> np.ndarray:
 
 def load_real_stack(folder: Path, max_side: int) -> np.ndarray:
     """The frames of one bracket folder -> N×H×W×3 float32 RGB in [0,1], darkest first (file order)."""
-    frames = []
-    for p in sorted(q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES):
-        im = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if im is None:
-            raise OSError(f"{p}: unreadable image")
-        frames.append(_resize(cv2.cvtColor(im, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0, max_side))
-    return np.stack(frames)
+    from core.bracket import load_image
+
+    paths = sorted(q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+    return np.stack([_resize(load_image(p)[0], max_side) for p in paths])
 
 
 def load_radiance(path: Path) -> np.ndarray:
