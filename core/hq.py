@@ -18,7 +18,7 @@ from core.models.refine import MULTIPLE, AMNet, Phase1UNet
 PHASE1_FILE = "refine_phase1.pt"
 PHASE2_FILE = "refine_phase2.pt"
 # Which frame phase 2 gets as its intermediate when the bracket has a real one (N >= 3): the real middle frame beat
-# phase 1's output on the 3-frame validation cases (PSNR 22.91 vs 22.06 dB, MEF-SSIM 0.951 vs 0.920; see
+# phase 1's output on the 3-frame validation cases (PSNR 22.78 vs 22.03 dB, MEF-SSIM 0.956 vs 0.934; see
 # resources/weights/refine_phase2.md), so a real middle is used when there is one; 2-frame brackets get phase 1's.
 DEFAULT_MIDDLE = "real"
 
