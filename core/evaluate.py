@@ -136,22 +136,6 @@ def plan_scenes(root: Path, split: str) -> list[tuple[str, int, int]]:
     return plan
 
 
-def scene_cases(scene: Any) -> list[dict]:
-    """The validation cases of one loaded Scene, as core.train.data.validation_cases makes them, plus k and the
-    stack's frame count."""
-    from core.train.data import middle_index, pick_inputs
-
-    cases = []
-    n = len(scene.frames)
-    for k in (2, 3):
-        idx = pick_inputs(n, k, None)
-        if len(idx) != k:
-            continue
-        cases.append({"key": scene.key, "inputs": scene.frames[idx], "reference": scene.reference,
-                      "middle": scene.frames[middle_index(idx)], "k": k, "stack_frames": n})
-    return cases
-
-
 # ---------------------------------------------------------------- models
 
 class Phase1Only:
@@ -321,7 +305,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
         except (OSError, ValueError) as exc:
             raise LUTFuseError(f"scene {key}: cannot be loaded ({exc})") from exc
         phase1_done = False
-        for case in scene_cases(scene):
+        for case in data.scene_cases(scene):
             if len(rows) >= total:
                 break
             inputs, ref, k = case["inputs"], case["reference"], case["k"]

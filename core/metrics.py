@@ -174,3 +174,10 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return float(s.mean())
+
+
+def fusion_scores(fused: np.ndarray, inputs: Sequence[np.ndarray], reference: np.ndarray) -> dict[str, float]:
+    """A fusion H×W×3 (clipped to [0,1]) scored: MEF-SSIM against its inputs, PSNR and SSIM against a reference."""
+    fused = np.clip(fused, 0.0, 1.0).astype(np.float32)
+    return {"psnr": float(psnr(fused, reference)), "ssim": float(ssim(fused, reference)),
+            "mef_ssim": float(mef_ssim(list(inputs), fused))}

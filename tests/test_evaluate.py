@@ -95,7 +95,7 @@ def test_cases_are_the_validation_cases(shared_data: Path, monkeypatch: pytest.M
     key = data.load_split()["val"][0]
     monkeypatch.setattr(data, "load_split", lambda: {"val": [key], "train": []})
     expected = data.validation_cases(shared_data, max_side=SIDE)
-    ours = ev.scene_cases(data.load_scene(shared_data, key, max_side=SIDE))
+    ours = data.scene_cases(data.load_scene(shared_data, key, max_side=SIDE))
     assert len(ours) == len(expected) == ev.plan_scenes(shared_data, "val")[0][2]
     for a, b in zip(ours, expected):
         assert a["key"] == b["key"]

@@ -159,3 +159,14 @@ def test_ssim_equals_the_scipy_reference_and_properties(rendered_bracket: list[n
     assert 1.0 > scores[0] > scores[1] > scores[2]
     with pytest.raises(LUTFuseError, match="differ"):
         ssim(a, b[:50])
+
+
+def test_fusion_scores_are_the_three_metrics_of_the_clipped_fusion(rendered_bracket: list[np.ndarray]) -> None:
+    from core.metrics import fusion_scores, mef_ssim, psnr, ssim
+
+    fused = np.mean(rendered_bracket, axis=0).astype(np.float32) * 1.3   # some values above 1
+    clipped = np.clip(fused, 0, 1)
+    reference = rendered_bracket[1]
+    assert fusion_scores(fused, rendered_bracket, reference) == {
+        "psnr": psnr(clipped, reference), "ssim": ssim(clipped, reference),
+        "mef_ssim": mef_ssim(rendered_bracket, clipped)}

@@ -237,19 +237,25 @@ class FusionDataset(torch.utils.data.Dataset):
         return {"inputs": _chw(frames), "reference": _chw(ref), "middle": _chw(mid), "k": k}
 
 
+def scene_cases(scene: Scene) -> list[dict]:
+    """The validation cases of one scene: k=2 (extremes) and, when it has a frame between them, k=3 (+ middle).
+    Case: key, inputs K×H×W×3, reference H×W×3, middle H×W×3 (float32 in [0,1]), k, stack_frames."""
+    cases = []
+    n = len(scene.frames)
+    for k in (2, 3):
+        idx = pick_inputs(n, k, None)
+        if len(idx) != k:
+            continue
+        cases.append({"key": scene.key, "inputs": scene.frames[idx], "reference": scene.reference,
+                      "middle": scene.frames[middle_index(idx)], "k": k, "stack_frames": n})
+    return cases
+
+
 def validation_cases(data_root: str | Path, *, max_side: int = 512,
                      cache_dir: str | Path | None = None) -> list[dict]:
-    """Deterministic validation set: each val scene with k=2 (extremes) and, when it has a frame between them,
-    k=3 (+ middle). Case: key, inputs K×H×W×3, reference H×W×3, middle H×W×3 (float32 in [0,1])."""
-    cases = []
-    for sc in load_scenes(data_root, "val", max_side=max_side, cache_dir=cache_dir):
-        for k in (2, 3):
-            idx = pick_inputs(len(sc.frames), k, None)
-            if len(idx) != k:
-                continue
-            cases.append({"key": sc.key, "inputs": sc.frames[idx], "reference": sc.reference,
-                          "middle": sc.frames[middle_index(idx)]})
-    return cases
+    """Deterministic validation set: scene_cases of every val scene, in split order."""
+    return [case for sc in load_scenes(data_root, "val", max_side=max_side, cache_dir=cache_dir)
+            for case in scene_cases(sc)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

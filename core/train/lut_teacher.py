@@ -64,19 +64,11 @@ def train_lut(args: argparse.Namespace, model: nn.Module, loss_fn: loop.LossFn) 
     return loop.train(args, model, loss_fn, stream, log=log, schedule=lr_at)
 
 
-def image_scores(case: dict, fused: np.ndarray) -> dict[str, float]:
-    """PSNR/SSIM of fused (H×W×3 in [0,1]) vs the case's reference and MEF-SSIM vs its inputs (core.metrics)."""
-    from core import metrics
-
-    fused = np.clip(fused, 0.0, 1.0).astype(np.float32)
-    return {"psnr": float(metrics.psnr(fused, case["reference"])), "ssim": float(metrics.ssim(fused, case["reference"])),
-            "mef_ssim": float(metrics.mef_ssim(list(case["inputs"]), fused))}
-
-
 def validate(args: argparse.Namespace, lut_fns: dict[str, Callable[[torch.Tensor], np.ndarray]]) -> dict:
     """Mean scores over data.validation_cases of LUT(mean) for each named lut_fn (1×K×3×H×W -> G×G×G×3),
     plus the identity (the plain mean) as the floor; per-case rows under "cases"."""
     from core.lut import apply_lut
+    from core.metrics import fusion_scores
     from core.train import data
 
     rows: list[dict] = []
@@ -85,9 +77,10 @@ def validate(args: argparse.Namespace, lut_fns: dict[str, Callable[[torch.Tensor
             inputs = np.asarray(case["inputs"], np.float32)
             base = inputs.mean(axis=0)
             frames = torch.from_numpy(inputs).permute(0, 3, 1, 2)[None]
-            row = {"key": case["key"], "k": int(inputs.shape[0]), "identity": image_scores(case, base)}
+            row = {"key": case["key"], "k": int(inputs.shape[0]),
+                   "identity": fusion_scores(base, inputs, case["reference"])}
             for name, fn in lut_fns.items():
-                row[name] = image_scores(case, apply_lut(base, fn(frames)))
+                row[name] = fusion_scores(apply_lut(base, fn(frames)), inputs, case["reference"])
             rows.append(row)
     names = ["identity", *lut_fns]
     means = {name: {m: float(np.mean([r[name][m] for r in rows])) for m in ("psnr", "ssim", "mef_ssim")}

@@ -15,7 +15,7 @@ from core.hq import build_phase1
 from core.models.refine import AMNet, Phase1UNet
 from core.train import loop
 from core.train.refine_losses import refine_loss
-from core.train.refine_phase1 import add_refine_arguments, log, psnr, to_image, to_tensor, train_refine
+from core.train.refine_phase1 import add_refine_arguments, log, to_image, to_tensor, train_refine
 
 
 class TwoPhase(nn.Module):
@@ -67,18 +67,11 @@ def make_phase2_loss(real_middle_prob: float, seed: int):
     return loss
 
 
-def _scores(fused: np.ndarray, reference: np.ndarray, inputs: np.ndarray) -> dict[str, float | None]:
-    """PSNR and SSIM against the reference, MEF-SSIM against the inputs."""
-    from core.metrics import mef_ssim, ssim
-
-    return {"psnr": psnr(fused, reference), "ssim": float(ssim(fused, reference)),
-            "mef_ssim": float(mef_ssim(list(inputs), fused))}
-
-
 def validate_phase2(model: TwoPhase, data_root: Path, device: torch.device, max_side: int = 512) -> dict:
     """Per validation case: HQ with phase 1's middle, HQ with the real middle frame (deployable only when the
     bracket has 3 frames; for 2-frame cases it is an oracle), and Mertens on the same inputs; means per k."""
     from core.classical import mertens
+    from core.metrics import fusion_scores
     from core.train import data
 
     rows = []
@@ -87,10 +80,10 @@ def validate_phase2(model: TwoPhase, data_root: Path, device: torch.device, max_
             inputs, ref = case["inputs"], case["reference"]
             under, over = to_tensor(inputs[0], device), to_tensor(inputs[-1], device)
             row = {"key": case["key"], "k": int(len(inputs))}
-            row["hq_generated_middle"] = _scores(to_image(model(under, over)), ref, inputs)
-            real = _scores(to_image(model(under, over, to_tensor(case["middle"], device))), ref, inputs)
+            row["hq_generated_middle"] = fusion_scores(to_image(model(under, over)), inputs, ref)
+            real = fusion_scores(to_image(model(under, over, to_tensor(case["middle"], device))), inputs, ref)
             row["hq_real_middle" if len(inputs) >= 3 else "hq_oracle_middle"] = real
-            row["mertens"] = _scores(mertens(inputs), ref, inputs)
+            row["mertens"] = fusion_scores(mertens(inputs), inputs, ref)
             rows.append(row)
             log.info("val %s", json.dumps(row))
     means: dict[str, dict] = {}
