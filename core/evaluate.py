@@ -9,9 +9,10 @@ and k = 3, extremes + middle, when the stack has a frame between them), but load
   stack's frames); seconds of wall-clock time for the method on that case.
 * "lut" is the pure LUT (detail 0), "lut+detail" the engine's default render; both include `set_bracket`
   (latent code and detail layer) in their time, as a user pays it once per bracket.
-* "hq" feeds phase 1's generated middle to phase 2 and uses only the extremes, so its k = 3 result is its k = 2
-  result of the same scene (computed once, reused with its time). "hq-real-middle" feeds the real middle input
-  instead; it exists only for k = 3 cases.
+* "hq" feeds phase 1's generated middle to phase 2 (and to the base fusion it refines) and uses only the
+  extremes, so its k = 3 result is its k = 2 result of the same scene (computed once, reused with its time).
+  "hq-real-middle" feeds the real middle input instead (the shipped default for brackets of 3 or more); it exists
+  only for k = 3 cases.
 * "phase1" scores the generated middle frame against the real middle exposure (PSNR, SSIM; no MEF-SSIM), once per
   scene (on its k = 2 case: the k = 3 case has the same extremes and the same middle).
 
@@ -285,7 +286,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     if {"hq", "hq-real-middle"} & set(active) or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
         from core.hq import HQFusion
 
-        hq = HQFusion(weights_dir=wdir, device=device)
+        hq = HQFusion(weights_dir=wdir, device=device, middle="generated")
         if "hq-real-middle" in active:
             hq_real = HQFusion(weights_dir=wdir, device=device, middle="real")
     if "phase1" in active:

@@ -1,9 +1,12 @@
-"""HQ export: two-phase neural refinement (phase 1 intermediate exposure, phase 2 AMNet) at full resolution by
-overlapping tiles blended with raised-cosine weights, with progress and prompt cancellation."""
+"""HQ export: two-phase progressive fusion at full resolution. Phase 1 generates the intermediate exposure from the
+darkest and brightest frames; the exposure fusion (Mertens) of under, intermediate and over is computed once on the
+whole image as the base; phase 2 (AMNet) refines that base from the three frames. Both networks run by overlapping
+tiles blended with raised-cosine weights, with progress and prompt cancellation."""
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import torch
 from torch import nn
 
 from core import paths
+from core.classical import mertens_low_memory
 from core.errors import BracketError, Cancelled, WeightsError
 from core.models.refine import MULTIPLE, AMNet, Phase1UNet
 
@@ -102,16 +106,47 @@ def _read_tile(image: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndar
     return crop
 
 
+def run_cancellable(work: Callable[[], np.ndarray], cancel: Cancel | None, poll: float = 0.05) -> np.ndarray:
+    """work() in a worker thread, polling `cancel` every `poll` s: Cancelled within about `poll` of a request.
+
+    For OpenCV's exposure fusion, which takes ~10 s at 24 MP and cannot be interrupted (it releases the GIL): on
+    cancel the thread is left to finish in the background and its result is dropped."""
+    if cancel is None:
+        return work()
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as exc:  # handed to the caller below
+            result["error"] = exc
+
+    worker = threading.Thread(target=target, name="lutfuse-hq-base", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        if cancel():
+            raise Cancelled("HQ fusion cancelled")
+        worker.join(poll)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 class HQFusion:
     """Two-phase HQ fusion with shipped (or given) weights; CUDA when present."""
 
     def __init__(self, weights_dir: Path | None = None, device: str | None = None, *,
-                 overlap: int = 64, middle: str = DEFAULT_MIDDLE) -> None:
-        weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
+                 overlap: int = 64, middle: str = DEFAULT_MIDDLE,
+                 models: tuple[Phase1UNet, AMNet] | None = None) -> None:
+        """Load refine_phase1.pt and refine_phase2.pt from weights_dir (the shipped ones by default), or use the
+        given (phase1, phase2) networks as they are (a trainer's validation)."""
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE
-        self.phase1 = build_phase1(_load_state(p1), p1).to(self.device)
-        self.phase2 = build_phase2(_load_state(p2), p2).to(self.device)
+        if models is None:
+            weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
+            p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE
+            models = build_phase1(_load_state(p1), p1), build_phase2(_load_state(p2), p2)
+        self.phase1 = models[0].to(self.device)
+        self.phase2 = models[1].to(self.device)
         if middle not in ("generated", "real"):
             raise ValueError(f"middle must be 'generated' or 'real', not {middle!r}")
         self.overlap = overlap
@@ -129,19 +164,30 @@ class HQFusion:
              cancel: Cancel | None = None, tile: int = 512) -> np.ndarray:
         """N×H×W×3 float32 in [0,1], darkest first, N ≥ 2 -> fused H×W×3 float32 in [0,1].
 
-        The darkest and brightest frames are the inputs. With middle="real" (the default) a bracket of 3 or more
-        frames gives phase 2 its frame nearest the middle instead of phase 1's output; other frames are unused."""
+        Phase 2's inputs are the darkest frame, an intermediate and the brightest frame, plus a base image. With
+        middle="real" (the default) a bracket of 3 or more frames gives its frame nearest the middle as the
+        intermediate and the exposure fusion of ALL its frames as the base; otherwise phase 1 generates the
+        intermediate from the extremes and the base is the exposure fusion of (under, intermediate, over)."""
         if len(images) < 2:
             raise BracketError(f"HQ fusion needs at least 2 frames, got {len(images)}")
         under, over = images[0], images[len(images) - 1]
-        use_real = self.middle == "real" and len(images) >= 3
+        report = progress or (lambda _f: None)
+        if self.middle == "real" and len(images) >= 3:
+            middle, base_frames, start = images[len(images) // 2], list(images), 0.0
+        else:
+            # phase 1 is about as slow per pixel as phase 2: it gets the first 45 % of the bar
+            middle = self.generate_middle(under, over, lambda f: report(0.45 * f), cancel, tile)
+            base_frames, start = [under, middle, over], 0.45
+        report(start)
+        base = run_cancellable(lambda: mertens_low_memory(base_frames), cancel)
+        report(start + 0.05)
 
         def net(x: list[torch.Tensor]) -> torch.Tensor:
-            mid = x[2] if use_real else self.phase1(x[0], x[1])
-            return self.phase2(x[0], mid, x[1])
+            return self.phase2(x[0], x[1], x[2], x[3])
 
-        frames = [under, over] + ([images[len(images) // 2]] if use_real else [])
-        return self._tiled(net, frames, progress, cancel, tile)
+        rest = 1.0 - start - 0.05
+        return self._tiled(net, [under, middle, over, base], lambda f: report(start + 0.05 + rest * f), cancel,
+                           tile)
 
     def _tiled(self, net: Callable[[list[torch.Tensor]], torch.Tensor], frames: Sequence[np.ndarray],
                progress: Progress | None, cancel: Cancel | None, tile: int) -> np.ndarray:

@@ -28,7 +28,7 @@ _EPS = np.finfo(np.float64).eps  # MATLAB's eps, used where the reference adds i
 # MATLAB rgb2gray: the first row of the inverse NTSC matrix (0.2989, 0.5870, 0.1140 to four digits); the
 # rounded digits change some 8-bit grey levels and the reference values by up to 2e-4
 _NTSC = np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]])
-_GREY = tuple(float(v) for v in np.linalg.inv(_NTSC)[0])
+MATLAB_GREY = tuple(float(v) for v in np.linalg.inv(_NTSC)[0])
 K = 0.03
 
 
@@ -40,7 +40,7 @@ def to_grey8(image: np.ndarray) -> np.ndarray:
         # float images are quantised to 8 bits first, as the metric is defined on 8-bit images
         image = np.floor(np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5)
     rgb = image.astype(np.float64)
-    grey = _GREY[0] * rgb[..., 0] + _GREY[1] * rgb[..., 1] + _GREY[2] * rgb[..., 2]
+    grey = MATLAB_GREY[0] * rgb[..., 0] + MATLAB_GREY[1] * rgb[..., 1] + MATLAB_GREY[2] * rgb[..., 2]
     return np.floor(grey + 0.5)  # MATLAB rounds half away from zero, values are ≥ 0
 
 
@@ -158,7 +158,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
     image = image.astype(np.float64)
     if image.ndim == 2:
         return image
-    return _GREY[0] * image[..., 0] + _GREY[1] * image[..., 1] + _GREY[2] * image[..., 2]
+    return MATLAB_GREY[0] * image[..., 0] + MATLAB_GREY[1] * image[..., 1] + MATLAB_GREY[2] * image[..., 2]
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

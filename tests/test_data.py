@@ -78,6 +78,12 @@ def test_dataset_items_and_validation_cases(shared_data: Path) -> None:
         assert item["reference"].shape == item["middle"].shape == (3, 48, 48)
         assert (item["inputs"].mean(dim=(1, 2, 3)).diff() > 0).all()
     assert ks == {2, 3}
+    # extra whole-scene planes are cropped and flipped exactly as the frames are
+    ds = data.FusionDataset(scenes, crop=48, seed=3,
+                            extras=lambda s, idx: {"copy": scenes[s].frames[idx[-1]] * 0.5})
+    for i in range(8):
+        item = ds[i]
+        np.testing.assert_allclose(item["copy"].numpy(), item["inputs"][-1].numpy() * 0.5, atol=1e-7)
     cases = data.validation_cases(shared_data, max_side=48)
     assert len(cases) == 2 * len(data.load_split()["val"])
     assert all(c["key"] in data.load_split()["val"] for c in cases)

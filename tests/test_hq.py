@@ -10,9 +10,11 @@ import torch
 
 from core import paths
 from core.errors import BracketError, Cancelled, WeightsError
-from core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, tile_starts
+from core.classical import mertens_low_memory
+from core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, run_cancellable, tile_starts
+from core.metrics import mef_ssim as mef_ssim_metric
 from core.models.refine import AMNet, Phase1UNet
-from core.train.refine_losses import ms_ssim, refine_loss
+from core.train.refine_losses import mef_ssim, ms_ssim, refine_loss
 
 SHIPPED = (paths.WEIGHTS / PHASE1_FILE).is_file() and (paths.WEIGHTS / PHASE2_FILE).is_file()
 
@@ -29,7 +31,9 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     torch.save(Phase1UNet(width=8).state_dict(), folder / PHASE1_FILE)
-    torch.save(AMNet(width=8).state_dict(), folder / PHASE2_FILE)
+    amnet = AMNet(width=8)
+    torch.nn.init.normal_(amnet.out[-1].weight, std=0.05)  # a trained net's residual is not zero
+    torch.save(amnet.state_dict(), folder / PHASE2_FILE)
     return folder
 
 
@@ -44,8 +48,13 @@ def test_model_shapes_and_range() -> None:
     under, over = torch.rand(2, 3, 40, 56), torch.rand(2, 3, 40, 56)  # sides not multiples of 16
     middle = Phase1UNet(width=8)(under, over)
     assert middle.shape == (2, 3, 40, 56)
-    fused = AMNet(width=8)(under, middle, over)
-    assert fused.shape == (2, 3, 40, 56)
+    base = (under + middle + over) / 3
+    net = AMNet(width=8)
+    # an untrained AMNet returns its base exactly: the residual head starts at zero
+    torch.testing.assert_close(net(under, middle, over, base), base)
+    torch.nn.init.normal_(net.out[-1].weight, std=0.5)
+    fused = net(under, middle, over, base)
+    assert fused.shape == (2, 3, 40, 56) and not torch.equal(fused, base)
     for out in (middle.detach(), fused.detach()):
         assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
@@ -89,32 +98,62 @@ def test_progress_is_monotone_and_reaches_one(hq: HQFusion, rendered_bracket: li
 
 
 def test_cancel_stops_inside_the_first_tile(hq: HQFusion, rendered_bracket: list[np.ndarray]) -> None:
+    seen: list[float] = []
     polls = {"n": 0}
 
     def cancel() -> bool:
-        polls["n"] += 1
-        return polls["n"] > 3  # a few convolutions into the first tile
+        # once the base fusion is done (progress 0.05 for a 3-frame bracket), a few convolutions into the first tile
+        if seen and seen[-1] >= 0.05:
+            polls["n"] += 1
+        return polls["n"] > 3
 
-    seen: list[float] = []
     with pytest.raises(Cancelled):
         hq.fuse(np.stack(rendered_bracket), progress=seen.append, cancel=cancel, tile=64)
     # stopped before the first tile finished, and polling stopped with it
-    assert seen == [0.0]
+    assert seen[-1] == pytest.approx(0.05)
     assert polls["n"] == 4
     # the cancel hooks are gone: the next run is not affected
     assert hq.fuse(np.stack(rendered_bracket), tile=64).shape == rendered_bracket[0].shape
 
 
+def test_cancel_does_not_wait_for_the_base_fusion() -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def slow() -> np.ndarray:  # stands for OpenCV's uninterruptible fusion of a 24 MP bracket
+        release.wait(10.0)
+        return np.zeros((2, 2, 3), np.float32)
+
+    asked = time.perf_counter() + 0.2
+    t0 = time.perf_counter()
+    with pytest.raises(Cancelled):
+        run_cancellable(slow, lambda: time.perf_counter() > asked)
+    assert time.perf_counter() - t0 < 1.0
+    release.set()
+    assert run_cancellable(lambda: np.ones(3), lambda: False).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ZeroDivisionError):  # the worker's error reaches the caller
+        run_cancellable(lambda: 1 / 0, lambda: False)
+
+
 def test_a_real_middle_frame_replaces_the_generated_one(hq: HQFusion, rendered_bracket: list[np.ndarray]) -> None:
-    # default: a 3-frame bracket gives phase 2 its real middle; 2 frames (or middle="generated") get phase 1's
+    # default: a 3-frame bracket gives phase 2 its real middle and the fusion of all its frames as the base;
+    # 2 frames (or middle="generated") get phase 1's middle and the fusion of (under, generated, over)
     under, middle, over = rendered_bracket
     three = hq.fuse(np.stack(rendered_bracket))
     two = hq.fuse(np.stack([under, over]))
     assert not np.array_equal(three, two)
-    with torch.no_grad():
-        t = [torch.from_numpy(f.transpose(2, 0, 1).copy())[None] for f in (under, middle, over)]
-        direct = hq.phase2(t[0], t[1], t[2])[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(three, direct, atol=1e-5)
+    generated = hq.generate_middle(under, over)
+
+    def direct(mid: np.ndarray) -> np.ndarray:
+        base = mertens_low_memory([under, mid, over])
+        with torch.no_grad():
+            t = [torch.from_numpy(f.transpose(2, 0, 1).copy())[None] for f in (under, mid, over, base)]
+            return hq.phase2(*t)[0].permute(1, 2, 0).numpy()
+
+    np.testing.assert_allclose(three, direct(middle), atol=1e-5)
+    np.testing.assert_allclose(two, direct(generated), atol=1e-5)
     hq.middle = "generated"
     try:
         np.testing.assert_array_equal(hq.fuse(np.stack(rendered_bracket)), two)
@@ -152,9 +191,27 @@ def test_ms_ssim_and_loss_tell_equal_from_different() -> None:
     assert float(refine_loss(x, y)[0]) > 0.05
 
 
+def test_mef_ssim_loss_is_the_metric(rendered_bracket: list[np.ndarray]) -> None:
+    from core.classical import mertens
+
+    frames = np.stack(rendered_bracket)
+    t = torch.from_numpy(frames.transpose(0, 3, 1, 2).copy())
+    for fused in (mertens(frames), frames.mean(axis=0), frames[1]):
+        value = mef_ssim(t[None], torch.from_numpy(fused.transpose(2, 0, 1).copy())[None])
+        # the metric quantises grey to 8 bits, the loss does not
+        assert float(value[0]) == pytest.approx(mef_ssim_metric(list(frames), fused), abs=2e-3)
+    # differentiable in the fused image, and a blurred fusion scores lower than a sharp one
+    fused = torch.from_numpy(mertens(frames).transpose(2, 0, 1).copy())[None].requires_grad_(True)
+    value = mef_ssim(t[None], fused)
+    value.sum().backward()
+    assert float(fused.grad.abs().sum()) > 0
+    blurred = torch.nn.functional.avg_pool2d(fused.detach(), 5, stride=1, padding=2)
+    assert float(mef_ssim(t[None], blurred)[0]) < float(value.detach()[0]) - 0.01
+
+
 @pytest.mark.shared_data
 @pytest.mark.skipif(not SHIPPED, reason="no shipped HQ weights yet")
-def test_shipped_weights_beat_the_mean_on_a_validation_bracket(shared_data: Path, hq: HQFusion) -> None:
+def test_shipped_weights_beat_mertens_on_a_validation_bracket(shared_data: Path, hq: HQFusion) -> None:
     import cv2
 
     from core.classical import mertens
@@ -170,6 +227,6 @@ def test_shipped_weights_beat_the_mean_on_a_validation_bracket(shared_data: Path
         return float(10 * np.log10(1 / np.mean((a.astype(np.float64) - b) ** 2)))
 
     fused = hq.fuse(np.stack([under, over]))
-    assert psnr(fused, reference) > psnr((under + over) / 2, reference)
+    assert psnr(fused, reference) > psnr(mertens(np.stack([under, over])), reference) + 1.0
     generated = hq.generate_middle(under, over)
     assert psnr(generated, middle) > psnr((under + over) / 2, middle)

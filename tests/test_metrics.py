@@ -135,7 +135,7 @@ def test_psnr_properties() -> None:
 def _scipy_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """skimage's structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
     data_range=1) written with scipy's Gaussian filter: the same 11-tap window, border windows cropped."""
-    coef = metrics._GREY
+    coef = metrics.MATLAB_GREY
     x = sum(c * a[..., i].astype(np.float64) for i, c in enumerate(coef))
     y = sum(c * b[..., i].astype(np.float64) for i, c in enumerate(coef))
 

@@ -139,8 +139,13 @@ class Attention(nn.Module):
 
 
 class AMNet(nn.Module):
-    """Phase 2 attention fusion (AHDRNet with GELU): shared conv on the three frames, attention for under and over
-    against the intermediate, three dilated dense blocks, 1×1 fusion, global residual from the intermediate."""
+    """Phase 2 attention fusion (AHDRNet with GELU) as a residual over a classical base fusion: shared conv on the
+    three frames and the base, attention for under and over against the intermediate, three dilated dense blocks,
+    1×1 fusion, global residual from the intermediate; the output head adds its result to the base image.
+
+    The base (exposure fusion of under, intermediate and over, computed once on the whole image: core.hq) gives
+    the network an image-space skip: predicting the picture from scratch left it below Mertens after the training
+    a CPU allows, while the residual head starts at the base exactly (its last conv is zero-initialised)."""
 
     def __init__(self, width: int = 64, growth: int | None = None, layers: int = 6, dilation: int = 2) -> None:
         super().__init__()
@@ -150,21 +155,25 @@ class AMNet(nn.Module):
         self.shared = nn.Sequential(conv(3, c), nn.GELU())
         self.att_under = Attention(c)
         self.att_over = Attention(c)
-        self.merge = conv(3 * c, c)
+        self.merge = conv(4 * c, c)
         self.dense = nn.ModuleList(DilatedDenseBlock(c, g, layers, dilation) for _ in range(3))
         self.fuse = nn.Conv2d(3 * c, c, 1)
         self.global_conv = conv(c, c)
         self.out = nn.Sequential(conv(c, c), nn.GELU(), conv(c, 3))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, under: torch.Tensor, middle: torch.Tensor, over: torch.Tensor) -> torch.Tensor:
-        """under, middle (intermediate), over: N×3×H×W in [0,1] -> fused N×3×H×W in [0,1]."""
+    def forward(self, under: torch.Tensor, middle: torch.Tensor, over: torch.Tensor,
+                base: torch.Tensor) -> torch.Tensor:
+        """under, middle (intermediate), over, base (their exposure fusion): N×3×H×W in [0,1] -> fused N×3×H×W
+        in [0,1]."""
         fm = self.shared(middle)
         fu = self.att_under(self.shared(under), fm)
         fo = self.att_over(self.shared(over), fm)
-        x = self.merge(torch.cat([fu, fm, fo], dim=1))
+        x = self.merge(torch.cat([fu, fm, fo, self.shared(base)], dim=1))
         outs = []
         for block in self.dense:
             x = block(x)
             outs.append(x)
         x = self.global_conv(self.fuse(torch.cat(outs, dim=1))) + fm
-        return torch.sigmoid(self.out(x))
+        return (base + self.out(x)).clamp(0.0, 1.0)

@@ -30,8 +30,10 @@ ABOUT = {
         "intermediate exposure from the under- and over-exposed frames; trained alone against real middle frames."),
     "refine_phase2": (
         "HQ phase 2 (AMNet): attention maps of the under and over frames computed against the intermediate frame, "
-        "then a merging network of dilated dense blocks; trained with phase 1 frozen against the dense-stack "
-        "reference. No pretrained VGG exists here, so the perceptual term is replaced by MS-SSIM plus a gradient "
+        "then a merging network of dilated dense blocks whose output is a residual added to a base image: the "
+        "exposure fusion (OpenCV's Mertens) of under, intermediate and over, computed on the whole image "
+        "(core/hq.py). Trained with phase 1 frozen against the dense-stack reference, plus MEF-SSIM against the "
+        "inputs. No pretrained VGG exists here, so the perceptual term is replaced by MS-SSIM plus a gradient "
         "loss (core/train/refine_losses.py)."),
 }
 

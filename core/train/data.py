@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,33 +208,41 @@ def _chw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3), dtype=np.float32))
 
 
+Extras = Callable[[int, list[int]], dict[str, np.ndarray]]   # (scene index, input indices) -> H×W×3 planes
+
+
 class FusionDataset(torch.utils.data.Dataset):
     """Random square crops of the scenes with flips and k ∈ {2, 3} inputs. Item: inputs K×3×h×w, reference 3×h×w,
-    middle 3×h×w (the real exposure halfway between the extremes), k; values in [0,1]."""
+    middle 3×h×w (the real exposure halfway between the extremes), k; values in [0,1]. `extras(scene index,
+    input indices)` may add whole-scene H×W×3 planes (e.g. a generated middle), cropped and flipped alike."""
 
-    def __init__(self, scenes: list[Scene], crop: int = 256, seed: int = 0, per_scene: int = 50) -> None:
-        self.scenes, self.crop, self.per_scene = scenes, crop, per_scene
+    def __init__(self, scenes: list[Scene], crop: int = 256, seed: int = 0, per_scene: int = 50,
+                 extras: Extras | None = None) -> None:
+        self.scenes, self.crop, self.per_scene, self.extras = scenes, crop, per_scene, extras
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.scenes) * self.per_scene
 
     def __getitem__(self, i: int) -> dict:
-        sc, rng = self.scenes[i % len(self.scenes)], self.rng
+        s = i % len(self.scenes)
+        sc, rng = self.scenes[s], self.rng
         k = int(rng.integers(2, 4))
         idx = pick_inputs(len(sc.frames), k, rng)
         k = len(idx)
         h, w = sc.frames.shape[1:3]
         c = min(self.crop, h, w)
         y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-        frames = sc.frames[idx, y:y + c, x:x + c]
-        ref = sc.reference[y:y + c, x:x + c]
-        mid = sc.frames[middle_index(idx), y:y + c, x:x + c]
+        planes = {"inputs": sc.frames[idx], "reference": sc.reference, "middle": sc.frames[middle_index(idx)]}
+        if self.extras is not None:
+            planes.update(self.extras(s, idx))
+        # every plane is ...×H×W×3: crop and flip the last three axes alike
+        planes = {name: a[..., y:y + c, x:x + c, :] for name, a in planes.items()}
         if rng.random() < 0.5:
-            frames, ref, mid = frames[:, :, ::-1], ref[:, ::-1], mid[:, ::-1]
+            planes = {name: a[..., :, ::-1, :] for name, a in planes.items()}
         if rng.random() < 0.5:
-            frames, ref, mid = frames[:, ::-1], ref[::-1], mid[::-1]
-        return {"inputs": _chw(frames), "reference": _chw(ref), "middle": _chw(mid), "k": k}
+            planes = {name: a[..., ::-1, :, :] for name, a in planes.items()}
+        return {name: _chw(a) for name, a in planes.items()} | {"k": k}
 
 
 def scene_cases(scene: Scene) -> list[dict]:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from core.metrics import MATLAB_GREY as MEF_GREY
+from core.metrics import SCALE_WEIGHTS
+
 # Rec. 601 luma, as OpenCV's grey conversion
 GREY = (0.299, 0.587, 0.114)
 # the first three MS-SSIM scale weights of Wang et al. 2003, renormalised: 96-px crops allow three scales
@@ -75,6 +78,70 @@ def gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     dxa, dxb = a[..., :, 1:] - a[..., :, :-1], b[..., :, 1:] - b[..., :, :-1]
     dya, dyb = a[..., 1:, :] - a[..., :-1, :], b[..., 1:, :] - b[..., :-1, :]
     return (dxa - dxb).abs().mean() + (dya - dyb).abs().mean()
+
+
+# MEF-SSIM (core.metrics) in torch, as a loss: the same windows, constants and three scales, on the 8-bit scale
+MEF_WINDOW, MEF_SIGMA, MEF_C2 = 11, 1.5, (0.03 * 255) ** 2
+MEF_EPS = float(torch.finfo(torch.float64).eps)
+
+
+def _mef_scale(src: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+    """Mean MEF-SSIM map at one scale per image: src N×K×H×W, fused N×1×H×W (float64, 8-bit scale) -> (N,).
+
+    The desired patch is built from the sources alone (strength = max, structure weighted by strength**p), so only
+    the fused image's moments carry a gradient."""
+    n, k = src.shape[:2]
+    taps = MEF_WINDOW * MEF_WINDOW
+    g = _gaussian(MEF_WINDOW, MEF_SIGMA, src)
+
+    def box(x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, MEF_WINDOW, stride=1)
+
+    def gau(x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        out = _blur(x.reshape(-1, 1, *x.shape[-2:]), g)
+        return out.reshape(x.shape[0], c, *out.shape[-2:])
+
+    with torch.no_grad():
+        pair = src[:, :, None] * src[:, None, :]                       # N×K×K×H×W
+        mu = box(src)
+        cov = box(pair.flatten(1, 2)).unflatten(1, (k, k)) - mu[:, :, None] * mu[:, None, :]
+        g_x = gau(src)
+        g_cc = (gau(pair.flatten(1, 2)).unflatten(1, (k, k)) - mu[:, :, None] * g_x[:, None, :]
+                - g_x[:, :, None] * mu[:, None, :] + mu[:, :, None] * mu[:, None, :])
+        strength = torch.sqrt((taps * torch.diagonal(cov, dim1=1, dim2=2).movedim(-1, 1)).clamp(min=0))
+        ed = strength + 0.001
+        num = torch.sqrt((taps * cov.sum(dim=(1, 2))).clamp(min=0))
+        r = ((num + MEF_EPS) / (strength.sum(1) + MEF_EPS)).clamp(max=1 - MEF_EPS)
+        p = torch.tan(torch.pi / 2 * r).clamp(max=10.0)
+        w = torch.exp(p[:, None] * torch.log(ed / MEF_WINDOW)) + MEF_EPS
+        a = w / w.sum(1, keepdim=True) / ed                             # N×K×h×w
+        norm2 = taps * (a[:, :, None] * a[:, None, :] * cov).sum(dim=(1, 2))
+        scale = torch.where(norm2 > 0, ed.amax(1) / torch.sqrt(norm2.clamp(min=1e-300)), torch.zeros_like(norm2))
+        mu1 = scale * (a * (g_x - mu)).sum(1)
+        sigma1 = scale**2 * (a[:, :, None] * a[:, None, :] * g_cc).sum(dim=(1, 2)) - mu1**2
+    mu_f = gau(fused)[:, 0]
+    sigma2 = gau(fused * fused)[:, 0] - mu_f**2
+    sigma12 = scale * (a * (gau(src * fused) - mu * mu_f[:, None])).sum(1) - mu1 * mu_f
+    q = (2 * sigma12 + MEF_C2) / (sigma1 + sigma2 + MEF_C2)
+    return q.flatten(1).mean(1)
+
+
+def mef_ssim(sources: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+    """MEF-SSIM of fused images against their sources (core.metrics.mef_ssim without 8-bit quantisation);
+    sources N×K×3×H×W, fused N×3×H×W in [0,1] (sides ≥ 44) -> (N,) in (0,1], differentiable in `fused`."""
+    w = torch.tensor(MEF_GREY, dtype=torch.float64, device=fused.device).view(1, 1, 3, 1, 1)
+    src = (sources.double() * w).sum(2) * 255.0
+    fus = (fused.double()[:, None] * w).sum(2) * 255.0
+    value = torch.ones(fused.shape[0], dtype=torch.float64, device=fused.device)
+    for level, weight in enumerate(SCALE_WEIGHTS):
+        if level:
+            # 2×2 mean with a symmetric border for odd sides, as the reference code
+            pad = (0, src.shape[-1] % 2, 0, src.shape[-2] % 2)
+            src = F.avg_pool2d(F.pad(src, pad, mode="replicate"), 2)
+            fus = F.avg_pool2d(F.pad(fus, pad, mode="replicate"), 2)
+        value = value * _mef_scale(src, fus).clamp(min=1e-4) ** float(weight)
+    return value
 
 
 @dataclass(frozen=True)

@@ -38,20 +38,23 @@ def lr_at(step: int, steps: int, lr: float) -> float:
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack the (under, middle, over, reference) of items that may have 2 or 3 inputs -> dict of N×3×h×w."""
+    """Stack the (under, middle, over, reference, and any extra planes) of items that may have 2 or 3 inputs ->
+    dict of N×3×h×w, plus k (N,)."""
+    planes = [name for name in items[0] if name not in ("inputs", "k")]
     return {
         "under": torch.stack([torch.as_tensor(it["inputs"][0]) for it in items]),
         "over": torch.stack([torch.as_tensor(it["inputs"][-1]) for it in items]),
-        "middle": torch.stack([torch.as_tensor(it["middle"]) for it in items]),
-        "reference": torch.stack([torch.as_tensor(it["reference"]) for it in items]),
+        **{name: torch.stack([torch.as_tensor(it[name]) for it in items]) for name in planes},
         "k": torch.tensor([int(it["k"]) for it in items]),
     }
 
 
 def train_refine(args: argparse.Namespace, model: nn.Module, loss_fn: Callable[[nn.Module, dict], tuple],
-                 device: torch.device) -> dict:
-    """The shared loop with Adam(β1 0.5) and the thesis' schedule on (under, middle, over, reference) crops."""
-    dataset = loop.train_dataset(args, log)
+                 device: torch.device, dataset: torch.utils.data.Dataset | None = None) -> dict:
+    """The shared loop with Adam(β1 0.5) and the thesis' schedule on (under, middle, over, reference) crops (of
+    the train split unless a dataset is given)."""
+    if dataset is None:
+        dataset = loop.train_dataset(args, log)
 
     def stream(start: int) -> Iterator[dict]:
         for batch in loop.batches(dataset, args.batch, args.seed + start, collate):
