@@ -173,7 +173,7 @@ def run_hq_bench(width: int, height: int, n_frames: int, repeat: int, device: st
         bracket = load_bracket(paths, align=False)
     images = bracket.images
     ms, _ = _timer(hq.device, 1)(lambda: hq.fuse(images))
-    middle = ("real middle frame, base = Mertens of all frames" if n_frames >= 3 and hq.middle == "real"
+    middle = ("real middle frame, base = Mertens of all frames" if hq.uses_real_middle(n_frames)
               else "phase 1 generates the middle, base = Mertens of the 3")
     stages.append(Stage("hq", ms, f"two-phase HQ, tiles of 512 px, {middle}"))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6   # kilobytes on Linux

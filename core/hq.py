@@ -152,6 +152,10 @@ class HQFusion:
         self.overlap = overlap
         self.middle = middle
 
+    def uses_real_middle(self, n_frames: int) -> bool:
+        """Whether a bracket of n_frames feeds its own middle frame (and Mertens of all frames) to phase 2."""
+        return self.middle == "real" and n_frames >= 3
+
     def generate_middle(self, under: np.ndarray, over: np.ndarray, progress: Progress | None = None,
                         cancel: Cancel | None = None, tile: int = 512) -> np.ndarray:
         """Phase 1 alone: under, over H×W×3 float32 in [0,1] -> intermediate exposure H×W×3 float32 in [0,1]."""
@@ -172,7 +176,7 @@ class HQFusion:
             raise BracketError(f"HQ fusion needs at least 2 frames, got {len(images)}")
         under, over = images[0], images[len(images) - 1]
         report = progress or (lambda _f: None)
-        if self.middle == "real" and len(images) >= 3:
+        if self.uses_real_middle(len(images)):
             middle, base_frames, start = images[len(images) // 2], list(images), 0.0
         else:
             # phase 1 is about as slow per pixel as phase 2: it gets the first 45 % of the bar
