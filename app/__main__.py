@@ -1,7 +1,7 @@
-"""`python -m app [FRAME...]`: the editor, same as `lutfuse gui`."""
+"""`python -m lutfuse.app [FRAME...]`: the editor, same as `lutfuse gui`."""
 
 import sys
 
-from core.cli import main
+from lutfuse.core.cli import main
 
 sys.exit(main(["gui", *sys.argv[1:]]))

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import GRID_MARKS, GRID_MAX, GRID_MIN
+from lutfuse.app.state import GRID_MARKS, GRID_MAX, GRID_MIN
 
 DETAIL_STEPS = 100
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.workers import EngineHost, Job
-from core.errors import Cancelled
+from lutfuse.app.workers import EngineHost, Job
+from lutfuse.core.errors import Cancelled
 
 # Save-dialog filters -> (suffix, bit depth); the filter, not only the suffix, decides 8 or 16-bit TIFF.
 IMAGE_FILTERS = {
@@ -51,7 +51,7 @@ def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: 
     bracket = host.current.bracket
 
     def work(job: Job) -> Path:
-        from core.imageio import write_image
+        from lutfuse.core.imageio import write_image
 
         job.report(0.05)
         with host.lock:
@@ -72,8 +72,8 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Calla
     bracket = host.current.bracket
 
     def work(job: Job) -> Path:
-        from core.cube import write_cube
-        from core.imageio import write_image
+        from lutfuse.core.cube import write_cube
+        from lutfuse.core.imageio import write_image
 
         job.report(0.05)
         with host.lock:
@@ -97,8 +97,8 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
     bracket = host.current.bracket
 
     def work(job: Job) -> Path:
-        from core.hq import HQFusion
-        from core.imageio import write_image
+        from lutfuse.core.hq import HQFusion
+        from lutfuse.core.imageio import write_image
 
         job.report(0.0)
         fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled)

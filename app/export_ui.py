@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
-from app import export as ex
-from app.workers import Job
+from lutfuse.app import export as ex
+from lutfuse.app.workers import Job
 
 
 class ExportMixin:

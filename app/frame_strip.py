@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QCheckBox, QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from app.state import format_ev
+from lutfuse.app.state import format_ev
 
 
 def to_pixmap(pixels: np.ndarray) -> QPixmap:

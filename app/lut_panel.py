@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.state import AXES, lut_slice, neutral_response, rescale_index, slice_axes
+from lutfuse.app.state import AXES, lut_slice, neutral_response, rescale_index, slice_axes
 
 CURVE_COLOURS = {"R": (235, 80, 80), "G": (90, 200, 100), "B": (90, 140, 245)}
 

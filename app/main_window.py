@@ -19,16 +19,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.controls import AdjustPanel
-from app.export_ui import ExportMixin
-from app.frame_strip import FrameStrip
-from app.histogram import HistogramWidget
-from app.lut_panel import LutPanel
-from app.settings import AppSettings
-from app.task_indicator import TaskIndicator
-from app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
-from app.viewer import ImageViewer
-from app.workers import EngineHost, Job
+from lutfuse.app.controls import AdjustPanel
+from lutfuse.app.export_ui import ExportMixin
+from lutfuse.app.frame_strip import FrameStrip
+from lutfuse.app.histogram import HistogramWidget
+from lutfuse.app.lut_panel import LutPanel
+from lutfuse.app.settings import AppSettings
+from lutfuse.app.task_indicator import TaskIndicator
+from lutfuse.app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
+from lutfuse.app.viewer import ImageViewer
+from lutfuse.app.workers import EngineHost, Job
 
 OPEN_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf *.rw2);;All files (*)"
 

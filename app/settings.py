@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from app.state import GRID_DEFAULT, GRID_MAX, GRID_MIN
+from lutfuse.app.state import GRID_DEFAULT, GRID_MAX, GRID_MIN
 
 # Tests and portable installs point this at an .ini file so the user's real settings are never touched.
 SETTINGS_ENV = "LUTFUSE_SETTINGS"

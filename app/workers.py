@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from app.state import (
+from lutfuse.app.state import (
     Coalescer,
     LoadedBracket,
     RenderRequest,
@@ -20,8 +20,8 @@ from app.state import (
     thumbnail,
     to_display,
 )
-from core.bracket import relative_evs
-from core.errors import LUTFuseError
+from lutfuse.core.bracket import relative_evs
+from lutfuse.core.errors import LUTFuseError
 
 
 class JobSignals(QObject):
@@ -59,7 +59,7 @@ class Job(QRunnable):
 
     def run(self) -> None:
         """QRunnable entry point: every outcome becomes a signal; nothing escapes to crash the app."""
-        from core.errors import Cancelled
+        from lutfuse.core.errors import Cancelled
 
         try:
             result = self.fn(self)
@@ -83,7 +83,7 @@ class Job(QRunnable):
 
 def default_engine_factory():
     """The real engine (core.fusion.Engine with the shipped weights)."""
-    from core.fusion import Engine
+    from lutfuse.core.fusion import Engine
 
     return Engine()
 
@@ -149,9 +149,9 @@ class EngineHost(QObject):
         paths = [Path(p) for p in paths]
 
         def work(job: Job) -> LoadedBracket:
-            from core.bracket import load_bracket
+            from lutfuse.core.bracket import load_bracket
 
-            from core.errors import Cancelled
+            from lutfuse.core.errors import Cancelled
 
             bracket = load_bracket(paths, align=align)
             if job.is_cancelled():

@@ -1,3 +1,5 @@
 """LUTFuse engine: exposure-bracket fusion with a learned 3D LUT. No Qt in here."""
 
-__version__ = "0.1.0"
+from lutfuse import __version__
+
+__all__ = ["__version__"]

@@ -90,8 +90,8 @@ def _timer(device: torch.device, repeat: int) -> Callable[[Callable[[], object]]
 
 def load_timing_student(device: torch.device) -> tuple[object, str]:
     """The shipped student, else an untrained one (the same compute); and which it is."""
-    from core.fusion import DEFAULT_WEIGHTS
-    from core.models.lut_student import LUTStudent, load_student
+    from lutfuse.core.fusion import DEFAULT_WEIGHTS
+    from lutfuse.core.models.lut_student import LUTStudent, load_student
 
     if DEFAULT_WEIGHTS.is_file():
         return load_student(DEFAULT_WEIGHTS, device), f"shipped student {DEFAULT_WEIGHTS.name}"
@@ -101,11 +101,11 @@ def load_timing_student(device: torch.device) -> tuple[object, str]:
 def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
               log: Callable[[str], None] = print) -> list[Stage]:
     """Time every stage on one device; returns the stages, Mertens last."""
-    from core.bracket import align_images, load_bracket
-    from core.classical import mertens
-    from core.detail import detail_layer, split_levels
-    from core.fusion import Engine, REFERENCE_GRID
-    from core.lut import apply_lut
+    from lutfuse.core.bracket import align_images, load_bracket
+    from lutfuse.core.classical import mertens
+    from lutfuse.core.detail import detail_layer, split_levels
+    from lutfuse.core.fusion import Engine, REFERENCE_GRID
+    from lutfuse.core.lut import apply_lut
 
     student, which = load_timing_student(torch.device(device))
     engine = Engine(device=device, student=student)
@@ -160,9 +160,9 @@ def run_hq_bench(width: int, height: int, n_frames: int, repeat: int, device: st
     returns the stages and the process's peak resident memory in GB, read before Mertens runs."""
     import resource
 
-    from core.bracket import load_bracket
-    from core.classical import mertens
-    from core.hq import HQFusion
+    from lutfuse.core.bracket import load_bracket
+    from lutfuse.core.classical import mertens
+    from lutfuse.core.hq import HQFusion
 
     hq = HQFusion(device=device)
     log(f"device {hq.device} ({torch.get_num_threads()} threads), {width}×{height}, {n_frames} frames; HQ export once, "

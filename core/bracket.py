@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core import exif as exifmod
-from core.errors import BracketError
+from lutfuse.core import exif as exifmod
+from lutfuse.core.errors import BracketError
 
 MIN_FRAMES, MAX_FRAMES = 2, 9
 CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG"}

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from core.errors import LUTFuseError
+from lutfuse.core.errors import LUTFuseError
 
 # Each module in core/commands registers its subcommands; imported lazily so `--help` stays fast.
 COMMAND_MODULES = ("fuse", "cube", "metrics", "train", "eval", "bench", "gui")
@@ -18,13 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lutfuse",
         description="Fuse exposure brackets with a learned 3D LUT. Run without arguments to open the editor.",
     )
-    parser.add_argument("--version", action="version", version=f"lutfuse {__import__('core').__version__}")
+    parser.add_argument("--version", action="version", version=f"lutfuse {__import__('lutfuse').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"core.commands.{name}")
+            module = importlib.import_module(f"lutfuse.core.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"core.commands.{name}":
+            if exc.name == f"lutfuse.core.commands.{name}":
                 continue  # command not built yet
             raise
         module.register(sub)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import CubeError
-from core.imageio import check_writable, commit
-from core.lut import apply_lut
+from lutfuse.core.errors import CubeError
+from lutfuse.core.imageio import check_writable, commit
+from lutfuse.core.lut import apply_lut
 
 MIN_SIZE, MAX_SIZE = 2, 256  # LUT_3D_SIZE range of the Cube LUT 1.0 specification
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from core.detail import CONTRAST_POWER
-from core.errors import LUTFuseError, WeightsError
+from lutfuse.core.detail import CONTRAST_POWER
+from lutfuse.core.errors import LUTFuseError, WeightsError
 
 METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-real-middle", "phase1")
 LABELS = {"hq-real-middle": "hq (real middle)", "phase1": "phase1 (middle)"}
@@ -115,7 +115,7 @@ def parse_grids(text: str | Sequence[int] | None) -> list[int] | None:
 def plan_scenes(root: Path, split: str) -> list[tuple[str, int, int]]:
     """(key, variant, number of cases) of every scene of the split, in validation_cases order, without loading
     pixels; LUTFuseError naming the first scene missing from the data folder."""
-    from core.train import data
+    from lutfuse.core.train import data
 
     if split not in SPLITS:
         raise LUTFuseError(f"unknown split {split!r} (use val or train)")
@@ -146,7 +146,7 @@ class Phase1Only:
     def __init__(self, path: Path, device: str | None = None) -> None:
         import torch
 
-        from core.hq import build_phase1
+        from lutfuse.core.hq import build_phase1
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         try:
@@ -196,7 +196,7 @@ def _finite(x: float | None) -> float | None:
 
 def _scores(fused: np.ndarray, inputs: np.ndarray | None, reference: np.ndarray, seconds: float) -> dict:
     """MEF-SSIM against the inputs (None when not given), PSNR and SSIM against the reference, seconds."""
-    from core.metrics import mef_ssim, psnr, ssim
+    from lutfuse.core.metrics import mef_ssim, psnr, ssim
 
     return {"mef_ssim": None if inputs is None else _finite(mef_ssim(list(inputs), fused)),
             "psnr": _finite(psnr(fused, reference)), "ssim": _finite(ssim(fused, reference)),
@@ -205,7 +205,7 @@ def _scores(fused: np.ndarray, inputs: np.ndarray | None, reference: np.ndarray,
 
 def _warm_up(inputs: np.ndarray, engine: Any, nets: Sequence[Any], grid: int) -> None:
     """Run every model once on a small crop of the first case, untimed."""
-    from core.bracket import Bracket
+    from lutfuse.core.bracket import Bracket
 
     crop = np.ascontiguousarray(inputs[:, :64, :64])
     if engine is not None:
@@ -248,11 +248,11 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     ssim, seconds}}, `by_k` {"2"|"3": means}, `sparse` (means without the inputs_are_stack cases),
     `grid_sweep` [{grid, n, psnr, mef_ssim}] of the pure LUT (detail 0) or None, `seconds_total`.
     """
-    from core import paths
-    from core.bracket import Bracket
-    from core.classical import mertens
-    from core.metrics import mef_ssim, psnr
-    from core.train import data
+    from lutfuse.core import paths
+    from lutfuse.core.bracket import Bracket
+    from lutfuse.core.classical import mertens
+    from lutfuse.core.metrics import mef_ssim, psnr
+    from lutfuse.core.train import data
 
     started = time.perf_counter()
     root = resolve_data_root(data_root)
@@ -278,13 +278,13 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
 
     engine = hq = hq_real = gen = None
     if student_ok and (grids or {"lut", "lut+detail"} & set(active)):
-        from core.fusion import Engine, check_grid
+        from lutfuse.core.fusion import Engine, check_grid
 
         check_grid(grid)
         engine = Engine(weights=wdir / STUDENT_FILE, device=device,
                         contrast_power=CONTRAST_POWER if contrast_power is None else contrast_power)
     if {"hq", "hq-real-middle"} & set(active) or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
-        from core.hq import HQFusion
+        from lutfuse.core.hq import HQFusion
 
         hq = HQFusion(weights_dir=wdir, device=device, middle="generated")
         if "hq-real-middle" in active:

@@ -23,10 +23,10 @@ import cv2
 import numpy as np
 import torch
 
-from core import detail as detailmod
-from core.errors import LUTFuseError
-from core.lut import apply_lut
-from core.paths import WEIGHTS
+from lutfuse.core import detail as detailmod
+from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.lut import apply_lut
+from lutfuse.core.paths import WEIGHTS
 
 MIN_GRID, MAX_GRID = 2, 129
 DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
@@ -93,7 +93,7 @@ class Engine:
         self.contrast_power = contrast_power
         self._lock = threading.RLock()
         if student is None:
-            from core.models.lut_student import load_student
+            from lutfuse.core.models.lut_student import load_student
 
             student = load_student(Path(weights) if weights is not None else DEFAULT_WEIGHTS, self.device)
         self.student = student

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from core import paths
-from core.classical import mertens_low_memory
-from core.errors import BracketError, Cancelled, WeightsError
-from core.models.refine import MULTIPLE, AMNet, Phase1UNet
+from lutfuse.core import paths
+from lutfuse.core.classical import mertens_low_memory
+from lutfuse.core.errors import BracketError, Cancelled, WeightsError
+from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
 
 PHASE1_FILE = "refine_phase1.pt"
 PHASE2_FILE = "refine_phase2.pt"

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core import exif as exifmod
-from core.errors import OutputError
+from lutfuse.core import exif as exifmod
+from lutfuse.core.errors import OutputError
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 

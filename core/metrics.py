@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from core.errors import LUTFuseError
+from lutfuse.core.errors import LUTFuseError
 
 WINDOW = 11
 SIGMA = 1.5

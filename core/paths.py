@@ -1,11 +1,26 @@
-"""Where the shipped resources (weights, demo bracket) live; the project is installed editable from its checkout."""
+"""Where the shipped resources (weights, demo bracket) live, in a checkout and in an installed wheel alike.
+
+The repository's ``resources/`` folder is package data of the ``lutfuse`` package, so
+``importlib.resources`` finds it both in an editable install and in a built wheel.
+``$LUTFUSE_RESOURCES`` points elsewhere (e.g. a folder of freshly trained weights).
+"""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
-RESOURCES = Path(os.environ.get("LUTFUSE_RESOURCES", Path(__file__).resolve().parent.parent / "resources"))
+
+def _resources_root() -> Path:
+    override = os.environ.get("LUTFUSE_RESOURCES")
+    if override:
+        return Path(override)
+    # lutfuse is a regular package on disk (never zipped: the wheel is not zip-safe), so this is a real folder.
+    return Path(str(resources.files("lutfuse") / "resources"))
+
+
+RESOURCES = _resources_root()
 WEIGHTS = RESOURCES / "weights"
 DEMO = RESOURCES / "demo"
 

@@ -13,8 +13,8 @@ import pytest
 import tifffile
 
 from conftest import expose, render_scene
-from core.bracket import Bracket, Frame, align_images, brightness_evs, load_bracket, load_image, mtb_shifts
-from core.errors import BracketError, LUTFuseError
+from lutfuse.core.bracket import Bracket, Frame, align_images, brightness_evs, load_bracket, load_image, mtb_shifts
+from lutfuse.core.errors import BracketError, LUTFuseError
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -286,7 +286,7 @@ def test_alignment_undoes_a_camera_shift() -> None:
 def test_in_place_reordering_matches_fancy_indexing() -> None:
     from itertools import permutations
 
-    from core.bracket import _permute
+    from lutfuse.core.bracket import _permute
 
     for order in permutations(range(4)):
         stack = np.arange(4 * 6, dtype=np.float32).reshape(4, 2, 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.train import card
+from lutfuse.core.train import card
 
 
 def _record(psnr: float) -> dict:

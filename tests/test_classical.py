@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.classical import mertens, mertens_low_memory
+from lutfuse.core.classical import mertens, mertens_low_memory
 
 
 def test_low_memory_mertens_is_opencvs(rendered_bracket: list[np.ndarray]) -> None:
@@ -23,7 +23,7 @@ def test_low_memory_mertens_is_opencvs(rendered_bracket: list[np.ndarray]) -> No
 
 @pytest.mark.shared_data
 def test_low_memory_mertens_on_real_brackets(shared_data: Path) -> None:
-    from core.train import data
+    from lutfuse.core.train import data
 
     for key in ("deepfuse/Seq_24", "hdrps/Bigfoot_Pass"):
         frames = data.load_scene(shared_data, key, max_side=384).frames

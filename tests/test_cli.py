@@ -12,7 +12,7 @@ import piexif
 import pytest
 import torch
 
-from core.cli import main
+from lutfuse.core.cli import main
 
 
 def run_cli(*args: object) -> int:
@@ -59,9 +59,9 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
 
 
 def test_fuse_mertens_on_real_bracket(cades: list[Path], tmp_path: Path) -> None:
-    from core.bracket import load_bracket
-    from core.classical import mertens
-    from core.metrics import mef_ssim
+    from lutfuse.core.bracket import load_bracket
+    from lutfuse.core.classical import mertens
+    from lutfuse.core.metrics import mef_ssim
 
     out = tmp_path / "fused.png"
     assert run_cli("fuse", *cades, "-o", out, "--method", "mertens", "--no-align") == 0
@@ -119,8 +119,8 @@ def test_fuse_writes_16_bit_tiff_and_keeps_middle_exif(rendered_bracket: list[np
 
 
 def test_cube_apply_matches_the_lut(cades: list[Path], tmp_path: Path) -> None:
-    from core.cube import write_cube
-    from core.lut import apply_lut, identity_lut
+    from lutfuse.core.cube import write_cube
+    from lutfuse.core.lut import apply_lut, identity_lut
 
     lut = identity_lut(17) ** 0.5  # a brightening curve per channel
     cube = write_cube(tmp_path / "sqrt.cube", lut, title="sqrt")
@@ -139,7 +139,7 @@ class CurveStudent:
 
     def sample(self, latent: torch.Tensor, grid: int) -> torch.Tensor:
         """1×G×G×G×3 LUT in [0,1]: identity ** gamma, then a mix (not separable, so a mis-ordered table shows)."""
-        from core.lut import identity_lut
+        from lutfuse.core.lut import identity_lut
 
         gamma = 0.5 + 0.5 * latent.view(())
         mix = torch.tensor([[0.8, 0.15, 0.05], [0.1, 0.75, 0.15], [0.05, 0.2, 0.75]], device=latent.device)
@@ -149,10 +149,10 @@ class CurveStudent:
 def shipped_student_available() -> bool:
     """True when the LUT student module and its shipped weights are in this checkout (as test_fusion checks)."""
     try:
-        importlib.import_module("core.models.lut_student")
+        importlib.import_module("lutfuse.core.models.lut_student")
     except ModuleNotFoundError:
         return False
-    from core.fusion import DEFAULT_WEIGHTS
+    from lutfuse.core.fusion import DEFAULT_WEIGHTS
 
     return DEFAULT_WEIGHTS.is_file()
 
@@ -163,10 +163,10 @@ def test_cube_on_its_base_in_opencolorio_reproduces_pure_lut_fusion(student: str
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """`lutfuse cube --base` applied by another program (OpenColorIO) gives `lutfuse fuse --detail 0`."""
     ocio = pytest.importorskip("PyOpenColorIO")
-    from core.cube import read_cube
+    from lutfuse.core.cube import read_cube
 
     if student == "curve":
-        monkeypatch.setattr("core.models.lut_student.load_student", lambda *args, **kwargs: CurveStudent())
+        monkeypatch.setattr("lutfuse.core.models.lut_student.load_student", lambda *args, **kwargs: CurveStudent())
     cube, base, fused = tmp_path / "look.cube", tmp_path / "base.tif", tmp_path / "fused.tif"
     assert run_cli("cube", *cades, "-o", cube, "--base", base, "--grid", 33, "--no-align", "--device", "cpu") == 0
     assert run_cli("fuse", *cades, "-o", fused, "--method", "lut", "--detail", 0, "--grid", 33, "--no-align",
@@ -187,7 +187,7 @@ def test_cube_on_its_base_in_opencolorio_reproduces_pure_lut_fusion(student: str
 
 
 def test_metrics_prints_mef_ssim(cades: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from core.metrics import mef_ssim
+    from lutfuse.core.metrics import mef_ssim
 
     assert run_cli("metrics", *cades, "--fused", cades[1], "--reference", cades[1]) == 0
     out = capsys.readouterr().out

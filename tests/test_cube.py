@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cube import CubeFile, apply_cube, read_cube, write_cube
-from core.errors import CubeError, OutputError
-from core.lut import apply_lut, identity_lut
+from lutfuse.core.cube import CubeFile, apply_cube, read_cube, write_cube
+from lutfuse.core.errors import CubeError, OutputError
+from lutfuse.core.lut import apply_lut, identity_lut
 
 # Channel mix whose rows sum to 1 (so greys stay grey and the output stays in [0,1]).
 MIX = np.array([[0.80, 0.15, 0.05],

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.classical import mertens
-from core.train import data
+from lutfuse.core.classical import mertens
+from lutfuse.core.train import data
 
 
 def test_committed_split_is_by_scene_and_reproducible(shared_data: Path) -> None:

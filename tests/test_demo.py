@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import piexif
 
-from core.bracket import load_bracket
-from core.paths import DEMO, demo_frames
+from lutfuse.core.bracket import load_bracket
+from lutfuse.core.paths import DEMO, demo_frames
 
 
 def test_demo_is_three_small_jpegs_with_a_licence_and_its_script() -> None:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import detail
-from core.classical import mertens
-from core.metrics import mef_ssim
+from lutfuse.core import detail
+from lutfuse.core.classical import mertens
+from lutfuse.core.metrics import mef_ssim
 
 
 def planar(images: list[np.ndarray]) -> torch.Tensor:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from core import evaluate as ev
-from core.bracket import Bracket
-from core.cli import main
-from core.errors import BracketError, LUTFuseError
+from lutfuse.core import evaluate as ev
+from lutfuse.core.bracket import Bracket
+from lutfuse.core.cli import main
+from lutfuse.core.errors import BracketError, LUTFuseError
 
 SIDE = 192  # small enough that every case scores in about a second on 2 cores
 
@@ -32,8 +32,8 @@ def one_thread() -> None:
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random (untrained) weights of every network, small where the loader reads the size from the weights."""
-    from core.models.lut_student import LUTStudent
-    from core.models.refine import AMNet, Phase1UNet
+    from lutfuse.core.models.lut_student import LUTStudent
+    from lutfuse.core.models.refine import AMNet, Phase1UNet
 
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
@@ -90,7 +90,7 @@ def test_mertens_of_the_whole_stack_is_the_reference(result: dict) -> None:
 
 def test_cases_are_the_validation_cases(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """evaluate loads scenes one at a time; its cases must be exactly core.train.data.validation_cases'."""
-    from core.train import data
+    from lutfuse.core.train import data
 
     key = data.load_split()["val"][0]
     monkeypatch.setattr(data, "load_split", lambda: {"val": [key], "train": []})
@@ -150,7 +150,7 @@ def test_missing_weights_skip_with_a_note_unless_asked_for(shared_data: Path, we
                                                            capsys: pytest.CaptureFixture) -> None:
     """Default weights folder holding the student and phase 1 only: the HQ rows are skipped with a note, phase 1
     runs alone; asking for hq by name is an error naming the missing file."""
-    from core import paths
+    from lutfuse.core import paths
 
     partial = tmp_path / "weights"
     partial.mkdir()

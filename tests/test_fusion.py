@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.bracket import Bracket, load_bracket
-from core import paths
-from core.cli import main
-from core.errors import LUTFuseError
-from core.fusion import DEFAULT_WEIGHTS, Engine
-from core.lut import apply_lut, identity_lut
-from core.metrics import mef_ssim
+from lutfuse.core.bracket import Bracket, load_bracket
+from lutfuse.core import paths
+from lutfuse.core.cli import main
+from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.fusion import DEFAULT_WEIGHTS, Engine
+from lutfuse.core.lut import apply_lut, identity_lut
+from lutfuse.core.metrics import mef_ssim
 
 
 class CurveStudent:
@@ -88,7 +88,7 @@ def test_lut_is_sampled_once_per_grid_size(engine):
 
 
 def test_detail_layer_per_grid_coarse_grids_get_their_own(engine, rendered_bracket):
-    from core import detail
+    from lutfuse.core import detail
 
     stack = torch.from_numpy(np.stack(rendered_bracket)).permute(0, 3, 1, 2)
     levels = detail.split_levels(96, 128)

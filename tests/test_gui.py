@@ -18,12 +18,12 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
-from app import state  # noqa: E402
-from app.export import ImageOptions, base_path_for  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from app.settings import SETTINGS_ENV, AppSettings  # noqa: E402
-from core.bracket import relative_evs  # noqa: E402
-from core.paths import demo_frames  # noqa: E402
+from lutfuse.app import state  # noqa: E402
+from lutfuse.app.export import ImageOptions, base_path_for  # noqa: E402
+from lutfuse.app.main_window import MainWindow  # noqa: E402
+from lutfuse.app.settings import SETTINGS_ENV, AppSettings  # noqa: E402
+from lutfuse.core.bracket import relative_evs  # noqa: E402
+from lutfuse.core.paths import demo_frames  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT_MS = 60_000  # generous: two CPU cores are shared with other test runs
@@ -44,7 +44,7 @@ class CurveStudent:
 
     def sample(self, latent: torch.Tensor, grid: int) -> torch.Tensor:
         """1×G×G×G×3: identity ** gamma per channel (gamma from the latent, a little warmer in red)."""
-        from core.lut import identity_lut
+        from lutfuse.core.lut import identity_lut
 
         gamma = (0.5 + 0.5 * latent.view(())) * torch.tensor([0.9, 1.0, 1.1])
         return torch.from_numpy(identity_lut(grid)).pow(gamma)[None]
@@ -52,10 +52,10 @@ class CurveStudent:
 
 def shipped_student() -> bool:
     """True when the LUT student module and its shipped weights are in this checkout."""
-    from core.fusion import DEFAULT_WEIGHTS
+    from lutfuse.core.fusion import DEFAULT_WEIGHTS
 
     try:
-        importlib.import_module("core.models.lut_student")
+        importlib.import_module("lutfuse.core.models.lut_student")
     except ModuleNotFoundError:
         return False
     return DEFAULT_WEIGHTS.is_file()
@@ -64,7 +64,7 @@ def shipped_student() -> bool:
 @pytest.fixture(scope="session")
 def engine_factory():
     """The real engine on the CPU: with the shipped student when present, else with the stand-in student."""
-    from core.fusion import Engine
+    from lutfuse.core.fusion import Engine
 
     if shipped_student():
         return lambda: Engine(device="cpu")
@@ -74,7 +74,7 @@ def engine_factory():
 @pytest.fixture
 def window(qtbot, settings: AppSettings, engine_factory) -> MainWindow:
     """The editor on the demo bracket (no alignment: the demo is a tripod bracket), first full render shown."""
-    from app.theme import apply_theme
+    from lutfuse.app.theme import apply_theme
     from PySide6.QtWidgets import QApplication
 
     apply_theme(QApplication.instance())
@@ -143,7 +143,7 @@ def test_recent_list_and_ev_labels() -> None:
 
 
 def test_first_run_opens_the_demo_then_the_last_bracket(settings: AppSettings, tmp_path: Path) -> None:
-    from app.run import initial_bracket
+    from lutfuse.app.run import initial_bracket
 
     assert initial_bracket([], settings) == demo_frames()
     frames = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
@@ -211,7 +211,7 @@ def test_export_image_writes_valid_files(qtbot, window: MainWindow, tmp_path: Pa
 
 
 def test_export_cube_writes_the_lut_and_its_base(qtbot, window: MainWindow, tmp_path: Path) -> None:
-    from core.cube import read_cube
+    from lutfuse.core.cube import read_cube
 
     window.adjust.grid.setValue(17)
     wait_render(qtbot, window, full=True, grid=17)
@@ -295,7 +295,7 @@ def test_bad_file_shows_an_error_and_keeps_the_bracket(qtbot, window: MainWindow
 
 
 def test_missing_weights_are_a_message_not_a_crash(qtbot, settings: AppSettings) -> None:
-    from core.errors import WeightsError
+    from lutfuse.core.errors import WeightsError
 
     def no_weights():
         raise WeightsError("resources/weights/lut_student.pt: not found")
@@ -348,9 +348,9 @@ def test_keyboard_shortcuts_zoom_and_split(qtbot, window: MainWindow) -> None:
 def test_cancel_stops_an_hq_export(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
     import time
 
-    hq = pytest.importorskip("core.hq", reason="core.hq is not in this checkout")
-    from core.errors import WeightsError
-    from core.models.refine import AMNet, Phase1UNet
+    hq = pytest.importorskip("lutfuse.core.hq", reason="core.hq is not in this checkout")
+    from lutfuse.core.errors import WeightsError
+    from lutfuse.core.models.refine import AMNet, Phase1UNet
 
     try:
         hq.HQFusion(device="cpu")
@@ -377,7 +377,7 @@ def test_cancel_stops_an_hq_export(qtbot, window: MainWindow, tmp_path: Path, mo
 
 
 def test_screenshot_waits_for_the_full_render_and_writes_a_png(qtbot, tmp_path: Path, engine_factory) -> None:
-    from app.run import run
+    from lutfuse.app.run import run
 
     shot = tmp_path / "shot.png"
     assert run([], screenshot=shot, settings=AppSettings(tmp_path / "s.ini"), engine_factory=engine_factory) == 0
@@ -391,11 +391,11 @@ def test_screenshot_waits_for_the_full_render_and_writes_a_png(qtbot, tmp_path: 
 def test_screenshot_command_writes_a_png(tmp_path: Path) -> None:
     shot = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", **{SETTINGS_ENV: str(tmp_path / "s.ini")})
-    done = subprocess.run([sys.executable, "-m", "core.cli", "gui", "--screenshot", str(shot)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "lutfuse", "gui", "--screenshot", str(shot)], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[1] >= 1000 and image.std() > 10
-    again = subprocess.run([sys.executable, "-m", "core.cli", "gui", "--screenshot", str(shot)], cwd=REPO,
+    again = subprocess.run([sys.executable, "-m", "lutfuse", "gui", "--screenshot", str(shot)], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "already exists" in again.stderr

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from core import paths
-from core.errors import BracketError, Cancelled, WeightsError
-from core.classical import mertens_low_memory
-from core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, run_cancellable, tile_starts
-from core.metrics import mef_ssim as mef_ssim_metric
-from core.models.refine import AMNet, Phase1UNet
-from core.train.refine_losses import mef_ssim, ms_ssim, refine_loss
+from lutfuse.core import paths
+from lutfuse.core.errors import BracketError, Cancelled, WeightsError
+from lutfuse.core.classical import mertens_low_memory
+from lutfuse.core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, run_cancellable, tile_starts
+from lutfuse.core.metrics import mef_ssim as mef_ssim_metric
+from lutfuse.core.models.refine import AMNet, Phase1UNet
+from lutfuse.core.train.refine_losses import mef_ssim, ms_ssim, refine_loss
 
 SHIPPED = (paths.WEIGHTS / PHASE1_FILE).is_file() and (paths.WEIGHTS / PHASE2_FILE).is_file()
 
@@ -192,7 +192,7 @@ def test_ms_ssim_and_loss_tell_equal_from_different() -> None:
 
 
 def test_mef_ssim_loss_is_the_metric(rendered_bracket: list[np.ndarray]) -> None:
-    from core.classical import mertens
+    from lutfuse.core.classical import mertens
 
     frames = np.stack(rendered_bracket)
     t = torch.from_numpy(frames.transpose(0, 3, 1, 2).copy())
@@ -214,8 +214,8 @@ def test_mef_ssim_loss_is_the_metric(rendered_bracket: list[np.ndarray]) -> None
 def test_shipped_weights_beat_mertens_on_a_validation_bracket(shared_data: Path, hq: HQFusion) -> None:
     import cv2
 
-    from core.classical import mertens
-    from core.train.data import load_split
+    from lutfuse.core.classical import mertens
+    from lutfuse.core.train.data import load_split
 
     scene = next(k for k in load_split()["val"] if k.startswith("hdrps/"))
     files = sorted((shared_data / "brackets" / scene).glob("*.png"))

@@ -11,9 +11,9 @@ import piexif
 import pytest
 import tifffile
 
-from core.bracket import load_image
-from core.errors import OutputError
-from core.imageio import write_image
+from lutfuse.core.bracket import load_image
+from lutfuse.core.errors import OutputError
+from lutfuse.core.imageio import write_image
 from conftest import expose, render_scene
 
 
@@ -112,7 +112,7 @@ def test_refuses_existing_file_unless_overwrite(tmp_path: Path) -> None:
 
 
 def test_commit_never_replaces_a_file_that_appeared_after_the_check(tmp_path: Path) -> None:
-    from core.imageio import commit
+    from lutfuse.core.imageio import commit
 
     out = tmp_path / "late.png"
     out.write_bytes(b"written by someone else meanwhile")

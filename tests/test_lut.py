@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.lut import MOSAIC_MAX_SIZE, apply_lut, identity_lut, resample_lut
+from lutfuse.core.lut import MOSAIC_MAX_SIZE, apply_lut, identity_lut, resample_lut
 
 
 def reference_trilinear(image: np.ndarray, lut: np.ndarray) -> np.ndarray:

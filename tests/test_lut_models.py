@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import WeightsError
-from core.lut import apply_lut, identity_lut
-from core.models.lut_student import LUTStudent, load_student
-from core.paths import WEIGHTS
+from lutfuse.core.errors import WeightsError
+from lutfuse.core.lut import apply_lut, identity_lut
+from lutfuse.core.models.lut_student import LUTStudent, load_student
+from lutfuse.core.paths import WEIGHTS
 
 
 def _perturbed_student(seed: int = 0, scale: float = 0.05) -> LUTStudent:
@@ -104,8 +104,8 @@ def test_load_student_round_trip(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- teacher
 
-from core.models.lut_teacher import LUTTeacher, load_teacher  # noqa: E402
-from core.train import losses  # noqa: E402
+from lutfuse.core.models.lut_teacher import LUTTeacher, load_teacher  # noqa: E402
+from lutfuse.core.train import losses  # noqa: E402
 
 
 @pytest.mark.parametrize("k", [2, 3, 7])
@@ -204,7 +204,7 @@ def _value(loss_fn, *args) -> float:
 
 
 def test_teacher_steps_reduce_loss(rendered_bracket) -> None:
-    from core.train.lut_teacher import teacher_loss
+    from lutfuse.core.train.lut_teacher import teacher_loss
 
     torch.manual_seed(0)
     groups = _rendered_groups(rendered_bracket)
@@ -223,7 +223,7 @@ def test_teacher_steps_reduce_loss(rendered_bracket) -> None:
 def test_student_steps_reduce_loss(rendered_bracket, with_teacher: bool) -> None:
     import argparse
 
-    from core.train.lut_student import student_loss
+    from lutfuse.core.train.lut_student import student_loss
 
     torch.manual_seed(0)
     groups = _rendered_groups(rendered_bracket)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from core import metrics
-from core.errors import LUTFuseError
-from core.metrics import mef_ssim, psnr, ssim
+from lutfuse.core import metrics
+from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.metrics import mef_ssim, psnr, ssim
 
 _EPS = np.finfo(np.float64).eps
 
@@ -162,7 +162,7 @@ def test_ssim_equals_the_scipy_reference_and_properties(rendered_bracket: list[n
 
 
 def test_fusion_scores_are_the_three_metrics_of_the_clipped_fusion(rendered_bracket: list[np.ndarray]) -> None:
-    from core.metrics import fusion_scores, mef_ssim, psnr, ssim
+    from lutfuse.core.metrics import fusion_scores, mef_ssim, psnr, ssim
 
     fused = np.mean(rendered_bracket, axis=0).astype(np.float32) * 1.3   # some values above 1
     clipped = np.clip(fused, 0, 1)

@@ -7,7 +7,7 @@ import re
 
 import torch
 
-from core.errors import LUTFuseError
+from lutfuse.core.errors import LUTFuseError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark on the chosen devices; exit 0 (also when a target is missed: it is a report)."""
-    from core.bench import report, report_hq, run_bench, run_hq_bench
+    from lutfuse.core.bench import report, report_hq, run_bench, run_hq_bench
 
     width, height = parse_size(args.size)
     if not 2 <= args.frames <= 9:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.errors import OutputError
-from core.imageio import FORMATS, check_writable
+from lutfuse.core.errors import OutputError
+from lutfuse.core.imageio import FORMATS, check_writable
 
 IMAGE_SUFFIXES = FORMATS
 

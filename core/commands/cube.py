@@ -7,13 +7,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.commands.common import (
+from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_output_arguments,
     check_output,
     output_bit_depth,
 )
-from core.errors import LUTFuseError
+from lutfuse.core.errors import LUTFuseError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,10 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_cube(args: argparse.Namespace) -> int:
     """Load the bracket, sample the student LUT at --grid, write the .cube (and the base image)."""
-    from core.bracket import load_bracket
-    from core.cube import write_cube
-    from core.fusion import Engine
-    from core.imageio import write_image
+    from lutfuse.core.bracket import load_bracket
+    from lutfuse.core.cube import write_cube
+    from lutfuse.core.fusion import Engine
+    from lutfuse.core.imageio import write_image
 
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
     if args.base is not None:
@@ -79,9 +79,9 @@ def run_cube(args: argparse.Namespace) -> int:
 
 def run_cube_apply(args: argparse.Namespace) -> int:
     """Apply a .cube file to one image and write the result."""
-    from core.bracket import load_image
-    from core.cube import apply_cube, read_cube
-    from core.imageio import write_image
+    from lutfuse.core.bracket import load_image
+    from lutfuse.core.cube import apply_cube, read_cube
+    from lutfuse.core.imageio import write_image
 
     check_output(args.output, [args.cube, args.image], args.force)
     cube = read_cube(args.cube)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.errors import LUTFuseError, OutputError
+from lutfuse.core.errors import LUTFuseError, OutputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `eval` subcommand."""
-    from core.evaluate import METHODS  # light: numpy only until evaluate() runs
+    from lutfuse.core.evaluate import METHODS  # light: numpy only until evaluate() runs
 
     p = sub.add_parser(
         "eval",
@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the tables, write the JSON; returns the exit status."""
-    from core.evaluate import evaluate, format_report
-    from core.imageio import check_writable, commit
+    from lutfuse.core.evaluate import evaluate, format_report
+    from lutfuse.core.imageio import check_writable, commit
 
     if args.json is not None:
         if args.json.suffix.lower() != ".json":

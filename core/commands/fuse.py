@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from core.commands.common import (
+from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_output_arguments,
     check_output,
@@ -40,17 +40,17 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
                  device: str | None = None, progress: tqdm | None = None) -> np.ndarray:
     """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1]."""
     if method == "mertens":
-        from core.classical import mertens
+        from lutfuse.core.classical import mertens
 
         return mertens(bracket.images)
     if method == "lut":
-        from core.fusion import Engine
+        from lutfuse.core.fusion import Engine
 
         engine = Engine(device=device)
         engine.set_bracket(bracket)
         return engine.render(grid_size=grid, detail=detail)
     if method == "hq":
-        from core.hq import HQFusion
+        from lutfuse.core.hq import HQFusion
 
         def report(fraction: float) -> None:
             if progress is not None:
@@ -63,12 +63,12 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
 
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
-    from core.bracket import load_bracket, relative_evs
-    from core.imageio import write_image
+    from lutfuse.core.bracket import load_bracket, relative_evs
+    from lutfuse.core.imageio import write_image
 
     check_output(args.output, args.frames, args.force)
     if args.method == "lut" and not 2 <= args.grid <= 129:
-        from core.errors import LUTFuseError
+        from lutfuse.core.errors import LUTFuseError
 
         raise LUTFuseError(f"--grid {args.grid}: the grid size must be between 2 and 129")
     if args.bit_depth == 16:

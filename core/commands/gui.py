@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the Qt editor; imported here so core and the other commands never load Qt."""
-    from core.errors import OutputError
+    from lutfuse.core.errors import OutputError
 
     if args.screenshot is not None:
         if args.screenshot.suffix.lower() != ".png":
@@ -32,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
             raise OutputError(f"{args.screenshot}: folder {args.screenshot.parent} does not exist")
         if args.screenshot.exists() and not args.force:
             raise OutputError(f"{args.screenshot}: already exists (use --force to replace it)")
-    from app.run import run as run_editor
+    from lutfuse.app.run import run as run_editor
 
     return run_editor(args.frames, screenshot=args.screenshot)

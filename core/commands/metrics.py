@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.errors import BracketError
+from lutfuse.core.errors import BracketError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the frames and the fused image, print the scores."""
-    from core.bracket import load_bracket, load_image
-    from core.metrics import mef_ssim, psnr, ssim
+    from lutfuse.core.bracket import load_bracket, load_image
+    from lutfuse.core.metrics import mef_ssim, psnr, ssim
 
     # Scoring must see the frames exactly as given: no alignment, which would shift them against the fused image.
     bracket = load_bracket(args.frames, align=False)

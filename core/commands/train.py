@@ -20,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
     for name, (module_name, help_text) in TRAINERS.items():
         try:
-            module = importlib.import_module(f"core.train.{module_name}")
+            module = importlib.import_module(f"lutfuse.core.train.{module_name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"core.train.{module_name}":
+            if exc.name == f"lutfuse.core.train.{module_name}":
                 continue
             raise
         p = models.add_parser(name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.errors import WeightsError
-from core.paths import WEIGHTS
+from lutfuse.core.errors import WeightsError
+from lutfuse.core.paths import WEIGHTS
 
 INPUT_SIZE = 128        # side the encoder works at (the engine downsamples to this)
 OCTAVES = 4             # Fourier octaves of each colour coordinate

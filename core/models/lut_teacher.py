@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.errors import WeightsError
-from core.models.lut_student import INPUT_SIZE
-from core.paths import WEIGHTS
+from lutfuse.core.errors import WeightsError
+from lutfuse.core.models.lut_student import INPUT_SIZE
+from lutfuse.core.paths import WEIGHTS
 
 GRID = 33
 

@@ -1,6 +1,6 @@
 """Model cards: resources/weights/NAME.md written from a training run's metrics.json (never typed by hand).
 
-`python -m core.train.card NAME RUN_DIR [--ablation LABEL=RUN_DIR ...]` renders what the trainer recorded: the exact
+`python -m lutfuse.core.train.card NAME RUN_DIR [--ablation LABEL=RUN_DIR ...]` renders what the trainer recorded: the exact
 command, arguments, data split, steps, time, loss terms and validation metrics, plus an ablation table when other
 runs of the same trainer are given."""
 
@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from core.paths import WEIGHTS
+from lutfuse.core.paths import WEIGHTS
 
 ABOUT = {
     "lut_teacher": (

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from core.classical import mertens
+from lutfuse.core.classical import mertens
 
 SPLIT_PATH = Path(__file__).with_name("split.json")
 VAL_EVERY = 5            # every 5th scene of each source (sorted by key, offset 2) is validation
@@ -77,7 +77,7 @@ def _resize(image: np.ndarray, max_side: int) -> np.ndarray:
 
 def load_real_stack(folder: Path, max_side: int) -> np.ndarray:
     """The frames of one bracket folder -> N×H×W×3 float32 RGB in [0,1], darkest first (file order)."""
-    from core.bracket import load_image
+    from lutfuse.core.bracket import load_image
 
     paths = sorted(q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
     return np.stack([_resize(load_image(p)[0], max_side) for p in paths])
@@ -267,7 +267,7 @@ def validation_cases(data_root: str | Path, *, max_side: int = 512,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m core.train.data DATA_DIR`: (re)write split.json from the scenes found under DATA_DIR."""
+    """`python -m lutfuse.core.train.data DATA_DIR`: (re)write split.json from the scenes found under DATA_DIR."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)

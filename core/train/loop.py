@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from core.errors import LUTFuseError
+from lutfuse.core.errors import LUTFuseError
 
 LossFn = Callable[[Any], tuple[torch.Tensor, dict[str, float]]]   # batch -> (loss, named float terms)
 Schedule = Callable[[int, int, float], float]                      # (step, steps, lr) -> lr of this step
@@ -70,7 +70,7 @@ def command_line() -> str:
 
 def train_dataset(args: argparse.Namespace, log: logging.Logger) -> torch.utils.data.Dataset:
     """Random crops of the train split (core.train.data), scenes cached beside the run folder."""
-    from core.train import data
+    from lutfuse.core.train import data
 
     scenes = data.load_scenes(args.data, "train", max_side=args.max_side, cache_dir=Path(args.out).parent / "cache")
     log.info("data: %d train scenes", len(scenes))

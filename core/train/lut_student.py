@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from core.models.lut_student import LUTStudent
-from core.models.lut_teacher import load_teacher
-from core.paths import WEIGHTS
-from core.train import losses, loop
-from core.train.lut_teacher import Group, add_lut_arguments, log, train_lut, validate
+from lutfuse.core.models.lut_student import LUTStudent
+from lutfuse.core.models.lut_teacher import load_teacher
+from lutfuse.core.paths import WEIGHTS
+from lutfuse.core.train import losses, loop
+from lutfuse.core.train.lut_teacher import Group, add_lut_arguments, log, train_lut, validate
 
 VAL_GRIDS = (8, 16, 32, 33, 64)
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.models.lut_teacher import LUTTeacher
-from core.train import losses, loop
+from lutfuse.core.models.lut_teacher import LUTTeacher
+from lutfuse.core.train import losses, loop
 
 log = logging.getLogger("lutfuse.lut")
 
@@ -67,9 +67,9 @@ def train_lut(args: argparse.Namespace, model: nn.Module, loss_fn: loop.LossFn) 
 def validate(args: argparse.Namespace, lut_fns: dict[str, Callable[[torch.Tensor], np.ndarray]]) -> dict:
     """Mean scores over data.validation_cases of LUT(mean) for each named lut_fn (1×K×3×H×W -> G×G×G×3),
     plus the identity (the plain mean) as the floor; per-case rows under "cases"."""
-    from core.lut import apply_lut
-    from core.metrics import fusion_scores
-    from core.train import data
+    from lutfuse.core.lut import apply_lut
+    from lutfuse.core.metrics import fusion_scores
+    from lutfuse.core.train import data
 
     rows: list[dict] = []
     with torch.no_grad():

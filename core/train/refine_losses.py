@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.metrics import MATLAB_GREY as MEF_GREY
-from core.metrics import SCALE_WEIGHTS
+from lutfuse.core.metrics import MATLAB_GREY as MEF_GREY
+from lutfuse.core.metrics import SCALE_WEIGHTS
 
 # Rec. 601 luma, as OpenCV's grey conversion
 GREY = (0.299, 0.587, 0.114)

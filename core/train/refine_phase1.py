@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.models.refine import Phase1UNet
-from core.train import loop
-from core.train.refine_losses import refine_loss
+from lutfuse.core.models.refine import Phase1UNet
+from lutfuse.core.train import loop
+from lutfuse.core.train.refine_losses import refine_loss
 
 log = logging.getLogger("lutfuse.refine")
 
@@ -76,7 +76,7 @@ def to_image(x: torch.Tensor) -> np.ndarray:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two H×W×3 float images in [0,1]."""
-    from core.metrics import psnr as metric
+    from lutfuse.core.metrics import psnr as metric
 
     return float(metric(a, b))
 
@@ -98,7 +98,7 @@ def phase1_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, 
 def validate_phase1(model: Phase1UNet, data_root: Path, device: torch.device, max_side: int = 512) -> dict:
     """PSNR of the generated middle vs the real one on every validation case, and of the plain mean of (under,
     over) as a trivial baseline."""
-    from core.train import data
+    from lutfuse.core.train import data
 
     rows = []
     seen = set()

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.hq import HQFusion, build_phase1
-from core.models.refine import AMNet, Phase1UNet
-from core.train import loop
-from core.train.refine_losses import mef_ssim, refine_loss
-from core.train.refine_phase1 import add_refine_arguments, log, to_image, to_tensor, train_refine
+from lutfuse.core.hq import HQFusion, build_phase1
+from lutfuse.core.models.refine import AMNet, Phase1UNet
+from lutfuse.core.train import loop
+from lutfuse.core.train.refine_losses import mef_ssim, refine_loss
+from lutfuse.core.train.refine_phase1 import add_refine_arguments, log, to_image, to_tensor, train_refine
 
 
 class SceneBases:
@@ -30,8 +30,8 @@ class SceneBases:
     def __call__(self, s: int, idx: list[int]) -> dict[str, np.ndarray]:
         """Planes H×W×3 for scene s with inputs idx: generated (phase 1's middle), base_generated (Mertens of
         under, generated, over), base_real (Mertens of under, real middle, over)."""
-        from core.classical import mertens_low_memory as mertens  # what core.hq computes the base with
-        from core.train.data import middle_index
+        from lutfuse.core.classical import mertens_low_memory as mertens  # what core.hq computes the base with
+        from lutfuse.core.train.data import middle_index
 
         lo, hi = idx[0], idx[-1]
         planes = self.memo.get((s, lo, hi))
@@ -92,9 +92,9 @@ def validate_phase2(phase1: Phase1UNet, phase2: AMNet, data_root: Path, device: 
     """Per validation case, through core.hq exactly as at inference: HQ with phase 1's middle, HQ with the real
     middle frame (deployable only when the bracket has 3 frames; for 2-frame cases it is an oracle), and Mertens
     on the same inputs; means per k."""
-    from core.classical import mertens
-    from core.metrics import fusion_scores
-    from core.train import data
+    from lutfuse.core.classical import mertens
+    from lutfuse.core.metrics import fusion_scores
+    from lutfuse.core.train import data
 
     generated = HQFusion(device=str(device), middle="generated", models=(phase1, phase2))
     real_middle = HQFusion(device=str(device), middle="real", models=(phase1, phase2))

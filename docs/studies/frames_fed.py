@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bracket import Bracket
-from core.classical import mertens
-from core.fusion import Engine
-from core.metrics import mef_ssim, psnr
-from core.train import data
+from lutfuse.core.bracket import Bracket
+from lutfuse.core.classical import mertens
+from lutfuse.core.fusion import Engine
+from lutfuse.core.metrics import mef_ssim, psnr
+from lutfuse.core.train import data
 
 
 def main() -> int:

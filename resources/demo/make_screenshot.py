@@ -17,10 +17,10 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from app.main_window import MainWindow
-from app.settings import AppSettings
-from app.theme import apply_theme
-from core.paths import RESOURCES, demo_frames
+from lutfuse.app.main_window import MainWindow
+from lutfuse.app.settings import AppSettings
+from lutfuse.app.theme import apply_theme
+from lutfuse.core.paths import RESOURCES, demo_frames
 
 
 def main() -> int:
