@@ -20,6 +20,22 @@ def shared_data_root() -> Path | None:
     return root if (root / "brackets").is_dir() else None
 
 
+def shared_cases_root() -> Path | None:
+    """../shared/cases beside the checkout (or beside $LUTFUSE_DATA, or $LUTFUSE_CASES); None when absent."""
+    default = (Path(os.environ["LUTFUSE_DATA"]).parent if "LUTFUSE_DATA" in os.environ else REPO.parent / "shared")
+    root = Path(os.environ.get("LUTFUSE_CASES", default / "cases"))
+    return root if (root / "README.md").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def shared_cases() -> Path:
+    """Path of the small real-world problem inputs (../shared/cases); skips the test where they are absent."""
+    root = shared_cases_root()
+    if root is None:
+        pytest.skip("../shared/cases is not beside the checkout")
+    return root
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of the real data set; skips the test where it is not available."""
