@@ -207,7 +207,31 @@ def detail_layer(frames: torch.Tensor, tone: torch.Tensor, levels: int = DEFAULT
     return tone_detail(fused_bandpass(frames, levels), tone, levels, knee)
 
 
-def add_detail(image: torch.Tensor, layer: torch.Tensor, strength: float) -> torch.Tensor:
-    """In place: image (H×W×3 or 3×H×W) += strength · layer (H×W), clipped to [0,1]; returns image."""
-    d = layer.unsqueeze(-1) if tuple(image.shape[:2]) == tuple(layer.shape) else layer.unsqueeze(0)
-    return image.add_(d, alpha=float(strength)).clamp_(0.0, 1.0)
+# Chroma-preserving detail: the offset per channel is D·(T + c)/(Y(T) + c). Its luma is exactly D (the luma
+# weights sum to 1), so the luminance detail is the additive form's; but each channel moves in proportion to its
+# value, as a local exposure change does, so hue and the ratio R:G:B are kept where Y ≫ c instead of every edge
+# being pushed towards grey (lighter) or towards black-and-colour (darker). c keeps near-black pixels (Y ≪ c)
+# additive, where a ratio would amplify noise. docs/studies/chroma.md measures both forms; the engine keeps the
+# offset form (add_detail's docstring says why).
+RATIO_FLOOR = 0.02
+DETAIL_MODES = ("ratio", "offset")
+
+
+def add_detail(image: torch.Tensor, layer: torch.Tensor, strength: float, mode: str = "offset") -> torch.Tensor:
+    """In place: add strength · layer (H×W) to image (H×W×3 or 3×H×W), clipped to [0,1]; returns image.
+
+    mode "offset" (the engine's): the same offset on R, G and B (image += s·D); "ratio": s·D·(T + c)/(Y(T) + c)
+    per channel (see RATIO_FLOOR), the same luma change in proportion to each channel. The study
+    (docs/studies/chroma.md) found "ratio" no better for chroma (it lowers the mean C*ab a little: dark edges lose
+    colour in proportion), so the engine keeps "offset"."""
+    channels_last = tuple(image.shape[:2]) == tuple(layer.shape)
+    d = layer.unsqueeze(-1) if channels_last else layer.unsqueeze(0)
+    if mode == "offset":
+        return image.add_(d, alpha=float(strength)).clamp_(0.0, 1.0)
+    if mode != "ratio":
+        raise ValueError(f"unknown detail mode {mode!r} (choose from {', '.join(DETAIL_MODES)})")
+    r, g, b = image.unbind(-1 if channels_last else 0)
+    y = (r * LUMA[0]).add_(g, alpha=LUMA[1]).add_(b, alpha=LUMA[2]).add_(RATIO_FLOOR)
+    gain = (d * float(strength)).div_(y.unsqueeze(-1) if channels_last else y.unsqueeze(0))
+    offset = (image + RATIO_FLOOR).mul_(gain)
+    return image.add_(offset).clamp_(0.0, 1.0)

@@ -7,6 +7,9 @@ and k = 3, extremes + middle, when the stack has a frame between them), but load
 
 * MEF-SSIM of the fused image against the K inputs; PSNR and SSIM against the reference (Mertens of ALL the
   stack's frames); seconds of wall-clock time for the method on that case.
+* Colour (core.metrics): "chroma", the mean CIELAB chroma over the well-exposed pixels as a ratio to Mertens of
+  the same K inputs (1 = as colourful; aggregated as a geometric mean, with "chroma_min" the lowest case), and
+  "de00", the median CIEDE2000 against the reference (aggregated as a mean over cases).
 * "lut" is the pure LUT (detail 0), "lut+detail" the engine's default render; both include `set_bracket`
   (latent code and detail layer) in their time, as a user pays it once per bracket.
 * "hq" feeds phase 1's generated middle to phase 2 (and to the base fusion it refines) and uses only the
@@ -47,7 +50,7 @@ WEIGHT_FILES = {
     "hq-real-middle": (PHASE1_FILE, PHASE2_FILE),
     "phase1": (PHASE1_FILE,),
 }
-METRICS = ("mef_ssim", "psnr", "ssim", "seconds")
+METRICS = ("mef_ssim", "psnr", "ssim", "chroma", "de00", "seconds")
 PSNR_CAP = 100.0          # dB for identical images (finite means and valid JSON)
 SPLITS = ("val", "train")
 
@@ -194,12 +197,22 @@ def _finite(x: float | None) -> float | None:
     return min(float(x), PSNR_CAP)
 
 
-def _scores(fused: np.ndarray, inputs: np.ndarray | None, reference: np.ndarray, seconds: float) -> dict:
-    """MEF-SSIM against the inputs (None when not given), PSNR and SSIM against the reference, seconds."""
-    from lutfuse.core.metrics import mef_ssim, psnr, ssim
+def _scores(fused: np.ndarray, inputs: np.ndarray | None, reference: np.ndarray, seconds: float,
+            merged: np.ndarray | None = None) -> dict:
+    """MEF-SSIM against the inputs (None when not given), PSNR, SSIM and median CIEDE2000 against the reference,
+    chroma ratio to `merged` (Mertens of the inputs; None when not given), seconds."""
+    from lutfuse.core.metrics import (
+        chroma_ratio,
+        median_ciede2000,
+        mef_ssim,
+        psnr,
+        ssim,
+    )
 
     return {"mef_ssim": None if inputs is None else _finite(mef_ssim(list(inputs), fused)),
             "psnr": _finite(psnr(fused, reference)), "ssim": _finite(ssim(fused, reference)),
+            "chroma": None if merged is None else _finite(chroma_ratio(fused, merged)),
+            "de00": _finite(median_ciede2000(fused, reference)),
             "seconds": float(seconds)}
 
 
@@ -226,7 +239,11 @@ def _mean(rows: list[dict], method: str) -> dict | None:
     out: dict[str, Any] = {"n": len(have)}
     for m in METRICS:
         vals = [h[m] for h in have if h.get(m) is not None]
-        out[m] = float(np.mean(vals)) if vals else None
+        if m == "chroma":
+            out[m] = float(np.exp(np.mean(np.log(np.maximum(vals, 1e-9))))) if vals else None
+            out["chroma_min"] = float(min(vals)) if vals else None
+        else:
+            out[m] = float(np.mean(vals)) if vals else None
     return out
 
 
@@ -239,7 +256,8 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
              max_side: int = 512, grid: int = 33, detail: float = 1.0, limit: int | None = None,
              grid_sweep: Sequence[int] | str | None = None, progress: Progress | None = None,
              weights_dir: str | Path | None = None, device: str | None = None,
-             cache_dir: str | Path | None = None, contrast_power: float | None = None) -> dict:
+             cache_dir: str | Path | None = None, contrast_power: float | None = None,
+             base: str | None = None) -> dict:
     """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases.
 
     Returns a JSON-ready dict: `config`, `methods` (evaluated), `skipped` {method: reason}, `notes`, `cases`
@@ -281,8 +299,11 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
         from lutfuse.core.fusion import Engine, check_grid
 
         check_grid(grid)
+        from lutfuse.core.base import DEFAULT_BASE
+
         engine = Engine(weights=wdir / STUDENT_FILE, device=device,
-                        contrast_power=CONTRAST_POWER if contrast_power is None else contrast_power)
+                        contrast_power=CONTRAST_POWER if contrast_power is None else contrast_power,
+                        base=base or DEFAULT_BASE)
     if {"hq", "hq-real-middle"} & set(active) or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
         from lutfuse.core.hq import HQFusion
 
@@ -316,10 +337,10 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
             row: dict[str, Any] = {"key": case["key"], "k": k, "stack_frames": case["stack_frames"],
                                    "inputs_are_stack": k == case["stack_frames"], "scores": {}}
             scores = row["scores"]
+            t0 = time.perf_counter()
+            merged = mertens(inputs)   # the chroma yardstick of every method
             if "mertens" in active:
-                t0 = time.perf_counter()
-                out = mertens(inputs)
-                scores["mertens"] = _scores(out, inputs, ref, time.perf_counter() - t0)
+                scores["mertens"] = _scores(merged, inputs, ref, time.perf_counter() - t0, merged)
             if engine is not None:
                 t0 = time.perf_counter()
                 engine.set_bracket(Bracket.from_images(inputs))
@@ -328,7 +349,8 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                     if m in active:
                         t0 = time.perf_counter()
                         out = engine.render(grid, strength)
-                        scores[m] = _scores(out, inputs, ref, t_set + time.perf_counter() - t0)
+                        seconds = t_set + time.perf_counter() - t0
+                        scores[m] = _scores(out, inputs, ref, seconds, merged)
                 for g in sweep:
                     out = engine.render(g, 0.0)
                     sweep[g].append((_finite(psnr(out, ref)), _finite(mef_ssim(list(inputs), out))))
@@ -341,11 +363,12 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                     out = hq.fuse(inputs)
                     seconds = time.perf_counter() - t0
                     hq_memo[case["key"]] = (inputs[0], inputs[-1], out, seconds)
-                scores["hq"] = _scores(out, inputs, ref, seconds)
+                scores["hq"] = _scores(out, inputs, ref, seconds, merged)
             if "hq-real-middle" in active and k >= 3:
                 t0 = time.perf_counter()
                 out = hq_real.fuse(inputs)
-                scores["hq-real-middle"] = _scores(out, inputs, ref, time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                scores["hq-real-middle"] = _scores(out, inputs, ref, seconds, merged)
             middle = case["middle"]
             real_middle = not (np.array_equal(middle, inputs[0]) or np.array_equal(middle, inputs[-1]))
             if gen is not None and not phase1_done and real_middle:
@@ -366,7 +389,8 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                      f"{PSNR_CAP:g} dB); the sparse table leaves them out")
     return {
         "config": {"data_root": str(root), "split": split, "max_side": max_side, "grid": grid, "detail": detail,
-                   "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power, "limit": limit, "weights_dir": str(wdir), "device": device, "psnr_cap": PSNR_CAP},
+                   "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power,
+                   "base": base, "limit": limit, "weights_dir": str(wdir), "device": device, "psnr_cap": PSNR_CAP},
         "methods": active,
         "skipped": skipped,
         "notes": notes,
@@ -389,11 +413,14 @@ def _cell(value: float | None, fmt: str, width: int) -> str:
 
 
 def _table(means: dict, title: str) -> list[str]:
-    """Fixed-width rows: method, n, MEF-SSIM, PSNR, SSIM, s/case."""
-    lines = [title, f"{'method':<18}{'n':>4}{'MEF-SSIM':>10}{'PSNR':>9}{'SSIM':>9}{'s/case':>9}"]
+    """Fixed-width rows: method, n, MEF-SSIM, PSNR, SSIM, chroma (geometric mean, min), dE00, s/case."""
+    lines = [title, f"{'method':<18}{'n':>4}{'MEF-SSIM':>10}{'PSNR':>9}{'SSIM':>9}{'chroma':>8}{'min':>7}"
+                    f"{'dE00':>7}{'s/case':>9}"]
     for m, s in means.items():
         lines.append(f"{label(m):<18}{s['n']:>4}{_cell(s['mef_ssim'], '.4f', 10)}{_cell(s['psnr'], '.2f', 9)}"
-                     f"{_cell(s['ssim'], '.4f', 9)}{_cell(s['seconds'], '.3f', 9)}")
+                     f"{_cell(s['ssim'], '.4f', 9)}{_cell(s.get('chroma'), '.3f', 8)}"
+                     f"{_cell(s.get('chroma_min'), '.3f', 7)}{_cell(s.get('de00'), '.2f', 7)}"
+                     f"{_cell(s['seconds'], '.3f', 9)}")
     return lines
 
 
@@ -412,7 +439,8 @@ def format_report(result: dict) -> str:
         lines += ["", "grid sweep (pure LUT, detail 0)", f"{'G':>4}{'PSNR':>9}{'MEF-SSIM':>10}"]
         for s in result["grid_sweep"]:
             lines.append(f"{s['grid']:>4}{_cell(s['psnr'], '.2f', 9)}{_cell(s['mef_ssim'], '.4f', 10)}")
-    footer = []
+    footer = ["chroma: mean CIELAB chroma of the well-exposed pixels / Mertens' of the same inputs (geometric mean "
+              "over cases; min = lowest case); dE00: median CIEDE2000 against the reference (mean over cases)"]
     if "phase1" in result["means"]:
         base = [r["phase1_baseline_psnr"] for r in result["cases"] if "phase1_baseline_psnr" in r]
         footer.append(f"phase1 (middle): generated middle frame vs the real one, once per scene (no MEF-SSIM); "

@@ -181,3 +181,62 @@ def fusion_scores(fused: np.ndarray, inputs: Sequence[np.ndarray], reference: np
     fused = np.clip(fused, 0.0, 1.0).astype(np.float32)
     return {"psnr": float(psnr(fused, reference)), "ssim": float(ssim(fused, reference)),
             "mef_ssim": float(mef_ssim(list(inputs), fused))}
+
+
+# ---------------------------------------------------------------- colour fidelity
+# Chroma is C*ab of CIELAB (D65, sRGB-encoded inputs decoded by the sRGB EOTF; colour-science, IEC 61966-2-1 and
+# CIE 15:2004). "Well-exposed" pixels are those whose Rec. 709 luma in the comparison image (Mertens of the inputs)
+# lies in [WELL_EXPOSED_LOW, WELL_EXPOSED_HIGH]: near black and near white chroma is small and noisy.
+WELL_EXPOSED_LOW, WELL_EXPOSED_HIGH = 0.1, 0.9
+
+
+def to_lab(image: np.ndarray) -> np.ndarray:
+    """H×W×3 (or ...×3) sRGB in [0,1] -> CIELAB (D65) float64, L* in [0, 100]."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # colour-science warns once about matplotlib, which is not needed here
+        import colour
+    rgb = np.clip(np.asarray(image, np.float64), 0.0, 1.0)
+    return colour.XYZ_to_Lab(colour.sRGB_to_XYZ(rgb))
+
+
+def chroma(image: np.ndarray) -> np.ndarray:
+    """CIELAB chroma C*ab = sqrt(a*² + b*²) of H×W×3 sRGB in [0,1] -> H×W float64 ≥ 0 (0 = grey)."""
+    lab = to_lab(image)
+    return np.hypot(lab[..., 1], lab[..., 2])
+
+
+def well_exposed(image: np.ndarray) -> np.ndarray:
+    """H×W bool: Rec. 709 luma of the H×W×3 image in [WELL_EXPOSED_LOW, WELL_EXPOSED_HIGH]."""
+    y = np.asarray(image, np.float64) @ np.array([0.2126, 0.7152, 0.0722])
+    return (y >= WELL_EXPOSED_LOW) & (y <= WELL_EXPOSED_HIGH)
+
+
+def chroma_ratio(image: np.ndarray, comparison: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean C*ab of `image` over the mask divided by that of `comparison` (both H×W×3 sRGB in [0,1]).
+
+    mask: H×W bool, default well_exposed(comparison); 1.0 = as colourful as the comparison (e.g. Mertens of the
+    same inputs), below 1 washed out. NaN when the comparison has no chroma there."""
+    if image.shape != comparison.shape:
+        raise LUTFuseError(f"chroma ratio: shapes {image.shape} and {comparison.shape} differ")
+    m = well_exposed(comparison) if mask is None else mask
+    if not m.any():
+        m = np.ones(m.shape, bool)
+    den = float(chroma(comparison)[m].mean())
+    return float(chroma(image)[m].mean() / den) if den > 0 else float("nan")
+
+
+def ciede2000(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel CIEDE2000 colour difference (Sharma et al. 2005, via colour-science) of two H×W×3 sRGB images
+    in [0,1] -> H×W float64 ≥ 0 (about 1 = just noticeable)."""
+    import colour
+
+    if a.shape != b.shape:
+        raise LUTFuseError(f"CIEDE2000: shapes {a.shape} and {b.shape} differ")
+    return colour.delta_E(to_lab(a), to_lab(b), method="CIE 2000")
+
+
+def median_ciede2000(a: np.ndarray, b: np.ndarray) -> float:
+    """Median CIEDE2000 over all pixels of two H×W×3 sRGB images in [0,1]."""
+    return float(np.median(ciede2000(a, b)))

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--contrast-power", type=float, default=None,
                    help="how strongly the detail bands favour the frame with more local structure "
                         "(0 = Mertens' weights; default: core.detail.CONTRAST_POWER)")
+    p.add_argument("--base", choices=("chroma", "weighted", "mean"), default=None,
+                   help="the base image the LUT applies to (core/base.py; default: the engine's, chroma)")
     p.add_argument("--grid-sweep", default=None, metavar="G,G,...",
                    help="also score the pure LUT at these grid sizes, e.g. 8,16,32,64")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N cases")
@@ -79,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(args.data, methods=args.methods, split=args.split, max_side=args.max_side,
                           grid=args.grid, detail=args.detail, limit=args.limit, grid_sweep=args.grid_sweep,
                           progress=progress, weights_dir=args.weights_dir, device=args.device,
-                          cache_dir=args.cache_dir, contrast_power=args.contrast_power)
+                          cache_dir=args.cache_dir, contrast_power=args.contrast_power,
+                          base=args.base)
     finally:
         for bar in bars:
             bar.close()

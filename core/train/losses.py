@@ -74,3 +74,31 @@ def reconstruction(luts: torch.Tensor, base: torch.Tensor, reference: torch.Tens
     """L1 + ssim_weight·(1−SSIM) of LUT(base) against the reference; returns (loss, the N×3×H×W output)."""
     out = apply_luts(luts, base)
     return l1(out, reference) + ssim_weight * ssim_loss(out, reference), out
+
+
+# sRGB (IEC 61966-2-1) -> CIE XYZ (D65) and the D65 white, for the differentiable CIELAB below (CIE 15:2004)
+_SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750), (0.0193339, 0.1191920, 0.9503041))
+_D65 = (0.95047, 1.0, 1.08883)
+
+
+def lab(rgb: torch.Tensor) -> torch.Tensor:
+    """Differentiable CIELAB (D65) of sRGB-encoded N×3×H×W in [0,1] -> N×3×H×W (L* 0..100, a*, b*).
+
+    The sRGB EOTF, the sRGB->XYZ matrix and the CIE f(t) (cube root above (6/29)³, linear below); the cube root
+    is floored so that its gradient stays finite at black."""
+    x = rgb.clamp(0.0, 1.0)
+    lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(1e-6) ** 2.4)
+    m = torch.tensor(_SRGB_TO_XYZ, dtype=x.dtype, device=x.device)
+    xyz = torch.einsum("ij,njhw->nihw", m, lin) / torch.tensor(_D65, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    eps = (6 / 29) ** 3
+    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+
+
+def colour(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Colour term: mean |Δa*| + |Δb*| in CIELAB / 100 of N×3×H×W sRGB images in [0,1] -> scalar ≥ 0.
+
+    Lightness is left to L1 and SSIM; the chroma and hue a luminance-dominated L1 hardly weighs are scored
+    here, in a perceptual space (the a*b* plane of CIELAB; CIEDE2000's chroma and hue terms are refinements)."""
+    d = lab(pred)[:, 1:] - lab(target)[:, 1:]
+    return d.abs().mean() / 100.0

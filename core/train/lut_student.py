@@ -17,8 +17,15 @@ import torch
 from lutfuse.core.models.lut_student import LUTStudent
 from lutfuse.core.models.lut_teacher import load_teacher
 from lutfuse.core.paths import WEIGHTS
-from lutfuse.core.train import losses, loop
-from lutfuse.core.train.lut_teacher import Group, add_lut_arguments, log, train_lut, validate
+from lutfuse.core.train import loop, losses
+from lutfuse.core.train.lut_teacher import (
+    Group,
+    add_lut_arguments,
+    init_weights,
+    log,
+    train_lut,
+    validate,
+)
 
 VAL_GRIDS = (8, 16, 32, 33, 64)
 
@@ -35,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=int, default=2048, help="random off-lattice colours per bracket for distillation")
     parser.add_argument("--grid-min", type=int, default=8, help="smallest lattice sampled during training")
     parser.add_argument("--grid-max", type=int, default=33, help="largest lattice sampled during training")
+    parser.add_argument("--val-grids", default=",".join(map(str, VAL_GRIDS)),
+                        help="lattice sizes scored in the final validation (comma-separated)")
 
 
 def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: list[Group], args: argparse.Namespace
@@ -44,14 +53,14 @@ def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: l
     g = int(torch.randint(args.grid_min, args.grid_max + 1, (1,)))
     n_all = sum(len(gr["base"]) for gr in groups)
     total = 0.0
-    terms = {"recon": 0.0, "distill": 0.0, "tv": 0.0, "mono": 0.0}
+    terms = {"recon": 0.0, "colour": 0.0, "distill": 0.0, "tv": 0.0, "mono": 0.0}
     for gr in groups:
         n = len(gr["base"])
         latent = student.encode(gr["frames"])
         lattice = student.sample(latent, g, clamp=False)                        # n×G×G×G×3
-        recon, _ = losses.reconstruction(lattice, gr["base"], gr["reference"])
-        loss = recon
-        parts = {"recon": recon}
+        recon, out = losses.reconstruction(lattice, gr["base"], gr["reference"])
+        parts = {"recon": recon, "colour": losses.colour(out, gr["reference"])}
+        loss = recon + args.colour * parts["colour"]
         if teacher is not None:
             with torch.no_grad():
                 target = teacher.fuse(gr["frames"]).clamp(0.0, 1.0)               # n×33×33×33×3
@@ -83,13 +92,15 @@ def run(args: argparse.Namespace) -> int:
             p.requires_grad_(False)
         log.info("teacher: %s", args.teacher)
     student = LUTStudent()
+    init_weights(student, args)
     log.info("LUT student: %d parameters; teacher %s; regulariser %s", loop.count_parameters(student),
              "off" if teacher is None else "on", "off" if args.no_reg else "on")
     summary = train_lut(args, student, lambda groups: student_loss(student, teacher, groups, args))
     summary["parameters"] = loop.count_parameters(student)
     loop.export(student.state_dict(), args.export, log)
     if not args.no_validate:
-        fns = {f"student_G{g}": (lambda f, g=g: student.sample(student.encode(f), g)[0].numpy()) for g in VAL_GRIDS}
+        fns = {f"student_G{g}": (lambda f, g=g: student.sample(student.encode(f), g)[0].numpy()) for g in
+               (int(v) for v in str(args.val_grids).split(","))}
         if teacher is not None:
             fns["teacher"] = lambda f: teacher.fuse(f)[0].clamp(0, 1).numpy()
         summary["validation"] = validate(args, fns)

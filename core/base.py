@@ -1,0 +1,125 @@
+"""The base image the LUT applies to: a smooth, exposure-weighted blend of the frames that keeps their colour.
+
+Su & Zheng apply the LUT to the per-pixel mean of the frames. Where one frame is well exposed and another is
+clipped, the mean mixes the good colour with white (or black) and a global colour map cannot undo it: the LUT sees
+the same washed-out colour whether it came from a pale object or from a saturated one beside a blown frame
+(`docs/studies/chroma.md` measures this as the main chroma loss). So each frame gets a per-pixel weight
+
+    w_i = exp(−(Y_i − 0.5)² / (2 σ²)) · (S_i + ε)
+
+(Mertens et al. 2007's well-exposedness, on luma, times their saturation, the standard deviation of R, G, B;
+ε keeps grey scenes from dividing by zero), computed on an area-downsampled copy whose longest side is
+WEIGHT_SIDE pixels, blurred there, normalised over the frames, and bilinearly upsampled. The weights are so smooth
+that the LUT's job stays a global colour map and no edges are blended across; the base is then
+
+    base = Σ_i w_i · frame_i / Σ_i w_i.
+
+The engine keeps this base image, `lutfuse cube --base` writes it, and applying the .cube to it reproduces the
+detail-0 render exactly. `mean_base` (Su & Zheng's base) stays for comparison and for the old weights.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+WEIGHT_SIDE = 32        # longest side of the weight maps (chosen on the validation split: docs/studies/chroma.md)
+SIGMA = 0.2             # Mertens' well-exposedness width
+SATURATION_EPS = 0.05   # floor added to the saturation term (grey scenes fall back to well-exposedness)
+LUMA = (0.2126, 0.7152, 0.0722)
+BASES = ("chroma", "weighted", "mean")
+DEFAULT_BASE = "chroma"
+
+
+def mean_base(images: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Per-pixel mean of N×H×W×3 frames in [0,1] -> H×W×3 float32 (over the valid frames where `valid` N×H×W)."""
+    if valid is None:
+        return images.mean(axis=0, dtype=np.float32)
+    w = valid.astype(np.float32)[..., None]
+    den = w.sum(axis=0)
+    out = (images * w).sum(axis=0) / np.maximum(den, 1.0)
+    return np.where(den > 0, out, images.mean(axis=0)).astype(np.float32)
+
+
+def _small_shape(height: int, width: int, side: int) -> tuple[int, int]:
+    """(h, w) with the longest side `side` (at least 2 px each way, never larger than the image)."""
+    f = min(1.0, side / max(height, width))
+    return max(2, min(height, round(height * f))), max(2, min(width, round(width * f)))
+
+
+def frame_weights(images: np.ndarray, side: int = WEIGHT_SIDE, sigma: float = SIGMA,
+                  saturation_eps: float = SATURATION_EPS, valid: np.ndarray | None = None) -> np.ndarray:
+    """Normalised smooth weights of N×H×W×3 frames in [0,1] -> N×h×w float32 at low resolution, summing to 1.
+
+    h×w has the longest side `side`; `valid` (N×H×W bool) zeroes a frame where it has no data (a pixel no frame
+    covers falls back to equal weights)."""
+    n, height, width = images.shape[:3]
+    h, w = _small_shape(height, width, side)
+    small = np.stack([cv2.resize(np.ascontiguousarray(im, np.float32), (w, h), interpolation=cv2.INTER_AREA)
+                      for im in images])
+    y = small @ np.asarray(LUMA, np.float32)
+    exposed = np.exp(-((y - 0.5) ** 2) / (2 * sigma ** 2))
+    sat = small.std(axis=-1)
+    wts = exposed * (sat + saturation_eps) + 1e-8
+    if valid is not None:
+        cover = np.stack([cv2.resize(v.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) for v in valid])
+        wts = wts * cover
+    # a 3-tap blur at low resolution: the weights must not follow small bright objects
+    wts = np.stack([cv2.GaussianBlur(x, (3, 3), 0, borderType=cv2.BORDER_REFLECT_101) for x in wts])
+    total = wts.sum(axis=0, keepdims=True)
+    wts = np.where(total > 1e-7, wts / np.maximum(total, 1e-30), 1.0 / n)
+    return wts.astype(np.float32)
+
+
+def weighted_base(images: np.ndarray, side: int = WEIGHT_SIDE, valid: np.ndarray | None = None,
+                  **kwargs: float) -> np.ndarray:
+    """The base image (module docstring): N×H×W×3 frames in [0,1] -> H×W×3 float32 in [0,1].
+
+    side: longest side of the weight maps; valid: optional N×H×W bool coverage; kwargs go to frame_weights."""
+    images = np.asarray(images, np.float32)
+    n, height, width = images.shape[:3]
+    small = frame_weights(images, side, valid=valid, **kwargs)
+    out = np.zeros((height, width, 3), np.float32)
+    for i in range(n):
+        # bilinear upsampling of the normalised weights keeps them normalised (a convex combination per pixel)
+        wi = cv2.resize(small[i], (width, height), interpolation=cv2.INTER_LINEAR)
+        out += wi[..., None] * images[i]
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def chroma_base(images: np.ndarray, side: int = WEIGHT_SIDE, valid: np.ndarray | None = None) -> np.ndarray:
+    """The shipped base: the weighted base's colour with the mean's luma -> H×W×3 float32 in [0,1].
+
+    base = W + (Y(mean) − Y(W)) · (1, 1, 1), W = weighted_base, Y = Rec. 709 luma: the colour differences
+    (R − Y, B − Y) come from the exposure-weighted blend, which keeps the well-exposed frame's chroma, and the
+    luma from the plain mean, which stays a monotone function of scene brightness across the picture (the
+    weighted luma is not: the same grey level can come from different frames in different places, so a global
+    LUT on it would invert tones; docs/studies/chroma.md). The LUT therefore keeps its job, a tone map on
+    brightness, and receives the frames' colour instead of its mix with white or black."""
+    images = np.asarray(images, np.float32)
+    w = weighted_base(images, side, valid)
+    m = mean_base(images, valid)
+    shift = (m - w) @ np.asarray(LUMA, np.float32)
+    return np.clip(w + shift[..., None], 0.0, 1.0)
+
+
+def make_base(images: np.ndarray, kind: str = DEFAULT_BASE, valid: np.ndarray | None = None) -> np.ndarray:
+    """The base image of the named kind ('chroma', 'weighted' or 'mean') of N×H×W×3 frames -> H×W×3 float32."""
+    if kind == "chroma":
+        return chroma_base(images, valid=valid)
+    if kind == "weighted":
+        return weighted_base(images, valid=valid)
+    if kind == "mean":
+        return mean_base(np.asarray(images, np.float32), valid)
+    raise ValueError(f"unknown base {kind!r} (choose from {', '.join(BASES)})")
+
+
+def base_tensor(frames: torch.Tensor, kind: str = DEFAULT_BASE) -> torch.Tensor:
+    """Torch convenience for trainers: K×3×H×W frames -> 3×H×W base (computed in numpy, exactly make_base)."""
+    arr = frames.detach().cpu().permute(0, 2, 3, 1).numpy()
+    return torch.from_numpy(make_base(arr, kind)).permute(2, 0, 1).to(frames.device, frames.dtype)
+
+
+__all__ = ["BASES", "DEFAULT_BASE", "WEIGHT_SIDE", "base_tensor", "chroma_base", "frame_weights", "make_base",
+           "mean_base", "weighted_base"]
