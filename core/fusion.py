@@ -1,12 +1,17 @@
 """The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU or a CUDA device.
 
 Per bracket (`set_bracket`) everything that does not depend on the grid size G or the detail strength is computed
-once: the base image (mean of the aligned frames), the student's latent code, the fused band-pass of the frames
+once: the base image (core.base: the frames' colour blended by smooth exposure weights, with the luma of their
+mean), the student's latent code, the fused band-pass of the frames
 and the luminance detail layer D made through the LUT at G = 33 (`core.detail`). Per grid size the sampled LUT
 is cached; per preview size a downsampled base and detail layer. A render is then one trilinear LUT apply plus
 one multiply-add: out = clip(LUT_G(base) + detail · D, 0, 1). The LUT is one continuous function sampled at any
 G, so D serves every G ≥ 9; coarser grids change the tone map's own fine bands enough that they get their own D,
 made once from their first full-size render (a luminance low-pass, no pyramid fusion).
+
+A photographic look (core.adjust.Look) is composed into the LUT: its functions are applied to the sampled
+lattice's output values, cached per (G, look), so out = clip(look(LUT_G)(base) + detail · D, 0, 1) and the
+exported .cube carries the look. The detail layer stays the look-free one, added after.
 
 Thread safety: every public method takes the engine's re-entrant lock, so one engine may be shared between the
 GUI's render thread and an export thread; calls are serialised, not parallel.
@@ -23,7 +28,9 @@ import cv2
 import numpy as np
 import torch
 
+from lutfuse.core import base as basemod
 from lutfuse.core import detail as detailmod
+from lutfuse.core.adjust import Look, apply_look
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.lut import apply_lut
 from lutfuse.core.paths import WEIGHTS
@@ -33,6 +40,7 @@ DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
 PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
+LOOK_CACHE = 8          # (grid, look) LUTs kept: a slider drag makes many, only the latest few are reused
 # Grids coarser than this get a detail layer of their own: the reference layer serves G ≥ 9 to within 0.0003
 # MEF-SSIM but costs 0.05 at G = 2 (hdrps validation scenes; see the commit history). A few are kept.
 EXACT_BELOW = 9
@@ -82,8 +90,11 @@ class Engine:
 
     def __init__(self, weights: Path | None = None, device: str | None = None, *, student: Any = None,
                  levels: int = detailmod.DEFAULT_LEVELS,
-                 contrast_power: float = detailmod.CONTRAST_POWER) -> None:
+                 contrast_power: float = detailmod.CONTRAST_POWER, base: str = basemod.DEFAULT_BASE) -> None:
         """Load the LUT student (shipped weights unless `weights`; a ready `student` object skips loading).
+
+        base: the base image the LUT applies to (core.base.BASES; the shipped student is trained on "chroma",
+        weights trained on the plain mean, as before this option, want "mean").
 
         levels: the detail split level at 512 px (core.detail.split_levels scales it with the image size);
         contrast_power: how strongly the detail bands favour the frame with more local structure (0 = Mertens).
@@ -91,6 +102,9 @@ class Engine:
         self.device = pick_device(device)
         self.levels = levels
         self.contrast_power = contrast_power
+        if base not in basemod.BASES:
+            raise LUTFuseError(f"unknown base image {base!r} (choose from {', '.join(basemod.BASES)})")
+        self.base_kind = base
         self._lock = threading.RLock()
         if student is None:
             from lutfuse.core.models.lut_student import load_student
@@ -110,6 +124,8 @@ class Engine:
         self._layers: dict[int, torch.Tensor] = {}    # layer key -> H×W detail layer on the device
         self._luts: dict[int, np.ndarray] = {}
         self._luts_dev: dict[int, torch.Tensor] = {}
+        self._looks: dict[tuple[int, Look], np.ndarray] = {}            # (G, look) -> looked LUT
+        self._looks_dev: dict[tuple[int, Look], torch.Tensor] = {}
         self._small_bases: dict[tuple[int, int], Any] = {}
         self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
 
@@ -121,7 +137,7 @@ class Engine:
             self.bracket = bracket
             try:
                 images = bracket.images
-                self._base = bracket.mean()
+                self._base = basemod.make_base(images, self.base_kind, getattr(bracket, "valid", None))
                 if self.device.type != "cpu":
                     self._base_dev = self._to_device(self._base)
                 self._latent = self.encode(images)
@@ -178,22 +194,44 @@ class Engine:
                 self._luts_dev[g] = sampled.contiguous()
         return table
 
-    def lut(self, grid_size: int = 33) -> np.ndarray:
-        """The bracket's LUT sampled on a G×G×G lattice, G in [2, 129]: G×G×G×3 float32 in [0,1] (cached; a copy)."""
+    def _looked(self, grid_size: int, look: Look | None) -> tuple[np.ndarray, torch.Tensor | None]:
+        """(LUT as numpy, its device copy or None on the CPU) with the look applied to its values; cached."""
+        table = self._lut(grid_size)
+        g = check_grid(grid_size)
+        if look is None or look.is_neutral():
+            return table, self._luts_dev.get(g)
+        if not isinstance(look, Look):
+            raise LUTFuseError(f"look {look!r}: expected a core.adjust.Look")
+        key = (g, look)
+        looked = self._looks.get(key)
+        if looked is None:
+            looked = np.ascontiguousarray(apply_look(table, look), dtype=np.float32)
+            if len(self._looks) >= LOOK_CACHE:
+                oldest = next(iter(self._looks))
+                self._looks.pop(oldest)
+                self._looks_dev.pop(oldest, None)
+            self._looks[key] = looked
+            if self.device.type != "cpu":
+                self._looks_dev[key] = torch.from_numpy(looked).to(self.device)
+        return looked, self._looks_dev.get(key)
+
+    def lut(self, grid_size: int = 33, look: Look | None = None) -> np.ndarray:
+        """The bracket's LUT sampled on a G×G×G lattice, G in [2, 129], with the look (core.adjust) applied to its
+        values: G×G×G×3 float32 in [0,1] (cached per (G, look); a copy). What `lutfuse cube` writes."""
         with self._lock:
-            return self._lut(grid_size).copy()
+            return self._looked(grid_size, look)[0].copy()
 
     @staticmethod
     def _layer_key(grid_size: int) -> int:
         """Which detail layer a grid size uses: its own below EXACT_BELOW, else the reference grid's."""
         return grid_size if grid_size < EXACT_BELOW else REFERENCE_GRID
 
-    def _apply(self, grid_size: int, base: Any) -> torch.Tensor:
-        """LUT_G(base) as 3×h×w (a view of an h×w×3 array on the CPU; on CUDA a 3×h×w tensor)."""
-        table = self._lut(grid_size)
+    def _apply(self, grid_size: int, base: Any, look: Look | None = None) -> torch.Tensor:
+        """look(LUT_G)(base) as 3×h×w (a view of an h×w×3 array on the CPU; on CUDA a 3×h×w tensor)."""
+        table, table_dev = self._looked(grid_size, look)
         if self.device.type == "cpu":
             return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
-        return apply_lut(base, self._luts_dev[grid_size])[0]
+        return apply_lut(base, table_dev)[0]
 
     def _layer(self, key: int, tone: torch.Tensor | None = None) -> torch.Tensor:
         """Full-res detail layer H×W for a layer key, made once from LUT_key(base) (given as `tone` 3×H×W, or applied)."""
@@ -231,10 +269,12 @@ class Engine:
             self._small_layers[(*shape, key)] = layer
         return layer
 
-    def render(self, grid_size: int = 33, detail: float = 1.0, max_side: int | None = None) -> np.ndarray:
-        """Fused image H×W×3 float32 in [0,1]: LUT_G(base) + detail · D; max_side bounds the longest side (preview).
+    def render(self, grid_size: int = 33, detail: float = 1.0, max_side: int | None = None,
+               look: Look | None = None) -> np.ndarray:
+        """Fused image H×W×3 float32 in [0,1]: look(LUT_G)(base) + detail · D; max_side bounds the longest side
+        (preview); look: photographic adjustments (core.adjust.Look) composed into the LUT, None = none.
 
-        detail = 0 is exactly core.lut.apply_lut(engine.base(), engine.lut(G)) on the CPU (at full size).
+        detail = 0 is exactly core.lut.apply_lut(engine.base(), engine.lut(G, look)) on the CPU (at full size).
         """
         with self._lock:
             self._require()
@@ -242,12 +282,12 @@ class Engine:
                 raise LUTFuseError(f"detail strength {detail!r}: must be a number ≥ 0 (0 = pure LUT, 1 = default)")
             if max_side is not None and (isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1):
                 raise LUTFuseError(f"preview size {max_side!r}: must be a positive number of pixels")
-            out = self._render(grid_size, float(detail), max_side)
+            out = self._render(grid_size, float(detail), max_side, look)
             if self.device.type == "cpu":
                 return out.numpy()  # the H×W×3 array apply_lut made, detail added in place
             return out.permute(1, 2, 0).contiguous().cpu().numpy()
 
-    def _render(self, grid_size: int, detail: float, max_side: int | None) -> torch.Tensor:
+    def _render(self, grid_size: int, detail: float, max_side: int | None, look: Look | None = None) -> torch.Tensor:
         """Render on the device: H×W×3 (CPU) or 3×H×W (CUDA) float32 in [0,1]."""
         g = check_grid(grid_size)
         h, w = self._base.shape[:2]
@@ -257,12 +297,14 @@ class Engine:
             base = self._base if self._base_dev is None else self._base_dev
         else:
             base = self._small_base(shape)
-        out = self._apply(g, base)
+        looked = look is not None and not look.is_neutral()
+        out = self._apply(g, base, look)
         if detail != 0.0:
             key = self._layer_key(g)
             if full:
-                # a coarse grid's own layer is made from this very render's LUT result (before detail is added)
-                layer = self._layer(key, out if key == g else None)
+                # a coarse grid's own layer is made from this very render's LUT result (before detail is added);
+                # the layer is look-free, so a looked render makes it from the plain LUT
+                layer = self._layer(key, out if key == g and not looked else None)
             else:
                 layer = self._small_layer(shape, key)
             detailmod.add_detail(out, layer, detail)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from lutfuse.core.base import make_base
 from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core import paths
 from lutfuse.core.cli import main
@@ -59,7 +60,8 @@ def test_render_shapes_ranges_and_exact_pure_lut(kind, rendered_bracket):
     bracket = Bracket.from_images(rendered_bracket)
     e.set_bracket(bracket)
     assert e.bracket is bracket and e.device == torch.device("cpu")
-    np.testing.assert_array_equal(e.base(), np.mean(rendered_bracket, axis=0, dtype=np.float32))
+    # the base is core.base's (the frames' colour, weighted by exposure, with the luma of their mean)
+    np.testing.assert_array_equal(e.base(), make_base(np.stack(rendered_bracket)))
     for g in (2, 17, 33, 129):
         lut = e.lut(g)
         assert lut.shape == (g, g, g, 3) and lut.dtype == np.float32

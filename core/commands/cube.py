@@ -13,6 +13,7 @@ from lutfuse.core.commands.common import (
     check_output,
     output_bit_depth,
 )
+from lutfuse.core.commands.look import add_look_arguments, look_from_args
 from lutfuse.core.errors import LUTFuseError
 
 
@@ -22,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cube",
         help="export a bracket's learned 3D LUT as a .cube file (and the base image it applies to)",
         description="Write the bracket's LUT as an Adobe .cube file. The LUT applies to the base image, the "
-                    "per-pixel mean of the aligned frames; --base writes it as a 16-bit TIFF so that any tool "
-                    "applying the .cube to it reproduces `lutfuse fuse --detail 0`.",
+                    "colour-keeping blend of the aligned frames (core/base.py); --base writes it as a 16-bit TIFF so "
+                    "that any tool applying the .cube to it reproduces `lutfuse fuse --detail 0` (with the same "
+                    "look flags: the look is part of the LUT).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_bracket_arguments(p)
@@ -32,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", type=Path, default=None, help="also write the base image here (16-bit .tif)")
     p.add_argument("--title", default=None, help="TITLE line of the .cube (default: the first frame's name)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_look_arguments(p)
     p.set_defaults(func=run_cube)
 
     a = sub.add_parser(
@@ -59,12 +62,13 @@ def run_cube(args: argparse.Namespace) -> int:
     if not 2 <= args.grid <= 129:
         raise LUTFuseError(f"--grid {args.grid}: the grid size must be between 2 and 129")
 
+    look_from_args(args)  # fail fast on an out-of-range slider
     with tqdm(total=3, desc="cube", leave=False) as bar:
         bracket = load_bracket(args.frames, align=not args.no_align)
         bar.update()
         engine = Engine(device=args.device)
         engine.set_bracket(bracket)
-        lut = engine.lut(args.grid)
+        lut = engine.lut(args.grid, look=look_from_args(args, bracket.images))
         bar.update()
         title = args.title or f"LUTFuse {bracket.frames[0].path.stem} G{args.grid}"
         path = write_cube(args.output, lut, title=title, overwrite=args.force,

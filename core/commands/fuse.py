@@ -13,6 +13,7 @@ from lutfuse.core.commands.common import (
     check_output,
     output_bit_depth,
 )
+from lutfuse.core.commands.look import add_look_arguments, look_from_args
 
 METHODS = ("lut", "mertens", "hq")
 
@@ -33,22 +34,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (method lut)")
     p.add_argument("--detail", type=float, default=1.0, help="local-contrast strength, 0 = pure LUT (method lut)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_look_arguments(p)
     p.set_defaults(func=run)
 
 
 def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
-                 device: str | None = None, progress: tqdm | None = None) -> np.ndarray:
-    """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1]."""
+                 device: str | None = None, progress: tqdm | None = None, look=None) -> np.ndarray:
+    """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1].
+
+    look: a core.adjust.Look (None = none): composed into the LUT for method lut (the detail layer is added
+    after), applied to the fused image for mertens and hq."""
+    from lutfuse.core.adjust import apply_look
+
     if method == "mertens":
         from lutfuse.core.classical import mertens
 
-        return mertens(bracket.images)
+        return apply_look(mertens(bracket.images), look)
     if method == "lut":
         from lutfuse.core.fusion import Engine
 
         engine = Engine(device=device)
         engine.set_bracket(bracket)
-        return engine.render(grid_size=grid, detail=detail)
+        return engine.render(grid_size=grid, detail=detail, look=look)
     if method == "hq":
         from lutfuse.core.hq import HQFusion
 
@@ -57,7 +64,7 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
                 progress.n = round(100 * fraction)
                 progress.refresh()
 
-        return HQFusion(device=device).fuse(bracket.images, progress=report)
+        return apply_look(HQFusion(device=device).fuse(bracket.images, progress=report), look)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -74,18 +81,26 @@ def run(args: argparse.Namespace) -> int:
     if args.bit_depth == 16:
         output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before loading anything
 
+    look_from_args(args)  # fail fast on an out-of-range slider, before loading anything
     bracket = load_bracket(args.frames, align=not args.no_align)
+    look = look_from_args(args, bracket.images)
     evs = relative_evs([f.ev for f in bracket.frames])
     frames = ", ".join(f"{f.path.name} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
     source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
     tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
     with tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False) as bar:
         fused = fuse_bracket(bracket, args.method, grid=args.grid, detail=args.detail,
-                             device=args.device, progress=bar)
+                             device=args.device, progress=bar, look=look)
         bar.n = 100
         bar.refresh()
     bits = output_bit_depth(args.output, args.bit_depth, bracket.bit_depth)
     path = write_image(args.output, fused, bit_depth=bits, exif=bracket.middle().exif,
                        quality=args.quality, overwrite=args.force, inputs=[f.path for f in bracket.frames])
-    tqdm.write(f"wrote {path} ({fused.shape[1]}×{fused.shape[0]}, {bits}-bit, method {args.method})")
+    tqdm.write(f"wrote {path} ({fused.shape[1]}×{fused.shape[0]}, {bits}-bit, method {args.method})"
+               + ("" if look is None else f", look {_describe(look)}"))
     return 0
+
+
+def _describe(look) -> str:
+    """The look's non-zero sliders, e.g. 'exposure +0.3, saturation +10'."""
+    return ", ".join(f"{k} {v:+g}" for k, v in look.as_dict().items() if v)
