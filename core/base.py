@@ -14,8 +14,12 @@ that the LUT's job stays a global colour map and no edges are blended across; th
 
     base = Σ_i w_i · frame_i / Σ_i w_i.
 
-The engine keeps this base image, `lutfuse cube --base` writes it, and applying the .cube to it reproduces the
-detail-0 render exactly. `mean_base` (Su & Zheng's base) stays for comparison and for the old weights.
+That weighted base alone makes a poor LUT input: its luma is no longer a monotone function of scene brightness
+across the picture (the same grey level comes from different frames in different places), and a least-squares
+LUT fitted on it loses much MEF-SSIM. The engine's base, `chroma_base`, therefore takes only its colour and keeps
+the plain mean's luma. The engine keeps that image, `lutfuse cube --base` writes it, and applying the .cube to
+it reproduces the detail-0 render exactly. `mean_base` (Su & Zheng's base) stays for comparison and for
+weights trained on it (`Engine(base="mean")`, `lutfuse eval --base mean`). Numbers: docs/studies/chroma.md.
 """
 
 from __future__ import annotations
