@@ -182,3 +182,21 @@ def test_bracket_from_images(rendered_bracket: list[np.ndarray]) -> None:
         Bracket.from_images(rendered_bracket, evs=[0.0, 1.0])
     with pytest.raises(BracketError):
         Bracket.from_images([rendered_bracket[0], rendered_bracket[1][:50]])
+
+
+def test_colour_columns(result: dict, capsys: pytest.CaptureFixture) -> None:
+    """Chroma ratio to Mertens of the same inputs (geometric mean and lowest case) and median CIEDE2000."""
+    means = result["means"]
+    assert means["mertens"]["chroma"] == pytest.approx(1.0) and means["mertens"]["chroma_min"] == pytest.approx(1.0)
+    for method in ("lut", "lut+detail", "hq"):
+        assert 0.2 < means[method]["chroma_min"] <= means[method]["chroma"] < 3.0, method
+        assert means[method]["de00"] > 0.0, method
+    # at k = 3 the inputs are the whole 3-frame stack, so Mertens IS the reference: no colour difference
+    k3 = result["cases"][1]["scores"]["mertens"]
+    assert k3["de00"] == 0.0 and result["cases"][0]["scores"]["mertens"]["de00"] > 0.0
+    ratios = [c["scores"]["lut"]["chroma"] for c in result["cases"]]
+    assert means["lut"]["chroma"] == pytest.approx(math.sqrt(ratios[0] * ratios[1]))
+    assert means["lut"]["chroma_min"] == min(ratios)
+    print(ev.format_report(result))
+    header = [line for line in capsys.readouterr().out.splitlines() if line.startswith("method")][0]
+    assert "chroma" in header and "dE00" in header and "MEF-SSIM" in header
