@@ -240,9 +240,11 @@ def apply_look(rgb: Any, look: Look | None) -> Any:
 # ---------------------------------------------------------------- auto
 
 AUTO_SIDE = 256           # the bracket is judged on a copy with this longest side
-AUTO_DAMPING = 0.5        # only half of each measured correction is applied: Auto stays conservative
-AUTO_MAX_EV = 1.0
-AUTO_MAX_SLIDER = 30.0
+AUTO_DAMPING = 0.5        # only half of each measured tone correction is applied: Auto stays conservative
+AUTO_WB_DAMPING = 0.3     # grey-world is wrong for sunsets and forests: only 30 % of its white balance
+AUTO_MAX_EV = 0.7
+AUTO_MAX_SLIDER = 25.0
+AUTO_MAX_WB = 15.0
 
 
 def auto_look(images: np.ndarray) -> Look:
@@ -252,7 +254,8 @@ def auto_look(images: np.ndarray) -> Look:
     fused result: exposure puts its median luminance at mid-grey (18 % linear), whites / blacks bring its 99.5th /
     0.5th luma percentiles towards 0.98 / 0.01, and the white balance is grey-world over its well-exposed pixels
     (luma 0.1..0.9): the temperature and tint whose assumed white is nearest (CIE 1960 uv) to the mean colour.
-    Every correction is halved (AUTO_DAMPING) and bounded (±1 EV, ±30); a balanced bracket gives about 0."""
+    Tone corrections are halved (AUTO_DAMPING), the white balance taken at 30 % (AUTO_WB_DAMPING: grey-world
+    would neutralise a sunset), all bounded (±0.7 EV, ±25, white balance ±15); a balanced bracket gives about 0."""
     import cv2
 
     from lutfuse.core.classical import mertens
@@ -276,8 +279,8 @@ def auto_look(images: np.ndarray) -> Look:
     temp, tint = _grey_world(lin[(y > 0.1) & (y < 0.9)])
     r = lambda v: round(float(v), 1)
     return Look(exposure=round(ev, 2), whites=r(wh), blacks=r(bl),
-                temperature=r(np.clip(AUTO_DAMPING * temp, -cap, cap)),
-                tint=r(np.clip(AUTO_DAMPING * tint, -cap, cap)))
+                temperature=r(np.clip(AUTO_WB_DAMPING * temp, -AUTO_MAX_WB, AUTO_MAX_WB)),
+                tint=r(np.clip(AUTO_WB_DAMPING * tint, -AUTO_MAX_WB, AUTO_MAX_WB)))
 
 
 def _grey_world(lin: np.ndarray) -> tuple[float, float]:
