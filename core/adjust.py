@@ -244,7 +244,8 @@ AUTO_DAMPING = 0.5        # only half of each measured tone correction is applie
 AUTO_WB_DAMPING = 0.3     # grey-world is wrong for sunsets and forests: only 30 % of its white balance
 AUTO_MAX_EV = 0.7
 AUTO_MAX_SLIDER = 25.0
-AUTO_MAX_WB = 15.0
+AUTO_MAX_WB = 10.0
+AUTO_GREY_SPREAD = 0.15   # "near grey": (max − min) / max of the encoded R, G, B below this
 
 
 def auto_look(images: np.ndarray) -> Look:
@@ -252,10 +253,11 @@ def auto_look(images: np.ndarray) -> Look:
 
     The frames are judged through a small Mertens fusion (core.classical, at AUTO_SIDE px), a stand-in for the
     fused result: exposure puts its median luminance at mid-grey (18 % linear), whites / blacks bring its 99.5th /
-    0.5th luma percentiles towards 0.98 / 0.01, and the white balance is grey-world over its well-exposed pixels
-    (luma 0.1..0.9): the temperature and tint whose assumed white is nearest (CIE 1960 uv) to the mean colour.
+    0.5th luma percentiles towards 0.98 / 0.01, and the white balance is grey-world over its well-exposed,
+    near-grey pixels (luma 0.1..0.9, (max − min)/max < 0.15, so foliage and sky do not count; none when fewer than
+    2 % qualify): the temperature and tint whose assumed white is nearest (CIE 1960 uv) to their mean colour.
     Tone corrections are halved (AUTO_DAMPING), the white balance taken at 30 % (AUTO_WB_DAMPING: grey-world
-    would neutralise a sunset), all bounded (±0.7 EV, ±25, white balance ±15); a balanced bracket gives about 0."""
+    would neutralise a sunset), all bounded (±0.7 EV, ±25, white balance ±10); a balanced bracket gives about 0."""
     import cv2
 
     from lutfuse.core.classical import mertens
@@ -276,7 +278,10 @@ def auto_look(images: np.ndarray) -> Look:
     cap = AUTO_MAX_SLIDER
     wh = float(np.clip(AUTO_DAMPING * max(0.0, 0.98 - hi) / POINT_AMPLITUDE * SLIDER_RANGE, 0, cap))
     bl = float(np.clip(-AUTO_DAMPING * max(0.0, lo - 0.01) / POINT_AMPLITUDE * SLIDER_RANGE, -cap, 0))
-    temp, tint = _grey_world(lin[(y > 0.1) & (y < 0.9)])
+    spread = (proxy.max(axis=-1) - proxy.min(axis=-1)) / np.maximum(proxy.max(axis=-1), 1e-6)
+    near_grey = (y > 0.1) & (y < 0.9) & (spread < AUTO_GREY_SPREAD)
+    # too few near-grey pixels (a forest, a sunset): no evidence of a cast, leave the white balance alone
+    temp, tint = _grey_world(lin[near_grey]) if near_grey.mean() > 0.02 else (0.0, 0.0)
     r = lambda v: round(float(v), 1)
     return Look(exposure=round(ev, 2), whites=r(wh), blacks=r(bl),
                 temperature=r(np.clip(AUTO_WB_DAMPING * temp, -AUTO_MAX_WB, AUTO_MAX_WB)),
