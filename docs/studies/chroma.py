@@ -140,13 +140,16 @@ def main() -> int:
     parser.add_argument("--teacher", type=Path, default=WEIGHTS / "lut_teacher.pt")
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--stride", type=int, default=1, help="score every STRIDE-th scene (both of its cases)")
     parser.add_argument("--side", type=int, default=512,
                         help="score at this longest side (cases are loaded at 512 px and area-downsampled)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     student, teacher = load_student(args.weights), load_teacher(args.teacher)
     rows = []
-    cases = data.validation_cases(args.data, cache_dir=args.cache_dir)[: args.limit]
+    cases = data.validation_cases(args.data, cache_dir=args.cache_dir)
+    keys = list(dict.fromkeys(c["key"] for c in cases))[:: args.stride]
+    cases = [c for c in cases if c["key"] in keys][: args.limit]
     for n, case in enumerate(cases):
         inputs, ref = np.asarray(case["inputs"], np.float32), case["reference"]
         if args.side < max(ref.shape[:2]):
