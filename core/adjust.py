@@ -32,8 +32,13 @@ White balance mapping: the slider says how much bluer (temperature > 0, the imag
 (tint > 0, the image turns magenta) the light was than D65. The assumed scene white is the CIE daylight locus
 point at 10⁶ / (10⁶/6504 − 0.8·temperature) K (so ±100 spans about 4300 K .. 13600 K, ±80 mired), shifted so that
 temperature 0 is exactly D65, then moved by Δv = 0.0002·tint in the CIE 1960 (u, v) plane (±0.02, the
-green-magenta axis). The Bradford transform (Lam 1985; CIE 159:2004's CAT) adapts that white to D65, as matrices
-M = RGB←XYZ · CAT · XYZ←RGB on linear sRGB.
+green-magenta axis). The Bradford transform (Lam 1985; the chromatic adaptation of ICC.1:2010 Annex E), via
+colour-science, adapts that white to D65, as matrices M = RGB←XYZ · CAT · XYZ←RGB on linear sRGB.
+
+Sources: sRGB EOTF, IEC 61966-2-1; saturation is the ASC CDL 1.2 saturation operator (Rec. 709 luma + s·(rgb −
+luma)); the slider names, ranges and tone regions follow Adobe Lightroom's Basic panel, whose formulas are not
+published: the curves above are ours (documented, monotone); vibrance (saturation weighted by 1 − (max − min))
+is ours too.
 """
 
 from __future__ import annotations
