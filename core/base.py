@@ -17,8 +17,10 @@ that the LUT's job stays a global colour map and no edges are blended across; th
 That weighted base alone makes a poor LUT input: its luma is no longer a monotone function of scene brightness
 across the picture (the same grey level comes from different frames in different places), and a least-squares
 LUT fitted on it loses much MEF-SSIM. The engine's base, `chroma_base`, therefore takes only its colour and keeps
-the plain mean's luma. The engine keeps that image, `lutfuse cube --base` writes it, and applying the .cube to
-it reproduces the detail-0 render exactly. `mean_base` (Su & Zheng's base) stays for comparison and for
+the plain mean's luma; and since the shipped student learned its own colour gain on the plain mean, the engine
+blends between the two, mean + a·(chroma base − mean), with a per-bracket strength a measured so that the LUT's
+output has the chroma of Mertens' fusion at 128 px (`calibrate_amount`; "calibrated"). The engine keeps that
+image, `lutfuse cube --base` writes it, and applying the .cube to it reproduces the detail-0 render exactly. `mean_base` (Su & Zheng's base) stays for comparison and for
 weights trained on it (`Engine(base="mean")`, `lutfuse eval --base mean`). Numbers: docs/studies/chroma.md.
 """
 
@@ -32,8 +34,8 @@ WEIGHT_SIDE = 32        # longest side of the weight maps (chosen on the validat
 SIGMA = 0.2             # Mertens' well-exposedness width
 SATURATION_EPS = 0.05   # floor added to the saturation term (grey scenes fall back to well-exposedness)
 LUMA = (0.2126, 0.7152, 0.0722)
-BASES = ("chroma", "weighted", "mean")
-DEFAULT_BASE = "chroma"
+BASES = ("calibrated", "chroma", "weighted", "mean")
+DEFAULT_BASE = "calibrated"   # the engine's: blend(images, calibrate_amount(images, the bracket's LUT))
 
 
 def mean_base(images: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -108,8 +110,15 @@ def chroma_base(images: np.ndarray, side: int = WEIGHT_SIDE, valid: np.ndarray |
     return np.clip(w + shift[..., None], 0.0, 1.0)
 
 
-def make_base(images: np.ndarray, kind: str = DEFAULT_BASE, valid: np.ndarray | None = None) -> np.ndarray:
-    """The base image of the named kind ('chroma', 'weighted' or 'mean') of N×H×W×3 frames -> H×W×3 float32."""
+def make_base(images: np.ndarray, kind: str = DEFAULT_BASE, valid: np.ndarray | None = None,
+              lut_apply=None) -> np.ndarray:
+    """The base image of the named kind (BASES) of N×H×W×3 frames -> H×W×3 float32 in [0,1].
+
+    "calibrated" needs lut_apply (H×W×3 -> H×W×3, the bracket's LUT): see calibrate_amount."""
+    if kind == "calibrated":
+        if lut_apply is None:
+            raise ValueError("the calibrated base needs the bracket's LUT (lut_apply)")
+        return blend(images, calibrate_amount(images, lut_apply, valid), valid)
     if kind == "chroma":
         return chroma_base(images, valid=valid)
     if kind == "weighted":
@@ -119,11 +128,67 @@ def make_base(images: np.ndarray, kind: str = DEFAULT_BASE, valid: np.ndarray | 
     raise ValueError(f"unknown base {kind!r} (choose from {', '.join(BASES)})")
 
 
-def base_tensor(frames: torch.Tensor, kind: str = DEFAULT_BASE) -> torch.Tensor:
+def base_tensor(frames: torch.Tensor, kind: str = "chroma") -> torch.Tensor:
     """Torch convenience for trainers: K×3×H×W frames -> 3×H×W base (computed in numpy, exactly make_base)."""
     arr = frames.detach().cpu().permute(0, 2, 3, 1).numpy()
     return torch.from_numpy(make_base(arr, kind)).permute(2, 0, 1).to(frames.device, frames.dtype)
 
 
-__all__ = ["BASES", "DEFAULT_BASE", "WEIGHT_SIDE", "base_tensor", "chroma_base", "frame_weights", "make_base",
-           "mean_base", "weighted_base"]
+__all__ = ["BASES", "DEFAULT_BASE", "WEIGHT_SIDE", "base_tensor", "blend", "calibrate_amount", "chroma_base",
+           "frame_weights", "make_base", "mean_base", "weighted_base"]
+
+
+# ---------------------------------------------------------------- per-bracket colour strength
+CALIBRATION_SIDE = 128                        # the bracket is judged at this longest side
+AMOUNTS = np.linspace(0.0, 1.5, 16)           # colour strengths tried (0 = the mean, 1 = the chroma base)
+
+
+def _mean_chroma(rgb: np.ndarray, mask: np.ndarray) -> float:
+    """Mean CIELAB C*ab (OpenCV's sRGB -> Lab, D65) of H×W×3 float32 in [0,1] over the mask."""
+    lab = cv2.cvtColor(np.ascontiguousarray(np.clip(rgb, 0, 1), np.float32), cv2.COLOR_RGB2Lab)
+    return float(np.hypot(lab[..., 1], lab[..., 2])[mask].mean())
+
+
+def calibrate_amount(images: np.ndarray, lut_apply, valid: np.ndarray | None = None) -> float:
+    """The colour strength a ≥ 0 of `blend` for one bracket: the one at which the LUT's output has the chroma of
+    Mertens' fusion of the same frames, both judged at CALIBRATION_SIDE px over Mertens' well-exposed pixels
+    (luma 0.1..0.9).
+
+    lut_apply: H×W×3 base -> H×W×3 LUT output (the bracket's own LUT). The student learned its colour gain on
+    the plain mean; how much of the frames' colour it then needs back differs per bracket (docs/studies/
+    chroma.md), so it is measured, not fixed: the first a in AMOUNTS where the output's chroma reaches Mertens'
+    (linear interpolation between the two tried values around it; the last one when none does)."""
+    from lutfuse.core.classical import mertens
+
+    images = np.asarray(images, np.float32)
+    h, w = _small_shape(*images.shape[1:3], CALIBRATION_SIDE)
+    small = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+    sv = None if valid is None else np.stack([cv2.resize(v.astype(np.float32), (w, h),
+                                                         interpolation=cv2.INTER_AREA) > 0.5 for v in valid])
+    merged = mertens(small)
+    y = merged @ np.asarray(LUMA, np.float32)
+    mask = (y >= 0.1) & (y <= 0.9)
+    if mask.mean() < 0.01:
+        return 1.0
+    target = _mean_chroma(merged, mask)
+    m, c = mean_base(small, sv), chroma_base(small, valid=sv)
+    prev = None
+    for a in AMOUNTS:
+        got = _mean_chroma(lut_apply(np.clip(m + a * (c - m), 0.0, 1.0)), mask)
+        if got >= target:
+            if prev is None:
+                return float(a)
+            a0, g0 = prev
+            return float(a0 + (a - a0) * (target - g0) / max(got - g0, 1e-9))
+        prev = (a, got)
+    return float(AMOUNTS[-1])
+
+
+def blend(images: np.ndarray, amount: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """mean + amount · (chroma base − mean), clipped: H×W×3 float32 in [0,1] (amount 0 = mean, 1 = chroma base)."""
+    images = np.asarray(images, np.float32)
+    m = mean_base(images, valid)
+    if amount == 0:
+        return m
+    c = chroma_base(images, valid=valid)
+    return np.clip(m + np.float32(amount) * (c - m), 0.0, 1.0)

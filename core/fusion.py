@@ -1,8 +1,8 @@
 """The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU or a CUDA device.
 
 Per bracket (`set_bracket`) everything that does not depend on the grid size G or the detail strength is computed
-once: the base image (core.base: the frames' colour blended by smooth exposure weights, with the luma of their
-mean), the student's latent code, the fused band-pass of the frames
+once: the student's latent code, the base image (core.base: the frames' mean, with colour restored from a
+smooth exposure-weighted blend as far as this bracket's LUT needs to match Mertens' chroma), the fused band-pass of the frames
 and the luminance detail layer D made through the LUT at G = 33 (`core.detail`). Per grid size the sampled LUT
 is cached; per preview size a downsampled base and detail layer. A render is then one trilinear LUT apply plus
 one multiply-add: out = clip(LUT_G(base) + detail · D, 0, 1). The LUT is one continuous function sampled at any
@@ -40,6 +40,7 @@ DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
 PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
+CALIBRATION_GRID = 17   # the LUT sampling the calibrated base judges its colour strength with (core.base)
 LOOK_CACHE = 8          # (grid, look) LUTs kept: a slider drag makes many, only the latest few are reused
 # Grids coarser than this get a detail layer of their own: the reference layer serves G ≥ 9 to within 0.0003
 # MEF-SSIM but costs 0.05 at G = 2 (hdrps validation scenes; see the commit history). A few are kept.
@@ -93,8 +94,9 @@ class Engine:
                  contrast_power: float = detailmod.CONTRAST_POWER, base: str = basemod.DEFAULT_BASE) -> None:
         """Load the LUT student (shipped weights unless `weights`; a ready `student` object skips loading).
 
-        base: the base image the LUT applies to (core.base.BASES; the shipped student is trained on "chroma",
-        weights trained on the plain mean, as before this option, want "mean").
+        base: the base image the LUT applies to (core.base.BASES): "calibrated" (default) blends the plain mean
+        towards the colour-keeping chroma base as far as the bracket's LUT needs to reach Mertens' chroma;
+        "mean" is Su & Zheng's base, what the student was trained on.
 
         levels: the detail split level at 512 px (core.detail.split_levels scales it with the image size);
         contrast_power: how strongly the detail bands favour the frame with more local structure (0 = Mertens).
@@ -105,6 +107,7 @@ class Engine:
         if base not in basemod.BASES:
             raise LUTFuseError(f"unknown base image {base!r} (choose from {', '.join(basemod.BASES)})")
         self.base_kind = base
+        self.base_amount = 1.0   # the calibrated base's colour strength for the current bracket (core.base.blend)
         self._lock = threading.RLock()
         if student is None:
             from lutfuse.core.models.lut_student import load_student
@@ -137,10 +140,10 @@ class Engine:
             self.bracket = bracket
             try:
                 images = bracket.images
-                self._base = basemod.make_base(images, self.base_kind, getattr(bracket, "valid", None))
+                self._latent = self.encode(images)
+                self._base = self._make_base(images, getattr(bracket, "valid", None))
                 if self.device.type != "cpu":
                     self._base_dev = self._to_device(self._base)
-                self._latent = self.encode(images)
                 stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
                 self._levels = detailmod.split_levels(*images.shape[1:3], self.levels)
                 self._fused = detailmod.fused_bandpass(stack, self._levels, self.contrast_power)
@@ -149,6 +152,16 @@ class Engine:
                 self.bracket = None
                 self._reset()
                 raise
+
+    @torch.no_grad()
+    def _make_base(self, images: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        """The base image (core.base) of the engine's kind; "calibrated" judges the bracket's own LUT at G = 17."""
+        if self.base_kind != "calibrated":
+            return basemod.make_base(images, self.base_kind, valid)
+        sampled = self.student.sample(self._latent, CALIBRATION_GRID)
+        table = np.ascontiguousarray((sampled[0] if sampled.dim() == 5 else sampled).clamp(0.0, 1.0).float().cpu().numpy())
+        self.base_amount = basemod.calibrate_amount(images, lambda b: apply_lut(b, table), valid)
+        return basemod.blend(images, self.base_amount, valid)
 
     def _to_device(self, image: np.ndarray) -> torch.Tensor:
         """H×W×3 numpy -> 1×3×H×W float32 on the engine's device."""

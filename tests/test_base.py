@@ -55,9 +55,12 @@ def test_weights_are_smooth_normalised_and_favour_the_well_exposed_frame() -> No
 @pytest.mark.parametrize("kind", basemod.BASES)
 def test_bases_range_shape_and_determinism(kind: str) -> None:
     frames = np.stack([expose(render_scene(), ev) for ev in (-3.0, -1.0, 1.0)]).astype(np.float32)
-    b = basemod.make_base(frames, kind)
+    def curve(x: np.ndarray) -> np.ndarray:
+        return np.sqrt(x)
+
+    b = basemod.make_base(frames, kind, lut_apply=curve)
     assert b.shape == frames.shape[1:] and b.dtype == np.float32 and 0 <= b.min() and b.max() <= 1
-    np.testing.assert_array_equal(b, basemod.make_base(frames, kind))
+    np.testing.assert_array_equal(b, basemod.make_base(frames, kind, lut_apply=curve))
     with pytest.raises(ValueError, match="unknown base"):
         basemod.make_base(frames, "median")
 
@@ -92,3 +95,26 @@ def test_ratio_detail_changes_luma_like_the_offset_and_keeps_colour_ratios() -> 
     assert torch.allclose((rat[:, 0, 0] + 0.02) / (rat[:, 0, 0] + 0.02)[2], c, atol=1e-5)
     with pytest.raises(ValueError, match="detail mode"):
         add_detail(tone.clone(), layer, 1.0, mode="other")
+
+
+def test_calibrated_strength_brings_the_lut_output_to_mertens_chroma() -> None:
+    """A LUT that drains colour needs more of it back from the frames than one that keeps it; the strength found
+    gives the output Mertens' chroma (at the calibration size)."""
+    from lutfuse.core.adjust import Look, apply_look
+    from lutfuse.core.classical import mertens
+
+    frames = np.stack([expose(colourful_scene(), ev) for ev in (-3.0, 0.0)]).astype(np.float32)
+    def keep(x: np.ndarray) -> np.ndarray:
+        return x
+
+    def drain(x: np.ndarray) -> np.ndarray:
+        return apply_look(x, Look(saturation=-40)).astype(np.float32)
+
+    a_keep, a_drain = basemod.calibrate_amount(frames, keep), basemod.calibrate_amount(frames, drain)
+    assert 0.0 <= a_keep < a_drain <= basemod.AMOUNTS[-1]
+    merged = mertens(frames)
+    out = basemod.blend(frames, a_keep)
+    assert chroma_ratio(out, merged) == pytest.approx(1.0, abs=0.1)
+    assert np.array_equal(basemod.blend(frames, 0.0), basemod.mean_base(frames))
+    with pytest.raises(ValueError, match="needs the bracket's LUT"):
+        basemod.make_base(frames, "calibrated")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lutfuse.core.base import make_base
+from lutfuse.core.base import blend
 from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core import paths
 from lutfuse.core.cli import main
@@ -60,8 +60,9 @@ def test_render_shapes_ranges_and_exact_pure_lut(kind, rendered_bracket):
     bracket = Bracket.from_images(rendered_bracket)
     e.set_bracket(bracket)
     assert e.bracket is bracket and e.device == torch.device("cpu")
-    # the base is core.base's (the frames' colour, weighted by exposure, with the luma of their mean)
-    np.testing.assert_array_equal(e.base(), make_base(np.stack(rendered_bracket)))
+    # the base is core.base's: the mean with colour restored as far as this bracket's LUT needs
+    assert 0.0 <= e.base_amount <= 1.5
+    np.testing.assert_array_equal(e.base(), blend(np.stack(rendered_bracket), e.base_amount))
     for g in (2, 17, 33, 129):
         lut = e.lut(g)
         assert lut.shape == (g, g, g, 3) and lut.dtype == np.float32

@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--contrast-power", type=float, default=None,
                    help="how strongly the detail bands favour the frame with more local structure "
                         "(0 = Mertens' weights; default: core.detail.CONTRAST_POWER)")
-    p.add_argument("--base", choices=("chroma", "weighted", "mean"), default=None,
-                   help="the base image the LUT applies to (core/base.py; default: the engine's, chroma)")
+    p.add_argument("--base", choices=("calibrated", "chroma", "weighted", "mean"), default=None,
+                   help="the base image the LUT applies to (core/base.py; default: the engine's, calibrated)")
     p.add_argument("--grid-sweep", default=None, metavar="G,G,...",
                    help="also score the pure LUT at these grid sizes, e.g. 8,16,32,64")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N cases")
