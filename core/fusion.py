@@ -158,8 +158,7 @@ class Engine:
         """The base image (core.base) of the engine's kind; "calibrated" judges the bracket's own LUT at G = 17."""
         if self.base_kind != "calibrated":
             return basemod.make_base(images, self.base_kind, valid)
-        sampled = self.student.sample(self._latent, CALIBRATION_GRID)
-        table = np.ascontiguousarray((sampled[0] if sampled.dim() == 5 else sampled).clamp(0.0, 1.0).float().cpu().numpy())
+        table = self._sample(CALIBRATION_GRID)  # cached like any other grid: the editor's G = 17 is then free
         self.base_amount = basemod.calibrate_amount(images, lambda b: apply_lut(b, table), valid)
         return basemod.blend(images, self.base_amount, valid)
 
@@ -195,8 +194,13 @@ class Engine:
     @torch.no_grad()
     def _lut(self, grid_size: int) -> np.ndarray:
         """Cached G×G×G×3 float32 LUT in [0,1] (the engine's own array: do not modify)."""
-        g = check_grid(grid_size)
         self._require()
+        return self._sample(grid_size)
+
+    @torch.no_grad()
+    def _sample(self, grid_size: int) -> np.ndarray:
+        """_lut() without the base check (set_bracket samples one grid before the base exists)."""
+        g = check_grid(grid_size)
         table = self._luts.get(g)
         if table is None:
             sampled = self.student.sample(self._latent, g)
