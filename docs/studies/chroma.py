@@ -10,7 +10,7 @@ the pipeline is scored, as in `lutfuse eval`, by
 * MEF-SSIM against the inputs.
 
 Stages (rows): the base images themselves (plain mean; the smooth exposure-weighted base of core.base; the
-chroma base = the weighted base's colour with the mean's luma), the LUTs
+chroma base = the weighted base's colour with the mean's luma; the calibrated base of the engine), the LUTs
 on each base (teacher grid, student G33, and the least-squares best 17³ LUT fitted to the reference on that very
 base: what a LUT *could* do), the final clip, and the detail layer (additive luminance offset, as shipped, versus
 the chroma-preserving luminance-ratio form of core.detail). Prints a Markdown table per k (geometric-mean and
@@ -108,6 +108,7 @@ def stages(inputs: np.ndarray, reference: np.ndarray, student, teacher) -> dict[
     with torch.no_grad():
         latent = student.encode(frames)
         s33 = student.sample(latent, 33)[0].numpy()
+        s17 = student.sample(latent, 17)[0].numpy()
         t33 = teacher.fuse(frames)[0].clamp(0, 1).numpy()
     out: dict[str, np.ndarray] = {"mean base": mean, "weighted base": wbase, "chroma base": cbase}
     out["teacher(mean)"] = apply_lut(mean, t33)
@@ -124,6 +125,9 @@ def stages(inputs: np.ndarray, reference: np.ndarray, student, teacher) -> dict[
     d_c = detail_layer(inputs, s_c)
     out["student(chroma)+D"] = add_offset(s_c, d_c)
     out["student(chroma)+D ratio"] = add_ratio(s_c, d_c)
+    calibrated = basemod.blend(inputs, basemod.calibrate_amount(inputs, lambda b: apply_lut(b, s17)))
+    s_k = apply_lut(calibrated, s33)
+    out["student(calibrated)+D (new engine)"] = add_offset(s_k, detail_layer(inputs, s_k))
     del s_w, best_w
     return out
 
@@ -168,10 +172,10 @@ def main() -> int:
                                    "de00": median_ciede2000(np.clip(image, 0, 1), ref),
                                    "mef_ssim": mef_ssim(list(inputs), np.clip(image, 0, 1))}
         rows.append(row)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
         print(f"[{n + 1}/{len(cases)}] {case['key']} k={case['k']}: "
               + ", ".join(f"{k} {v['chroma']:.3f}" for k, v in row["scores"].items()), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
     names = list(rows[0]["scores"])
     for k in sorted({r["k"] for r in rows}):
         sub = [r for r in rows if r["k"] == k]
