@@ -113,7 +113,7 @@ def test_cli_tables_and_json_round_trip(shared_data: Path, weights: Path, tmp_pa
                    "--json", out) == 0
     text = capsys.readouterr().out
     header = next(line for line in text.splitlines() if line.startswith("method"))
-    assert header.split() == ["method", "n", "MEF-SSIM", "PSNR", "SSIM", "s/case"]
+    assert header.split() == ["method", "n", "MEF-SSIM", "PSNR", "SSIM", "chroma", "min", "dE00", "s/case"]
     saved = json.loads(out.read_text())
     assert saved["config"]["data_root"] == str(shared_data)  # brackets/ was accepted for its parent
     assert saved["methods"] == ["mertens", "lut", "lut+detail"] and len(saved["cases"]) == 2

@@ -228,7 +228,8 @@ def test_student_steps_reduce_loss(rendered_bracket, with_teacher: bool) -> None
     torch.manual_seed(0)
     groups = _rendered_groups(rendered_bracket)
     teacher = LUTTeacher().eval() if with_teacher else None
-    args = argparse.Namespace(grid_min=9, grid_max=9, points=256, distill=1.0, tv=1e-3, mono=10.0, no_reg=False)
+    args = argparse.Namespace(grid_min=9, grid_max=9, points=256, distill=1.0, tv=1e-3, mono=10.0, no_reg=False,
+                              colour=1.0)
     model = LUTStudent()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     first = _value(student_loss, model, teacher, groups, args)

@@ -60,7 +60,7 @@ def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: l
         lattice = student.sample(latent, g, clamp=False)                        # n×G×G×G×3
         recon, out = losses.reconstruction(lattice, gr["base"], gr["reference"])
         parts = {"recon": recon, "colour": losses.colour(out, gr["reference"])}
-        loss = recon + args.colour * parts["colour"]
+        loss = recon + getattr(args, "colour", 0.0) * parts["colour"]
         if teacher is not None:
             with torch.no_grad():
                 target = teacher.fuse(gr["frames"]).clamp(0.0, 1.0)               # n×33×33×33×3
