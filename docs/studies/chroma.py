@@ -144,11 +144,15 @@ def main() -> int:
     parser.add_argument("--teacher", type=Path, default=WEIGHTS / "lut_teacher.pt")
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--tables-only", action="store_true", help="print the tables of an existing --json file")
     parser.add_argument("--stride", type=int, default=1, help="score every STRIDE-th scene (both of its cases)")
     parser.add_argument("--side", type=int, default=512,
                         help="score at this longest side (cases are loaded at 512 px and area-downsampled)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.tables_only:
+        report(json.loads(args.json.read_text()))
+        return 0
     student, teacher = load_student(args.weights), load_teacher(args.teacher)
     rows = []
     cases = data.validation_cases(args.data, cache_dir=args.cache_dir)
@@ -176,22 +180,28 @@ def main() -> int:
             args.json.write_text(json.dumps(rows, indent=1))
         print(f"[{n + 1}/{len(cases)}] {case['key']} k={case['k']}: "
               + ", ".join(f"{k} {v['chroma']:.3f}" for k, v in row["scores"].items()), flush=True)
+    report(rows)
+    return 0
+
+
+def report(rows: list[dict]) -> None:
+    """Markdown tables per k and the per-scene chroma ratios of scored rows."""
     names = list(rows[0]["scores"])
     for k in sorted({r["k"] for r in rows}):
         sub = [r for r in rows if r["k"] == k]
         print(f"\n**k = {k}** ({len(sub)} cases)\n")
-        print("| stage | chroma ratio (geo. mean) | min | median dE00 | MEF-SSIM |\n|---|---|---|---|---|")
+        print("| stage | chroma ratio (geo. mean) | min | dE00 (median per case; mean) | MEF-SSIM |\n|---|---|---|---|---|")
         for name in names:
             c = [r["scores"][name]["chroma"] for r in sub]
             print(f"| {name} | {geo(c):.3f} | {min(c):.3f} | "
                   f"{np.mean([r['scores'][name]['de00'] for r in sub]):.2f} | "
                   f"{np.mean([r['scores'][name]['mef_ssim'] for r in sub]):.4f} |")
-    print("\nper scene chroma ratio (k=2 / k=3) of the shipped render -> the same student on the chroma base:\n")
+    print("\nper scene chroma ratio (k=2 / k=3): shipped render -> chroma base -> calibrated base (new engine):\n")
     for key in dict.fromkeys(r["key"] for r in rows):
         parts = [f"{r['scores']['student(mean)+D (shipped)']['chroma']:.3f} -> "
-                 f"{r['scores']['student(chroma)+D']['chroma']:.3f}" for r in rows if r["key"] == key]
+                 f"{r['scores']['student(chroma)+D']['chroma']:.3f} -> "
+                 f"{r['scores']['student(calibrated)+D (new engine)']['chroma']:.3f}" for r in rows if r["key"] == key]
         print(f"* {key}: " + " / ".join(parts))
-    return 0
 
 
 if __name__ == "__main__":
