@@ -40,6 +40,9 @@ class Frame:
     ev: float
     ev_source: str
     exif: bytes | None
+    valid: np.ndarray | None = None  # H×W bool: True where the frame has data (alpha > 0, finite, covered); None = all
+    icc: bytes | None = None  # ICC profile the pixels are encoded in (None = sRGB)
+    xmp: bytes | None = None  # the file's XMP packet, for the writer
 
 
 @dataclass

@@ -23,3 +23,14 @@ class WeightsError(LUTFuseError):
 
 class Cancelled(LUTFuseError):
     """Long work was stopped by the user's cancel request."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (the CLI turns them into this): a BaseException, so that no `except Exception`
+    swallows it, while every `finally` (temp-file removal) still runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum

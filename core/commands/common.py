@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lutfuse.core.errors import OutputError
-from lutfuse.core.imageio import FORMATS, check_writable
+from lutfuse.core.imageio import FORMATS, JPEG_SUBSAMPLINGS, TIFF_COMPRESSIONS, check_writable
 
 IMAGE_SUFFIXES = FORMATS
 
@@ -27,6 +27,10 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image"
                             help="8 or 16 bits per channel (16 needs PNG or TIFF); default: 16 for TIFF/PNG "
                                  "when the sources are 16-bit, else 8")
         parser.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100")
+        parser.add_argument("--subsampling", choices=JPEG_SUBSAMPLINGS, default="444",
+                            help="JPEG chroma subsampling (444 keeps full colour resolution)")
+        parser.add_argument("--compression", choices=TIFF_COMPRESSIONS, default="deflate",
+                            help="TIFF compression (deflate and lzw use the horizontal predictor)")
 
 
 def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[str] | None = None) -> None:
@@ -35,6 +39,11 @@ def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[st
     if output.suffix.lower() not in suffixes:
         raise OutputError(f"{output}: unsupported output type '{output.suffix}' (use {', '.join(sorted(suffixes))})")
     check_writable(output, overwrite=force, inputs=inputs, replace_hint="use --force to replace it")
+
+
+def image_options(args: argparse.Namespace) -> dict:
+    """write_image keyword arguments of the image options that add_output_arguments added."""
+    return {"quality": args.quality, "subsampling": args.subsampling, "compression": args.compression}
 
 
 def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> int:

@@ -11,6 +11,7 @@ from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_output_arguments,
     check_output,
+    image_options,
     output_bit_depth,
 )
 from lutfuse.core.errors import LUTFuseError
@@ -52,6 +53,7 @@ def run_cube(args: argparse.Namespace) -> int:
     from lutfuse.core.cube import write_cube
     from lutfuse.core.fusion import Engine
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.metadata import OutputMetadata
 
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
     if args.base is not None:
@@ -70,7 +72,7 @@ def run_cube(args: argparse.Namespace) -> int:
         path = write_cube(args.output, lut, title=title, overwrite=args.force,
                           inputs=[f.path for f in bracket.frames])
         if args.base is not None:
-            write_image(args.base, engine.base(), bit_depth=16, exif=bracket.middle().exif,
+            write_image(args.base, engine.base(), bit_depth=16, metadata=OutputMetadata.from_bracket(bracket),
                         overwrite=args.force, inputs=[f.path for f in bracket.frames])
         bar.update()
     tqdm.write(f"wrote {path} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
@@ -82,13 +84,17 @@ def run_cube_apply(args: argparse.Namespace) -> int:
     from lutfuse.core.bracket import load_image
     from lutfuse.core.cube import apply_cube, read_cube
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.metadata import OutputMetadata
 
     check_output(args.output, [args.cube, args.image], args.force)
+    if args.bit_depth == 16:
+        output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before reading anything
     cube = read_cube(args.cube)
     image, bits, exif = load_image(args.image)
     out = apply_cube(image, cube)
     depth = output_bit_depth(args.output, args.bit_depth, bits)
-    path = write_image(args.output, out, bit_depth=depth, exif=exif, quality=args.quality,
-                       overwrite=args.force, inputs=[args.cube, args.image])
+    path = write_image(args.output, out, bit_depth=depth, metadata=OutputMetadata.from_image(exif),
+                       overwrite=args.force, inputs=[args.cube, args.image], origin=str(args.cube),
+                       **image_options(args))
     tqdm.write(f"wrote {path} ({depth}-bit)")
     return 0
