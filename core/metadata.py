@@ -147,18 +147,22 @@ def embed(kind: str, encoded: bytes, meta: OutputMetadata | None, width: int, he
     """Encoded PNG/JPEG/TIFF bytes with `meta` written in by exiv2 -> new file bytes.
 
     kind: "PNG", "JPEG" or "TIFF". Always writes the Software tag and an ICC profile (sRGB when meta.icc is None).
-    EXIF larger than a JPEG segment allows is trimmed (see `trim_for_jpeg`); each trim or drop is reported as one
+    EXIF larger than a JPEG segment allows is trimmed for JPEG and PNG (see `trim_for_jpeg`), kept whole in TIFF; each trim or drop is reported as one
     MetadataWarning naming `source` (the output path). Raises RuntimeError only when exiv2 cannot write the pixels'
     own container (a bug, not a user error).
     """
     meta = meta or OutputMetadata()
     tags = _tags(meta, width, height)
     notes: list[str] = []
-    if kind == "JPEG":
+    if kind in ("JPEG", "PNG"):
+        # exiv2 writes EXIF into PNG with the JPEG encoder's 64 KB limit too (dropping large tags of its choice);
+        # trimming here first decides what goes (free text before camera, lens and exposure) and says so.
         tags, dropped = trim_for_jpeg(tags)
         if dropped:
-            notes.append(f"EXIF trimmed to fit a JPEG segment ({JPEG_EXIF_LIMIT} bytes): dropped "
-                         f"{', '.join(k.rsplit('.', 1)[1] for k in dropped)}; camera, lens and exposure kept")
+            where = "a JPEG segment" if kind == "JPEG" else "the PNG EXIF chunk exiv2 writes"
+            notes.append(f"EXIF trimmed to fit {where} ({JPEG_EXIF_LIMIT} bytes): dropped "
+                         f"{', '.join(k.rsplit('.', 1)[1] for k in dropped)}; camera, lens and exposure kept "
+                         f"(a .tif output keeps it all)")
     with pyexiv2.ImageData(encoded) as image:
         image.modify_exif(tags)
         image.modify_icc(meta.icc or srgb_profile())
