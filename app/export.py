@@ -84,7 +84,8 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Calla
         _check(job)
         job.report(0.3)
         title = f"LUTFuse {grid}^3 for {bracket.middle().path.name}"
-        out = write_cube(path, lut, title=title, overwrite=overwrite, inputs=[f.path for f in bracket.frames])
+        out = write_cube(path, lut, title=title, overwrite=overwrite, inputs=[f.path for f in bracket.frames],
+                         origin="the LUT student weights")
         job.report(0.5)
         write_image(base_path_for(path), base, bit_depth=16, metadata=OutputMetadata.from_bracket(bracket),
                     overwrite=overwrite, inputs=[f.path for f in bracket.frames])

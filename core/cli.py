@@ -60,7 +60,7 @@ def _signals_unwind() -> Iterator[None]:
 def _one_line_warnings(command: str) -> Iterator[None]:
     """Python warnings (ours, e.g. trimmed metadata, and libraries') are printed as one line each, not as
     file:line + source, so that the output keeps one line per message."""
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
         text = " ".join(str(message).split())
         print(f"lutfuse {command}: warning: {text}", file=sys.stderr)
 

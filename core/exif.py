@@ -47,7 +47,7 @@ def parse(block: bytes | None) -> dict[str, str] | None:
     try:
         with pyexiv2.ImageData(_strip_header(bytes(block))) as image:
             data = image.read_exif()
-    except Exception:  # exiv2 raises RuntimeError (and pybind11 casts others) on data it cannot parse
+    except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError, pybind11 casts others, on bad data)
         return None
     return data or None
 
@@ -132,7 +132,7 @@ def encode(tags: dict[str, str]) -> bytes | None:
         with pyexiv2.ImageData(carrier.getvalue()) as image:
             image.modify_exif(tags)
             return b"Exif\x00\x00" + image.get_bytes()
-    except Exception:
+    except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError and pybind11 casts)
         return None
 
 

@@ -9,7 +9,6 @@ One `OutputMetadata` is built from a bracket (`from_bracket`) or a single source
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -171,12 +170,12 @@ def embed(kind: str, encoded: bytes, meta: OutputMetadata | None, width: int, he
                 image.modify_raw_xmp(meta.xmp.decode("utf-8", errors="replace"))
                 if "Xmp.tiff.Orientation" in image.read_xmp():
                     image.modify_xmp({"Xmp.tiff.Orientation": "1"})  # the pixels are upright now
-            except Exception:
+            except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError and pybind11 casts)
                 image.clear_xmp()
                 notes.append("the source's XMP packet could not be parsed; it was left out")
         try:
             data = image.get_bytes()
-        except Exception:
+        except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError and pybind11 casts)
             # exiv2 refuses an XMP packet larger than one JPEG segment; the image is worth more than the packet.
             image.clear_xmp()
             data = image.get_bytes()

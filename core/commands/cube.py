@@ -69,7 +69,7 @@ def run_cube(args: argparse.Namespace) -> int:
         lut = engine.lut(args.grid)
         bar.update()
         title = args.title or f"LUTFuse {bracket.frames[0].path.stem} G{args.grid}"
-        path = write_cube(args.output, lut, title=title, overwrite=args.force,
+        path = write_cube(args.output, lut, title=title, overwrite=args.force, origin="the LUT student weights",
                           inputs=[f.path for f in bracket.frames])
         if args.base is not None:
             write_image(args.base, engine.base(), bit_depth=16, metadata=OutputMetadata.from_bracket(bracket),
