@@ -128,7 +128,7 @@ def write_cube(path: str | Path, lut: np.ndarray, *, title: str | None = None, c
 
 # -- reading ----------------------------------------------------------------------------------------------------
 
-BLOCK_BYTES = 1 << 24  # the file is read and parsed in blocks of whole lines of about this size
+BLOCK_BYTES = 1 << 22  # the file is read and parsed in blocks of whole lines of about this size
 MAX_LINE = 1 << 20  # longer lines are refused before being held whole (a .cube line is ~30 characters)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -219,7 +219,7 @@ def _parse_rows_slowly(path: Path, text: str, first_line: int, table: np.ndarray
     parser refuses but Python's float() reads).
     """
     expected = size ** 3
-    for number, raw in enumerate(text.split("\n"), first_line):
+    for number, raw in enumerate(io.StringIO(text), first_line):  # one line at a time: no list of the block
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
