@@ -10,6 +10,7 @@ from tqdm import tqdm
 from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_output_arguments,
+    check_input_file,
     check_output,
     image_options,
     output_bit_depth,
@@ -87,6 +88,7 @@ def run_cube_apply(args: argparse.Namespace) -> int:
     from lutfuse.core.metadata import OutputMetadata
 
     check_output(args.output, [args.cube, args.image], args.force)
+    check_input_file(args.image)
     if args.bit_depth == 16:
         output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before reading anything
     cube = read_cube(args.cube)
