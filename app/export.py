@@ -87,7 +87,8 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Calla
         out = write_cube(path, lut, title=title, overwrite=overwrite, inputs=[f.path for f in bracket.frames],
                          origin="the LUT student weights")
         job.report(0.5)
-        write_image(base_path_for(path), base, bit_depth=16, metadata=OutputMetadata.from_bracket(bracket),
+        meta = OutputMetadata.from_bracket(bracket, made=f"base image (per-pixel mean) for {path.name}")
+        write_image(base_path_for(path), base, bit_depth=16, metadata=meta,
                     overwrite=overwrite, inputs=[f.path for f in bracket.frames])
         job.report(1.0)
         return out

@@ -72,11 +72,12 @@ class OutputMetadata:
     icc: bytes | None = None
     software: str = field(default_factory=software)
     exposures: tuple[str, ...] = ()
+    made: str = "fusion"  # what the image is, for the description ("fusion", "base image for look.cube")
 
     @classmethod
-    def from_bracket(cls, bracket) -> OutputMetadata:
-        """Metadata of a fusion of `bracket` (core.bracket.Bracket): the middle frame's EXIF, XMP and ICC profile,
-        and every frame's relative EV and settings."""
+    def from_bracket(cls, bracket, made: str = "fusion") -> OutputMetadata:
+        """Metadata of an image made from `bracket` (core.bracket.Bracket): the middle frame's EXIF, XMP and ICC
+        profile, and every frame's relative EV and settings; `made` says what the image is."""
         from lutfuse.core.bracket import relative_evs
 
         frames = bracket.frames
@@ -86,8 +87,7 @@ class OutputMetadata:
             settings = exifmod.describe(exifmod.parse(frame.exif)) if frame.exif else ""
             lines.append(f"{frame.path.name} {ev:+.1f} EV" + (f" {settings}" if settings else ""))
         middle = bracket.middle()
-        return cls(exif=middle.exif, xmp=middle.xmp, icc=middle.icc,
-                   exposures=tuple(lines))
+        return cls(exif=middle.exif, xmp=middle.xmp, icc=middle.icc, exposures=tuple(lines), made=made)
 
     @classmethod
     def from_image(cls, exif: bytes | None = None, icc: bytes | None = None,
@@ -99,7 +99,7 @@ class OutputMetadata:
         """The ImageDescription text: what was fused, or None for a single-image output."""
         if not self.exposures:
             return None
-        return (f"{self.software} fusion of {len(self.exposures)} exposures (EV relative to the middle frame): "
+        return (f"{self.software} {self.made} of {len(self.exposures)} exposures (EV relative to the middle frame): "
                 + "; ".join(self.exposures))
 
 

@@ -73,7 +73,8 @@ def run_cube(args: argparse.Namespace) -> int:
         path = write_cube(args.output, lut, title=title, overwrite=args.force, origin="the LUT student weights",
                           inputs=[f.path for f in bracket.frames])
         if args.base is not None:
-            write_image(args.base, engine.base(), bit_depth=16, metadata=OutputMetadata.from_bracket(bracket),
+            meta = OutputMetadata.from_bracket(bracket, made=f"base image (per-pixel mean) for {args.output.name}")
+            write_image(args.base, engine.base(), bit_depth=16, metadata=meta,
                         overwrite=args.force, inputs=[f.path for f in bracket.frames])
         bar.update()
     tqdm.write(f"wrote {path} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
