@@ -88,8 +88,8 @@ def write_cube(path: str | Path, lut: np.ndarray, *, title: str | None = None, c
     """Write a G×G×G×3 LUT (core layout, 2 ≤ G ≤ 256, usually values in [0,1]) as a .cube file -> path.
 
     `origin` names what made the LUT (the weights file), for the message when it holds NaN or infinity.
-    Raises CubeError for a LUT that cannot be written (non-finite values included), OutputError if `path` is one of `inputs`, or exists and
-    `overwrite` is False, or cannot be written.
+    Raises CubeError for a LUT that cannot be written (non-finite values included), OutputError if `path` is one
+    of `inputs`, or exists and `overwrite` is False, or cannot be written.
     """
     path = Path(path)
     table = np.asarray(lut)

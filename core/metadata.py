@@ -32,7 +32,8 @@ ESSENTIAL = {
     "Exif.Photo.WhiteBalance", "Exif.Photo.MeteringMode", "Exif.Photo.Flash",
 }
 # Dropped first when a JPEG segment overflows: free text and vendor blobs, largest first after these.
-_DROP_FIRST = ("Exif.Photo.MakerNote", "Exif.Photo.UserComment", "Exif.Image.XPComment", "Exif.Image.PrintImageMatching",
+_DROP_FIRST = ("Exif.Photo.MakerNote", "Exif.Photo.UserComment", "Exif.Image.XPComment",
+               "Exif.Image.PrintImageMatching",
                "Exif.Image.DNGPrivateData", "Exif.Image.ImageResources", "Exif.Image.IPTCNAA")
 
 
@@ -146,9 +147,9 @@ def embed(kind: str, encoded: bytes, meta: OutputMetadata | None, width: int, he
     """Encoded PNG/JPEG/TIFF bytes with `meta` written in by exiv2 -> new file bytes.
 
     kind: "PNG", "JPEG" or "TIFF". Always writes the Software tag and an ICC profile (sRGB when meta.icc is None).
-    EXIF larger than a JPEG segment allows is trimmed for JPEG and PNG (see `trim_for_jpeg`), kept whole in TIFF; each trim or drop is reported as one
-    MetadataWarning naming `source` (the output path). Raises RuntimeError only when exiv2 cannot write the pixels'
-    own container (a bug, not a user error).
+    EXIF larger than a JPEG segment allows is trimmed for JPEG and PNG (see `trim_for_jpeg`), kept whole in TIFF;
+    each trim or drop is reported as one MetadataWarning naming `source` (the output path); a tag exiv2 refuses is
+    dropped the same way. Raises RuntimeError only when exiv2 cannot rewrite the pixels' own container (a bug).
     """
     meta = meta or OutputMetadata()
     tags = _tags(meta, width, height)
@@ -163,7 +164,17 @@ def embed(kind: str, encoded: bytes, meta: OutputMetadata | None, width: int, he
                          f"{', '.join(k.rsplit('.', 1)[1] for k in dropped)}; camera, lens and exposure kept "
                          f"(a .tif output keeps it all)")
     with pyexiv2.ImageData(encoded) as image:
-        image.modify_exif(tags)
+        try:
+            image.modify_exif(tags)
+        except Exception:  # noqa: BLE001 (a value exiv2 cannot encode: drop that tag, keep the others)
+            refused = []
+            for key, value in tags.items():
+                try:
+                    image.modify_exif({key: value})
+                except Exception:  # noqa: BLE001
+                    refused.append(key)
+            notes.append(f"exiv2 refused {', '.join(k.rsplit('.', 1)[1] for k in refused)}; left out")
+            tags = {k: v for k, v in tags.items() if k not in refused}
         image.modify_icc(meta.icc or srgb_profile())
         if meta.xmp:
             try:

@@ -11,6 +11,7 @@ import numpy as np
 import pyexiv2
 import pytest
 import tifffile
+from conftest import expose, render_scene
 from PIL import Image, ImageCms, JpegImagePlugin
 
 from lutfuse import __version__
@@ -18,7 +19,6 @@ from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core.cli import main
 from lutfuse.core.imageio import write_image
 from lutfuse.core.metadata import MetadataWarning, OutputMetadata, srgb_profile
-from conftest import expose, render_scene
 
 XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
@@ -73,7 +73,8 @@ def test_every_format_carries_middle_exif_exposures_software_and_srgb(tagged_bra
     assert tags["Software"] == f"LUTFuse {__version__}"
     assert tags["Orientation"] == 1
     description = tags["ImageDescription"]
-    assert "00.jpg -2.0 EV 1/500 s f/5.6 ISO 200" in description and "02.jpg +2.1 EV 1/30 s" in description  # log2(125/30)
+    assert "00.jpg -2.0 EV 1/500 s f/5.6 ISO 200" in description
+    assert "02.jpg +2.1 EV 1/30 s" in description  # log2(125/30)
     assert tags["icc"] == srgb_profile()  # untagged frames are sRGB, and the output says so
     assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(tags["icc"]))).strip()
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import expose, render_scene
 from PIL import Image
 
 from lutfuse.core.cli import main
 from lutfuse.core.errors import OutputError
 from lutfuse.core.imageio import write_image
-from conftest import expose, render_scene
 
 
 @pytest.fixture

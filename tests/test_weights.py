@@ -108,8 +108,8 @@ def test_no_other_torch_load_in_the_package() -> None:
 
 
 def test_cli_with_tampered_student_exits_1_with_one_line(tmp_path: Path, rendered_bracket) -> None:
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     folder = tmp_path / "frames"
     folder.mkdir()
