@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,7 +46,10 @@ def _read(path: Path, what: str, hint: str) -> object:
     if info.st_size == 0:
         raise WeightsError(f"{path}: {what} weights file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols of odd files, naming its unpickler: chatter around our one line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError:
         raise WeightsError(f"{path}: not enough memory to read the {what} weights") from None
     except Exception:  # noqa: BLE001 (UnpicklingError, RuntimeError, EOFError...: a file not to trust)

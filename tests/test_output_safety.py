@@ -212,3 +212,29 @@ def test_metrics_inputs_are_checked_before_loading(frames: Path, tmp_path: Path,
     real = frames / "1.png"
     assert main(["metrics", str(frames), "--fused", str(real), "--reference", str(loop)]) == 1
     assert error_lines(capsys.readouterr().err) == [f"lutfuse metrics: error: {loop}: symbolic link loop"]
+
+
+def test_non_finite_network_output_names_the_weights_and_writes_nothing(frames: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lutfuse.core.fusion import Engine
+    from lutfuse.core.weights import shipped
+
+    def broken(*args: object, **kwargs: object) -> np.ndarray:
+        image = np.full((48, 64, 3), 0.5, np.float32)
+        image[10:12, 20:25] = np.nan  # what a tampered or diverged network gives
+        return image
+
+    monkeypatch.setattr("lutfuse.core.commands.fuse.fuse_bracket", broken)
+    out = tmp_path / "nan.png"
+    assert main(["fuse", str(frames), "-o", str(out)]) == 1
+    assert error_lines(capsys.readouterr().err) == [
+        f"lutfuse fuse: error: {out}: not written: the image has 30 NaN or infinite values "
+        f"(made from {shipped('LUT student')})"]
+    monkeypatch.setattr(Engine, "lut", lambda self, *a, **k: np.full((5, 5, 5, 3), np.inf, np.float32))
+    cube = tmp_path / "nan.cube"
+    assert main(["cube", str(frames), "-o", str(cube), "--grid", "5"]) == 1
+    assert error_lines(capsys.readouterr().err) == [
+        f"lutfuse cube: error: {cube}: not written: the LUT has 375 NaN or infinite values "
+        f"(made from {shipped('LUT student')})"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]

@@ -8,6 +8,7 @@ import pickle
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,10 @@ def corrupt_files(tmp_path: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("kind", ["tampered", "truncated", "junk", "empty", "list", "nan"])
 def test_bad_weights_are_refused_in_one_line_naming_the_file(tmp_path: Path, kind: str) -> None:
     path = corrupt_files(tmp_path)[kind]
-    with pytest.raises(WeightsError) as info:
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(WeightsError) as info:
+        warnings.simplefilter("always")
         load_student(path)
+    assert [str(w.message) for w in caught] == []  # no torch chatter around the one line
     message = str(info.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
     assert "weights_only" not in message and "pickle" not in message.lower()  # no advice to load it unsafely

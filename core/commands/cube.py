@@ -55,6 +55,7 @@ def run_cube(args: argparse.Namespace) -> int:
     from lutfuse.core.fusion import Engine
     from lutfuse.core.imageio import write_image
     from lutfuse.core.metadata import OutputMetadata
+    from lutfuse.core.weights import shipped
 
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
     if args.base is not None:
@@ -70,7 +71,7 @@ def run_cube(args: argparse.Namespace) -> int:
         lut = engine.lut(args.grid)
         bar.update()
         title = args.title or f"LUTFuse {bracket.frames[0].path.stem} G{args.grid}"
-        path = write_cube(args.output, lut, title=title, overwrite=args.force, origin="the LUT student weights",
+        path = write_cube(args.output, lut, title=title, overwrite=args.force, origin=str(shipped("LUT student")),
                           inputs=[f.path for f in bracket.frames])
         if args.base is not None:
             meta = OutputMetadata.from_bracket(bracket, made=f"base image (per-pixel mean) for {args.output.name}")

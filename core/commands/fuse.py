@@ -88,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
         bar.n = 100
         bar.refresh()
     bits = output_bit_depth(args.output, args.bit_depth, bracket.bit_depth)
-    origin = {"lut": "the LUT student weights", "hq": "the HQ weights"}.get(args.method, "the fusion")
+    from lutfuse.core.weights import shipped
+
+    origin = {"lut": str(shipped("LUT student")),
+              "hq": f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"}.get(args.method, "the fusion")
     path = write_image(args.output, fused, bit_depth=bits, metadata=OutputMetadata.from_bracket(bracket),
                        overwrite=args.force, inputs=[f.path for f in bracket.frames], origin=origin,
                        **image_options(args))
