@@ -37,10 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _signals_unwind() -> Iterator[None]:
+def _signals_unwind(command: str) -> Iterator[None]:
     """While the command runs, SIGTERM and SIGHUP raise Terminated, so that a write in progress removes its temp
-    file (core.imageio.commit's `finally`) instead of the process vanishing with it."""
-    if threading.current_thread() is not threading.main_thread():
+    file (core.imageio.commit's `finally`) instead of the process vanishing with it. Not for the editor: there an
+    exception raised inside a Qt callback would not unwind the event loop (its writes run in worker threads)."""
+    if command == "gui" or threading.current_thread() is not threading.main_thread():
         yield
         return
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with _signals_unwind(), _one_line_warnings(args.command):
+        with _signals_unwind(args.command), _one_line_warnings(args.command):
             return int(args.func(args) or 0)
     except LUTFuseError as exc:
         print(f"lutfuse {args.command}: error: {exc}", file=sys.stderr)
