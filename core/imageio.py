@@ -51,8 +51,10 @@ def probe_folder(path: Path) -> None:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise OutputError(f"{path}: folder {path.parent} is not writable ({exc.strerror or exc})") from None
-    os.close(fd)
-    probe.unlink(missing_ok=True)
+    try:
+        os.close(fd)
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = (),
