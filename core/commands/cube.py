@@ -12,6 +12,7 @@ from lutfuse.core.commands.common import (
     add_output_arguments,
     check_output,
     output_bit_depth,
+    print_notes,
 )
 from lutfuse.core.errors import LUTFuseError
 
@@ -61,6 +62,7 @@ def run_cube(args: argparse.Namespace) -> int:
 
     with tqdm(total=3, desc="cube", leave=False) as bar:
         bracket = load_bracket(args.frames, align=not args.no_align)
+        print_notes("cube", bracket.notes)
         bar.update()
         engine = Engine(device=args.device)
         engine.set_bracket(bracket)
