@@ -26,6 +26,7 @@ from lutfuse.core.readers import (  # noqa: F401  (re-exported: the loader's pub
     RAW_SUFFIXES,
     TIFF_SUFFIXES,
     Decoded,
+    check_regular_file,
     read_frame,
 )
 
@@ -375,6 +376,23 @@ def _permute(stack: np.ndarray, order: list[int]) -> None:
             k = source
 
 
+def frame_paths(inputs: Sequence[str | Path]) -> list[Path]:
+    """The 2-9 frame files of `inputs` (files, or one folder), each checked to be a regular file with an image
+    suffix, without reading any: a cheap check to run before other work. BracketError naming the file."""
+    paths = _expand(inputs)
+    if not paths:
+        raise BracketError("no frames given: a bracket needs 2-9 images")
+    if len(paths) < MIN_FRAMES:
+        raise BracketError(f"{shown_path(paths[0])}: a bracket needs at least {MIN_FRAMES} frames, got 1")
+    if len(paths) > MAX_FRAMES:
+        raise BracketError(f"{shown_path(paths[0].parent)}: a bracket has at most {MAX_FRAMES} frames, "
+                           f"got {len(paths)}")
+    for path in paths:
+        if path.suffix.lower() in IMAGE_SUFFIXES:  # others get read_frame's "unsupported format" message
+            check_regular_file(path)
+    return paths
+
+
 def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Bracket:
     """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1].
@@ -385,14 +403,7 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
     space in `Frame.icc`, keep alpha 0 / NaN pixels out (`Frame.valid`, `fill_no_data`), align (AlignMTB).
     What the loader noticed is in `Bracket.notes`. Raises BracketError naming the file for every bad input.
     """
-    paths = _expand(inputs)
-    if not paths:
-        raise BracketError("no frames given: a bracket needs 2-9 images")
-    if len(paths) < MIN_FRAMES:
-        raise BracketError(f"{shown_path(paths[0])}: a bracket needs at least {MIN_FRAMES} frames, got 1")
-    if len(paths) > MAX_FRAMES:
-        raise BracketError(f"{shown_path(paths[0].parent)}: a bracket has at most {MAX_FRAMES} frames, "
-                           f"got {len(paths)}")
+    paths = frame_paths(inputs)
     decoded = [read_frame(path, max_pixels=max_pixels) for path in paths]
     names = [shown_path(d.path) for d in decoded]
     notes = [note for d in decoded for note in d.notes]

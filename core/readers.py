@@ -82,40 +82,64 @@ class Decoded:
 
 # ---------------------------------------------------------------------------------------------- safe reading
 
+def _open_error(path: Path, exc: OSError) -> BracketError:
+    """The one-line error for a frame that cannot be opened or looked at."""
+    name = shown_path(path)
+    if isinstance(exc, FileNotFoundError):
+        if os.path.islink(path):
+            return BracketError(f"{name}: broken symbolic link (its target does not exist)")
+        return BracketError(f"{name}: file not found")
+    if isinstance(exc, PermissionError):
+        return BracketError(f"{name}: permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return BracketError(f"{name}: is a folder, not an image file")
+    if exc.errno == errno.ELOOP:
+        return BracketError(f"{name}: symbolic link loop (the link points back to itself)")
+    return BracketError(f"{name}: cannot open ({exc.strerror or exc})")
+
+
+def _mode_error(path: Path, mode: int) -> BracketError | None:
+    """The one-line error for anything but a regular file (folder, FIFO, device, socket), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    name = shown_path(path)
+    if stat.S_ISDIR(mode):
+        return BracketError(f"{name}: is a folder, not an image file")
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    return BracketError(f"{name}: is {kind}, not an image file; only regular files are read")
+
+
+def check_regular_file(path: Path) -> None:
+    """BracketError naming `path` unless it is (a link to) a regular file; looks at it without opening it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    error = _mode_error(path, mode)
+    if error is not None:
+        raise error
+
+
 def read_regular_file(path: Path) -> bytes:
     """The bytes of `path` if it is a regular file; BracketError naming it otherwise (folder, FIFO, device, link loop).
 
     The file is opened non-blocking and checked with fstat on the open descriptor, so a FIFO never blocks the
     program and a file swapped between a check and the read cannot slip through.
     """
-    name = shown_path(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise BracketError(f"{name}: broken symbolic link (its target does not exist)") from None
-        raise BracketError(f"{name}: file not found") from None
-    except PermissionError:
-        raise BracketError(f"{name}: permission denied") from None
-    except IsADirectoryError:
-        raise BracketError(f"{name}: is a folder, not an image file") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise BracketError(f"{name}: symbolic link loop (the link points back to itself)") from None
-        raise BracketError(f"{name}: cannot open ({exc.strerror or exc})") from None
+        raise _open_error(path, exc) from None
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if stat.S_ISDIR(mode):
-            raise BracketError(f"{name}: is a folder, not an image file")
-        if not stat.S_ISREG(mode):
-            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-                    else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                    else "not a regular file")
-            raise BracketError(f"{name}: is {kind}, not an image file; only regular files are read")
+        error = _mode_error(path, os.fstat(handle.fileno()).st_mode)
+        if error is not None:
+            raise error
         try:
             return handle.read()
         except OSError as exc:
-            raise BracketError(f"{name}: cannot read ({exc.strerror or exc})") from None
+            raise BracketError(f"{shown_path(path)}: cannot read ({exc.strerror or exc})") from None
 
 
 _STDERR_LOCK = threading.Lock()

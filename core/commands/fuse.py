@@ -65,9 +65,10 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
 
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
-    from lutfuse.core.bracket import load_bracket, relative_evs
+    from lutfuse.core.bracket import frame_paths, load_bracket, relative_evs
     from lutfuse.core.imageio import write_image
 
+    args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force)
     if args.method == "lut" and not 2 <= args.grid <= 129:
         from lutfuse.core.errors import LUTFuseError
