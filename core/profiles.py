@@ -95,3 +95,11 @@ def convert(pixels: np.ndarray, source: bytes | None, target: bytes | None) -> t
         outside += int(((block < -1e-4) | (block > 1 + 1e-4)).any(axis=-1).sum())
         np.clip(block, 0.0, 1.0, out=out[top:top + rows])
     return out, outside / max(1, pixels.shape[0] * pixels.shape[1])
+
+
+def cube_comments(icc: bytes | None) -> list[str]:
+    """`.cube` comment lines that say what colour encoding the LUT expects and produces (the bracket's space)."""
+    space = ("sRGB (IEC 61966-2-1)" if is_srgb(icc)
+             else f"the ICC profile '{describe(icc)}' embedded in the base image")
+    return ["Input and output: display-referred RGB in [0, 1] (not scene-linear),",
+            f"encoded in {space}. Apply it to the base image, or to images encoded the same way."]

@@ -404,6 +404,9 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             pixels = page.asarray()
             if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pixels.ndim == 3:
                 pixels = np.moveaxis(pixels, 0, 2)
+            if pixels.shape[:2] != (height, width) or pixels.ndim > 3:
+                raise BracketError(f"{name}: cannot read TIFF: decoded samples of shape {pixels.shape} do not "
+                                   f"match its {width}×{height} header")
             if photometric == kinds.PALETTE:
                 pixels = np.moveaxis(page.colormap, 0, 1)[pixels]  # uint16 RGB from the colour map
             elif photometric == kinds.MINISWHITE and pixels.dtype.kind == "u":
@@ -513,13 +516,17 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
     data = read_regular_file(path)
     try:
         if suffix in CV_SUFFIXES:
-            return _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels)
-        if not data:
+            decoded = _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels)
+        elif not data:
             raise BracketError(f"{name}: empty file")
-        if suffix in TIFF_SUFFIXES:
-            return _read_tiff(path, data, max_pixels)
-        if suffix in HEIF_SUFFIXES:
-            return _read_heif(path, data, max_pixels)
-        return _read_raw(path, data, max_pixels)
+        elif suffix in TIFF_SUFFIXES:
+            decoded = _read_tiff(path, data, max_pixels)
+        elif suffix in HEIF_SUFFIXES:
+            decoded = _read_heif(path, data, max_pixels)
+        else:
+            decoded = _read_raw(path, data, max_pixels)
     except MemoryError:
         raise BracketError(f"{name}: not enough memory to decode this image") from None
+    # The decoder's output, not only the header, must be a usable frame (a damaged header can disagree with it).
+    check_size(path, decoded.pixels.shape[1], decoded.pixels.shape[0], max_pixels)
+    return decoded

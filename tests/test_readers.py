@@ -269,6 +269,17 @@ def test_broken_profile_is_ignored_with_a_note(tmp_path: Path, capfd: pytest.Cap
     assert "libpng" not in capfd.readouterr().err  # libpng's "iCCP: too short" is captured, not printed
 
 
+def test_cube_says_which_space_it_expects(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    adobe = imagecodecs.cms_profile("adobergb")  # described as "Adobe RGB (compatible)"
+    for i, ev in enumerate((-2.0, 0.0, 2.0)):
+        save_jpeg(tmp_path / f"{i}.jpg", smooth_frame(ev), icc=adobe, exposure_s=1 / 400 * 4**i)
+    status, _, err = cli(["cube", tmp_path, "-o", tmp_path / "look.cube", "--grid", "5", "--device", "cpu"], capfd)
+    assert status == 0, err
+    text = (tmp_path / "look.cube").read_text()
+    assert "display-referred RGB" in text and "'Adobe RGB (compatible)' embedded in the base image" in text
+    assert "encoded in sRGB (IEC 61966-2-1)" in " ".join(profiles.cube_comments(None))
+
+
 # ---------------------------------------------------------------------------------------------- HEIC, float
 
 

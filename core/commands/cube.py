@@ -53,6 +53,7 @@ def run_cube(args: argparse.Namespace) -> int:
     from lutfuse.core.cube import write_cube
     from lutfuse.core.fusion import Engine
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.profiles import cube_comments
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
@@ -70,8 +71,8 @@ def run_cube(args: argparse.Namespace) -> int:
         lut = engine.lut(args.grid)
         bar.update()
         title = args.title or f"LUTFuse {bracket.frames[0].path.stem} G{args.grid}"
-        path = write_cube(args.output, lut, title=title, overwrite=args.force,
-                          inputs=[f.path for f in bracket.frames])
+        path = write_cube(args.output, lut, title=title, comments=cube_comments(bracket.middle().icc),
+                          overwrite=args.force, inputs=[f.path for f in bracket.frames])
         if args.base is not None:
             write_image(args.base, engine.base(), bit_depth=16, exif=bracket.middle().exif,
                         overwrite=args.force, inputs=[f.path for f in bracket.frames])
