@@ -8,6 +8,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -158,7 +159,7 @@ def brightness_evs(images: Sequence[np.ndarray], valid: Sequence[np.ndarray | No
     means = [float((luma ** _GAMMA).mean()) for luma in lumas]
     order = sorted(range(len(images)), key=lambda i: means[i])
     evs = [0.0] * len(images)
-    for a, b in zip(order, order[1:]):
+    for a, b in pairwise(order):
         # The exposure ratio of two frames is best seen where neither is crushed nor clipped.
         usable = (lumas[a] > 0.02) & (lumas[a] < 0.95) & (lumas[b] > 0.02) & (lumas[b] < 0.95)
         if usable.mean() > 0.01:
@@ -193,13 +194,13 @@ def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | No
     if evs is None:
         return brightness_evs(images, valid), "brightness"
     by_exif = sorted(range(len(evs)), key=lambda i: evs[i])
-    for a, b in zip(by_exif, by_exif[1:]):
+    for a, b in pairwise(by_exif):
         if evs[b] - evs[a] < _TIE_EV:
             notes.append(f"{names[a]}, {names[b]}: EXIF gives both the same exposure ({evs[a]:+.2f} EV), as in a "
                          "pseudo-bracket exported from one raw file; frames are ordered by their brightness")
             return brightness_evs(images, valid), "brightness"
     means = _linear_means(images, valid)
-    for a, b in zip(by_exif, by_exif[1:]):
+    for a, b in pairwise(by_exif):
         if means[b] < means[a] * _CONTRADICTION:
             notes.append(f"{names[b]}: EXIF says it is {evs[b] - evs[a]:.1f} EV brighter than {names[a]}, but its "
                          "pixels are darker; frames are ordered by their brightness")
@@ -432,7 +433,7 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
     means = _linear_means(stack, valid)
     digests = [_thumb_digest(image) for image in stack]
     order = sorted(range(len(decoded)), key=lambda i: (evs[i], means[i], digests[i]))
-    for i, j in zip(order, order[1:]):
+    for i, j in pairwise(order):
         if digests[i] == digests[j] and np.array_equal(stack[i], stack[j]):
             notes.append(f"{names[j]}: holds the same pixels as {names[i]} (the same frame twice?)")
     _permute(stack, order)

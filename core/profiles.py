@@ -33,7 +33,7 @@ def describe(icc: bytes | None) -> str:
         from PIL import ImageCms
 
         name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
-    except Exception:  # Pillow raises OSError/PyCMSError/TypeError on damaged profiles
+    except Exception:  # noqa: BLE001  Pillow raises OSError/PyCMSError/TypeError... on damaged profiles
         name = ""
     return name or "unnamed ICC profile"
 
@@ -44,13 +44,13 @@ def check_rgb(icc: bytes) -> str | None:
         from PIL import ImageCms
 
         space = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
-    except Exception:
+    except Exception:  # noqa: BLE001  any failure to parse means the same to the user
         return "unreadable"
     if space != "RGB":
         return f"a {space or 'non-RGB'} profile on RGB pixels"
     try:
         _transform(_PROBE, icc, srgb_profile())
-    except Exception:
+    except Exception:  # noqa: BLE001  imagecodecs raises CmsError, ValueError... for unusable profiles
         return "LittleCMS cannot use it"
     return None
 
@@ -69,7 +69,7 @@ def same_space(a: bytes | None, b: bytes | None) -> bool:
     source, target = a or srgb_profile(), b or srgb_profile()
     try:
         moved = _transform(_PROBE, source, target)
-    except Exception:
+    except Exception:  # noqa: BLE001  a profile LittleCMS cannot use is not the same space
         return False
     return float(np.abs(moved - _PROBE).max()) < _SAME_TOLERANCE
 

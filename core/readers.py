@@ -155,19 +155,17 @@ def quiet_decoder() -> Iterator[list[str]]:
     captured: list[str] = []
     loggers = [logging.getLogger(name) for name in ("tifffile", "pillow_heif", "PIL")]
     levels = [lg.level for lg in loggers]
-    with _STDERR_LOCK, warnings.catch_warnings(record=True) as caught:
+    with _STDERR_LOCK, warnings.catch_warnings(record=True) as caught, tempfile.TemporaryFile() as sink:
         warnings.simplefilter("always")
         for lg in loggers:
             lg.setLevel(logging.CRITICAL + 1)
-        saved = None
-        sink = tempfile.TemporaryFile()
         try:
-            try:
-                sys.stderr.flush()
-                saved = os.dup(2)
-                os.dup2(sink.fileno(), 2)
-            except (OSError, ValueError, AttributeError):  # no fd 2 (pythonw) or a stream without a descriptor
-                saved = None
+            sys.stderr.flush()
+            saved: int | None = os.dup(2)
+            os.dup2(sink.fileno(), 2)
+        except (OSError, ValueError, AttributeError):  # no fd 2 (pythonw) or a stream without a descriptor
+            saved = None
+        try:
             yield captured
         finally:
             if saved is not None:
@@ -179,7 +177,6 @@ def quiet_decoder() -> Iterator[list[str]]:
                 lg.setLevel(level)
             sink.seek(0)
             captured.append(sink.read(1 << 16).decode("utf-8", "replace"))
-            sink.close()
             captured.extend(str(w.message) for w in caught)
 
 
@@ -322,7 +319,7 @@ def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | N
     try:
         with Image.open(io.BytesIO(data)) as im:
             info = dict(im.info)
-    except Exception:  # the pixel decoder reports what is wrong with the file
+    except Exception:  # noqa: BLE001  the pixel decoder reports what is wrong with the file
         return None, None, None
     exif = info.get("exif")
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
@@ -422,7 +419,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
         raise
     except MemoryError:
         raise
-    except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error... on bad files
+    except Exception as exc:  # noqa: BLE001  tifffile raises TiffFileError, ValueError, struct.error... on bad files
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise BracketError(f"{name}: cannot read TIFF: {reason}") from None
     significant = bps if pixels.dtype.kind == "u" and photometric != kinds.PALETTE and bps < 16 and bps != 8 else None
@@ -455,7 +452,7 @@ def _read_heif(path: Path, data: bytes, max_pixels: int) -> Decoded:
         raise
     except MemoryError:
         raise
-    except Exception as exc:  # pillow-heif raises ValueError/RuntimeError/HeifError on bad files
+    except Exception as exc:  # noqa: BLE001  pillow-heif raises ValueError/RuntimeError/HeifError on bad files
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise BracketError(f"{name}: cannot read HEIF: {reason}") from None
     depth = int(info.get("bit_depth") or 8)

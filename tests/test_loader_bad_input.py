@@ -12,10 +12,9 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
-
 from conftest import REPO, expose, render_scene
 from lutfuse.core.readers import quiet_decoder
+from PIL import Image
 
 
 def frame(ev: float, size: tuple[int, int] = (48, 64)) -> np.ndarray:

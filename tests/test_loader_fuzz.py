@@ -12,15 +12,14 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
-
 from conftest import expose, render_scene
 from lutfuse.core.errors import BracketError
 from lutfuse.core.readers import read_frame
+from PIL import Image
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def _seed_files() -> dict[str, bytes]:

@@ -3,7 +3,6 @@ that disagree, exposure order that never depends on names, corrupt JPEG data, an
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
@@ -13,14 +12,13 @@ import numpy as np
 import piexif
 import pytest
 import tifffile
-from PIL import Image
-
 from conftest import expose, render_scene
 from lutfuse.core import profiles
 from lutfuse.core.bracket import load_bracket, load_image
 from lutfuse.core.commands.fuse import fuse_bracket
 from lutfuse.core.errors import BracketError
 from lutfuse.core.readers import read_frame
+from PIL import Image
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -401,6 +399,7 @@ def test_duplicate_frames_are_noted(tmp_path: Path) -> None:
 def cut_jpeg(path: Path, image: np.ndarray) -> Path:
     """A JPEG whose scan data is cut in half but which still ends with an end-of-image marker."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(levels(image, 8), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
     data = buf.tobytes()
     scan = data.rfind(b"\xff\xda")
     path.write_bytes(data[:scan + (len(data) - scan) // 2] + b"\xff\xd9")
@@ -431,7 +430,7 @@ def test_whole_jpeg_still_reads_exactly_like_opencv(tmp_path: Path) -> None:
 
 @pytest.mark.shared_data
 def test_real_deepfuse_jpegs_raise_no_false_alarm(shared_data: Path) -> None:
-    scene = sorted(p for p in (shared_data / "brackets" / "deepfuse").iterdir() if p.is_dir())[0]
+    scene = min(p for p in (shared_data / "brackets" / "deepfuse").iterdir() if p.is_dir())
     for path in sorted(scene.glob("*.jpg")):
         assert read_frame(path).pixels.ndim == 3
     assert math.isfinite(load_bracket([scene], align=False).frames[-1].ev)
