@@ -146,7 +146,7 @@ def _common_data(valid: Sequence[np.ndarray | None] | None, shape: tuple[int, in
     return small > 0.999
 
 
-def brightness_evs(images: Sequence[np.ndarray], valid: Sequence[np.ndarray | None] | None = None) -> list[float]:
+def brightness_evs(images: Sequence[np.ndarray] | np.ndarray, valid: Sequence[np.ndarray | None] | None = None) -> list[float]:
     """Relative EV per frame (H×W×3 in [0,1]) from its brightness; 0 for the darkest, larger = brighter.
 
     `valid` (one H×W bool mask or None per frame) restricts the estimate to pixels every frame has data for, so
@@ -171,7 +171,7 @@ def brightness_evs(images: Sequence[np.ndarray], valid: Sequence[np.ndarray | No
     return evs
 
 
-def _linear_means(images: Sequence[np.ndarray], valid: Sequence[np.ndarray | None]) -> list[float]:
+def _linear_means(images: Sequence[np.ndarray] | np.ndarray, valid: Sequence[np.ndarray | None]) -> list[float]:
     """Mean relative linear light of each frame over the pixels all frames have data for."""
     lumas = [_linear_luma(im) for im in images]
     common = _common_data(valid, lumas[0].shape)
@@ -184,7 +184,8 @@ _TIE_EV = 1 / 6  # EXIF exposures closer than this are one exposure (cameras ste
 _CONTRADICTION = 0.9  # a frame EXIF calls brighter whose mean light is below 90 % of the darker one's
 
 
-def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | None]], images: Sequence[np.ndarray],
+def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | None]],
+                 images: Sequence[np.ndarray] | np.ndarray,
                  valid: Sequence[np.ndarray | None], names: Sequence[str], notes: list[str]
                  ) -> tuple[list[float], str]:
     """(EV per frame, "exif" or "brightness"): EXIF exposures where they are complete, distinct and agree with the
@@ -215,7 +216,7 @@ def _max_bits(height: int, width: int) -> int:
     return int(max(1, min(6, math.floor(math.log2(max(min(height, width), 32) / 16)))))
 
 
-def mtb_shifts(images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+def mtb_shifts(images: Sequence[np.ndarray] | np.ndarray) -> list[tuple[int, int]]:
     """(dx, dy) integer shift registering each H×W×3 [0,1] frame to the middle one (index N//2), by AlignMTB."""
     height, width = images[0].shape[:2]
     mtb = cv2.createAlignMTB(_max_bits(height, width), 4, True)
@@ -286,7 +287,21 @@ def _bitmap(image: np.ndarray) -> np.ndarray:
     return grey > np.median(grey)
 
 
-def reconcile_orientations(decoded: Sequence[Decoded], notes: list[str]) -> list[int]:
+@dataclass(frozen=True)
+class StoredFrame:
+    """What orientation needs to know of a decoded frame: its name, tag, stored size and a small copy of it."""
+
+    path: Path
+    orientation: int  # EXIF code 1..8 of the file
+    shape: tuple[int, int]  # stored (not upright) H, W
+    thumb: np.ndarray  # the stored pixels, every 8th row and column
+
+    @classmethod
+    def of(cls, decoded: Decoded) -> StoredFrame:
+        return cls(decoded.path, decoded.orientation, decoded.pixels.shape[:2], decoded.pixels[::8, ::8].copy())
+
+
+def reconcile_orientations(frames: Sequence[StoredFrame], notes: list[str]) -> list[int]:
     """The EXIF orientation code to apply to each frame; frames whose tags disagree are settled by their pixels.
 
     A camera writes one orientation for a whole bracket, so a tag that differs is usually wrong (edited, or lost
@@ -295,36 +310,35 @@ def reconcile_orientations(decoded: Sequence[Decoded], notes: list[str]) -> list
     turned" (turn it by its own tag), and the one whose median-threshold bitmap matches the others' is kept. A
     note names the file and the tag either way. BracketError when neither reading gives the others' size.
     """
-    codes = [d.orientation for d in decoded]
+    codes = [f.orientation for f in frames]
     counts = Counter(codes)
     if len(counts) == 1:
         return codes
     common = max(counts, key=lambda c: (counts[c], -c))
-    ref = codes.index(common)
-    ref_shape = _upright_shape(decoded[ref].pixels.shape, common)
-    ref_bits = _bitmap(exifmod.apply_orientation(decoded[ref].pixels[::8, ::8], common))
+    ref = frames[codes.index(common)]
+    ref_shape = _upright_shape(ref.shape, common)
+    ref_bits = _bitmap(exifmod.apply_orientation(ref.thumb, common))
     chosen = []
-    for d, code in zip(decoded, codes):
-        if code == common:
-            chosen.append(code)
+    for f in frames:
+        if f.orientation == common:
+            chosen.append(common)
             continue
-        small = d.pixels[::8, ::8]
         scores = {}
-        for candidate in (common, code):
-            if _upright_shape(d.pixels.shape, candidate) == ref_shape:
-                scores[candidate] = float((_bitmap(exifmod.apply_orientation(small, candidate)) == ref_bits).mean())
-        name, other = shown_path(d.path), shown_path(decoded[ref].path)
+        for candidate in (common, f.orientation):
+            if _upright_shape(f.shape, candidate) == ref_shape:
+                scores[candidate] = float((_bitmap(exifmod.apply_orientation(f.thumb, candidate)) == ref_bits).mean())
+        name, other, tag = shown_path(f.path), shown_path(ref.path), _tag(f.orientation)
         if not scores:
-            h, w = d.pixels.shape[:2]
-            raise BracketError(f"{name}: size {w}×{h} with {_tag(code)} does not fit {other} "
+            h, w = f.shape
+            raise BracketError(f"{name}: size {w}×{h} with {tag} does not fit {other} "
                                f"({ref_shape[1]}×{ref_shape[0]} upright) either way up; all frames of a bracket "
                                "must have the same size")
         best = max(scores, key=lambda c: (scores[c], c == common))
         if best == common:
-            notes.append(f"{name}: {_tag(code)} disagrees with the other frames' {_tag(common)}, but its pixels are "
+            notes.append(f"{name}: {tag} disagrees with the other frames' {_tag(common)}, but its pixels are "
                          "stored like theirs: the tag is ignored and the frame is turned like the others")
         else:
-            notes.append(f"{name}: {_tag(code)} differs from the other frames' {_tag(common)}, and its pixels are "
+            notes.append(f"{name}: {tag} differs from the other frames' {_tag(common)}, and its pixels are "
                          "stored turned accordingly: each frame is turned by its own tag")
         chosen.append(best)
     return chosen
@@ -405,29 +419,44 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
     What the loader noticed is in `Bracket.notes`. Raises BracketError naming the file for every bad input.
     """
     paths = frame_paths(inputs)
-    decoded = [read_frame(path, max_pixels=max_pixels) for path in paths]
+    # Memory: each frame is decoded, copied as stored into one flat N-frame buffer and dropped, so the peak
+    # stays near N+1 frames (9 frames of 45 MP are ~5 GB as float32). Orientation is applied afterwards in
+    # place, frame by frame (a 90° turn keeps the pixel count, so the buffer is reshaped, not copied).
+    flat: np.ndarray | None = None
+    decoded: list[Decoded] = []
+    stored: list[StoredFrame] = []
+    for path in paths:
+        d = read_frame(path, max_pixels=max_pixels)
+        if flat is None:
+            flat = np.empty((len(paths), d.pixels.size), np.float32)
+        elif d.pixels.size != flat.shape[1]:
+            (h0, w0), (h, w) = _upright_shape(stored[0].shape, stored[0].orientation), d.upright_shape()
+            turned = f" (after its {_tag(d.orientation)})" if d.orientation != 1 else ""
+            raise BracketError(f"{shown_path(path)}: size {w}×{h}{turned} differs from {shown_path(paths[0])}: "
+                               f"{w0}×{h0}; all frames of a bracket must have the same size")
+        flat[len(decoded)] = d.pixels.reshape(-1)
+        stored.append(StoredFrame.of(d))
+        d.pixels = np.empty((0, 0, 3), np.float32)  # drop the decoded copy
+        decoded.append(d)
+    assert flat is not None
     names = [shown_path(d.path) for d in decoded]
     notes = [note for d in decoded for note in d.notes]
-    codes = reconcile_orientations(decoded, notes)
-    # Frames go into one preallocated stack, each decoded array dropped once copied, then permuted and aligned
-    # in place: peak memory stays near N+1 frames (9 frames of 45 MP are ~5 GB as float32).
-    stack: np.ndarray | None = None
+    codes = reconcile_orientations(stored, notes)
+    height, width = _upright_shape(stored[0].shape, codes[0])
     valid: list[np.ndarray | None] = []
-    for i, (d, code) in enumerate(zip(decoded, codes)):
-        image, mask = d.upright(code)
-        if stack is None:
-            stack = np.empty((len(paths), *image.shape), np.float32)
-        elif image.shape != stack.shape[1:]:
-            (h0, w0), (h, w) = stack.shape[1:3], image.shape[:2]
-            raise BracketError(f"{names[i]}: size {w}×{h} differs from {names[0]}: {w0}×{h0}; "
+    for i, (f, code) in enumerate(zip(stored, codes)):
+        h, w = _upright_shape(f.shape, code)
+        if (h, w) != (height, width):
+            raise BracketError(f"{names[i]}: size {w}×{h} differs from {names[0]}: {width}×{height}; "
                                "all frames of a bracket must have the same size")
-        stack[i] = image
-        valid.append(mask)
-        d.pixels = d.pixels[:0]
+        if code != 1:  # one frame of scratch: the turned copy, written back over the frame's own slot
+            flat[i] = exifmod.apply_orientation(flat[i].reshape(*f.shape, 3), code).reshape(-1)
+        mask = decoded[i].valid
+        valid.append(None if mask is None else exifmod.apply_orientation(mask, code))
         if mask is not None:
-            notes.append(f"{names[i]}: {1 - mask.mean():.1%} of the pixels have no data (alpha 0 or not a "
+            notes.append(f"{names[i]}: {1 - valid[i].mean():.1%} of the pixels have no data (alpha 0 or not a "
                          "number); they take no part in the fusion")
-    assert stack is not None
+    stack = flat.reshape(len(paths), height, width, 3)
 
     evs, source = exposure_evs([d.settings for d in decoded], stack, valid, names, notes)
     means = _linear_means(stack, valid)
@@ -456,8 +485,9 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
         for k, (dx, dy) in enumerate(mtb_shifts(stack)):
             if dx or dy:
                 stack[k] = shift_image(stack[k], dx, dy)
-                if valid[k] is not None:
-                    valid[k] = shift_image(valid[k].astype(np.uint8), dx, dy).astype(bool)
+                mask = valid[k]
+                if mask is not None:
+                    valid[k] = shift_image(mask.astype(np.uint8), dx, dy).astype(bool)
     frames = [Frame(path=d.path, image=stack[k], bit_depth=d.bit_depth, ev=evs[k], ev_source=source,
                     exif=d.exif_for_output(), valid=valid[k], icc=working, xmp=d.xmp)
               for k, d in enumerate(decoded)]

@@ -75,6 +75,11 @@ class Decoded:
         valid = None if self.valid is None else exifmod.apply_orientation(self.valid, code)
         return exifmod.apply_orientation(self.pixels, code), valid
 
+    def upright_shape(self) -> tuple[int, int]:
+        """(H, W) once the file's own orientation tag is applied."""
+        h, w = self.pixels.shape[:2]
+        return (w, h) if self.orientation >= 5 else (h, w)
+
     def exif_for_output(self) -> bytes | None:
         """The source's EXIF block rebuilt for upright output pixels (Orientation 1, no thumbnail)."""
         return exifmod.for_output(self.exif)
@@ -142,7 +147,7 @@ def read_regular_file(path: Path) -> bytes:
             raise BracketError(f"{shown_path(path)}: cannot read ({exc.strerror or exc})") from None
 
 
-_STDERR_LOCK = threading.Lock()
+_STDERR_LOCK = threading.RLock()  # re-entrant: a decoder may nest another (e.g. a profile check)
 
 
 @contextlib.contextmanager
@@ -248,8 +253,9 @@ def _normalise(path: Path, samples: np.ndarray, notes: list[str], *, significant
     name = shown_path(path)
     if samples.dtype.kind == "u":
         bits = significant_bits or samples.dtype.itemsize * 8
-        top = float(2**bits - 1)
-        return samples.astype(np.float32) / np.float32(top), None, (8 if bits <= 8 else 16)
+        values = samples.astype(np.float32)
+        values /= np.float32(2**bits - 1)  # in place: one full-size float array per frame, not two
+        return values, None, (8 if bits <= 8 else 16)
     if samples.dtype.kind == "b":
         return samples.astype(np.float32), None, 8
     if samples.dtype.kind != "f":
@@ -405,7 +411,10 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
                 raise BracketError(f"{name}: cannot read TIFF: decoded samples of shape {pixels.shape} do not "
                                    f"match its {width}×{height} header")
             if photometric == kinds.PALETTE:
-                pixels = np.moveaxis(page.colormap, 0, 1)[pixels]  # uint16 RGB from the colour map
+                colormap = page.colormap
+                if colormap is None:
+                    raise BracketError(f"{name}: palette TIFF without a colour map")
+                pixels = np.moveaxis(colormap, 0, 1)[pixels]  # uint16 RGB from the colour map
             elif photometric == kinds.MINISWHITE and pixels.dtype.kind == "u":
                 pixels = np.iinfo(pixels.dtype).max - pixels if page.bitspersample in (8, 16, 32) else (
                     (2**page.bitspersample - 1) - pixels)

@@ -343,10 +343,29 @@ def test_frame_stored_turned_with_its_own_tag_is_turned_by_it(tmp_path: Path) ->
     assert any("2.jpg: EXIF Orientation 6" in n and "its own tag" in n for n in bracket.notes)
 
 
+@pytest.mark.parametrize("code", [6, 8, 3])
+def test_portrait_bracket_is_turned_in_place(code: int, tmp_path: Path) -> None:
+    frames = [smooth_frame(ev, size=(48, 80), seed=6) for ev in (-2.0, 0.0, 2.0)]
+    for i, frame in enumerate(frames):
+        tifffile.imwrite(tmp_path / f"{i}.tif", levels(frame, 16), photometric="rgb",
+                         extratags=[(274, "H", 1, (code,), True)])
+    bracket = load_bracket([tmp_path], align=False)
+    assert not bracket.notes
+    for image, frame in zip(bracket.images, frames):
+        np.testing.assert_allclose(image, {6: np.rot90(frame, -1), 8: np.rot90(frame, 1),
+                                           3: frame[::-1, ::-1]}[code], atol=1e-7)
+
+
 def test_orientation_that_fits_no_way_is_refused_naming_the_tag(tmp_path: Path) -> None:
     save_jpeg(tmp_path / "0.jpg", smooth_frame(-1.0, size=(48, 64)))
     save_jpeg(tmp_path / "1.jpg", smooth_frame(1.0, size=(40, 64)), orientation=6)
-    with pytest.raises(BracketError, match=r"1\.jpg: size 64×40 with EXIF Orientation 6 .* does not fit"):
+    with pytest.raises(BracketError, match=r"1\.jpg: size 40×64 \(after its EXIF Orientation 6 .*\) differs"):
+        load_bracket([tmp_path], align=False)
+    # Same pixel count, but a 90° tag on a frame stored 48×64 and a 180° tag on the others: no reading fits.
+    save_jpeg(tmp_path / "1.jpg", smooth_frame(1.0, size=(64, 48)), orientation=3)
+    save_jpeg(tmp_path / "2.jpg", smooth_frame(2.0, size=(64, 48)), orientation=3)
+    save_jpeg(tmp_path / "0.jpg", smooth_frame(-1.0, size=(48, 64)), orientation=1)
+    with pytest.raises(BracketError, match=r"0\.jpg: size 64×48 with EXIF Orientation 1 .* does not fit"):
         load_bracket([tmp_path], align=False)
 
 
