@@ -146,7 +146,8 @@ def _common_data(valid: Sequence[np.ndarray | None] | None, shape: tuple[int, in
     return small > 0.999
 
 
-def brightness_evs(images: Sequence[np.ndarray] | np.ndarray, valid: Sequence[np.ndarray | None] | None = None) -> list[float]:
+def brightness_evs(images: Sequence[np.ndarray] | np.ndarray,
+                   valid: Sequence[np.ndarray | None] | None = None) -> list[float]:
     """Relative EV per frame (H×W×3 in [0,1]) from its brightness; 0 for the darkest, larger = brighter.
 
     `valid` (one H×W bool mask or None per frame) restricts the estimate to pixels every frame has data for, so

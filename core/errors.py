@@ -34,7 +34,10 @@ def shown_path(path: object) -> str:
     refuses to print. They come out as backslash escapes (b'\\xff' -> "\\xff") and the rest stays readable.
     """
     try:
-        raw = os.fsencode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path).encode("utf-8", "surrogateescape")
+        if isinstance(path, (str, bytes, os.PathLike)):
+            raw = os.fsencode(path)
+        else:
+            raw = str(path).encode("utf-8", "surrogateescape")
     except (TypeError, UnicodeError):
         raw = str(path).encode("utf-8", "backslashreplace")
     return raw.decode("utf-8", "backslashreplace")

@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from conftest import REPO, expose, render_scene
-from lutfuse.core.readers import quiet_decoder
+from conftest import expose, render_scene
 from PIL import Image
+
+from lutfuse.core.readers import quiet_decoder
 
 
 def frame(ev: float, size: tuple[int, int] = (48, 64)) -> np.ndarray:
@@ -108,8 +109,12 @@ def test_decoder_chatter_does_not_break_the_one_line_rule(good: Path, tmp_path: 
 
 def run_strict_utf8(args: list[bytes], cwd: Path) -> subprocess.CompletedProcess:
     """`python -m lutfuse ARGS` on a strict UTF-8 terminal (the status lines crashed there)."""
+    import lutfuse
+
+    # The folder that holds the lutfuse under test (the checkout's parent, or site-packages for a wheel).
+    home = str(Path(lutfuse.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONIOENCODING="utf-8:strict", LC_ALL="C.UTF-8",
-               PYTHONPATH=os.pathsep.join([str(REPO.parent), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([home, os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable.encode(), b"-m", b"lutfuse", *args], cwd=cwd, env=env,
                           capture_output=True, timeout=300, check=False)
 

@@ -10,16 +10,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 import tifffile
 from conftest import expose, render_scene
-from lutfuse.core.errors import BracketError
-from lutfuse.core.readers import read_frame
-from PIL import Image
-
-hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
+
+from lutfuse.core.errors import BracketError
+from lutfuse.core.readers import read_frame
 
 
 def _seed_files() -> dict[str, bytes]:

@@ -13,12 +13,13 @@ import piexif
 import pytest
 import tifffile
 from conftest import expose, render_scene
+from PIL import Image
+
 from lutfuse.core import profiles
 from lutfuse.core.bracket import load_bracket, load_image
 from lutfuse.core.commands.fuse import fuse_bracket
 from lutfuse.core.errors import BracketError
 from lutfuse.core.readers import read_frame
-from PIL import Image
 
 # ---------------------------------------------------------------------------------------------- helpers
 
