@@ -299,6 +299,7 @@ class StoredFrame:
 
     @classmethod
     def of(cls, decoded: Decoded) -> StoredFrame:
+        """The orientation facts of a decoded frame (its pixels may be dropped afterwards)."""
         return cls(decoded.path, decoded.orientation, decoded.pixels.shape[:2], decoded.pixels[::8, ::8].copy())
 
 
