@@ -281,6 +281,16 @@ def test_cube_says_which_space_it_expects(tmp_path: Path, capfd: pytest.CaptureF
     assert "encoded in sRGB (IEC 61966-2-1)" in " ".join(profiles.cube_comments(None))
 
 
+def test_xmp_packets_reach_the_frames(tmp_path: Path) -> None:
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+    image = levels(smooth_frame(), 8)
+    Image.fromarray(image).save(tmp_path / "0.jpg", "JPEG", xmp=xmp)
+    tifffile.imwrite(tmp_path / "1.tif", image, photometric="rgb", extratags=[(700, "B", len(xmp), xmp, True)])
+    assert read_frame(tmp_path / "0.jpg").xmp == xmp and read_frame(tmp_path / "1.tif").xmp == xmp
+    bracket = load_bracket([tmp_path], align=False)
+    assert [f.xmp for f in bracket.frames] == [xmp, xmp]
+
+
 # ---------------------------------------------------------------------------------------------- HEIC, float
 
 
