@@ -190,8 +190,8 @@ def test_cube_apply_input_and_output_checks(tmp_path: Path, capsys: pytest.Captu
     loop = tmp_path / "loop.png"
     loop.symlink_to(loop)
     cases = [
-        ([str(cube), str(fifo), "-o", str(tmp_path / "a.png")], f"{fifo}: cannot read (a FIFO; only regular files "
-                                                                f"are read)"),
+        ([str(cube), str(fifo), "-o", str(tmp_path / "a.png")], f"{fifo}: is a FIFO (named pipe), not an image "
+                                                                f"file; only regular files are read"),
         ([str(cube), str(image), "-o", str(loop)], f"{loop}: symbolic link loop"),
         ([str(cube), str(image), "-o", "/sys/x.png"], "/sys/x.png: folder /sys is not writable (Permission denied)"),
     ]
@@ -206,12 +206,13 @@ def test_metrics_inputs_are_checked_before_loading(frames: Path, tmp_path: Path,
     os.mkfifo(fifo)
     assert main(["metrics", str(frames), "--fused", str(fifo)]) == 1
     assert error_lines(capsys.readouterr().err) == [
-        f"lutfuse metrics: error: {fifo}: cannot read (a FIFO; only regular files are read)"]
+        f"lutfuse metrics: error: {fifo}: is a FIFO (named pipe), not an image file; only regular files are read"]
     loop = tmp_path / "ref.png"
     loop.symlink_to(loop)
     real = frames / "1.png"
     assert main(["metrics", str(frames), "--fused", str(real), "--reference", str(loop)]) == 1
-    assert error_lines(capsys.readouterr().err) == [f"lutfuse metrics: error: {loop}: symbolic link loop"]
+    assert error_lines(capsys.readouterr().err) == [
+        f"lutfuse metrics: error: {loop}: symbolic link loop (the link points back to itself)"]
 
 
 def test_non_finite_network_output_names_the_weights_and_writes_nothing(frames: Path, tmp_path: Path,

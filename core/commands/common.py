@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import os
-import stat
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
-from lutfuse.core.errors import LUTFuseError, OutputError
+from lutfuse.core.errors import OutputError
 from lutfuse.core.imageio import FORMATS, JPEG_SUBSAMPLINGS, TIFF_COMPRESSIONS, check_writable
 
 IMAGE_SUFFIXES = FORMATS
@@ -17,8 +16,14 @@ IMAGE_SUFFIXES = FORMATS
 def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
     """FRAME... (files or one folder) and --no-align."""
     parser.add_argument("frames", nargs="+", metavar="FRAME", type=Path,
-                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, camera RAW), or one folder of them")
+                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, HEIC, camera RAW), or one folder of them")
     parser.add_argument("--no-align", action="store_true", help="skip alignment (tripod brackets)")
+
+
+def print_notes(command: str, notes: Iterable[str]) -> None:
+    """What the loader noticed (not errors), one line each on stderr: "lutfuse COMMAND: note: ..."."""
+    for note in notes:
+        print(f"lutfuse {command}: note: {note}", file=sys.stderr)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image") -> None:
@@ -58,20 +63,3 @@ def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> i
         return requested
     return 16 if source_bits > 8 and kind in {"PNG", "TIFF"} else 8
 
-
-def check_input_file(path: Path) -> None:
-    """LUTFuseError naming `path` unless it is an existing regular file: a FIFO would block the read, a device
-    would never end, a link loop has no file behind it."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise LUTFuseError(f"{path}: file not found") from None
-    except OSError as exc:
-        reason = "symbolic link loop" if exc.errno == errno.ELOOP else f"cannot read ({exc.strerror or exc})"
-        raise LUTFuseError(f"{path}: {reason}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise LUTFuseError(f"{path}: is a folder, not an image file")
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if (
-            stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)) else "not a regular file"
-        raise LUTFuseError(f"{path}: cannot read ({kind}; only regular files are read)")
