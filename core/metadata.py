@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import pyexiv2
 
@@ -41,12 +40,11 @@ class MetadataWarning(UserWarning):
     """Metadata could not be written in full (trimmed or dropped); the message says what and why."""
 
 
-@lru_cache(maxsize=1)
 def srgb_profile() -> bytes:
-    """ICC profile bytes of sRGB made by LittleCMS (Pillow ImageCms): the profile of untagged pixels."""
-    from PIL import ImageCms
+    """ICC profile bytes of sRGB (LittleCMS's, core.profiles.srgb_profile): the profile of untagged pixels."""
+    from lutfuse.core.profiles import srgb_profile as built_in
 
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return built_in()
 
 
 def software() -> str:

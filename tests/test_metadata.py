@@ -95,6 +95,24 @@ def test_the_frames_icc_profile_and_xmp_are_carried(tagged_bracket: Bracket, tmp
     assert xmp["Xmp.tiff.Orientation"] == "1"  # the written pixels are upright
 
 
+def test_a_bracket_in_adobe_rgb_gives_an_adobe_rgb_output(tmp_path: Path) -> None:
+    import imagecodecs
+
+    # Adobe RGB (1998): its primaries, D65 white and gamma 563/256, made by LittleCMS
+    adobe = imagecodecs.cms_profile("rgb", whitepoint=[0.3127, 0.3290, 1.0],
+                                    primaries=[0.64, 0.33, 1.0, 0.21, 0.71, 1.0, 0.15, 0.06, 1.0], gamma=563 / 256)
+    scene = render_scene(48, 64)
+    folder = tmp_path / "adobe"
+    folder.mkdir()
+    for i, ev in enumerate((-2.0, 0.0, 2.0)):
+        Image.fromarray((expose(scene, ev) * 255).round().astype(np.uint8)).save(folder / f"{i}.jpg", quality=95,
+                                                                                 icc_profile=adobe)
+    for suffix in (".jpg", ".png", ".tif"):
+        out = tmp_path / f"fused{suffix}"
+        assert main(["fuse", str(folder), "-o", str(out), "--method", "mertens", "--no-align"]) == 0
+        assert pil_exif(out)["icc"] == adobe  # the pixels are in the frames' space, and the file says so
+
+
 def test_oversize_exif_is_trimmed_for_jpeg_and_png_and_kept_whole_in_tiff(shared_cases: Path, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture) -> None:
     frames = shared_cases / "exif-oversize"
@@ -120,7 +138,7 @@ def test_oversize_exif_is_trimmed_for_jpeg_and_png_and_kept_whole_in_tiff(shared
 
 def test_trimming_drops_free_text_before_camera_lens_and_exposure(tagged_bracket: Bracket, tmp_path: Path) -> None:
     source = tmp_path / "big.tif"  # TIFF holds EXIF of any size
-    tifffile.imwrite(source, np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(source, np.zeros((16, 16, 3), np.uint8), photometric="rgb")
     tag_file(source, "1/60", {"Exif.Photo.UserComment": "charset=Ascii " + "x" * 70000,
                               "Exif.Image.Artist": "A. Photographer", "Exif.Photo.ImageUniqueID": "u" * 32})
     with pyexiv2.Image(str(source)) as image:
