@@ -287,7 +287,9 @@ def auto_look(images: np.ndarray) -> Look:
     near_grey = (y > 0.1) & (y < 0.9) & (spread < AUTO_GREY_SPREAD)
     # too few near-grey pixels (a forest, a sunset): no evidence of a cast, leave the white balance alone
     temp, tint = _grey_world(lin[near_grey]) if near_grey.mean() > 0.02 else (0.0, 0.0)
-    r = lambda v: round(float(v), 1)
+    def r(v: float) -> float:
+        return round(float(v), 1)  # slider precision
+
     return Look(exposure=round(ev, 2), whites=r(wh), blacks=r(bl),
                 temperature=r(np.clip(AUTO_WB_DAMPING * temp, -AUTO_MAX_WB, AUTO_MAX_WB)),
                 tint=r(np.clip(AUTO_WB_DAMPING * tint, -AUTO_MAX_WB, AUTO_MAX_WB)))
@@ -305,7 +307,8 @@ def _grey_world(lin: np.ndarray) -> tuple[float, float]:
     mean = lin.mean(axis=0)
     if mean.min() <= 1e-6:
         return 0.0, 0.0
-    xyz = colour.RGB_to_XYZ(mean, colour.RGB_COLOURSPACES["sRGB"], illuminant=colour.RGB_COLOURSPACES["sRGB"].whitepoint)
+    space = colour.RGB_COLOURSPACES["sRGB"]
+    xyz = colour.RGB_to_XYZ(mean, space, illuminant=space.whitepoint)
     uv = colour.xy_to_UCS_uv(colour.XYZ_to_xy(xyz))
     d65 = colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]["D65"]
     temps = np.linspace(-100, 100, 201)

@@ -1,4 +1,4 @@
-"""The base image the LUT applies to: a smooth, exposure-weighted blend of the frames that keeps their colour.
+"""The base image the LUT applies to: the frames' mean, with the colour a plain mean washes out brought back.
 
 Su & Zheng apply the LUT to the per-pixel mean of the frames. Where one frame is well exposed and another is
 clipped, the mean mixes the good colour with white (or black) and a global colour map cannot undo it: the LUT sees
@@ -20,8 +20,9 @@ LUT fitted on it loses much MEF-SSIM. The engine's base, `chroma_base`, therefor
 the plain mean's luma; and since the shipped student learned its own colour gain on the plain mean, the engine
 blends between the two, mean + a·(chroma base − mean), with a per-bracket strength a measured so that the LUT's
 output has the chroma of Mertens' fusion at 128 px (`calibrate_amount`; "calibrated"). The engine keeps that
-image, `lutfuse cube --base` writes it, and applying the .cube to it reproduces the detail-0 render exactly. `mean_base` (Su & Zheng's base) stays for comparison and for
-weights trained on it (`Engine(base="mean")`, `lutfuse eval --base mean`). Numbers: docs/studies/chroma.md.
+image, `lutfuse cube --base` writes it, and applying the .cube to it reproduces the detail-0 render exactly.
+`mean_base` (Su & Zheng's base) stays for comparison and for weights trained on it (`Engine(base="mean")`,
+`lutfuse eval --base mean`). Numbers: docs/studies/chroma.md.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import expose, render_scene
 
 from lutfuse.core import adjust
 from lutfuse.core.adjust import FIELDS, Look, apply_look, auto_look, linear_to_srgb, srgb_to_linear
@@ -18,8 +19,6 @@ from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.fusion import DEFAULT_WEIGHTS, Engine
 from lutfuse.core.lut import apply_lut
 from lutfuse.core.metrics import chroma
-
-from conftest import expose, render_scene
 
 
 def ramp(n: int = 257) -> np.ndarray:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import expose, render_scene
 
 from lutfuse.core import base as basemod
 from lutfuse.core.adjust import Look, apply_look
 from lutfuse.core.detail import add_detail
 from lutfuse.core.metrics import chroma, chroma_ratio, median_ciede2000, well_exposed
-
-from conftest import expose, render_scene
 
 
 def colourful_scene(height: int = 64, width: int = 96) -> np.ndarray:

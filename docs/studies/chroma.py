@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
+
 from lutfuse.core import base as basemod
 from lutfuse.core import detail as detailmod
 from lutfuse.core.classical import mertens
@@ -51,7 +52,8 @@ def trilinear_matrix(rgb: np.ndarray, g: int) -> sp.csr_matrix:
     for dr in (0, 1):
         for dg in (0, 1):
             for db in (0, 1):
-                w = (f[:, 0] if dr else 1 - f[:, 0]) * (f[:, 1] if dg else 1 - f[:, 1]) * (f[:, 2] if db else 1 - f[:, 2])
+                w = ((f[:, 0] if dr else 1 - f[:, 0]) * (f[:, 1] if dg else 1 - f[:, 1])
+                     * (f[:, 2] if db else 1 - f[:, 2]))
                 idx = ((i0[:, 2] + db) * g + (i0[:, 1] + dg)) * g + (i0[:, 0] + dr)
                 rows.append(p), cols.append(idx), vals.append(w)
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(rgb), g ** 3))
@@ -190,7 +192,8 @@ def report(rows: list[dict]) -> None:
     for k in sorted({r["k"] for r in rows}):
         sub = [r for r in rows if r["k"] == k]
         print(f"\n**k = {k}** ({len(sub)} cases)\n")
-        print("| stage | chroma ratio (geo. mean) | min | dE00 (median per case; mean) | MEF-SSIM |\n|---|---|---|---|---|")
+        print("| stage | chroma ratio (geo. mean) | min | dE00 (median per case; mean) | MEF-SSIM |")
+        print("|---|---|---|---|---|")
         for name in names:
             c = [r["scores"][name]["chroma"] for r in sub]
             print(f"| {name} | {geo(c):.3f} | {min(c):.3f} | "
