@@ -186,10 +186,33 @@ def calibrate_amount(images: np.ndarray, lut_apply, valid: np.ndarray | None = N
 
 
 def blend(images: np.ndarray, amount: float, valid: np.ndarray | None = None) -> np.ndarray:
-    """mean + amount · (chroma base − mean), clipped: H×W×3 float32 in [0,1] (amount 0 = mean, 1 = chroma base)."""
+    """mean + amount · (chroma base − mean), clipped: H×W×3 float32 in [0,1] (amount 0 = mean, 1 = chroma base).
+
+    Computed in one pass over the frames (the same values as from mean_base and chroma_base): d = W − mean =
+    Σ_i (w_i − m_i) · frame_i, with m_i the mean's per-frame weights, and chroma base − mean = clip(mean + d −
+    Y(d)) − mean."""
     images = np.asarray(images, np.float32)
     m = mean_base(images, valid)
     if amount == 0:
         return m
-    c = chroma_base(images, valid=valid)
-    return np.clip(m + np.float32(amount) * (c - m), 0.0, 1.0)
+    n, height, width = images.shape[:3]
+    small = frame_weights(images, WEIGHT_SIDE, valid=valid)
+    if valid is None:
+        mean_w = np.full(n, np.float32(1.0 / n))
+    d = np.zeros((height, width, 3), np.float32)
+    for i in range(n):
+        wi = cv2.resize(small[i], (width, height), interpolation=cv2.INTER_LINEAR)
+        if valid is None:
+            wi -= mean_w[i]
+        else:
+            cover = valid.astype(np.float32)
+            den = cover.sum(axis=0)
+            wi -= np.where(den > 0, cover[i] / np.maximum(den, 1.0), np.float32(1.0 / n))
+        d += wi[..., None] * images[i]
+    y = d @ np.asarray(LUMA, np.float32)
+    d -= y[..., None]
+    c = np.clip(d + m, 0.0, 1.0, out=d)          # the chroma base
+    c -= m
+    c *= np.float32(amount)
+    c += m
+    return np.clip(c, 0.0, 1.0, out=c)
