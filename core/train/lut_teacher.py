@@ -143,7 +143,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def init_weights(model: nn.Module, args: argparse.Namespace) -> None:
     """Load --init weights into the model (strict), when given."""
     if getattr(args, "init", None) is not None:
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        from lutfuse.core.weights import load_into, load_state_dict
+
+        load_into(model, load_state_dict(args.init, "--init"), args.init, "--init")
         log.info("initialised from %s", args.init)
 
 
