@@ -9,7 +9,7 @@ import sys
 from lutfuse.core.errors import LUTFuseError
 
 # Each module in core/commands registers its subcommands; imported lazily so `--help` stays fast.
-COMMAND_MODULES = ("fuse", "cube", "metrics", "train", "eval", "bench", "gui")
+COMMAND_MODULES = ("fuse", "batch", "cube", "metrics", "train", "eval", "bench", "gui")
 
 
 def build_parser() -> argparse.ArgumentParser:

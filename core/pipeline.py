@@ -133,8 +133,13 @@ def check_settings(settings: FuseSettings, output: Path) -> None:
 
 def mean_log_luminance(image: np.ndarray) -> float:
     """Mean log2 of the linear luminance (gamma-2.2 decoded Rec.709 luma, floor 1/1024) of H×W×3 in [0,1]."""
-    step = max(1, max(image.shape[:2]) // 256)  # a strided subsample is plenty for one number
-    small = np.asarray(image[::step, ::step], np.float32)
+    import cv2
+
+    # area-downsampled to ≤ 256 px, so that a preview render and the full render measure alike
+    scale = min(1.0, 256 / max(image.shape[:2]))
+    small = np.asarray(image, np.float32)
+    if scale < 1.0:
+        small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     linear = np.clip(small, 0.0, 1.0) ** 2.2 @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     return float(np.log2(np.maximum(linear, 1.0 / 1024)).mean())
 
@@ -143,7 +148,8 @@ def apply_gain(image: np.ndarray, stops: float) -> np.ndarray:
     """H×W×3 in [0,1] brightened by `stops` EV in linear light (gamma 2.2), clipped to [0,1]; same array if 0."""
     if stops == 0.0:
         return image
-    return (np.clip(image, 0.0, 1.0) ** 2.2 * 2.0 ** stops).clip(0.0, 1.0) ** (1 / 2.2)
+    return ((np.clip(image, 0.0, 1.0) ** 2.2 * np.float32(2.0 ** stops)).clip(0.0, 1.0) ** (1 / 2.2)).astype(
+        np.float32)
 
 
 def load(frames: Sequence[str | Path], settings: FuseSettings):
@@ -154,14 +160,16 @@ def load(frames: Sequence[str | Path], settings: FuseSettings):
 
 
 def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseSettings, *,
-               overwrite: bool = False, fuser: Fuser | None = None, latent: Any = None, gain: float = 0.0,
+               overwrite: bool = False, fuser: Fuser | None = None, latent: Any = None,
+               target_luminance: float | None = None,
                on_loaded: Callable[[Any], None] | None = None, progress: Progress | None = None) -> FuseResult:
     """Load 2-9 frame files (or one folder), fuse them with `settings` and write `output` -> FuseResult.
 
     Checks the output and the settings first (OutputError / LUTFuseError before any decoding), then loads the
     bracket (BracketError naming a bad frame), fuses (`fuse_bracket`), and writes via temp file + rename with the
-    middle frame's EXIF. `latent` replaces the student's latent code (method lut) and `gain` (stops, linear
-    light) brightens the result: both are the time-lapse deflicker's hooks and neutral by default.
+    middle frame's EXIF. `latent` replaces the student's latent code (method lut) and `target_luminance` (mean
+    log2 luminance, as `mean_log_luminance`) brings the result there by an exposure gain in linear light: both are
+    the time-lapse deflicker's hooks and neutral (None) by default.
     `on_loaded(bracket)` is called after loading (the CLI prints the EVs there).
     """
     from lutfuse.core.bracket import relative_evs
@@ -178,7 +186,9 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
         on_loaded(bracket)
     fused = fuse_bracket(bracket, settings.method, grid=settings.grid, detail=settings.detail,
                          device=settings.device, progress=progress, fuser=fuser, latent=latent)
-    fused = apply_gain(fused, gain)
+    if target_luminance is not None:
+        for _ in range(2):  # a second step makes up for what clipping took from the first
+            fused = apply_gain(fused, target_luminance - mean_log_luminance(fused))
     bits = output_bit_depth(output, settings.bit_depth, bracket.bit_depth)
     write_image(output, fused, bit_depth=bits, exif=bracket.middle().exif, quality=settings.quality,
                 overwrite=overwrite, inputs=paths)
