@@ -118,10 +118,12 @@ def deflicker(latents: np.ndarray, luminance: np.ndarray, radius: int = RADIUS) 
 
 
 def flicker(luminance: Sequence[float]) -> float:
-    """Flicker of a sequence of mean log2 luminances (stops): the mean absolute frame-to-frame change after the
-    slow trend (a running median over 7 frames, which keeps steps and ramps) is removed. 0 = no flicker."""
+    """Flicker of a sequence of mean log2 luminances, in stops: the median absolute frame-to-frame change after
+    the slow trend is removed (each change minus the median change over the 7 around it, so a ramp counts 0).
+    A real change (a step) is one outlier and barely moves the median. 0 = no flicker."""
     m = np.asarray(luminance, np.float64)
     if len(m) < 3:
         return 0.0
-    trend = np.array([np.median(m[max(0, t - 3):t + 4]) for t in range(len(m))])
-    return float(np.abs(np.diff(m - trend)).mean())
+    d = np.diff(m)
+    trend = np.array([np.median(d[max(0, t - 3):t + 4]) for t in range(len(d))])
+    return float(np.median(np.abs(d - trend)))

@@ -220,7 +220,7 @@ def test_group_modes_without_exif(tmp_path: Path, capsys) -> None:
     assert "loose.jpg (not inside a bracket subfolder" in capsys.readouterr().out
 
 
-def test_pool_and_ray_write_the_same_files(rendered_tmp_shoot, tmp_path: Path) -> None:
+def test_pool_writes_the_same_files(rendered_tmp_shoot, tmp_path: Path) -> None:
     folder = rendered_tmp_shoot
     assert run_cli("batch", folder, "-o", tmp_path / "one", "--grid", 17) == 0
     assert run_cli("batch", folder, "-o", tmp_path / "pool", "--grid", 17, "--workers", 2) == 0
@@ -228,7 +228,3 @@ def test_pool_and_ray_write_the_same_files(rendered_tmp_shoot, tmp_path: Path) -
     assert len(names) == 3
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "pool" / name).read_bytes()
-    pytest.importorskip("ray")
-    assert run_cli("batch", folder, "-o", tmp_path / "ray", "--grid", 17, "--engine", "ray") == 0
-    for name in names:
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()

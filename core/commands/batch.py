@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(f"not in any bracket: {path} ({reason})")
 
     outcomes = _execute(args, jobs, settings)
-    rows = [_row(o, settings) for o in sorted(outcomes, key=lambda o: o.job.index)]
+    rows = [_row(o, settings, args.timelapse) for o in sorted(outcomes, key=lambda o: o.job.index)]
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:
         tqdm.write(f"bracket {r['bracket']} failed ({r['frames']}): {r['error']}")
@@ -299,8 +299,9 @@ def _report_flicker(args, outcomes, jobs) -> None:
         tqdm.write(f"wrote {args.preview_video} ({len(frames)} frames)")
 
 
-def _row(outcome, settings) -> dict[str, Any]:
-    """One summary row."""
+def _row(outcome, settings, timelapse: bool = False) -> dict[str, Any]:
+    """One summary row; a time-lapse adds the mean log2 luminance with the bracket's own tone (tone_raw) and
+    as written (tone)."""
     job, result = outcome.job, outcome.result
     evs = result.evs if result is not None else None
     return {
@@ -314,7 +315,8 @@ def _row(outcome, settings) -> dict[str, Any]:
         "seconds": round(outcome.seconds, 3),
         "output": str(job.output),
         "error": outcome.error or "",
-    }
+    } | ({"tone_raw": job.raw_luminance, "tone": result.log_luminance if result is not None else None}
+         if timelapse else {})
 
 
 def _write_summary(path: Path, rows: list[dict], leftovers, *, overwrite: bool) -> None:
