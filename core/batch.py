@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lutfuse.core.errors import LUTFuseError
-from lutfuse.core.pipeline import FuseResult, Fuser, FuseSettings, fuse_files
+from lutfuse.core.pipeline import Fuser, FuseResult, FuseSettings, fuse_files
 
 
 @dataclass
@@ -70,7 +70,7 @@ def fuse_job(job: Job, settings: FuseSettings, overwrite: bool) -> Outcome:
     try:
         result = fuse_files(job.frames, job.output, settings, overwrite=overwrite, fuser=process_fuser(),
                             latent=job.latent, target_luminance=job.target_luminance)
-    except Exception as exc:  # one bad bracket must not stop an unattended batch; the summary reports it
+    except Exception as exc:  # noqa: BLE001 - one bad bracket must not stop an unattended batch; the summary reports it
         return Outcome(job, "failed", time.perf_counter() - start, describe(exc))
     return Outcome(job, "ok", time.perf_counter() - start, result=result)
 
@@ -107,8 +107,9 @@ def run_local(jobs: Sequence[Job], settings: FuseSettings, *, workers: int = 1, 
     context = multiprocessing.get_context("spawn")
     pending: set[Future] = set()
     queue = iter(jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads_per_worker(workers),)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(threads_per_worker(workers),))
+    try:
         for job in queue:
             pending.add(pool.submit(task, job, settings, overwrite))
             if len(pending) >= 2 * workers:
@@ -117,6 +118,8 @@ def run_local(jobs: Sequence[Job], settings: FuseSettings, *, workers: int = 1, 
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             yield from (f.result() for f in done)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl+C: drop queued jobs, let running ones finish
 
 
 def peak_rss_mb() -> tuple[float, float]:

@@ -41,7 +41,7 @@ class RayRunner:
                     ray.init(address=address, log_to_driver=False)
                 else:
                     ray.init(num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
-            except Exception as exc:  # connection refused, version mismatch: one clear line
+            except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch: one clear line
                 where = address or "a local Ray instance"
                 raise LUTFuseError(f"cannot start Ray on {where} ({exc})") from None
         self.ray = ray

@@ -9,6 +9,7 @@ EVs from EXIF (log2 t·ISO/100/N², as `core.bracket`) or, without EXIF, from th
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -163,7 +164,7 @@ def _bursts(shots: list[Shot]) -> list[list[Shot]]:
     exposure) is long: > MIN_GAP_S and > GAP_FACTOR × the median idle time."""
     if len(shots) < 2:
         return [shots] if shots else []
-    idle = [max(0.0, b.time - a.time - (a.exposure or 0.0)) for a, b in zip(shots, shots[1:])]
+    idle = [max(0.0, b.time - a.time - (a.exposure or 0.0)) for a, b in itertools.pairwise(shots)]
     limit = max(MIN_GAP_S, GAP_FACTOR * statistics.median(idle))
     bursts, current = [], [shots[0]]
     for gap, shot in zip(idle, shots[1:]):
@@ -206,7 +207,7 @@ def _continues(run: list[Shot], shot: Shot) -> bool:
         return False
     if len(evs) == 1:
         return True
-    steps = [b - a for a, b in zip(evs, evs[1:])]
+    steps = [b - a for a, b in itertools.pairwise(evs)]
     step = shot.ev - evs[-1]
     if len(evs) == 2:
         # 0, -, + (centre first, the common camera default): the third frame is brighter than the first
@@ -256,7 +257,7 @@ def group_auto(files: Sequence[Path]) -> Plan:
 def _distinct(shots: list[Shot]) -> bool:
     """No two exposures within SAME_EV of each other."""
     evs = sorted(s.ev for s in shots)
-    return all(b - a >= SAME_EV for a, b in zip(evs, evs[1:]))
+    return all(b - a >= SAME_EV for a, b in itertools.pairwise(evs))
 
 
 def group_fixed(files: Sequence[Path], n: int) -> Plan:
@@ -298,8 +299,8 @@ def group_folders(inputs: Sequence[str | Path]) -> Plan:
             if MIN_FRAMES <= len(files) <= MAX_FRAMES:
                 plan.groups.append(Group(shots, sub.name))
             else:
-                plan.leftovers += [(p, f"folder {sub.name} holds {len(files)} images; a bracket has "
-                                       f"{MIN_FRAMES}-{MAX_FRAMES}") for p in files]
+                plan.leftovers += [(p, (f"folder {sub.name} holds {len(files)} images; a bracket has "
+                                       f"{MIN_FRAMES}-{MAX_FRAMES}")) for p in files]
     return plan
 
 

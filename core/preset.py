@@ -7,12 +7,17 @@ to `fuse` is a preset key at once. Read with the standard library's tomllib, wri
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lutfuse.core.errors import LUTFuseError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 NAME_KEY = "name"
 

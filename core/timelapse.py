@@ -13,6 +13,7 @@ biweight re-weighting keeps a single odd bracket from pulling its neighbours (Cl
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 
@@ -41,7 +42,7 @@ def measure_job(job: Job, settings: FuseSettings, overwrite: bool) -> Outcome:
         preview = engine.render(grid_size=settings.grid, detail=settings.detail, max_side=PREVIEW_SIDE)
         extra = {"latent": latent.detach().to("cpu", torch.float32).numpy(),
                  "log_luminance": mean_log_luminance(preview)}
-    except Exception as exc:  # reported per bracket, like fuse_job
+    except Exception as exc:  # noqa: BLE001 - reported per bracket, like fuse_job
         return Outcome(job, "failed", time.perf_counter() - start, describe(exc))
     return Outcome(job, "ok", time.perf_counter() - start, extra=extra)
 
@@ -99,8 +100,8 @@ def smooth(values: np.ndarray, cuts: Sequence[int], radius: int = RADIUS) -> np.
     arr = np.asarray(values, np.float64)
     flat = arr.reshape(len(arr), -1)
     out = np.empty_like(flat)
-    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(arr))), len(arr)]
-    for lo, hi in zip(bounds, bounds[1:]):
+    bounds = [0, *sorted({c for c in cuts if 0 < c < len(arr)}), len(arr)]
+    for lo, hi in itertools.pairwise(bounds):
         out[lo:hi] = _local_linear(flat[lo:hi], radius)
     return out.reshape(arr.shape)
 

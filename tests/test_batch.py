@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import piexif
 import pytest
-
 from conftest import expose, render_scene
 from lutfuse.core.cli import main
 

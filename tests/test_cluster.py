@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import expose, render_scene
 from lutfuse.core.cli import main
 from test_batch import build_shoot

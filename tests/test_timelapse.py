@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from lutfuse.core.cli import main
 from lutfuse.core.timelapse import change_points, deflicker, flicker, smooth
 from lutfuse.core.train.data import load_radiance, render_bracket
@@ -54,7 +53,7 @@ def test_smoother_follows_ramps_and_keeps_steps() -> None:
     assert np.abs(fit - clean).mean() < 0.7 * np.abs(noisy - clean).mean()
     assert abs(fit[25] - clean[25]) < 0.2 and abs(fit[24] - clean[24]) < 0.2  # no smear across the step
     assert flicker(fit) < 0.5 * flicker(noisy)
-    latents, target, cuts2 = deflicker(np.stack([noisy, -noisy], 1), noisy)
+    _latents, target, cuts2 = deflicker(np.stack([noisy, -noisy], 1), noisy)
     assert cuts2 == [25] and np.allclose(target, fit)
 
 
@@ -85,3 +84,20 @@ def test_timelapse_flicker_drops_without_lag(shared_data: Path, tmp_path: Path) 
     assert jump_raw > 0.5
     assert final[STEP_AT] - final[STEP_AT - 1] > 0.7 * jump_raw
     assert np.abs(final[STEP_AT - 2:STEP_AT + 3] - raw[STEP_AT - 2:STEP_AT + 3]).max() < 0.35 * jump_raw
+
+
+def test_preview_video(tmp_path: Path) -> None:
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    from lutfuse.core.errors import OutputError
+    from lutfuse.core.video import write_preview
+
+    frames = []
+    for k in range(5):
+        path = tmp_path / f"{k}.png"
+        cv2.imwrite(str(path), np.full((37, 51, 3), 40 * k, np.uint8))  # odd size: the video rounds to even
+        frames.append(path)
+    video = write_preview(tmp_path / "seq.mp4", frames, fps=10)
+    assert imageio_ffmpeg.count_frames_and_secs(str(video))[0] == 5
+    with pytest.raises(OutputError, match="already exists"):
+        write_preview(video, frames)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp file left

@@ -177,6 +177,13 @@ def run(args: argparse.Namespace) -> int:
         raise LUTFuseError("--preview-video needs --timelapse (a video of a sequence)")
     if args.summary is not None and args.summary.suffix.lower() not in (".csv", ".json"):
         raise OutputError(f"{args.summary}: the summary is written as .csv or .json")
+    replace = args.force or args.resume  # a resumed batch updates its own summary
+    if args.summary is not None and not args.dry_run:
+        from lutfuse.core.imageio import check_writable
+
+        check_writable(args.summary, overwrite=replace, replace_hint="use --force (or --resume) to replace it")
+    if args.preview_video is not None and args.preview_video.suffix.lower() not in (".mp4", ".mov", ".mkv"):
+        raise OutputError(f"{args.preview_video}: the preview video is written as .mp4, .mov or .mkv")
 
     plan = plan_groups(args.inputs, args.group)
     if args.timelapse:
@@ -211,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         tqdm.write(f"bracket {r['bracket']} failed ({r['frames']}): {r['error']}")
     if args.summary is not None:
-        _write_summary(args.summary, rows, plan.leftovers, overwrite=True)
+        _write_summary(args.summary, rows, plan.leftovers, overwrite=replace)
     done = sum(r["status"] == "ok" for r in rows)
     skipped = sum(r["status"] == "skipped" for r in rows)
     own, children = peak_rss_mb()
