@@ -353,8 +353,10 @@ def _print_plan(plan, jobs) -> None:
         source = {s.ev_source for s in group.frames}
         print(f"bracket {job.index}: {len(group.frames)} frames, EV {ev_text} ({'/'.join(sorted(source))}) "
               f"-> {job.output}")
-        for s in group.frames:
-            print(f"    {s.path}")
+        known = sorted(s.ev for s in group.frames if s.ev is not None)
+        for s in group.frames:  # shooting order
+            ev = f"{s.ev - known[len(known) // 2]:+5.1f} EV" if s.ev is not None and evs is not None else "    ? EV"
+            print(f"    {ev}  {s.path}")
     for path, reason in plan.leftovers:
         print(f"not in any bracket: {path} ({reason})")
     print(f"{len(plan.groups)} bracket(s), {sum(len(g.frames) for g in plan.groups)} frames grouped, "
