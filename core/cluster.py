@@ -21,7 +21,7 @@ def _ray():
     try:
         import ray
     except ImportError:
-        raise LUTFuseError("--engine ray needs Ray: pip install 'lutfuse[cluster]' (or pip install 'ray>=2.9')") from None
+        raise LUTFuseError("--engine ray needs Ray: pip install 'lutfuse[cluster]' (or 'ray>=2.9')") from None
     return ray
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import piexif
 import pytest
 from conftest import expose, render_scene
+
 from lutfuse.core.cli import main
 
 T0 = datetime(2026, 5, 1, 17, 0, 0)
@@ -227,3 +228,16 @@ def test_pool_writes_the_same_files(rendered_tmp_shoot, tmp_path: Path) -> None:
     assert len(names) == 3
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "pool" / name).read_bytes()
+
+
+def test_batch_takes_every_fuse_option(capsys) -> None:
+    """Batch copies fuse's options (an option added to fuse appears here and as a preset key)."""
+    from lutfuse.core.commands.fuse import setting_actions
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("batch", "--help")
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    flags = [f for a in setting_actions() for f in a.option_strings]
+    assert {"--method", "--grid", "--detail", "--no-align", "--quality", "--bit-depth"} <= set(flags)
+    assert all(flag in out for flag in flags)

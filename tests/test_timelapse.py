@@ -11,10 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_batch import T0, write_frame
+
 from lutfuse.core.cli import main
 from lutfuse.core.timelapse import change_points, deflicker, flicker, smooth
 from lutfuse.core.train.data import load_radiance, render_bracket
-from test_batch import T0, write_frame
 
 BRACKETS = 24
 STEP_AT = 15           # the lights switch on in this bracket (0-based)
