@@ -265,7 +265,7 @@ def group_fixed(files: Sequence[Path], n: int) -> Plan:
     an incomplete last group is a leftover."""
     if not MIN_FRAMES <= n <= MAX_FRAMES:
         raise BracketError(f"--group {n}: a bracket has {MIN_FRAMES} to {MAX_FRAMES} frames")
-    shots = [read_shot(p) for p in files]
+    shots = _with_brightness([read_shot(p) for p in files])
     if shots and all(s.time is not None for s in shots):
         shots = sorted(shots, key=lambda s: (s.time, s.path.parent.as_posix(), s.path.name))
     plan = Plan([], [])
@@ -295,8 +295,8 @@ def group_folders(inputs: Sequence[str | Path]) -> Plan:
             files = image_files([sub])
             if not files:
                 continue
-            shots = [read_shot(p) for p in files]
             if MIN_FRAMES <= len(files) <= MAX_FRAMES:
+                shots = _with_brightness([read_shot(p) for p in files])
                 plan.groups.append(Group(shots, sub.name))
             else:
                 plan.leftovers += [(p, (f"folder {sub.name} holds {len(files)} images; a bracket has "

@@ -193,18 +193,18 @@ def run(args: argparse.Namespace) -> int:
     names = [j.output.name for j in jobs]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
-        raise OutputError(f"name pattern '{pattern}' gives {len(clash)} brackets the same file name "
-                          f"(e.g. {clash[0]}); add {{index}} or {{folder}} to --name")
+        raise OutputError(f"name pattern '{pattern}' gives {names.count(clash[0])} brackets the same file name "
+                          f"{clash[0]}; add {{index}} or {{folder}} to --name")
 
     if args.dry_run:
         _print_plan(plan, jobs)
         return 0
+    if jobs:
+        check_settings(settings, jobs[0].output)
     if not args.output.is_dir():
         if args.output.exists():
             raise OutputError(f"{args.output}: is not a folder")
         args.output.mkdir(parents=True)
-    if jobs:
-        check_settings(settings, jobs[0].output)
     existing = [j for j in jobs if j.output.exists()]
     if existing and not (args.resume or args.force):
         raise OutputError(f"{existing[0].output}: already exists ({len(existing)} of {len(jobs)} results do); "
