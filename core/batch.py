@@ -93,14 +93,16 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run_local(jobs: Sequence[Job], settings: FuseSettings, *, workers: int = 1, overwrite: bool = False,
-              task: Task = fuse_job) -> Iterator[Outcome]:
+              task: Task = fuse_job, threads: int | None = None) -> Iterator[Outcome]:
     """Run `task` over the jobs -> Outcomes in completion order.
 
-    workers ≤ 1 runs in this process; more start a spawn-context process pool (one model per worker, torch
-    threads = CPU cores / workers), keeping at most 2 jobs per worker submitted so memory does not grow with
-    the batch size.
+    workers ≤ 1 runs in this process; more start a spawn-context process pool (one model per worker), keeping
+    at most 2 jobs per worker submitted so memory does not grow with the batch size. threads: torch/OpenCV
+    threads per worker (None: CPU cores / workers in a pool, the process's setting in this process).
     """
     if workers <= 1:
+        if threads is not None:
+            _init_worker(threads)
         for job in jobs:
             yield task(job, settings, overwrite)
         return
@@ -108,7 +110,7 @@ def run_local(jobs: Sequence[Job], settings: FuseSettings, *, workers: int = 1, 
     pending: set[Future] = set()
     queue = iter(jobs)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                               initargs=(threads_per_worker(workers),))
+                               initargs=(threads or threads_per_worker(workers),))
     try:
         for job in queue:
             pending.add(pool.submit(task, job, settings, overwrite))

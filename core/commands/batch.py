@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: by capture time and exposure pattern; N: N frames at a time (capture order); "
                         "folder: one subfolder per bracket")
     p.add_argument("--workers", type=int, default=1, help="processes fusing in parallel (1 = in this process)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per worker (default: cores / workers; 1 is faster on a busy machine)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local process pool, or Ray tasks (pip install 'lutfuse[cluster]')")
     p.add_argument("--address", default=None,
@@ -171,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(f"wrote preset {args.save_preset}")
     if args.workers < 1:
         raise LUTFuseError(f"--workers {args.workers}: must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise LUTFuseError(f"--threads {args.threads}: must be at least 1")
     if args.timelapse and settings.method != "lut":
         raise LUTFuseError(f"--timelapse smooths the learned LUT's tone: use --method lut, not {settings.method}")
     if args.preview_video is not None and not args.timelapse:
@@ -258,7 +262,8 @@ def _runner(args: argparse.Namespace):
 
         return RayRunner(args.address)
     return lambda jobs, settings, *, overwrite, task: run_local(jobs, settings, workers=args.workers,
-                                                                  overwrite=overwrite, task=task)
+                                                                  overwrite=overwrite, task=task,
+                                                                  threads=args.threads)
 
 
 def _timelapse_pass(args, jobs, settings, runner):
