@@ -301,7 +301,7 @@ def _report_flicker(args, outcomes, jobs) -> None:
     if len(ok) >= 3:
         before = flicker([o.job.raw_luminance for o in ok])
         after = flicker([o.result.log_luminance for o in ok])
-        tqdm.write(f"flicker (mean frame-to-frame change of log2 luminance after the slow trend): "
+        tqdm.write(f"flicker (median frame-to-frame change of log2 luminance after the slow trend): "
                    f"{before:.4f} stops per-bracket tone -> {after:.4f} stops smoothed")
     if args.preview_video is not None:
         from lutfuse.core.video import write_preview
