@@ -63,6 +63,7 @@ class FuseResult:
     bit_depth: int
     seconds: float
     log_luminance: float      # mean log2 luminance of the written image (linearised, gamma 2.2), for time-lapses
+    notes: list[str] = field(default_factory=list)  # what the loader noticed (Bracket.notes), not errors
 
 
 class Fuser:
@@ -165,20 +166,21 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
                on_loaded: Callable[[Any], None] | None = None, progress: Progress | None = None) -> FuseResult:
     """Load 2-9 frame files (or one folder), fuse them with `settings` and write `output` -> FuseResult.
 
-    Checks the output and the settings first (OutputError / LUTFuseError before any decoding), then loads the
+    Checks the frame files, the output and the settings first (BracketError / OutputError / LUTFuseError before
+    any decoding), then loads the
     bracket (BracketError naming a bad frame), fuses (`fuse_bracket`), and writes via temp file + rename with the
     middle frame's EXIF. `latent` replaces the student's latent code (method lut) and `target_luminance` (mean
     log2 luminance, as `mean_log_luminance`) brings the result there by an exposure gain in linear light: both are
     the time-lapse deflicker's hooks and neutral (None) by default.
     `on_loaded(bracket)` is called after loading (the CLI prints the EVs there).
     """
-    from lutfuse.core.bracket import relative_evs
+    from lutfuse.core.bracket import frame_paths, relative_evs
     from lutfuse.core.commands.common import check_output, output_bit_depth
     from lutfuse.core.imageio import write_image
 
     start = time.perf_counter()
     output = Path(output)
-    paths = [Path(f) for f in frames]
+    paths = frame_paths(list(frames))  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(output, paths, overwrite)
     check_settings(settings, output)
     bracket = load(paths, settings)
@@ -196,4 +198,5 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
                       evs=relative_evs([f.ev for f in bracket.frames]),
                       ev_source="exif" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness",
                       width=fused.shape[1], height=fused.shape[0], bit_depth=bits,
-                      seconds=time.perf_counter() - start, log_luminance=mean_log_luminance(fused))
+                      seconds=time.perf_counter() - start, log_luminance=mean_log_luminance(fused),
+                      notes=list(getattr(bracket, "notes", [])))

@@ -218,6 +218,9 @@ def run(args: argparse.Namespace) -> int:
 
     outcomes = _execute(args, jobs, settings)
     rows = [_row(o, settings, args.timelapse) for o in sorted(outcomes, key=lambda o: o.job.index)]
+    for o in sorted(outcomes, key=lambda o: o.job.index):
+        for note in o.result.notes if o.result is not None else []:
+            tqdm.write(f"bracket {o.job.index}: note: {note}")
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:
         tqdm.write(f"bracket {r['bracket']} failed ({r['frames']}): {r['error']}")

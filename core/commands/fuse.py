@@ -10,7 +10,8 @@ import argparse
 
 from tqdm import tqdm
 
-from lutfuse.core.commands.common import add_bracket_arguments, add_output_arguments
+from lutfuse.core.commands.common import add_bracket_arguments, add_output_arguments, print_notes
+from lutfuse.core.errors import shown_path
 from lutfuse.core.pipeline import METHODS, FuseSettings, fuse_bracket  # noqa: F401  (fuse_bracket: public here too)
 
 # Dests of fuse's arguments that name this run's files rather than how to fuse (batch has its own).
@@ -60,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from lutfuse.core.pipeline import fuse_files
 
     def loaded(bracket) -> None:
+        print_notes("fuse", bracket.notes)
         evs = relative_evs([f.ev for f in bracket.frames])
-        frames = ", ".join(f"{f.path.name} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
+        frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
         source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
         tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
 
@@ -73,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
         result = fuse_files(args.frames, args.output, settings_from(args), overwrite=args.force,
                             on_loaded=loaded, progress=report)
         report(1.0)
-    tqdm.write(f"wrote {result.output} ({result.width}×{result.height}, {result.bit_depth}-bit, "
+    tqdm.write(f"wrote {shown_path(result.output)} ({result.width}×{result.height}, {result.bit_depth}-bit, "
                f"method {args.method})")
     return 0
