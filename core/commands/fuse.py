@@ -60,21 +60,28 @@ def run(args: argparse.Namespace) -> int:
     from lutfuse.core.bracket import relative_evs
     from lutfuse.core.pipeline import fuse_files
 
+    bars: list[tqdm] = []  # opened once the bracket has loaded, so that a bad input prints only its error line
+
     def loaded(bracket) -> None:
         print_notes("fuse", bracket.notes)
         evs = relative_evs([f.ev for f in bracket.frames])
         frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
         source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
         tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
+        bars.append(tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False))
 
-    with tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False) as bar:
-        def report(fraction: float) -> None:
-            bar.n = round(100 * fraction)
-            bar.refresh()
+    def report(fraction: float) -> None:
+        if bars:
+            bars[0].n = round(100 * fraction)
+            bars[0].refresh()
 
+    try:
         result = fuse_files(args.frames, args.output, settings_from(args), overwrite=args.force,
                             on_loaded=loaded, progress=report)
         report(1.0)
+    finally:
+        for bar in bars:
+            bar.close()
     tqdm.write(f"wrote {shown_path(result.output)} ({result.width}×{result.height}, {result.bit_depth}-bit, "
                f"method {args.method})")
     return 0
