@@ -83,51 +83,30 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _capture_time(data: dict | None) -> float | None:
-    """DateTimeOriginal (+ SubSecTimeOriginal) of a parsed EXIF block as seconds (naive local time), or None."""
-    exif = (data or {}).get("Exif", {})
-    import piexif
-
-    raw = exif.get(piexif.ExifIFD.DateTimeOriginal) or (data or {}).get("0th", {}).get(piexif.ImageIFD.DateTime)
-    if not isinstance(raw, bytes):
+def _capture_time(data: dict[str, str] | None) -> float | None:
+    """DateTimeOriginal (+ SubSecTimeOriginal) of parsed EXIF (exiv2 keys, `core.exif.parse`) as seconds (naive
+    local time), or None."""
+    data = data or {}
+    raw = data.get("Exif.Photo.DateTimeOriginal") or data.get("Exif.Image.DateTime")
+    if not raw:
         return None
     try:
-        stamp = datetime.strptime(raw.decode("ascii", "replace").strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+        stamp = datetime.strptime(raw.strip("\x00 "), "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
     seconds = stamp.timestamp()
-    sub = exif.get(piexif.ExifIFD.SubSecTimeOriginal)
-    if isinstance(sub, bytes):
-        digits = sub.decode("ascii", "replace").strip("\x00 ")
-        if digits.isdigit():
-            seconds += int(digits) / 10 ** len(digits)
+    digits = (data.get("Exif.Photo.SubSecTimeOriginal") or "").strip("\x00 ")
+    if digits.isdigit():
+        seconds += int(digits) / 10 ** len(digits)
     return seconds
 
 
-def _read_exif(path: Path) -> dict | None:
-    """Parsed EXIF of a JPEG/TIFF/TIFF-based RAW file, without decoding pixels (None when absent)."""
+def _read_exif(path: Path) -> dict[str, str] | None:
+    """Parsed EXIF of a frame file (JPEG, PNG, TIFF, RAW... as exiv2 reads them), without decoding pixels."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(4 << 20)  # EXIF sits in the first segments; 4 MB covers maker notes
+        return exifmod.parse(path.read_bytes())
     except OSError:
         return None
-    if head[:2] == b"\xff\xd8" or head[:4] in (b"II*\x00", b"MM\x00*"):
-        return exifmod.parse(head if head[:2] != b"\xff\xd8" else _jpeg_app1(head))
-    return None
-
-
-def _jpeg_app1(data: bytes) -> bytes | None:
-    """The Exif APP1 payload (b"Exif\\0\\0..."), found by walking the JPEG's leading marker segments."""
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
-            return data[pos + 4:pos + 2 + length]
-        if marker == 0xDA:
-            break
-        pos += 2 + length
-    return None
 
 
 def read_shot(path: Path) -> Shot:

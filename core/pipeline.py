@@ -169,14 +169,16 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
     Checks the frame files, the output and the settings first (BracketError / OutputError / LUTFuseError before
     any decoding), then loads the
     bracket (BracketError naming a bad frame), fuses (`fuse_bracket`), and writes via temp file + rename with the
-    middle frame's EXIF. `latent` replaces the student's latent code (method lut) and `target_luminance` (mean
+    middle frame's EXIF, XMP and ICC profile (`core.metadata.OutputMetadata`). `latent` replaces the student's latent code (method lut) and `target_luminance` (mean
     log2 luminance, as `mean_log_luminance`) brings the result there by an exposure gain in linear light: both are
     the time-lapse deflicker's hooks and neutral (None) by default.
     `on_loaded(bracket)` is called after loading (the CLI prints the EVs there).
     """
     from lutfuse.core.bracket import frame_paths, relative_evs
-    from lutfuse.core.commands.common import check_output, output_bit_depth
+    from lutfuse.core.commands.common import check_output, image_options, output_bit_depth
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.metadata import OutputMetadata
+    from lutfuse.core.weights import shipped
 
     start = time.perf_counter()
     output = Path(output)
@@ -192,8 +194,10 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
         for _ in range(2):  # a second step makes up for what clipping took from the first
             fused = apply_gain(fused, target_luminance - mean_log_luminance(fused))
     bits = output_bit_depth(output, settings.bit_depth, bracket.bit_depth)
-    write_image(output, fused, bit_depth=bits, exif=bracket.middle().exif, quality=settings.quality,
-                overwrite=overwrite, inputs=paths)
+    origin = {"lut": str(shipped("LUT student")),
+              "hq": f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"}.get(settings.method, "the fusion")
+    write_image(output, fused, bit_depth=bits, metadata=OutputMetadata.from_bracket(bracket), overwrite=overwrite,
+                inputs=paths, origin=origin, **image_options(settings))
     return FuseResult(output=output, frames=[f.path for f in bracket.frames],
                       evs=relative_evs([f.ev for f in bracket.frames]),
                       ev_source="exif" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness",

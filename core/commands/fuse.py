@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fuse",
         help="fuse a bracket into one image",
-        description="Fuse 2-9 exposures into one image. The EXIF of the middle frame is kept.",
+        description="Fuse 2-9 exposures into one image. The output keeps the middle frame's EXIF, XMP and ICC profile "
+                    "(sRGB when untagged) and lists the bracket's exposures in its ImageDescription.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_arguments(p)
