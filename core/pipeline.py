@@ -167,11 +167,12 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
     """Load 2-9 frame files (or one folder), fuse them with `settings` and write `output` -> FuseResult.
 
     Checks the frame files, the output and the settings first (BracketError / OutputError / LUTFuseError before
-    any decoding), then loads the
-    bracket (BracketError naming a bad frame), fuses (`fuse_bracket`), and writes via temp file + rename with the
-    middle frame's EXIF, XMP and ICC profile (`core.metadata.OutputMetadata`). `latent` replaces the student's latent code (method lut) and `target_luminance` (mean
-    log2 luminance, as `mean_log_luminance`) brings the result there by an exposure gain in linear light: both are
-    the time-lapse deflicker's hooks and neutral (None) by default.
+    any decoding), then loads the bracket (BracketError naming a bad frame), fuses (`fuse_bracket`), and writes
+    via temp file + rename with the middle frame's EXIF, XMP and ICC profile (`core.metadata.OutputMetadata`) and
+    the image options (`--quality`, `--subsampling`, `--compression`: `commands.common.image_options`).
+    `latent` replaces the student's latent code (method lut) and `target_luminance` (mean log2 luminance, as
+    `mean_log_luminance`) brings the result there by an exposure gain in linear light: both are the time-lapse
+    deflicker's hooks and neutral (None) by default.
     `on_loaded(bracket)` is called after loading (the CLI prints the EVs there).
     """
     from lutfuse.core.bracket import frame_paths, relative_evs
