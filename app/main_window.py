@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -24,11 +26,38 @@ from lutfuse.app.export_ui import ExportMixin
 from lutfuse.app.frame_strip import FrameStrip
 from lutfuse.app.histogram import HistogramWidget
 from lutfuse.app.lut_panel import LutPanel
+from lutfuse.app.section import Section
 from lutfuse.app.settings import AppSettings
 from lutfuse.app.task_indicator import TaskIndicator
 from lutfuse.app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
 from lutfuse.app.viewer import ImageViewer
 from lutfuse.app.workers import EngineHost, Job
+
+# Below this usable screen size the window fills the screen (a laptop); above it takes a share of it.
+SMALL_SCREEN = QSize(1600, 1000)
+LARGE_SCREEN_SHARE = 0.85
+# Below this usable height the Adjust and LUT panels share one column as tabs instead of being stacked.
+TABBED_BELOW_HEIGHT = 950
+
+
+def default_window_size(available: QRect) -> QSize:
+    """Size of a new window on a screen whose usable area is `available`: the whole area on a small screen
+    (a 1366×768 laptop), else 85 % of it (never a fixed size that may not fit)."""
+    w, h = available.width(), available.height()
+    if w <= SMALL_SCREEN.width() or h <= SMALL_SCREEN.height():
+        return QSize(w, h)
+    return QSize(round(w * LARGE_SCREEN_SHARE), round(h * LARGE_SCREEN_SHARE))
+
+
+def scrolled(widget: QWidget) -> QScrollArea:
+    """`widget` in a frameless vertical scroll area, so a dock never forces the window taller than the screen."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    return area
+
 
 OPEN_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf *.rw2);;All files (*)"
 
@@ -79,7 +108,12 @@ class MainWindow(ExportMixin, QMainWindow):
         self._build_widgets()
         self._build_menus()
         self._connect()
-        self.resize(QSize(1440, 900))
+        screen = self.screen() or QApplication.primaryScreen()
+        available = screen.availableGeometry()
+        self.resize(default_window_size(available))
+        if available.height() < TABBED_BELOW_HEIGHT:
+            self.tabifyDockWidget(self.docks["adjust"], self.docks["lut"])
+            self.docks["adjust"].raise_()
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -106,29 +140,33 @@ class MainWindow(ExportMixin, QMainWindow):
         adjust_box = QWidget()
         adjust_layout = QVBoxLayout(adjust_box)
         adjust_layout.setContentsMargins(0, 0, 0, 0)
-        adjust_layout.addWidget(self.adjust)
-        hist_title = QLabel("Histogram")
-        hist_title.setObjectName("panelTitle")
-        hist_title.setContentsMargins(8, 4, 8, 0)
-        adjust_layout.addWidget(hist_title)
-        adjust_layout.addWidget(self.histogram, 1)
+        adjust_layout.setSpacing(2)
+        self.sections = {
+            "histogram": Section("Histogram", self.histogram),
+            "fusion": Section("Fusion", self.adjust),
+        }
+        for section in self.sections.values():
+            adjust_layout.addWidget(section)
+        adjust_layout.addStretch(1)
         self.lut_panel = LutPanel()
         self.docks = {}
         for name, title, widget, area in (
             ("frames", "Frames", self.strip, Qt.DockWidgetArea.LeftDockWidgetArea),
-            ("adjust", "Adjust", adjust_box, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("adjust", "Adjust", scrolled(adjust_box), Qt.DockWidgetArea.RightDockWidgetArea),
             ("lut", "LUT", self.lut_panel, Qt.DockWidgetArea.RightDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{name}")  # saveState() needs names
             dock.setWidget(widget)
+            # closable: View → Frames/Adjust/LUT hide and show them (Qt greys the toggle out otherwise)
             dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.resizeDocks([self.docks["frames"]], [200], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["adjust"], self.docks["lut"]], [380, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["adjust"], self.docks["lut"]], [300, 520], Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["adjust"], self.docks["lut"]], [560, 440], Qt.Orientation.Vertical)
 
         bar = self.statusBar()
         self.zoom_label = QLabel("")
@@ -191,8 +229,17 @@ class MainWindow(ExportMixin, QMainWindow):
         tools.addAction(actual)
         tools.addAction(self.split_action)
         view.addSeparator()
-        for dock in self.docks.values():
-            view.addAction(dock.toggleViewAction())
+        for name, dock in self.docks.items():
+            toggle = dock.toggleViewAction()
+            toggle.setShortcut(QKeySequence({"frames": "Ctrl+Shift+1", "adjust": "Ctrl+Shift+2",
+                                             "lut": "Ctrl+Shift+3"}[name]))
+            toggle.setStatusTip(f"Show or hide the {dock.windowTitle()} panel")
+            view.addAction(toggle)
+        self.panels_action = self._action(view, "Hide All &Panels", self.toggle_panels, ["Tab"],
+                                          "Hide every panel for a bigger image; again to bring them back")
+        self.fullscreen_action = self._action(view, "&Full Screen", self.set_full_screen, ["F11"],
+                                              "Full screen (F11; Esc leaves)")
+        self.fullscreen_action.setCheckable(True)
         self._rebuild_recent()
         self._set_exports_enabled(False)
 
@@ -210,6 +257,33 @@ class MainWindow(ExportMixin, QMainWindow):
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.export_task.cancelRequested.connect(self.cancel_export)
         self.load_task.cancelRequested.connect(self.cancel_load)
+
+    # -- layout ----------------------------------------------------------------------------------------------------
+    def set_full_screen(self, on: bool) -> None:
+        """Full screen on or off (F11)."""
+        self.fullscreen_action.setChecked(on)
+        if on:
+            self.showFullScreen()
+        else:
+            self.showNormal()
+
+    def toggle_panels(self) -> None:
+        """Hide every panel (remembering which were shown), or bring the remembered ones back."""
+        shown = [name for name, dock in self.docks.items() if dock.isVisible()]
+        if shown:
+            self._hidden_panels = shown
+            for name in shown:
+                self.docks[name].hide()
+        else:
+            for name in getattr(self, "_hidden_panels", list(self.docks)):
+                self.docks[name].show()
+
+    def keyPressEvent(self, event) -> None:
+        """Esc leaves full screen."""
+        if event.key() == Qt.Key.Key_Escape and self.isFullScreen():
+            self.set_full_screen(False)
+            return
+        super().keyPressEvent(event)
 
     # -- state shortcuts ---------------------------------------------------------------------------------------
     @property

@@ -165,7 +165,9 @@ def test_window_opens_on_the_demo_and_shows_a_render(window: MainWindow) -> None
     assert window.lut_panel.size == window.grid == 33
     assert window.lut_panel.slice_pixels().shape == (33, 33, 3)
     assert set(window.histogram.data) == {"R", "G", "B", "L"}
-    assert window.width() >= 1000 and window.height() >= 700
+    available = window.screen().availableGeometry()
+    assert window.width() <= max(available.width(), window.minimumSizeHint().width())
+    assert window.height() <= available.height()
     assert window.windowTitle().startswith("LUTFuse")
 
 
@@ -382,8 +384,8 @@ def test_screenshot_waits_for_the_full_render_and_writes_a_png(qtbot, tmp_path: 
     shot = tmp_path / "shot.png"
     assert run([], screenshot=shot, settings=AppSettings(tmp_path / "s.ini"), engine_factory=engine_factory) == 0
     image = cv2.imread(str(shot))
-    assert image is not None and image.shape[:2] == (900, 1440)
-    view = image[100:800, 250:1000]        # the image area, not only panels
+    assert image is not None and image.shape[0] >= 500 and image.shape[1] >= 900
+    view = image[150:450, 300:600]         # the image area, not only panels
     assert view.std() > 10
 
 
