@@ -9,15 +9,37 @@ from pathlib import Path
 from lutfuse.app.workers import EngineHost, Job
 from lutfuse.core.errors import Cancelled
 
-# Save-dialog filters -> (suffix, bit depth); the filter, not only the suffix, decides 8 or 16-bit TIFF.
+# Save-dialog filters -> (suffix, bit depth). A typed extension decides the format; the filter then decides
+# the bit depth only when it is of that format (else TIFF is 16-bit, PNG and JPEG 8-bit).
 IMAGE_FILTERS = {
+    "TIFF 16-bit (*.tif *.tiff)": (".tif", 16),
+    "TIFF 8-bit (*.tif *.tiff)": (".tif", 8),
     "JPEG (*.jpg *.jpeg)": (".jpg", 8),
     "PNG 8-bit (*.png)": (".png", 8),
     "PNG 16-bit (*.png)": (".png", 16),
-    "TIFF 8-bit (*.tif *.tiff)": (".tif", 8),
-    "TIFF 16-bit (*.tif *.tiff)": (".tif", 16),
 }
+DEFAULT_IMAGE_FILTER = "TIFF 16-bit (*.tif *.tiff)"
 CUBE_FILTER = "Adobe/Resolve 3D LUT (*.cube)"
+FORMAT_OF_SUFFIX = {".tif": ".tif", ".tiff": ".tif", ".jpg": ".jpg", ".jpeg": ".jpg", ".png": ".png"}
+DEFAULT_BITS = {".tif": 16, ".jpg": 8, ".png": 8}
+
+
+def image_format(path: Path, chosen_filter: str) -> tuple[Path, int]:
+    """(path to write, bit depth) from what was typed and the filter selected in the save dialog.
+
+    A typed image extension wins over the filter ('name.tif' with the JPEG filter writes a TIFF); its bit depth
+    comes from the filter when the filter is of the same format, else the format's default (16-bit TIFF).
+    Without a known extension the filter's suffix is added."""
+    suffix, bits = IMAGE_FILTERS.get(chosen_filter, IMAGE_FILTERS[DEFAULT_IMAGE_FILTER])
+    typed = FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    if typed is None:
+        return path.with_name(path.name + suffix), bits
+    return path, bits if typed == suffix else DEFAULT_BITS[typed]
+
+
+def default_export_path(first_frame: Path, suffix: str, tag: str = "fused") -> Path:
+    """Beside the originals, named after the first (darkest) frame: IMG_0001.jpg -> IMG_0001_fused.tif."""
+    return first_frame.with_name(f"{first_frame.stem}_{tag}{suffix}")
 
 
 @dataclass(frozen=True)

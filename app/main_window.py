@@ -29,7 +29,7 @@ from lutfuse.app.lut_panel import LutPanel
 from lutfuse.app.section import Section
 from lutfuse.app.settings import AppSettings
 from lutfuse.app.task_indicator import TaskIndicator
-from lutfuse.app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
+from lutfuse.app.state import DISPLAY_SIDE_MIN, PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
 from lutfuse.app.viewer import ImageViewer
 from lutfuse.app.workers import EngineHost, Job
 
@@ -92,6 +92,7 @@ class MainWindow(ExportMixin, QMainWindow):
 
     renderShown = Signal(bool)     # a render reached the view; True when it was the full-resolution one
     errorShown = Signal(str)
+    warningShown = Signal(str)
     exportEnded = Signal(str, str)  # status ("done", "failed", "cancelled"), path or message
 
     def __init__(self, settings: AppSettings | None = None,
@@ -110,6 +111,8 @@ class MainWindow(ExportMixin, QMainWindow):
         self._connect()
         screen = self.screen() or QApplication.primaryScreen()
         available = screen.availableGeometry()
+        pixels = screen.size() * screen.devicePixelRatio()
+        self.host.display_side = max(DISPLAY_SIDE_MIN, pixels.width(), pixels.height())
         self.resize(default_window_size(available))
         if available.height() < TABBED_BELOW_HEIGHT:
             self.tabifyDockWidget(self.docks["adjust"], self.docks["lut"])
@@ -353,6 +356,8 @@ class MainWindow(ExportMixin, QMainWindow):
         self.setWindowTitle(f"LUTFuse — {name} ({len(frames)} frames, {w}×{h})")
         self.statusBar().showMessage(f"Opened {len(frames)} frames, {w}×{h}"
                                      f"{', aligned' if loaded.align else ''}", 5000)
+        if loaded.warnings:
+            self.show_warning("Check this bracket: " + "; ".join(loaded.warnings))
         self.host.request_render(self.grid, self.detail, PREVIEW_MAX_SIDE)
         self.host.request_render(self.grid, self.detail, None)
 
@@ -393,7 +398,7 @@ class MainWindow(ExportMixin, QMainWindow):
         """Put a finished render on screen with its histogram and LUT."""
         if self.loaded is None:
             return
-        self.viewer.set_after(result.image)
+        self.viewer.set_after(result.image, result.source)
         self.histogram.set_histograms(result.histogram)
         if self.lut_panel.size != result.lut.shape[0] or self.lut_panel.lut is not result.lut:
             self.lut_panel.set_lut(result.lut)
@@ -409,6 +414,12 @@ class MainWindow(ExportMixin, QMainWindow):
         self.banner.show_message(message)
         self.statusBar().showMessage(message, 15000)
         self.errorShown.emit(message)
+
+    def show_warning(self, message: str) -> None:
+        """Something the user should know that does not stop the work: banner and status bar."""
+        self.banner.show_message(message)
+        self.statusBar().showMessage(message, 15000)
+        self.warningShown.emit(message)
 
     # -- closing -----------------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:

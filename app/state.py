@@ -12,6 +12,10 @@ GRID_MIN, GRID_MAX, GRID_DEFAULT = 2, 129, 33
 GRID_MARKS = (2, 17, 33, 65, 129)
 PREVIEW_MAX_SIDE = 640   # while a slider moves: small enough to render at interactive rates on a laptop CPU
 THUMB_SIDE = 160
+# Full renders are shown from a copy whose longest side is at most the screen's (never below this): converting
+# and uploading 24 MP for a 2560-px screen took 0.7-2.3 s; zoomed in past it, the view cuts the visible part
+# from the full-resolution render instead.
+DISPLAY_SIDE_MIN = 2048
 RECENT_MAX = 8
 AXES = ("R", "G", "B")
 
@@ -61,10 +65,11 @@ class RenderResult:
     """What a render job hands back to the view: display pixels, the LUT it used, and histograms."""
 
     request: RenderRequest
-    image: np.ndarray              # H×W×3 uint8 for display
+    image: np.ndarray              # h×w×3 uint8 for display (at most the display side)
     lut: np.ndarray                # G×G×G×3 float32, core layout lut[b, g, r, c]
     histogram: dict[str, np.ndarray]
     seconds: float
+    source: np.ndarray | None = None   # the render itself, H×W×3 float32 in [0,1] (for 1:1 crops and readout)
 
 
 @dataclass
@@ -77,11 +82,25 @@ class LoadedBracket:
     before: np.ndarray             # middle frame, H×W×3 uint8
     thumbnails: list[np.ndarray] = field(default_factory=list)   # small H×W×3 uint8, darkest first
     relative_evs: list[float] = field(default_factory=list)      # EV relative to the middle frame
+    warnings: list[str] = field(default_factory=list)            # core.scene_check: duplicates, other scenes
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
     """Float RGB in [0,1] -> contiguous uint8 for display."""
     return np.ascontiguousarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+def display_copy(image: np.ndarray, side: int) -> np.ndarray:
+    """Float RGB in [0,1] -> uint8 for display, area-downsampled first when its longest side exceeds `side`
+    (downsampling the float image before converting is what makes a 24 MP render quick to show)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if max(h, w) > side:
+        scale = side / max(h, w)
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return to_display(image)
 
 
 def thumbnail(image: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
@@ -131,13 +150,6 @@ def neutral_response(lut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     g = lut.shape[0]
     i = np.arange(g)
     return i / (g - 1), lut[i, i, i, :]
-
-
-def rescale_index(index: int, old_size: int, new_size: int) -> int:
-    """Keep a slice at the same input level when the grid size changes."""
-    if old_size <= 1:
-        return new_size // 2
-    return int(round(index * (new_size - 1) / (old_size - 1)))
 
 
 def push_recent(recent: Sequence[Sequence[str]], entry: Sequence[str], limit: int = RECENT_MAX) -> list[list[str]]:

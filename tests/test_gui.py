@@ -131,7 +131,6 @@ def test_lut_slice_follows_the_core_layout() -> None:
     assert np.allclose(s[..., 0], 1 / 4) and np.allclose(s[2, 3], [0.25, 0.75, 0.5])
     grey, rgb = state.neutral_response(identity)
     assert np.allclose(rgb, grey[:, None].repeat(3, 1))
-    assert state.rescale_index(16, 33, 5) == 2
 
 
 def test_recent_list_and_ev_labels() -> None:
