@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lutfuse.app.state import display_copy
 from lutfuse.app.workers import EngineHost, Job
 from lutfuse.core.errors import Cancelled
 
@@ -68,7 +69,7 @@ def _check(job: Job) -> None:
 
 
 def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: ImageOptions,
-               overwrite: bool) -> Callable[[Job], Path]:
+               overwrite: bool, look: object = None) -> Callable[[Job], Path]:
     """Full-resolution LUT render written to `path` (EXIF of the middle frame kept)."""
     bracket = host.current.bracket
 
@@ -78,7 +79,8 @@ def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: 
         job.report(0.05)
         with host.lock:
             _check(job)
-            image = host.engine.render(grid, detail, None)
+            extra = {} if look is None else {"look": look}
+            image = host.engine.render(grid, detail, None, **extra)
         _check(job)
         job.report(0.7)
         out = write_image(path, image, bit_depth=options.bit_depth, exif=bracket.middle().exif,
@@ -89,7 +91,7 @@ def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: 
     return work
 
 
-def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Callable[[Job], Path]:
+def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool, look: object = None) -> Callable[[Job], Path]:
     """The bracket's LUT as a .cube and, beside it, the 16-bit base image it applies to."""
     bracket = host.current.bracket
 
@@ -99,7 +101,7 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Calla
 
         job.report(0.05)
         with host.lock:
-            lut = host.engine.lut(grid)
+            lut = host.engine.lut(grid, **({} if look is None else {"look": look}))
             base = host.engine.base()
         _check(job)
         job.report(0.3)
@@ -125,6 +127,7 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
         job.report(0.0)
         fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled)
         _check(job)
+        host.hq_result = (bracket, display_copy(fused, host.display_side))   # for comparing in the editor
         out = write_image(path, fused, bit_depth=options.bit_depth, exif=bracket.middle().exif,
                           quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames])
         job.report(1.0)

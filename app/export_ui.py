@@ -87,7 +87,7 @@ class ExportMixin:
         overwrite = self._may_write([path])
         if overwrite is None or self.loaded is None:
             return None
-        work = ex.image_work(self.host, path, self.grid, self.detail, options, overwrite)
+        work = ex.image_work(self.host, path, self.grid, self.detail, options, overwrite, self.look())
         return self._start_export(work, f"Exporting {path.name}")
 
     def export_cube(self, path: Path) -> Job | None:
@@ -95,13 +95,15 @@ class ExportMixin:
         overwrite = self._may_write([path, ex.base_path_for(path)])
         if overwrite is None or self.loaded is None:
             return None
-        return self._start_export(ex.cube_work(self.host, path, self.grid, overwrite), f"Exporting {path.name}")
+        return self._start_export(ex.cube_work(self.host, path, self.grid, overwrite, self.look()),
+                                  f"Exporting {path.name}")
 
     def export_hq(self, path: Path, options: ex.ImageOptions = ex.ImageOptions()) -> Job | None:
         """Run the two-phase HQ fusion in the background with progress and Cancel."""
         overwrite = self._may_write([path])
         if overwrite is None or self.loaded is None:
             return None
+        self.host.hq_result = None
         return self._start_export(ex.hq_work(self.host, path, options, overwrite), f"HQ export {path.name}")
 
     def _start_export(self, work, label: str) -> Job | None:
@@ -133,6 +135,7 @@ class ExportMixin:
         self._set_exports_enabled(self.loaded is not None)
         if status == "done":
             self.statusBar().showMessage(f"Wrote {detail}", 10000)
+            self._show_hq_result()
         elif status == "failed":
             self.show_error(f"Export failed: {detail}")
         else:

@@ -28,6 +28,7 @@ class RenderRequest:
     detail: float
     max_side: int | None
     generation: int = 0   # which loaded bracket it belongs to; results of an older one are dropped
+    look: object = None   # core.adjust.Look, or None for none
 
     @property
     def full(self) -> bool:
@@ -173,3 +174,40 @@ def format_ev(ev: float) -> str:
         return "0 EV"
     sign = "+" if ev > 0 else "\u2212"
     return f"{sign}{abs(ev):.1f} EV"
+
+
+MIDDLE_GREY = 0.18   # linear reflectance photographers' EV readouts are relative to
+
+
+def srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0,1] -> linear light (IEC 61966-2-1 EOTF)."""
+    v = np.asarray(values, np.float64)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def pixel_readout(rgb: np.ndarray) -> tuple[tuple[int, int, int], float]:
+    """A pixel as a photographer reads it: RGB 0-255 and EV relative to middle grey (log2 of the Rec. 709
+    luminance of the linearised sRGB value over 0.18; 0 EV = middle grey, -inf for black)."""
+    rgb = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
+    codes = tuple(int(v) for v in np.floor(rgb * 255 + 0.5))
+    luminance = float(srgb_to_linear(rgb) @ np.array([0.2126, 0.7152, 0.0722]))
+    ev = float(np.log2(luminance / MIDDLE_GREY)) if luminance > 0 else float("-inf")
+    return codes, ev
+
+
+def format_readout(x: int, y: int, rgb: np.ndarray) -> str:
+    """'x 120  y 45   R 255  G 128  B 0   +1.3 EV' for the status bar and the loupe."""
+    (r, g, b), ev = pixel_readout(rgb)
+    ev_text = "\u2212\u221e EV" if ev == float("-inf") else format_ev(ev)
+    return f"x {x}  y {y}   R {r}  G {g}  B {b}   {ev_text}"
+
+
+def clipping_overlay(pixels: np.ndarray) -> np.ndarray:
+    """RGBA overlay (h×w×4 uint8) of clipped pixels in a uint8 RGB image: red where any channel is at 255
+    (highlights clipped), blue where any channel is at 0 (shadows clipped), transparent elsewhere."""
+    high = (pixels >= 255).any(axis=-1)
+    low = (pixels <= 0).any(axis=-1) & ~high
+    out = np.zeros((*pixels.shape[:2], 4), np.uint8)
+    out[high] = (255, 0, 0, 255)
+    out[low] = (40, 90, 255, 255)
+    return out

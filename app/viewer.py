@@ -17,6 +17,7 @@ class ImageViewer(QWidget):
 
     zoomChanged = Signal(float)   # screen pixels per image pixel
     splitChanged = Signal(bool)
+    hovered = Signal(float, float)   # image coordinates under the mouse (NaN, NaN when it leaves the image)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -38,6 +39,13 @@ class ImageViewer(QWidget):
         self._detail_timer.setSingleShot(True)
         self._detail_timer.setInterval(40)
         self._detail_timer.timeout.connect(self.update_detail)
+        # clipped highlights (red) and shadows (blue) of the fused image, over it (J)
+        self.clipping = False
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setZValue(1.5)
+        self.overlay.hide()
+        self.box.addItem(self.overlay)
+        self.view.scene().sigMouseMoved.connect(self._mouse_moved)
         # The before image hangs under a clip rectangle that ends at the divider: moving the divider only
         # resizes the clip, so dragging it never re-uploads pixels.
         self.clip = QGraphicsRectItem()
@@ -98,6 +106,44 @@ class ImageViewer(QWidget):
             self._put(self.after, after)
             self.source = source
             self.update_detail()
+            self._update_overlay()
+
+    # -- clipping ----------------------------------------------------------------------------------------------
+    def set_clipping(self, on: bool) -> None:
+        """Show or hide the clipping overlay."""
+        self.clipping = on
+        self._update_overlay()
+
+    def _update_overlay(self) -> None:
+        """Recompute the overlay from the fused image shown."""
+        from lutfuse.app.state import clipping_overlay
+
+        shown = self.after.image
+        if not self.clipping or shown is None or self.size is None:
+            self.overlay.hide()
+            return
+        self.overlay.setImage(clipping_overlay(shown), autoLevels=False, levels=(0, 255))
+        w, h = self.size
+        self.overlay.setRect(QRectF(0, 0, w, h))
+        self.overlay.show()
+
+    def set_before(self, pixels: np.ndarray, label: str) -> None:
+        """What the split compares against (a frame, Mertens, the HQ export), stretched over the image."""
+        if self.size is not None:
+            self._put(self.before, pixels)
+        self.label_before.setText(label)
+
+    def _mouse_moved(self, scene_pos) -> None:
+        """Tell listeners which image pixel is under the mouse."""
+        if self.size is None:
+            return
+        point = self.box.mapSceneToView(scene_pos)
+        w, h = self.size
+        x, y = point.x(), point.y()
+        if 0 <= x < w and 0 <= y < h:
+            self.hovered.emit(x, y)
+        else:
+            self.hovered.emit(float("nan"), float("nan"))
 
     def update_detail(self) -> None:
         """Show the visible part of the full render at full resolution when the view is zoomed in beyond the

@@ -144,6 +144,7 @@ class EngineHost(QObject):
         self._jobs: set[Job] = set()
         self.display_side = DISPLAY_SIDE_MIN   # the window raises it to its screen's longest side
         self.threads: int | None = None
+        self.hq_result: tuple[object, object] | None = None   # (bracket, display pixels) of the last HQ export
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _start(self, job: Job, pool: QThreadPool, wire: Callable[[Job], None] | None = None) -> Job:
@@ -220,11 +221,13 @@ class EngineHost(QObject):
         self.loaded.emit(loaded)
 
     # -- rendering ---------------------------------------------------------------------------------------------
-    def request_render(self, grid: int, detail: float, max_side: int | None) -> None:
-        """Ask for a render; if one is running, this replaces any waiting request (only the latest is drawn)."""
+    def request_render(self, grid: int, detail: float, max_side: int | None, look: object = None) -> None:
+        """Ask for a render (with a core.adjust.Look, or None); if one is running, this replaces any waiting
+        request (only the latest is drawn)."""
         if self.current is None:
             return
-        request = RenderRequest(grid=grid, detail=detail, max_side=max_side, generation=self.generation)
+        request = RenderRequest(grid=grid, detail=detail, max_side=max_side, generation=self.generation,
+                                look=look)
         start = self.coalescer.submit(request)
         if start is not None:
             self._run_render(start)
@@ -237,8 +240,10 @@ class EngineHost(QObject):
             t0 = time.perf_counter()
             with self.lock:
                 engine = self._engine()
-                lut = engine.lut(request.grid)
-                image = engine.render(request.grid, request.detail, request.max_side)
+                # the look is only passed when there is one: an engine without core.adjust still renders
+                extra = {} if request.look is None else {"look": request.look}
+                lut = engine.lut(request.grid, **extra)
+                image = engine.render(request.grid, request.detail, request.max_side, **extra)
             pixels = display_copy(image, self.display_side)
             return RenderResult(request, pixels, lut, histograms(pixels), time.perf_counter() - t0,
                                 source=image if request.full else None)

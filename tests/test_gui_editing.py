@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
-from PySide6.QtCore import Qt  # noqa: E402
-
-from lutfuse.app import export as ex  # noqa: E402
-from lutfuse.app.main_window import MainWindow  # noqa: E402
-from lutfuse.app.state import to_display  # noqa: E402
-from lutfuse.app.workers import THREADS_ENV, engine_threads  # noqa: E402
-from lutfuse.core.paths import demo_frames  # noqa: E402
-from test_gui import WAIT_MS, engine_factory, settings, wait_export, wait_render, window  # noqa: E402,F401
+from lutfuse.app import export as ex
+from lutfuse.app.main_window import MainWindow
+from lutfuse.app.state import to_display
+from lutfuse.app.workers import THREADS_ENV, engine_threads
+from lutfuse.core.paths import demo_frames
+from PySide6.QtCore import Qt
+from test_gui import WAIT_MS, engine_factory, settings, wait_export, wait_render, window  # noqa: F401
 
 
 def test_typed_extension_decides_the_format() -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("pytestqt")
-from PySide6.QtCore import QRect, QSize  # noqa: E402
-
-from lutfuse.app.main_window import MainWindow, default_window_size  # noqa: E402
-from lutfuse.app.settings import AppSettings  # noqa: E402
+from lutfuse.app.main_window import MainWindow, default_window_size
+from lutfuse.app.settings import AppSettings
+from PySide6.QtCore import QRect, QSize
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -60,14 +60,13 @@ def window_steps(steps: int) -> tuple[int, int]:
     import tempfile
 
     import torch
-    from PySide6.QtCore import QEventLoop, QTimer
-    from PySide6.QtWidgets import QApplication
-
     from lutfuse.app.main_window import MainWindow
     from lutfuse.app.settings import AppSettings
     from lutfuse.app.theme import apply_theme
     from lutfuse.core.fusion import Engine
     from lutfuse.core.paths import demo_frames
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
 
     torch.set_num_threads(1)   # the machine running the test suite is shared
     app = QApplication.instance() or QApplication(sys.argv[:1])

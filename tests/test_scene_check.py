@@ -4,10 +4,13 @@ named, exposure differences alone never warn."""
 from __future__ import annotations
 
 import numpy as np
-
 from lutfuse.core.bracket import load_bracket
 from lutfuse.core.paths import demo_frames
-from lutfuse.core.scene_check import STRUCTURE_MIN, bracket_warnings, structure_correlation
+from lutfuse.core.scene_check import (
+    STRUCTURE_MIN,
+    bracket_warnings,
+    structure_correlation,
+)
 
 
 def names(bracket) -> list[str]:
