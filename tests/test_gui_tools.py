@@ -174,3 +174,19 @@ def test_adjustment_panel_resets_and_is_hidden_without_core_adjust(qtbot, window
     assert panel.value("exposure") == 1.5
     if not ADJUST_AVAILABLE:
         assert window.look() is None             # nothing reaches the engine without core.adjust
+
+
+@pytest.mark.skipif(not ADJUST_AVAILABLE, reason="core.adjust (the colour adjustments) is not in this checkout")
+def test_adjustments_reach_the_render_the_lut_and_auto(qtbot, window: MainWindow) -> None:
+    from lutfuse.core.adjust import Look
+
+    dark = window.viewer.after_pixels().astype(float).mean()
+    settle(window.look_panel.sliders["exposure"], 100)          # +1 EV
+    qtbot.waitUntil(lambda: window.full_shown and window.viewer.after_pixels().astype(float).mean() > dark + 5,
+                    timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: np.allclose(window.lut_panel.lut, window.host.engine.lut(33, look=Look(exposure=1.0))),
+                    timeout=WAIT_MS)
+    window.look_panel.auto.click()
+    assert window.undo_stack.undoText() == "Auto"
+    window.undo_stack.undo()
+    assert window.look_panel.value("exposure") == 1.0

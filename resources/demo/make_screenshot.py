@@ -30,6 +30,7 @@ def main() -> int:
     apply_theme(app)
     with tempfile.TemporaryDirectory() as tmp:
         window = MainWindow(AppSettings(Path(tmp) / "settings.ini"))   # never the user's settings
+        window.resize(1440, 900)   # the README's size, whatever screen this runs on
         window.show()
         grabbed: dict[str, np.ndarray] = {}
 
