@@ -16,11 +16,11 @@ from PySide6.QtGui import (
     QUndoStack,
 )
 from PySide6.QtWidgets import (
-    QDockWidget,
-    QFileDialog,
     QApplication,
     QComboBox,
     QDialog,
+    QDockWidget,
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -41,7 +41,6 @@ from lutfuse.app.loupe import Loupe
 from lutfuse.app.lut_panel import LutPanel
 from lutfuse.app.section import Section
 from lutfuse.app.settings import AppSettings
-from lutfuse.app.task_indicator import TaskIndicator
 from lutfuse.app.state import (
     DISPLAY_SIDE_MIN,
     GRID_DEFAULT,
@@ -53,6 +52,7 @@ from lutfuse.app.state import (
     push_recent,
     recent_label,
 )
+from lutfuse.app.task_indicator import TaskIndicator
 from lutfuse.app.viewer import ImageViewer
 from lutfuse.app.workers import EngineHost, Job
 
@@ -113,7 +113,7 @@ class Banner(QFrame):
 class EditCommand(QUndoCommand):
     """One edit of the fusion settings (a slider settled, Auto, a preset): undo restores the settings before."""
 
-    def __init__(self, window: "MainWindow", old: dict, new: dict, text: str) -> None:
+    def __init__(self, window: MainWindow, old: dict, new: dict, text: str) -> None:
         super().__init__(text)
         self.window, self.old, self.new = window, dict(old), dict(new)
         self.first = True
@@ -612,6 +612,8 @@ class MainWindow(ExportMixin, QMainWindow):
 
     def save_preset_dialog(self) -> None:
         """File → Save Preset."""
+        from lutfuse.core.errors import LUTFuseError
+
         path, _ = QFileDialog.getSaveFileName(self, "Save preset", str(Path(self.settings.last_folder) /
                                                                        "preset.toml"), "LUTFuse preset (*.toml)")
         if path:
@@ -619,7 +621,7 @@ class MainWindow(ExportMixin, QMainWindow):
             try:
                 self.save_preset(path)
                 self.statusBar().showMessage(f"Wrote {path}", 8000)
-            except Exception as exc:  # an OutputError: say it, carry on
+            except LUTFuseError as exc:  # an unwritable folder: say it, carry on
                 self.show_error(f"Could not save the preset: {exc}")
 
     def load_preset_dialog(self) -> None:

@@ -39,7 +39,7 @@ class JobSignals(QObject):
 class Job(QRunnable):
     """Runs fn(job) on a pool thread; fn may call job.report(fraction) and poll job.is_cancelled()."""
 
-    def __init__(self, fn: Callable[["Job"], object]) -> None:
+    def __init__(self, fn: Callable[[Job], object]) -> None:
         super().__init__()
         self.fn = fn
         self.signals = JobSignals()

@@ -11,6 +11,7 @@ neither frame."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -77,7 +78,7 @@ def bracket_warnings(images: Sequence[np.ndarray] | np.ndarray, names: Sequence[
                 out.append(f"{names[j]} has the same pixels as {names[i]}: a duplicated frame adds no exposure")
                 break
     distinct = [i for i in range(len(images)) if i not in duplicate_of]
-    for i, j in zip(distinct, distinct[1:]):
+    for i, j in pairwise(distinct):
         rho = structure_correlation(images[i], images[j])
         if rho is not None and rho < STRUCTURE_MIN:
             out.append(f"{names[j]} does not look like the same scene as {names[i]} (structure correlation "

@@ -106,3 +106,11 @@ def test_thread_count_leaves_a_core_and_obeys_the_environment(monkeypatch) -> No
     import os
 
     assert engine_threads() == max(1, min(8, len(os.sched_getaffinity(0)) - 1))
+
+
+def test_progress_says_how_long_is_left() -> None:
+    from lutfuse.app.task_indicator import eta_text
+
+    assert eta_text(0.5, 0.5) == "starting…" and eta_text(10.0, 0.0) == "starting…"
+    assert eta_text(10.0, 0.25) == "about 30 s left"
+    assert eta_text(60.0, 0.4) == "about 1 min 30 s left"

@@ -46,7 +46,7 @@ def probe(tmp_path: Path, width: int, height: int) -> dict:
                                                "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))
     env = dict(os.environ, QT_QPA_PLATFORM=f"offscreen:configfile={config}")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO.parent), env.get("PYTHONPATH", "")) if p)
-    done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / f"s{width}.ini")], env=env,
+    done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / f"s{width}.ini")], check=False, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
