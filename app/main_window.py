@@ -152,6 +152,7 @@ class MainWindow(ExportMixin, QMainWindow):
         self.setWindowTitle("LUTFuse")
         self.setAcceptDrops(True)
         self.undo_stack = QUndoStack(self)
+        self.undo_stack.setUndoLimit(1000)
         self.committed = self.default_settings()   # the settings the last undo step ended on
         self.compare_images: dict[str, object] = {}
         self._build_widgets()
@@ -325,7 +326,8 @@ class MainWindow(ExportMixin, QMainWindow):
                                              "lut": "Ctrl+Shift+3"}[name]))
             toggle.setStatusTip(f"Show or hide the {dock.windowTitle()} panel")
             view.addAction(toggle)
-        self.panels_action = self._action(view, "Hide All &Panels", self.toggle_panels, ["Tab"],
+        # not Tab: that moves the keyboard focus between controls
+        self.panels_action = self._action(view, "Hide All &Panels", self.toggle_panels, ["Ctrl+Shift+H"],
                                           "Hide every panel for a bigger image; again to bring them back")
         self.fullscreen_action = self._action(view, "&Full Screen", self.set_full_screen, ["F11"],
                                               "Full screen (F11; Esc leaves)")

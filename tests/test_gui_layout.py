@@ -84,7 +84,7 @@ def test_view_menu_hides_and_shows_panels_and_full_screen(qtbot, tmp_path: Path)
         assert not dock.isVisible(), name
         toggle.trigger()
         assert dock.isVisible(), name
-    win.panels_action.trigger()                     # Tab: all panels away, the image alone
+    win.panels_action.trigger()                     # Ctrl+Shift+H: all panels away, the image alone
     assert not any(d.isVisible() for d in win.docks.values())
     win.panels_action.trigger()
     assert all(d.isVisible() for d in win.docks.values())
