@@ -3,8 +3,8 @@ HQ cancel, shortcuts, settings and the screenshot command."""
 
 from __future__ import annotations
 
-import os
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +74,9 @@ def engine_factory():
 @pytest.fixture
 def window(qtbot, settings: AppSettings, engine_factory) -> MainWindow:
     """The editor on the demo bracket (no alignment: the demo is a tripod bracket), first full render shown."""
-    from lutfuse.app.theme import apply_theme
     from PySide6.QtWidgets import QApplication
+
+    from lutfuse.app.theme import apply_theme
 
     apply_theme(QApplication.instance())
     win = MainWindow(settings, engine_factory)

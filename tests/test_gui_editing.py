@@ -12,13 +12,18 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
+import test_gui as gui
+from PySide6.QtCore import Qt
+
 from lutfuse.app import export as ex
 from lutfuse.app.main_window import MainWindow
 from lutfuse.app.state import to_display
 from lutfuse.app.workers import THREADS_ENV, engine_threads
 from lutfuse.core.paths import demo_frames
-from PySide6.QtCore import Qt
-from test_gui import WAIT_MS, engine_factory, settings, wait_export, wait_render, window  # noqa: F401
+
+# the editor fixtures and helpers of test_gui (a window on the demo bracket, temporary settings)
+settings, engine_factory, window = gui.settings, gui.engine_factory, gui.window
+WAIT_MS, wait_export, wait_render = gui.WAIT_MS, gui.wait_export, gui.wait_render
 
 
 def test_typed_extension_decides_the_format() -> None:

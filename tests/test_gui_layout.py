@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("pytestqt")
+from PySide6.QtCore import QRect, QSize
+
 from lutfuse.app.main_window import MainWindow, default_window_size
 from lutfuse.app.settings import AppSettings
-from PySide6.QtCore import QRect, QSize
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +46,6 @@ def probe(tmp_path: Path, width: int, height: int) -> dict:
     config.write_text(json.dumps({"screens": [{"name": "s", "x": 0, "y": 0, "width": width, "height": height,
                                                "logicalDpi": 96, "logicalBaseDpi": 96, "dpr": 1}]}))
     env = dict(os.environ, QT_QPA_PLATFORM=f"offscreen:configfile={config}")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO.parent), env.get("PYTHONPATH", "")) if p)
     done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / f"s{width}.ini")], check=False, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

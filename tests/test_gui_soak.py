@@ -60,13 +60,14 @@ def window_steps(steps: int) -> tuple[int, int]:
     import tempfile
 
     import torch
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
     from lutfuse.app.main_window import MainWindow
     from lutfuse.app.settings import AppSettings
     from lutfuse.app.theme import apply_theme
     from lutfuse.core.fusion import Engine
     from lutfuse.core.paths import demo_frames
-    from PySide6.QtCore import QEventLoop, QTimer
-    from PySide6.QtWidgets import QApplication
 
     torch.set_num_threads(1)   # the machine running the test suite is shared
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -143,7 +144,6 @@ def test_thousands_of_slider_steps_and_qt_calls_do_not_crash() -> None:
 
     pytest.importorskip("PySide6.QtWidgets")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONFAULTHANDLER="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO.parent), env.get("PYTHONPATH", "")) if p)
     done = subprocess.run([sys.executable, __file__, "window", str(SLIDER_STEPS)], check=False, env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     tail = (done.stdout + done.stderr)[-3000:]

@@ -12,13 +12,18 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
+import test_gui as gui
+from PySide6.QtCore import QPointF, Qt
+
 from lutfuse.app.look_panel import ADJUST_AVAILABLE
 from lutfuse.app.main_window import MainWindow
 from lutfuse.app.state import clipping_overlay, pixel_readout, to_display
 from lutfuse.core.paths import demo_frames
 from lutfuse.core.sidecar import SIDECAR_NAME, read_settings
-from PySide6.QtCore import QPointF, Qt
-from test_gui import WAIT_MS, engine_factory, settings, wait_export, wait_render, window  # noqa: F401
+
+# the editor fixtures and helpers of test_gui (a window on the demo bracket, temporary settings)
+settings, engine_factory, window = gui.settings, gui.engine_factory, gui.window
+WAIT_MS, wait_export, wait_render = gui.WAIT_MS, gui.wait_export, gui.wait_render
 
 
 def settle(slider, value: int) -> None:

@@ -4,6 +4,7 @@ named, exposure differences alone never warn."""
 from __future__ import annotations
 
 import numpy as np
+
 from lutfuse.core.bracket import load_bracket
 from lutfuse.core.paths import demo_frames
 from lutfuse.core.scene_check import (

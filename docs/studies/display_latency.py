@@ -16,9 +16,10 @@ import sys
 import time
 
 import numpy as np
+from PySide6.QtWidgets import QApplication
+
 from lutfuse.app.state import display_copy, histograms, to_display
 from lutfuse.app.viewer import ImageViewer
-from PySide6.QtWidgets import QApplication
 
 
 def main() -> int:
