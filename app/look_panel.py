@@ -52,6 +52,7 @@ class LookPanel(QWidget):
 
     changed = Signal(str, float, bool)   # key, value in its unit, settled (False while a handle is held)
     autoRequested = Signal()
+    resetRequested = Signal()   # every adjustment back to neutral, as one edit
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -67,7 +68,7 @@ class LookPanel(QWidget):
         self.auto.clicked.connect(self.autoRequested)
         self.reset = QPushButton("Reset")
         self.reset.setToolTip("All adjustments back to neutral")
-        self.reset.clicked.connect(self.reset_all)
+        self.reset.clicked.connect(self.resetRequested)
         top.addWidget(self.auto)
         top.addWidget(self.reset)
         top.addStretch(1)
@@ -103,11 +104,6 @@ class LookPanel(QWidget):
             slider.setValue(round(float(values.get(key, 0.0)) * FIELDS[key][3]))
             slider.blockSignals(False)
             self._show(key)
-
-    def reset_all(self) -> None:
-        """Every slider to neutral, as one settled change."""
-        self.set_values({})
-        self.changed.emit("exposure", 0.0, True)
 
     def _moved(self, key: str) -> None:
         self._show(key)

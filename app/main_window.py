@@ -349,6 +349,9 @@ class MainWindow(ExportMixin, QMainWindow):
         self.adjust.detailChanged.connect(lambda _v, settled: self._edited("Detail", settled))
         self.look_panel.changed.connect(lambda key, _v, settled: self._edited(key.capitalize(), settled))
         self.look_panel.autoRequested.connect(self.auto_adjust)
+        self.look_panel.resetRequested.connect(
+            lambda: self.edit_to({**self.current_settings(), **dict.fromkeys(self.look_panel.values(), 0.0)},
+                                 "Reset adjustments"))
         self.viewer.hovered.connect(self._hovered)
         self.strip.alignToggled.connect(self._on_align_toggled)
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
@@ -434,6 +437,8 @@ class MainWindow(ExportMixin, QMainWindow):
 
     def _on_loaded(self, loaded: LoadedBracket) -> None:
         """Show the new bracket and render it: a quick preview first, then full resolution."""
+        # the same frames again (Align toggled, reopened): the edits stay, with their undo history
+        same = self.loaded is not None and self.loaded.paths == loaded.paths
         self.loaded = loaded
         self.full_shown = False
         frames = loaded.bracket.frames
@@ -443,7 +448,8 @@ class MainWindow(ExportMixin, QMainWindow):
         h, w = loaded.bracket.frames[0].image.shape[:2]
         self.viewer.set_images(None, loaded.before, (w, h))
         self._fill_compare()
-        self._settings_for(loaded)
+        if not same:
+            self._settings_for(loaded)
         self.banner.hide()
         self.settings.recent = push_recent(self.settings.recent, [str(p) for p in loaded.paths])
         self._rebuild_recent()

@@ -150,6 +150,15 @@ def test_settings_are_kept_beside_each_bracket(qtbot, window: MainWindow, tmp_pa
     wait_render(qtbot, window, full=True, grid=17)
 
 
+def test_reloading_the_same_frames_keeps_the_edits(qtbot, window: MainWindow) -> None:
+    settle(window.adjust.grid, 17)
+    old = window.loaded
+    window.strip.align.setChecked(True)              # reloads the same frames, aligned
+    qtbot.waitUntil(lambda: window.loaded is not old, timeout=WAIT_MS)
+    assert window.grid == 17 and window.undo_stack.count() == 1
+    wait_render(qtbot, window, full=True, grid=17)
+
+
 def test_presets_save_and_load_as_one_undoable_edit(qtbot, window: MainWindow, tmp_path: Path) -> None:
     settle(window.adjust.detail, 60)
     preset = window.save_preset(tmp_path / "mine.toml")
@@ -177,6 +186,11 @@ def test_adjustment_panel_resets_and_is_hidden_without_core_adjust(qtbot, window
     assert panel.value("exposure") == 0.0
     window.undo_stack.undo()
     assert panel.value("exposure") == 1.5
+    settle(panel.sliders["tint"], -20)
+    panel.reset.click()
+    assert set(panel.values().values()) == {0.0} and window.undo_stack.undoText() == "Reset adjustments"
+    window.undo_stack.undo()
+    assert (panel.value("exposure"), panel.value("tint")) == (1.5, -20.0)
     if not ADJUST_AVAILABLE:
         assert window.look() is None             # nothing reaches the engine without core.adjust
 
