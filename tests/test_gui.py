@@ -387,6 +387,16 @@ def test_screenshot_waits_for_the_full_render_and_writes_a_png(qtbot, tmp_path: 
     assert image is not None and image.shape[0] >= 500 and image.shape[1] >= 900
     view = image[150:450, 300:600]         # the image area, not only panels
     assert view.std() > 10
+    # the process goes on working: a window opened afterwards still gets its renders (a Quit event left over
+    # from the screenshot run used to stop every later event loop)
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()   # deliver whatever the run left posted
+    win = MainWindow(AppSettings(tmp_path / "after.ini"), engine_factory)
+    qtbot.addWidget(win)
+    win.show()
+    win.open_bracket(demo_frames(), align=False)
+    qtbot.waitUntil(lambda: win.full_shown, timeout=WAIT_MS)
 
 
 @pytest.mark.skipif("not shipped_student()", reason="the CLI needs the shipped LUT student weights")
