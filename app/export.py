@@ -9,6 +9,7 @@ from pathlib import Path
 from lutfuse.app.state import display_copy
 from lutfuse.app.workers import EngineHost, Job
 from lutfuse.core.errors import Cancelled
+from lutfuse.core.metadata import OutputMetadata
 
 # Save-dialog filters -> (suffix, bit depth). A typed extension decides the format; the filter then decides
 # the bit depth only when it is of that format (else TIFF is 16-bit, PNG and JPEG 8-bit).
@@ -83,8 +84,9 @@ def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: 
             image = host.engine.render(grid, detail, None, **extra)
         _check(job)
         job.report(0.7)
-        out = write_image(path, image, bit_depth=options.bit_depth, exif=bracket.middle().exif,
-                          quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames])
+        out = write_image(path, image, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
+                          quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames],
+                          origin="the LUT student weights")
         job.report(1.0)
         return out
 
@@ -106,10 +108,12 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool, look: ob
         _check(job)
         job.report(0.3)
         title = f"LUTFuse {grid}^3 for {bracket.middle().path.name}"
-        out = write_cube(path, lut, title=title, overwrite=overwrite, inputs=[f.path for f in bracket.frames])
+        out = write_cube(path, lut, title=title, overwrite=overwrite, inputs=[f.path for f in bracket.frames],
+                         origin="the LUT student weights")
         job.report(0.5)
-        write_image(base_path_for(path), base, bit_depth=16, overwrite=overwrite,
-                    inputs=[f.path for f in bracket.frames])
+        meta = OutputMetadata.from_bracket(bracket, made=f"base image (per-pixel mean) for {path.name}")
+        write_image(base_path_for(path), base, bit_depth=16, metadata=meta,
+                    overwrite=overwrite, inputs=[f.path for f in bracket.frames])
         job.report(1.0)
         return out
 
@@ -122,14 +126,16 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
 
     def work(job: Job) -> Path:
         from lutfuse.core.hq import HQFusion
-        from lutfuse.core.imageio import write_image
+        from lutfuse.core.imageio import check_target, write_image
 
+        inputs = [f.path for f in bracket.frames]
+        check_target(path, overwrite=overwrite, inputs=inputs)  # a read-only folder fails now, not after minutes
         job.report(0.0)
         fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled)
         _check(job)
         host.hq_result = (bracket, display_copy(fused, host.display_side))   # for comparing in the editor
-        out = write_image(path, fused, bit_depth=options.bit_depth, exif=bracket.middle().exif,
-                          quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames])
+        out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
+                          quality=options.quality, overwrite=overwrite, inputs=inputs, origin="the HQ weights")
         job.report(1.0)
         return out
 

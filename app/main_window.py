@@ -82,7 +82,8 @@ def scrolled(widget: QWidget) -> QScrollArea:
     return area
 
 
-OPEN_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf *.rw2);;All files (*)"
+OPEN_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.heic *.heif *.hif *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf "
+               "*.rw2);;All files (*)")
 
 
 class Banner(QFrame):
