@@ -37,6 +37,7 @@ def read_preset(path: str | Path) -> dict[str, Any]:
         raise PresetError(f"{path}: preset file not found") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PresetError(f"{path}: not a readable TOML preset ({exc})") from None
+    data.pop("frames", None)  # an editor sidecar (core.sidecar) names its own bracket's frames
     for key, value in data.items():
         if isinstance(value, (dict, list)):
             raise PresetError(f"{path}: key '{key}' must be a single value (a preset is a flat table)")

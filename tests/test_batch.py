@@ -165,6 +165,17 @@ def test_preset_round_trip_and_unknown_key(rendered_tmp_shoot, tmp_path: Path, c
     assert run_cli("batch", folder, "-o", c, "--preset", preset, "--grid", 33) == 0
     assert (c / names[0]).read_bytes() != (a / names[0]).read_bytes()
 
+    # the editor's settings files (core.sidecar) read in batch, and batch's presets in the editor
+    from lutfuse.core.sidecar import read_settings, write_settings
+
+    assert read_settings(preset)["align"] is False and read_settings(preset)["grid"] == 9
+    editor = tmp_path / "editor.toml"
+    write_settings(editor, {"grid": 9, "detail": 0.5, "align": False})
+    e = tmp_path / "e"
+    assert run_cli("batch", folder, "-o", e, "--preset", editor, "--name", "{index:03d}_{first}.png") == 0
+    for name in names:
+        assert (a / name).read_bytes() == (e / name).read_bytes()
+
     bad = tmp_path / "bad.toml"
     bad.write_text('method = "lut"\ngird = 9\n')
     capsys.readouterr()

@@ -86,6 +86,12 @@ def preset_values(path: Path) -> dict[str, Any]:
 
     actions = _setting_actions()
     values = read_preset(path)
+    if "align" in values and "no_align" in actions:  # the editor's settings files (core.sidecar) say `align`
+        align = values.pop("align")
+        if not isinstance(align, bool):
+            raise PresetError(f"{path}: key 'align' must be true or false, got {align!r}")
+        if values.setdefault("no_align", not align) != (not align):
+            raise PresetError(f"{path}: keys 'align' and 'no_align' contradict each other")
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key == NAME_KEY:
@@ -169,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     if args.save_preset is not None:
         from lutfuse.core.preset import write_preset
 
-        write_preset(args.save_preset, {**settings.values, "name": pattern}, overwrite=args.force)
+        extra = {"align": not settings.no_align} if "no_align" in settings.values else {}  # for the editor
+        write_preset(args.save_preset, {**settings.values, **extra, "name": pattern}, overwrite=args.force)
         tqdm.write(f"wrote preset {args.save_preset}")
     if args.workers < 1:
         raise LUTFuseError(f"--workers {args.workers}: must be at least 1")
