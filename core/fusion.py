@@ -133,14 +133,17 @@ class Engine:
         self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
 
     # -- per bracket -------------------------------------------------------------------------------------------
-    def set_bracket(self, bracket) -> None:
-        """Take a Bracket (N×H×W×3 frames in [0,1]): base image, latent code and detail layer, once per bracket."""
+    def set_bracket(self, bracket, latent: torch.Tensor | None = None) -> None:
+        """Take a Bracket (N×H×W×3 frames in [0,1]): base image, latent code and detail layer, once per bracket.
+
+        latent: a student latent code (1×L, as `encode` returns) used instead of the bracket's own, e.g. one
+        smoothed over a time-lapse's neighbouring brackets (`core.timelapse`)."""
         with self._lock:
             self._reset()
             self.bracket = bracket
             try:
                 images = bracket.images
-                self._latent = self.encode(images)
+                self._latent = self.encode(images) if latent is None else latent.to(self.device)
                 self._base = self._make_base(images, getattr(bracket, "valid", None))
                 if self.device.type != "cpu":
                     self._base_dev = self._to_device(self._base)
