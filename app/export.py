@@ -101,7 +101,8 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
         from lutfuse.core.imageio import write_image
 
         job.report(0.0)
-        fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled)
+        fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
+                                valid=bracket.valid)
         _check(job)
         out = write_image(path, fused, bit_depth=options.bit_depth, exif=bracket.middle().exif,
                           quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames])

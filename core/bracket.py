@@ -1,10 +1,11 @@
-"""Bracket loading: read 2-9 exposures (JPEG, PNG, TIFF, camera RAW), order them by exposure, validate, align."""
+"""Bracket loading: read 2-9 exposures (JPEG, PNG, TIFF, camera RAW), order them by exposure, validate, register
+(`core.registration`) and deghost (`core.deghost`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -40,14 +41,25 @@ class Frame:
     ev: float
     ev_source: str
     exif: bytes | None
+    valid: np.ndarray | None = None  # H×W bool: True where the frame has data (alpha > 0, finite, covered); None = all
+    icc: bytes | None = None  # ICC profile the pixels are encoded in (None = sRGB)
+    xmp: bytes | None = None  # the file's XMP packet, for the writer
 
 
 @dataclass
 class Bracket:
-    """Frames of one scene, darkest first; `aligned` tells whether their images were registered to the middle one."""
+    """Frames of one scene, darkest first; `aligned` tells whether registration to the middle one was asked for.
+
+    Where a frame's `valid` is False (outside its registered area, or moved content found by deghosting), its image
+    holds a prediction: the reference frame's content re-rendered at that frame's exposure (`fill_invalid`), so
+    every frame is a plausible image everywhere and fusion weights can still exclude those pixels."""
 
     frames: list[Frame]
     aligned: bool
+    # per frame what registration decided (core.registration.FrameRegistration), None when not registered
+    registration: list | None = None
+    # H×W float32 in [0,1]: where deghosting found moved content (union over frames), None when it did not run
+    ghost: np.ndarray | None = None
     # The stack built while loading, so that `images` does not copy every frame again.
     _stack: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -71,16 +83,43 @@ class Bracket:
         """The middle frame (index N//2), the alignment reference and the source of the output's EXIF."""
         return self.frames[len(self.frames) // 2]
 
+    @property
+    def valid(self) -> np.ndarray | None:
+        """N×H×W bool: where each frame has its own data (see Frame.valid); None when every frame is valid everywhere."""
+        if all(f.valid is None for f in self.frames):
+            return None
+        shape = self.frames[0].image.shape[:2]
+        return np.stack([np.ones(shape, bool) if f.valid is None else f.valid for f in self.frames])
+
     def mean(self) -> np.ndarray:
-        """H×W×3 float32 per-pixel mean of the frames in [0,1]: the base image the LUT applies to."""
+        """H×W×3 float32 per-pixel mean of the frames in [0,1]: the base image the LUT applies to.
+
+        Where a frame is invalid its image holds the reference re-rendered at its exposure (see the class
+        docstring), so this is the mean over the valid frames with each missing frame predicted from the others;
+        a plain mean over the valid frames only would change the base's exposure where coverage changes and the
+        global LUT would show that as a seam along the registered border."""
         return self.images.mean(axis=0, dtype=np.float32)
+
+    def cropped(self, x0: int, y0: int, x1: int, y1: int) -> Bracket:
+        """A bracket of the frames' [y0:y1, x0:x1] window (end-exclusive), valid masks and ghost mask cut alike."""
+        h, w = self.frames[0].image.shape[:2]
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise BracketError(f"crop ({x0}, {y0})-({x1}, {y1}) lies outside the {w}×{h} frames")
+        stack = np.ascontiguousarray(self.images[:, y0:y1, x0:x1])
+        frames = [replace(f, image=stack[i], valid=None if f.valid is None or f.valid[y0:y1, x0:x1].all()
+                          else f.valid[y0:y1, x0:x1].copy()) for i, f in enumerate(self.frames)]
+        ghost = None if self.ghost is None else self.ghost[y0:y1, x0:x1].copy()
+        return Bracket(frames=frames, aligned=self.aligned, registration=self.registration, ghost=ghost,
+                       _stack=stack)
 
     @classmethod
     def from_images(cls, images: Sequence[np.ndarray] | np.ndarray, *, evs: Sequence[float] | None = None,
-                    bit_depth: int = 8, aligned: bool = False) -> Bracket:
+                    bit_depth: int = 8, aligned: bool = False, valid: np.ndarray | None = None) -> Bracket:
         """A bracket of in-memory frames (each H×W×3 float in [0,1], already darkest first), e.g. a validation
         stack, for `Engine.set_bracket`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
-        no EXIF, EVs 0, 1, 2, ... unless given (source "brightness"), not reordered, not aligned."""
+        no EXIF, EVs 0, 1, 2, ... unless given (source "brightness"), not reordered, not aligned.
+        valid: optional N×H×W bool; the invalid pixels' content is replaced by a prediction from the valid frames
+        (`core.registration.fill_invalid`) in the bracket's own copy."""
         if len(images) < MIN_FRAMES or len(images) > MAX_FRAMES:
             raise BracketError(f"a bracket has {MIN_FRAMES} to {MAX_FRAMES} frames, got {len(images)}")
         try:
@@ -92,8 +131,19 @@ class Bracket:
         evs = [float(i) for i in range(len(stack))] if evs is None else [float(e) for e in evs]
         if len(evs) != len(stack):
             raise BracketError(f"{len(evs)} EVs given for {len(stack)} frames")
+        masks: list[np.ndarray | None] = [None] * len(stack)
+        if valid is not None:
+            valid = np.asarray(valid, bool)
+            if valid.shape != stack.shape[:3]:
+                raise BracketError(f"valid masks of shape {valid.shape} do not fit frames of shape {stack.shape}")
+            if stack is images:
+                stack = stack.copy()
+            from lutfuse.core.registration import fill_invalid
+
+            fill_invalid(stack, valid, len(stack) // 2)
+            masks = [None if v.all() else v.copy() for v in valid]
         frames = [Frame(path=Path(f"frame{i}"), image=stack[i], bit_depth=bit_depth, ev=evs[i],
-                        ev_source="brightness", exif=None) for i in range(len(stack))]
+                        ev_source="brightness", exif=None, valid=masks[i]) for i in range(len(stack))]
         return cls(frames=frames, aligned=aligned, _stack=stack)
 
 
@@ -346,40 +396,35 @@ def brightness_evs(images: Sequence[np.ndarray]) -> list[float]:
     return evs
 
 
-# ---------------------------------------------------------------------------------------------- alignment
+# ---------------------------------------------------------------------------------------------- registration
 
-def _max_bits(height: int, width: int) -> int:
-    """Pyramid depth for AlignMTB so that its coarsest level keeps at least ~16 px (max shift 2**bits - 1)."""
-    return int(max(1, min(6, math.floor(math.log2(max(min(height, width), 32) / 16)))))
+def register_stack(stack: np.ndarray, valid: np.ndarray | None, align: str | bool = "auto",
+                   deghost: str = "off") -> tuple[list, np.ndarray | None, np.ndarray | None]:
+    """In place: register N×H×W×3 float32 frames to the middle one, fill what they do not cover, deghost.
 
+    valid: N×H×W bool of the frames' own valid pixels (None = all). Returns (registration records, N×H×W bool valid
+    masks or None when every pixel of every frame is valid, H×W ghost mask or None). A frame whose estimate fails
+    the check is not touched at all, so a tripod bracket with deghost off comes out bit-identical to align="off"."""
+    from lutfuse.core import deghost as deghostmod
+    from lutfuse.core import registration
 
-def mtb_shifts(images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
-    """(dx, dy) integer shift registering each H×W×3 [0,1] frame to the middle one (index N//2), by AlignMTB."""
-    height, width = images[0].shape[:2]
-    mtb = cv2.createAlignMTB(_max_bits(height, width), 4, True)
-    greys = [cv2.cvtColor(np.clip(im * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY) for im in images]
-    ref = len(images) // 2
-    shifts = []
-    for i, grey in enumerate(greys):
-        dx, dy = (0, 0) if i == ref else mtb.calculateShift(greys[ref], grey)
-        shifts.append((int(dx), int(dy)))
-    return shifts
-
-
-def shift_image(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """Move H×W×C pixels by (dx, dy) whole pixels; the uncovered edge strip repeats the nearest row/column."""
-    if dx == 0 and dy == 0:
-        return image
-    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
-    # Integer shift with nearest sampling moves values exactly (16-bit precision kept); edge
-    # replication (instead of AlignMTB's black fill) keeps dark bands out of the fused result.
-    return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_NEAREST,
-                          borderMode=cv2.BORDER_REPLICATE)
-
-
-def align_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Register N H×W×3 float [0,1] frames to the middle one (AlignMTB on 8-bit copies); edges are replicated."""
-    return [shift_image(im, dx, dy) for im, (dx, dy) in zip(images, mtb_shifts(images))]
+    records = registration.register(stack, align)
+    for rec in records:
+        if rec.applied:
+            stack[rec.index], covered = registration.warp_frame(stack[rec.index], rec.matrix)
+            if valid is None:
+                valid = np.ones(stack.shape[:3], bool)
+            valid[rec.index] &= covered
+    if valid is not None:
+        registration.fill_invalid(stack, valid, len(stack) // 2)
+    ghost = None
+    if deghostmod.check_strength(deghost) != "off":
+        if valid is None:
+            valid = np.ones(stack.shape[:3], bool)
+        ghost = deghostmod.deghost(stack, valid, deghost)
+    if valid is not None and valid.all():
+        valid = None
+    return records, valid, ghost
 
 
 # ---------------------------------------------------------------------------------------------- bracket
@@ -420,9 +465,13 @@ def _permute(stack: np.ndarray, order: list[int]) -> None:
             k = source
 
 
-def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
+def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, deghost: str = "off",
                  max_pixels: int = 200_000_000) -> Bracket:
-    """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1]."""
+    """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1].
+
+    align: "auto" (= True), "off" (= False), "translation", "similarity" or "homography" (core.registration);
+    deghost: "off", "low", "medium" or "high" (core.deghost). The records of what registration did are in
+    `Bracket.registration`, the ghost mask in `Bracket.ghost`."""
     paths = _expand(inputs)
     if not paths:
         raise BracketError("no frames given: a bracket needs 2-9 images")
@@ -453,10 +502,14 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
         evs, source = brightness_evs(list(stack)), "brightness"
     order = sorted(range(len(loaded)), key=lambda i: evs[i])  # stable: equal EVs keep the given order
     _permute(stack, order)
-    if align:
-        for k, (dx, dy) in enumerate(mtb_shifts(stack)):
-            if dx or dy:
-                stack[k] = shift_image(stack[k], dx, dy)
+    from lutfuse.core.registration import check_mode
+
+    mode = check_mode(align)
+    own = [getattr(loaded[i], "valid", None) for i in order]  # alpha / non-finite masks, where a reader gives them
+    valid = None if all(v is None for v in own) else np.stack(
+        [np.ones(stack.shape[1:3], bool) if v is None else v for v in own])
+    records, valid, ghost = register_stack(stack, valid, mode, deghost)
     frames = [Frame(path=paths[i], image=stack[k], bit_depth=loaded[i].bit_depth, ev=float(evs[i]),
-                    ev_source=source, exif=loaded[i].exif) for k, i in enumerate(order)]
-    return Bracket(frames=frames, aligned=align, _stack=stack)
+                    ev_source=source, exif=loaded[i].exif, valid=None if valid is None else valid[k])
+              for k, i in enumerate(order)]
+    return Bracket(frames=frames, aligned=mode != "off", registration=records, ghost=ghost, _stack=stack)

@@ -541,3 +541,42 @@ def common_rectangle(valid: np.ndarray, max_side: int = 512) -> tuple[int, int, 
         raise LUTFuseError("no pixel is covered by every frame: cannot crop")
     _, x0, y0, x1, y1 = best
     return (math.ceil(x0 * w / sw), math.ceil(y0 * h / sh), math.floor(x1 * w / sw), math.floor(y1 * h / sh))
+
+
+def coverage(records: Sequence[FrameRegistration], height: int, width: int) -> np.ndarray:
+    """H×W bool: the pixels every registered frame covers (all True when no transform was applied)."""
+    covered = np.ones((height, width), bool)
+    for rec in records:
+        if rec.applied:
+            ones = np.ones((height, width), np.uint8)
+            covered &= cv2.warpPerspective(ones, rec.matrix, (width, height), flags=cv2.INTER_NEAREST,
+                                           borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    # the same one-pixel margin warp_frame takes off
+    return cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
+
+
+def transforms_document(records: Sequence[FrameRegistration], files: Sequence[str], height: int, width: int,
+                        crop: tuple[int, int, int, int] | None = None) -> dict:
+    """The --transforms JSON: per input file the 3×3 homography mapping its pixel coordinates (x right, y down,
+    origin at the top-left pixel's centre) onto the output's (identity for the reference; a crop's offset
+    included), with what registration decided."""
+    offset = np.eye(3)
+    if crop is not None:
+        offset[0, 2], offset[1, 2] = -crop[0], -crop[1]
+    frames = []
+    for rec, name in zip(records, files):
+        matrix = offset @ rec.matrix
+        frames.append({
+            "file": name, "model": rec.model, "applied": rec.applied,
+            "homography": [[float(v) for v in row] for row in matrix / matrix[2, 2]],
+            "shift_px": [round(rec.shift_px[0], 4), round(rec.shift_px[1], 4)],
+            "rotation_deg": round(rec.rotation_deg, 5), "scale": round(rec.scale, 6),
+            "corner_px": round(rec.corner_px, 4),
+            "score_identity": None if math.isnan(rec.score_identity) else round(rec.score_identity, 5),
+            "score": None if math.isnan(rec.score) else round(rec.score, 5),
+            "reason": rec.reason,
+        })
+    out_w, out_h = (width, height) if crop is None else (crop[2] - crop[0], crop[3] - crop[1])
+    return {"convention": "x right, y down, origin at the top-left pixel's centre; maps input pixels onto the "
+                          "output's", "input_size": [width, height], "output_size": [out_w, out_h],
+            "crop": None if crop is None else list(crop), "frames": frames}

@@ -12,10 +12,87 @@ IMAGE_SUFFIXES = FORMATS
 
 
 def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
-    """FRAME... (files or one folder) and --no-align."""
+    """FRAME... (files or one folder), registration (--align, --no-align, --transforms, --crop) and deghosting
+    (--deghost, --ghost-mask)."""
+    from lutfuse.core.deghost import DEFAULT, STRENGTHS
+    from lutfuse.core.registration import MODES
+
     parser.add_argument("frames", nargs="+", metavar="FRAME", type=Path,
                         help="2-9 exposures of one scene (JPEG, PNG, TIFF, camera RAW), or one folder of them")
-    parser.add_argument("--no-align", action="store_true", help="skip alignment (tripod brackets)")
+    parser.add_argument("--align", choices=MODES, default="auto",
+                        help="registration to the middle frame: auto = the most general model (similarity or "
+                             "homography) that measurably improves on leaving the frame as it is; a frame that "
+                             "does not improve is left untouched, so tripod brackets come out unchanged")
+    parser.add_argument("--no-align", dest="align", action="store_const", const="off",
+                        help="same as --align off")
+    parser.add_argument("--transforms", type=Path, default=None, metavar="FILE",
+                        help="write each input file's 3×3 homography onto the output (JSON)")
+    parser.add_argument("--crop", action="store_true",
+                        help="trim the output to the largest rectangle every registered frame covers "
+                             "(default: the reference frame's size, borders filled from the frames that cover them)")
+    parser.add_argument("--deghost", choices=tuple(STRENGTHS), default=DEFAULT,
+                        help="take moving content from the middle frame: off, or detection strength low/medium/high")
+    parser.add_argument("--ghost-mask", type=Path, default=None, metavar="PATH",
+                        help="write where deghosting found moving content (8-bit grey PNG, 255 = moved)")
+
+
+def check_bracket_outputs(args: argparse.Namespace) -> None:
+    """Fail before any work when --transforms or --ghost-mask cannot be written."""
+    if args.transforms is not None:
+        check_writable(args.transforms, overwrite=args.force, inputs=args.frames,
+                       replace_hint="use --force to replace it")
+    if args.ghost_mask is not None:
+        if args.ghost_mask.suffix.lower() != ".png":
+            raise OutputError(f"{args.ghost_mask}: the ghost mask is a PNG; name it .png")
+        if args.deghost == "off":
+            raise OutputError(f"{args.ghost_mask}: --ghost-mask needs --deghost low, medium or high")
+        check_writable(args.ghost_mask, overwrite=args.force, inputs=args.frames,
+                       replace_hint="use --force to replace it")
+
+
+def load_for_output(args: argparse.Namespace, log=print):
+    """Load the bracket as --align/--deghost say, print each frame's transform, write --transforms and
+    --ghost-mask, apply --crop -> the Bracket every fusion path then uses."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from lutfuse.core import registration
+    from lutfuse.core.bracket import load_bracket
+    from lutfuse.core.imageio import commit
+
+    bracket = load_bracket(args.frames, align=args.align, deghost=args.deghost)
+    h, w = bracket.frames[0].image.shape[:2]
+    records = bracket.registration or []
+    if args.align != "off":
+        for frame, rec in zip(bracket.frames, records):
+            log(f"  {frame.path.name}: {rec.describe()}")
+    crop = None
+    if args.crop:
+        crop = registration.common_rectangle(registration.coverage(records, h, w))
+        if crop != (0, 0, w, h):
+            bracket = bracket.cropped(*crop)
+            log(f"cropped to {crop[2] - crop[0]}×{crop[3] - crop[1]} at ({crop[0]}, {crop[1]}), the area every "
+                f"frame covers")
+        else:
+            crop = None
+    if bracket.valid is not None:
+        uncovered = int((~bracket.valid.any(axis=0)).sum())
+        if uncovered:
+            log(f"{uncovered} pixels are covered by no frame: filled from the nearest covered content")
+    if args.transforms is not None:
+        doc = registration.transforms_document(records, [str(f.path) for f in bracket.frames], h, w, crop)
+        commit(args.transforms, json.dumps(doc, indent=1).encode(), args.force)
+        log(f"wrote {args.transforms}")
+    if args.ghost_mask is not None:
+        mask = bracket.ghost if bracket.ghost is not None else np.zeros(bracket.images.shape[1:3], np.float32)
+        ok, buf = cv2.imencode(".png", np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8))
+        if not ok:
+            raise OutputError(f"{args.ghost_mask}: OpenCV could not encode the mask")
+        commit(args.ghost_mask, buf.tobytes(), args.force)
+        log(f"wrote {args.ghost_mask} (moving content in {float((mask >= 0.5).mean()) * 100:.2f} % of the image)")
+    return bracket
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image") -> None:

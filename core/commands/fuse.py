@@ -10,7 +10,9 @@ from tqdm import tqdm
 from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_output_arguments,
+    check_bracket_outputs,
     check_output,
+    load_for_output,
     output_bit_depth,
 )
 
@@ -42,7 +44,7 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
     if method == "mertens":
         from lutfuse.core.classical import mertens
 
-        return mertens(bracket.images)
+        return mertens(bracket.images, bracket.valid)
     if method == "lut":
         from lutfuse.core.fusion import Engine
 
@@ -57,16 +59,17 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
                 progress.n = round(100 * fraction)
                 progress.refresh()
 
-        return HQFusion(device=device).fuse(bracket.images, progress=report)
+        return HQFusion(device=device).fuse(bracket.images, progress=report, valid=bracket.valid)
     raise ValueError(f"unknown method {method!r}")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
-    from lutfuse.core.bracket import load_bracket, relative_evs
+    from lutfuse.core.bracket import relative_evs
     from lutfuse.core.imageio import write_image
 
     check_output(args.output, args.frames, args.force)
+    check_bracket_outputs(args)
     if args.method == "lut" and not 2 <= args.grid <= 129:
         from lutfuse.core.errors import LUTFuseError
 
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bit_depth == 16:
         output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before loading anything
 
-    bracket = load_bracket(args.frames, align=not args.no_align)
+    bracket = load_for_output(args, log=tqdm.write)
     evs = relative_evs([f.ev for f in bracket.frames])
     frames = ", ".join(f"{f.path.name} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
     source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"

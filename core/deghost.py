@@ -1,0 +1,114 @@
+"""Deghosting: find what moved between each frame and the reference (middle) frame, and make every fusion path take
+that content from the reference.
+
+After registration, each frame is mapped to the reference's exposure (per-channel histogram specification over
+pixels valid in both, `core.registration.map_exposure`); where both are well exposed, a luminance difference larger
+than the strength's threshold plus the noise the mapping amplifies marks motion. The marks are cleaned with a
+morphological opening, small components dropped, then dilated and feathered. In a frame's ghost pixels its content
+is replaced by the reference re-rendered at the frame's exposure (feathered), and those pixels become invalid
+(`Frame.valid` False), so the mean of the frames (the LUT's base image), the detail layer's and Mertens' weights and
+the HQ networks' inputs all hold the reference's content there and no double image. This is the reference-based
+approach of Lightroom's HDR merge and of Granados et al., "Automatic noise modeling for ghost-free HDR
+reconstruction" (2013), in its simplest form.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.registration import apply_curve, luma, map_exposure, tone_curve
+
+# Luminance difference (gamma-encoded, reference exposure) above which a pixel has moved, per strength.
+STRENGTHS = {"off": math.inf, "low": 0.20, "medium": 0.12, "high": 0.07}
+DEFAULT = "off"
+DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixels
+_NOISE = 3.0 / 255.0        # per-frame noise + 8-bit quantisation, before the tone curve amplifies it
+_LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
+MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
+
+
+def check_strength(strength: str) -> str:
+    """The strength as one of STRENGTHS; LUTFuseError otherwise."""
+    if strength not in STRENGTHS:
+        raise LUTFuseError(f"deghost strength {strength!r}: use one of {', '.join(STRENGTHS)}")
+    return strength
+
+
+def _small(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return image if image.shape[1::-1] == size else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium",
+               frame_valid: np.ndarray | None = None) -> np.ndarray:
+    """Where `frame` shows content that differs from `reference` (both H×W×3 float32 [0,1], registered) once
+    exposure is equalised -> H×W float32 in [0,1] (1 = moved; feathered edges). `frame_valid` (H×W bool) limits
+    the comparison to the frame's valid pixels."""
+    threshold = STRENGTHS[check_strength(strength)]
+    h, w = reference.shape[:2]
+    if not math.isfinite(threshold):
+        return np.zeros((h, w), np.float32)
+    f = min(1.0, math.sqrt(DETECT_PIXELS / (h * w)))
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    y_f, y_r = luma(_small(frame, size)), luma(_small(reference, size))
+    y_f, y_r = cv2.GaussianBlur(y_f, (0, 0), 1.5), cv2.GaussianBlur(y_r, (0, 0), 1.5)
+    both = (y_f > _LOW) & (y_f < _HIGH) & (y_r > _LOW) & (y_r < _HIGH)
+    if frame_valid is not None:
+        both &= cv2.resize(frame_valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    if both.sum() < 64:
+        return np.zeros((h, w), np.float32)
+    curve = tone_curve(y_f, y_r, both, both)
+    mapped = apply_curve(y_f, curve)
+    # the tone curve's slope amplifies the frame's noise: a 4-stop brighter mapping needs a larger difference
+    slope = np.gradient(curve[1], curve[0])
+    noise = _NOISE * np.interp(y_f, curve[0], slope)
+    moved = ((np.abs(mapped - y_r) > threshold + 3.0 * noise) & both).astype(np.uint8)
+    side = min(size)
+    moved = cv2.morphologyEx(moved, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(moved, connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(4, MIN_AREA * size[0] * size[1])
+    moved = keep[labels].astype(np.uint8)
+    if not moved.any():
+        return np.zeros((h, w), np.float32)
+    # cover the object's soft edges and shadows, then feather
+    r = max(1, round(0.01 * side))
+    moved = cv2.dilate(moved, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    soft = cv2.GaussianBlur(moved.astype(np.float32), (0, 0), max(1.0, r / 2))
+    soft = np.maximum(soft, moved.astype(np.float32))
+    if soft.shape != (h, w):
+        soft = cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(soft, 0.0, 1.0)
+
+
+def deghost(images: np.ndarray, valid: np.ndarray, strength: str = "medium",
+            reference: int | None = None) -> np.ndarray | None:
+    """In place: replace moved content in every non-reference frame by the reference re-rendered at that frame's
+    exposure, and mark it invalid.
+
+    images: N×H×W×3 float32 [0,1] (registered; invalid pixels already filled); valid: N×H×W bool, updated.
+    reference: the reference index (N//2 by default). Returns the union ghost mask H×W float32 in [0,1] (what the
+    GUI overlays and --ghost-mask writes), or None when strength is "off"."""
+    check_strength(strength)
+    if strength == "off":
+        return None
+    n = len(images)
+    ref = n // 2 if reference is None else reference
+    union = np.zeros(images.shape[1:3], np.float32)
+    for i in range(n):
+        if i == ref:
+            continue
+        mask = ghost_mask(images[i], images[ref], strength, valid[i])
+        if not mask.any():
+            continue
+        hard = mask >= 0.5
+        keep = valid[i] & valid[ref] & ~hard
+        remapped = map_exposure(images[ref], images[i], keep)
+        m = mask[..., None]
+        images[i] = images[i] * (1.0 - m) + remapped * m
+        valid[i] &= ~hard
+        np.maximum(union, mask, out=union)
+    return union
