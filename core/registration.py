@@ -397,18 +397,16 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
         levels = int(max(1, min(4, math.floor(math.log2(min(ref.size) / 48)))))
     best: tuple[float, str, np.ndarray] | None = None
     for model, matrix in candidates:
-        s = score(ref.view, view, matrix)
-        bonus = 0.002 if model == "homography" else 0.0  # the most general model wins near-ties
-        if not math.isnan(s) and (best is None or s + bonus > best[0]):
-            best = (s + bonus, model, matrix)
+        refined = _ecc(ref.view, view, matrix, model, levels)
+        for m in (matrix, refined):
+            if m is None:
+                continue
+            s = score(ref.view, view, m)
+            bonus = 0.002 if model == "homography" else 0.0  # the most general model wins near-ties
+            if not math.isnan(s) and (best is None or s + bonus > best[0]):
+                best = (s + bonus, model, m)
     if best is None:
         best = (-math.inf, models[-1], candidates[0][1])
-    model = best[1]
-    refined = _ecc(ref.view, view, best[2], model, levels)
-    if refined is not None:
-        s = score(ref.view, view, refined)
-        if not math.isnan(s) and s >= best[0] - 0.002:
-            best = (s, model, refined)
     if not math.isfinite(best[0]):
         return identity("no estimate", s_id)
     small_matrix = best[2]
