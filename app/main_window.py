@@ -101,6 +101,7 @@ class MainWindow(ExportMixin, QMainWindow):
 
         self.strip = FrameStrip()
         self.strip.set_align(self.settings.align)
+        self.strip.set_deghost(self.settings.deghost)
         self.adjust = AdjustPanel(self.settings.grid, self.settings.detail)
         self.histogram = HistogramWidget()
         adjust_box = QWidget()
@@ -207,6 +208,7 @@ class MainWindow(ExportMixin, QMainWindow):
         self.adjust.gridChanged.connect(lambda _v, settled: self.request_render(settled))
         self.adjust.detailChanged.connect(lambda _v, settled: self.request_render(settled))
         self.strip.alignToggled.connect(self._on_align_toggled)
+        self.strip.deghostChanged.connect(self._on_deghost_changed)
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.export_task.cancelRequested.connect(self.cancel_export)
         self.load_task.cancelRequested.connect(self.cancel_load)
@@ -231,7 +233,8 @@ class MainWindow(ExportMixin, QMainWindow):
         align = self.strip.align.isChecked() if align is None else align
         if self.load_job is not None:   # a newer request wins: the older load is dropped when it ends
             self.load_job.cancel()
-        self.load_job = self.host.load(paths, align, wire=lambda job: job.signals.ended.connect(self._load_ended))
+        self.load_job = self.host.load(paths, align, wire=lambda job: job.signals.ended.connect(self._load_ended),
+                                       deghost=self.strip.deghost.currentText())
         self.load_task.start(f"Opening {paths[0].name}{' …' if len(paths) > 1 else ''}", busy=True)
 
     def cancel_load(self) -> None:
@@ -246,6 +249,7 @@ class MainWindow(ExportMixin, QMainWindow):
             self.load_task.finish()
             if self.loaded is not None:
                 self.strip.set_align(self.loaded.align)
+                self.strip.set_deghost(self.loaded.deghost)
 
     def open_dialog(self) -> None:
         """File → Open: pick several frames (multi-select)."""
@@ -261,6 +265,12 @@ class MainWindow(ExportMixin, QMainWindow):
         if self.loaded is not None:
             self.open_bracket(self.loaded.paths, align=on)
 
+    def _on_deghost_changed(self, strength: str) -> None:
+        """Reload the current bracket with the new deghost strength."""
+        self.settings.deghost = strength
+        if self.loaded is not None:
+            self.open_bracket(self.loaded.paths, align=self.loaded.align)
+
     def _on_loaded(self, loaded: LoadedBracket) -> None:
         """Show the new bracket and render it: a quick preview first, then full resolution."""
         self.loaded = loaded
@@ -269,6 +279,7 @@ class MainWindow(ExportMixin, QMainWindow):
         self.strip.set_frames(loaded.thumbnails, [f.path for f in frames], loaded.relative_evs,
                               [f.ev_source for f in frames])
         self.strip.set_align(loaded.align)
+        self.strip.set_deghost(loaded.deghost)
         h, w = loaded.before.shape[:2]
         self.viewer.set_images(None, loaded.before, (w, h))
         self.banner.hide()

@@ -77,6 +77,7 @@ class LoadedBracket:
     before: np.ndarray             # middle frame, H×W×3 uint8
     thumbnails: list[np.ndarray] = field(default_factory=list)   # small H×W×3 uint8, darkest first
     relative_evs: list[float] = field(default_factory=list)      # EV relative to the middle frame
+    deghost: str = "off"                                         # core.deghost strength it was loaded with
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
