@@ -471,8 +471,9 @@ def warp_frame(image: np.ndarray, matrix: np.ndarray,
     return warped, covered
 
 
-def fill_invalid(images: np.ndarray, valid: np.ndarray, reference: int) -> None:
-    """In place: every frame's invalid pixels get a prediction from the frames that are valid there.
+def fill_invalid(images: np.ndarray, valid: np.ndarray, reference: int, holes: np.ndarray | None = None) -> None:
+    """In place: every frame's invalid pixels (or only `holes`, N×H×W bool, where given) get a prediction from the
+    frames that are valid there.
 
     images: N×H×W×3 float32 [0,1]; valid: N×H×W bool. A frame's hole is filled with the reference frame mapped to
     the frame's exposure (per-channel histogram specification over the pixels valid in both); where the reference is
@@ -481,7 +482,7 @@ def fill_invalid(images: np.ndarray, valid: np.ndarray, reference: int) -> None:
     n = len(images)
     order = sorted(range(n), key=lambda j: (j != reference, abs(j - reference)))
     for i in range(n):
-        hole = ~valid[i]
+        hole = ~valid[i] if holes is None else holes[i].copy()
         if not hole.any():
             continue
         for j in order:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from lutfuse.core.errors import OutputError
@@ -18,7 +20,7 @@ def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
     from lutfuse.core.registration import MODES
 
     parser.add_argument("frames", nargs="+", metavar="FRAME", type=Path,
-                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, camera RAW), or one folder of them")
+                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, HEIC, camera RAW), or one folder of them")
     parser.add_argument("--align", choices=MODES, default="auto",
                         help="registration to the middle frame: auto = the most general model (similarity or "
                              "homography) that measurably improves on leaving the frame as it is; a frame that "
@@ -93,6 +95,12 @@ def load_for_output(args: argparse.Namespace, log=print):
         commit(args.ghost_mask, buf.tobytes(), args.force)
         log(f"wrote {args.ghost_mask} (moving content in {float((mask >= 0.5).mean()) * 100:.2f} % of the image)")
     return bracket
+
+
+def print_notes(command: str, notes: Iterable[str]) -> None:
+    """What the loader noticed (not errors), one line each on stderr: "lutfuse COMMAND: note: ..."."""
+    for note in notes:
+        print(f"lutfuse {command}: note: {note}", file=sys.stderr)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image") -> None:
