@@ -17,7 +17,7 @@ Per frame, on copies downscaled to at most `ESTIMATE_PIXELS`:
    it raises that score by `MIN_GAIN` and moves some image corner by more than `MIN_CORNER_PX` at full size;
    otherwise the frame is left untouched, bit for bit.
 
-A transform that passes is applied once at full size (`cv2.warpPerspective`, bilinear, float32: 16-bit precision
+A transform that passes is applied once at full size (`cv2.warpPerspective`, Lanczos, float32: 16-bit precision
 kept). Pixels it cannot fill are reported as invalid (`Frame.valid`) and hold the reference's content mapped to
 the frame's exposure, so that every fusion path sees a plausible frame there and can also exclude it.
 
@@ -456,18 +456,23 @@ def register(images: Sequence[np.ndarray] | np.ndarray, mode: str | bool = "auto
 # ---------------------------------------------------------------------------------------------- applying
 
 def warp_frame(image: np.ndarray, matrix: np.ndarray,
-               flags: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
+               flags: int = cv2.INTER_LANCZOS4) -> tuple[np.ndarray, np.ndarray]:
     """Apply a frame->output homography at full size: H×W×C float32 -> (warped H×W×C float32, H×W bool covered).
 
-    Uncovered pixels replicate the nearest edge (a neutral placeholder; callers fill them, see `fill_invalid`)."""
+    Lanczos (8×8) resampling by default: bilinear softens a frame moved by a fraction of a pixel (Laplacian energy
+    of the Mertens fusion of deepfuse/Seq_41 13 % below the unregistered one's; Lanczos: 2 %); the overshoot it
+    adds at edges is clipped to the input's range [0, 1]. Uncovered pixels replicate the nearest edge (a neutral placeholder; callers fill them,
+    see `fill_invalid`)."""
     h, w = image.shape[:2]
     warped = cv2.warpPerspective(image, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    # covered = the inverse-mapped pixel centre lies inside the frame (to within the bilinear footprint)
+    if flags != cv2.INTER_NEAREST:
+        np.clip(warped, 0.0, 1.0, out=warped)
+    # covered = the inverse-mapped pixel centre lies inside the frame (to within the resampling footprint)
     ones = np.ones((h, w), np.uint8)
     covered = cv2.warpPerspective(ones, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                   borderValue=0)
-    # one pixel in from the border: bilinear samples there mix in the replicated edge
-    covered = cv2.erode(covered, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
+    # a few pixels in from the border: Lanczos samples there mix in the replicated edge
+    covered = cv2.erode(covered, np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
     return warped, covered
 
 
@@ -552,8 +557,8 @@ def coverage(records: Sequence[FrameRegistration], height: int, width: int) -> n
             ones = np.ones((height, width), np.uint8)
             covered &= cv2.warpPerspective(ones, rec.matrix, (width, height), flags=cv2.INTER_NEAREST,
                                            borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0
-    # the same one-pixel margin warp_frame takes off
-    return cv2.erode(covered.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
+    # the same margin warp_frame takes off
+    return cv2.erode(covered.astype(np.uint8), np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
 
 
 def transforms_document(records: Sequence[FrameRegistration], files: Sequence[str], height: int, width: int,
