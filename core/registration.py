@@ -461,8 +461,8 @@ def warp_frame(image: np.ndarray, matrix: np.ndarray,
 
     Lanczos (8×8) resampling by default: bilinear softens a frame moved by a fraction of a pixel (Laplacian energy
     of the Mertens fusion of deepfuse/Seq_41 13 % below the unregistered one's; Lanczos: 2 %); the overshoot it
-    adds at edges is clipped to the input's range [0, 1]. Uncovered pixels replicate the nearest edge (a neutral placeholder; callers fill them,
-    see `fill_invalid`)."""
+    adds at edges is clipped to the input's range [0, 1]. Uncovered pixels replicate the nearest edge (a neutral
+    placeholder; callers fill them, see `fill_invalid`)."""
     h, w = image.shape[:2]
     warped = cv2.warpPerspective(image, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     if flags != cv2.INTER_NEAREST:

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cube",
         help="export a bracket's learned 3D LUT as a .cube file (and the base image it applies to)",
         description="Write the bracket's LUT as an Adobe .cube file. The LUT applies to the base image, the "
-                    "per-pixel mean of the registered (and deghosted) frames; --base writes it as a 16-bit TIFF so that any tool "
+                    "per-pixel mean of the registered (and deghosted) frames; --base writes it as a 16-bit TIFF so "
+                    "that any tool "
                     "applying the .cube to it reproduces `lutfuse fuse --detail 0`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

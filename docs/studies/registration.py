@@ -4,7 +4,8 @@
     python -m lutfuse.docs.studies.registration handheld DATA [--k 3] [--sources hdrps,forth] [--limit N]
     python -m lutfuse.docs.studies.registration accuracy DATA [--sizes 1224x816,6000x4000] [--scenes N]
 
-static: the validation cases (or those of --sources with --k frames) (core.train.data.validation_cases: real, unaligned, static brackets), fused by Mertens
+static: the validation cases (core.train.data.validation_cases: real, unaligned, static brackets; those of --sources
+with --k frames), fused by Mertens
 and by LUT + detail with alignment off / auto and deghosting off / low / medium / high; MEF-SSIM against the inputs,
 how many frames registration moved, and the ghost mask's area.
 handheld: each case's non-reference frames warped by a random hand-held homography (rotation ≤ 1.5°, shift ≤ 2.5 %
