@@ -65,6 +65,9 @@ class FrameStrip(QWidget):
         self.deghost.setToolTip("Take moving content (people, leaves, water) from the middle frame: "
                                 "off, or how readily a difference counts as motion")
         self.deghost.currentTextChanged.connect(self.deghostChanged)
+        self.show_ghosts = QCheckBox("Show ghost mask")
+        self.show_ghosts.setToolTip("Tint red where deghosting took the content from the middle frame")
+        self.show_ghosts.setEnabled(False)
         deghost_row = QHBoxLayout()
         deghost_row.addWidget(QLabel("Deghost"))
         deghost_row.addWidget(self.deghost, 1)
@@ -84,6 +87,7 @@ class FrameStrip(QWidget):
         layout.setSpacing(8)
         layout.addWidget(self.align)
         layout.addLayout(deghost_row)
+        layout.addWidget(self.show_ghosts)
         layout.addWidget(scroll, 1)
         self.setMinimumWidth(190)
 

@@ -210,6 +210,7 @@ class MainWindow(ExportMixin, QMainWindow):
         self.adjust.detailChanged.connect(lambda _v, settled: self.request_render(settled))
         self.strip.alignToggled.connect(self._on_align_toggled)
         self.strip.deghostChanged.connect(self._on_deghost_changed)
+        self.strip.show_ghosts.toggled.connect(self.viewer.overlay.setVisible)
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.export_task.cancelRequested.connect(self.cancel_export)
         self.load_task.cancelRequested.connect(self.cancel_load)
@@ -283,6 +284,9 @@ class MainWindow(ExportMixin, QMainWindow):
         self.strip.set_deghost(loaded.deghost)
         h, w = loaded.before.shape[:2]
         self.viewer.set_images(None, loaded.before, (w, h))
+        ghost = getattr(loaded.bracket, "ghost", None)
+        self.strip.show_ghosts.setEnabled(ghost is not None)
+        self.viewer.set_overlay(ghost, self.strip.show_ghosts.isChecked())
         self.banner.hide()
         self.settings.recent = push_recent(self.settings.recent, [str(p) for p in loaded.paths])
         self._rebuild_recent()

@@ -255,6 +255,10 @@ def test_deghost_choice_reloads_the_bracket(qtbot, window: MainWindow) -> None:
     assert window.loaded.deghost == "medium" and window.loaded.bracket.ghost is not None
     assert window.strip.deghost.currentText() == "medium" and window.settings.deghost == "medium"
     wait_render(qtbot, window, full=True, grid=33)
+    assert window.strip.show_ghosts.isEnabled() and not window.viewer.overlay.isVisible()
+    window.strip.show_ghosts.setChecked(True)
+    assert window.viewer.overlay.isVisible()
+    assert window.viewer.overlay.image.shape[:2] == window.loaded.bracket.ghost.shape
 
 
 def test_cancelled_open_keeps_the_bracket(qtbot, window: MainWindow) -> None:
