@@ -135,7 +135,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(3)
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.split("x"))
-        errors, est_s, warp_s = [], [], []
+        errors, est_s, warp_s, cpu = [], [], [], []
         for scene in scenes:
             ref = cv2.resize(load_image(scene / "04.png")[0], (w, h), interpolation=cv2.INTER_CUBIC)
             for j in (1, 6):  # 3 stops darker, 2 brighter
@@ -144,20 +144,24 @@ def run_accuracy(args: argparse.Namespace) -> None:
                 moved = cv2.warpPerspective(frame, np.linalg.inv(t), (w, h), flags=cv2.INTER_LINEAR,
                                             borderMode=cv2.BORDER_REFLECT)
                 del frame
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 rec = estimate(Reference(ref), moved, "auto")
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 warp_frame(moved, rec.matrix)
-                t2 = time.perf_counter()
+                t2, c2 = time.perf_counter(), time.process_time()
+                cpu.append((c1 - c0, c2 - c1))
                 errors.append(corner_error(rec.matrix, t, w, h))
                 est_s.append(t1 - t0)
                 warp_s.append(t2 - t1)
                 print(f"{size} {scene.name} {j:02d}: {rec.model} applied={rec.applied} corner error "
-                      f"{errors[-1]:.3f} px, estimate {est_s[-1]:.2f} s, warp {warp_s[-1]:.2f} s", flush=True)
+                      f"{errors[-1]:.3f} px, estimate {est_s[-1]:.2f} s (CPU {cpu[-1][0]:.2f} s), warp "
+                      f"{warp_s[-1]:.2f} s (CPU {cpu[-1][1]:.2f} s)", flush=True)
         e = np.array(errors)
         print(f"{size}: corner error median {np.median(e):.3f} px, 90th pct {np.percentile(e, 90):.3f}, max "
               f"{e.max():.3f}, under 0.5 px {int((e < 0.5).sum())}/{len(e)}; estimate median "
-              f"{np.median(est_s):.2f} s, full-size warp median {np.median(warp_s):.2f} s per frame", flush=True)
+              f"{np.median(est_s):.2f} s (CPU {np.median([c[0] for c in cpu]):.2f} s), full-size warp median "
+              f"{np.median(warp_s):.2f} s (CPU {np.median([c[1] for c in cpu]):.2f} s) per frame, one thread",
+              flush=True)
 
 
 def main() -> None:
