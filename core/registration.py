@@ -298,10 +298,10 @@ def _ecc(ref: _View, view: _View, init: np.ndarray, model: str, levels: int) -> 
         warp = (warp / warp[2, 2]).astype(np.float32)
         if motion != cv2.MOTION_HOMOGRAPHY:
             warp = warp[:2]
-        steps = 50 if level == 0 else 60
+        steps = 40 if level == 0 else 60
         try:
             _, warp = cv2.findTransformECC(refs[level], views[level], warp, motion,
-                                           (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, steps, 1e-5),
+                                           (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, steps, 1e-4),
                                            masks[level], 5)
         except cv2.error:
             return None
@@ -399,14 +399,20 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
         candidates = [(models[-1], _phase_shift(ref.view, view))]
         levels = int(max(1, min(4, math.floor(math.log2(min(ref.size) / 48)))))
     best: tuple[float, str, np.ndarray] | None = None
+    scored = []
     for model, matrix in candidates:
-        refined = _ecc(ref.view, view, matrix, model, levels)
-        for m in (matrix, refined):
+        s = score(ref.view, view, matrix)
+        scored.append((-math.inf if math.isnan(s) else s, model, matrix))
+    top = max(s for s, _, _ in scored)
+    for s0, model, matrix in scored:
+        # ECC (the costly step) refines the leading estimate and any within reach of it
+        refined = _ecc(ref.view, view, matrix, model, levels) if s0 >= top - 0.02 else None
+        for m, s in ((matrix, s0), (refined, None)):
             if m is None:
                 continue
-            s = score(ref.view, view, m)
+            s = score(ref.view, view, m) if s is None else s
             bonus = 0.002 if model == "homography" else 0.0  # the most general model wins near-ties
-            if not math.isnan(s) and (best is None or s + bonus > best[0]):
+            if math.isfinite(s) and (best is None or s + bonus > best[0]):
                 best = (s + bonus, model, m)
     if best is None:
         best = (-math.inf, models[-1], candidates[0][1])
