@@ -131,7 +131,8 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
         inputs = [f.path for f in bracket.frames]
         check_target(path, overwrite=overwrite, inputs=inputs)  # a read-only folder fails now, not after minutes
         job.report(0.0)
-        fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled)
+        fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
+                                valid=bracket.valid)
         _check(job)
         host.hq_result = (bracket, display_copy(fused, host.display_side))   # for comparing in the editor
         out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
