@@ -92,8 +92,9 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Calla
     return work
 
 
-def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool) -> Callable[[Job], Path]:
-    """Two-phase HQ fusion (core.hq.HQFusion) at full resolution, written to `path`."""
+def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool, grid: int = 33,
+            detail: float = 1.0) -> Callable[[Job], Path]:
+    """HQ export (core.hq.HQFusion): the editor's render at `grid`/`detail`, refined, at full resolution."""
     bracket = host.current.bracket
 
     def work(job: Job) -> Path:
@@ -101,7 +102,12 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
         from lutfuse.core.imageio import write_image
 
         job.report(0.0)
-        fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled)
+        hq = HQFusion()
+        # the host's lock: the engine must keep this bracket while HQ renders from it (previews wait meanwhile)
+        with host.lock:
+            _check(job)
+            fused = hq.fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
+                            engine=host.engine, grid=grid, detail=detail)
         _check(job)
         out = write_image(path, fused, bit_depth=options.bit_depth, exif=bracket.middle().exif,
                           quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames])

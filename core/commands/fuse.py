@@ -29,9 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output_arguments(p)
     p.add_argument("--method", choices=METHODS, default="lut",
                    help="lut: learned 3D LUT + detail (real time); mertens: classical exposure fusion; "
-                        "hq: two-phase neural refinement (slow, best quality)")
-    p.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (method lut)")
-    p.add_argument("--detail", type=float, default=1.0, help="local-contrast strength, 0 = pure LUT (method lut)")
+                        "hq: the lut render at --grid/--detail, refined by the two-phase networks and a per-bracket "
+                        "MEF-SSIM refinement (seconds; best quality)")
+    p.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (methods lut and hq)")
+    p.add_argument("--detail", type=float, default=1.0, help="local-contrast strength, 0 = pure LUT (methods lut and hq)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.set_defaults(func=run)
 
@@ -57,7 +58,15 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
                 progress.n = round(100 * fraction)
                 progress.refresh()
 
-        return HQFusion(device=device).fuse(bracket.images, progress=report)
+        from lutfuse.core.fusion import Engine
+
+        hq = HQFusion(device=device)
+        engine = Engine(device=device)
+        report(0.0)
+        engine.set_bracket(bracket)
+        report(0.3)
+        return hq.fuse(bracket.images, progress=lambda f: report(0.3 + 0.7 * f), engine=engine, grid=grid,
+                       detail=detail)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -67,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from lutfuse.core.imageio import write_image
 
     check_output(args.output, args.frames, args.force)
-    if args.method == "lut" and not 2 <= args.grid <= 129:
+    if args.method in ("lut", "hq") and not 2 <= args.grid <= 129:
         from lutfuse.core.errors import LUTFuseError
 
         raise LUTFuseError(f"--grid {args.grid}: the grid size must be between 2 and 129")
