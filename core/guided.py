@@ -19,11 +19,13 @@ import torch.nn.functional as F
 
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over the (2r+1)² window around every pixel, counting only pixels inside the image: N×C×H×W -> same."""
+    """Mean over the (2r+1)² window around every pixel, counting only pixels inside the image: N×C×H×W -> same.
+    Separable (rows, then columns): the in-image count of a window is the product of its row and column counts."""
     r = max(0, min(int(radius), (min(x.shape[-2:]) - 1) // 2))
     if r == 0:
         return x
-    return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+    x = F.avg_pool2d(x, (1, 2 * r + 1), stride=1, padding=(0, r), count_include_pad=False)
+    return F.avg_pool2d(x, (2 * r + 1, 1), stride=1, padding=(r, 0), count_include_pad=False)
 
 
 def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, radius: int,
@@ -41,6 +43,23 @@ def guided_coefficients(guide: torch.Tensor, src: torch.Tensor, radius: int,
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
     return box_mean(a, radius), box_mean(b, radius)
+
+
+class GuidedFilter:
+    """guided_coefficients for one fixed guide and many inputs (a refinement loop): the guide's window mean and
+    variance are computed once. guide N×1×H×W; radius px; eps as guided_coefficients."""
+
+    def __init__(self, guide: torch.Tensor, radius: int, eps: float) -> None:
+        self.guide, self.radius, self.eps = guide, int(radius), float(eps)
+        self.mean_i = box_mean(guide, self.radius)
+        self.var_i = box_mean(guide * guide, self.radius) - self.mean_i * self.mean_i
+
+    def coefficients(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A, B) of src N×C×H×W, each N×C×H×W (He et al. 2010, eqs. 5, 6, 8); differentiable in src."""
+        mean_p = box_mean(src, self.radius)
+        a = (box_mean(self.guide * src, self.radius) - self.mean_i * mean_p) / (self.var_i + self.eps)
+        b = mean_p - a * self.mean_i
+        return box_mean(a, self.radius), box_mean(b, self.radius)
 
 
 def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:

@@ -34,9 +34,9 @@ from torch import nn
 
 from lutfuse.core import paths
 from lutfuse.core.errors import BracketError, Cancelled, WeightsError
-from lutfuse.core.guided import guided_coefficients
+from lutfuse.core.guided import GuidedFilter
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
-from lutfuse.core.train.refine_losses import mef_ssim
+from lutfuse.core.train.refine_losses import MEFSSIM
 
 PHASE1_FILE = "refine_phase1.pt"
 PHASE2_FILE = "refine_phase2.pt"
@@ -44,10 +44,10 @@ PHASE2_FILE = "refine_phase2.pt"
 # phase 1's output on the 3-frame validation cases (PSNR 22.78 vs 22.03 dB, MEF-SSIM 0.956 vs 0.934; see
 # resources/weights/refine_phase2.md), so a real middle is used when there is one; 2-frame brackets get phase 1's.
 DEFAULT_MIDDLE = "real"
-WORK_SIDE = 512              # px, longest side at which the networks and the refinement run (0.17 MP at 3:2)
+WORK_SIDE = 320              # px, longest side at which the networks and the refinement run (0.07 MP at 3:2)
 GRID_CELLS = 32              # cells on the longest side of the correction grid, whatever the image size
-STEPS = 12                   # Adam steps of the per-bracket refinement
-LEARNING_RATE = 0.05
+STEPS = 8                    # Adam steps of the per-bracket refinement
+LEARNING_RATE = 0.01          # larger steps overshoot: the guided fit amplifies the grid (0.03 already oscillates)
 GUIDE_RADIUS_FRACTION = 1 / 64   # guided-filter radius as a fraction of the working size's longest side
 GUIDE_EPS = 1e-3             # guided-filter ε on luminance in [0,1]: edges of contrast ≳ 0.03 are kept
 GAIN_LIMIT = 0.3             # |γ| ≤ 0.3: at most ±0.43 EV of luminance change
@@ -105,18 +105,20 @@ def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, in
     live_t, tone_t = _chw(live), _chw(tone)
     guide = torch.from_numpy(luma(live))[None, None]
     sources = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32))[None]
+    quality_of = MEFSSIM(sources, torch.float32)   # the sources' statistics once; float32: twice as fast
     h, w = live.shape[:2]
     theta = init.detach().clone().float().requires_grad_(True)
 
+    guided = GuidedFilter(guide, radius, eps)
+
     def coefficients(grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dense = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
-        return guided_coefficients(guide, dense, radius, eps)
+        return guided.coefficients(F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False))
 
     def score(grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = coefficients(grid)
         q = a * guide + b
         out = correct(live_t, tone_t, q[:, :1], q[:, 1:])
-        quality = mef_ssim(sources, out)[0]
+        quality = quality_of(out)[0]
         loss = -quality + TONE_PENALTY * grid[:, 0].square().mean() + DETAIL_PENALTY * grid[:, 1].square().mean()
         return loss, quality
 
@@ -129,7 +131,7 @@ def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, in
                 raise Cancelled("HQ fusion cancelled")
             loss, _ = score(theta)
             if float(loss.detach()) < best_loss:  # the last step's result is scored too (the extra pass)
-                best_loss, best = float(loss), theta.detach().clone()
+                best_loss, best = float(loss.detach()), theta.detach().clone()
             if i == steps:
                 break
             opt.zero_grad()
