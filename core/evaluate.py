@@ -193,13 +193,9 @@ class Phase1Only:
         from lutfuse.core.hq import build_phase1
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # any unpickling error means the same to the user
-            raise WeightsError(f"{path}: cannot be read as weights ({exc})") from exc
-        if not isinstance(state, dict):
-            raise WeightsError(f"{path}: not a state_dict")
-        self.phase1 = build_phase1(state, path).to(self.device)
+        from lutfuse.core.weights import load_state_dict
+
+        self.phase1 = build_phase1(load_state_dict(path, "HQ phase 1"), path).to(self.device)
 
     def generate_middle(self, under: np.ndarray, over: np.ndarray) -> np.ndarray:
         """under, over H×W×3 float32 in [0,1] -> generated middle exposure H×W×3 float32 in [0,1]."""

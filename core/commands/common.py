@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from lutfuse.core.errors import OutputError
-from lutfuse.core.imageio import FORMATS, check_writable
+from lutfuse.core.imageio import FORMATS, JPEG_SUBSAMPLINGS, TIFF_COMPRESSIONS, check_writable
 
 IMAGE_SUFFIXES = FORMATS
 
@@ -14,8 +16,14 @@ IMAGE_SUFFIXES = FORMATS
 def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
     """FRAME... (files or one folder) and --no-align."""
     parser.add_argument("frames", nargs="+", metavar="FRAME", type=Path,
-                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, camera RAW), or one folder of them")
+                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, HEIC, camera RAW), or one folder of them")
     parser.add_argument("--no-align", action="store_true", help="skip alignment (tripod brackets)")
+
+
+def print_notes(command: str, notes: Iterable[str]) -> None:
+    """What the loader noticed (not errors), one line each on stderr: "lutfuse COMMAND: note: ..."."""
+    for note in notes:
+        print(f"lutfuse {command}: note: {note}", file=sys.stderr)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image") -> None:
@@ -27,6 +35,10 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image"
                             help="8 or 16 bits per channel (16 needs PNG or TIFF); default: 16 for TIFF/PNG "
                                  "when the sources are 16-bit, else 8")
         parser.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100")
+        parser.add_argument("--subsampling", choices=JPEG_SUBSAMPLINGS, default="444",
+                            help="JPEG chroma subsampling (444 keeps full colour resolution)")
+        parser.add_argument("--compression", choices=TIFF_COMPRESSIONS, default="deflate",
+                            help="TIFF compression (deflate and lzw use the horizontal predictor)")
 
 
 def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[str] | None = None) -> None:
@@ -37,6 +49,11 @@ def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[st
     check_writable(output, overwrite=force, inputs=inputs, replace_hint="use --force to replace it")
 
 
+def image_options(args: argparse.Namespace) -> dict:
+    """write_image keyword arguments of the image options that add_output_arguments added."""
+    return {"quality": args.quality, "subsampling": args.subsampling, "compression": args.compression}
+
+
 def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> int:
     """8 or 16: what was asked for, else 16 for PNG/TIFF when the sources are 16-bit."""
     kind = IMAGE_SUFFIXES.get(output.suffix.lower())
@@ -45,3 +62,4 @@ def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> i
     if requested is not None:
         return requested
     return 16 if source_bits > 8 and kind in {"PNG", "TIFF"} else 8
+

@@ -11,8 +11,11 @@ from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_output_arguments,
     check_output,
+    image_options,
     output_bit_depth,
+    print_notes,
 )
+from lutfuse.core.errors import shown_path
 
 METHODS = ("lut", "mertens", "hq")
 
@@ -22,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fuse",
         help="fuse a bracket into one image",
-        description="Fuse 2-9 exposures into one image. The EXIF of the middle frame is kept.",
+        description="Fuse 2-9 exposures into one image. The output keeps the middle frame's EXIF, XMP and ICC profile "
+                    "(sRGB when untagged) and lists the bracket's exposures in its ImageDescription.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_bracket_arguments(p)
@@ -72,9 +76,11 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
 
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
-    from lutfuse.core.bracket import load_bracket, relative_evs
+    from lutfuse.core.bracket import frame_paths, load_bracket, relative_evs
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.metadata import OutputMetadata
 
+    args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force)
     if args.method in ("lut", "hq") and not 2 <= args.grid <= 129:
         from lutfuse.core.errors import LUTFuseError
@@ -84,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before loading anything
 
     bracket = load_bracket(args.frames, align=not args.no_align)
+    print_notes("fuse", bracket.notes)
     evs = relative_evs([f.ev for f in bracket.frames])
-    frames = ", ".join(f"{f.path.name} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
+    frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
     source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
     tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
     with tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False) as bar:
@@ -94,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
         bar.n = 100
         bar.refresh()
     bits = output_bit_depth(args.output, args.bit_depth, bracket.bit_depth)
-    path = write_image(args.output, fused, bit_depth=bits, exif=bracket.middle().exif,
-                       quality=args.quality, overwrite=args.force, inputs=[f.path for f in bracket.frames])
-    tqdm.write(f"wrote {path} ({fused.shape[1]}×{fused.shape[0]}, {bits}-bit, method {args.method})")
+    from lutfuse.core.weights import shipped
+
+    origin = {"lut": str(shipped("LUT student")),
+              "hq": f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"}.get(args.method, "the fusion")
+    path = write_image(args.output, fused, bit_depth=bits, metadata=OutputMetadata.from_bracket(bracket),
+                       overwrite=args.force, inputs=[f.path for f in bracket.frames], origin=origin,
+                       **image_options(args))
+    tqdm.write(f"wrote {shown_path(path)} ({fused.shape[1]}×{fused.shape[0]}, {bits}-bit, method {args.method})")
     return 0
