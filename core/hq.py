@@ -161,7 +161,7 @@ def _upsample_rows(coeffs: np.ndarray, height: int, width: int, y0: int, y1: int
 
 
 def apply_correction(live: np.ndarray, tone: np.ndarray, coeffs: np.ndarray, *, strip: int | None = 256,
-                     cancel: Cancel | None = None) -> np.ndarray:
+                     progress: Progress | None = None, cancel: Cancel | None = None) -> np.ndarray:
     """The correction at full resolution, IN PLACE on `live` (returned): live, tone H×W×3 float32 in [0,1] (the
     live render and its detail-0 twin), coeffs h×w×4 from refine_correction. Works by strips of `strip` rows
     (None: all at once; the result is the same) so that memory stays a few strips above the two renders."""
@@ -181,6 +181,8 @@ def apply_correction(live: np.ndarray, tone: np.ndarray, coeffs: np.ndarray, *, 
         part += detail
         part *= np.exp(gamma)[..., None]
         np.clip(part, 0.0, 1.0, out=part)
+        if progress is not None:
+            progress(y1 / height)
     return live
 
 
@@ -394,7 +396,8 @@ class HQFusion:
                                    radius=self.radius(sh, sw),
                                    progress=lambda f: report(start + 0.2 + span * f), cancel=cancel)
         check()
-        out = apply_correction(live, tone, coeffs, cancel=cancel)
+        del tone_s, frames_s
+        out = apply_correction(live, tone, coeffs, progress=lambda f: report(0.9 + 0.1 * f), cancel=cancel)
         report(1.0)
         return out
 
