@@ -108,12 +108,16 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
         inputs = [f.path for f in bracket.frames]
         check_target(path, overwrite=overwrite, inputs=inputs)  # a read-only folder fails now, not after minutes
         job.report(0.0)
+        from lutfuse.core.hq import live_renders
+
         hq = HQFusion()
-        # the host's lock: the engine must keep this bracket while HQ renders from it (previews wait meanwhile)
+        # the editor's render at its settings, under the host's lock (the engine holds this bracket meanwhile);
+        # the rest of HQ works from these arrays, so previews go on while it runs
         with host.lock:
             _check(job)
-            fused = hq.fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
-                            engine=host.engine, grid=grid, detail=detail)
+            renders = live_renders(host.engine, grid, detail, cancel=job.is_cancelled)
+        fused = hq.fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
+                        renders=renders)
         _check(job)
         out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
                           quality=options.quality, overwrite=overwrite, inputs=inputs, origin="the HQ weights")

@@ -186,6 +186,17 @@ def apply_correction(live: np.ndarray, tone: np.ndarray, coeffs: np.ndarray, *, 
     return live
 
 
+def live_renders(engine: Any, grid: int, detail: float, look: Any = None,
+                 cancel: Cancel | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(live, tone): the engine's full-size render at (grid, detail[, look]) and at detail 0, H×W×3 float32 in
+    [0,1], fresh arrays (HQ corrects `live` in place)."""
+    extra = {} if look is None else {"look": look}
+    live = run_cancellable(lambda: engine.render(grid, detail, None, **extra), cancel)
+    tone = (run_cancellable(lambda: engine.render(grid, 0.0, None, **extra), cancel) if detail != 0
+            else live.copy())
+    return live, tone
+
+
 def _load_state(path: Path, what: str = "HQ") -> dict[str, torch.Tensor]:
     """A plain state_dict from `path` (core.weights.load_state_dict), or WeightsError naming the file."""
     return load_state_dict(path, what, " (train them with `lutfuse train refine-phase1/2`)")
@@ -325,7 +336,8 @@ class HQFusion:
 
     def fuse(self, images: np.ndarray | Sequence[np.ndarray], progress: Progress | None = None,
              cancel: Cancel | None = None, tile: int = 512, *, engine: Any = None, grid: int = 33,
-             detail: float = 1.0, look: Any = None) -> np.ndarray:
+             detail: float = 1.0, look: Any = None,
+             renders: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """N×H×W×3 float32 in [0,1], darkest first, N ≥ 2 -> HQ image H×W×3 float32 in [0,1]: the live render at the
         user's settings (engine.render(grid, detail[, look])), corrected by a smooth low-resolution map.
 
@@ -335,7 +347,9 @@ class HQFusion:
         the real middle frame of a ≥ 3-frame bracket, else phase 1's), is refined by `steps` Adam steps on the
         differentiable MEF-SSIM against the frames at work_side px, then upsampled with the fast guided filter
         (core.guided) and applied at full resolution as a ratio on R, G, B, so hue and saturation stay the live
-        view's. Raises BracketError (fewer than 2 frames, sizes differ), Cancelled, LUTFuseError (bad grid/detail).
+        view's. renders: (live, tone) already made by the caller (engine.render at (grid, detail) and at
+        (grid, 0), full size; `live` is modified in place), e.g. under the GUI's engine lock; engine is then unused.
+        Raises BracketError (fewer than 2 frames, sizes differ), Cancelled, LUTFuseError (bad grid/detail).
         """
         from lutfuse.core.bracket import Bracket
         from lutfuse.core.fusion import Engine, preview_shape
@@ -353,20 +367,22 @@ class HQFusion:
                 raise Cancelled("HQ fusion cancelled")
 
         start = 0.0
-        if engine is None:
-            if self._engine is None:
-                self._engine = Engine(device=str(self.device))
-            engine = self._engine
-            stack = images if isinstance(images, np.ndarray) else np.stack(images)
-            run_cancellable(lambda: engine.set_bracket(Bracket.from_images(stack)), cancel)
-            start = 0.3
-            report(start)
-        elif engine.bracket is None or engine.bracket.images.shape[1:3] != (h, w):
-            raise BracketError("HQ fusion: the engine does not hold this bracket (call engine.set_bracket first)")
-        extra = {} if look is None else {"look": look}
-        live = run_cancellable(lambda: engine.render(grid, detail, None, **extra), cancel)
-        tone = (run_cancellable(lambda: engine.render(grid, 0.0, None, **extra), cancel) if detail != 0
-                else live.copy())
+        if renders is not None:
+            live, tone = renders
+            if live.shape[:2] != (h, w) or tone.shape != live.shape:
+                raise BracketError("HQ fusion: the given renders do not match the frames' size")
+        else:
+            if engine is None:
+                if self._engine is None:
+                    self._engine = Engine(device=str(self.device))
+                engine = self._engine
+                stack = images if isinstance(images, np.ndarray) else np.stack(images)
+                run_cancellable(lambda: engine.set_bracket(Bracket.from_images(stack)), cancel)
+                start = 0.3
+                report(start)
+            elif engine.bracket is None or engine.bracket.images.shape[1:3] != (h, w):
+                raise BracketError("HQ fusion: the engine does not hold this bracket (call engine.set_bracket first)")
+            live, tone = live_renders(engine, grid, detail, look, cancel)
         report(start + 0.1)
         check()
 

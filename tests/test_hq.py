@@ -209,6 +209,10 @@ def test_hq_is_the_live_picture_done_better(live_hq: HQFusion, engine, real_brac
     assert chroma(out) >= 0.97 * chroma(live)           # no washed-out colour
     assert not np.array_equal(out, live)
     assert mef_ssim_metric(list(real_bracket), out) > mef_ssim_metric(list(real_bracket), live)
+    # renders made beforehand (the GUI makes them under its engine lock) give the same picture
+    from lutfuse.core.hq import live_renders
+
+    np.testing.assert_array_equal(live_hq.fuse(real_bracket, renders=live_renders(engine, 33, 1.0)), out)
 
 
 @pytest.mark.shared_data
