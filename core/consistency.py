@@ -6,10 +6,10 @@
 * `chroma`: mean CIELAB chroma C*ab, for "at least as colourful".
 * `edge_overshoot`: the halo measure. At strong edges of the sources (gradient of the frames' mean luminance in its
   top `top` fraction), the fused luminance is sampled along the gradient direction at −r..r px; the overshoot of
-  a profile is how far it goes above the larger or below the smaller of its two ends (the plateaus on either side),
-  as a fraction of the edge's step. The sources' own profiles are measured the same way (each frame, the least
-  overshooting frame per pixel), and the measure is the fused mean minus the sources' mean: 0 = no more ringing
-  than the frames themselves; a halo of a pyramid or a smooth gain bleeding across an edge shows as > 0.
+  a profile is how far it goes above the larger or below the smaller of its two ends (the plateaus on either side);
+  summed over the profiles and divided by the summed edge steps. The sources are measured the same way (the least
+  overshooting frame), and the measure is fused minus sources: 0 = no more ringing than the frames themselves; a
+  halo of a pyramid or of a smooth gain bleeding across an edge shows as > 0.
 """
 
 from __future__ import annotations
@@ -81,17 +81,18 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _profile_overshoot(y: np.ndarray, px: np.ndarray, py: np.ndarray, nx: np.ndarray, ny: np.ndarray,
-                       radius: int) -> np.ndarray:
-    """Overshoot of y's profiles through points (px, py) along unit normals (nx, ny), −radius..radius -> (P,)."""
+                       radius: int) -> float:
+    """Overshoot of y's profiles through points (px, py) along unit normals (nx, ny), −radius..radius, summed
+    over the profiles as a fraction of their summed steps (a ratio of sums: profiles with a tiny step do not
+    dominate) -> float ≥ 0."""
     t = np.arange(-radius, radius + 1, dtype=np.float32)
     xs = (px[:, None] + t[None] * nx[:, None]).astype(np.float32)
     ys = (py[:, None] + t[None] * ny[:, None]).astype(np.float32)
     prof = cv2.remap(y, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     lo_end = np.minimum(prof[:, 0], prof[:, -1])
     hi_end = np.maximum(prof[:, 0], prof[:, -1])
-    step = np.maximum(hi_end - lo_end, 1e-3)
     over = np.maximum(prof.max(axis=1) - hi_end, 0) + np.maximum(lo_end - prof.min(axis=1), 0)
-    return over / step
+    return float(over.sum() / max(float((hi_end - lo_end).sum()), 1e-6))
 
 
 def edge_overshoot(fused: np.ndarray, sources: Sequence[np.ndarray] | np.ndarray, *, radius: int = 8,
@@ -117,6 +118,5 @@ def edge_overshoot(fused: np.ndarray, sources: Sequence[np.ndarray] | np.ndarray
     nx, ny = gx[py, px] / mag[py, px], gy[py, px] / mag[py, px]
     px, py = px.astype(np.float32), py.astype(np.float32)
     fused_over = _profile_overshoot(_luma(fused), px, py, nx, ny, radius)
-    src_over = np.min([_profile_overshoot(_luma(f), px, py, nx, ny, radius) for f in frames], axis=0)
-    return {"fused": float(fused_over.mean()), "sources": float(src_over.mean()),
-            "excess": float(fused_over.mean() - src_over.mean()), "points": int(len(px))}
+    src_over = min(_profile_overshoot(_luma(f), px, py, nx, ny, radius) for f in frames)
+    return {"fused": fused_over, "sources": src_over, "excess": fused_over - src_over, "points": int(len(px))}
