@@ -114,8 +114,11 @@ class Engine:
         self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
 
     # -- per bracket -------------------------------------------------------------------------------------------
-    def set_bracket(self, bracket) -> None:
-        """Take a Bracket (N×H×W×3 frames in [0,1]): base image, latent code and detail layer, once per bracket."""
+    def set_bracket(self, bracket, latent: torch.Tensor | None = None) -> None:
+        """Take a Bracket (N×H×W×3 frames in [0,1]): base image, latent code and detail layer, once per bracket.
+
+        latent: a student latent code (1×L, as `encode` returns) used instead of the bracket's own, e.g. one
+        smoothed over a time-lapse's neighbouring brackets (`core.timelapse`)."""
         with self._lock:
             self._reset()
             self.bracket = bracket
@@ -124,7 +127,7 @@ class Engine:
                 self._base = bracket.mean()
                 if self.device.type != "cpu":
                     self._base_dev = self._to_device(self._base)
-                self._latent = self.encode(images)
+                self._latent = self.encode(images) if latent is None else latent.to(self.device)
                 stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
                 self._levels = detailmod.split_levels(*images.shape[1:3], self.levels)
                 self._fused = detailmod.fused_bandpass(stack, self._levels, self.contrast_power)
