@@ -141,7 +141,7 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
             _check(job)
             renders = live_renders(host.engine, grid, detail, look, cancel=job.is_cancelled)
         fused = hq.fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
-                        renders=renders)
+                        renders=renders, valid=bracket.valid)
         _check(job)
         host.hq_result = (bracket, display_copy(fused, host.display_side))   # for comparing in the editor
         out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),

@@ -193,6 +193,7 @@ class MainWindow(ExportMixin, QMainWindow):
 
         self.strip = FrameStrip()
         self.strip.set_align(self.settings.align)
+        self.strip.set_deghost(self.settings.deghost)
         self.adjust = AdjustPanel(self.settings.grid, self.settings.detail)
         self.histogram = HistogramWidget()
         adjust_box = QWidget()
@@ -355,6 +356,8 @@ class MainWindow(ExportMixin, QMainWindow):
                                  "Reset adjustments"))
         self.viewer.hovered.connect(self._hovered)
         self.strip.alignToggled.connect(self._on_align_toggled)
+        self.strip.deghostChanged.connect(self._on_deghost_changed)
+        self.strip.show_ghosts.toggled.connect(self.viewer.ghost_overlay.setVisible)
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.export_task.cancelRequested.connect(self.cancel_export)
         self.load_task.cancelRequested.connect(self.cancel_load)
@@ -406,7 +409,8 @@ class MainWindow(ExportMixin, QMainWindow):
         align = self.strip.align.isChecked() if align is None else align
         if self.load_job is not None:   # a newer request wins: the older load is dropped when it ends
             self.load_job.cancel()
-        self.load_job = self.host.load(paths, align, wire=lambda job: job.signals.ended.connect(self._load_ended))
+        self.load_job = self.host.load(paths, align, wire=lambda job: job.signals.ended.connect(self._load_ended),
+                                       deghost=self.strip.deghost.currentText())
         self.load_task.start(f"Opening {paths[0].name}{' …' if len(paths) > 1 else ''}", busy=True)
 
     def cancel_load(self) -> None:
@@ -421,6 +425,7 @@ class MainWindow(ExportMixin, QMainWindow):
             self.load_task.finish()
             if self.loaded is not None:
                 self.strip.set_align(self.loaded.align)
+                self.strip.set_deghost(self.loaded.deghost)
 
     def open_dialog(self) -> None:
         """File → Open: pick several frames (multi-select)."""
@@ -436,6 +441,12 @@ class MainWindow(ExportMixin, QMainWindow):
         if self.loaded is not None:
             self.open_bracket(self.loaded.paths, align=on)
 
+    def _on_deghost_changed(self, strength: str) -> None:
+        """Reload the current bracket with the new deghost strength."""
+        self.settings.deghost = strength
+        if self.loaded is not None:
+            self.open_bracket(self.loaded.paths, align=self.loaded.align)
+
     def _on_loaded(self, loaded: LoadedBracket) -> None:
         """Show the new bracket and render it: a quick preview first, then full resolution."""
         # the same frames again (Align toggled, reopened): the edits stay, with their undo history
@@ -446,8 +457,12 @@ class MainWindow(ExportMixin, QMainWindow):
         self.strip.set_frames(loaded.thumbnails, [f.path for f in frames], loaded.relative_evs,
                               [f.ev_source for f in frames])
         self.strip.set_align(loaded.align)
+        self.strip.set_deghost(loaded.deghost)
         h, w = loaded.bracket.frames[0].image.shape[:2]
         self.viewer.set_images(None, loaded.before, (w, h))
+        ghost = getattr(loaded.bracket, "ghost", None)
+        self.strip.show_ghosts.setEnabled(ghost is not None)
+        self.viewer.set_ghost_overlay(ghost, self.strip.show_ghosts.isChecked())
         self._fill_compare()
         if not same:
             self._settings_for(loaded)
@@ -713,7 +728,13 @@ class MainWindow(ExportMixin, QMainWindow):
             h, w = frames.shape[1:3]
             side = min(max(h, w), self.host.display_side)
             small = np.stack([display_copy(f, side).astype(np.float32) / 255 for f in frames])
-            return display_copy(mertens(small), side)
+            valid = self.loaded.bracket.valid
+            if valid is not None:  # registered frames: their uncovered borders take no part (as in the exports)
+                import cv2
+
+                valid = np.stack([cv2.resize(v.astype(np.uint8), small.shape[2:0:-1],
+                                             interpolation=cv2.INTER_NEAREST) > 0 for v in valid])
+            return display_copy(mertens(small, valid), side)
         finally:
             QApplication.restoreOverrideCursor()
 

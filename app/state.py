@@ -83,6 +83,7 @@ class LoadedBracket:
     before: np.ndarray             # middle frame, H×W×3 uint8
     thumbnails: list[np.ndarray] = field(default_factory=list)   # small H×W×3 uint8, darkest first
     relative_evs: list[float] = field(default_factory=list)      # EV relative to the middle frame
+    deghost: str = "off"                                         # core.deghost strength it was loaded with
     warnings: list[str] = field(default_factory=list)            # core.scene_check: duplicates, other scenes
 
 

@@ -53,6 +53,11 @@ class ImageViewer(QWidget):
         self.overlay.hide()
         self.box.addItem(self.overlay)
         self.view.scene().sigMouseMoved.connect(self._mouse_moved)
+        # where deghosting found moving content (core.bracket.Bracket.ghost), tinted over the fused image
+        self.ghost_overlay = pg.ImageItem(axisOrder="row-major")
+        self.ghost_overlay.setZValue(5)
+        self.ghost_overlay.setVisible(False)
+        self.box.addItem(self.ghost_overlay)
         # The before image hangs under a clip rectangle that ends at the divider: moving the divider only
         # resizes the clip, so dragging it never re-uploads pixels.
         self.clip = QGraphicsRectItem()
@@ -196,6 +201,20 @@ class ImageViewer(QWidget):
         item.setImage(pixels, autoLevels=False, levels=(0, 255))
         w, h = self.size
         item.setRect(QRectF(0, 0, w, h))
+
+    def set_ghost_overlay(self, mask: np.ndarray | None, visible: bool) -> None:
+        """Tint H×W mask values in [0,1] (the ghost mask) red over the image; None removes it."""
+        if mask is None or self.size is None:
+            self.ghost_overlay.clear()
+            self.ghost_overlay.setVisible(False)
+            return
+        rgba = np.zeros((*mask.shape, 4), np.uint8)
+        rgba[..., 0] = 255
+        rgba[..., 3] = np.clip(mask * 150 + 0.5, 0, 150).astype(np.uint8)
+        self.ghost_overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
+        w, h = self.size
+        self.ghost_overlay.setRect(QRectF(0, 0, w, h))
+        self.ghost_overlay.setVisible(visible)
 
     def after_pixels(self) -> np.ndarray | None:
         """What the view currently shows as the fused image."""

@@ -176,7 +176,8 @@ class EngineHost(QObject):
             return self.engine
 
     # -- loading -----------------------------------------------------------------------------------------------
-    def load(self, paths: Sequence[str | Path], align: bool, wire: Callable[[Job], None] | None = None) -> Job:
+    def load(self, paths: Sequence[str | Path], align: bool, wire: Callable[[Job], None] | None = None,
+             deghost: str = "off") -> Job:
         """Load a bracket and hand it to the engine; emits loaded or load_failed. The old bracket stays until
         the new one is ready. `wire(job)` connects the caller's slots before the job starts."""
         paths = [Path(p) for p in paths]
@@ -186,7 +187,7 @@ class EngineHost(QObject):
             from lutfuse.core.errors import Cancelled
             from lutfuse.core.scene_check import bracket_warnings
 
-            bracket = load_bracket(paths, align=align)
+            bracket = load_bracket(paths, align=align, deghost=deghost)
             if job.is_cancelled():
                 raise Cancelled("opening cancelled")
             engine = self._engine()
@@ -204,7 +205,7 @@ class EngineHost(QObject):
                 bracket=bracket, paths=paths, align=align,
                 before=display_copy(bracket.middle().image, self.display_side),
                 thumbnails=[thumbnail(f.image) for f in bracket.frames],
-                relative_evs=relative_evs([f.ev for f in bracket.frames]),
+                relative_evs=relative_evs([f.ev for f in bracket.frames]), deghost=deghost,
                 warnings=bracket_warnings(bracket.images, [f.path.name for f in bracket.frames]),
             )
 

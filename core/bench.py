@@ -101,7 +101,7 @@ def load_timing_student(device: torch.device) -> tuple[object, str]:
 def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
               log: Callable[[str], None] = print) -> list[Stage]:
     """Time every stage on one device; returns the stages, Mertens last."""
-    from lutfuse.core.bracket import align_images, load_bracket
+    from lutfuse.core.bracket import load_bracket, register_stack
     from lutfuse.core.classical import mertens
     from lutfuse.core.detail import detail_layer, split_levels
     from lutfuse.core.fusion import Engine, REFERENCE_GRID
@@ -119,8 +119,8 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
         ms, bracket = timed(lambda: load_bracket(paths, align=False))
         stages.append(Stage("load", ms, f"decode {n_frames} 8-bit PNGs"))
     images = bracket.images
-    ms, _ = timed(lambda: align_images(list(images)))
-    stages.append(Stage("align", ms, "OpenCV MTB, reference = middle"))
+    ms, _ = timed(lambda: register_stack(images.copy(), None, "auto"))
+    stages.append(Stage("align", ms, "registration (auto), reference = middle"))
     ms, _ = timed(lambda: engine.set_bracket(bracket))
     stages.append(Stage("set_bracket", ms, "base + latent + LUT(33) + detail layer, once per bracket"))
     ms, latent = timed(lambda: engine.encode(images))

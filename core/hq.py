@@ -337,7 +337,7 @@ class HQFusion:
     def fuse(self, images: np.ndarray | Sequence[np.ndarray], progress: Progress | None = None,
              cancel: Cancel | None = None, tile: int = 512, *, engine: Any = None, grid: int = 33,
              detail: float = 1.0, look: Any = None,
-             renders: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+             renders: tuple[np.ndarray, np.ndarray] | None = None, valid: np.ndarray | None = None) -> np.ndarray:
         """N×H×W×3 float32 in [0,1], darkest first, N ≥ 2 -> HQ image H×W×3 float32 in [0,1]: the live render at the
         user's settings (engine.render(grid, detail[, look])), corrected by a smooth low-resolution map.
 
@@ -349,6 +349,9 @@ class HQFusion:
         (core.guided) and applied at full resolution as a ratio on R, G, B, so hue and saturation stay the live
         view's. renders: (live, tone) already made by the caller (engine.render at (grid, detail) and at
         (grid, 0), full size; `live` is modified in place), e.g. under the GUI's engine lock; engine is then unused.
+        valid: optional N×H×W bool (Bracket.valid); the engine's live render already honours it, and a Bracket's
+        invalid pixels hold the reference re-rendered at that frame's exposure, so the networks and the refinement
+        see every frame whole; it is checked for shape only.
         Raises BracketError (fewer than 2 frames, sizes differ), Cancelled, LUTFuseError (bad grid/detail).
         """
         from lutfuse.core.bracket import Bracket
@@ -359,6 +362,8 @@ class HQFusion:
         h, w = images[0].shape[:2]
         if any(im.shape[:2] != (h, w) for im in images):
             raise BracketError("HQ fusion: all frames must have the same size")
+        if valid is not None and np.shape(valid) != (len(images), h, w):
+            raise BracketError(f"HQ fusion: valid masks of shape {np.shape(valid)} for {len(images)} frames of {h}×{w}")
         report = progress or (lambda _f: None)
         report(0.0)
 

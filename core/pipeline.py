@@ -104,7 +104,7 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, d
     if method == "mertens":
         from lutfuse.core.classical import mertens
 
-        return mertens(bracket.images)
+        return mertens(bracket.images, bracket.valid)
     if method == "lut":
         import torch
 
@@ -119,7 +119,7 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, d
         engine.set_bracket(bracket)
         report(0.3)
         return fuser.hq(device).fuse(bracket.images, progress=lambda f: report(0.3 + 0.7 * f), engine=engine,
-                                     grid=grid, detail=detail)
+                                     grid=grid, detail=detail, valid=bracket.valid)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -160,16 +160,63 @@ def apply_gain(image: np.ndarray, stops: float) -> np.ndarray:
         np.float32)
 
 
-def load(frames: Sequence[str | Path], settings: FuseSettings):
-    """The bracket of `frames` loaded as `fuse` loads it (darkest first, aligned unless settings.no_align)."""
-    from lutfuse.core.bracket import load_bracket
+def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], None] | None = None,
+         transforms: Path | None = None, ghost_mask: Path | None = None, overwrite: bool = False):
+    """The bracket of `frames` loaded as `fuse` loads it: darkest first, registered as `settings.align` says
+    (`core.registration`), deghosted as `settings.deghost` says (`core.deghost`) and cropped to the area every
+    frame covers when `settings.crop`. `settings` is a FuseSettings or an argparse namespace; settings it lacks
+    take fuse's defaults. `log(line)` gets one line per frame's transform and what was cropped or filled;
+    `transforms` (JSON: each input file's 3×3 homography onto the output) and `ghost_mask` (8-bit PNG) are written
+    when given, through a temporary file (`core.imageio.commit`). Raises BracketError / OutputError."""
+    import json
 
-    return load_bracket(list(frames), align=not settings.no_align)
+    import cv2
+
+    from lutfuse.core import registration
+    from lutfuse.core.bracket import load_bracket
+    from lutfuse.core.deghost import DEFAULT
+    from lutfuse.core.errors import OutputError
+    from lutfuse.core.imageio import commit
+
+    log = log or (lambda line: None)
+    align = getattr(settings, "align", "auto")
+    bracket = load_bracket(list(frames), align=align, deghost=getattr(settings, "deghost", DEFAULT))
+    h, w = bracket.frames[0].image.shape[:2]
+    records = bracket.registration or []
+    if align != "off":
+        for frame, rec in zip(bracket.frames, records):
+            log(f"  {frame.path.name}: {rec.describe()}")
+    crop = None
+    if getattr(settings, "crop", False):
+        crop = registration.common_rectangle(registration.coverage(records, h, w))
+        if crop != (0, 0, w, h):
+            bracket = bracket.cropped(*crop)
+            log(f"cropped to {crop[2] - crop[0]}×{crop[3] - crop[1]} at ({crop[0]}, {crop[1]}), the area every "
+                f"frame covers")
+        else:
+            crop = None
+    if bracket.valid is not None:
+        uncovered = int((~bracket.valid.any(axis=0)).sum())
+        if uncovered:
+            log(f"{uncovered} pixels are covered by no frame: filled from the nearest covered content")
+    if transforms is not None:
+        doc = registration.transforms_document(records, [str(f.path) for f in bracket.frames], h, w, crop)
+        commit(transforms, json.dumps(doc, indent=1).encode(), overwrite)
+        log(f"wrote {transforms}")
+    if ghost_mask is not None:
+        mask = bracket.ghost if bracket.ghost is not None else np.zeros(bracket.images.shape[1:3], np.float32)
+        ok, buf = cv2.imencode(".png", np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8))
+        if not ok:
+            raise OutputError(f"{ghost_mask}: OpenCV could not encode the mask")
+        commit(ghost_mask, buf.tobytes(), overwrite)
+        log(f"wrote {ghost_mask} (moving content in {float((mask >= 0.5).mean()) * 100:.2f} % of the image)")
+    return bracket
 
 
 def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseSettings, *,
                overwrite: bool = False, fuser: Fuser | None = None, latent: Any = None,
-               target_luminance: float | None = None,
+               target_luminance: float | None = None, transforms: Path | None = None,
+               ghost_mask: Path | None = None, log: Callable[[str], None] | None = None,
                on_loaded: Callable[[Any], None] | None = None, progress: Progress | None = None) -> FuseResult:
     """Load 2-9 frame files (or one folder), fuse them with `settings` and write `output` -> FuseResult.
 
@@ -180,6 +227,7 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
     `latent` replaces the student's latent code (method lut) and `target_luminance` (mean log2 luminance, as
     `mean_log_luminance`) brings the result there by an exposure gain in linear light: both are the time-lapse
     deflicker's hooks and neutral (None) by default.
+    `transforms`, `ghost_mask` and `log` are `load`'s (per-run files; batch passes none).
     `on_loaded(bracket)` is called after loading (the CLI prints the EVs there).
     """
     from lutfuse.core.bracket import frame_paths, relative_evs
@@ -193,7 +241,7 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
     paths = frame_paths(list(frames))  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(output, paths, overwrite)
     check_settings(settings, output)
-    bracket = load(paths, settings)
+    bracket = load(paths, settings, log=log, transforms=transforms, ghost_mask=ghost_mask, overwrite=overwrite)
     if on_loaded is not None:
         on_loaded(bracket)
     fused = fuse_bracket(bracket, settings.method, grid=settings.grid, detail=settings.detail,

@@ -1,5 +1,5 @@
 """Fusion presets: a flat TOML file of fusion settings (keys = `lutfuse fuse` option dests, e.g. `method`,
-`grid`, `detail`, `bit_depth`, `quality`, `no_align`) plus `name`, the output file-name pattern of a batch.
+`grid`, `detail`, `bit_depth`, `quality`, `align`) plus `name`, the output file-name pattern of a batch.
 
 The valid keys and their types come from the caller (the CLI passes fuse's argparse actions), so an option added
 to `fuse` is a preset key at once. Read with the standard library's tomllib, written with tomli-w.

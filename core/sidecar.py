@@ -44,7 +44,13 @@ def check_settings(values: Mapping[str, object], source: str = "settings") -> di
     Raises SettingsError naming `source` and the key."""
     out: dict[str, object] = {}
     for key, value in values.items():
-        if key in BOOL_KEYS:
+        if key == "align" and isinstance(value, str):  # a batch preset names the registration mode
+            from lutfuse.core.registration import MODES
+
+            if value not in MODES:
+                raise SettingsError(f"{source}: {key} must be one of {', '.join(MODES)}, not {value!r}")
+            out[key] = value != "off"
+        elif key in BOOL_KEYS:
             if not isinstance(value, bool):
                 raise SettingsError(f"{source}: {key} must be true or false, not {value!r}")
             out[key] = value

@@ -153,7 +153,7 @@ def test_preset_round_trip_and_unknown_key(rendered_tmp_shoot, tmp_path: Path, c
     assert run_cli("batch", folder, "-o", a, "--method", "lut", "--grid", 9, "--detail", 0.5, "--no-align",
                    "--name", "{index:03d}_{first}.png", "--save-preset", preset) == 0
     text = preset.read_text()
-    assert "grid = 9" in text and "detail = 0.5" in text and "no_align = true" in text
+    assert "grid = 9" in text and "detail = 0.5" in text and 'align = "off"' in text
     assert 'name = "{index:03d}_{first}.png"' in text
     assert run_cli("batch", folder, "-o", b, "--preset", preset) == 0
     names = sorted(p.name for p in a.iterdir())

@@ -249,6 +249,20 @@ def test_align_toggle_reloads_the_bracket(qtbot, window: MainWindow) -> None:
     wait_render(qtbot, window, full=True, grid=33)
 
 
+def test_deghost_choice_reloads_the_bracket(qtbot, window: MainWindow) -> None:
+    old = window.loaded
+    assert old.deghost == "off" and old.bracket.ghost is None
+    window.strip.deghost.setCurrentText("medium")
+    qtbot.waitUntil(lambda: window.loaded is not old, timeout=WAIT_MS)
+    assert window.loaded.deghost == "medium" and window.loaded.bracket.ghost is not None
+    assert window.strip.deghost.currentText() == "medium" and window.settings.deghost == "medium"
+    wait_render(qtbot, window, full=True, grid=33)
+    assert window.strip.show_ghosts.isEnabled() and not window.viewer.ghost_overlay.isVisible()
+    window.strip.show_ghosts.setChecked(True)
+    assert window.viewer.ghost_overlay.isVisible()
+    assert window.viewer.ghost_overlay.image.shape[:2] == window.loaded.bracket.ghost.shape
+
+
 def test_cancelled_open_keeps_the_bracket(qtbot, window: MainWindow) -> None:
     shown = window.loaded
     window.open_bracket(demo_frames(), align=True)

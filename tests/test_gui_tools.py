@@ -107,8 +107,8 @@ def test_hq_export_is_shown_for_comparison(qtbot, window: MainWindow, tmp_path: 
     from lutfuse.core.classical import mertens
 
     class QuickHQ:   # the real HQ takes tens of seconds on a shared CPU; a real fusion stands in
-        def fuse(self, images, progress=None, cancel=None, **live_settings):
-            return mertens(images)
+        def fuse(self, images, progress=None, cancel=None, valid=None, **live_settings):  # HQFusion.fuse's
+            return mertens(images, valid)
 
     monkeypatch.setattr(hq, "HQFusion", QuickHQ)
     out = tmp_path / "hq.png"

@@ -76,7 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ------------------------------------------------------------------------------------------------ presets
 
 def _setting_actions(parser_actions: list[argparse.Action] | None = None) -> dict[str, argparse.Action]:
-    return {a.dest: a for a in (parser_actions or fusecmd.setting_actions())}
+    """dest -> the action that sets it; where two options share a dest (--align MODE and --no-align), the one
+    that takes a value decides what a preset may hold."""
+    actions: dict[str, argparse.Action] = {}
+    for action in parser_actions or fusecmd.setting_actions():
+        if action.dest not in actions or actions[action.dest].nargs == 0:
+            actions[action.dest] = action
+    return actions
 
 
 def preset_values(path: Path) -> dict[str, Any]:
@@ -86,12 +92,8 @@ def preset_values(path: Path) -> dict[str, Any]:
 
     actions = _setting_actions()
     values = read_preset(path)
-    if "align" in values and "no_align" in actions:  # the editor's settings files (core.sidecar) say `align`
-        align = values.pop("align")
-        if not isinstance(align, bool):
-            raise PresetError(f"{path}: key 'align' must be true or false, got {align!r}")
-        if values.setdefault("no_align", not align) != (not align):
-            raise PresetError(f"{path}: keys 'align' and 'no_align' contradict each other")
+    if isinstance(values.get("align"), bool):  # the editor's settings files (core.sidecar) say align = true/false
+        values["align"] = "auto" if values["align"] else "off"
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key == NAME_KEY:
@@ -175,8 +177,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_preset is not None:
         from lutfuse.core.preset import write_preset
 
-        extra = {"align": not settings.no_align} if "no_align" in settings.values else {}  # for the editor
-        write_preset(args.save_preset, {**settings.values, **extra, "name": pattern}, overwrite=args.force)
+        write_preset(args.save_preset, {**settings.values, "name": pattern}, overwrite=args.force)
         tqdm.write(f"wrote preset {args.save_preset}")
     if args.workers < 1:
         raise LUTFuseError(f"--workers {args.workers}: must be at least 1")

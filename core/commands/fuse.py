@@ -10,12 +10,17 @@ import argparse
 
 from tqdm import tqdm
 
-from lutfuse.core.commands.common import add_bracket_arguments, add_output_arguments, print_notes
+from lutfuse.core.commands.common import (
+    add_bracket_arguments,
+    add_output_arguments,
+    check_bracket_outputs,
+    print_notes,
+)
 from lutfuse.core.errors import shown_path
 from lutfuse.core.pipeline import METHODS, FuseSettings, fuse_bracket  # noqa: F401  (fuse_bracket: public here too)
 
 # Dests of fuse's arguments that name this run's files rather than how to fuse (batch has its own).
-NOT_SETTINGS = frozenset({"frames", "output", "force", "help"})
+NOT_SETTINGS = frozenset({"frames", "output", "force", "help", "transforms", "ghost_mask"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
             bars[0].refresh()
 
     try:
+        check_bracket_outputs(args)
         result = fuse_files(args.frames, args.output, settings_from(args), overwrite=args.force,
+                            transforms=args.transforms, ghost_mask=args.ghost_mask, log=tqdm.write,
                             on_loaded=loaded, progress=report)
         report(1.0)
     finally:
