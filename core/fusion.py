@@ -1,4 +1,4 @@
-"""The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU or a CUDA device.
+"""The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU, CUDA or Apple's GPU.
 
 Per bracket (`set_bracket`) everything that does not depend on the grid size G or the detail strength is computed
 once: the base image (mean of the aligned frames), the student's latent code, the fused band-pass of the frames
@@ -7,6 +7,12 @@ is cached; per preview size a downsampled base and detail layer. A render is the
 one multiply-add: out = clip(LUT_G(base) + detail · D, 0, 1). The LUT is one continuous function sampled at any
 G, so D serves every G ≥ 9; coarser grids change the tone map's own fine bands enough that they get their own D,
 made once from their first full-size render (a luminance low-pass, no pyramid fusion).
+
+Where and how it runs is decided in `core.device`: the device (auto = CUDA, then MPS, then CPU), the kernels (the
+CPU's OpenCV/numpy fast paths, or the torch device path, which `kernels="torch"` also runs on the CPU) and the
+render precision (float16 on a GPU unless precision="float32"). On the device path everything a render needs (base,
+sampled LUT, detail layers) stays on the device; a grid-size change samples the INR there and the only host copy is
+the finished frame (`render`), or none (`render_tensor`).
 
 Thread safety: every public method takes the engine's re-entrant lock, so one engine may be shared between the
 GUI's render thread and an export thread; calls are serialised, not parallel.
@@ -24,6 +30,7 @@ import numpy as np
 import torch
 
 from lutfuse.core import detail as detailmod
+from lutfuse.core.device import check_kernels, pick_device, render_dtype, use_kernels
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.lut import apply_lut
 from lutfuse.core.paths import WEIGHTS
@@ -37,21 +44,9 @@ PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for on
 # MEF-SSIM but costs 0.05 at G = 2 (hdrps validation scenes; see the commit history). A few are kept.
 EXACT_BELOW = 9
 SMALL_GRID_LAYERS = 2
+LUT_CACHE = 8           # sampled grid sizes kept (a slider drag through every size would otherwise keep ~0.8 GB)
 
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """CUDA when present and nothing was asked for; else the named device, checked to exist."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise LUTFuseError(f"unknown device '{device}' (use cpu or cuda)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LUTFuseError(f"device '{device}': no CUDA device is available here (use cpu)")
-    if dev.type not in {"cpu", "cuda"}:
-        raise LUTFuseError(f"device '{device}': only cpu and cuda are supported")
-    return dev
+__all__ = ["Engine", "check_grid", "pick_device", "preview_shape", "MIN_GRID", "MAX_GRID"]  # pick_device: core.device
 
 
 def check_grid(grid_size: int) -> int:
@@ -82,13 +77,22 @@ class Engine:
 
     def __init__(self, weights: Path | None = None, device: str | None = None, *, student: Any = None,
                  levels: int = detailmod.DEFAULT_LEVELS,
-                 contrast_power: float = detailmod.CONTRAST_POWER) -> None:
+                 contrast_power: float = detailmod.CONTRAST_POWER,
+                 kernels: str | None = None, precision: str = "auto") -> None:
         """Load the LUT student (shipped weights unless `weights`; a ready `student` object skips loading).
 
+        device: auto/None (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps (`core.device.pick_device`);
+        kernels: auto (CPU fast paths on the CPU) or torch (the device path everywhere); None = $LUTFUSE_KERNELS;
+        precision: auto (float16 renders on a GPU, float32 on the CPU) or float32 (also float16/bfloat16 with
+        the torch kernels, to measure their error); LUTFuseError for an unknown or unavailable choice.
         levels: the detail split level at 512 px (core.detail.split_levels scales it with the image size);
         contrast_power: how strongly the detail bands favour the frame with more local structure (0 = Mertens).
         """
         self.device = pick_device(device)
+        self.kernels = check_kernels(kernels)
+        self.on_device = self.device.type != "cpu" or self.kernels == "torch"  # the torch path (see core.device)
+        self.dtype = render_dtype(precision, self.device, self.kernels)
+        self.precision = precision
         self.levels = levels
         self.contrast_power = contrast_power
         self._lock = threading.RLock()
@@ -103,26 +107,27 @@ class Engine:
     def _reset(self) -> None:
         """Forget every per-bracket cache."""
         self._base: np.ndarray | None = None          # H×W×3 float32, CPU API copy
-        self._base_dev: torch.Tensor | None = None    # 1×3×H×W on the device (CUDA only)
+        self._base_dev: torch.Tensor | None = None    # 1×3×H×W in self.dtype on the device (device path only)
         self._latent: torch.Tensor | None = None
         self._fused: torch.Tensor | None = None       # H×W fused band-pass of the frames' luminance, on the device
         self._levels = 1
         self._layers: dict[int, torch.Tensor] = {}    # layer key -> H×W detail layer on the device
-        self._luts: dict[int, np.ndarray] = {}
-        self._luts_dev: dict[int, torch.Tensor] = {}
+        self._sampled: dict[int, torch.Tensor] = {}   # G -> G×G×G×3 float32 on the device, clamped
+        self._luts: dict[int, np.ndarray] = {}         # host copies, made when asked for (lut(), CPU path)
+        self._luts_dev: dict[int, torch.Tensor] = {}   # G -> the sampled LUT in self.dtype (device path)
         self._small_bases: dict[tuple[int, int], Any] = {}
         self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
 
     # -- per bracket -------------------------------------------------------------------------------------------
     def set_bracket(self, bracket) -> None:
         """Take a Bracket (N×H×W×3 frames in [0,1]): base image, latent code and detail layer, once per bracket."""
-        with self._lock:
+        with self._lock, use_kernels(self.kernels):
             self._reset()
             self.bracket = bracket
             try:
                 images = bracket.images
                 self._base = bracket.mean()
-                if self.device.type != "cpu":
+                if self.on_device:
                     self._base_dev = self._to_device(self._base)
                 self._latent = self.encode(images)
                 stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
@@ -135,8 +140,9 @@ class Engine:
                 raise
 
     def _to_device(self, image: np.ndarray) -> torch.Tensor:
-        """H×W×3 numpy -> 1×3×H×W float32 on the engine's device."""
-        return torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).unsqueeze(0).contiguous()
+        """H×W×3 numpy -> 1×3×H×W in the render dtype on the engine's device."""
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        return x.to(self.dtype).permute(2, 0, 1).unsqueeze(0).contiguous()
 
     @torch.no_grad()
     def encode(self, images: np.ndarray) -> torch.Tensor:
@@ -164,23 +170,36 @@ class Engine:
             return self._base.copy()
 
     @torch.no_grad()
-    def _lut(self, grid_size: int) -> np.ndarray:
-        """Cached G×G×G×3 float32 LUT in [0,1] (the engine's own array: do not modify)."""
+    def _sample(self, grid_size: int) -> torch.Tensor:
+        """Cached G×G×G×3 float32 LUT in [0,1] on the device (the INR sampled there; no host copy)."""
         g = check_grid(grid_size)
         self._require()
-        table = self._luts.get(g)
+        table = self._sampled.get(g)
         if table is None:
             sampled = self.student.sample(self._latent, g)
-            sampled = (sampled[0] if sampled.dim() == 5 else sampled).clamp(0.0, 1.0).float()
+            table = (sampled[0] if sampled.dim() == 5 else sampled).clamp(0.0, 1.0).float().contiguous()
+            if len(self._sampled) >= LUT_CACHE:
+                old = next(iter(self._sampled))  # the least recently sampled size
+                for cache in (self._sampled, self._luts, self._luts_dev):
+                    cache.pop(old, None)
+            self._sampled[g] = table
+            if self.on_device:
+                self._luts_dev[g] = table if self.dtype == torch.float32 else table.to(self.dtype)
+        return table
+
+    def _lut(self, grid_size: int) -> np.ndarray:
+        """Cached G×G×G×3 float32 LUT in [0,1] on the host (the engine's own array: do not modify)."""
+        sampled = self._sample(grid_size)
+        g = int(grid_size)
+        table = self._luts.get(g)
+        if table is None:
             table = np.ascontiguousarray(sampled.cpu().numpy())
             self._luts[g] = table
-            if self.device.type != "cpu":
-                self._luts_dev[g] = sampled.contiguous()
         return table
 
     def lut(self, grid_size: int = 33) -> np.ndarray:
         """The bracket's LUT sampled on a G×G×G lattice, G in [2, 129]: G×G×G×3 float32 in [0,1] (cached; a copy)."""
-        with self._lock:
+        with self._lock, use_kernels(self.kernels):
             return self._lut(grid_size).copy()
 
     @staticmethod
@@ -189,10 +208,10 @@ class Engine:
         return grid_size if grid_size < EXACT_BELOW else REFERENCE_GRID
 
     def _apply(self, grid_size: int, base: Any) -> torch.Tensor:
-        """LUT_G(base) as 3×h×w (a view of an h×w×3 array on the CPU; on CUDA a 3×h×w tensor)."""
-        table = self._lut(grid_size)
-        if self.device.type == "cpu":
-            return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
+        """LUT_G(base) as 3×h×w (CPU path: a view of an h×w×3 array; device path: a 3×h×w tensor in self.dtype)."""
+        if not self.on_device:
+            return torch.from_numpy(apply_lut(base, self._lut(grid_size))).permute(2, 0, 1)
+        self._sample(grid_size)
         return apply_lut(base, self._luts_dev[grid_size])[0]
 
     def _layer(self, key: int, tone: torch.Tensor | None = None) -> torch.Tensor:
@@ -201,7 +220,8 @@ class Engine:
         if layer is None:
             if tone is None:
                 tone = self._apply(key, self._base if self._base_dev is None else self._base_dev)
-            layer = detailmod.tone_detail(self._fused, tone, self._levels)
+            # float32 whatever the render dtype: the layer is made once, and its pyramid needs the precision
+            layer = detailmod.tone_detail(self._fused, tone.float(), self._levels).to(self.dtype)
             small = [k for k in self._layers if k != REFERENCE_GRID]
             if key != REFERENCE_GRID and len(small) >= SMALL_GRID_LAYERS:
                 self._layers.pop(small[0])  # the oldest coarse-grid layer; the reference one always stays
@@ -224,8 +244,9 @@ class Engine:
         downsized full render; made once per (size, layer) and kept (a few)."""
         layer = self._small_layers.get((*shape, key))
         if layer is None:
-            full = self._layer(key).cpu().numpy()
-            layer = torch.from_numpy(cv2.resize(full, shape[::-1], interpolation=cv2.INTER_AREA)).to(self.device)
+            full = self._layer(key).float().cpu().numpy()  # once per preview size: OpenCV's area filter, as the base
+            small = torch.from_numpy(cv2.resize(full, shape[::-1], interpolation=cv2.INTER_AREA))
+            layer = small.to(self.device, self.dtype)
             if len(self._small_layers) >= 2 * PREVIEW_CACHE:
                 self._small_layers.pop(next(iter(self._small_layers)))
             self._small_layers[(*shape, key)] = layer
@@ -235,20 +256,33 @@ class Engine:
         """Fused image H×W×3 float32 in [0,1]: LUT_G(base) + detail · D; max_side bounds the longest side (preview).
 
         detail = 0 is exactly core.lut.apply_lut(engine.base(), engine.lut(G)) on the CPU (at full size).
+        On the device path this is the one host copy of a render (float16 renders widen to float32 on the device).
         """
-        with self._lock:
-            self._require()
-            if not isinstance(detail, (int, float)) or not math.isfinite(detail) or detail < 0:
-                raise LUTFuseError(f"detail strength {detail!r}: must be a number ≥ 0 (0 = pure LUT, 1 = default)")
-            if max_side is not None and (isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1):
-                raise LUTFuseError(f"preview size {max_side!r}: must be a positive number of pixels")
-            out = self._render(grid_size, float(detail), max_side)
-            if self.device.type == "cpu":
+        with self._lock, use_kernels(self.kernels):
+            out = self._checked_render(grid_size, detail, max_side)
+            if not self.on_device:
                 return out.numpy()  # the H×W×3 array apply_lut made, detail added in place
-            return out.permute(1, 2, 0).contiguous().cpu().numpy()
+            return out.float().permute(1, 2, 0).contiguous().cpu().numpy()
+
+    def render_tensor(self, grid_size: int = 33, detail: float = 1.0, max_side: int | None = None) -> torch.Tensor:
+        """As render(), but left where it was made, as 3×H×W in [0,1]: on the device path on the engine's device in
+        its render dtype (no host copy: for a GPU texture or a timing), on the CPU path float32 (a planar view of
+        the H×W×3 array render() would return). The caller owns it; the engine keeps no reference."""
+        with self._lock, use_kernels(self.kernels):
+            out = self._checked_render(grid_size, detail, max_side)
+            return out if self.on_device else out.permute(2, 0, 1)
+
+    def _checked_render(self, grid_size: int, detail: float, max_side: int | None) -> torch.Tensor:
+        """Check the arguments (LUTFuseError naming the bad one), then _render()."""
+        self._require()
+        if not isinstance(detail, (int, float)) or not math.isfinite(detail) or detail < 0:
+            raise LUTFuseError(f"detail strength {detail!r}: must be a number ≥ 0 (0 = pure LUT, 1 = default)")
+        if max_side is not None and (isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1):
+            raise LUTFuseError(f"preview size {max_side!r}: must be a positive number of pixels")
+        return self._render(grid_size, float(detail), max_side)
 
     def _render(self, grid_size: int, detail: float, max_side: int | None) -> torch.Tensor:
-        """Render on the device: H×W×3 (CPU) or 3×H×W (CUDA) float32 in [0,1]."""
+        """Render: H×W×3 float32 (CPU path) or 3×H×W in self.dtype (device path), in [0,1]."""
         g = check_grid(grid_size)
         h, w = self._base.shape[:2]
         shape = preview_shape(h, w, max_side)
@@ -266,4 +300,4 @@ class Engine:
             else:
                 layer = self._small_layer(shape, key)
             detailmod.add_detail(out, layer, detail)
-        return out.permute(1, 2, 0) if self.device.type == "cpu" else out
+        return out if self.on_device else out.permute(1, 2, 0)
