@@ -146,9 +146,10 @@ class Phase1Only:
     def __init__(self, path: Path, device: str | None = None) -> None:
         import torch
 
+        from lutfuse.core.device import pick_device
         from lutfuse.core.hq import build_phase1
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = pick_device(device)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # any unpickling error means the same to the user

@@ -46,7 +46,7 @@ EXACT_BELOW = 9
 SMALL_GRID_LAYERS = 2
 LUT_CACHE = 8           # sampled grid sizes kept (a slider drag through every size would otherwise keep ~0.8 GB)
 
-__all__ = ["Engine", "check_grid", "pick_device", "preview_shape", "MIN_GRID", "MAX_GRID"]  # pick_device: core.device
+__all__ = ["MAX_GRID", "MIN_GRID", "Engine", "check_grid", "pick_device", "preview_shape"]  # pick_device: core.device
 
 
 def check_grid(grid_size: int) -> int:

@@ -16,6 +16,7 @@ from torch import nn
 
 from lutfuse.core import paths
 from lutfuse.core.classical import mertens_low_memory
+from lutfuse.core.device import pick_device
 from lutfuse.core.errors import BracketError, Cancelled, WeightsError
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
 
@@ -133,14 +134,17 @@ def run_cancellable(work: Callable[[], np.ndarray], cancel: Cancel | None, poll:
 
 
 class HQFusion:
-    """Two-phase HQ fusion with shipped (or given) weights; CUDA when present."""
+    """Two-phase HQ fusion with shipped (or given) weights; device as core.device.pick_device (auto: CUDA, MPS, CPU).
+
+    The tiling has no CPU-only branch (tiles go to the device, results come back to numpy accumulators), so the
+    kernel switch does not apply here; the base fusion is OpenCV's on the CPU on every device."""
 
     def __init__(self, weights_dir: Path | None = None, device: str | None = None, *,
                  overlap: int = 64, middle: str = DEFAULT_MIDDLE,
                  models: tuple[Phase1UNet, AMNet] | None = None) -> None:
         """Load refine_phase1.pt and refine_phase2.pt from weights_dir (the shipped ones by default), or use the
         given (phase1, phase2) networks as they are (a trainer's validation)."""
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = pick_device(device)
         if models is None:
             weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
             p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE

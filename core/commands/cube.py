@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from lutfuse.core.commands.common import (
     add_bracket_arguments,
+    add_device_arguments,
     add_output_arguments,
     check_output,
     output_bit_depth,
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (OpenColorIO reads up to 129)")
     p.add_argument("--base", type=Path, default=None, help="also write the base image here (16-bit .tif)")
     p.add_argument("--title", default=None, help="TITLE line of the .cube (default: the first frame's name)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_device_arguments(p)
     p.set_defaults(func=run_cube)
 
     a = sub.add_parser(
@@ -62,7 +63,7 @@ def run_cube(args: argparse.Namespace) -> int:
     with tqdm(total=3, desc="cube", leave=False) as bar:
         bracket = load_bracket(args.frames, align=not args.no_align)
         bar.update()
-        engine = Engine(device=args.device)
+        engine = Engine(device=args.device, kernels=args.kernels)
         engine.set_bracket(bracket)
         lut = engine.lut(args.grid)
         bar.update()

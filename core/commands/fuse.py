@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from lutfuse.core.commands.common import (
     add_bracket_arguments,
+    add_device_arguments,
     add_output_arguments,
     check_output,
     output_bit_depth,
@@ -32,13 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "hq: two-phase neural refinement (slow, best quality)")
     p.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (method lut)")
     p.add_argument("--detail", type=float, default=1.0, help="local-contrast strength, 0 = pure LUT (method lut)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_device_arguments(p)
     p.set_defaults(func=run)
 
 
 def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
-                 device: str | None = None, progress: tqdm | None = None) -> np.ndarray:
-    """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1]."""
+                 device: str | None = None, kernels: str | None = None,
+                 progress: tqdm | None = None) -> np.ndarray:
+    """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1].
+
+    device: core.device.pick_device's choices (None = auto); kernels: the engine's (method lut)."""
     if method == "mertens":
         from lutfuse.core.classical import mertens
 
@@ -46,7 +50,7 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
     if method == "lut":
         from lutfuse.core.fusion import Engine
 
-        engine = Engine(device=device)
+        engine = Engine(device=device, kernels=kernels)
         engine.set_bracket(bracket)
         return engine.render(grid_size=grid, detail=detail)
     if method == "hq":
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
     with tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False) as bar:
         fused = fuse_bracket(bracket, args.method, grid=args.grid, detail=args.detail,
-                             device=args.device, progress=bar)
+                             device=args.device, kernels=args.kernels, progress=bar)
         bar.n = 100
         bar.refresh()
     bits = output_bit_depth(args.output, args.bit_depth, bracket.bit_depth)
