@@ -197,6 +197,11 @@ class Engine:
             self._luts[g] = table
         return table
 
+    def _forget_lut(self, grid_size: int) -> None:
+        """Drop one grid size's sampled LUT, so the next render samples it again (the bench times that)."""
+        for cache in (self._sampled, self._luts, self._luts_dev):
+            cache.pop(grid_size, None)
+
     def lut(self, grid_size: int = 33) -> np.ndarray:
         """The bracket's LUT sampled on a G×G×G lattice, G in [2, 129]: G×G×G×3 float32 in [0,1] (cached; a copy)."""
         with self._lock, use_kernels(self.kernels):
