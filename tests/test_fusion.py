@@ -9,9 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core import paths
+from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core.cli import main
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.fusion import DEFAULT_WEIGHTS, Engine
