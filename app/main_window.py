@@ -28,7 +28,7 @@ from lutfuse.app.settings import AppSettings
 from lutfuse.app.task_indicator import TaskIndicator
 from lutfuse.app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
 from lutfuse.app.viewer import ImageViewer
-from lutfuse.app.workers import EngineHost, Job
+from lutfuse.app.workers import EngineHost, Job, default_engine_factory
 
 OPEN_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf *.rw2);;All files (*)"
 
@@ -69,7 +69,7 @@ class MainWindow(ExportMixin, QMainWindow):
                  engine_factory: Callable[[], object] | None = None) -> None:
         super().__init__()
         self.settings = settings or AppSettings()
-        self.host = EngineHost(engine_factory, self)
+        self.host = EngineHost(engine_factory or (lambda: default_engine_factory(self.settings.device)), self)
         self.loaded: LoadedBracket | None = None
         self.full_shown = False
         self.export_job: Job | None = None
@@ -133,12 +133,14 @@ class MainWindow(ExportMixin, QMainWindow):
         bar = self.statusBar()
         self.zoom_label = QLabel("")
         self.render_label = QLabel("")
+        self.device_label = QLabel("")  # where the engine renders (core.device.describe), once it exists
         self.load_task = TaskIndicator()
         self.export_task = TaskIndicator()
         bar.addPermanentWidget(self.load_task)
         bar.addPermanentWidget(self.export_task)
         bar.addPermanentWidget(self.render_label)
         bar.addPermanentWidget(self.zoom_label)
+        bar.addPermanentWidget(self.device_label)
 
     def _action(self, menu, text: str, slot, shortcuts: Sequence[str | QKeySequence] = (),
                 tip: str = "") -> QAction:
@@ -272,6 +274,11 @@ class MainWindow(ExportMixin, QMainWindow):
         h, w = loaded.before.shape[:2]
         self.viewer.set_images(None, loaded.before, (w, h))
         self.banner.hide()
+        device = getattr(self.host.engine, "device", None)
+        if device is not None:
+            from lutfuse.core.device import describe
+
+            self.device_label.setText(describe(device))
         self.settings.recent = push_recent(self.settings.recent, [str(p) for p in loaded.paths])
         self._rebuild_recent()
         self._set_exports_enabled(self.export_job is None)

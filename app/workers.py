@@ -81,11 +81,11 @@ class Job(QRunnable):
             self.signals.ended.emit(self)
 
 
-def default_engine_factory():
-    """The real engine (core.fusion.Engine with the shipped weights)."""
+def default_engine_factory(device: str = "auto"):
+    """The real engine (core.fusion.Engine with the shipped weights) on `device` (core.device.pick_device)."""
     from lutfuse.core.fusion import Engine
 
-    return Engine()
+    return Engine(device=device)
 
 
 class EngineHost(QObject):

@@ -399,3 +399,13 @@ def test_screenshot_command_writes_a_png(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "lutfuse", "gui", "--screenshot", str(shot)], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_status_bar_names_the_device_and_the_preference_is_checked(window: MainWindow,
+                                                                   settings: AppSettings) -> None:
+    assert window.device_label.text().startswith("CPU (")   # the test engine runs on the CPU
+    assert settings.device == "auto"                          # the default: CUDA, then Apple's GPU, then CPU
+    settings.device = "mps"
+    assert settings.device == "mps"
+    settings.device = "tpu"                                   # an unknown value in the file reads as auto
+    assert settings.device == "auto"
