@@ -30,7 +30,8 @@ from lutfuse.app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, pus
 from lutfuse.app.viewer import ImageViewer
 from lutfuse.app.workers import EngineHost, Job, default_engine_factory
 
-OPEN_FILTER = "Images (*.jpg *.jpeg *.png *.tif *.tiff *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf *.rw2);;All files (*)"
+OPEN_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.heic *.heif *.hif *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf "
+               "*.rw2);;All files (*)")
 
 
 class Banner(QFrame):

@@ -1,26 +1,37 @@
-"""Bracket loading: read 2-9 exposures (JPEG, PNG, TIFF, camera RAW), order them by exposure, validate, align."""
+"""Bracket loading: read 2-9 exposures (JPEG, PNG, TIFF, HEIC, camera RAW), reconcile their orientation tags,
+order them by exposure, bring them into one colour space, validate, align. Decoding one file is `core.readers`."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from lutfuse.core import exif as exifmod
-from lutfuse.core.errors import BracketError
+from lutfuse.core import profiles
+from lutfuse.core.errors import BracketError, shown_path
+from lutfuse.core.readers import (  # noqa: F401  (re-exported: the loader's public names live here)
+    CV_SUFFIXES,
+    DEFAULT_MAX_PIXELS,
+    FORMAT_NAMES,
+    HEIF_SUFFIXES,
+    IMAGE_SUFFIXES,
+    MIN_SIDE,
+    RAW_SUFFIXES,
+    TIFF_SUFFIXES,
+    Decoded,
+    check_regular_file,
+    read_frame,
+)
 
 MIN_FRAMES, MAX_FRAMES = 2, 9
-CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG"}
-TIFF_SUFFIXES = {".tif", ".tiff"}
-RAW_SUFFIXES = {
-    ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".kdc", ".mef", ".mos", ".mrw",
-    ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
-}
-IMAGE_SUFFIXES = set(CV_SUFFIXES) | TIFF_SUFFIXES | RAW_SUFFIXES
 _GAMMA = 2.2  # assumed display gamma when linearising 8/16-bit frames to estimate their relative exposure
 
 
@@ -40,6 +51,9 @@ class Frame:
     ev: float
     ev_source: str
     exif: bytes | None
+    valid: np.ndarray | None = None  # H×W bool: True where the frame has data (alpha > 0, finite, covered); None = all
+    icc: bytes | None = None  # ICC profile the pixels are encoded in (None = sRGB)
+    xmp: bytes | None = None  # the file's XMP packet, for the writer
 
 
 @dataclass
@@ -48,6 +62,8 @@ class Bracket:
 
     frames: list[Frame]
     aligned: bool
+    # What the loader noticed and did that the user should hear about (one line each, naming the file).
+    notes: list[str] = field(default_factory=list)
     # The stack built while loading, so that `images` does not copy every frame again.
     _stack: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -97,214 +113,6 @@ class Bracket:
         return cls(frames=frames, aligned=aligned, _stack=stack)
 
 
-@dataclass
-class _Loaded:
-    """One decoded file before it joins a bracket."""
-
-    image: np.ndarray
-    bit_depth: int
-    exif: bytes | None
-    settings: tuple[float | None, float | None, float | None]  # exposure time, f-number, ISO
-
-
-# ---------------------------------------------------------------------------------------------- headers
-
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding; None where the header does not say."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] != b"\xff\xd8":
-        return None
-    # Walk the JPEG marker segments up to the first start-of-frame, which holds the size.
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if 0xD0 <= marker <= 0xD9 or marker == 0x01:
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            if pos + 9 > len(data):
-                return None
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
-        if marker == 0xDA:
-            return None
-        pos += 2 + length
-    return None
-
-
-def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
-    """Refuse an image over the pixel limit before it is decoded."""
-    if width * height > max_pixels:
-        raise BracketError(f"{path}: {width}×{height} is {width * height / 1e6:.0f} MP, over the limit of "
-                           f"{max_pixels / 1e6:g} MP")
-
-
-def _truncation(data: bytes, kind: str) -> str | None:
-    """Why a PNG/JPEG byte string is cut short, or None when its end marker is present."""
-    # In entropy-coded JPEG data 0xFF is always followed by 0x00 or a restart marker, so an
-    # end-of-image marker after the last start-of-scan means the last scan is complete.
-    if kind == "JPEG":
-        scan = data.rfind(b"\xff\xda")
-        if scan < 0:
-            return "truncated JPEG (the file ends before the image data)"
-        if data.rfind(b"\xff\xd9") < scan:
-            return "truncated JPEG (no end-of-image marker after the last scan)"
-    if kind == "PNG" and data.rfind(b"IEND") < 0:
-        return "truncated PNG (no IEND chunk)"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------- readers
-
-def _to_rgb_float(path: Path, pixels: np.ndarray, bgr: bool) -> tuple[np.ndarray, int]:
-    """Decoded pixels (H×W, H×W×1..4, uint8/uint16/float) -> H×W×3 float32 RGB in [0,1] and bit depth."""
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=2)
-    elif pixels.ndim == 3 and pixels.shape[2] == 2:  # grey + alpha; alpha is ignored
-        pixels = np.repeat(pixels[..., :1], 3, axis=2)
-    elif pixels.ndim == 3 and pixels.shape[2] >= 3:
-        pixels = pixels[..., :3]  # alpha (or extra samples) is ignored
-        if bgr:
-            pixels = pixels[..., ::-1]
-    else:
-        raise BracketError(f"{path}: unsupported image layout {pixels.shape}")
-    if pixels.dtype == np.uint8:
-        return (pixels.astype(np.float32) / 255.0), 8
-    if pixels.dtype == np.uint16:
-        return (pixels.astype(np.float32) / 65535.0), 16
-    if pixels.dtype.kind == "f":
-        return np.clip(np.nan_to_num(pixels.astype(np.float32)), 0.0, 1.0), 16
-    raise BracketError(f"{path}: unsupported sample type {pixels.dtype} (use 8- or 16-bit images)")
-
-
-def _read_cv(path: Path, kind: str, max_pixels: int) -> _Loaded:
-    """JPEG or PNG through OpenCV, EXIF orientation applied exactly once (by us, from the EXIF block)."""
-    data = path.read_bytes()
-    if not data:
-        raise BracketError(f"{path}: empty file")
-    size = _header_size(data)
-    if size is None:
-        raise BracketError(f"{path}: not a readable {kind} file (no valid {kind} header)")
-    _check_pixels(path, *size, max_pixels)
-    actual = "PNG" if data[:4] == b"\x89PNG" else "JPEG"
-    reason = _truncation(data, actual)
-    if reason:
-        raise BracketError(f"{path}: {reason}")
-    buf = np.frombuffer(data, np.uint8)
-    block = None
-    try:
-        # IMREAD_UNCHANGED keeps 16 bits and makes OpenCV ignore EXIF orientation, which we apply below.
-        if hasattr(cv2, "imdecodeWithMetadata"):
-            pixels, types, blocks = cv2.imdecodeWithMetadata(buf, cv2.IMREAD_UNCHANGED)
-            for kind_id, chunk in zip(np.ravel(types), blocks):
-                if kind_id == cv2.IMAGE_METADATA_EXIF:
-                    block = np.asarray(chunk, np.uint8).tobytes()
-        else:
-            pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-            block = data if actual == "JPEG" else None
-    except cv2.error as exc:
-        raise BracketError(f"{path}: cannot decode {actual}: {str(exc).strip().splitlines()[-1]}") from None
-    if pixels is None or pixels.size == 0:
-        raise BracketError(f"{path}: cannot decode {actual} (corrupt or unsupported variant)")
-    parsed = exifmod.parse(block)
-    image, bits = _to_rgb_float(path, pixels, bgr=True)
-    image = exifmod.apply_orientation(image, exifmod.orientation(parsed))
-    return _Loaded(image, bits, exifmod.for_output(parsed), exifmod.exposure(parsed))
-
-
-def _read_tiff(path: Path, max_pixels: int) -> _Loaded:
-    """8/16-bit (or float) RGB or grey TIFF through tifffile, orientation tag applied."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            height, width = page.imagelength, page.imagewidth
-            _check_pixels(path, width, height, max_pixels)
-            end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
-            if end > path.stat().st_size:
-                raise BracketError(f"{path}: truncated TIFF (image data ends at byte {end}, file has "
-                                   f"{path.stat().st_size})")
-            photometric = int(page.photometric)
-            if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
-                name = getattr(tifffile.PHOTOMETRIC(photometric), "name", photometric)
-                raise BracketError(f"{path}: unsupported TIFF colour model {name} (use RGB or greyscale)")
-            pixels = page.asarray()
-            code = page.tags.get(274).value if 274 in page.tags else 1
-    except BracketError:
-        raise
-    except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error... on bad files
-        raise BracketError(f"{path}: cannot read TIFF: {exc}") from None
-    if pixels.ndim == 3 and pixels.shape[0] in (3, 4) and pixels.shape[2] not in (3, 4):
-        pixels = np.moveaxis(pixels, 0, 2)  # planar (separate) configuration
-    image, bits = _to_rgb_float(path, pixels, bgr=False)
-    image = exifmod.apply_orientation(image, int(code))
-    parsed = exifmod.parse(path.read_bytes())
-    return _Loaded(image, bits, exifmod.for_output(parsed), exifmod.exposure(parsed))
-
-
-def _read_raw(path: Path, max_pixels: int) -> _Loaded:
-    """Camera RAW through rawpy/LibRaw: 16-bit sRGB, camera white balance, no auto-brightening."""
-    import rawpy
-
-    try:
-        with rawpy.imread(str(path)) as raw:
-            _check_pixels(path, raw.sizes.width, raw.sizes.height, max_pixels)
-            # No auto-bright, and no lowering of the white level to the brightest value found
-            # (adjust_maximum_thr=0), keep the exposures comparable; gamma (2.4, 12.92) is the sRGB curve.
-            rgb = raw.postprocess(output_bps=16, use_camera_wb=True, no_auto_bright=True, adjust_maximum_thr=0.0,
-                                  output_color=rawpy.ColorSpace.sRGB, gamma=(2.4, 12.92))
-            other = raw.other
-    except BracketError:
-        raise
-    except (rawpy.LibRawError, OSError, ValueError, RuntimeError) as exc:
-        reason = str(exc).strip() or type(exc).__name__
-        raise BracketError(f"{path}: cannot read camera RAW ({reason})") from None
-    image, bits = _to_rgb_float(path, rgb, bgr=False)  # LibRaw has already applied the orientation
-    data = path.read_bytes()
-    parsed = exifmod.parse(data) if data[:2] in (b"II", b"MM") else None  # TIFF-based RAWs (DNG, NEF, CR2...)
-    t, n, iso = exifmod.exposure(parsed)
-    settings = (t or (other.shutter_speed or None), n or (other.aperture or None), iso or (other.iso_speed or None))
-    return _Loaded(image, bits, exifmod.for_output(parsed), settings)
-
-
-def _load(path: str | Path, max_pixels: int) -> _Loaded:
-    """Dispatch on the file extension; every failure becomes a BracketError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise BracketError(f"{path}: file not found")
-    if path.is_dir():
-        raise BracketError(f"{path}: is a folder, not an image file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in CV_SUFFIXES:
-            return _read_cv(path, CV_SUFFIXES[suffix], max_pixels)
-        if suffix in TIFF_SUFFIXES:
-            return _read_tiff(path, max_pixels)
-        if suffix in RAW_SUFFIXES:
-            return _read_raw(path, max_pixels)
-    except PermissionError:
-        raise BracketError(f"{path}: permission denied") from None
-    except MemoryError:
-        raise BracketError(f"{path}: not enough memory to decode this image") from None
-    raise BracketError(f"{path}: unsupported format '{path.suffix or '(no extension)'}' "
-                       f"(use JPEG, PNG, TIFF or camera RAW)")
-
-
-def load_image(path: str | Path, *, max_pixels: int = 200_000_000) -> tuple[np.ndarray, int, bytes | None]:
-    """One file -> (H×W×3 float32 RGB in [0,1], EXIF orientation applied; bit depth 8/16; EXIF block or None)."""
-    loaded = _load(path, max_pixels)
-    return loaded.image, loaded.bit_depth, loaded.exif
-
-
 # ---------------------------------------------------------------------------------------------- exposure
 
 def _exif_evs(settings: list[tuple[float | None, float | None, float | None]]) -> list[float] | None:
@@ -328,22 +136,78 @@ def _linear_luma(image: np.ndarray) -> np.ndarray:
     return (small @ np.array([0.2126, 0.7152, 0.0722], np.float32)).clip(0, 1)
 
 
-def brightness_evs(images: Sequence[np.ndarray]) -> list[float]:
-    """Relative EV per frame (H×W×3 in [0,1]) from its brightness; 0 for the darkest, larger = brighter."""
+def _common_data(valid: Sequence[np.ndarray | None] | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """Where every frame has data, at the size of `_linear_luma`'s output (`shape`); None = everywhere."""
+    masks = [v for v in (valid or ()) if v is not None]
+    if not masks:
+        return None
+    common = np.logical_and.reduce(masks).astype(np.float32)
+    small = cv2.resize(common, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) if common.shape != shape else common
+    return small > 0.999
+
+
+def brightness_evs(images: Sequence[np.ndarray] | np.ndarray,
+                   valid: Sequence[np.ndarray | None] | None = None) -> list[float]:
+    """Relative EV per frame (H×W×3 in [0,1]) from its brightness; 0 for the darkest, larger = brighter.
+
+    `valid` (one H×W bool mask or None per frame) restricts the estimate to pixels every frame has data for, so
+    that colour hidden under alpha 0 does not sway it.
+    """
     lumas = [_linear_luma(im) for im in images]
+    common = _common_data(valid, lumas[0].shape)
+    if common is not None and common.any():
+        lumas = [luma[common] for luma in lumas]
     means = [float((luma ** _GAMMA).mean()) for luma in lumas]
     order = sorted(range(len(images)), key=lambda i: means[i])
     evs = [0.0] * len(images)
-    for a, b in zip(order, order[1:]):
+    for a, b in pairwise(order):
         # The exposure ratio of two frames is best seen where neither is crushed nor clipped.
-        valid = (lumas[a] > 0.02) & (lumas[a] < 0.95) & (lumas[b] > 0.02) & (lumas[b] < 0.95)
-        if valid.mean() > 0.01:
-            dark, bright = float((lumas[a][valid] ** _GAMMA).sum()), float((lumas[b][valid] ** _GAMMA).sum())
+        usable = (lumas[a] > 0.02) & (lumas[a] < 0.95) & (lumas[b] > 0.02) & (lumas[b] < 0.95)
+        if usable.mean() > 0.01:
+            dark, bright = float((lumas[a][usable] ** _GAMMA).sum()), float((lumas[b][usable] ** _GAMMA).sum())
         else:
             dark, bright = means[a], means[b]
         step = math.log2(bright / dark) if dark > 0 and bright > 0 else 0.0
         evs[b] = evs[a] + max(step, 0.0)  # keep EV consistent with the brightness order
     return evs
+
+
+def _linear_means(images: Sequence[np.ndarray] | np.ndarray, valid: Sequence[np.ndarray | None]) -> list[float]:
+    """Mean relative linear light of each frame over the pixels all frames have data for."""
+    lumas = [_linear_luma(im) for im in images]
+    common = _common_data(valid, lumas[0].shape)
+    if common is not None and common.any():
+        lumas = [luma[common] for luma in lumas]
+    return [float((luma ** _GAMMA).mean()) for luma in lumas]
+
+
+_TIE_EV = 1 / 6  # EXIF exposures closer than this are one exposure (cameras step in 1/3 EV at the finest)
+_CONTRADICTION = 0.9  # a frame EXIF calls brighter whose mean light is below 90 % of the darker one's
+
+
+def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | None]],
+                 images: Sequence[np.ndarray] | np.ndarray,
+                 valid: Sequence[np.ndarray | None], names: Sequence[str], notes: list[str]
+                 ) -> tuple[list[float], str]:
+    """(EV per frame, "exif" or "brightness"): EXIF exposures where they are complete, distinct and agree with the
+    pixels; else brightness, with a note when EXIF was there but tied or contradicted (a "pseudo-bracket" made
+    by exporting one raw file several times carries one exposure time on every frame)."""
+    evs = _exif_evs(list(settings))
+    if evs is None:
+        return brightness_evs(images, valid), "brightness"
+    by_exif = sorted(range(len(evs)), key=lambda i: evs[i])
+    for a, b in pairwise(by_exif):
+        if evs[b] - evs[a] < _TIE_EV:
+            notes.append(f"{names[a]}, {names[b]}: EXIF gives both the same exposure ({evs[a]:+.2f} EV), as in a "
+                         "pseudo-bracket exported from one raw file; frames are ordered by their brightness")
+            return brightness_evs(images, valid), "brightness"
+    means = _linear_means(images, valid)
+    for a, b in pairwise(by_exif):
+        if means[b] < means[a] * _CONTRADICTION:
+            notes.append(f"{names[b]}: EXIF says it is {evs[b] - evs[a]:.1f} EV brighter than {names[a]}, but its "
+                         "pixels are darker; frames are ordered by their brightness")
+            return brightness_evs(images, valid), "brightness"
+    return evs, "exif"
 
 
 # ---------------------------------------------------------------------------------------------- alignment
@@ -353,7 +217,7 @@ def _max_bits(height: int, width: int) -> int:
     return int(max(1, min(6, math.floor(math.log2(max(min(height, width), 32) / 16)))))
 
 
-def mtb_shifts(images: Sequence[np.ndarray]) -> list[tuple[int, int]]:
+def mtb_shifts(images: Sequence[np.ndarray] | np.ndarray) -> list[tuple[int, int]]:
     """(dx, dy) integer shift registering each H×W×3 [0,1] frame to the middle one (index N//2), by AlignMTB."""
     height, width = images[0].shape[:2]
     mtb = cv2.createAlignMTB(_max_bits(height, width), 4, True)
@@ -391,16 +255,125 @@ def _expand(inputs: Sequence[str | Path]) -> list[Path]:
     paths = [Path(p) for p in inputs]
     if len(paths) == 1 and paths[0].is_dir():
         folder = paths[0]
+        # is_file follows links and is False for FIFOs, devices and link loops: those are not frames of a folder.
         files = sorted((p for p in folder.iterdir()
                         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES),
                        key=lambda p: p.name)
         if not files:
-            raise BracketError(f"{folder}: no image files in this folder (JPEG, PNG, TIFF or camera RAW)")
+            raise BracketError(f"{shown_path(folder)}: no image files in this folder ({FORMAT_NAMES})")
         return files
     for p in paths:
         if p.is_dir():
-            raise BracketError(f"{p}: is a folder; give either one folder or 2-{MAX_FRAMES} image files")
+            raise BracketError(f"{shown_path(p)}: is a folder; give either one folder or 2-{MAX_FRAMES} image files")
     return paths
+
+
+# ---------------------------------------------------------------------------------------------- orientation
+
+_ORIENTATION_WORDS = {1: "upright", 2: "mirrored", 3: "turn 180°", 4: "flipped vertically", 5: "transposed",
+                      6: "turn 90° clockwise", 7: "transverse", 8: "turn 90° counter-clockwise"}
+
+
+def _tag(code: int) -> str:
+    return f"EXIF Orientation {code} ({_ORIENTATION_WORDS.get(code, '?')})"
+
+
+def _upright_shape(shape: tuple[int, ...], code: int) -> tuple[int, int]:
+    return (shape[1], shape[0]) if code >= 5 else (shape[0], shape[1])
+
+
+def _bitmap(image: np.ndarray) -> np.ndarray:
+    """64×64 median-threshold bitmap of an H×W×3 frame: the same for any exposure of one scene (Ward 2003)."""
+    grey = cv2.resize(image.mean(axis=2, dtype=np.float32), (64, 64), interpolation=cv2.INTER_AREA)
+    return grey > np.median(grey)
+
+
+@dataclass(frozen=True)
+class StoredFrame:
+    """What orientation needs to know of a decoded frame: its name, tag, stored size and a small copy of it."""
+
+    path: Path
+    orientation: int  # EXIF code 1..8 of the file
+    shape: tuple[int, int]  # stored (not upright) H, W
+    thumb: np.ndarray  # the stored pixels, every 8th row and column
+
+    @classmethod
+    def of(cls, decoded: Decoded) -> StoredFrame:
+        """The orientation facts of a decoded frame (its pixels may be dropped afterwards)."""
+        return cls(decoded.path, decoded.orientation, decoded.pixels.shape[:2], decoded.pixels[::8, ::8].copy())
+
+
+def reconcile_orientations(frames: Sequence[StoredFrame], notes: list[str]) -> list[int]:
+    """The EXIF orientation code to apply to each frame; frames whose tags disagree are settled by their pixels.
+
+    A camera writes one orientation for a whole bracket, so a tag that differs is usually wrong (edited, or lost
+    and rewritten by one export). The most common tag is the bracket's (ties: the lower code); for a frame with
+    another tag, both readings are tried, "its tag is wrong" (turn it like the others) and "its pixels are stored
+    turned" (turn it by its own tag), and the one whose median-threshold bitmap matches the others' is kept. A
+    note names the file and the tag either way. BracketError when neither reading gives the others' size.
+    """
+    codes = [f.orientation for f in frames]
+    counts = Counter(codes)
+    if len(counts) == 1:
+        return codes
+    common = max(counts, key=lambda c: (counts[c], -c))
+    ref = frames[codes.index(common)]
+    ref_shape = _upright_shape(ref.shape, common)
+    ref_bits = _bitmap(exifmod.apply_orientation(ref.thumb, common))
+    chosen = []
+    for f in frames:
+        if f.orientation == common:
+            chosen.append(common)
+            continue
+        scores = {}
+        for candidate in (common, f.orientation):
+            if _upright_shape(f.shape, candidate) == ref_shape:
+                scores[candidate] = float((_bitmap(exifmod.apply_orientation(f.thumb, candidate)) == ref_bits).mean())
+        name, other, tag = shown_path(f.path), shown_path(ref.path), _tag(f.orientation)
+        if not scores:
+            h, w = f.shape
+            raise BracketError(f"{name}: size {w}×{h} with {tag} does not fit {other} "
+                               f"({ref_shape[1]}×{ref_shape[0]} upright) either way up; all frames of a bracket "
+                               "must have the same size")
+        best = max(scores, key=lambda c: (scores[c], c == common))
+        if best == common:
+            notes.append(f"{name}: {tag} disagrees with the other frames' {_tag(common)}, but its pixels are "
+                         "stored like theirs: the tag is ignored and the frame is turned like the others")
+        else:
+            notes.append(f"{name}: {tag} differs from the other frames' {_tag(common)}, and its pixels are "
+                         "stored turned accordingly: each frame is turned by its own tag")
+        chosen.append(best)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------- no-data pixels
+
+def fill_no_data(stack: np.ndarray, valid: Sequence[np.ndarray | None], evs: Sequence[float]) -> None:
+    """Replace, in place, the pixels of N×H×W×3 `stack` that a frame has no data for (valid False) by the nearest
+    exposure (by EV) that has data there, brought to this frame's exposure in relative linear light.
+
+    The fusion honours `Frame.valid`; this keeps the colour hidden under alpha 0 (or a NaN) out of every other
+    use of the pixels too (alignment, previews, brightness). Pixels no frame covers are set to 0.
+    """
+    for k, mask in enumerate(valid):
+        if mask is None:
+            continue
+        todo = ~mask
+        stack[k][todo] = 0.0
+        for j in sorted((j for j in range(len(stack)) if j != k), key=lambda j: (abs(evs[j] - evs[k]), j)):
+            if not todo.any():
+                break
+            take = todo if valid[j] is None else (todo & valid[j])
+            if take.any():
+                gain = np.float32(2.0 ** ((evs[k] - evs[j]) / _GAMMA))  # x ** (1/γ) scales like exposure ** (1/γ)
+                stack[k][take] = np.clip(stack[j][take] * gain, 0.0, 1.0)
+                todo &= ~take
+
+
+def _thumb_digest(image: np.ndarray) -> bytes:
+    """A short digest of a frame's content, to order frames of equal EV and brightness without their names."""
+    small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
+    return hashlib.blake2b(np.round(small * 65535).astype(np.uint16).tobytes(), digest_size=8).digest()
 
 
 def _permute(stack: np.ndarray, order: list[int]) -> None:
@@ -420,43 +393,117 @@ def _permute(stack: np.ndarray, order: list[int]) -> None:
             k = source
 
 
-def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
-                 max_pixels: int = 200_000_000) -> Bracket:
-    """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1]."""
+def frame_paths(inputs: Sequence[str | Path]) -> list[Path]:
+    """The 2-9 frame files of `inputs` (files, or one folder), each checked to be a regular file with an image
+    suffix, without reading any: a cheap check to run before other work. BracketError naming the file."""
     paths = _expand(inputs)
     if not paths:
         raise BracketError("no frames given: a bracket needs 2-9 images")
     if len(paths) < MIN_FRAMES:
-        raise BracketError(f"{paths[0]}: a bracket needs at least {MIN_FRAMES} frames, got 1")
+        raise BracketError(f"{shown_path(paths[0])}: a bracket needs at least {MIN_FRAMES} frames, got 1")
     if len(paths) > MAX_FRAMES:
-        raise BracketError(f"{paths[0].parent}: a bracket has at most {MAX_FRAMES} frames, got {len(paths)}")
-    # Frames go straight into one preallocated stack, which is then permuted and aligned in place:
-    # peak memory is N+1 frames rather than 2-3 N (9 frames of 45 MP are ~5 GB as float32).
-    stack: np.ndarray | None = None
-    loaded: list[_Loaded] = []
-    for i, path in enumerate(paths):
-        item = _load(path, max_pixels)
-        if stack is None:
-            stack = np.empty((len(paths), *item.image.shape), np.float32)
-        elif item.image.shape != stack.shape[1:]:
-            (h0, w0), (h, w) = stack.shape[1:3], item.image.shape[:2]
-            raise BracketError(f"{path}: size {w}×{h} differs from {paths[0]}: {w0}×{h0}; "
-                               "all frames of a bracket must have the same size")
-        stack[i] = item.image
-        item.image = stack[i]
-        loaded.append(item)
-    assert stack is not None
+        raise BracketError(f"{shown_path(paths[0].parent)}: a bracket has at most {MAX_FRAMES} frames, "
+                           f"got {len(paths)}")
+    for path in paths:
+        if path.suffix.lower() in IMAGE_SUFFIXES:  # others get read_frame's "unsupported format" message
+            check_regular_file(path)
+    return paths
 
-    evs = _exif_evs([item.settings for item in loaded])
-    source = "exif"
-    if evs is None:
-        evs, source = brightness_evs(list(stack)), "brightness"
-    order = sorted(range(len(loaded)), key=lambda i: evs[i])  # stable: equal EVs keep the given order
+
+def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Bracket:
+    """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1].
+
+    Steps: decode (`core.readers.read_frame`), settle disagreeing orientation tags (`reconcile_orientations`),
+    order by EXIF exposure or brightness (`exposure_evs`; ties by brightness, then content, never by name),
+    convert every frame into the middle frame's colour space (ICC, LittleCMS; untagged = sRGB) and record that
+    space in `Frame.icc`, keep alpha 0 / NaN pixels out (`Frame.valid`, `fill_no_data`), align (AlignMTB).
+    What the loader noticed is in `Bracket.notes`. Raises BracketError naming the file for every bad input.
+    """
+    paths = frame_paths(inputs)
+    # Memory: each frame is decoded, copied as stored into one flat N-frame buffer and dropped, so the peak
+    # stays near N+1 frames (9 frames of 45 MP are ~5 GB as float32). Orientation is applied afterwards in
+    # place, frame by frame (a 90° turn keeps the pixel count, so the buffer is reshaped, not copied).
+    flat: np.ndarray | None = None
+    decoded: list[Decoded] = []
+    stored: list[StoredFrame] = []
+    for path in paths:
+        d = read_frame(path, max_pixels=max_pixels)
+        if flat is None:
+            flat = np.empty((len(paths), d.pixels.size), np.float32)
+        elif d.pixels.size != flat.shape[1]:
+            (h0, w0), (h, w) = _upright_shape(stored[0].shape, stored[0].orientation), d.upright_shape()
+            turned = f" (after its {_tag(d.orientation)})" if d.orientation != 1 else ""
+            raise BracketError(f"{shown_path(path)}: size {w}×{h}{turned} differs from {shown_path(paths[0])}: "
+                               f"{w0}×{h0}; all frames of a bracket must have the same size")
+        flat[len(decoded)] = d.pixels.reshape(-1)
+        stored.append(StoredFrame.of(d))
+        d.pixels = np.empty((0, 0, 3), np.float32)  # drop the decoded copy
+        decoded.append(d)
+    assert flat is not None
+    names = [shown_path(d.path) for d in decoded]
+    notes = [note for d in decoded for note in d.notes]
+    codes = reconcile_orientations(stored, notes)
+    height, width = _upright_shape(stored[0].shape, codes[0])
+    valid: list[np.ndarray | None] = []
+    for i, (f, code) in enumerate(zip(stored, codes)):
+        h, w = _upright_shape(f.shape, code)
+        if (h, w) != (height, width):
+            raise BracketError(f"{names[i]}: size {w}×{h} differs from {names[0]}: {width}×{height}; "
+                               "all frames of a bracket must have the same size")
+        if code != 1:  # one frame of scratch: the turned copy, written back over the frame's own slot
+            flat[i] = exifmod.apply_orientation(flat[i].reshape(*f.shape, 3), code).reshape(-1)
+        mask = decoded[i].valid
+        valid.append(None if mask is None else exifmod.apply_orientation(mask, code))
+        if mask is not None:
+            notes.append(f"{names[i]}: {1 - valid[i].mean():.1%} of the pixels have no data (alpha 0 or not a "
+                         "number); they take no part in the fusion")
+    stack = flat.reshape(len(paths), height, width, 3)
+
+    evs, source = exposure_evs([d.settings for d in decoded], stack, valid, names, notes)
+    means = _linear_means(stack, valid)
+    digests = [_thumb_digest(image) for image in stack]
+    order = sorted(range(len(decoded)), key=lambda i: (evs[i], means[i], digests[i]))
+    for i, j in pairwise(order):
+        if digests[i] == digests[j] and np.array_equal(stack[i], stack[j]):
+            notes.append(f"{names[j]}: holds the same pixels as {names[i]} (the same frame twice?)")
     _permute(stack, order)
+    decoded, valid, names = [decoded[i] for i in order], [valid[i] for i in order], [names[i] for i in order]
+    evs = [float(evs[i]) for i in order]
+
+    # One working space: the middle frame's. Frames in another space are converted, never mixed.
+    working = decoded[len(decoded) // 2].icc
+    working = None if profiles.is_srgb(working) else working
+    for k, d in enumerate(decoded):
+        if not profiles.same_space(d.icc, working):
+            stack[k], outside = profiles.convert(stack[k], d.icc, working)
+            clipped = f"; {outside:.1%} of its pixels were outside that space and are clipped" if outside > 1e-4 else ""
+            notes.append(f"{names[k]}: converted from {profiles.describe(d.icc)} to the middle frame's "
+                         f"{profiles.describe(working)}{clipped}")
+
+    if any(mask is not None for mask in valid):
+        fill_no_data(stack, valid, evs)
     if align:
         for k, (dx, dy) in enumerate(mtb_shifts(stack)):
             if dx or dy:
                 stack[k] = shift_image(stack[k], dx, dy)
-    frames = [Frame(path=paths[i], image=stack[k], bit_depth=loaded[i].bit_depth, ev=float(evs[i]),
-                    ev_source=source, exif=loaded[i].exif) for k, i in enumerate(order)]
-    return Bracket(frames=frames, aligned=align, _stack=stack)
+                mask = valid[k]
+                if mask is not None:
+                    valid[k] = shift_image(mask.astype(np.uint8), dx, dy).astype(bool)
+    frames = [Frame(path=d.path, image=stack[k], bit_depth=d.bit_depth, ev=evs[k], ev_source=source,
+                    exif=d.exif_for_output(), valid=valid[k], icc=working, xmp=d.xmp)
+              for k, d in enumerate(decoded)]
+    return Bracket(frames=frames, aligned=align, notes=notes, _stack=stack)
+
+
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int, bytes | None]:
+    """One file -> (H×W×3 float32 RGB in [0,1], EXIF orientation applied; bit depth 8/16; EXIF block or None).
+
+    The pixels stay in the file's own colour space (see `core.readers.read_frame` for the profile, alpha and
+    notes); pixels without data (alpha 0, NaN) are 0. BracketError naming the file for every bad input.
+    """
+    decoded = read_frame(path, max_pixels=max_pixels)
+    image, valid = decoded.upright()
+    if valid is not None:
+        image[~valid] = 0.0
+    return image, decoded.bit_depth, decoded.exif_for_output()

@@ -34,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit status (0 ok, 1 user error, 130 interrupted)."""
     argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid UTF-8 must never crash a status line, even on a strict UTF-8 terminal
+        # (PYTHONIOENCODING=utf-8:strict); messages name files through errors.shown_path, this is the backstop.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
     if not argv:
         argv = ["gui"]
     parser = build_parser()

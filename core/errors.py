@@ -1,5 +1,7 @@
 """Exceptions the engine raises for problems a user can fix; the CLI prints them as one line."""
 
+import os
+
 
 class LUTFuseError(Exception):
     """Base class: the message names the file (if any) and the reason, and is shown to the user as is."""
@@ -23,3 +25,19 @@ class WeightsError(LUTFuseError):
 
 class Cancelled(LUTFuseError):
     """Long work was stopped by the user's cancel request."""
+
+
+def shown_path(path: object) -> str:
+    """A file name as it may appear in a message: printable on any terminal, even a strict UTF-8 one.
+
+    POSIX file names are bytes; Python keeps undecodable bytes as lone surrogates, which a strict UTF-8 stream
+    refuses to print. They come out as backslash escapes (b'\\xff' -> "\\xff") and the rest stays readable.
+    """
+    try:
+        if isinstance(path, (str, bytes, os.PathLike)):
+            raw = os.fsencode(path)
+        else:
+            raw = str(path).encode("utf-8", "surrogateescape")
+    except (TypeError, UnicodeError):
+        raw = str(path).encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")

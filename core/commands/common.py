@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from lutfuse.core.errors import OutputError
@@ -14,8 +16,14 @@ IMAGE_SUFFIXES = FORMATS
 def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
     """FRAME... (files or one folder) and --no-align."""
     parser.add_argument("frames", nargs="+", metavar="FRAME", type=Path,
-                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, camera RAW), or one folder of them")
+                        help="2-9 exposures of one scene (JPEG, PNG, TIFF, HEIC, camera RAW), or one folder of them")
     parser.add_argument("--no-align", action="store_true", help="skip alignment (tripod brackets)")
+
+
+def print_notes(command: str, notes: Iterable[str]) -> None:
+    """What the loader noticed (not errors), one line each on stderr: "lutfuse COMMAND: note: ..."."""
+    for note in notes:
+        print(f"lutfuse {command}: note: {note}", file=sys.stderr)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image") -> None:

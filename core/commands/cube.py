@@ -13,6 +13,7 @@ from lutfuse.core.commands.common import (
     add_output_arguments,
     check_output,
     output_bit_depth,
+    print_notes,
 )
 from lutfuse.core.errors import LUTFuseError
 
@@ -49,11 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_cube(args: argparse.Namespace) -> int:
     """Load the bracket, sample the student LUT at --grid, write the .cube (and the base image)."""
-    from lutfuse.core.bracket import load_bracket
+    from lutfuse.core.bracket import frame_paths, load_bracket
     from lutfuse.core.cube import write_cube
     from lutfuse.core.fusion import Engine
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.profiles import cube_comments
 
+    args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
     if args.base is not None:
         check_output(args.base, args.frames, args.force, suffixes={".tif", ".tiff", ".png"})
@@ -62,14 +65,15 @@ def run_cube(args: argparse.Namespace) -> int:
 
     with tqdm(total=3, desc="cube", leave=False) as bar:
         bracket = load_bracket(args.frames, align=not args.no_align)
+        print_notes("cube", bracket.notes)
         bar.update()
         engine = Engine(device=args.device, kernels=args.kernels)
         engine.set_bracket(bracket)
         lut = engine.lut(args.grid)
         bar.update()
         title = args.title or f"LUTFuse {bracket.frames[0].path.stem} G{args.grid}"
-        path = write_cube(args.output, lut, title=title, overwrite=args.force,
-                          inputs=[f.path for f in bracket.frames])
+        path = write_cube(args.output, lut, title=title, comments=cube_comments(bracket.middle().icc),
+                          overwrite=args.force, inputs=[f.path for f in bracket.frames])
         if args.base is not None:
             write_image(args.base, engine.base(), bit_depth=16, exif=bracket.middle().exif,
                         overwrite=args.force, inputs=[f.path for f in bracket.frames])

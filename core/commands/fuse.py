@@ -13,7 +13,9 @@ from lutfuse.core.commands.common import (
     add_output_arguments,
     check_output,
     output_bit_depth,
+    print_notes,
 )
+from lutfuse.core.errors import shown_path
 
 METHODS = ("lut", "mertens", "hq")
 
@@ -67,9 +69,10 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
 
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
-    from lutfuse.core.bracket import load_bracket, relative_evs
+    from lutfuse.core.bracket import frame_paths, load_bracket, relative_evs
     from lutfuse.core.imageio import write_image
 
+    args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force)
     if args.method == "lut" and not 2 <= args.grid <= 129:
         from lutfuse.core.errors import LUTFuseError
@@ -79,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before loading anything
 
     bracket = load_bracket(args.frames, align=not args.no_align)
+    print_notes("fuse", bracket.notes)
     evs = relative_evs([f.ev for f in bracket.frames])
-    frames = ", ".join(f"{f.path.name} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
+    frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
     source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
     tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
     with tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False) as bar:
@@ -91,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
     bits = output_bit_depth(args.output, args.bit_depth, bracket.bit_depth)
     path = write_image(args.output, fused, bit_depth=bits, exif=bracket.middle().exif,
                        quality=args.quality, overwrite=args.force, inputs=[f.path for f in bracket.frames])
-    tqdm.write(f"wrote {path} ({fused.shape[1]}×{fused.shape[0]}, {bits}-bit, method {args.method})")
+    tqdm.write(f"wrote {shown_path(path)} ({fused.shape[1]}×{fused.shape[0]}, {bits}-bit, method {args.method})")
     return 0

@@ -1,0 +1,105 @@
+"""ICC colour profiles of frames: describe them, tell whether two describe one colour space, convert between them.
+
+The colour management engine is LittleCMS 2 (through `imagecodecs.cms_transform`, which keeps float32 precision and
+does not clip; Pillow's `ImageCms` only transforms 8-bit images and is used here to read profile names). A frame
+without a profile is sRGB (IEC 61966-2-1), as browsers and raw developers assume.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import numpy as np
+
+# Colours that tell two RGB spaces apart: a 6×6×6 lattice over the cube, corners and greys included.
+_PROBE = np.stack(np.meshgrid(*[np.linspace(0.0, 1.0, 6, dtype=np.float32)] * 3, indexing="ij"), -1).reshape(1, -1, 3)
+_SAME_TOLERANCE = 2e-3  # max difference (in [0,1] code values) for two profiles to count as one space
+
+
+@lru_cache(maxsize=1)
+def srgb_profile() -> bytes:
+    """LittleCMS's built-in sRGB profile (the space of untagged frames)."""
+    import imagecodecs
+
+    return imagecodecs.cms_profile("srgb")
+
+
+def describe(icc: bytes | None) -> str:
+    """The profile's description ("Adobe RGB (1998)", ...), "sRGB" for None, or "unnamed ICC profile"."""
+    if icc is None:
+        return "sRGB"
+    try:
+        from PIL import ImageCms
+
+        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except Exception:  # noqa: BLE001  Pillow raises OSError/PyCMSError/TypeError... on damaged profiles
+        name = ""
+    return name or "unnamed ICC profile"
+
+
+def check_rgb(icc: bytes) -> str | None:
+    """None when `icc` is a usable RGB profile (LittleCMS can transform with it), else why not."""
+    try:
+        from PIL import ImageCms
+
+        space = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
+    except Exception:  # noqa: BLE001  any failure to parse means the same to the user
+        return "unreadable"
+    if space != "RGB":
+        return f"a {space or 'non-RGB'} profile on RGB pixels"
+    try:
+        _transform(_PROBE, icc, srgb_profile())
+    except Exception:  # noqa: BLE001  imagecodecs raises CmsError, ValueError... for unusable profiles
+        return "LittleCMS cannot use it"
+    return None
+
+
+def _transform(pixels: np.ndarray, source: bytes, target: bytes) -> np.ndarray:
+    import imagecodecs
+
+    return imagecodecs.cms_transform(np.ascontiguousarray(pixels, np.float32), source, target,
+                                     colorspace="rgb", outcolorspace="rgb", outdtype=np.float32)
+
+
+def same_space(a: bytes | None, b: bytes | None) -> bool:
+    """True when profiles `a` and `b` (None = sRGB) encode colours alike (within 2e-3 on a lattice of colours)."""
+    if a == b:
+        return True
+    source, target = a or srgb_profile(), b or srgb_profile()
+    try:
+        moved = _transform(_PROBE, source, target)
+    except Exception:  # noqa: BLE001  a profile LittleCMS cannot use is not the same space
+        return False
+    return float(np.abs(moved - _PROBE).max()) < _SAME_TOLERANCE
+
+
+def is_srgb(icc: bytes | None) -> bool:
+    """True for None and for any profile that encodes like sRGB (a tagged sRGB file is just sRGB)."""
+    return icc is None or same_space(icc, None)
+
+
+def convert(pixels: np.ndarray, source: bytes | None, target: bytes | None) -> tuple[np.ndarray, float]:
+    """H×W×3 float32 [0,1] pixels from profile `source` into `target` (None = sRGB), relative colorimetric.
+
+    Returns (converted pixels clipped to [0,1], fraction of pixels that were outside the target's gamut and
+    clipped). Precision: float32 all the way (LittleCMS float transform), so 16-bit sources keep their levels.
+    """
+    if same_space(source, target):
+        return pixels, 0.0
+    out = np.empty_like(pixels, dtype=np.float32)
+    rows = max(1, (1 << 20) // max(1, pixels.shape[1]))  # ~1 M pixels at a time keeps the scratch memory small
+    outside = 0
+    for top in range(0, pixels.shape[0], rows):
+        block = _transform(pixels[top:top + rows], source or srgb_profile(), target or srgb_profile())
+        outside += int(((block < -1e-4) | (block > 1 + 1e-4)).any(axis=-1).sum())
+        np.clip(block, 0.0, 1.0, out=out[top:top + rows])
+    return out, outside / max(1, pixels.shape[0] * pixels.shape[1])
+
+
+def cube_comments(icc: bytes | None) -> list[str]:
+    """`.cube` comment lines that say what colour encoding the LUT expects and produces (the bracket's space)."""
+    space = ("sRGB (IEC 61966-2-1)" if is_srgb(icc)
+             else f"the ICC profile '{describe(icc)}' embedded in the base image")
+    return ["Input and output: display-referred RGB in [0, 1] (not scene-linear),",
+            f"encoded in {space}. Apply it to the base image, or to images encoded the same way."]

@@ -1,0 +1,538 @@
+"""Decoding one image file: JPEG, PNG, TIFF (every compression tifffile + imagecodecs know), HEIC/HEIF, camera RAW.
+
+Every reader returns a `Decoded`: the pixels as stored (EXIF orientation *not yet* applied, so that a bracket can
+compare its frames' tags first), the orientation tag, a validity mask from alpha and non-finite samples, the
+embedded ICC profile and XMP packet, and notes for the user. Every failure is a `BracketError` whose message is one
+line that starts with the file's name. Only regular files are opened (never a FIFO or a device), and the decoders'
+own chatter on stderr (libjpeg, libpng, LibRaw, tifffile's log) is captured, not printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import stat
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lutfuse.core import exif as exifmod
+from lutfuse.core import profiles
+from lutfuse.core.errors import BracketError, shown_path
+
+CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG"}
+TIFF_SUFFIXES = {".tif", ".tiff"}
+HEIF_SUFFIXES = {".heic", ".heif", ".hif"}
+RAW_SUFFIXES = {
+    ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".kdc", ".mef", ".mos", ".mrw",
+    ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
+}
+IMAGE_SUFFIXES = set(CV_SUFFIXES) | TIFF_SUFFIXES | HEIF_SUFFIXES | RAW_SUFFIXES
+FORMAT_NAMES = "JPEG, PNG, TIFF, HEIC or camera RAW"
+MIN_SIDE = 16  # px; smaller frames break the pyramids and alignment, and no camera makes them
+DEFAULT_MAX_PIXELS = 200_000_000
+
+# libjpeg warnings that mean the entropy-coded data is damaged: libjpeg fills the rest of the frame with grey
+# and carries on, so OpenCV returns a half-grey image. (Harmless ones, e.g. "extraneous bytes before marker"
+# found in some cameras' files, are not in the list.)
+_JPEG_DAMAGE = ("premature end of data segment", "premature end of jpeg file", "instead of rst",
+                "bad huffman code", "corrupt jpeg data: found marker", "huffman code size table overflow")
+
+
+@dataclass
+class Decoded:
+    """One decoded file, before it joins a bracket.
+
+    pixels: H×W×3 float32 RGB in [0,1] as stored in the file (orientation not applied).
+    valid: H×W bool (False where alpha is 0 or a sample is NaN/Inf), or None when every pixel has data.
+    orientation: EXIF orientation code 1..8 still to apply (1 where the decoder already turned the pixels).
+    """
+
+    path: Path
+    pixels: np.ndarray
+    bit_depth: int
+    orientation: int = 1
+    valid: np.ndarray | None = None
+    exif: dict | None = None  # parsed (piexif) block of the source
+    settings: tuple[float | None, float | None, float | None] = (None, None, None)  # exposure s, f-number, ISO
+    icc: bytes | None = None  # embedded RGB profile; None = untagged (sRGB)
+    xmp: bytes | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def upright(self, code: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(pixels, valid) turned by EXIF orientation `code` (default: the file's own tag)."""
+        code = self.orientation if code is None else code
+        valid = None if self.valid is None else exifmod.apply_orientation(self.valid, code)
+        return exifmod.apply_orientation(self.pixels, code), valid
+
+    def upright_shape(self) -> tuple[int, int]:
+        """(H, W) once the file's own orientation tag is applied."""
+        h, w = self.pixels.shape[:2]
+        return (w, h) if self.orientation >= 5 else (h, w)
+
+    def exif_for_output(self) -> bytes | None:
+        """The source's EXIF block rebuilt for upright output pixels (Orientation 1, no thumbnail)."""
+        return exifmod.for_output(self.exif)
+
+
+# ---------------------------------------------------------------------------------------------- safe reading
+
+def _open_error(path: Path, exc: OSError) -> BracketError:
+    """The one-line error for a frame that cannot be opened or looked at."""
+    name = shown_path(path)
+    if isinstance(exc, FileNotFoundError):
+        if os.path.islink(path):
+            return BracketError(f"{name}: broken symbolic link (its target does not exist)")
+        return BracketError(f"{name}: file not found")
+    if isinstance(exc, PermissionError):
+        return BracketError(f"{name}: permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return BracketError(f"{name}: is a folder, not an image file")
+    if exc.errno == errno.ELOOP:
+        return BracketError(f"{name}: symbolic link loop (the link points back to itself)")
+    return BracketError(f"{name}: cannot open ({exc.strerror or exc})")
+
+
+def _mode_error(path: Path, mode: int) -> BracketError | None:
+    """The one-line error for anything but a regular file (folder, FIFO, device, socket), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    name = shown_path(path)
+    if stat.S_ISDIR(mode):
+        return BracketError(f"{name}: is a folder, not an image file")
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    return BracketError(f"{name}: is {kind}, not an image file; only regular files are read")
+
+
+def check_regular_file(path: Path) -> None:
+    """BracketError naming `path` unless it is (a link to) a regular file; looks at it without opening it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    error = _mode_error(path, mode)
+    if error is not None:
+        raise error
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file; BracketError naming it otherwise (folder, FIFO, device, link loop).
+
+    The file is opened non-blocking and checked with fstat on the open descriptor, so a FIFO never blocks the
+    program and a file swapped between a check and the read cannot slip through.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    with os.fdopen(fd, "rb") as handle:
+        error = _mode_error(path, os.fstat(handle.fileno()).st_mode)
+        if error is not None:
+            raise error
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise BracketError(f"{shown_path(path)}: cannot read ({exc.strerror or exc})") from None
+
+
+_STDERR_LOCK = threading.RLock()  # re-entrant: a decoder may nest another (e.g. a profile check)
+
+
+@contextlib.contextmanager
+def quiet_decoder() -> Iterator[list[str]]:
+    """Capture what decoders print (C-level stderr, Python warnings, tifffile's log) while decoding.
+
+    Yields a list that holds the captured text once the block ends, so a caller can look for a decoder's
+    warning (libjpeg's "Premature end of JPEG file") instead of letting it break the one-line message rule.
+    """
+    captured: list[str] = []
+    loggers = [logging.getLogger(name) for name in ("tifffile", "pillow_heif", "PIL")]
+    levels = [lg.level for lg in loggers]
+    with _STDERR_LOCK, warnings.catch_warnings(record=True) as caught, tempfile.TemporaryFile() as sink:
+        warnings.simplefilter("always")
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL + 1)
+        try:
+            sys.stderr.flush()
+            saved: int | None = os.dup(2)
+            os.dup2(sink.fileno(), 2)
+        except (OSError, ValueError, AttributeError):  # no fd 2 (pythonw) or a stream without a descriptor
+            saved = None
+        try:
+            yield captured
+        finally:
+            if saved is not None:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+            sink.seek(0)
+            captured.append(sink.read(1 << 16).decode("utf-8", "replace"))
+            captured.extend(str(w.message) for w in caught)
+
+
+# ---------------------------------------------------------------------------------------------- headers
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding; None where the header does not say."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    # Walk the JPEG marker segments up to the first start-of-frame, which holds the size.
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            if pos + 9 > len(data):
+                return None
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        if marker == 0xDA:
+            return None
+        pos += 2 + length
+    return None
+
+
+def check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse, from the header and before decoding, a frame under MIN_SIDE px on a side or over `max_pixels`."""
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise BracketError(f"{shown_path(path)}: {width}×{height} px is too small (a frame needs at least "
+                           f"{MIN_SIDE} px on each side)")
+    if width * height > max_pixels:
+        raise BracketError(f"{shown_path(path)}: {width}×{height} is {width * height / 1e6:.0f} MP, over the limit "
+                           f"of {max_pixels / 1e6:g} MP")
+
+
+def _truncation(data: bytes, kind: str) -> str | None:
+    """Why a PNG/JPEG byte string is cut short, or None when its end marker is present."""
+    # In entropy-coded JPEG data 0xFF is always followed by 0x00 or a restart marker, so an
+    # end-of-image marker after the last start-of-scan means the last scan is complete.
+    if kind == "JPEG":
+        scan = data.rfind(b"\xff\xda")
+        if scan < 0:
+            return "truncated JPEG (the file ends before the image data)"
+        if data.rfind(b"\xff\xd9") < scan:
+            return "truncated JPEG (no end-of-image marker after the last scan)"
+    if kind == "PNG" and data.rfind(b"IEND") < 0:
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- samples
+
+def _normalise(path: Path, samples: np.ndarray, notes: list[str], *, significant_bits: int | None = None,
+               ) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Samples of one type (uint8/16/32 or float) -> float32 in [0,1], per-pixel finite mask or None, bit depth.
+
+    Floats (e.g. 32-bit TIFF from a raw developer, often scene-linear) are taken as display code values: NaN/Inf
+    samples make the pixel invalid (no data), values outside [0,1] are clipped and a note says how many.
+    """
+    name = shown_path(path)
+    if samples.dtype.kind == "u":
+        bits = significant_bits or samples.dtype.itemsize * 8
+        values = samples.astype(np.float32)
+        values /= np.float32(2**bits - 1)  # in place: one full-size float array per frame, not two
+        return values, None, (8 if bits <= 8 else 16)
+    if samples.dtype.kind == "b":
+        return samples.astype(np.float32), None, 8
+    if samples.dtype.kind != "f":
+        raise BracketError(f"{name}: unsupported sample type {samples.dtype} (use 8- or 16-bit or float images)")
+    values = samples.astype(np.float32, copy=False)
+    finite = np.isfinite(values)
+    valid = None
+    if not finite.all():
+        per_pixel = finite.all(axis=-1) if values.ndim == 3 else finite
+        valid = per_pixel
+        notes.append(f"{name}: {int((~per_pixel).sum())} pixels are NaN or infinite; they are treated as no data")
+        values = np.where(finite, values, 0.0).astype(np.float32)
+    outside = (values < 0.0) | (values > 1.0)
+    if outside.any():
+        share = float(outside.any(axis=-1).mean() if values.ndim == 3 else outside.mean())
+        notes.append(f"{name}: float samples span {float(values.min()):.3g}..{float(values.max()):.3g}; "
+                     f"{share:.1%} of pixels lie outside [0, 1] and are clipped to it (LUTFuse fuses "
+                     "display-referred frames: tone-map scene-linear HDR before fusing)")
+        values = np.clip(values, 0.0, 1.0)
+    return values, valid, 16
+
+
+def _split_channels(path: Path, pixels: np.ndarray, *, bgr: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """H×W, H×W×1..4 samples -> (H×W×3 colour, H×W alpha or None)."""
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    alpha = None
+    if pixels.ndim == 2:
+        colour = np.repeat(pixels[..., None], 3, axis=2)
+    elif pixels.ndim == 3 and pixels.shape[2] == 2:  # grey + alpha
+        colour, alpha = np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1]
+    elif pixels.ndim == 3 and pixels.shape[2] >= 3:
+        colour = pixels[..., :3][..., ::-1] if bgr else pixels[..., :3]
+        alpha = pixels[..., 3] if pixels.shape[2] >= 4 else None  # further extra samples are not colour
+    else:
+        raise BracketError(f"{shown_path(path)}: unsupported image layout {pixels.shape}")
+    return colour, alpha
+
+
+def _finish(path: Path, pixels: np.ndarray, notes: list[str], *, bgr: bool = False, associated: bool = False,
+            significant_bits: int | None = None) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Decoded samples -> (H×W×3 float32 [0,1], valid mask or None, bit depth), alpha read as validity."""
+    colour, alpha = _split_channels(path, pixels, bgr=bgr)
+    image, valid, bits = _normalise(path, colour, notes, significant_bits=significant_bits)
+    if alpha is not None:
+        level, alpha_finite, _ = _normalise(path, alpha, [], significant_bits=significant_bits)
+        level = level if level.ndim == 2 else level[..., 0]
+        covered = level > 0
+        if alpha_finite is not None:
+            covered &= alpha_finite
+        if associated:
+            # Associated (premultiplied) alpha: colour = true colour × alpha; undo it where there is data.
+            image = np.where(covered[..., None], image / np.maximum(level, 1e-12)[..., None], 0.0)
+            image = np.clip(image, 0.0, 1.0).astype(np.float32)
+        valid = covered if valid is None else (valid & covered)
+    if valid is not None and valid.all():
+        valid = None
+    return np.ascontiguousarray(image, np.float32), valid, bits
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """(EXIF block, ICC profile, XMP packet) of a JPEG/PNG as Pillow reads them from the header; Nones if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            info = dict(im.info)
+    except Exception:  # noqa: BLE001  the pixel decoder reports what is wrong with the file
+        return None, None, None
+    exif = info.get("exif")
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return (exif if isinstance(exif, bytes) else None, info.get("icc_profile") or None,
+            xmp if isinstance(xmp, bytes) else None)
+
+
+def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
+    """JPEG or PNG: pixels through OpenCV (16-bit PNG kept), metadata through Pillow, libjpeg warnings checked."""
+    name = shown_path(path)
+    if not data:
+        raise BracketError(f"{name}: empty file")
+    size = _header_size(data)
+    if size is None:
+        raise BracketError(f"{name}: not a readable {kind} file (no valid {kind} header)")
+    check_size(path, *size, max_pixels)
+    actual = "PNG" if data[:4] == b"\x89PNG" else "JPEG"
+    reason = _truncation(data, actual)
+    if reason:
+        raise BracketError(f"{name}: {reason}")
+    with quiet_decoder() as chatter:
+        try:
+            # IMREAD_UNCHANGED keeps 16 bits and alpha, and makes OpenCV ignore EXIF orientation (applied later).
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:
+            pixels = None
+            chatter.append(str(exc))
+    said = " ".join(chatter).lower()
+    if actual == "JPEG" and any(mark in said for mark in _JPEG_DAMAGE):
+        raise BracketError(f"{name}: corrupt JPEG data (the decoder stopped early and would fill the rest "
+                           "with grey)")
+    if pixels is None or pixels.size == 0:
+        raise BracketError(f"{name}: cannot decode {actual} (corrupt or unsupported variant)")
+    with quiet_decoder():
+        block, icc, xmp = _pillow_metadata(data)
+    notes: list[str] = []
+    image, valid, bits = _finish(path, pixels, notes, bgr=True)
+    parsed = exifmod.parse(block)
+    return Decoded(path, image, bits, exifmod.orientation(parsed), valid, parsed, exifmod.exposure(parsed),
+                   _usable_icc(path, icc, notes), xmp, notes)
+
+
+def _usable_icc(path: Path, icc: bytes | None, notes: list[str]) -> bytes | None:
+    """The embedded profile when it is a usable RGB profile, else None (sRGB) with a note saying why."""
+    if not icc:
+        return None
+    why = profiles.check_rgb(icc)
+    if why is None:
+        return icc
+    notes.append(f"{shown_path(path)}: embedded ICC profile ignored ({why}); the pixels are taken as sRGB")
+    return None
+
+
+def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
+    """TIFF through tifffile + imagecodecs: any compression (LZW, Deflate, JPEG, ...), contiguous or planar,
+    1-16-bit integer or float, grey/RGB/palette, with or without alpha (associated alpha is un-premultiplied)."""
+    import tifffile
+
+    name = shown_path(path)
+    notes: list[str] = []
+    try:
+        with quiet_decoder(), tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            height, width = page.imagelength, page.imagewidth
+            check_size(path, width, height, max_pixels)
+            end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+            if end > len(data):
+                raise BracketError(f"{name}: truncated TIFF (image data ends at byte {end}, file has {len(data)})")
+            photometric = int(page.photometric)
+            kinds = tifffile.PHOTOMETRIC
+            jpeg_ycbcr = photometric == kinds.YCBCR and int(page.compression) in (6, 7)
+            if photometric not in (kinds.MINISBLACK, kinds.MINISWHITE, kinds.RGB, kinds.PALETTE) and not jpeg_ycbcr:
+                label = getattr(kinds(photometric), "name", photometric)
+                raise BracketError(f"{name}: unsupported TIFF colour model {label} (use RGB or greyscale)")
+            if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
+                raise BracketError(f"{name}: signed integer TIFF samples are not supported (use unsigned or float)")
+            pixels = page.asarray()
+            if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pixels.ndim == 3:
+                pixels = np.moveaxis(pixels, 0, 2)
+            if pixels.shape[:2] != (height, width) or pixels.ndim > 3:
+                raise BracketError(f"{name}: cannot read TIFF: decoded samples of shape {pixels.shape} do not "
+                                   f"match its {width}×{height} header")
+            if photometric == kinds.PALETTE:
+                colormap = page.colormap
+                if colormap is None:
+                    raise BracketError(f"{name}: palette TIFF without a colour map")
+                pixels = np.moveaxis(colormap, 0, 1)[pixels]  # uint16 RGB from the colour map
+            elif photometric == kinds.MINISWHITE and pixels.dtype.kind == "u":
+                pixels = np.iinfo(pixels.dtype).max - pixels if page.bitspersample in (8, 16, 32) else (
+                    (2**page.bitspersample - 1) - pixels)
+            tags = page.tags
+            code = int(tags[274].value) if 274 in tags else 1
+            icc = tags[34675].value if 34675 in tags else None
+            xmp = tags[700].value if 700 in tags else None
+            associated = bool(page.extrasamples) and int(page.extrasamples[0]) == 1
+            bps = int(page.bitspersample)
+    except BracketError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001  tifffile raises TiffFileError, ValueError, struct.error... on bad files
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BracketError(f"{name}: cannot read TIFF: {reason}") from None
+    significant = bps if pixels.dtype.kind == "u" and photometric != kinds.PALETTE and bps < 16 and bps != 8 else None
+    image, valid, bits = _finish(path, pixels, notes, associated=associated, significant_bits=significant)
+    parsed = exifmod.parse(data)
+    xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else (xmp.encode() if isinstance(xmp, str) else None)
+    icc = bytes(icc) if isinstance(icc, (bytes, bytearray)) else None
+    return Decoded(path, image, bits, code if 1 <= code <= 8 else 1, valid, parsed, exifmod.exposure(parsed),
+                   _usable_icc(path, icc, notes), xmp, notes)
+
+
+def _read_heif(path: Path, data: bytes, max_pixels: int) -> Decoded:
+    """HEIC/HEIF (phones) through pillow-heif/libheif: 8 or 10/12-bit, EXIF, ICC and XMP kept.
+
+    libheif applies the file's own rotation/mirror boxes (irot/imir), which the HEIF standard makes authoritative;
+    the EXIF Orientation tag is then only a note of what was done, so the pixels come back upright.
+    """
+    import pillow_heif
+
+    name = shown_path(path)
+    notes: list[str] = []
+    try:
+        with quiet_decoder():
+            heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+            width, height = heif.size
+            check_size(path, width, height, max_pixels)
+            pixels = np.asarray(heif)
+            info = dict(heif.info)
+    except BracketError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001  pillow-heif raises ValueError/RuntimeError/HeifError on bad files
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BracketError(f"{name}: cannot read HEIF: {reason}") from None
+    depth = int(info.get("bit_depth") or 8)
+    if pixels.dtype == np.uint16 and 8 < depth < 16:
+        pixels = pixels >> (16 - depth)  # libheif delivers 10/12-bit samples shifted to the top of 16 bits
+    image, valid, bits = _finish(path, pixels, notes, significant_bits=depth if pixels.dtype == np.uint16 else None)
+    parsed = exifmod.parse(info.get("exif"))
+    xmp = info.get("xmp")
+    return Decoded(path, image, bits, 1, valid, parsed, exifmod.exposure(parsed),
+                   _usable_icc(path, info.get("icc_profile"), notes), xmp if isinstance(xmp, bytes) else None, notes)
+
+
+# LibRaw's `flip` (0 none, 3 180°, 5 90° counter-clockwise, 6 90° clockwise) as an EXIF orientation code.
+_LIBRAW_FLIP_TO_EXIF = {0: 1, 3: 3, 5: 8, 6: 6}
+
+
+def _read_raw(path: Path, data: bytes, max_pixels: int) -> Decoded:
+    """Camera RAW through rawpy/LibRaw: 16-bit sRGB, camera white balance, no auto-brightening."""
+    import rawpy
+
+    name = shown_path(path)
+    try:
+        with quiet_decoder(), rawpy.imread(io.BytesIO(data)) as raw:
+            check_size(path, raw.sizes.width, raw.sizes.height, max_pixels)
+            flip = int(raw.sizes.flip)
+            # No auto-bright, and no lowering of the white level to the brightest value found
+            # (adjust_maximum_thr=0), keep the exposures comparable; gamma (2.4, 12.92) is the sRGB curve.
+            # user_flip=0 leaves the pixels as stored: the bracket applies the orientation with the other frames.
+            rgb = raw.postprocess(output_bps=16, use_camera_wb=True, no_auto_bright=True, adjust_maximum_thr=0.0,
+                                  output_color=rawpy.ColorSpace.sRGB, gamma=(2.4, 12.92), user_flip=0)
+            other = raw.other
+    except BracketError:
+        raise
+    except (rawpy.LibRawError, OSError, ValueError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BracketError(f"{name}: cannot read camera RAW ({reason})") from None
+    notes: list[str] = []
+    image, valid, bits = _finish(path, rgb, notes)
+    parsed = exifmod.parse(data) if data[:2] in (b"II", b"MM") else None  # TIFF-based RAWs (DNG, NEF, CR2...)
+    t, n, iso = exifmod.exposure(parsed)
+    settings = (t or (other.shutter_speed or None), n or (other.aperture or None), iso or (other.iso_speed or None))
+    return Decoded(path, image, bits, _LIBRAW_FLIP_TO_EXIF.get(flip, 1), valid, parsed, settings, None, None, notes)
+
+
+def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode one image file (dispatch on its extension) -> Decoded; every failure is a BracketError naming it.
+
+    Size limits (MIN_SIDE px per side, `max_pixels` in all) are checked from the header before decoding.
+    """
+    path = Path(path)
+    name = shown_path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        if os.path.isdir(path):
+            raise BracketError(f"{name}: is a folder, not an image file")
+        raise BracketError(f"{name}: unsupported format '{shown_path(path.suffix) or '(no extension)'}' "
+                           f"(use {FORMAT_NAMES})")
+    data = read_regular_file(path)
+    try:
+        if suffix in CV_SUFFIXES:
+            decoded = _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels)
+        elif not data:
+            raise BracketError(f"{name}: empty file")
+        elif suffix in TIFF_SUFFIXES:
+            decoded = _read_tiff(path, data, max_pixels)
+        elif suffix in HEIF_SUFFIXES:
+            decoded = _read_heif(path, data, max_pixels)
+        else:
+            decoded = _read_raw(path, data, max_pixels)
+    except MemoryError:
+        raise BracketError(f"{name}: not enough memory to decode this image") from None
+    # The decoder's output, not only the header, must be a usable frame (a damaged header can disagree with it).
+    check_size(path, decoded.pixels.shape[1], decoded.pixels.shape[0], max_pixels)
+    return decoded
