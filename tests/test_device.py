@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from lutfuse.core import device as devmod
 from lutfuse.core import lut as lutmod
 from lutfuse.core.bracket import Bracket, load_bracket, load_image

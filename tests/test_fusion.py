@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from lutfuse.core import paths
 from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core.cli import main
