@@ -49,6 +49,15 @@ def add_device_arguments(parser: argparse.ArgumentParser, *, kernels: bool = Tru
                                  "path on any device (default: $LUTFUSE_KERNELS, else auto)")
 
 
+def check_device_arguments(args: argparse.Namespace) -> None:
+    """Fail before any work (one line) when --device names a device this machine lacks or the kernels are bad."""
+    from lutfuse.core.device import check_kernels, pick_device
+
+    pick_device(args.device)
+    if getattr(args, "method", "lut") == "lut" and hasattr(args, "kernels"):
+        check_kernels(args.kernels)
+
+
 def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[str] | None = None) -> None:
     """Fail before any work when OUTPUT cannot be written: wrong type, an input, existing, no folder."""
     suffixes = set(IMAGE_SUFFIXES) if suffixes is None else suffixes

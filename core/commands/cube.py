@@ -11,6 +11,7 @@ from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_device_arguments,
     add_output_arguments,
+    check_device_arguments,
     check_output,
     output_bit_depth,
     print_notes,
@@ -58,6 +59,7 @@ def run_cube(args: argparse.Namespace) -> int:
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
+    check_device_arguments(args)
     if args.base is not None:
         check_output(args.base, args.frames, args.force, suffixes={".tif", ".tiff", ".png"})
     if not 2 <= args.grid <= 129:

@@ -11,6 +11,7 @@ from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_device_arguments,
     add_output_arguments,
+    check_device_arguments,
     check_output,
     output_bit_depth,
     print_notes,
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force)
+    check_device_arguments(args)
     if args.method == "lut" and not 2 <= args.grid <= 129:
         from lutfuse.core.errors import LUTFuseError
 
