@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lutfuse.app.workers import EngineHost, Job
 from lutfuse.core.errors import Cancelled
+from lutfuse.core.metadata import OutputMetadata
 
 # Save-dialog filters -> (suffix, bit depth); the filter, not only the suffix, decides 8 or 16-bit TIFF.
 IMAGE_FILTERS = {
@@ -59,8 +60,9 @@ def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: 
             image = host.engine.render(grid, detail, None)
         _check(job)
         job.report(0.7)
-        out = write_image(path, image, bit_depth=options.bit_depth, exif=bracket.middle().exif,
-                          quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames])
+        out = write_image(path, image, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
+                          quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames],
+                          origin="the LUT student weights")
         job.report(1.0)
         return out
 
@@ -82,10 +84,12 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Calla
         _check(job)
         job.report(0.3)
         title = f"LUTFuse {grid}^3 for {bracket.middle().path.name}"
-        out = write_cube(path, lut, title=title, overwrite=overwrite, inputs=[f.path for f in bracket.frames])
+        out = write_cube(path, lut, title=title, overwrite=overwrite, inputs=[f.path for f in bracket.frames],
+                         origin="the LUT student weights")
         job.report(0.5)
-        write_image(base_path_for(path), base, bit_depth=16, overwrite=overwrite,
-                    inputs=[f.path for f in bracket.frames])
+        meta = OutputMetadata.from_bracket(bracket, made=f"base image (per-pixel mean) for {path.name}")
+        write_image(base_path_for(path), base, bit_depth=16, metadata=meta,
+                    overwrite=overwrite, inputs=[f.path for f in bracket.frames])
         job.report(1.0)
         return out
 
@@ -98,13 +102,15 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
 
     def work(job: Job) -> Path:
         from lutfuse.core.hq import HQFusion
-        from lutfuse.core.imageio import write_image
+        from lutfuse.core.imageio import check_target, write_image
 
+        inputs = [f.path for f in bracket.frames]
+        check_target(path, overwrite=overwrite, inputs=inputs)  # a read-only folder fails now, not after minutes
         job.report(0.0)
         fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled)
         _check(job)
-        out = write_image(path, fused, bit_depth=options.bit_depth, exif=bracket.middle().exif,
-                          quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames])
+        out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
+                          quality=options.quality, overwrite=overwrite, inputs=inputs, origin="the HQ weights")
         job.report(1.0)
         return out
 

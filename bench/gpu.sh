@@ -4,12 +4,12 @@
 #   run(command="bash bench/gpu.sh", carry=[".whl"], timeout_s=420)
 #
 # The machine has CUDA torch, OpenCV headless, numpy, tifffile, tqdm and Pillow but no package registry; the wheels
-# the engine still imports (piexif) travel in .whl/ (fetched here with `bash bench/gpu.sh --fetch-wheels`).
+# the engine still imports (pyexiv2, which carries its own libexiv2) travel in .whl/ (fetched here with `bash bench/gpu.sh --fetch-wheels`).
 # Nothing here imports Qt. Every step has its own time limit, so the whole run stays under about 5 minutes, and
 # a failing step is recorded in the report instead of stopping the others.
 set -u
 cd "$(dirname "$0")/.."
-WHEELS="piexif==1.1.3"
+WHEELS="pyexiv2==2.16.0"
 
 if [ "${1:-}" = "--fetch-wheels" ]; then   # on the development machine, with pip's network access
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

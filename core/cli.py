@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+import warnings
+from collections.abc import Iterator
 
-from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.errors import LUTFuseError, Terminated
 
 # Each module in core/commands registers its subcommands; imported lazily so `--help` stays fast.
 COMMAND_MODULES = ("fuse", "cube", "metrics", "train", "eval", "bench", "gui")
@@ -31,8 +36,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _signals_unwind(command: str) -> Iterator[None]:
+    """While the command runs, SIGTERM and SIGHUP raise Terminated, so that a write in progress removes its temp
+    file (core.imageio.commit's `finally`) instead of the process vanishing with it. Not for the editor: there an
+    exception raised inside a Qt callback would not unwind the event loop (its writes run in worker threads)."""
+    if command == "gui" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Python warnings (ours, e.g. trimmed metadata, and libraries') are printed as one line each, not as
+    file:line + source, so that the output keeps one line per message."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"lutfuse {command}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the process exit status (0 ok, 1 user error, 130 interrupted)."""
+    """Run the CLI; returns the process exit status (0 ok, 1 user error, 130 interrupted, 128+N on signal N)."""
     argv = sys.argv[1:] if argv is None else argv
     for stream in (sys.stdout, sys.stderr):
         # A file name that is not valid UTF-8 must never crash a status line, even on a strict UTF-8 terminal
@@ -51,13 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _signals_unwind(args.command), _one_line_warnings(args.command):
+            return int(args.func(args) or 0)
     except LUTFuseError as exc:
         print(f"lutfuse {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"lutfuse {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"lutfuse {args.command}: {exc}; nothing was left half-written", file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

@@ -41,3 +41,14 @@ def shown_path(path: object) -> str:
     except (TypeError, UnicodeError):
         raw = str(path).encode("utf-8", "backslashreplace")
     return raw.decode("utf-8", "backslashreplace")
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (the CLI turns them into this): a BaseException, so that no `except Exception`
+    swallows it, while every `finally` (temp-file removal) still runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum

@@ -144,19 +144,12 @@ class Phase1Only:
     once (the network pads to a multiple of 16 itself), as HQFusion's single tile does for sides ≤ 512."""
 
     def __init__(self, path: Path, device: str | None = None) -> None:
-        import torch
-
         from lutfuse.core.device import pick_device
         from lutfuse.core.hq import build_phase1
+        from lutfuse.core.weights import load_state_dict
 
         self.device = pick_device(device)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # any unpickling error means the same to the user
-            raise WeightsError(f"{path}: cannot be read as weights ({exc})") from exc
-        if not isinstance(state, dict):
-            raise WeightsError(f"{path}: not a state_dict")
-        self.phase1 = build_phase1(state, path).to(self.device)
+        self.phase1 = build_phase1(load_state_dict(path, "HQ phase 1"), path).to(self.device)
 
     def generate_middle(self, under: np.ndarray, over: np.ndarray) -> np.ndarray:
         """under, over H×W×3 float32 in [0,1] -> generated middle exposure H×W×3 float32 in [0,1]."""

@@ -1,44 +1,61 @@
-"""EXIF helpers: parse a block, read exposure settings, apply orientation to pixels, rebuild a block for the writer.
+"""EXIF through exiv2 (the `pyexiv2` bindings): parse a block or a file, read exposure settings and orientation,
+apply orientation to pixels, and rebuild a block for the writer.
 
-An EXIF block here is what `piexif.dump` makes: b"Exif\\0\\0" followed by a TIFF structure.
+An EXIF block here is b"Exif\\0\\0" followed by a TIFF structure (what a JPEG APP1 segment or a PNG eXIf chunk
+holds). Parsed EXIF is exiv2's view of it: a dict of exiv2 keys ("Exif.Photo.ExposureTime") to exiv2's text
+values ("1/250"), which exiv2 writes back without loss (https://exiv2.org/tags.html lists the keys).
 """
 
 from __future__ import annotations
 
+import io
 import math
+from fractions import Fraction
 
 import numpy as np
-import piexif
+import pyexiv2
 
-_ORIENTATION = piexif.ImageIFD.Orientation
-# Descriptive 0th-IFD tags worth carrying into an output; layout tags (strips, tiles, CFA, DNG
-# calibration) of a TIFF or RAW source describe *its* pixels and would be wrong in ours.
-_KEEP_0TH = {
-    piexif.ImageIFD.Make, piexif.ImageIFD.Model, piexif.ImageIFD.Software, piexif.ImageIFD.DateTime,
-    piexif.ImageIFD.Artist, piexif.ImageIFD.Copyright, piexif.ImageIFD.XResolution,
-    piexif.ImageIFD.YResolution, piexif.ImageIFD.ResolutionUnit, _ORIENTATION,
-}
+# exiv2 prints its own warnings ("Directory Photo has an unexpected next pointer") to stderr; a malformed block is
+# handled here (dropped or trimmed), so its chatter would only break the one-line error rule.
+pyexiv2.set_log_level(4)
+
+ORIENTATION = "Exif.Image.Orientation"
+# Descriptive IFD0 tags worth carrying into an output; layout tags (strips, tiles, CFA, DNG calibration) of a TIFF
+# or RAW source describe *its* pixels and would be wrong in ours.
+KEEP_IMAGE = {
+    "Exif.Image.Make", "Exif.Image.Model", "Exif.Image.Software", "Exif.Image.DateTime", "Exif.Image.Artist",
+    "Exif.Image.Copyright", "Exif.Image.ImageDescription", "Exif.Image.LensInfo", ORIENTATION,
+}  # (no resolution tags: the carrier TIFF of `encode` has its own, and a fused photo has no print size)
+# Groups copied whole: the Exif sub-IFD (exposure, lens, dates) and GPS. Maker notes (Exif.Canon.*, ...) are not:
+# their offsets point into the source file's layout. Thumbnails (Exif.Thumbnail.*) show the source's pixels.
+KEEP_GROUPS = ("Exif.Photo.", "Exif.GPSInfo.")
+# Pointers and maker-note containers that exiv2 rebuilds or that must not be copied verbatim.
+DROP = {"Exif.Photo.MakerNote", "Exif.Photo.InteroperabilityTag", "Exif.Image.ExifTag", "Exif.Image.GPSTag",
+        "Exif.MakerNote.Offset", "Exif.MakerNote.ByteOrder"}
 
 
-def parse(block: bytes | None) -> dict | None:
-    """piexif dict of an EXIF block (b"Exif\\0\\0"-prefixed or bare TIFF, or a JPEG/TIFF file's bytes); None if unusable."""
+def _strip_header(block: bytes) -> bytes:
+    """The TIFF structure of an EXIF block (b"Exif\\0\\0" dropped); other bytes (a whole file) unchanged."""
+    return block[6:] if block[:6] == b"Exif\x00\x00" else block
+
+
+def parse(block: bytes | None) -> dict[str, str] | None:
+    """exiv2 keys -> text values of an EXIF block (b"Exif\\0\\0"-prefixed or bare TIFF) or of a whole JPEG, PNG,
+    TIFF or TIFF-based RAW file's bytes; None when there is no usable EXIF (exiv2 refuses malformed data)."""
     if not block:
         return None
-    if block[:4] in (b"II*\x00", b"MM\x00*"):
-        block = b"Exif\x00\x00" + block
     try:
-        data = piexif.load(block)
-    except Exception:  # piexif raises bare ValueError/struct.error/KeyError on malformed blocks
+        with pyexiv2.ImageData(_strip_header(bytes(block))) as image:
+            data = image.read_exif()
+    except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError, pybind11 casts others, on bad data)
         return None
-    if not any(data.get(ifd) for ifd in ("0th", "Exif", "GPS")):
-        return None
-    return data
+    return data or None
 
 
-def orientation(data: dict | None) -> int:
-    """EXIF orientation code 1..8 of a parsed block (1 when absent or invalid)."""
-    value = (data or {}).get("0th", {}).get(_ORIENTATION, 1)
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+def orientation(data: dict[str, str] | None) -> int:
+    """EXIF orientation code 1..8 of parsed EXIF (1 when absent or invalid)."""
+    value = (data or {}).get(ORIENTATION, "1").split()
+    return int(value[0]) if value and value[0].isdigit() and 1 <= int(value[0]) <= 8 else 1
 
 
 def apply_orientation(image: np.ndarray, code: int) -> np.ndarray:
@@ -56,59 +73,76 @@ def apply_orientation(image: np.ndarray, code: int) -> np.ndarray:
     return np.ascontiguousarray(ops.get(code, ops[1])(image))
 
 
-def _rational(value: object) -> float | None:
-    """A piexif RATIONAL (num, den) as a positive float, else None."""
-    if isinstance(value, tuple) and len(value) == 2 and value[1]:
-        result = value[0] / value[1]
-        return result if result > 0 and math.isfinite(result) else None
-    return None
+def number(value: str | None) -> float | None:
+    """An exiv2 rational or integer text ("1/250", "8/1", "400", "400 400": the first value) as a positive finite
+    float, else None."""
+    if not value:
+        return None
+    try:
+        result = float(Fraction(value.split()[0]))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return result if result > 0 and math.isfinite(result) else None
 
 
-def exposure(data: dict | None) -> tuple[float | None, float | None, float | None]:
-    """(exposure time s, f-number, ISO) from a parsed block, each None when missing or invalid."""
+def exposure(data: dict[str, str] | None) -> tuple[float | None, float | None, float | None]:
+    """(exposure time s, f-number, ISO) from parsed EXIF, each None when missing or invalid."""
     if not data:
         return None, None, None
-    exif = data.get("Exif", {})
-    iso = exif.get(piexif.ExifIFD.ISOSpeedRatings)
-    if isinstance(iso, tuple):  # ISOSpeedRatings may hold several values; the first is the one in use
-        iso = iso[0] if iso else None
-    iso = float(iso) if isinstance(iso, int) and iso > 0 else None
-    return _rational(exif.get(piexif.ExifIFD.ExposureTime)), _rational(exif.get(piexif.ExifIFD.FNumber)), iso
+    iso = number(data.get("Exif.Photo.ISOSpeedRatings") or data.get("Exif.Photo.PhotographicSensitivity"))
+    return number(data.get("Exif.Photo.ExposureTime")), number(data.get("Exif.Photo.FNumber")), iso
 
 
-def _dump_robust(data: dict) -> bytes | None:
-    """piexif.dump, dropping the single tags piexif cannot serialise (a known piexif weakness) instead of failing."""
+def describe(data: dict[str, str] | None) -> str:
+    """Short human text of a frame's exposure settings, e.g. "1/250 s f/8 ISO 100" ("" when none are known)."""
+    t, n, iso = exposure(data)
+    parts = []
+    if t is not None:
+        parts.append(f"1/{round(1 / t)} s" if t < 0.5 else f"{t:g} s")
+    if n is not None:
+        parts.append(f"f/{n:g}")
+    if iso is not None:
+        parts.append(f"ISO {iso:g}")
+    return " ".join(parts)
+
+
+def for_writing(data: dict[str, str] | None) -> dict[str, str]:
+    """The tags of parsed EXIF that describe the scene and camera rather than the source file's layout, with
+    Orientation 1 (the pixels given to the writer are already upright)."""
+    kept = {k: v for k, v in (data or {}).items()
+            if k not in DROP and (k in KEEP_IMAGE or k.startswith(KEEP_GROUPS))}
+    if kept:
+        kept[ORIENTATION] = "1"
+    return kept
+
+
+def encode(tags: dict[str, str]) -> bytes | None:
+    """An EXIF block (b"Exif\\0\\0" + TIFF structure) holding `tags`, made by exiv2; None when none survive.
+
+    exiv2 has no public "serialise EXIF" call, so the tags are written into a 1×1 TIFF and that TIFF is the block
+    (its few layout tags are dropped again by `for_writing` when the block is read).
+    """
+    if not tags:
+        return None
+    import tifffile
+
+    carrier = io.BytesIO()
+    tifffile.imwrite(carrier, np.zeros((1, 1), np.uint8), metadata=None, software=False)
     try:
-        return piexif.dump(data)
-    except Exception:
-        pass
-    clean: dict = {}
-    for ifd in ("0th", "Exif", "GPS"):
-        clean[ifd] = {}
-        for tag, value in data.get(ifd, {}).items():
-            try:
-                piexif.dump({ifd: {tag: value}})
-            except Exception:
-                continue
-            clean[ifd][tag] = value
-    try:
-        return piexif.dump(clean)
-    except Exception:
+        with pyexiv2.ImageData(carrier.getvalue()) as image:
+            image.modify_exif(tags)
+            return b"Exif\x00\x00" + image.get_bytes()
+    except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError and pybind11 casts)
         return None
 
 
-def for_output(block: bytes | dict | None, width: int | None = None, height: int | None = None) -> bytes | None:
-    """EXIF block for pixels that are already upright: Orientation=1, no thumbnail, size tags = width×height."""
-    data = parse(block) if not isinstance(block, dict) else block
-    if not data:
-        return None
-    zeroth = {k: v for k, v in data.get("0th", {}).items() if k in _KEEP_0TH}
-    zeroth[_ORIENTATION] = 1
-    exif = {k: v for k, v in data.get("Exif", {}).items()
-            # MakerNote offsets point into the source file's layout; the Interop pointer is rebuilt by piexif.
-            if k not in (piexif.ExifIFD.MakerNote, piexif.ExifIFD.InteroperabilityTag)}
-    if width is not None and height is not None:
-        exif[piexif.ExifIFD.PixelXDimension] = int(width)
-        exif[piexif.ExifIFD.PixelYDimension] = int(height)
-    # The thumbnail ("1st"/"thumbnail") is dropped: it shows the source's pixels in the source's orientation.
-    return _dump_robust({"0th": zeroth, "Exif": exif, "GPS": dict(data.get("GPS", {}))})
+def for_output(block: bytes | dict[str, str] | None, width: int | None = None,
+               height: int | None = None) -> bytes | None:
+    """EXIF block for pixels that are already upright: descriptive tags only, Orientation 1, no thumbnail, no maker
+    note, and the size tags = width×height when given; None when nothing usable is left."""
+    data = block if isinstance(block, dict) else parse(block)
+    tags = for_writing(data)
+    if tags and width is not None and height is not None:
+        tags["Exif.Photo.PixelXDimension"] = str(int(width))
+        tags["Exif.Photo.PixelYDimension"] = str(int(height))
+    return encode(tags)

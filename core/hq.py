@@ -19,6 +19,7 @@ from lutfuse.core.classical import mertens_low_memory
 from lutfuse.core.device import pick_device
 from lutfuse.core.errors import BracketError, Cancelled, WeightsError
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
+from lutfuse.core.weights import load_into, load_state_dict
 
 PHASE1_FILE = "refine_phase1.pt"
 PHASE2_FILE = "refine_phase2.pt"
@@ -31,17 +32,9 @@ Progress = Callable[[float], None]
 Cancel = Callable[[], bool]
 
 
-def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    """A plain state_dict from `path`, or WeightsError naming the file."""
-    if not path.is_file():
-        raise WeightsError(f"{path}: HQ weights not found (train them with `lutfuse train refine-phase1/2`)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or not a state_dict: any unpickling error is the user's file
-        raise WeightsError(f"{path}: cannot be read as weights ({exc})") from exc
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: not a state_dict")
-    return state
+def _load_state(path: Path, what: str = "HQ") -> dict[str, torch.Tensor]:
+    """A plain state_dict from `path` (core.weights.load_state_dict), or WeightsError naming the file."""
+    return load_state_dict(path, what, " (train them with `lutfuse train refine-phase1/2`)")
 
 
 def _count_layers(state: dict[str, torch.Tensor], prefix: str) -> int:
@@ -54,10 +47,9 @@ def build_phase1(state: dict[str, torch.Tensor], path: Path) -> Phase1UNet:
     try:
         model = Phase1UNet(width=state["enc_under.head.0.weight"].shape[0],
                            layers=_count_layers(state, "dense.0.layers."))
-        model.load_state_dict(state)
-    except (KeyError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: does not fit the phase-1 network ({exc})") from exc
-    return model.eval()
+    except (KeyError, IndexError):
+        raise WeightsError(f"{path}: weights do not fit the phase-1 network (no enc_under.head.0.weight)") from None
+    return load_into(model, state, path, "phase-1 network").eval()
 
 
 def build_phase2(state: dict[str, torch.Tensor], path: Path) -> AMNet:
@@ -65,10 +57,10 @@ def build_phase2(state: dict[str, torch.Tensor], path: Path) -> AMNet:
     try:
         model = AMNet(width=state["shared.0.weight"].shape[0], growth=state["dense.0.layers.0.weight"].shape[0],
                       layers=_count_layers(state, "dense.0.layers."))
-        model.load_state_dict(state)
-    except (KeyError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: does not fit the phase-2 network ({exc})") from exc
-    return model.eval()
+    except (KeyError, IndexError):
+        raise WeightsError(f"{path}: weights do not fit the phase-2 network (no shared.0.weight or "
+                           f"dense.0.layers.0.weight)") from None
+    return load_into(model, state, path, "phase-2 network").eval()
 
 
 def raised_cosine(length: int, lead: bool, trail: bool, overlap: int) -> np.ndarray:
@@ -148,7 +140,8 @@ class HQFusion:
         if models is None:
             weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
             p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE
-            models = build_phase1(_load_state(p1), p1), build_phase2(_load_state(p2), p2)
+            models = (build_phase1(_load_state(p1, "HQ phase 1"), p1),
+                      build_phase2(_load_state(p2, "HQ phase 2"), p2))
         self.phase1 = models[0].to(self.device)
         self.phase2 = models[1].to(self.device)
         if middle not in ("generated", "real"):

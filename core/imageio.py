@@ -1,7 +1,9 @@
-"""Safe image writing: PNG/JPEG/TIFF at 8 or 16 bits, EXIF kept, temp file + rename, never clobbering inputs."""
+"""Safe image writing: PNG/JPEG/TIFF at 8 or 16 bits with metadata (core.metadata), temp file + rename, never
+clobbering inputs, output folders checked before the work."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import secrets
@@ -11,19 +13,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lutfuse.core import exif as exifmod
 from lutfuse.core.errors import OutputError
+from lutfuse.core.metadata import OutputMetadata, embed
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+TIFF_COMPRESSIONS = ("deflate", "lzw", "none")
+JPEG_SUBSAMPLINGS = ("444", "422", "420")
+_CV_SUBSAMPLING = {"444": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, "422": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+                   "420": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}
 
 
 def _same_file(a: Path, b: Path) -> bool:
     """True when two paths name the same file (after resolving links, or by inode for hard links)."""
-    if a.resolve() == b.resolve():
-        return True
     try:
+        if a.resolve() == b.resolve():
+            return True
         return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
+    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13) names no file
         return False
 
 
@@ -37,17 +43,61 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
     return kind
 
 
+def probe_folder(path: Path) -> None:
+    """OutputError naming `path` unless a file can be created (and removed) in its folder: a read-only
+    filesystem, missing permission or a full inode table shows up here, before any long work."""
+    probe = path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe.tmp")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise OutputError(f"{path}: folder {path.parent} is not writable ({exc.strerror or exc})") from None
+    try:
+        os.close(fd)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = (),
                    replace_hint: str = "pass overwrite to replace it") -> None:
-    """OutputError naming `path` and the reason unless any file (image, .cube...) may be written there."""
+    """OutputError naming `path` and the reason unless any file (image, .cube...) may be written there.
+
+    Refused: an input file, a link loop or dangling link, a missing folder or one that is not a folder, a folder
+    that cannot take a new file (checked by creating and removing a probe file), an existing file unless
+    `overwrite`.
+    """
+    path = Path(path)
     if any(_same_file(path, Path(p)) for p in inputs):
         raise OutputError(f"{path}: refusing to overwrite an input file")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: folder {path.parent} does not exist")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise OutputError(f"{path}: is a symbolic link to a missing file (refusing to write through it)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutputError(f"{path}: symbolic link loop") from None
+        if exc.errno != errno.ENOTDIR:
+            raise OutputError(f"{path}: cannot be used as output ({exc.strerror or exc})") from None
+    parent = path.parent
+    if not parent.exists():
+        raise OutputError(f"{path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: {parent} is not a folder")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder")
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists ({replace_hint})")
+    probe_folder(path)
+
+
+def check_finite(path: Path, values: np.ndarray, what: str, origin: str | None = None) -> None:
+    """OutputError naming `path` (and `origin`, what produced the values) when `values` hold NaN or infinity."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fc" and not np.isfinite(values).all():
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        by = f" (made from {origin})" if origin else ""
+        raise OutputError(f"{path}: not written: the {what} has {bad} NaN or infinite value{'s' if bad > 1 else ''}"
+                          f"{by}")
 
 
 def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -55,44 +105,31 @@ def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
         raise ValueError(f"expected an H×W×3 image, got shape {image.shape}")
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        raise ValueError("image contains NaN or infinite values")
     top = 255 if bit_depth == 8 else 65535
     scaled = np.clip(image.astype(np.float64) * top + 0.5, 0, top) if image.dtype.kind == "f" else image
     return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
-def _encode(kind: str, pixels: np.ndarray, exif: bytes | None, quality: int) -> bytes:
-    """Encoded file bytes of uint8/uint16 RGB pixels; the EXIF block goes into JPEG (and PNG where OpenCV can)."""
-    height, width = pixels.shape[:2]
-    block = exifmod.for_output(exif, width, height) if exif else None
+def _encode(kind: str, pixels: np.ndarray, quality: int, subsampling: str, compression: str) -> bytes:
+    """Encoded file bytes of uint8/uint16 RGB pixels, without metadata (core.metadata.embed adds it)."""
     if kind == "TIFF":
         import tifffile
 
+        # Horizontal differencing (predictor 2) makes Deflate/LZW 16-bit photos markedly smaller (TIFF 6.0 §14).
+        codec = {"deflate": "zlib", "lzw": "lzw", "none": None}[compression]
         out = io.BytesIO()
         tifffile.imwrite(out, pixels, photometric="rgb" if pixels.ndim == 3 and pixels.shape[2] == 3 else
-                         "minisblack", compression="zlib", metadata=None)
+                         "minisblack", compression=codec, predictor=2 if codec else None, metadata=None,
+                         software=False)
         return out.getvalue()
     bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.ndim == 3 and pixels.shape[2] == 3 else pixels
     if kind == "JPEG":
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        if not ok:
-            raise RuntimeError("OpenCV could not encode the JPEG")
-        data = buf.tobytes()
-        if block:
-            import piexif
-
-            out = io.BytesIO()
-            piexif.insert(block, data, out)
-            data = out.getvalue()
-        return data
-    if block and hasattr(cv2, "imencodeWithMetadata"):  # OpenCV >= 5 writes a PNG eXIf chunk
-        ok, buf = cv2.imencodeWithMetadata(".png", bgr, [cv2.IMAGE_METADATA_EXIF],
-                                           [np.frombuffer(block[6:], np.uint8)])
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality),
+                                             cv2.IMWRITE_JPEG_SAMPLING_FACTOR, _CV_SUBSAMPLING[subsampling]])
     else:
         ok, buf = cv2.imencode(".png", bgr)
     if not ok:
-        raise RuntimeError("OpenCV could not encode the PNG")
+        raise RuntimeError(f"OpenCV could not encode the {kind}")
     return buf.tobytes()
 
 
@@ -127,9 +164,20 @@ def commit(path: Path, payload: bytes | Iterable[bytes], overwrite: bool) -> Non
         tmp.unlink(missing_ok=True)
 
 
-def write_image(path: str | Path, image: np.ndarray, *, bit_depth: int = 8, exif: bytes | None = None,
-                quality: int = 95, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
-    """Write H×W×3 float RGB in [0,1] as PNG (8/16), JPEG (8, EXIF kept, orientation 1) or TIFF (8/16) -> path."""
+def write_image(path: str | Path, image: np.ndarray, *, bit_depth: int = 8,
+                metadata: OutputMetadata | None = None, exif: bytes | None = None, quality: int = 95,
+                subsampling: str = "444", compression: str = "deflate", overwrite: bool = False,
+                inputs: Sequence[str | Path] = (), origin: str | None = None) -> Path:
+    """Write H×W×3 float RGB in [0,1] -> path; the format follows the extension.
+
+    PNG 8/16-bit; JPEG 8-bit with `quality` 1-100 and chroma `subsampling` "444"/"422"/"420"; TIFF 8/16-bit with
+    `compression` "deflate" (zlib, predictor 2; the default), "lzw" or "none". `metadata` (core.metadata.
+    OutputMetadata; `exif` alone is shorthand for OutputMetadata(exif=exif)) goes into every format: EXIF with
+    Orientation 1 and the Software tag, XMP, and the ICC profile (sRGB when none is given); EXIF too large for a
+    JPEG segment is trimmed with a core.metadata.MetadataWarning. `origin` names what made the pixels, for the
+    message when they hold NaN/infinity. Raises OutputError (naming `path`) for anything that cannot be written;
+    nothing is left behind then.
+    """
     path = Path(path)
     kind = check_target(path, overwrite=overwrite, inputs=inputs)
     if bit_depth not in (8, 16):
@@ -138,6 +186,16 @@ def write_image(path: str | Path, image: np.ndarray, *, bit_depth: int = 8, exif
         raise OutputError(f"{path}: JPEG holds only 8 bits per channel; write a .tif or .png for 16-bit")
     if not 1 <= quality <= 100:
         raise OutputError(f"{path}: JPEG quality must be 1-100, got {quality}")
-    payload = _encode(kind, _quantise(image, bit_depth), exif, quality)
+    if subsampling not in JPEG_SUBSAMPLINGS:
+        raise OutputError(f"{path}: JPEG subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)}, got {subsampling}")
+    if compression not in TIFF_COMPRESSIONS:
+        raise OutputError(f"{path}: TIFF compression must be one of {', '.join(TIFF_COMPRESSIONS)}, "
+                          f"got {compression}")
+    check_finite(path, image, "image", origin)
+    if metadata is None:
+        metadata = OutputMetadata(exif=exif)
+    pixels = _quantise(image, bit_depth)
+    payload = embed(kind, _encode(kind, pixels, quality, subsampling, compression), metadata,
+                    pixels.shape[1], pixels.shape[0], source=str(path))
     commit(path, payload, overwrite)
     return path

@@ -376,6 +376,19 @@ def test_cancel_stops_an_hq_export(qtbot, window: MainWindow, tmp_path: Path, mo
     assert window.export_actions[2].isEnabled()
 
 
+def test_hq_export_to_an_unwritable_folder_fails_before_the_run(qtbot, window: MainWindow, monkeypatch) -> None:
+    hq = pytest.importorskip("lutfuse.core.hq", reason="core.hq is not in this checkout")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the HQ run started although the output cannot be written")
+
+    monkeypatch.setattr(hq, "HQFusion", never)
+    out = Path("/sys/lutfuse-hq.png")  # refuses new files even to root
+    window.export_hq(out)
+    assert wait_export(qtbot, window) == ("failed", f"{out}: folder /sys is not writable (Permission denied)")
+    assert window.adjust.grid.isEnabled()  # the editor goes on
+
+
 def test_screenshot_waits_for_the_full_render_and_writes_a_png(qtbot, tmp_path: Path, engine_factory) -> None:
     from lutfuse.app.run import run
 

@@ -173,7 +173,7 @@ def test_missing_or_wrong_weights(tmp_path: Path, random_weights: Path) -> None:
     with pytest.raises(WeightsError, match=PHASE2_FILE):
         HQFusion(tmp_path)
     (tmp_path / PHASE2_FILE).write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightsError, match="cannot be read"):
+    with pytest.raises(WeightsError, match="not a valid HQ phase 2 weights file"):
         HQFusion(tmp_path)
     # phase-1 weights where phase 2 belongs
     (tmp_path / PHASE2_FILE).write_bytes((random_weights / PHASE1_FILE).read_bytes())

@@ -168,9 +168,17 @@ def test_failed_rename_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.M
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_pixels_are_a_programming_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="NaN"):
-        write_image(tmp_path / "n.png", np.full((4, 4, 3), np.nan, np.float32))
+def test_non_finite_pixels_are_refused_naming_the_file_and_their_origin(tmp_path: Path) -> None:
+    image = rendered()
+    image[3, 4, 1] = np.nan
+    image[5, 6, 0] = np.inf
+    with pytest.raises(OutputError, match=r"n\.png: not written: the image has 2 NaN or infinite values "
+                                          r"\(made from weights\.pt\)"):
+        write_image(tmp_path / "n.png", image, origin="weights.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_shapes_are_a_programming_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shape"):
         write_image(tmp_path / "s.png", np.zeros((4, 4, 5), np.float32))
     assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lutfuse.core.errors import OutputError
-from lutfuse.core.imageio import FORMATS, check_writable
+from lutfuse.core.imageio import FORMATS, JPEG_SUBSAMPLINGS, TIFF_COMPRESSIONS, check_writable
 
 IMAGE_SUFFIXES = FORMATS
 
@@ -35,6 +35,10 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image"
                             help="8 or 16 bits per channel (16 needs PNG or TIFF); default: 16 for TIFF/PNG "
                                  "when the sources are 16-bit, else 8")
         parser.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100")
+        parser.add_argument("--subsampling", choices=JPEG_SUBSAMPLINGS, default="444",
+                            help="JPEG chroma subsampling (444 keeps full colour resolution)")
+        parser.add_argument("--compression", choices=TIFF_COMPRESSIONS, default="deflate",
+                            help="TIFF compression (deflate and lzw use the horizontal predictor)")
 
 
 DEVICE_HELP = "auto (CUDA, then Apple's GPU via MPS, then the CPU), cpu, cuda[:N] or mps"
@@ -66,6 +70,11 @@ def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[st
     check_writable(output, overwrite=force, inputs=inputs, replace_hint="use --force to replace it")
 
 
+def image_options(args: argparse.Namespace) -> dict:
+    """write_image keyword arguments of the image options that add_output_arguments added."""
+    return {"quality": args.quality, "subsampling": args.subsampling, "compression": args.compression}
+
+
 def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> int:
     """8 or 16: what was asked for, else 16 for PNG/TIFF when the sources are 16-bit."""
     kind = IMAGE_SUFFIXES.get(output.suffix.lower())
@@ -74,3 +83,4 @@ def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> i
     if requested is not None:
         return requested
     return 16 if source_bits > 8 and kind in {"PNG", "TIFF"} else 8
+

@@ -13,10 +13,11 @@ from lutfuse.core.commands.common import (
     add_output_arguments,
     check_device_arguments,
     check_output,
+    image_options,
     output_bit_depth,
     print_notes,
 )
-from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.errors import LUTFuseError, shown_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +56,9 @@ def run_cube(args: argparse.Namespace) -> int:
     from lutfuse.core.cube import write_cube
     from lutfuse.core.fusion import Engine
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.metadata import OutputMetadata
     from lutfuse.core.profiles import cube_comments
+    from lutfuse.core.weights import shipped
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
@@ -75,9 +78,11 @@ def run_cube(args: argparse.Namespace) -> int:
         bar.update()
         title = args.title or f"LUTFuse {bracket.frames[0].path.stem} G{args.grid}"
         path = write_cube(args.output, lut, title=title, comments=cube_comments(bracket.middle().icc),
-                          overwrite=args.force, inputs=[f.path for f in bracket.frames])
+                          overwrite=args.force, inputs=[f.path for f in bracket.frames],
+                          origin=str(shipped("LUT student")))
         if args.base is not None:
-            write_image(args.base, engine.base(), bit_depth=16, exif=bracket.middle().exif,
+            meta = OutputMetadata.from_bracket(bracket, made=f"base image (per-pixel mean) for {args.output.name}")
+            write_image(args.base, engine.base(), bit_depth=16, metadata=meta,
                         overwrite=args.force, inputs=[f.path for f in bracket.frames])
         bar.update()
     tqdm.write(f"wrote {path} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
@@ -86,16 +91,26 @@ def run_cube(args: argparse.Namespace) -> int:
 
 def run_cube_apply(args: argparse.Namespace) -> int:
     """Apply a .cube file to one image and write the result."""
-    from lutfuse.core.bracket import load_image
     from lutfuse.core.cube import apply_cube, read_cube
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.metadata import OutputMetadata
+    from lutfuse.core.readers import check_regular_file, read_frame
 
     check_output(args.output, [args.cube, args.image], args.force)
+    check_regular_file(args.image)  # a FIFO or link loop fails before the .cube is parsed
+    if args.bit_depth == 16:
+        output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before reading anything
     cube = read_cube(args.cube)
-    image, bits, exif = load_image(args.image)
+    # the pixels stay in the image's own encoding (the .cube applies to it), so its profile goes with the output
+    decoded = read_frame(args.image)
+    print_notes("cube-apply", decoded.notes)
+    image, valid = decoded.upright()
+    if valid is not None:
+        image[~valid] = 0.0
     out = apply_cube(image, cube)
-    depth = output_bit_depth(args.output, args.bit_depth, bits)
-    path = write_image(args.output, out, bit_depth=depth, exif=exif, quality=args.quality,
-                       overwrite=args.force, inputs=[args.cube, args.image])
-    tqdm.write(f"wrote {path} ({depth}-bit)")
+    depth = output_bit_depth(args.output, args.bit_depth, decoded.bit_depth)
+    meta = OutputMetadata.from_image(decoded.exif_for_output(), icc=decoded.icc, xmp=decoded.xmp)
+    path = write_image(args.output, out, bit_depth=depth, metadata=meta, overwrite=args.force,
+                       inputs=[args.cube, args.image], origin=str(args.cube), **image_options(args))
+    tqdm.write(f"wrote {shown_path(path)} ({depth}-bit)")
     return 0

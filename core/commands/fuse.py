@@ -13,6 +13,7 @@ from lutfuse.core.commands.common import (
     add_output_arguments,
     check_device_arguments,
     check_output,
+    image_options,
     output_bit_depth,
     print_notes,
 )
@@ -26,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fuse",
         help="fuse a bracket into one image",
-        description="Fuse 2-9 exposures into one image. The EXIF of the middle frame is kept.",
+        description="Fuse 2-9 exposures into one image. The output keeps the middle frame's EXIF, XMP and ICC profile "
+                    "(sRGB when untagged) and lists the bracket's exposures in its ImageDescription.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_bracket_arguments(p)
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
     from lutfuse.core.bracket import frame_paths, load_bracket, relative_evs
     from lutfuse.core.imageio import write_image
+    from lutfuse.core.metadata import OutputMetadata
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force)
@@ -95,7 +98,12 @@ def run(args: argparse.Namespace) -> int:
         bar.n = 100
         bar.refresh()
     bits = output_bit_depth(args.output, args.bit_depth, bracket.bit_depth)
-    path = write_image(args.output, fused, bit_depth=bits, exif=bracket.middle().exif,
-                       quality=args.quality, overwrite=args.force, inputs=[f.path for f in bracket.frames])
+    from lutfuse.core.weights import shipped
+
+    origin = {"lut": str(shipped("LUT student")),
+              "hq": f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"}.get(args.method, "the fusion")
+    path = write_image(args.output, fused, bit_depth=bits, metadata=OutputMetadata.from_bracket(bracket),
+                       overwrite=args.force, inputs=[f.path for f in bracket.frames], origin=origin,
+                       **image_options(args))
     tqdm.write(f"wrote {shown_path(path)} ({fused.shape[1]}×{fused.shape[0]}, {bits}-bit, method {args.method})")
     return 0

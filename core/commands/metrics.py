@@ -26,7 +26,11 @@ def run(args: argparse.Namespace) -> int:
     """Load the frames and the fused image, print the scores."""
     from lutfuse.core.bracket import load_bracket, load_image
     from lutfuse.core.metrics import mef_ssim, psnr, ssim
+    from lutfuse.core.readers import check_regular_file
 
+    for path in (args.fused, args.reference):
+        if path is not None:
+            check_regular_file(path)  # before the frames: a FIFO must not block, a typo must not wait for a load
     # Scoring must see the frames exactly as given: no alignment, which would shift them against the fused image.
     bracket = load_bracket(args.frames, align=False)
     fused, _, _ = load_image(args.fused)

@@ -22,7 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lutfuse.core.errors import WeightsError
 from lutfuse.core.paths import WEIGHTS
 
 INPUT_SIZE = 128        # side the encoder works at (the engine downsamples to this)
@@ -188,19 +187,9 @@ class LUTStudent(nn.Module):
 
 def load_student(path: Path | None = None, device: torch.device | str | None = None) -> LUTStudent:
     """LUTStudent with weights from `path` (default resources/weights/lut_student.pt), in eval mode on `device`."""
+    from lutfuse.core.weights import load_into, load_state_dict
+
     path = Path(path) if path is not None else WEIGHTS / "lut_student.pt"
-    if not path.is_file():
-        raise WeightsError(f"{path}: LUT student weights not found (train them with `lutfuse train student`)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types; all mean the same to the user
-        raise WeightsError(f"{path}: not a readable weights file ({exc.__class__.__name__}: {exc})") from exc
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state_dict, got {type(state).__name__}")
-    model = LUTStudent()
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise WeightsError(f"{path}: weights do not fit the LUT student ({first})") from exc
+    state = load_state_dict(path, "LUT student", " (train them with `lutfuse train student`)")
+    model = load_into(LUTStudent(), state, path, "LUT student")
     return model.to(device if device is not None else "cpu").eval()

@@ -16,7 +16,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lutfuse.core.errors import WeightsError
 from lutfuse.core.models.lut_student import INPUT_SIZE
 from lutfuse.core.paths import WEIGHTS
 
@@ -102,13 +101,9 @@ class LUTTeacher(nn.Module):
 
 def load_teacher(path: Path | None = None, device: torch.device | str | None = None) -> LUTTeacher:
     """LUTTeacher with weights from `path` (default resources/weights/lut_teacher.pt), eval mode, on `device`."""
+    from lutfuse.core.weights import load_into, load_state_dict
+
     path = Path(path) if path is not None else WEIGHTS / "lut_teacher.pt"
-    if not path.is_file():
-        raise WeightsError(f"{path}: LUT teacher weights not found (train them with `lutfuse train teacher`)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model = LUTTeacher()
-        model.load_state_dict(state, strict=True)
-    except Exception as exc:  # unreadable file or shape mismatch: both mean "these are not teacher weights"
-        raise WeightsError(f"{path}: weights do not fit the LUT teacher ({str(exc).splitlines()[0]})") from exc
+    state = load_state_dict(path, "LUT teacher", " (train them with `lutfuse train teacher`)")
+    model = load_into(LUTTeacher(), state, path, "LUT teacher")
     return model.to(device if device is not None else "cpu").eval()

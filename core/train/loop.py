@@ -96,7 +96,9 @@ def train(args: argparse.Namespace, model: nn.Module, loss_fn: LossFn, stream: C
     ckpt_path = args.out / "checkpoint.pt"
     start, history = 0, []
     if args.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        from lutfuse.core.weights import load_checkpoint
+
+        ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         start = int(ckpt["step"])

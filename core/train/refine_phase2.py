@@ -123,7 +123,9 @@ def validate_phase2(phase1: Phase1UNet, phase2: AMNet, data_root: Path, device: 
 def run(args: argparse.Namespace) -> int:
     """Train phase 2 on top of frozen phase 1, validate, export; returns the exit status."""
     device = loop.setup(args, log)
-    phase1 = build_phase1(torch.load(args.phase1, map_location="cpu", weights_only=True), args.phase1).to(device)
+    from lutfuse.core.weights import load_state_dict
+
+    phase1 = build_phase1(load_state_dict(args.phase1, "HQ phase 1"), args.phase1).to(device)
     phase1.requires_grad_(False)
     model = AMNet(width=args.width).to(device)
     log.info("phase 2 width %d, %d parameters (phase 1 frozen: %d)", args.width, loop.count_parameters(model),
