@@ -34,7 +34,8 @@ step() { echo; echo "=== $1 ($(( $(date +%s) - START )) s)"; }
 
 step "environment"
 SITE=/tmp/lutfuse-site
-if ls .whl/*.whl >/dev/null 2>&1; then
+# only when missing: a machine that has the package (this one, in a dry run) keeps its own build
+if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "import pyexiv2" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
         || echo "wheel install failed"
 fi
