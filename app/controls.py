@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QRect, Qt, Signal
-from PySide6.QtGui import QPainter, QPen, QColor
+from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
     QGridLayout,
     QLabel,
@@ -15,9 +15,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lutfuse.app.state import GRID_MARKS, GRID_MAX, GRID_MIN
+from lutfuse.app.state import GRID_DEFAULT, GRID_MARKS, GRID_MAX, GRID_MIN
 
 DETAIL_STEPS = 100
+
+
+class ResetSlider(QSlider):
+    """A horizontal slider that returns to its default on double-click (as in Lightroom)."""
+
+    def __init__(self, default: int = 0) -> None:
+        super().__init__(Qt.Orientation.Horizontal)
+        self.default = default
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        """Back to the default; a settled change."""
+        self.setValue(self.default)
+        self.sliderReleased.emit()
+        event.accept()
 
 
 class MarkRow(QWidget):
@@ -65,7 +79,7 @@ class AdjustPanel(QWidget):
 
     def __init__(self, grid: int, detail: float, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.grid = QSlider(Qt.Orientation.Horizontal)
+        self.grid = ResetSlider(GRID_DEFAULT)
         self.grid.setRange(GRID_MIN, GRID_MAX)
         self.grid.setValue(grid)
         self.grid.setPageStep(8)
@@ -73,7 +87,7 @@ class AdjustPanel(QWidget):
         self.grid_value = QLabel()
         self.grid_value.setObjectName("valueLabel")
         self.marks = MarkRow(self.grid, GRID_MARKS)
-        self.detail = QSlider(Qt.Orientation.Horizontal)
+        self.detail = ResetSlider(DETAIL_STEPS)
         self.detail.setRange(0, DETAIL_STEPS)
         self.detail.setValue(round(detail * DETAIL_STEPS))
         self.detail.setToolTip("Local contrast from the exposures; 0 = the pure LUT (what the .cube gives)")
@@ -102,6 +116,14 @@ class AdjustPanel(QWidget):
         """Forward a value change; while the handle is held it is a preview, otherwise settled."""
         self._show_values()
         signal.emit(value, not slider.isSliderDown())
+
+    def set_values(self, grid: int, detail: float) -> None:
+        """Move both sliders without reporting (undo, presets, sidecars)."""
+        for slider, value in ((self.grid, grid), (self.detail, round(detail * DETAIL_STEPS))):
+            slider.blockSignals(True)
+            slider.setValue(value)
+            slider.blockSignals(False)
+        self._show_values()
 
     def _show_values(self) -> None:
         """Numbers beside the slider titles."""

@@ -6,19 +6,42 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lutfuse.app.state import display_copy
 from lutfuse.app.workers import EngineHost, Job
 from lutfuse.core.errors import Cancelled
 from lutfuse.core.metadata import OutputMetadata
 
-# Save-dialog filters -> (suffix, bit depth); the filter, not only the suffix, decides 8 or 16-bit TIFF.
+# Save-dialog filters -> (suffix, bit depth). A typed extension decides the format; the filter then decides
+# the bit depth only when it is of that format (else TIFF is 16-bit, PNG and JPEG 8-bit).
 IMAGE_FILTERS = {
+    "TIFF 16-bit (*.tif *.tiff)": (".tif", 16),
+    "TIFF 8-bit (*.tif *.tiff)": (".tif", 8),
     "JPEG (*.jpg *.jpeg)": (".jpg", 8),
     "PNG 8-bit (*.png)": (".png", 8),
     "PNG 16-bit (*.png)": (".png", 16),
-    "TIFF 8-bit (*.tif *.tiff)": (".tif", 8),
-    "TIFF 16-bit (*.tif *.tiff)": (".tif", 16),
 }
+DEFAULT_IMAGE_FILTER = "TIFF 16-bit (*.tif *.tiff)"
 CUBE_FILTER = "Adobe/Resolve 3D LUT (*.cube)"
+FORMAT_OF_SUFFIX = {".tif": ".tif", ".tiff": ".tif", ".jpg": ".jpg", ".jpeg": ".jpg", ".png": ".png"}
+DEFAULT_BITS = {".tif": 16, ".jpg": 8, ".png": 8}
+
+
+def image_format(path: Path, chosen_filter: str) -> tuple[Path, int]:
+    """(path to write, bit depth) from what was typed and the filter selected in the save dialog.
+
+    A typed image extension wins over the filter ('name.tif' with the JPEG filter writes a TIFF); its bit depth
+    comes from the filter when the filter is of the same format, else the format's default (16-bit TIFF).
+    Without a known extension the filter's suffix is added."""
+    suffix, bits = IMAGE_FILTERS.get(chosen_filter, IMAGE_FILTERS[DEFAULT_IMAGE_FILTER])
+    typed = FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    if typed is None:
+        return path.with_name(path.name + suffix), bits
+    return path, bits if typed == suffix else DEFAULT_BITS[typed]
+
+
+def default_export_path(first_frame: Path, suffix: str, tag: str = "fused") -> Path:
+    """Beside the originals, named after the first (darkest) frame: IMG_0001.jpg -> IMG_0001_fused.tif."""
+    return first_frame.with_name(f"{first_frame.stem}_{tag}{suffix}")
 
 
 @dataclass(frozen=True)
@@ -47,7 +70,7 @@ def _check(job: Job) -> None:
 
 
 def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: ImageOptions,
-               overwrite: bool) -> Callable[[Job], Path]:
+               overwrite: bool, look: object = None) -> Callable[[Job], Path]:
     """Full-resolution LUT render written to `path` (EXIF of the middle frame kept)."""
     bracket = host.current.bracket
 
@@ -57,7 +80,8 @@ def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: 
         job.report(0.05)
         with host.lock:
             _check(job)
-            image = host.engine.render(grid, detail, None)
+            extra = {} if look is None else {"look": look}
+            image = host.engine.render(grid, detail, None, **extra)
         _check(job)
         job.report(0.7)
         out = write_image(path, image, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
@@ -69,7 +93,7 @@ def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: 
     return work
 
 
-def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Callable[[Job], Path]:
+def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool, look: object = None) -> Callable[[Job], Path]:
     """The bracket's LUT as a .cube and, beside it, the 16-bit base image it applies to."""
     bracket = host.current.bracket
 
@@ -79,7 +103,7 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool) -> Calla
 
         job.report(0.05)
         with host.lock:
-            lut = host.engine.lut(grid)
+            lut = host.engine.lut(grid, **({} if look is None else {"look": look}))
             base = host.engine.base()
         _check(job)
         job.report(0.3)
@@ -107,8 +131,10 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
         inputs = [f.path for f in bracket.frames]
         check_target(path, overwrite=overwrite, inputs=inputs)  # a read-only folder fails now, not after minutes
         job.report(0.0)
-        fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled)
+        fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
+                                valid=bracket.valid)
         _check(job)
+        host.hq_result = (bracket, display_copy(fused, host.display_side))   # for comparing in the editor
         out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
                           quality=options.quality, overwrite=overwrite, inputs=inputs, origin="the HQ weights")
         job.report(1.0)

@@ -23,22 +23,27 @@ class ExportMixin:
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
-    def _save_dialog(self, title: str, filters: Sequence[str]) -> tuple[Path | None, str]:
-        """A save dialog that leaves the overwrite question to confirm_overwrite()."""
-        path, chosen = QFileDialog.getSaveFileName(self, title, self.settings.last_folder, ";;".join(filters),
+    def _save_dialog(self, title: str, filters: Sequence[str], default: Path,
+                     selected: str = "") -> tuple[Path | None, str]:
+        """A save dialog proposing `default`; the overwrite question is left to confirm_overwrite()."""
+        path, chosen = QFileDialog.getSaveFileName(self, title, str(default), ";;".join(filters), selected,
                                                    options=QFileDialog.Option.DontConfirmOverwrite)
         if not path:
             return None, chosen
         self.settings.last_folder = str(Path(path).parent)
         return Path(path), chosen
 
-    def _image_choice(self, title: str) -> tuple[Path | None, ex.ImageOptions]:
-        """Ask for an image path, format and (for JPEG) quality."""
-        path, chosen = self._save_dialog(title, list(ex.IMAGE_FILTERS))
+    def _default_path(self, suffix: str, tag: str = "fused") -> Path:
+        """`{first frame}_{tag}{suffix}` beside the originals."""
+        return ex.default_export_path(self.loaded.bracket.frames[0].path, suffix, tag)
+
+    def _image_choice(self, title: str, tag: str = "fused") -> tuple[Path | None, ex.ImageOptions]:
+        """Ask for an image path, format and (for JPEG) quality; a typed extension decides the format."""
+        path, chosen = self._save_dialog(title, list(ex.IMAGE_FILTERS), self._default_path(".tif", tag),
+                                         ex.DEFAULT_IMAGE_FILTER)
         if path is None:
             return None, ex.ImageOptions()
-        suffix, bits = ex.IMAGE_FILTERS.get(chosen, (".jpg", 8))
-        path = ex.with_suffix(path, suffix) if path.suffix == "" else path
+        path, bits = ex.image_format(path, chosen)
         quality = self.settings.jpeg_quality
         if path.suffix.lower() in (".jpg", ".jpeg"):
             bits = 8
@@ -59,14 +64,14 @@ class ExportMixin:
         """File → Export LUT."""
         if self.loaded is not None:
             path, _ = self._save_dialog("Export LUT as .cube (the 16-bit base image is written beside it)",
-                                        [ex.CUBE_FILTER])
+                                        [ex.CUBE_FILTER], self._default_path(".cube"))
             if path is not None:
                 self.export_cube(ex.with_suffix(path, ".cube"))
 
     def export_hq_dialog(self) -> None:
         """File → HQ Export."""
         if self.loaded is not None:
-            path, options = self._image_choice("HQ export (two-phase refinement)")
+            path, options = self._image_choice("HQ export (two-phase refinement)", tag="fused_hq")
             if path is not None:
                 self.export_hq(path, options)
 
@@ -82,7 +87,7 @@ class ExportMixin:
         overwrite = self._may_write([path])
         if overwrite is None or self.loaded is None:
             return None
-        work = ex.image_work(self.host, path, self.grid, self.detail, options, overwrite)
+        work = ex.image_work(self.host, path, self.grid, self.detail, options, overwrite, self.look())
         return self._start_export(work, f"Exporting {path.name}")
 
     def export_cube(self, path: Path) -> Job | None:
@@ -90,13 +95,15 @@ class ExportMixin:
         overwrite = self._may_write([path, ex.base_path_for(path)])
         if overwrite is None or self.loaded is None:
             return None
-        return self._start_export(ex.cube_work(self.host, path, self.grid, overwrite), f"Exporting {path.name}")
+        return self._start_export(ex.cube_work(self.host, path, self.grid, overwrite, self.look()),
+                                  f"Exporting {path.name}")
 
     def export_hq(self, path: Path, options: ex.ImageOptions = ex.ImageOptions()) -> Job | None:
         """Run the two-phase HQ fusion in the background with progress and Cancel."""
         overwrite = self._may_write([path])
         if overwrite is None or self.loaded is None:
             return None
+        self.host.hq_result = None
         return self._start_export(ex.hq_work(self.host, path, options, overwrite), f"HQ export {path.name}")
 
     def _start_export(self, work, label: str) -> Job | None:
@@ -128,6 +135,7 @@ class ExportMixin:
         self._set_exports_enabled(self.loaded is not None)
         if status == "done":
             self.statusBar().showMessage(f"Wrote {detail}", 10000)
+            self._show_hq_result()
         elif status == "failed":
             self.show_error(f"Export failed: {detail}")
         else:

@@ -1,4 +1,4 @@
-"""Frame strip: a thumbnail, file name and EV for each frame of the bracket, and the Align toggle."""
+"""Frame strip: a thumbnail, file name and EV for each frame of the bracket, the Align toggle and the Deghost choice."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QCheckBox, QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from lutfuse.app.state import format_ev
 
@@ -50,12 +50,27 @@ class FrameStrip(QWidget):
     """Vertical list of FrameCards, darkest first, with an Align checkbox that asks for a reload."""
 
     alignToggled = Signal(bool)
+    deghostChanged = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from lutfuse.core.deghost import STRENGTHS
+
         self.align = QCheckBox("Align frames")
-        self.align.setToolTip("Align hand-held frames (median-threshold bitmaps); turn off for tripod brackets")
+        self.align.setToolTip("Register hand-held frames to the middle one (rotation, scale, perspective); a frame "
+                              "is moved only when that measurably improves it, so tripod brackets stay untouched")
         self.align.toggled.connect(self.alignToggled)
+        self.deghost = QComboBox()
+        self.deghost.addItems(list(STRENGTHS))
+        self.deghost.setToolTip("Take moving content (people, leaves, water) from the middle frame: "
+                                "off, or how readily a difference counts as motion")
+        self.deghost.currentTextChanged.connect(self.deghostChanged)
+        self.show_ghosts = QCheckBox("Show ghost mask")
+        self.show_ghosts.setToolTip("Tint red where deghosting took the content from the middle frame")
+        self.show_ghosts.setEnabled(False)
+        deghost_row = QHBoxLayout()
+        deghost_row.addWidget(QLabel("Deghost"))
+        deghost_row.addWidget(self.deghost, 1)
         self.cards: list[FrameCard] = []
         self.inner = QWidget()
         self.list = QVBoxLayout(self.inner)
@@ -71,6 +86,8 @@ class FrameStrip(QWidget):
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(8)
         layout.addWidget(self.align)
+        layout.addLayout(deghost_row)
+        layout.addWidget(self.show_ghosts)
         layout.addWidget(scroll, 1)
         self.setMinimumWidth(190)
 
@@ -79,6 +96,12 @@ class FrameStrip(QWidget):
         self.align.blockSignals(True)
         self.align.setChecked(on)
         self.align.blockSignals(False)
+
+    def set_deghost(self, strength: str) -> None:
+        """Show the deghost strength of the loaded bracket without asking for a reload."""
+        self.deghost.blockSignals(True)
+        self.deghost.setCurrentText(strength)
+        self.deghost.blockSignals(False)
 
     def set_frames(self, thumbnails: Sequence[np.ndarray], paths: Sequence[Path], evs: Sequence[float],
                    sources: Sequence[str]) -> None:

@@ -23,7 +23,8 @@ class HistogramWidget(pg.PlotWidget):
         self.getAxis("bottom").setStyle(tickLength=-4)
         self.setXRange(0, 255, padding=0)
         self.setYRange(0, 1.05, padding=0)
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(90)
+        self.setMaximumHeight(170)   # a taller histogram shows nothing more; the sliders below need the room
         self.curves: dict[str, pg.PlotDataItem] = {}
         for name, (r, g, b) in COLOURS.items():
             fill = QColor(r, g, b, 40 if name == "L" else 70)

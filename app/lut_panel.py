@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lutfuse.app.state import AXES, lut_slice, neutral_response, rescale_index, slice_axes
+from lutfuse.app.state import AXES, lut_slice, neutral_response, slice_axes
 
 CURVE_COLOURS = {"R": (235, 80, 80), "G": (90, 200, 100), "B": (90, 140, 245)}
 
@@ -27,6 +27,9 @@ class LutPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.lut: np.ndarray | None = None
+        # the input level the user chose, in [0,1]: kept as a level, not an index, so visiting a coarse grid
+        # (G = 2 has only levels 0 and 1) does not lose it
+        self.level = 0.5
         self.title = QLabel("LUT: none")
         self.title.setObjectName("panelTitle")
         # axis choice
@@ -48,7 +51,7 @@ class LutPanel(QWidget):
         self.spin.setRange(0, 0)
         self.slider.valueChanged.connect(self.spin.setValue)
         self.spin.valueChanged.connect(self.slider.setValue)
-        self.spin.valueChanged.connect(self._redraw_slice)
+        self.spin.valueChanged.connect(self._index_chosen)
         self.axis_group.idToggled.connect(lambda _i, on: on and self._redraw_slice())
         index_row = QHBoxLayout()
         index_row.addWidget(QLabel("Index"))
@@ -59,7 +62,7 @@ class LutPanel(QWidget):
         self.slice_plot.setMenuEnabled(False)
         self.slice_plot.setAspectLocked(True)
         self.slice_plot.hideButtons()
-        self.slice_plot.setMinimumHeight(200)
+        self.slice_plot.setMinimumHeight(120)
         self.slice_image = pg.ImageItem(axisOrder="row-major")
         self.slice_plot.addItem(self.slice_image)
         self.slice_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
@@ -67,7 +70,7 @@ class LutPanel(QWidget):
         self.curve_plot = pg.PlotWidget(background="#232326")
         self.curve_plot.setMenuEnabled(False)
         self.curve_plot.hideButtons()
-        self.curve_plot.setMinimumHeight(150)
+        self.curve_plot.setMinimumHeight(90)
         self.curve_plot.setXRange(0, 1, padding=0.02)
         self.curve_plot.setYRange(0, 1, padding=0.02)
         self.curve_plot.setLabel("bottom", "input grey")
@@ -100,11 +103,10 @@ class LutPanel(QWidget):
 
     def set_lut(self, lut: np.ndarray) -> None:
         """Show a new LUT (G×G×G×3, core layout); the slice keeps its input level across grid sizes."""
-        old = self.size
         self.lut = np.asarray(lut, np.float32)
         g = self.size
         self.title.setText(f"3D LUT  {g}×{g}×{g}")
-        index = g // 2 if old == 0 else rescale_index(self.spin.value(), old, g)
+        index = round(self.level * (g - 1))
         for w in (self.spin, self.slider):
             w.blockSignals(True)
             w.setRange(0, g - 1)
@@ -115,6 +117,12 @@ class LutPanel(QWidget):
         for i, name in enumerate(AXES):
             self.curves[name].setData(x, rgb[:, i], symbol="o" if g <= 17 else None, symbolSize=4,
                                       symbolBrush=CURVE_COLOURS[name], symbolPen=None)
+
+    def _index_chosen(self, index: int) -> None:
+        """The user moved the slice: remember its level, then draw it."""
+        if self.size > 1:
+            self.level = index / (self.size - 1)
+        self._redraw_slice()
 
     def slice_pixels(self) -> np.ndarray | None:
         """The slice as drawn: G×G×3 uint8, row 0 at the bottom (input 0)."""

@@ -5,15 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QUndoCommand,
+    QUndoStack,
+)
 from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDialog,
     QDockWidget,
     QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QScrollArea,
+    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -23,12 +36,51 @@ from lutfuse.app.controls import AdjustPanel
 from lutfuse.app.export_ui import ExportMixin
 from lutfuse.app.frame_strip import FrameStrip
 from lutfuse.app.histogram import HistogramWidget
+from lutfuse.app.look_panel import ADJUST_AVAILABLE, LookPanel, auto_values, make_look
+from lutfuse.app.loupe import Loupe
 from lutfuse.app.lut_panel import LutPanel
+from lutfuse.app.section import Section
 from lutfuse.app.settings import AppSettings
+from lutfuse.app.state import (
+    DISPLAY_SIDE_MIN,
+    GRID_DEFAULT,
+    PREVIEW_MAX_SIDE,
+    LoadedBracket,
+    RenderResult,
+    display_copy,
+    format_ev,
+    push_recent,
+    recent_label,
+)
 from lutfuse.app.task_indicator import TaskIndicator
-from lutfuse.app.state import PREVIEW_MAX_SIDE, LoadedBracket, RenderResult, push_recent, recent_label
 from lutfuse.app.viewer import ImageViewer
 from lutfuse.app.workers import EngineHost, Job, default_engine_factory
+
+# Below this usable screen size the window fills the screen (a laptop); above it takes a share of it.
+SMALL_SCREEN = QSize(1600, 1000)
+LARGE_SCREEN_SHARE = 0.85
+# Below this usable height the Adjust and LUT panels share one column as tabs instead of being stacked.
+TABBED_BELOW_HEIGHT = 950
+
+
+def default_window_size(available: QRect) -> QSize:
+    """Size of a new window on a screen whose usable area is `available`: the whole area on a small screen
+    (a 1366×768 laptop), else 85 % of it (never a fixed size that may not fit)."""
+    w, h = available.width(), available.height()
+    if w <= SMALL_SCREEN.width() or h <= SMALL_SCREEN.height():
+        return QSize(w, h)
+    return QSize(round(w * LARGE_SCREEN_SHARE), round(h * LARGE_SCREEN_SHARE))
+
+
+def scrolled(widget: QWidget) -> QScrollArea:
+    """`widget` in a frameless vertical scroll area, so a dock never forces the window taller than the screen."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    return area
+
 
 OPEN_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.heic *.heif *.hif *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf "
                "*.rw2);;All files (*)")
@@ -59,11 +111,34 @@ class Banner(QFrame):
         self.show()
 
 
+class EditCommand(QUndoCommand):
+    """One edit of the fusion settings (a slider settled, Auto, a preset): undo restores the settings before."""
+
+    def __init__(self, window: MainWindow, old: dict, new: dict, text: str) -> None:
+        super().__init__(text)
+        self.window, self.old, self.new = window, dict(old), dict(new)
+        self.first = True
+
+    def redo(self) -> None:
+        """The first time the controls already show the edit; afterwards set them back to it."""
+        if self.first:
+            self.first = False
+            self.window.committed = dict(self.new)
+            self.window.settings_changed()
+        else:
+            self.window.apply_settings(self.new)
+
+    def undo(self) -> None:
+        """Back to the settings before this edit."""
+        self.window.apply_settings(self.old)
+
+
 class MainWindow(ExportMixin, QMainWindow):
     """LUTFuse editor over one EngineHost; every engine call runs on a worker thread."""
 
     renderShown = Signal(bool)     # a render reached the view; True when it was the full-resolution one
     errorShown = Signal(str)
+    warningShown = Signal(str)
     exportEnded = Signal(str, str)  # status ("done", "failed", "cancelled"), path or message
 
     def __init__(self, settings: AppSettings | None = None,
@@ -77,10 +152,26 @@ class MainWindow(ExportMixin, QMainWindow):
         self.load_job: Job | None = None
         self.setWindowTitle("LUTFuse")
         self.setAcceptDrops(True)
+        self.undo_stack = QUndoStack(self)
+        self.undo_stack.setUndoLimit(1000)
+        self.committed = self.default_settings()   # the settings the last undo step ended on
+        self.compare_images: dict[str, object] = {}
         self._build_widgets()
         self._build_menus()
         self._connect()
-        self.resize(QSize(1440, 900))
+        self.sidecar_used = False
+        self._sidecar_timer = QTimer(self)
+        self._sidecar_timer.setSingleShot(True)
+        self._sidecar_timer.setInterval(800)
+        self._sidecar_timer.timeout.connect(self.write_sidecar)
+        screen = self.screen() or QApplication.primaryScreen()
+        available = screen.availableGeometry()
+        pixels = screen.size() * screen.devicePixelRatio()
+        self.host.display_side = max(DISPLAY_SIDE_MIN, pixels.width(), pixels.height())
+        self.resize(default_window_size(available))
+        if available.height() < TABBED_BELOW_HEIGHT:
+            self.tabifyDockWidget(self.docks["adjust"], self.docks["lut"])
+            self.docks["adjust"].raise_()
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -102,36 +193,50 @@ class MainWindow(ExportMixin, QMainWindow):
 
         self.strip = FrameStrip()
         self.strip.set_align(self.settings.align)
+        self.strip.set_deghost(self.settings.deghost)
         self.adjust = AdjustPanel(self.settings.grid, self.settings.detail)
         self.histogram = HistogramWidget()
         adjust_box = QWidget()
         adjust_layout = QVBoxLayout(adjust_box)
         adjust_layout.setContentsMargins(0, 0, 0, 0)
-        adjust_layout.addWidget(self.adjust)
-        hist_title = QLabel("Histogram")
-        hist_title.setObjectName("panelTitle")
-        hist_title.setContentsMargins(8, 4, 8, 0)
-        adjust_layout.addWidget(hist_title)
-        adjust_layout.addWidget(self.histogram, 1)
+        adjust_layout.setSpacing(2)
+        self.look_panel = LookPanel()
+        self.loupe = Loupe()
+        self.sections = {
+            "histogram": Section("Histogram", self.histogram),
+            "fusion": Section("Fusion", self.adjust),
+            "look": Section("Adjustments", self.look_panel),
+            "loupe": Section("Loupe", self.loupe, expanded=False),
+        }
+        # the colour adjustments need core.adjust; a checkout without it hides them
+        self.sections["look"].setVisible(ADJUST_AVAILABLE)
+        for section in self.sections.values():
+            adjust_layout.addWidget(section)
+        adjust_layout.addStretch(1)
         self.lut_panel = LutPanel()
         self.docks = {}
         for name, title, widget, area in (
             ("frames", "Frames", self.strip, Qt.DockWidgetArea.LeftDockWidgetArea),
-            ("adjust", "Adjust", adjust_box, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("adjust", "Adjust", scrolled(adjust_box), Qt.DockWidgetArea.RightDockWidgetArea),
             ("lut", "LUT", self.lut_panel, Qt.DockWidgetArea.RightDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{name}")  # saveState() needs names
             dock.setWidget(widget)
+            # closable: View → Frames/Adjust/LUT hide and show them (Qt greys the toggle out otherwise)
             dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.resizeDocks([self.docks["frames"]], [200], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["adjust"], self.docks["lut"]], [380, 380], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["adjust"], self.docks["lut"]], [300, 520], Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["adjust"], self.docks["lut"]], [560, 440], Qt.Orientation.Vertical)
 
         bar = self.statusBar()
+        self.pixel_label = QLabel("")
+        self.pixel_label.setObjectName("valueLabel")
+        bar.addPermanentWidget(self.pixel_label)
         self.zoom_label = QLabel("")
         self.render_label = QLabel("")
         self.device_label = QLabel("")  # where the engine renders (core.device.describe), once it exists
@@ -170,7 +275,23 @@ class MainWindow(ExportMixin, QMainWindow):
                          "Two-phase neural refinement at full resolution (slow)"),
         ]
         file_menu.addSeparator()
+        self._action(file_menu, "&Load Preset…", self.load_preset_dialog, ["Ctrl+Shift+O"],
+                     "Apply grid, detail and adjustments from a TOML preset (the keys of lutfuse fuse)")
+        self._action(file_menu, "&Save Preset…", self.save_preset_dialog, ["Ctrl+Shift+S"],
+                     "Save grid, detail and adjustments as a TOML preset")
+        file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, [QKeySequence.StandardKey.Quit])
+        edit = self.menuBar().addMenu("&Edit")
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts([QKeySequence("Ctrl+Z")])
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for action in (self.undo_action, self.redo_action):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            edit.addAction(action)
+        edit.addSeparator()
+        self._action(edit, "Reset &All Settings", self.reset_settings, ["Ctrl+Shift+R"],
+                     "Grid 33, detail 1, no adjustments (undoable)")
         view = self.menuBar().addMenu("&View")
         fit = self._action(view, "&Fit", self.viewer.fit, ["Ctrl+0"], "Whole image in the view (Ctrl+0)")
         actual = self._action(view, "&100 %", self.viewer.actual_size, ["Ctrl+1"],
@@ -182,6 +303,13 @@ class MainWindow(ExportMixin, QMainWindow):
                                          "Split the view against the middle frame (B); drag the divider")
         self.split_action.setCheckable(True)
         self.viewer.splitChanged.connect(self.split_action.setChecked)
+        self.clipping_action = self._action(view, "&Clipping", self.viewer.set_clipping, ["J"],
+                                            "Show clipped highlights in red and clipped shadows in blue (J)")
+        self.clipping_action.setCheckable(True)
+        self.compare = QComboBox()
+        self.compare.setToolTip("What Before / After compares the result with")
+        self.compare.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.compare.activated.connect(lambda _i: self.set_compare(self.compare.currentData()))
         # a toolbar for what is used most; the same actions, so menu, toolbar and keys stay in step
         tools = self.addToolBar("Tools")
         tools.setObjectName("toolbar_main")
@@ -193,9 +321,23 @@ class MainWindow(ExportMixin, QMainWindow):
         tools.addAction(fit)
         tools.addAction(actual)
         tools.addAction(self.split_action)
+        tools.addWidget(self.compare)
+        tools.addAction(self.clipping_action)
         view.addSeparator()
-        for dock in self.docks.values():
-            view.addAction(dock.toggleViewAction())
+        for name, dock in self.docks.items():
+            toggle = dock.toggleViewAction()
+            toggle.setShortcut(QKeySequence({"frames": "Ctrl+Shift+1", "adjust": "Ctrl+Shift+2",
+                                             "lut": "Ctrl+Shift+3"}[name]))
+            toggle.setStatusTip(f"Show or hide the {dock.windowTitle()} panel")
+            view.addAction(toggle)
+        # not Tab: that moves the keyboard focus between controls
+        self.panels_action = self._action(view, "Hide All &Panels", self.toggle_panels, ["Ctrl+Shift+H"],
+                                          "Hide every panel for a bigger image; again to bring them back")
+        self.fullscreen_action = self._action(view, "&Full Screen", self.set_full_screen, ["F11"],
+                                              "Full screen (F11; Esc leaves)")
+        self.fullscreen_action.setCheckable(True)
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, ["F1"], "Every shortcut of the editor")
         self._rebuild_recent()
         self._set_exports_enabled(False)
 
@@ -207,12 +349,47 @@ class MainWindow(ExportMixin, QMainWindow):
         self.host.render_failed.connect(lambda msg: self.show_error(f"Render failed: {msg}"))
         self.host.busy_changed.connect(lambda busy: self.render_label.setText("Rendering…" if busy else
                                                                             self.render_label.text()))
-        self.adjust.gridChanged.connect(lambda _v, settled: self.request_render(settled))
-        self.adjust.detailChanged.connect(lambda _v, settled: self.request_render(settled))
+        self.adjust.gridChanged.connect(lambda _v, settled: self._edited("Grid size", settled))
+        self.adjust.detailChanged.connect(lambda _v, settled: self._edited("Detail", settled))
+        self.look_panel.changed.connect(lambda key, _v, settled: self._edited(key.capitalize(), settled))
+        self.look_panel.autoRequested.connect(self.auto_adjust)
+        self.look_panel.resetRequested.connect(
+            lambda: self.edit_to({**self.current_settings(), **dict.fromkeys(self.look_panel.values(), 0.0)},
+                                 "Reset adjustments"))
+        self.viewer.hovered.connect(self._hovered)
         self.strip.alignToggled.connect(self._on_align_toggled)
+        self.strip.deghostChanged.connect(self._on_deghost_changed)
+        self.strip.show_ghosts.toggled.connect(self.viewer.ghost_overlay.setVisible)
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.export_task.cancelRequested.connect(self.cancel_export)
         self.load_task.cancelRequested.connect(self.cancel_load)
+
+    # -- layout ----------------------------------------------------------------------------------------------------
+    def set_full_screen(self, on: bool) -> None:
+        """Full screen on or off (F11)."""
+        self.fullscreen_action.setChecked(on)
+        if on:
+            self.showFullScreen()
+        else:
+            self.showNormal()
+
+    def toggle_panels(self) -> None:
+        """Hide every panel (remembering which were shown), or bring the remembered ones back."""
+        shown = [name for name, dock in self.docks.items() if dock.isVisible()]
+        if shown:
+            self._hidden_panels = shown
+            for name in shown:
+                self.docks[name].hide()
+        else:
+            for name in getattr(self, "_hidden_panels", list(self.docks)):
+                self.docks[name].show()
+
+    def keyPressEvent(self, event) -> None:
+        """Esc leaves full screen."""
+        if event.key() == Qt.Key.Key_Escape and self.isFullScreen():
+            self.set_full_screen(False)
+            return
+        super().keyPressEvent(event)
 
     # -- state shortcuts ---------------------------------------------------------------------------------------
     @property
@@ -234,7 +411,8 @@ class MainWindow(ExportMixin, QMainWindow):
         align = self.strip.align.isChecked() if align is None else align
         if self.load_job is not None:   # a newer request wins: the older load is dropped when it ends
             self.load_job.cancel()
-        self.load_job = self.host.load(paths, align, wire=lambda job: job.signals.ended.connect(self._load_ended))
+        self.load_job = self.host.load(paths, align, wire=lambda job: job.signals.ended.connect(self._load_ended),
+                                       deghost=self.strip.deghost.currentText())
         self.load_task.start(f"Opening {paths[0].name}{' …' if len(paths) > 1 else ''}", busy=True)
 
     def cancel_load(self) -> None:
@@ -249,6 +427,7 @@ class MainWindow(ExportMixin, QMainWindow):
             self.load_task.finish()
             if self.loaded is not None:
                 self.strip.set_align(self.loaded.align)
+                self.strip.set_deghost(self.loaded.deghost)
 
     def open_dialog(self) -> None:
         """File → Open: pick several frames (multi-select)."""
@@ -264,16 +443,31 @@ class MainWindow(ExportMixin, QMainWindow):
         if self.loaded is not None:
             self.open_bracket(self.loaded.paths, align=on)
 
+    def _on_deghost_changed(self, strength: str) -> None:
+        """Reload the current bracket with the new deghost strength."""
+        self.settings.deghost = strength
+        if self.loaded is not None:
+            self.open_bracket(self.loaded.paths, align=self.loaded.align)
+
     def _on_loaded(self, loaded: LoadedBracket) -> None:
         """Show the new bracket and render it: a quick preview first, then full resolution."""
+        # the same frames again (Align toggled, reopened): the edits stay, with their undo history
+        same = self.loaded is not None and self.loaded.paths == loaded.paths
         self.loaded = loaded
         self.full_shown = False
         frames = loaded.bracket.frames
         self.strip.set_frames(loaded.thumbnails, [f.path for f in frames], loaded.relative_evs,
                               [f.ev_source for f in frames])
         self.strip.set_align(loaded.align)
-        h, w = loaded.before.shape[:2]
+        self.strip.set_deghost(loaded.deghost)
+        h, w = loaded.bracket.frames[0].image.shape[:2]
         self.viewer.set_images(None, loaded.before, (w, h))
+        ghost = getattr(loaded.bracket, "ghost", None)
+        self.strip.show_ghosts.setEnabled(ghost is not None)
+        self.viewer.set_ghost_overlay(ghost, self.strip.show_ghosts.isChecked())
+        self._fill_compare()
+        if not same:
+            self._settings_for(loaded)
         self.banner.hide()
         device = getattr(self.host.engine, "device", None)
         if device is not None:
@@ -287,8 +481,10 @@ class MainWindow(ExportMixin, QMainWindow):
         self.setWindowTitle(f"LUTFuse — {name} ({len(frames)} frames, {w}×{h})")
         self.statusBar().showMessage(f"Opened {len(frames)} frames, {w}×{h}"
                                      f"{', aligned' if loaded.align else ''}", 5000)
-        self.host.request_render(self.grid, self.detail, PREVIEW_MAX_SIDE)
-        self.host.request_render(self.grid, self.detail, None)
+        if loaded.warnings:
+            self.show_warning("Check this bracket: " + "; ".join(loaded.warnings))
+        self.host.request_render(self.grid, self.detail, PREVIEW_MAX_SIDE, self.look())
+        self.host.request_render(self.grid, self.detail, None, self.look())
 
     def _on_load_failed(self, message: str) -> None:
         """Say why; the current bracket stays (and the Align box shows its real state)."""
@@ -321,13 +517,277 @@ class MainWindow(ExportMixin, QMainWindow):
     # -- rendering ---------------------------------------------------------------------------------------------
     def request_render(self, settled: bool = True) -> None:
         """Render at the sliders' values: a small preview while a handle is held, full resolution once settled."""
-        self.host.request_render(self.grid, self.detail, None if settled else PREVIEW_MAX_SIDE)
+        self.host.request_render(self.grid, self.detail, None if settled else PREVIEW_MAX_SIDE, self.look())
+
+    # -- settings, undo, sidecar, presets ----------------------------------------------------------------------
+    @staticmethod
+    def default_settings() -> dict:
+        """Grid 33, detail 1, every adjustment neutral."""
+        from lutfuse.core.sidecar import LOOK_KEYS
+
+        return {"grid": GRID_DEFAULT, "detail": 1.0, **{k: 0.0 for k in LOOK_KEYS}}
+
+    def current_settings(self) -> dict:
+        """What the controls show, with the keys of lutfuse fuse and core.adjust.Look."""
+        return {"grid": self.grid, "detail": self.detail, **self.look_panel.values()}
+
+    def look(self):
+        """The core.adjust.Look of the sliders, or None (neutral, or no core.adjust)."""
+        return make_look(self.look_panel.values())
+
+    def apply_settings(self, values: dict) -> None:
+        """Set every control from `values` (missing keys: defaults) and render; not itself an undo step."""
+        merged = {**self.default_settings(), **values}
+        self.adjust.set_values(int(merged["grid"]), float(merged["detail"]))
+        self.look_panel.set_values(merged)
+        self.committed = self.current_settings()
+        self.settings_changed()
+        if self.loaded is not None:
+            self.request_render(True)
+
+    def _edited(self, what: str, settled: bool) -> None:
+        """A control moved: render, and once it settles make it an undo step."""
+        self.request_render(settled)
+        if settled:
+            new = self.current_settings()
+            if new != self.committed:
+                self.undo_stack.push(EditCommand(self, self.committed, new, what))
+
+    def edit_to(self, values: dict, text: str) -> None:
+        """Apply `values` as one undoable edit (Auto, presets, reset)."""
+        old = dict(self.committed)
+        self.apply_settings(values)
+        if self.committed != old:
+            command = EditCommand(self, old, self.committed, text)
+            self.undo_stack.push(command)
+
+    def reset_settings(self) -> None:
+        """Edit → Reset All Settings."""
+        self.edit_to(self.default_settings(), "Reset")
+
+    def auto_adjust(self) -> None:
+        """Auto: core.adjust's suggestion for this bracket, as one undoable edit."""
+        if self.loaded is None or not ADJUST_AVAILABLE:
+            return
+        import cv2
+        import numpy as np
+
+        frames = self.loaded.bracket.images
+        h, w = frames.shape[1:3]
+        scale = min(1.0, 512 / max(h, w))
+        small = np.stack([cv2.resize(f, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                     interpolation=cv2.INTER_AREA) for f in frames])
+        self.edit_to({**self.current_settings(), **auto_values(small)}, "Auto")
+
+    def settings_changed(self) -> None:
+        """The settings moved (an edit, undo or redo): store them beside the frames soon."""
+        self._sidecar_timer.start()
+
+    def _sidecar_writable(self) -> bool:
+        """Sidecars are written for the user's brackets, never into the built-in demo."""
+        from lutfuse.core.paths import DEMO
+
+        return self.loaded is not None and self.loaded.bracket.frames[0].path.parent.resolve() != Path(DEMO).resolve()
+
+    def write_sidecar(self) -> None:
+        """Store the current settings in .lutfuse.toml beside the frames (a read-only folder: a status message)."""
+        from lutfuse.core.errors import LUTFuseError
+        from lutfuse.core.sidecar import write_sidecar
+
+        if not self._sidecar_writable():
+            return
+        values = {**self.committed, "align": self.loaded.align}
+        try:
+            write_sidecar([f.path for f in self.loaded.bracket.frames], values)
+        except LUTFuseError as exc:
+            self.statusBar().showMessage(f"Settings not saved beside the frames: {exc}", 10000)
+
+    def _settings_for(self, loaded: LoadedBracket) -> None:
+        """A newly opened bracket starts from its sidecar, else from the defaults (never the last bracket's)."""
+        from lutfuse.core.errors import LUTFuseError
+        from lutfuse.core.sidecar import read_sidecar
+
+        self._sidecar_timer.stop()
+        self.undo_stack.clear()
+        try:
+            stored = read_sidecar([f.path for f in loaded.bracket.frames])
+        except LUTFuseError as exc:
+            stored = None
+            self.show_warning(f"Settings beside the frames ignored: {exc}")
+        self.sidecar_used = stored is not None
+        values = {**self.default_settings(), **(stored or {})}
+        values.pop("align", None)
+        self.adjust.set_values(int(values["grid"]), float(values["detail"]))
+        self.look_panel.set_values(values)
+        self.committed = self.current_settings()
+
+    def save_preset(self, path: Path) -> Path:
+        """Write the current settings as a TOML preset (replacing `path` if it exists: the dialog asked)."""
+        from lutfuse.core.sidecar import write_settings
+
+        return write_settings(path, self.committed, overwrite=True)
+
+    def load_preset(self, path: Path) -> None:
+        """Apply a TOML preset as one undoable edit; a bad file is a message."""
+        from lutfuse.core.errors import LUTFuseError
+        from lutfuse.core.sidecar import read_settings
+
+        try:
+            values = read_settings(path)
+        except LUTFuseError as exc:
+            self.show_error(f"Could not load the preset: {exc}")
+            return
+        values.pop("frames", None)
+        values.pop("align", None)
+        self.edit_to({**self.current_settings(), **values}, f"Preset {Path(path).stem}")
+
+    def save_preset_dialog(self) -> None:
+        """File → Save Preset."""
+        from lutfuse.core.errors import LUTFuseError
+
+        path, _ = QFileDialog.getSaveFileName(self, "Save preset", str(Path(self.settings.last_folder) /
+                                                                       "preset.toml"), "LUTFuse preset (*.toml)")
+        if path:
+            path = Path(path) if Path(path).suffix else Path(path + ".toml")
+            try:
+                self.save_preset(path)
+                self.statusBar().showMessage(f"Wrote {path}", 8000)
+            except LUTFuseError as exc:  # an unwritable folder: say it, carry on
+                self.show_error(f"Could not save the preset: {exc}")
+
+    def load_preset_dialog(self) -> None:
+        """File → Load Preset."""
+        path, _ = QFileDialog.getOpenFileName(self, "Load preset", self.settings.last_folder,
+                                              "LUTFuse preset (*.toml);;All files (*)")
+        if path:
+            self.load_preset(Path(path))
+
+    # -- inspection: loupe, compare, shortcuts ------------------------------------------------------------------
+    def _hovered(self, x: float, y: float) -> None:
+        """Pixel readout in the status bar and the loupe for the image pixel under the mouse."""
+        import math
+
+        if math.isnan(x) or self.viewer.size is None:
+            self.pixel_label.setText("")
+            self.loupe.clear()
+            return
+        image, sx, sy = self._readout_image(x, y)
+        if image is None:
+            return
+        self.loupe.show_at(image, sx, sy)
+        self.pixel_label.setText(self.loupe.text)
+
+    def _readout_image(self, x: float, y: float):
+        """(H×W×3 float image, column, row) to read the fused pixel at image coordinates (x, y) from: the full
+        render when there is one, else the preview shown."""
+        import numpy as np
+
+        if self.viewer.source is not None:
+            return self.viewer.source, int(x), int(y)
+        shown = self.viewer.after_pixels()
+        if shown is None:
+            return None, 0, 0
+        w, h = self.viewer.size
+        return (shown.astype(np.float32) / 255, int(x * shown.shape[1] / w), int(y * shown.shape[0] / h))
+
+    def _fill_compare(self) -> None:
+        """Compare-with choices for the loaded bracket: each frame, Mertens, and the HQ export once made."""
+        frames = self.loaded.bracket.frames
+        self.compare_images = {}
+        self.compare.clear()
+        for i, frame in enumerate(frames):
+            self.compare.addItem(f"{frame.path.name} ({format_ev(self.loaded.relative_evs[i])})", f"frame:{i}")
+        self.compare.addItem("Mertens (OpenCV)", "mertens")
+        self.compare.setCurrentIndex(len(frames) // 2)
+        self.viewer.set_before(self.loaded.before, "Before")
+
+    def set_compare(self, key: str) -> None:
+        """Compare the result with frame i ('frame:i'), with Mertens ('mertens') or the HQ export ('hq'); turns
+        the split on."""
+        if self.loaded is None or key is None:
+            return
+        pixels = self.compare_images.get(key)
+        frames = self.loaded.bracket.frames
+        if pixels is None:
+            if key.startswith("frame:"):
+                pixels = display_copy(frames[int(key[6:])].image, self.host.display_side)
+            elif key == "mertens":
+                pixels = self._mertens_display()
+            else:
+                return
+            self.compare_images[key] = pixels
+        label = {"mertens": "Mertens", "hq": "HQ export"}.get(key) or frames[int(key[6:])].path.name
+        index = self.compare.findData(key)
+        if index >= 0:
+            self.compare.setCurrentIndex(index)
+        self.viewer.set_before(pixels, label)
+        self.viewer.set_split(True)
+
+    def _mertens_display(self):
+        """OpenCV's Mertens fusion of display-sized copies of the frames (what it looks like on screen)."""
+        import numpy as np
+
+        from lutfuse.core.classical import mertens
+
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            frames = self.loaded.bracket.images
+            h, w = frames.shape[1:3]
+            side = min(max(h, w), self.host.display_side)
+            small = np.stack([display_copy(f, side).astype(np.float32) / 255 for f in frames])
+            valid = self.loaded.bracket.valid
+            if valid is not None:  # registered frames: their uncovered borders take no part (as in the exports)
+                import cv2
+
+                valid = np.stack([cv2.resize(v.astype(np.uint8), small.shape[2:0:-1],
+                                             interpolation=cv2.INTER_NEAREST) > 0 for v in valid])
+            return display_copy(mertens(small, valid), side)
+        finally:
+            QApplication.restoreOverrideCursor()
+
+    def _show_hq_result(self) -> None:
+        """After an HQ export of the bracket on screen: offer it for comparison and show it."""
+        result = self.host.hq_result
+        if result is None or self.loaded is None or result[0] is not self.loaded.bracket:
+            return
+        self.host.hq_result = None
+        self.compare_images["hq"] = result[1]
+        if self.compare.findData("hq") < 0:
+            self.compare.addItem("HQ export", "hq")
+        self.set_compare("hq")
+
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """(what, keys) for every action with a shortcut, in menu order."""
+        rows = []
+        for menu_action in self.menuBar().actions():
+            for action in menu_action.menu().actions():
+                keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+                if keys:
+                    rows.append((action.text().replace("&", "").rstrip("…"), keys))
+        rows.append(("Reset a slider", "double-click it"))
+        rows.append(("Zoom", "mouse wheel; drag to pan"))
+        return rows
+
+    def show_shortcuts(self) -> QDialog:
+        """Help → Keyboard Shortcuts: a table generated from the actions, so it never goes stale."""
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Keyboard shortcuts")
+        text = QTextBrowser()
+        rows = "".join(f"<tr><td>{what}</td><td><b>{keys}</b></td></tr>" for what, keys in self.shortcut_rows())
+        text.setHtml(f"<table cellpadding='4'>{rows}</table>")
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(text)
+        dialog.resize(420, 560)
+        dialog.show()
+        dialog.text = text
+        self.shortcuts_dialog = dialog
+        return dialog
 
     def _on_rendered(self, result: RenderResult) -> None:
         """Put a finished render on screen with its histogram and LUT."""
         if self.loaded is None:
             return
-        self.viewer.set_after(result.image)
+        self.viewer.set_after(result.image, result.source)
         self.histogram.set_histograms(result.histogram)
         if self.lut_panel.size != result.lut.shape[0] or self.lut_panel.lut is not result.lut:
             self.lut_panel.set_lut(result.lut)
@@ -344,11 +804,20 @@ class MainWindow(ExportMixin, QMainWindow):
         self.statusBar().showMessage(message, 15000)
         self.errorShown.emit(message)
 
+    def show_warning(self, message: str) -> None:
+        """Something the user should know that does not stop the work: banner and status bar."""
+        self.banner.show_message(message)
+        self.statusBar().showMessage(message, 15000)
+        self.warningShown.emit(message)
+
     # -- closing -----------------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
         """Remember settings and window layout, stop background work."""
         self.settings.grid = self.grid
         self.settings.detail = self.detail
+        if self._sidecar_timer.isActive():
+            self._sidecar_timer.stop()
+            self.write_sidecar()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.host.shutdown()

@@ -45,7 +45,14 @@ def run(frames: Sequence[str | Path] = (), screenshot: Path | None = None,
     window = MainWindow(settings or AppSettings(), engine_factory)
     window.show()
     status = {"code": 0}
+    quit_on_close = app.quitOnLastWindowClosed()
+    timer = QTimer()
     if screenshot is not None:
+        # Closing the window must not post a Quit event that arrives after exec() has returned: a quit with no
+        # event loop running leaves the application "quitting", and every later event loop in this process
+        # (another window, a test) returns at once without delivering the workers' results.
+        app.setQuitOnLastWindowClosed(False)
+
         def shoot(full: bool) -> None:
             if not full:
                 return
@@ -54,6 +61,7 @@ def run(frames: Sequence[str | Path] = (), screenshot: Path | None = None,
             QTimer.singleShot(300, lambda: finish(0))
 
         def finish(code: int) -> None:
+            timer.stop()   # a timeout firing after the run would quit an event loop that is not this one
             if code == 0:
                 try:
                     save_screenshot(window, Path(screenshot))
@@ -76,7 +84,11 @@ def run(frames: Sequence[str | Path] = (), screenshot: Path | None = None,
 
         window.renderShown.connect(shoot)
         window.errorShown.connect(failed)
-        QTimer.singleShot(SCREENSHOT_TIMEOUT_S * 1000, timeout)
+        timer.setSingleShot(True)
+        timer.timeout.connect(timeout)
+        timer.start(SCREENSHOT_TIMEOUT_S * 1000)
     window.open_bracket(initial_bracket(frames, window.settings))
     code = app.exec()
+    timer.stop()
+    app.setQuitOnLastWindowClosed(quit_on_close)
     return status["code"] if screenshot is not None else int(code)

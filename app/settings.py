@@ -72,6 +72,17 @@ class AppSettings:
         self.qs.setValue("render/device", str(value))
 
     @property
+    def deghost(self) -> str:
+        """Deghost strength brackets are loaded with (core.deghost.STRENGTHS)."""
+        from lutfuse.core.deghost import DEFAULT, STRENGTHS
+
+        return self._get("render/deghost", DEFAULT, lambda v: str(v) if str(v) in STRENGTHS else DEFAULT)
+
+    @deghost.setter
+    def deghost(self, value: str) -> None:
+        self.qs.setValue("render/deghost", str(value))
+
+    @property
     def jpeg_quality(self) -> int:
         """Last JPEG export quality."""
         return min(100, max(1, self._get("export/jpeg_quality", 95, int)))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -12,6 +12,10 @@ GRID_MIN, GRID_MAX, GRID_DEFAULT = 2, 129, 33
 GRID_MARKS = (2, 17, 33, 65, 129)
 PREVIEW_MAX_SIDE = 640   # while a slider moves: small enough to render at interactive rates on a laptop CPU
 THUMB_SIDE = 160
+# Full renders are shown from a copy whose longest side is at most the screen's (never below this): converting
+# and uploading 24 MP for a 2560-px screen took 0.7-2.3 s; zoomed in past it, the view cuts the visible part
+# from the full-resolution render instead.
+DISPLAY_SIDE_MIN = 2048
 RECENT_MAX = 8
 AXES = ("R", "G", "B")
 
@@ -24,6 +28,7 @@ class RenderRequest:
     detail: float
     max_side: int | None
     generation: int = 0   # which loaded bracket it belongs to; results of an older one are dropped
+    look: object = None   # core.adjust.Look, or None for none
 
     @property
     def full(self) -> bool:
@@ -61,10 +66,11 @@ class RenderResult:
     """What a render job hands back to the view: display pixels, the LUT it used, and histograms."""
 
     request: RenderRequest
-    image: np.ndarray              # H×W×3 uint8 for display
+    image: np.ndarray              # h×w×3 uint8 for display (at most the display side)
     lut: np.ndarray                # G×G×G×3 float32, core layout lut[b, g, r, c]
     histogram: dict[str, np.ndarray]
     seconds: float
+    source: np.ndarray | None = None   # the render itself, H×W×3 float32 in [0,1] (for 1:1 crops and readout)
 
 
 @dataclass
@@ -77,11 +83,26 @@ class LoadedBracket:
     before: np.ndarray             # middle frame, H×W×3 uint8
     thumbnails: list[np.ndarray] = field(default_factory=list)   # small H×W×3 uint8, darkest first
     relative_evs: list[float] = field(default_factory=list)      # EV relative to the middle frame
+    deghost: str = "off"                                         # core.deghost strength it was loaded with
+    warnings: list[str] = field(default_factory=list)            # core.scene_check: duplicates, other scenes
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
     """Float RGB in [0,1] -> contiguous uint8 for display."""
     return np.ascontiguousarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+def display_copy(image: np.ndarray, side: int) -> np.ndarray:
+    """Float RGB in [0,1] -> uint8 for display, area-downsampled first when its longest side exceeds `side`
+    (downsampling the float image before converting is what makes a 24 MP render quick to show)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if max(h, w) > side:
+        scale = side / max(h, w)
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return to_display(image)
 
 
 def thumbnail(image: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
@@ -133,13 +154,6 @@ def neutral_response(lut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return i / (g - 1), lut[i, i, i, :]
 
 
-def rescale_index(index: int, old_size: int, new_size: int) -> int:
-    """Keep a slice at the same input level when the grid size changes."""
-    if old_size <= 1:
-        return new_size // 2
-    return int(round(index * (new_size - 1) / (old_size - 1)))
-
-
 def push_recent(recent: Sequence[Sequence[str]], entry: Sequence[str], limit: int = RECENT_MAX) -> list[list[str]]:
     """Recent brackets, newest first, without duplicates, at most `limit`."""
     entry = [str(p) for p in entry]
@@ -161,3 +175,40 @@ def format_ev(ev: float) -> str:
         return "0 EV"
     sign = "+" if ev > 0 else "\u2212"
     return f"{sign}{abs(ev):.1f} EV"
+
+
+MIDDLE_GREY = 0.18   # linear reflectance photographers' EV readouts are relative to
+
+
+def srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0,1] -> linear light (IEC 61966-2-1 EOTF)."""
+    v = np.asarray(values, np.float64)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def pixel_readout(rgb: np.ndarray) -> tuple[tuple[int, int, int], float]:
+    """A pixel as a photographer reads it: RGB 0-255 and EV relative to middle grey (log2 of the Rec. 709
+    luminance of the linearised sRGB value over 0.18; 0 EV = middle grey, -inf for black)."""
+    rgb = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
+    codes = tuple(int(v) for v in np.floor(rgb * 255 + 0.5))
+    luminance = float(srgb_to_linear(rgb) @ np.array([0.2126, 0.7152, 0.0722]))
+    ev = float(np.log2(luminance / MIDDLE_GREY)) if luminance > 0 else float("-inf")
+    return codes, ev
+
+
+def format_readout(x: int, y: int, rgb: np.ndarray) -> str:
+    """'x 120  y 45   R 255  G 128  B 0   +1.3 EV' for the status bar and the loupe."""
+    (r, g, b), ev = pixel_readout(rgb)
+    ev_text = "\u2212\u221e EV" if ev == float("-inf") else format_ev(ev)
+    return f"x {x}  y {y}   R {r}  G {g}  B {b}   {ev_text}"
+
+
+def clipping_overlay(pixels: np.ndarray) -> np.ndarray:
+    """RGBA overlay (h×w×4 uint8) of clipped pixels in a uint8 RGB image: red where any channel is at 255
+    (highlights clipped), blue where any channel is at 0 (shadows clipped), transparent elsewhere."""
+    high = (pixels >= 255).any(axis=-1)
+    low = (pixels <= 0).any(axis=-1) & ~high
+    out = np.zeros((*pixels.shape[:2], 4), np.uint8)
+    out[high] = (255, 0, 0, 255)
+    out[low] = (40, 90, 255, 255)
+    return out

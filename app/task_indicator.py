@@ -3,8 +3,21 @@ and Cancel."""
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+
+def eta_text(elapsed: float, fraction: float) -> str:
+    """'about 1 min 20 s left' from the time spent and the fraction done (linear extrapolation); 'starting…'
+    until there is something to extrapolate from."""
+    if fraction < 0.02 or elapsed < 1.0:
+        return "starting…"
+    left = elapsed * (1 - fraction) / fraction
+    if left < 60:
+        return f"about {max(1, round(left))} s left"
+    return f"about {int(left // 60)} min {round(left % 60):02d} s left"
 
 
 class TaskIndicator(QWidget):
@@ -15,6 +28,8 @@ class TaskIndicator(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.label = QLabel()
+        self.text = ""
+        self.started = time.monotonic()
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.cancel_button = QPushButton("Cancel")
@@ -30,6 +45,8 @@ class TaskIndicator(QWidget):
     def start(self, text: str, busy: bool = False) -> None:
         """Show `text` with an empty bar (or a busy bar when the amount of work is unknown)."""
         self.label.setText(text)
+        self.text = text
+        self.started = time.monotonic()
         self.progress.setRange(0, 0 if busy else 100)
         self.progress.setValue(0)
         self.cancel_button.setEnabled(True)
@@ -37,7 +54,9 @@ class TaskIndicator(QWidget):
 
     def set_fraction(self, fraction: float) -> None:
         """Move the bar to `fraction` in [0, 1]."""
-        self.progress.setValue(round(100 * min(1.0, max(0.0, fraction))))
+        fraction = min(1.0, max(0.0, fraction))
+        self.progress.setValue(round(100 * fraction))
+        self.label.setText(f"{self.text} · {eta_text(time.monotonic() - self.started, fraction)}")
 
     def finish(self) -> None:
         """Hide until the next start()."""

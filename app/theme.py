@@ -38,6 +38,9 @@ QToolBar { background: #2a2a2d; border: none; spacing: 4px; padding: 2px 6px; }
 QToolButton { color: #e0e0e0; padding: 3px 8px; border-radius: 4px; }
 QToolButton:hover { background: #3d3d42; }
 QToolButton:checked { background: #5a4a28; border: 1px solid #b08a3e; }
+QToolButton#sectionHeader { background: #313135; color: #e8e8e8; font-weight: 600; text-align: left;
+                            padding: 3px 6px; border-radius: 0; }
+QToolButton#sectionHeader:checked { background: #313135; border: none; }
 QToolTip { background: #1e1e20; color: #e6e6e6; border: 1px solid #555; }
 """
 

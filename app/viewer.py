@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QLabel, QStackedLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsRectItem,
+    QLabel,
+    QStackedLayout,
+    QVBoxLayout,
+    QWidget,
+)
 
 ZOOM_STEP = 1.25
 
@@ -17,6 +24,7 @@ class ImageViewer(QWidget):
 
     zoomChanged = Signal(float)   # screen pixels per image pixel
     splitChanged = Signal(bool)
+    hovered = Signal(float, float)   # image coordinates under the mouse (NaN, NaN when it leaves the image)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -26,12 +34,37 @@ class ImageViewer(QWidget):
         self.view.setCentralItem(self.box)
         self.after = pg.ImageItem(axisOrder="row-major")
         self.box.addItem(self.after)
+        # The full render is shown from a screen-sized copy; zoomed in beyond that copy's resolution, the
+        # visible part is cut from the full-resolution render and laid over it (1:1 detail without ever
+        # converting or uploading the whole 24 MP image).
+        self.source: np.ndarray | None = None   # H×W×3 float32 in [0,1], the full render
+        self.detail = pg.ImageItem(axisOrder="row-major")
+        self.detail.setZValue(1)
+        self.detail.hide()
+        self.box.addItem(self.detail)
+        self._detail_timer = QTimer(self)
+        self._detail_timer.setSingleShot(True)
+        self._detail_timer.setInterval(40)
+        self._detail_timer.timeout.connect(self.update_detail)
+        # clipped highlights (red) and shadows (blue) of the fused image, over it (J)
+        self.clipping = False
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setZValue(1.5)
+        self.overlay.hide()
+        self.box.addItem(self.overlay)
+        self.view.scene().sigMouseMoved.connect(self._mouse_moved)
+        # where deghosting found moving content (core.bracket.Bracket.ghost), tinted over the fused image
+        self.ghost_overlay = pg.ImageItem(axisOrder="row-major")
+        self.ghost_overlay.setZValue(5)
+        self.ghost_overlay.setVisible(False)
+        self.box.addItem(self.ghost_overlay)
         # The before image hangs under a clip rectangle that ends at the divider: moving the divider only
         # resizes the clip, so dragging it never re-uploads pixels.
         self.clip = QGraphicsRectItem()
         self.clip.setPen(QPen(Qt.PenStyle.NoPen))
         self.clip.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         self.clip.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape, True)
+        self.clip.setZValue(2)
         self.box.addItem(self.clip)
         self.before = pg.ImageItem(axisOrder="row-major")
         self.before.setParentItem(self.clip)
@@ -78,16 +111,110 @@ class ImageViewer(QWidget):
         if first or resized:
             self.fit()
 
-    def set_after(self, after: np.ndarray) -> None:
-        """Replace the fused image (a preview or the full render) without moving the view."""
+    def set_after(self, after: np.ndarray, source: np.ndarray | None = None) -> None:
+        """Replace the fused image (a preview, or a display copy of the full render `source`, H×W×3 float in
+        [0,1]) without moving the view."""
         if self.size is not None:
             self._put(self.after, after)
+            self.source = source
+            self.update_detail()
+            self._update_overlay()
+
+    # -- clipping ----------------------------------------------------------------------------------------------
+    def set_clipping(self, on: bool) -> None:
+        """Show or hide the clipping overlay."""
+        self.clipping = on
+        self._update_overlay()
+
+    def _update_overlay(self) -> None:
+        """Recompute the overlay from the fused image shown."""
+        from lutfuse.app.state import clipping_overlay
+
+        shown = self.after.image
+        if not self.clipping or shown is None or self.size is None:
+            self.overlay.hide()
+            return
+        self.overlay.setImage(clipping_overlay(shown), autoLevels=False, levels=(0, 255))
+        w, h = self.size
+        self.overlay.setRect(QRectF(0, 0, w, h))
+        self.overlay.show()
+
+    def set_before(self, pixels: np.ndarray, label: str) -> None:
+        """What the split compares against (a frame, Mertens, the HQ export), stretched over the image."""
+        if self.size is not None:
+            self._put(self.before, pixels)
+        self.label_before.setText(label)
+
+    def _mouse_moved(self, scene_pos) -> None:
+        """Tell listeners which image pixel is under the mouse."""
+        if self.size is None:
+            return
+        point = self.box.mapSceneToView(scene_pos)
+        w, h = self.size
+        x, y = point.x(), point.y()
+        if 0 <= x < w and 0 <= y < h:
+            self.hovered.emit(x, y)
+        else:
+            self.hovered.emit(float("nan"), float("nan"))
+
+    def update_detail(self) -> None:
+        """Show the visible part of the full render at full resolution when the view is zoomed in beyond the
+        display copy; hide it otherwise."""
+        from lutfuse.app.state import to_display
+
+        shown = self.after.image
+        if self.source is None or shown is None or self.size is None:
+            self.detail.hide()
+            return
+        w, h = self.size
+        if self.zoom() <= shown.shape[1] / w * 1.01:   # the copy already has a pixel per screen pixel
+            self.detail.hide()
+            return
+        (x0, x1), (y0, y1) = self.box.viewRange()
+        left, top = max(0, int(np.floor(x0)) - 1), max(0, int(np.floor(y0)) - 1)
+        right, bottom = min(w, int(np.ceil(x1)) + 1), min(h, int(np.ceil(y1)) + 1)
+        if right <= left or bottom <= top:
+            self.detail.hide()
+            return
+        self.detail.setImage(to_display(self.source[top:bottom, left:right]), autoLevels=False, levels=(0, 255))
+        self.detail.setRect(QRectF(left, top, right - left, bottom - top))
+        self.detail.show()
+
+    def value_at(self, x: float, y: float) -> np.ndarray | None:
+        """RGB (float in [0,1]) of the fused image at image coordinates (x, y): from the full render when there
+        is one, else from what is shown; None outside the image."""
+        if self.size is None:
+            return None
+        w, h = self.size
+        if not (0 <= x < w and 0 <= y < h):
+            return None
+        if self.source is not None:
+            return np.asarray(self.source[int(y), int(x)], np.float32)
+        shown = self.after.image
+        if shown is None:
+            return None
+        sy, sx = int(y * shown.shape[0] / h), int(x * shown.shape[1] / w)
+        return shown[sy, sx].astype(np.float32) / 255
 
     def _put(self, item: pg.ImageItem, pixels: np.ndarray) -> None:
         """Set pixels and stretch them over the full image rectangle."""
         item.setImage(pixels, autoLevels=False, levels=(0, 255))
         w, h = self.size
         item.setRect(QRectF(0, 0, w, h))
+
+    def set_ghost_overlay(self, mask: np.ndarray | None, visible: bool) -> None:
+        """Tint H×W mask values in [0,1] (the ghost mask) red over the image; None removes it."""
+        if mask is None or self.size is None:
+            self.ghost_overlay.clear()
+            self.ghost_overlay.setVisible(False)
+            return
+        rgba = np.zeros((*mask.shape, 4), np.uint8)
+        rgba[..., 0] = 255
+        rgba[..., 3] = np.clip(mask * 150 + 0.5, 0, 150).astype(np.uint8)
+        self.ghost_overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
+        w, h = self.size
+        self.ghost_overlay.setRect(QRectF(0, 0, w, h))
+        self.ghost_overlay.setVisible(visible)
 
     def after_pixels(self) -> np.ndarray | None:
         """What the view currently shows as the fused image."""
@@ -168,3 +295,4 @@ class ImageViewer(QWidget):
         self._place_labels()
         if self.size is not None:
             self.zoomChanged.emit(self.zoom())
+            self._detail_timer.start()

@@ -3,6 +3,7 @@ brackets, renders (coalesced, latest wins) and exports off the GUI thread."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -12,13 +13,14 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from lutfuse.app.state import (
+    DISPLAY_SIDE_MIN,
     Coalescer,
     LoadedBracket,
     RenderRequest,
     RenderResult,
+    display_copy,
     histograms,
     thumbnail,
-    to_display,
 )
 from lutfuse.core.bracket import relative_evs
 from lutfuse.core.errors import LUTFuseError
@@ -37,7 +39,7 @@ class JobSignals(QObject):
 class Job(QRunnable):
     """Runs fn(job) on a pool thread; fn may call job.report(fraction) and poll job.is_cancelled()."""
 
-    def __init__(self, fn: Callable[["Job"], object]) -> None:
+    def __init__(self, fn: Callable[[Job], object]) -> None:
         super().__init__()
         self.fn = fn
         self.signals = JobSignals()
@@ -81,6 +83,33 @@ class Job(QRunnable):
             self.signals.ended.emit(self)
 
 
+THREADS_ENV = "LUTFUSE_THREADS"
+
+
+def engine_threads() -> int:
+    """Threads for torch and OpenCV in the editor: $LUTFUSE_THREADS, else the CPUs this process may use minus
+    one for the GUI thread, at most 8. Each library otherwise starts one thread per core, per calling thread
+    (render and export run at once): on a busy machine that oversubscription made a G = 129 LUT take 15.6 s
+    instead of 0.36 s."""
+    try:
+        return max(1, int(os.environ[THREADS_ENV]))
+    except (KeyError, ValueError):
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus - 1))
+
+
+def configure_threads(count: int | None = None) -> int:
+    """Set torch's intra-op threads and OpenCV's thread pool to `count` (engine_threads() by default)."""
+    import cv2
+    import torch
+
+    count = engine_threads() if count is None else count
+    torch.set_num_threads(count)
+    cv2.setNumThreads(count)
+    return count
+
+
 def default_engine_factory(device: str = "auto"):
     """The real engine (core.fusion.Engine with the shipped weights) on `device` (core.device.pick_device)."""
     from lutfuse.core.fusion import Engine
@@ -113,6 +142,9 @@ class EngineHost(QObject):
         self.generation = 0
         self.current: LoadedBracket | None = None
         self._jobs: set[Job] = set()
+        self.display_side = DISPLAY_SIDE_MIN   # the window raises it to its screen's longest side
+        self.threads: int | None = None
+        self.hq_result: tuple[object, object] | None = None   # (bracket, display pixels) of the last HQ export
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _start(self, job: Job, pool: QThreadPool, wire: Callable[[Job], None] | None = None) -> Job:
@@ -134,6 +166,7 @@ class EngineHost(QObject):
         """The engine, created on first use (on the worker thread: loading weights takes a moment)."""
         with self.lock:
             if self.engine is None:
+                self.threads = configure_threads()
                 try:
                     self.engine = self._factory()
                 except LUTFuseError as exc:
@@ -143,17 +176,18 @@ class EngineHost(QObject):
             return self.engine
 
     # -- loading -----------------------------------------------------------------------------------------------
-    def load(self, paths: Sequence[str | Path], align: bool, wire: Callable[[Job], None] | None = None) -> Job:
+    def load(self, paths: Sequence[str | Path], align: bool, wire: Callable[[Job], None] | None = None,
+             deghost: str = "off") -> Job:
         """Load a bracket and hand it to the engine; emits loaded or load_failed. The old bracket stays until
         the new one is ready. `wire(job)` connects the caller's slots before the job starts."""
         paths = [Path(p) for p in paths]
 
         def work(job: Job) -> LoadedBracket:
             from lutfuse.core.bracket import load_bracket
-
             from lutfuse.core.errors import Cancelled
+            from lutfuse.core.scene_check import bracket_warnings
 
-            bracket = load_bracket(paths, align=align)
+            bracket = load_bracket(paths, align=align, deghost=deghost)
             if job.is_cancelled():
                 raise Cancelled("opening cancelled")
             engine = self._engine()
@@ -169,9 +203,10 @@ class EngineHost(QObject):
                     raise
             return LoadedBracket(
                 bracket=bracket, paths=paths, align=align,
-                before=to_display(bracket.middle().image),
+                before=display_copy(bracket.middle().image, self.display_side),
                 thumbnails=[thumbnail(f.image) for f in bracket.frames],
-                relative_evs=relative_evs([f.ev for f in bracket.frames]),
+                relative_evs=relative_evs([f.ev for f in bracket.frames]), deghost=deghost,
+                warnings=bracket_warnings(bracket.images, [f.path.name for f in bracket.frames]),
             )
 
         job = Job(work)
@@ -187,11 +222,13 @@ class EngineHost(QObject):
         self.loaded.emit(loaded)
 
     # -- rendering ---------------------------------------------------------------------------------------------
-    def request_render(self, grid: int, detail: float, max_side: int | None) -> None:
-        """Ask for a render; if one is running, this replaces any waiting request (only the latest is drawn)."""
+    def request_render(self, grid: int, detail: float, max_side: int | None, look: object = None) -> None:
+        """Ask for a render (with a core.adjust.Look, or None); if one is running, this replaces any waiting
+        request (only the latest is drawn)."""
         if self.current is None:
             return
-        request = RenderRequest(grid=grid, detail=detail, max_side=max_side, generation=self.generation)
+        request = RenderRequest(grid=grid, detail=detail, max_side=max_side, generation=self.generation,
+                                look=look)
         start = self.coalescer.submit(request)
         if start is not None:
             self._run_render(start)
@@ -204,10 +241,13 @@ class EngineHost(QObject):
             t0 = time.perf_counter()
             with self.lock:
                 engine = self._engine()
-                lut = engine.lut(request.grid)
-                image = engine.render(request.grid, request.detail, request.max_side)
-            pixels = to_display(image)
-            return RenderResult(request, pixels, lut, histograms(pixels), time.perf_counter() - t0)
+                # the look is only passed when there is one: an engine without core.adjust still renders
+                extra = {} if request.look is None else {"look": request.look}
+                lut = engine.lut(request.grid, **extra)
+                image = engine.render(request.grid, request.detail, request.max_side, **extra)
+            pixels = display_copy(image, self.display_side)
+            return RenderResult(request, pixels, lut, histograms(pixels), time.perf_counter() - t0,
+                                source=image if request.full else None)
 
         job = Job(work)
         job.signals.finished.connect(self._on_rendered)

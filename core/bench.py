@@ -117,7 +117,7 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
               precision: str = "auto") -> list[Stage]:
     """Time every stage on one device (core.device choices; kernels/precision as Engine's); returns the stages,
     Mertens (OpenCV, on the CPU, same frames) last."""
-    from lutfuse.core.bracket import align_images, load_bracket
+    from lutfuse.core.bracket import load_bracket, register_stack
     from lutfuse.core.classical import mertens
     from lutfuse.core.detail import detail_layer, split_levels
     from lutfuse.core.device import describe, pick_device, use_kernels
@@ -136,8 +136,8 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
         ms, bracket = timed(lambda: load_bracket(paths, align=False))
         stages.append(Stage("load", ms, f"decode {n_frames} 8-bit PNGs"))
         images = bracket.images
-        ms, _ = timed(lambda: align_images(list(images)))
-        stages.append(Stage("align", ms, "OpenCV MTB, reference = middle"))
+        ms, _ = timed(lambda: register_stack(images.copy(), None, "auto"))
+        stages.append(Stage("align", ms, "registration (auto), reference = middle"))
         ms, _ = timed(lambda: engine.set_bracket(bracket))
         stages.append(Stage("set_bracket", ms, "base + latent + LUT(33) + detail layer, once per bracket"))
 

@@ -1,5 +1,6 @@
 """Bracket loading: read 2-9 exposures (JPEG, PNG, TIFF, HEIC, camera RAW), reconcile their orientation tags,
-order them by exposure, bring them into one colour space, validate, align. Decoding one file is `core.readers`."""
+order them by exposure, bring them into one colour space, validate, register (`core.registration`) and deghost
+(`core.deghost`). Decoding one file is `core.readers`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -58,10 +59,18 @@ class Frame:
 
 @dataclass
 class Bracket:
-    """Frames of one scene, darkest first; `aligned` tells whether their images were registered to the middle one."""
+    """Frames of one scene, darkest first; `aligned` tells whether registration to the middle one was asked for.
+
+    Where a frame's `valid` is False (outside its registered area, or moved content found by deghosting), its image
+    holds a prediction: the reference frame's content re-rendered at that frame's exposure (`fill_invalid`), so
+    every frame is a plausible image everywhere and fusion weights can still exclude those pixels."""
 
     frames: list[Frame]
     aligned: bool
+    # per frame what registration decided (core.registration.FrameRegistration), None when not registered
+    registration: list | None = None
+    # H×W float32 in [0,1]: where deghosting found moved content (union over frames), None when it did not run
+    ghost: np.ndarray | None = None
     # What the loader noticed and did that the user should hear about (one line each, naming the file).
     notes: list[str] = field(default_factory=list)
     # The stack built while loading, so that `images` does not copy every frame again.
@@ -87,16 +96,43 @@ class Bracket:
         """The middle frame (index N//2), the alignment reference and the source of the output's EXIF."""
         return self.frames[len(self.frames) // 2]
 
+    @property
+    def valid(self) -> np.ndarray | None:
+        """N×H×W bool: where each frame has its own data (see Frame.valid); None when all frames are valid everywhere."""
+        if all(f.valid is None for f in self.frames):
+            return None
+        shape = self.frames[0].image.shape[:2]
+        return np.stack([np.ones(shape, bool) if f.valid is None else f.valid for f in self.frames])
+
     def mean(self) -> np.ndarray:
-        """H×W×3 float32 per-pixel mean of the frames in [0,1]: the base image the LUT applies to."""
+        """H×W×3 float32 per-pixel mean of the frames in [0,1]: the base image the LUT applies to.
+
+        Where a frame is invalid its image holds the reference re-rendered at its exposure (see the class
+        docstring), so this is the mean over the valid frames with each missing frame predicted from the others;
+        a plain mean over the valid frames only would change the base's exposure where coverage changes and the
+        global LUT would show that as a seam along the registered border."""
         return self.images.mean(axis=0, dtype=np.float32)
+
+    def cropped(self, x0: int, y0: int, x1: int, y1: int) -> Bracket:
+        """A bracket of the frames' [y0:y1, x0:x1] window (end-exclusive), valid masks and ghost mask cut alike."""
+        h, w = self.frames[0].image.shape[:2]
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise BracketError(f"crop ({x0}, {y0})-({x1}, {y1}) lies outside the {w}×{h} frames")
+        stack = np.ascontiguousarray(self.images[:, y0:y1, x0:x1])
+        frames = [replace(f, image=stack[i], valid=None if f.valid is None or f.valid[y0:y1, x0:x1].all()
+                          else f.valid[y0:y1, x0:x1].copy()) for i, f in enumerate(self.frames)]
+        ghost = None if self.ghost is None else self.ghost[y0:y1, x0:x1].copy()
+        return Bracket(frames=frames, aligned=self.aligned, registration=self.registration, ghost=ghost,
+                       notes=list(self.notes), _stack=stack)
 
     @classmethod
     def from_images(cls, images: Sequence[np.ndarray] | np.ndarray, *, evs: Sequence[float] | None = None,
-                    bit_depth: int = 8, aligned: bool = False) -> Bracket:
+                    bit_depth: int = 8, aligned: bool = False, valid: np.ndarray | None = None) -> Bracket:
         """A bracket of in-memory frames (each H×W×3 float in [0,1], already darkest first), e.g. a validation
         stack, for `Engine.set_bracket`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
-        no EXIF, EVs 0, 1, 2, ... unless given (source "brightness"), not reordered, not aligned."""
+        no EXIF, EVs 0, 1, 2, ... unless given (source "brightness"), not reordered, not aligned.
+        valid: optional N×H×W bool; the invalid pixels' content is replaced by a prediction from the valid frames
+        (`core.registration.fill_invalid`) in the bracket's own copy."""
         if len(images) < MIN_FRAMES or len(images) > MAX_FRAMES:
             raise BracketError(f"a bracket has {MIN_FRAMES} to {MAX_FRAMES} frames, got {len(images)}")
         try:
@@ -108,8 +144,19 @@ class Bracket:
         evs = [float(i) for i in range(len(stack))] if evs is None else [float(e) for e in evs]
         if len(evs) != len(stack):
             raise BracketError(f"{len(evs)} EVs given for {len(stack)} frames")
+        masks: list[np.ndarray | None] = [None] * len(stack)
+        if valid is not None:
+            valid = np.asarray(valid, bool)
+            if valid.shape != stack.shape[:3]:
+                raise BracketError(f"valid masks of shape {valid.shape} do not fit frames of shape {stack.shape}")
+            if stack is images:
+                stack = stack.copy()
+            from lutfuse.core.registration import fill_invalid
+
+            fill_invalid(stack, valid, len(stack) // 2)
+            masks = [None if v.all() else v.copy() for v in valid]
         frames = [Frame(path=Path(f"frame{i}"), image=stack[i], bit_depth=bit_depth, ev=evs[i],
-                        ev_source="brightness", exif=None) for i in range(len(stack))]
+                        ev_source="brightness", exif=None, valid=masks[i]) for i in range(len(stack))]
         return cls(frames=frames, aligned=aligned, _stack=stack)
 
 
@@ -210,40 +257,46 @@ def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | No
     return evs, "exif"
 
 
-# ---------------------------------------------------------------------------------------------- alignment
+# ---------------------------------------------------------------------------------------------- registration
 
-def _max_bits(height: int, width: int) -> int:
-    """Pyramid depth for AlignMTB so that its coarsest level keeps at least ~16 px (max shift 2**bits - 1)."""
-    return int(max(1, min(6, math.floor(math.log2(max(min(height, width), 32) / 16)))))
+def register_stack(stack: np.ndarray, valid: np.ndarray | None, align: str | bool = "auto",
+                   deghost: str = "off") -> tuple[list, np.ndarray | None, np.ndarray | None]:
+    """In place: register N×H×W×3 float32 frames to the middle one, fill what they do not cover, deghost.
 
+    valid: N×H×W bool of the frames' own valid pixels (None = all; their content already filled, see
+    `fill_no_data`), updated in place where given. Returns (registration records, N×H×W bool valid
+    masks or None when every pixel of every frame is valid, H×W ghost mask or None). A frame whose estimate fails
+    the check is not touched at all, so a tripod bracket with deghost off comes out bit-identical to align="off"."""
+    from lutfuse.core import deghost as deghostmod
+    from lutfuse.core import registration
 
-def mtb_shifts(images: Sequence[np.ndarray] | np.ndarray) -> list[tuple[int, int]]:
-    """(dx, dy) integer shift registering each H×W×3 [0,1] frame to the middle one (index N//2), by AlignMTB."""
-    height, width = images[0].shape[:2]
-    mtb = cv2.createAlignMTB(_max_bits(height, width), 4, True)
-    greys = [cv2.cvtColor(np.clip(im * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY) for im in images]
-    ref = len(images) // 2
-    shifts = []
-    for i, grey in enumerate(greys):
-        dx, dy = (0, 0) if i == ref else mtb.calculateShift(greys[ref], grey)
-        shifts.append((int(dx), int(dy)))
-    return shifts
-
-
-def shift_image(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """Move H×W×C pixels by (dx, dy) whole pixels; the uncovered edge strip repeats the nearest row/column."""
-    if dx == 0 and dy == 0:
-        return image
-    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
-    # Integer shift with nearest sampling moves values exactly (16-bit precision kept); edge
-    # replication (instead of AlignMTB's black fill) keeps dark bands out of the fused result.
-    return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_NEAREST,
-                          borderMode=cv2.BORDER_REPLICATE)
-
-
-def align_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Register N H×W×3 float [0,1] frames to the middle one (AlignMTB on 8-bit copies); edges are replicated."""
-    return [shift_image(im, dx, dy) for im, (dx, dy) in zip(images, mtb_shifts(images))]
+    records = registration.register(stack, align)
+    holes = None
+    for rec in records:
+        if rec.applied:
+            k = rec.index
+            stack[k], covered = registration.warp_frame(stack[k], rec.matrix)
+            if valid is None:
+                valid = np.ones(stack.shape[:3], bool)
+            else:  # the frame's own no-data pixels move with it
+                valid[k] = registration.warp_frame(valid[k].astype(np.float32), rec.matrix,
+                                                   cv2.INTER_NEAREST)[0] > 0.5
+            if holes is None:
+                holes = np.zeros(stack.shape[:3], bool)
+            holes[k] = ~valid[k] | ~covered
+            valid[k] &= covered
+    if holes is not None:
+        # the pixels a warp moved in from outside (or moved no-data into) get a prediction; frames not warped keep
+        # their own fill (fill_no_data)
+        registration.fill_invalid(stack, valid, len(stack) // 2, holes)
+    ghost = None
+    if deghostmod.check_strength(deghost) != "off":
+        if valid is None:
+            valid = np.ones(stack.shape[:3], bool)
+        ghost = deghostmod.deghost(stack, valid, deghost)
+    if valid is not None and valid.all():
+        valid = None
+    return records, valid, ghost
 
 
 # ---------------------------------------------------------------------------------------------- bracket
@@ -410,16 +463,24 @@ def frame_paths(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
+def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, deghost: str = "off",
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Bracket:
     """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1].
+
+    align: "auto" (= True), "off" (= False), "translation", "similarity" or "homography" (core.registration);
+    deghost: "off", "low", "medium" or "high" (core.deghost). The records of what registration did are in
+    `Bracket.registration`, the ghost mask in `Bracket.ghost`.
 
     Steps: decode (`core.readers.read_frame`), settle disagreeing orientation tags (`reconcile_orientations`),
     order by EXIF exposure or brightness (`exposure_evs`; ties by brightness, then content, never by name),
     convert every frame into the middle frame's colour space (ICC, LittleCMS; untagged = sRGB) and record that
-    space in `Frame.icc`, keep alpha 0 / NaN pixels out (`Frame.valid`, `fill_no_data`), align (AlignMTB).
+    space in `Frame.icc`, keep alpha 0 / NaN pixels out (`Frame.valid`, `fill_no_data`), register and deghost
+    (`register_stack`).
     What the loader noticed is in `Bracket.notes`. Raises BracketError naming the file for every bad input.
     """
+    from lutfuse.core.registration import check_mode
+
+    mode = check_mode(align)
     paths = frame_paths(inputs)
     # Memory: each frame is decoded, copied as stored into one flat N-frame buffer and dropped, so the peak
     # stays near N+1 frames (9 frames of 45 MP are ~5 GB as float32). Orientation is applied afterwards in
@@ -481,19 +542,17 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool = True,
             notes.append(f"{names[k]}: converted from {profiles.describe(d.icc)} to the middle frame's "
                          f"{profiles.describe(working)}{clipped}")
 
+    own = None
     if any(mask is not None for mask in valid):
         fill_no_data(stack, valid, evs)
-    if align:
-        for k, (dx, dy) in enumerate(mtb_shifts(stack)):
-            if dx or dy:
-                stack[k] = shift_image(stack[k], dx, dy)
-                mask = valid[k]
-                if mask is not None:
-                    valid[k] = shift_image(mask.astype(np.uint8), dx, dy).astype(bool)
+        own = np.stack([np.ones((height, width), bool) if v is None else v for v in valid])
+    records, masks, ghost = register_stack(stack, own, mode, deghost)
     frames = [Frame(path=d.path, image=stack[k], bit_depth=d.bit_depth, ev=evs[k], ev_source=source,
-                    exif=d.exif_for_output(), valid=valid[k], icc=working, xmp=d.xmp)
+                    exif=d.exif_for_output(), valid=None if masks is None or masks[k].all() else masks[k],
+                    icc=working, xmp=d.xmp)
               for k, d in enumerate(decoded)]
-    return Bracket(frames=frames, aligned=align, notes=notes, _stack=stack)
+    return Bracket(frames=frames, aligned=mode != "off", registration=records, ghost=ghost, notes=notes,
+                   _stack=stack)
 
 
 def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int, bytes | None]:

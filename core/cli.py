@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from lutfuse.core.errors import LUTFuseError, Terminated
 
 # Each module in core/commands registers its subcommands; imported lazily so `--help` stays fast.
-COMMAND_MODULES = ("fuse", "cube", "metrics", "train", "eval", "bench", "gui")
+COMMAND_MODULES = ("fuse", "batch", "cube", "metrics", "train", "eval", "bench", "gui")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -138,18 +138,23 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
     return _separable(x, _kernel(x), 1)
 
 
-def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CONTRAST_POWER) -> torch.Tensor:
+def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CONTRAST_POWER,
+                   valid: torch.Tensor | None = None) -> torch.Tensor:
     """Band-pass (pyramid levels 0..levels-1, collapsed) of a Laplacian-pyramid fusion of the frames' luminance.
 
     Each band's weights are Mertens' (blurred down the Gaussian pyramid) times the band's local energy to the power
     contrast_power/2, so where the frames disagree the one with the stronger local structure wins (0 gives
     Mertens' fusion exactly). frames: N×3×H×W in [0,1] -> H×W, values about in [-1, 1] (zero mean over large areas).
+    valid: optional N×H×W bool (Bracket.valid); a frame's invalid pixels get (almost) no weight.
     """
     lumas, weights = [], []
-    for frame in frames:
+    for i, frame in enumerate(frames):
         planar = frame.contiguous()
         lumas.append(luminance(planar))
         weights.append(mertens_weight(planar, lumas[-1]))
+        if valid is not None:
+            # a tiny floor keeps pixels that no frame covers defined (equal weights there)
+            weights[-1].mul_(valid[i].to(weights[-1].dtype)).add_(1e-12)
     total = torch.stack(weights).sum(dim=0)
     num: list[torch.Tensor] = []
     den: list[torch.Tensor] = []

@@ -1,7 +1,7 @@
 """The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU, CUDA or Apple's GPU.
 
 Per bracket (`set_bracket`) everything that does not depend on the grid size G or the detail strength is computed
-once: the base image (mean of the aligned frames), the student's latent code, the fused band-pass of the frames
+once: the base image (mean of the registered frames, `Bracket.mean`, which honours `Bracket.valid`), the student's latent code, the fused band-pass of the frames
 and the luminance detail layer D made through the LUT at G = 33 (`core.detail`). Per grid size the sampled LUT
 is cached; per preview size a downsampled base and detail layer. A render is then one trilinear LUT apply plus
 one multiply-add: out = clip(LUT_G(base) + detail · D, 0, 1). The LUT is one continuous function sampled at any
@@ -119,8 +119,11 @@ class Engine:
         self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
 
     # -- per bracket -------------------------------------------------------------------------------------------
-    def set_bracket(self, bracket) -> None:
-        """Take a Bracket (N×H×W×3 frames in [0,1]): base image, latent code and detail layer, once per bracket."""
+    def set_bracket(self, bracket, latent: torch.Tensor | None = None) -> None:
+        """Take a Bracket (N×H×W×3 frames in [0,1]): base image, latent code and detail layer, once per bracket.
+
+        latent: a student latent code (1×L, as `encode` returns) used instead of the bracket's own, e.g. one
+        smoothed over a time-lapse's neighbouring brackets (`core.timelapse`)."""
         with self._lock, use_kernels(self.kernels):
             self._reset()
             self.bracket = bracket
@@ -129,10 +132,13 @@ class Engine:
                 self._base = bracket.mean()
                 if self.on_device:
                     self._base_dev = self._to_device(self._base)
-                self._latent = self.encode(images)
+                self._latent = self.encode(images) if latent is None else latent.to(self.device)
                 stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
                 self._levels = detailmod.split_levels(*images.shape[1:3], self.levels)
-                self._fused = detailmod.fused_bandpass(stack, self._levels, self.contrast_power)
+                valid = bracket.valid
+                self._fused = detailmod.fused_bandpass(
+                    stack, self._levels, self.contrast_power,
+                    None if valid is None else torch.from_numpy(valid).to(self.device))
                 self._layer(REFERENCE_GRID)
             except BaseException:
                 self.bracket = None

@@ -162,25 +162,32 @@ class HQFusion:
         return self._tiled(net, [under, over], progress, cancel, tile)
 
     def fuse(self, images: np.ndarray | Sequence[np.ndarray], progress: Progress | None = None,
-             cancel: Cancel | None = None, tile: int = 512) -> np.ndarray:
+             cancel: Cancel | None = None, tile: int = 512, valid: np.ndarray | None = None) -> np.ndarray:
         """N×H×W×3 float32 in [0,1], darkest first, N ≥ 2 -> fused H×W×3 float32 in [0,1].
 
         Phase 2's inputs are the darkest frame, an intermediate and the brightest frame, plus a base image. With
         middle="real" (the default) a bracket of 3 or more frames gives its frame nearest the middle as the
         intermediate and the exposure fusion of ALL its frames as the base; otherwise phase 1 generates the
-        intermediate from the extremes and the base is the exposure fusion of (under, intermediate, over)."""
+        intermediate from the extremes and the base is the exposure fusion of (under, intermediate, over).
+
+        valid: optional N×H×W bool (Bracket.valid). The networks see every frame whole: a Bracket's invalid pixels
+        already hold the reference re-rendered at that frame's exposure; valid zeroes their weight in the base
+        exposure fusion."""
         if len(images) < 2:
             raise BracketError(f"HQ fusion needs at least 2 frames, got {len(images)}")
         under, over = images[0], images[len(images) - 1]
         report = progress or (lambda _f: None)
+        base_valid = valid
         if self.uses_real_middle(len(images)):
             middle, base_frames, start = images[len(images) // 2], list(images), 0.0
         else:
+            if valid is not None:  # the generated middle is made from under and over: valid where both are
+                base_valid = np.stack([valid[0], valid[0] & valid[-1], valid[-1]])
             # phase 1 is about as slow per pixel as phase 2: it gets the first 45 % of the bar
             middle = self.generate_middle(under, over, lambda f: report(0.45 * f), cancel, tile)
             base_frames, start = [under, middle, over], 0.45
         report(start)
-        base = run_cancellable(lambda: mertens_low_memory(base_frames), cancel)
+        base = run_cancellable(lambda: mertens_low_memory(base_frames, base_valid), cancel)
         report(start + 0.05)
 
         def net(x: list[torch.Tensor]) -> torch.Tensor:

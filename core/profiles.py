@@ -8,6 +8,7 @@ without a profile is sRGB (IEC 61966-2-1), as browsers and raw developers assume
 from __future__ import annotations
 
 import io
+import struct
 from functools import lru_cache
 
 import numpy as np
@@ -19,10 +20,15 @@ _SAME_TOLERANCE = 2e-3  # max difference (in [0,1] code values) for two profiles
 
 @lru_cache(maxsize=1)
 def srgb_profile() -> bytes:
-    """LittleCMS's built-in sRGB profile (the space of untagged frames)."""
+    """LittleCMS's built-in sRGB profile (the space of untagged frames), with a fixed creation date."""
     import imagecodecs
 
-    return imagecodecs.cms_profile("srgb")
+    profile = bytearray(imagecodecs.cms_profile("srgb"))
+    # LittleCMS stamps the profile header (bytes 24-35, ICC.1:2010 7.2.8) with the current time: every process
+    # would embed a different profile, and the same fusion written twice would differ. The profile ID (84-99)
+    # is left zero by LittleCMS, so no checksum covers the date.
+    profile[24:36] = struct.pack(">6H", 2026, 1, 1, 0, 0, 0)
+    return bytes(profile)
 
 
 def describe(icc: bytes | None) -> str:

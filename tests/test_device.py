@@ -241,7 +241,8 @@ def test_precision_choices(monkeypatch):
         Engine(device="cpu", precision="double", student=CurveStudent())
 
 
-def test_cli_fuse_kernels_torch_matches_auto_and_bad_devices_are_one_line(tmp_path, rendered_bracket, capsys):
+def test_cli_fuse_kernels_torch_matches_auto_and_bad_devices_are_one_line(tmp_path, rendered_bracket, capsys,
+                                                                          monkeypatch):
     paths = []
     for i, frame in enumerate(rendered_bracket):
         paths.append(tmp_path / f"f{i}.png")
@@ -249,8 +250,8 @@ def test_cli_fuse_kernels_torch_matches_auto_and_bad_devices_are_one_line(tmp_pa
     outs = {}
     for kernels in ("auto", "torch"):
         outs[kernels] = tmp_path / f"{kernels}.png"
-        assert main(["fuse", *map(str, paths), "-o", str(outs[kernels]), "--no-align", "--device", "cpu",
-                     "--kernels", kernels]) == 0
+        monkeypatch.setenv(devmod.KERNELS_ENV, kernels)  # fuse's engine takes the kernels from the environment
+        assert main(["fuse", *map(str, paths), "-o", str(outs[kernels]), "--no-align", "--device", "cpu"]) == 0
     a, b = (load_image(outs[k])[0] for k in ("auto", "torch"))
     assert float(np.abs(a - b).max()) <= ONE_LEVEL + 1e-6
     capsys.readouterr()

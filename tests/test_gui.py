@@ -3,8 +3,8 @@ HQ cancel, shortcuts, settings and the screenshot command."""
 
 from __future__ import annotations
 
-import os
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +74,9 @@ def engine_factory():
 @pytest.fixture
 def window(qtbot, settings: AppSettings, engine_factory) -> MainWindow:
     """The editor on the demo bracket (no alignment: the demo is a tripod bracket), first full render shown."""
-    from lutfuse.app.theme import apply_theme
     from PySide6.QtWidgets import QApplication
+
+    from lutfuse.app.theme import apply_theme
 
     apply_theme(QApplication.instance())
     win = MainWindow(settings, engine_factory)
@@ -131,7 +132,6 @@ def test_lut_slice_follows_the_core_layout() -> None:
     assert np.allclose(s[..., 0], 1 / 4) and np.allclose(s[2, 3], [0.25, 0.75, 0.5])
     grey, rgb = state.neutral_response(identity)
     assert np.allclose(rgb, grey[:, None].repeat(3, 1))
-    assert state.rescale_index(16, 33, 5) == 2
 
 
 def test_recent_list_and_ev_labels() -> None:
@@ -165,7 +165,9 @@ def test_window_opens_on_the_demo_and_shows_a_render(window: MainWindow) -> None
     assert window.lut_panel.size == window.grid == 33
     assert window.lut_panel.slice_pixels().shape == (33, 33, 3)
     assert set(window.histogram.data) == {"R", "G", "B", "L"}
-    assert window.width() >= 1000 and window.height() >= 700
+    available = window.screen().availableGeometry()
+    assert window.width() <= max(available.width(), window.minimumSizeHint().width())
+    assert window.height() <= available.height()
     assert window.windowTitle().startswith("LUTFuse")
     assert window.device_label.text().startswith("CPU (")     # the status bar names the engine's device
 
@@ -246,6 +248,20 @@ def test_align_toggle_reloads_the_bracket(qtbot, window: MainWindow) -> None:
     qtbot.waitUntil(lambda: window.loaded is not old, timeout=WAIT_MS)
     assert window.loaded.align and window.loaded.bracket.aligned
     wait_render(qtbot, window, full=True, grid=33)
+
+
+def test_deghost_choice_reloads_the_bracket(qtbot, window: MainWindow) -> None:
+    old = window.loaded
+    assert old.deghost == "off" and old.bracket.ghost is None
+    window.strip.deghost.setCurrentText("medium")
+    qtbot.waitUntil(lambda: window.loaded is not old, timeout=WAIT_MS)
+    assert window.loaded.deghost == "medium" and window.loaded.bracket.ghost is not None
+    assert window.strip.deghost.currentText() == "medium" and window.settings.deghost == "medium"
+    wait_render(qtbot, window, full=True, grid=33)
+    assert window.strip.show_ghosts.isEnabled() and not window.viewer.ghost_overlay.isVisible()
+    window.strip.show_ghosts.setChecked(True)
+    assert window.viewer.ghost_overlay.isVisible()
+    assert window.viewer.ghost_overlay.image.shape[:2] == window.loaded.bracket.ghost.shape
 
 
 def test_cancelled_open_keeps_the_bracket(qtbot, window: MainWindow) -> None:
@@ -396,9 +412,19 @@ def test_screenshot_waits_for_the_full_render_and_writes_a_png(qtbot, tmp_path: 
     shot = tmp_path / "shot.png"
     assert run([], screenshot=shot, settings=AppSettings(tmp_path / "s.ini"), engine_factory=engine_factory) == 0
     image = cv2.imread(str(shot))
-    assert image is not None and image.shape[:2] == (900, 1440)
-    view = image[100:800, 250:1000]        # the image area, not only panels
+    assert image is not None and image.shape[0] >= 500 and image.shape[1] >= 900
+    view = image[150:450, 300:600]         # the image area, not only panels
     assert view.std() > 10
+    # the process goes on working: a window opened afterwards still gets its renders (a Quit event left over
+    # from the screenshot run used to stop every later event loop)
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()   # deliver whatever the run left posted
+    win = MainWindow(AppSettings(tmp_path / "after.ini"), engine_factory)
+    qtbot.addWidget(win)
+    win.show()
+    win.open_bracket(demo_frames(), align=False)
+    qtbot.waitUntil(lambda: win.full_shown, timeout=WAIT_MS)
 
 
 @pytest.mark.skipif("not shipped_student()", reason="the CLI needs the shipped LUT student weights")
@@ -409,7 +435,7 @@ def test_screenshot_command_writes_a_png(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     image = cv2.imread(str(shot))
-    assert image is not None and image.shape[1] >= 1000 and image.std() > 10
+    assert image is not None and image.shape[1] >= 900 and image.std() > 10
     again = subprocess.run([sys.executable, "-m", "lutfuse", "gui", "--screenshot", str(shot)], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "already exists" in again.stderr

@@ -226,7 +226,7 @@ def test_non_finite_network_output_names_the_weights_and_writes_nothing(frames: 
         image[10:12, 20:25] = np.nan  # what a tampered or diverged network gives
         return image
 
-    monkeypatch.setattr("lutfuse.core.commands.fuse.fuse_bracket", broken)
+    monkeypatch.setattr("lutfuse.core.pipeline.fuse_bracket", broken)  # fuse and batch fuse through here
     out = tmp_path / "nan.png"
     assert main(["fuse", str(frames), "-o", str(out)]) == 1
     assert error_lines(capsys.readouterr().err) == [

@@ -14,10 +14,51 @@ IMAGE_SUFFIXES = FORMATS
 
 
 def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
-    """FRAME... (files or one folder) and --no-align."""
+    """FRAME... (files or one folder), registration (--align, --no-align, --transforms, --crop) and deghosting
+    (--deghost, --ghost-mask)."""
+    from lutfuse.core.deghost import DEFAULT, STRENGTHS
+    from lutfuse.core.registration import MODES
+
     parser.add_argument("frames", nargs="+", metavar="FRAME", type=Path,
                         help="2-9 exposures of one scene (JPEG, PNG, TIFF, HEIC, camera RAW), or one folder of them")
-    parser.add_argument("--no-align", action="store_true", help="skip alignment (tripod brackets)")
+    parser.add_argument("--align", choices=MODES, default="auto",
+                        help="registration to the middle frame: auto = the most general model (similarity or "
+                             "homography) that measurably improves on leaving the frame as it is; a frame that "
+                             "does not improve is left untouched, so tripod brackets come out unchanged")
+    parser.add_argument("--no-align", dest="align", action="store_const", const="off",
+                        help="same as --align off")
+    parser.add_argument("--transforms", type=Path, default=None, metavar="FILE",
+                        help="write each input file's 3×3 homography onto the output (JSON)")
+    parser.add_argument("--crop", action="store_true",
+                        help="trim the output to the largest rectangle every registered frame covers "
+                             "(default: the reference frame's size, borders filled from the frames that cover them)")
+    parser.add_argument("--deghost", choices=tuple(STRENGTHS), default=DEFAULT,
+                        help="take moving content from the middle frame: off, or detection strength low/medium/high")
+    parser.add_argument("--ghost-mask", type=Path, default=None, metavar="PATH",
+                        help="write where deghosting found moving content (8-bit grey PNG, 255 = moved)")
+
+
+def check_bracket_outputs(args: argparse.Namespace) -> None:
+    """Fail before any work when --transforms or --ghost-mask cannot be written."""
+    if args.transforms is not None:
+        check_writable(args.transforms, overwrite=args.force, inputs=args.frames,
+                       replace_hint="use --force to replace it")
+    if args.ghost_mask is not None:
+        if args.ghost_mask.suffix.lower() != ".png":
+            raise OutputError(f"{args.ghost_mask}: the ghost mask is a PNG; name it .png")
+        if args.deghost == "off":
+            raise OutputError(f"{args.ghost_mask}: --ghost-mask needs --deghost low, medium or high")
+        check_writable(args.ghost_mask, overwrite=args.force, inputs=args.frames,
+                       replace_hint="use --force to replace it")
+
+
+def load_for_output(args: argparse.Namespace, log=print):
+    """Load the bracket as --align/--deghost/--crop say, print each frame's transform, write --transforms and
+    --ghost-mask (`core.pipeline.load`) -> the Bracket every fusion path then uses."""
+    from lutfuse.core.pipeline import load
+
+    return load(args.frames, args, log=log, transforms=args.transforms, ghost_mask=args.ghost_mask,
+                overwrite=args.force)
 
 
 def print_notes(command: str, notes: Iterable[str]) -> None:

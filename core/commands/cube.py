@@ -12,7 +12,9 @@ from lutfuse.core.commands.common import (
     add_device_arguments,
     add_output_arguments,
     check_device_arguments,
+    check_bracket_outputs,
     check_output,
+    load_for_output,
     image_options,
     output_bit_depth,
     print_notes,
@@ -26,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cube",
         help="export a bracket's learned 3D LUT as a .cube file (and the base image it applies to)",
         description="Write the bracket's LUT as an Adobe .cube file. The LUT applies to the base image, the "
-                    "per-pixel mean of the aligned frames; --base writes it as a 16-bit TIFF so that any tool "
+                    "per-pixel mean of the registered (and deghosted) frames; --base writes it as a 16-bit TIFF so "
+                    "that any tool "
                     "applying the .cube to it reproduces `lutfuse fuse --detail 0`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -52,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_cube(args: argparse.Namespace) -> int:
     """Load the bracket, sample the student LUT at --grid, write the .cube (and the base image)."""
-    from lutfuse.core.bracket import frame_paths, load_bracket
+    from lutfuse.core.bracket import frame_paths
     from lutfuse.core.cube import write_cube
     from lutfuse.core.fusion import Engine
     from lutfuse.core.imageio import write_image
@@ -65,11 +68,12 @@ def run_cube(args: argparse.Namespace) -> int:
     check_device_arguments(args)
     if args.base is not None:
         check_output(args.base, args.frames, args.force, suffixes={".tif", ".tiff", ".png"})
+    check_bracket_outputs(args)
     if not 2 <= args.grid <= 129:
         raise LUTFuseError(f"--grid {args.grid}: the grid size must be between 2 and 129")
 
     with tqdm(total=3, desc="cube", leave=False) as bar:
-        bracket = load_bracket(args.frames, align=not args.no_align)
+        bracket = load_for_output(args, log=tqdm.write)
         print_notes("cube", bracket.notes)
         bar.update()
         engine = Engine(device=args.device, kernels=args.kernels)

@@ -1,25 +1,52 @@
-"""`lutfuse fuse`: fuse one bracket into an image with the learned LUT, Mertens, or the HQ refinement."""
+"""`lutfuse fuse`: fuse one bracket into an image with the learned LUT, Mertens, or the HQ refinement.
+
+The options live in `add_arguments` and the work in `core.pipeline.fuse_files`, which `lutfuse batch` reuses:
+an option added here becomes a batch option and a preset key with no change in batch.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
 from tqdm import tqdm
 
 from lutfuse.core.commands.common import (
-    add_bracket_arguments,
     add_device_arguments,
+    add_bracket_arguments,
     add_output_arguments,
-    check_device_arguments,
-    check_output,
-    image_options,
-    output_bit_depth,
+    check_bracket_outputs,
     print_notes,
 )
 from lutfuse.core.errors import shown_path
+from lutfuse.core.pipeline import METHODS, FuseSettings, fuse_bracket  # noqa: F401  (fuse_bracket: public here too)
 
-METHODS = ("lut", "mertens", "hq")
+# Dests of fuse's arguments that name this run's files rather than how to fuse (batch has its own).
+NOT_SETTINGS = frozenset({"frames", "output", "force", "help", "transforms", "ghost_mask"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every `lutfuse fuse` argument: FRAME..., -o/--force and the fusion settings."""
+    add_bracket_arguments(parser)
+    add_output_arguments(parser)
+    parser.add_argument("--method", choices=METHODS, default="lut",
+                        help="lut: learned 3D LUT + detail (real time); mertens: classical exposure fusion; "
+                             "hq: two-phase neural refinement (slow, best quality)")
+    parser.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (method lut)")
+    parser.add_argument("--detail", type=float, default=1.0,
+                        help="local-contrast strength, 0 = pure LUT (method lut)")
+    add_device_arguments(parser, kernels=False)  # the kernels: $LUTFUSE_KERNELS (core.device)
+
+
+def setting_actions() -> list[argparse.Action]:
+    """The argparse actions of fuse's fusion settings (every optional argument but -o/--force/--help)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    return [a for a in parser._actions if a.option_strings and a.dest not in NOT_SETTINGS]
+
+
+def settings_from(args: argparse.Namespace) -> FuseSettings:
+    """The fusion settings of parsed `fuse` (or `batch`) arguments."""
+    return FuseSettings.from_namespace(args, [a.dest for a in setting_actions()])
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,79 +58,39 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(sRGB when untagged) and lists the bracket's exposures in its ImageDescription.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_bracket_arguments(p)
-    add_output_arguments(p)
-    p.add_argument("--method", choices=METHODS, default="lut",
-                   help="lut: learned 3D LUT + detail (real time); mertens: classical exposure fusion; "
-                        "hq: two-phase neural refinement (slow, best quality)")
-    p.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (method lut)")
-    p.add_argument("--detail", type=float, default=1.0, help="local-contrast strength, 0 = pure LUT (method lut)")
-    add_device_arguments(p)
+    add_arguments(p)
     p.set_defaults(func=run)
-
-
-def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0,
-                 device: str | None = None, kernels: str | None = None,
-                 progress: tqdm | None = None) -> np.ndarray:
-    """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1].
-
-    device: core.device.pick_device's choices (None = auto); kernels: the engine's (method lut)."""
-    if method == "mertens":
-        from lutfuse.core.classical import mertens
-
-        return mertens(bracket.images)
-    if method == "lut":
-        from lutfuse.core.fusion import Engine
-
-        engine = Engine(device=device, kernels=kernels)
-        engine.set_bracket(bracket)
-        return engine.render(grid_size=grid, detail=detail)
-    if method == "hq":
-        from lutfuse.core.hq import HQFusion
-
-        def report(fraction: float) -> None:
-            if progress is not None:
-                progress.n = round(100 * fraction)
-                progress.refresh()
-
-        return HQFusion(device=device).fuse(bracket.images, progress=report)
-    raise ValueError(f"unknown method {method!r}")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
-    from lutfuse.core.bracket import frame_paths, load_bracket, relative_evs
-    from lutfuse.core.imageio import write_image
-    from lutfuse.core.metadata import OutputMetadata
+    from lutfuse.core.bracket import relative_evs
+    from lutfuse.core.pipeline import fuse_files
 
-    args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
-    check_output(args.output, args.frames, args.force)
-    check_device_arguments(args)
-    if args.method == "lut" and not 2 <= args.grid <= 129:
-        from lutfuse.core.errors import LUTFuseError
+    bars: list[tqdm] = []  # opened once the bracket has loaded, so that a bad input prints only its error line
 
-        raise LUTFuseError(f"--grid {args.grid}: the grid size must be between 2 and 129")
-    if args.bit_depth == 16:
-        output_bit_depth(args.output, 16, 8)  # fail fast on JPEG before loading anything
+    def loaded(bracket) -> None:
+        print_notes("fuse", bracket.notes)
+        evs = relative_evs([f.ev for f in bracket.frames])
+        frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
+        source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
+        tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
+        bars.append(tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False))
 
-    bracket = load_bracket(args.frames, align=not args.no_align)
-    print_notes("fuse", bracket.notes)
-    evs = relative_evs([f.ev for f in bracket.frames])
-    frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
-    source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
-    tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
-    with tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False) as bar:
-        fused = fuse_bracket(bracket, args.method, grid=args.grid, detail=args.detail,
-                             device=args.device, kernels=args.kernels, progress=bar)
-        bar.n = 100
-        bar.refresh()
-    bits = output_bit_depth(args.output, args.bit_depth, bracket.bit_depth)
-    from lutfuse.core.weights import shipped
+    def report(fraction: float) -> None:
+        if bars:
+            bars[0].n = round(100 * fraction)
+            bars[0].refresh()
 
-    origin = {"lut": str(shipped("LUT student")),
-              "hq": f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"}.get(args.method, "the fusion")
-    path = write_image(args.output, fused, bit_depth=bits, metadata=OutputMetadata.from_bracket(bracket),
-                       overwrite=args.force, inputs=[f.path for f in bracket.frames], origin=origin,
-                       **image_options(args))
-    tqdm.write(f"wrote {shown_path(path)} ({fused.shape[1]}×{fused.shape[0]}, {bits}-bit, method {args.method})")
+    try:
+        check_bracket_outputs(args)
+        result = fuse_files(args.frames, args.output, settings_from(args), overwrite=args.force,
+                            transforms=args.transforms, ghost_mask=args.ghost_mask, log=tqdm.write,
+                            on_loaded=loaded, progress=report)
+        report(1.0)
+    finally:
+        for bar in bars:
+            bar.close()
+    tqdm.write(f"wrote {shown_path(result.output)} ({result.width}×{result.height}, {result.bit_depth}-bit, "
+               f"method {args.method})")
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from lutfuse.app.main_window import MainWindow
@@ -30,6 +30,12 @@ def main() -> int:
     apply_theme(app)
     with tempfile.TemporaryDirectory() as tmp:
         window = MainWindow(AppSettings(Path(tmp) / "settings.ini"))   # never the user's settings
+        window.resize(1440, 900)   # the README's size, whatever screen this runs on
+        # the LUT panel below Adjust, as on a screen of that size (a small offscreen screen tabs them)
+        window.removeDockWidget(window.docks["lut"])
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, window.docks["lut"])
+        window.docks["lut"].show()
+        window.resizeDocks([window.docks["adjust"], window.docks["lut"]], [420, 420], Qt.Orientation.Vertical)
         window.show()
         grabbed: dict[str, np.ndarray] = {}
 

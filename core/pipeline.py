@@ -1,0 +1,255 @@
+"""One bracket, files in -> fused image file out, exactly as `lutfuse fuse` does it.
+
+`lutfuse fuse`, `lutfuse batch` (local process pool or Ray) and the time-lapse path all call `fuse_files`, so a
+batch output is the very file `fuse` writes for the same frames and settings. The settings are the values of
+fuse's command-line options, keyed by their argparse dests (`FuseSettings`): an option another change adds to
+`fuse` reaches this function, batch presets and Ray tasks with no code here knowing its name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lutfuse.core.errors import LUTFuseError
+
+METHODS = ("lut", "mertens", "hq")
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class FuseSettings:
+    """The fusion settings of one run: option dest -> value (`method`, `grid`, `detail`, `bit_depth`, ...).
+
+    Read a setting as an attribute (`settings.grid`), like an argparse namespace; a name that is not a setting
+    raises AttributeError. Plain data, so it pickles into worker processes and Ray tasks.
+    """
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "values":  # keeps pickling/copy from recursing before __init__
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(f"no fusion setting {name!r}") from None
+
+    @classmethod
+    def from_namespace(cls, namespace: Any, names: Iterable[str]) -> FuseSettings:
+        """The settings `names` read from an argparse namespace (or any object with those attributes)."""
+        return cls({name: getattr(namespace, name) for name in names})
+
+    def replace(self, **changes: Any) -> FuseSettings:
+        """A copy with some settings changed or added."""
+        return FuseSettings({**self.values, **changes})
+
+
+@dataclass
+class FuseResult:
+    """What `fuse_files` did: the written file and the bracket it came from (frames darkest first)."""
+
+    output: Path
+    frames: list[Path]
+    evs: list[float]          # relative to the middle frame, darkest first
+    ev_source: str            # "exif" or "brightness"
+    width: int
+    height: int
+    bit_depth: int
+    seconds: float
+    log_luminance: float      # mean log2 luminance of the written image (linearised, gamma 2.2), for time-lapses
+    notes: list[str] = field(default_factory=list)  # what the loader noticed (Bracket.notes), not errors
+
+
+class Fuser:
+    """Keeps one model per (kind, device) so that a process fusing many brackets loads each model once."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, str | None], Any] = {}
+
+    def engine(self, device: str | None):
+        """The cached `core.fusion.Engine` for a device (None = CUDA when present)."""
+        key = ("lut", device)
+        if key not in self._models:
+            from lutfuse.core.fusion import Engine
+
+            self._models[key] = Engine(device=device)
+        return self._models[key]
+
+    def hq(self, device: str | None):
+        """The cached `core.hq.HQFusion` for a device."""
+        key = ("hq", device)
+        if key not in self._models:
+            from lutfuse.core.hq import HQFusion
+
+            self._models[key] = HQFusion(device=device)
+        return self._models[key]
+
+
+def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, device: str | None = None,
+                 progress: Progress | None = None, fuser: Fuser | None = None,
+                 latent: Any = None) -> np.ndarray:
+    """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1].
+
+    lut: the learned LUT + detail layer (`core.fusion.Engine`; `latent`, a student latent code, replaces the
+    bracket's own, as the time-lapse smoother does); mertens: classical exposure fusion; hq: the two-phase
+    refinement. `progress(fraction)` is called during hq. ValueError for an unknown method.
+    """
+    fuser = fuser or Fuser()
+    if method == "mertens":
+        from lutfuse.core.classical import mertens
+
+        return mertens(bracket.images, bracket.valid)
+    if method == "lut":
+        import torch
+
+        engine = fuser.engine(device)
+        engine.set_bracket(bracket, latent=None if latent is None else torch.as_tensor(np.asarray(latent)))
+        return engine.render(grid_size=grid, detail=detail)
+    if method == "hq":
+        return fuser.hq(device).fuse(bracket.images, progress=progress, valid=bracket.valid)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def check_settings(settings: FuseSettings, output: Path) -> None:
+    """Fail before loading anything when the settings cannot work for `output` (grid range, 16-bit JPEG)."""
+    from lutfuse.core.commands.common import output_bit_depth
+    from lutfuse.core.fusion import check_grid
+
+    if settings.method not in METHODS:
+        raise LUTFuseError(f"unknown method {settings.method!r} (use {', '.join(METHODS)})")
+    if settings.method == "lut":
+        try:
+            check_grid(settings.grid)
+        except LUTFuseError:
+            raise LUTFuseError(f"--grid {settings.grid}: the grid size must be between 2 and 129") from None
+    if settings.bit_depth == 16:
+        output_bit_depth(output, 16, 8)
+
+
+def mean_log_luminance(image: np.ndarray) -> float:
+    """Mean log2 of the linear luminance (gamma-2.2 decoded Rec.709 luma, floor 1/1024) of H×W×3 in [0,1]."""
+    import cv2
+
+    # area-downsampled to ≤ 256 px, so that a preview render and the full render measure alike
+    scale = min(1.0, 256 / max(image.shape[:2]))
+    small = np.asarray(image, np.float32)
+    if scale < 1.0:
+        small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    linear = np.clip(small, 0.0, 1.0) ** 2.2 @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return float(np.log2(np.maximum(linear, 1.0 / 1024)).mean())
+
+
+def apply_gain(image: np.ndarray, stops: float) -> np.ndarray:
+    """H×W×3 in [0,1] brightened by `stops` EV in linear light (gamma 2.2), clipped to [0,1]; same array if 0."""
+    if stops == 0.0:
+        return image
+    return ((np.clip(image, 0.0, 1.0) ** 2.2 * np.float32(2.0 ** stops)).clip(0.0, 1.0) ** (1 / 2.2)).astype(
+        np.float32)
+
+
+def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], None] | None = None,
+         transforms: Path | None = None, ghost_mask: Path | None = None, overwrite: bool = False):
+    """The bracket of `frames` loaded as `fuse` loads it: darkest first, registered as `settings.align` says
+    (`core.registration`), deghosted as `settings.deghost` says (`core.deghost`) and cropped to the area every
+    frame covers when `settings.crop`. `settings` is a FuseSettings or an argparse namespace; settings it lacks
+    take fuse's defaults. `log(line)` gets one line per frame's transform and what was cropped or filled;
+    `transforms` (JSON: each input file's 3×3 homography onto the output) and `ghost_mask` (8-bit PNG) are written
+    when given, through a temporary file (`core.imageio.commit`). Raises BracketError / OutputError."""
+    import json
+
+    import cv2
+
+    from lutfuse.core import registration
+    from lutfuse.core.bracket import load_bracket
+    from lutfuse.core.deghost import DEFAULT
+    from lutfuse.core.errors import OutputError
+    from lutfuse.core.imageio import commit
+
+    log = log or (lambda line: None)
+    align = getattr(settings, "align", "auto")
+    bracket = load_bracket(list(frames), align=align, deghost=getattr(settings, "deghost", DEFAULT))
+    h, w = bracket.frames[0].image.shape[:2]
+    records = bracket.registration or []
+    if align != "off":
+        for frame, rec in zip(bracket.frames, records):
+            log(f"  {frame.path.name}: {rec.describe()}")
+    crop = None
+    if getattr(settings, "crop", False):
+        crop = registration.common_rectangle(registration.coverage(records, h, w))
+        if crop != (0, 0, w, h):
+            bracket = bracket.cropped(*crop)
+            log(f"cropped to {crop[2] - crop[0]}×{crop[3] - crop[1]} at ({crop[0]}, {crop[1]}), the area every "
+                f"frame covers")
+        else:
+            crop = None
+    if bracket.valid is not None:
+        uncovered = int((~bracket.valid.any(axis=0)).sum())
+        if uncovered:
+            log(f"{uncovered} pixels are covered by no frame: filled from the nearest covered content")
+    if transforms is not None:
+        doc = registration.transforms_document(records, [str(f.path) for f in bracket.frames], h, w, crop)
+        commit(transforms, json.dumps(doc, indent=1).encode(), overwrite)
+        log(f"wrote {transforms}")
+    if ghost_mask is not None:
+        mask = bracket.ghost if bracket.ghost is not None else np.zeros(bracket.images.shape[1:3], np.float32)
+        ok, buf = cv2.imencode(".png", np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8))
+        if not ok:
+            raise OutputError(f"{ghost_mask}: OpenCV could not encode the mask")
+        commit(ghost_mask, buf.tobytes(), overwrite)
+        log(f"wrote {ghost_mask} (moving content in {float((mask >= 0.5).mean()) * 100:.2f} % of the image)")
+    return bracket
+
+
+def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseSettings, *,
+               overwrite: bool = False, fuser: Fuser | None = None, latent: Any = None,
+               target_luminance: float | None = None, transforms: Path | None = None,
+               ghost_mask: Path | None = None, log: Callable[[str], None] | None = None,
+               on_loaded: Callable[[Any], None] | None = None, progress: Progress | None = None) -> FuseResult:
+    """Load 2-9 frame files (or one folder), fuse them with `settings` and write `output` -> FuseResult.
+
+    Checks the frame files, the output and the settings first (BracketError / OutputError / LUTFuseError before
+    any decoding), then loads the bracket (BracketError naming a bad frame), fuses (`fuse_bracket`), and writes
+    via temp file + rename with the middle frame's EXIF, XMP and ICC profile (`core.metadata.OutputMetadata`) and
+    the image options (`--quality`, `--subsampling`, `--compression`: `commands.common.image_options`).
+    `latent` replaces the student's latent code (method lut) and `target_luminance` (mean log2 luminance, as
+    `mean_log_luminance`) brings the result there by an exposure gain in linear light: both are the time-lapse
+    deflicker's hooks and neutral (None) by default.
+    `transforms`, `ghost_mask` and `log` are `load`'s (per-run files; batch passes none).
+    `on_loaded(bracket)` is called after loading (the CLI prints the EVs there).
+    """
+    from lutfuse.core.bracket import frame_paths, relative_evs
+    from lutfuse.core.commands.common import check_output, image_options, output_bit_depth
+    from lutfuse.core.imageio import write_image
+    from lutfuse.core.metadata import OutputMetadata
+    from lutfuse.core.weights import shipped
+
+    start = time.perf_counter()
+    output = Path(output)
+    paths = frame_paths(list(frames))  # bad frames (link loop, FIFO, missing...) fail before anything else
+    check_output(output, paths, overwrite)
+    check_settings(settings, output)
+    bracket = load(paths, settings, log=log, transforms=transforms, ghost_mask=ghost_mask, overwrite=overwrite)
+    if on_loaded is not None:
+        on_loaded(bracket)
+    fused = fuse_bracket(bracket, settings.method, grid=settings.grid, detail=settings.detail,
+                         device=settings.device, progress=progress, fuser=fuser, latent=latent)
+    if target_luminance is not None:
+        for _ in range(2):  # a second step makes up for what clipping took from the first
+            fused = apply_gain(fused, target_luminance - mean_log_luminance(fused))
+    bits = output_bit_depth(output, settings.bit_depth, bracket.bit_depth)
+    origin = {"lut": str(shipped("LUT student")),
+              "hq": f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"}.get(settings.method, "the fusion")
+    write_image(output, fused, bit_depth=bits, metadata=OutputMetadata.from_bracket(bracket), overwrite=overwrite,
+                inputs=paths, origin=origin, **image_options(settings))
+    return FuseResult(output=output, frames=[f.path for f in bracket.frames],
+                      evs=relative_evs([f.ev for f in bracket.frames]),
+                      ev_source="exif" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness",
+                      width=fused.shape[1], height=fused.shape[0], bit_depth=bits,
+                      seconds=time.perf_counter() - start, log_luminance=mean_log_luminance(fused),
+                      notes=list(getattr(bracket, "notes", [])))
