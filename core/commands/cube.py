@@ -11,11 +11,11 @@ from lutfuse.core.commands.common import (
     add_bracket_arguments,
     add_device_arguments,
     add_output_arguments,
-    check_device_arguments,
     check_bracket_outputs,
+    check_device_arguments,
     check_output,
-    load_for_output,
     image_options,
+    load_for_output,
     output_bit_depth,
     print_notes,
 )

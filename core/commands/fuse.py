@@ -11,8 +11,8 @@ import argparse
 from tqdm import tqdm
 
 from lutfuse.core.commands.common import (
-    add_device_arguments,
     add_bracket_arguments,
+    add_device_arguments,
     add_output_arguments,
     check_bracket_outputs,
     print_notes,
