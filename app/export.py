@@ -120,8 +120,9 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool, look: ob
     return work
 
 
-def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool) -> Callable[[Job], Path]:
-    """Two-phase HQ fusion (core.hq.HQFusion) at full resolution, written to `path`."""
+def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool, grid: int = 33,
+            detail: float = 1.0, look: object = None) -> Callable[[Job], Path]:
+    """HQ export (core.hq.HQFusion): the editor's render at `grid`/`detail`/`look`, refined, at full resolution."""
     bracket = host.current.bracket
 
     def work(job: Job) -> Path:
@@ -131,8 +132,16 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
         inputs = [f.path for f in bracket.frames]
         check_target(path, overwrite=overwrite, inputs=inputs)  # a read-only folder fails now, not after minutes
         job.report(0.0)
-        fused = HQFusion().fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
-                                valid=bracket.valid)
+        from lutfuse.core.hq import live_renders
+
+        hq = HQFusion()
+        # the editor's render at its settings, under the host's lock (the engine holds this bracket meanwhile);
+        # the rest of HQ works from these arrays, so previews go on while it runs
+        with host.lock:
+            _check(job)
+            renders = live_renders(host.engine, grid, detail, look, cancel=job.is_cancelled)
+        fused = hq.fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
+                        renders=renders, valid=bracket.valid)
         _check(job)
         host.hq_result = (bracket, display_copy(fused, host.display_side))   # for comparing in the editor
         out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),

@@ -99,12 +99,13 @@ class ExportMixin:
                                   f"Exporting {path.name}")
 
     def export_hq(self, path: Path, options: ex.ImageOptions = ex.ImageOptions()) -> Job | None:
-        """Run the two-phase HQ fusion in the background with progress and Cancel."""
+        """Run the HQ export at the editor's grid and detail in the background with progress and Cancel."""
         overwrite = self._may_write([path])
         if overwrite is None or self.loaded is None:
             return None
         self.host.hq_result = None
-        return self._start_export(ex.hq_work(self.host, path, options, overwrite), f"HQ export {path.name}")
+        work = ex.hq_work(self.host, path, options, overwrite, self.grid, self.detail, self.look())
+        return self._start_export(work, f"HQ export {path.name}")
 
     def _start_export(self, work, label: str) -> Job | None:
         """Show progress + Cancel and run one export at a time."""

@@ -34,8 +34,17 @@ import numpy as np
 from lutfuse.core.detail import CONTRAST_POWER
 from lutfuse.core.errors import LUTFuseError, WeightsError
 
-METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-real-middle", "phase1")
-LABELS = {"hq-real-middle": "hq (real middle)", "phase1": "phase1 (middle)"}
+METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-steps0", "hq-no-net", "hq-no-phase1", "hq-generated-middle",
+           "phase1")
+LABELS = {"phase1": "phase1 (middle)"}
+# HQFusion settings of each HQ row (the ablations of core.hq's design)
+HQ_VARIANTS = {
+    "hq": {},                                       # shipped: networks start the correction, STEPS refinement
+    "hq-steps0": {"steps": 0},                      # phase 2's correction alone, no refinement
+    "hq-no-net": {"phase2": False},                 # refinement from the live render, no network
+    "hq-no-phase1": {"phase1": False},              # 2-frame brackets: the live render as phase 2's intermediate
+    "hq-generated-middle": {"middle": "generated"},  # ≥ 3 frames: phase 1's middle instead of the real one
+}
 STUDENT_FILE = "lut_student.pt"
 PHASE1_FILE = "refine_phase1.pt"
 PHASE2_FILE = "refine_phase2.pt"
@@ -43,13 +52,13 @@ WEIGHT_FILES = {
     "mertens": (),
     "lut": (STUDENT_FILE,),
     "lut+detail": (STUDENT_FILE,),
-    "hq": (PHASE1_FILE, PHASE2_FILE),
-    "hq-real-middle": (PHASE1_FILE, PHASE2_FILE),
+    **{m: (STUDENT_FILE, PHASE1_FILE, PHASE2_FILE) for m in HQ_VARIANTS},
     "phase1": (PHASE1_FILE,),
 }
-METRICS = ("mef_ssim", "psnr", "ssim", "seconds")
+METRICS = ("mef_ssim", "psnr", "ssim", "seconds", "delta_e", "halo", "chroma")
 PSNR_CAP = 100.0          # dB for identical images (finite means and valid JSON)
 SPLITS = ("val", "train")
+DEFAULT_KS = (2, 3)
 
 Progress = Callable[[int, int, str], None]   # (cases done, cases in all, label of the case just scored)
 
@@ -112,9 +121,9 @@ def parse_grids(text: str | Sequence[int] | None) -> list[int] | None:
 
 # ---------------------------------------------------------------- cases
 
-def plan_scenes(root: Path, split: str) -> list[tuple[str, int, int]]:
+def plan_scenes(root: Path, split: str, ks: Sequence[int] = DEFAULT_KS) -> list[tuple[str, int, int]]:
     """(key, variant, number of cases) of every scene of the split, in validation_cases order, without loading
-    pixels; LUTFuseError naming the first scene missing from the data folder."""
+    pixels (rendered HDR stacks have 5-9 frames: counted as 5); LUTFuseError naming the first scene missing."""
     from lutfuse.core.train import data
 
     if split not in SPLITS:
@@ -126,15 +135,50 @@ def plan_scenes(root: Path, split: str) -> list[tuple[str, int, int]]:
             if not path.is_file():
                 raise LUTFuseError(f"{path}: scene {key} of the {split} split is missing from the data folder")
             variants = data.HDR_VARIANTS if split == "train" else 1
-            plan += [(key, v, 2) for v in range(variants)]  # rendered stacks have 5-9 frames
+            plan += [(key, v, sum(k <= 5 for k in ks)) for v in range(variants)]
         else:
             folder = root / "brackets" / key
             n = sum(1 for p in folder.iterdir() if p.suffix.lower() in data.IMAGE_SUFFIXES) if folder.is_dir() else 0
             if n < 2:
                 raise LUTFuseError(f"{folder}: scene {key} of the {split} split is missing or has fewer than "
                                    "2 frames")
-            plan.append((key, 0, 2 if n >= 3 else 1))
+            plan.append((key, 0, sum(k <= n for k in ks)))
     return plan
+
+
+def parse_ks(text: str | Sequence[int] | None) -> tuple[int, ...]:
+    """'2-9' or '2,3,5' (or a list) -> sorted bracket sizes k, each in [2, 9]; None -> DEFAULT_KS."""
+    if text is None:
+        return DEFAULT_KS
+    items: list[int] = []
+    try:
+        for part in (text.split(",") if isinstance(text, str) else list(text)):
+            part = str(part).strip()
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                items += list(range(lo, hi + 1))
+            elif part:
+                items.append(int(part))
+    except ValueError:
+        raise LUTFuseError(f"bracket sizes {text!r}: give whole numbers like 2,3 or 2-9") from None
+    if not items or any(not 2 <= k <= 9 for k in items):
+        raise LUTFuseError(f"bracket sizes {text!r}: each k must be between 2 and 9")
+    return tuple(sorted(set(items)))
+
+
+def scene_cases(scene: Any, ks: Sequence[int] = DEFAULT_KS) -> list[dict]:
+    """The validation cases of one scene for each k in ks that its stack allows: k = 2, 3 exactly as
+    core.train.data.scene_cases (extremes, + the middle), k ≥ 4 the k frames evenly spaced from darkest to
+    brightest. Case: key, inputs K×H×W×3, reference, middle, k, stack_frames (as core.train.data)."""
+    from lutfuse.core.train import data
+
+    cases = [c for c in data.scene_cases(scene) if c["k"] in ks]
+    n = len(scene.frames)
+    for k in (k for k in ks if 4 <= k <= n):
+        idx = sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
+        cases.append({"key": scene.key, "inputs": scene.frames[idx], "reference": scene.reference,
+                      "middle": scene.frames[data.middle_index(idx)], "k": k, "stack_frames": n})
+    return cases
 
 
 # ---------------------------------------------------------------- models
@@ -188,13 +232,20 @@ def _finite(x: float | None) -> float | None:
     return min(float(x), PSNR_CAP)
 
 
-def _scores(fused: np.ndarray, inputs: np.ndarray | None, reference: np.ndarray, seconds: float) -> dict:
-    """MEF-SSIM against the inputs (None when not given), PSNR and SSIM against the reference, seconds."""
+def _scores(fused: np.ndarray, inputs: np.ndarray | None, reference: np.ndarray, seconds: float,
+            live: np.ndarray | None = None) -> dict:
+    """MEF-SSIM against the inputs (None when not given), PSNR and SSIM against the reference, seconds; with the
+    inputs also the halo measure (core.consistency.edge_overshoot excess) and the mean chroma C*ab; with `live`
+    (the live render at the same settings) the median CIEDE2000 from it."""
+    from lutfuse.core.consistency import chroma, edge_overshoot, median_delta_e
     from lutfuse.core.metrics import mef_ssim, psnr, ssim
 
     return {"mef_ssim": None if inputs is None else _finite(mef_ssim(list(inputs), fused)),
             "psnr": _finite(psnr(fused, reference)), "ssim": _finite(ssim(fused, reference)),
-            "seconds": float(seconds)}
+            "seconds": float(seconds),
+            "delta_e": None if live is None else median_delta_e(live, fused),
+            "halo": None if inputs is None else edge_overshoot(fused, inputs)["excess"],
+            "chroma": None if inputs is None else chroma(fused)}
 
 
 def _warm_up(inputs: np.ndarray, engine: Any, nets: Sequence[Any], grid: int) -> None:
@@ -206,9 +257,7 @@ def _warm_up(inputs: np.ndarray, engine: Any, nets: Sequence[Any], grid: int) ->
         engine.set_bracket(Bracket.from_images(crop))
         engine.render(grid, 1.0)
     for net in nets:
-        if net is not None and hasattr(net, "fuse"):
-            net.fuse(crop)
-        elif net is not None:
+        if net is not None:
             net.generate_middle(crop[0], crop[-1])
 
 
@@ -233,7 +282,8 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
              max_side: int = 512, grid: int = 33, detail: float = 1.0, limit: int | None = None,
              grid_sweep: Sequence[int] | str | None = None, progress: Progress | None = None,
              weights_dir: str | Path | None = None, device: str | None = None,
-             cache_dir: str | Path | None = None, contrast_power: float | None = None) -> dict:
+             cache_dir: str | Path | None = None, contrast_power: float | None = None,
+             ks: Sequence[int] | str | None = None) -> dict:
     """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases.
 
     Returns a JSON-ready dict: `config`, `methods` (evaluated), `skipped` {method: reason}, `notes`, `cases`
@@ -253,6 +303,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     explicit = methods is not None
     wanted = parse_methods(methods) if explicit else list(METHODS)
     grids = parse_grids(grid_sweep)
+    ks = parse_ks(ks)
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16:
         raise LUTFuseError(f"max side {max_side!r}: must be a whole number of pixels, at least 16")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -265,84 +316,79 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     student_ok = (wdir / STUDENT_FILE).is_file()
     if grids and not student_ok:
         raise WeightsError(f"grid sweep: {wdir / STUDENT_FILE} not found (the sweep renders the learned LUT)")
-    plan = plan_scenes(root, split)
+    plan = plan_scenes(root, split, ks)
     total = sum(n for _, _, n in plan)
     if limit is not None:
         total = min(total, limit)
 
-    engine = hq = hq_real = gen = None
-    if student_ok and (grids or {"lut", "lut+detail"} & set(active)):
+    engine = gen = None
+    hq_rows = [m for m in HQ_VARIANTS if m in active]
+    hqs: dict[str, Any] = {}
+    if student_ok and (grids or {"lut", "lut+detail"} & set(active) or hq_rows):
         from lutfuse.core.fusion import Engine, check_grid
 
         check_grid(grid)
         engine = Engine(weights=wdir / STUDENT_FILE, device=device,
                         contrast_power=CONTRAST_POWER if contrast_power is None else contrast_power)
-    if {"hq", "hq-real-middle"} & set(active) or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
+    if hq_rows or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
         from lutfuse.core.hq import HQFusion
 
-        hq = HQFusion(weights_dir=wdir, device=device, middle="generated")
-        if "hq-real-middle" in active:
-            hq_real = HQFusion(weights_dir=wdir, device=device, middle="real")
+        for m in hq_rows or ["hq"]:
+            hqs[m] = HQFusion(weights_dir=wdir, device=device, **HQ_VARIANTS[m])
     if "phase1" in active:
-        gen = hq if hq is not None else Phase1Only(wdir / PHASE1_FILE, device)
+        gen = next(iter(hqs.values())) if hqs else Phase1Only(wdir / PHASE1_FILE, device)
 
     warm = False
     rows: list[dict] = []
     sweep: dict[int, list[tuple[float, float]]] = {g: [] for g in grids or ()}
-    hq_memo: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
     if progress is not None:
         progress(0, total, "")
     for key, variant, _ in plan:
-        if len(rows) >= total:
+        if limit is not None and len(rows) >= total:
             break
         try:
             scene = data.load_scene(root, key, variant=variant, max_side=max_side, cache_dir=cache_dir)
         except (OSError, ValueError) as exc:
             raise LUTFuseError(f"scene {key}: cannot be loaded ({exc})") from exc
         phase1_done = False
-        for case in data.scene_cases(scene):
-            if len(rows) >= total:
+        for case in scene_cases(scene, ks):
+            if limit is not None and len(rows) >= total:  # the plan counts rendered stacks as 5 frames: a bound
                 break
             inputs, ref, k = case["inputs"], case["reference"], case["k"]
             if not warm:  # first calls pay for allocations and kernel selection: keep them out of the times
-                _warm_up(inputs, engine, (hq, hq_real, gen), grid)
+                _warm_up(inputs, engine, [gen], grid)
                 warm = True
             row: dict[str, Any] = {"key": case["key"], "k": k, "stack_frames": case["stack_frames"],
                                    "inputs_are_stack": k == case["stack_frames"], "scores": {}}
             scores = row["scores"]
-            if "mertens" in active:
-                t0 = time.perf_counter()
-                out = mertens(inputs)
-                scores["mertens"] = _scores(out, inputs, ref, time.perf_counter() - t0)
+            live = None
             if engine is not None:
                 t0 = time.perf_counter()
                 engine.set_bracket(Bracket.from_images(inputs))
                 t_set = time.perf_counter() - t0
+                live = engine.render(grid, float(detail))
                 for m, strength in (("lut", 0.0), ("lut+detail", float(detail))):
                     if m in active:
                         t0 = time.perf_counter()
                         out = engine.render(grid, strength)
-                        scores[m] = _scores(out, inputs, ref, t_set + time.perf_counter() - t0)
+                        scores[m] = _scores(out, inputs, ref, t_set + time.perf_counter() - t0, live)
                 for g in sweep:
                     out = engine.render(g, 0.0)
                     sweep[g].append((_finite(psnr(out, ref)), _finite(mef_ssim(list(inputs), out))))
-            if "hq" in active:
-                memo = hq_memo.get(case["key"])
-                if memo is not None and np.array_equal(memo[0], inputs[0]) and np.array_equal(memo[1], inputs[-1]):
-                    out, seconds = memo[2], memo[3]
-                else:
-                    t0 = time.perf_counter()
-                    out = hq.fuse(inputs)
-                    seconds = time.perf_counter() - t0
-                    hq_memo[case["key"]] = (inputs[0], inputs[-1], out, seconds)
-                scores["hq"] = _scores(out, inputs, ref, seconds)
-            if "hq-real-middle" in active and k >= 3:
+            if "mertens" in active:
                 t0 = time.perf_counter()
-                out = hq_real.fuse(inputs)
-                scores["hq-real-middle"] = _scores(out, inputs, ref, time.perf_counter() - t0)
+                out = mertens(inputs)
+                scores["mertens"] = _scores(out, inputs, ref, time.perf_counter() - t0, live)
+            for m in hq_rows:
+                if m == "hq-generated-middle" and k < 3 or m == "hq-no-phase1" and k >= 3:
+                    continue  # the same computation as "hq" for these k
+                t0 = time.perf_counter()
+                out = hqs[m].fuse(inputs, engine=engine, grid=grid, detail=float(detail))
+                # the engine's set_bracket counts: the HQ export of a bracket pays it as the live view does
+                scores[m] = _scores(out, inputs, ref, t_set + time.perf_counter() - t0, live)
             middle = case["middle"]
             real_middle = not (np.array_equal(middle, inputs[0]) or np.array_equal(middle, inputs[-1]))
-            if gen is not None and not phase1_done and real_middle:
+            if gen is not None and not phase1_done and real_middle and k == 2:
                 t0 = time.perf_counter()
                 out = gen.generate_middle(inputs[0], inputs[-1])
                 scores["phase1"] = _scores(out, None, middle, time.perf_counter() - t0)
@@ -350,7 +396,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                 phase1_done = True
             rows.append(row)
             if progress is not None:
-                progress(len(rows), total, f"{case['key']} k={k}")
+                progress(len(rows), max(total, len(rows)), f"{case['key']} k={k}")
 
     by_k = {str(k): _means([r for r in rows if r["k"] == k], active) for k in sorted({r["k"] for r in rows})}
     dense = sum(r["inputs_are_stack"] for r in rows)
@@ -360,7 +406,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                      f"{PSNR_CAP:g} dB); the sparse table leaves them out")
     return {
         "config": {"data_root": str(root), "split": split, "max_side": max_side, "grid": grid, "detail": detail,
-                   "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power, "limit": limit, "weights_dir": str(wdir), "device": device, "psnr_cap": PSNR_CAP},
+                   "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power, "limit": limit, "ks": list(ks), "weights_dir": str(wdir), "device": device, "psnr_cap": PSNR_CAP},
         "methods": active,
         "skipped": skipped,
         "notes": notes,
@@ -383,11 +429,13 @@ def _cell(value: float | None, fmt: str, width: int) -> str:
 
 
 def _table(means: dict, title: str) -> list[str]:
-    """Fixed-width rows: method, n, MEF-SSIM, PSNR, SSIM, s/case."""
-    lines = [title, f"{'method':<18}{'n':>4}{'MEF-SSIM':>10}{'PSNR':>9}{'SSIM':>9}{'s/case':>9}"]
+    """Fixed-width rows: method, n, MEF-SSIM, PSNR, SSIM, s/case, ΔE00 from the live view, halo excess, chroma."""
+    lines = [title, f"{'method':<20}{'n':>4}{'MEF-SSIM':>10}{'PSNR':>9}{'SSIM':>9}{'s/case':>9}{'ΔE live':>9}"
+                    f"{'halo':>8}{'C*':>7}"]
     for m, s in means.items():
-        lines.append(f"{label(m):<18}{s['n']:>4}{_cell(s['mef_ssim'], '.4f', 10)}{_cell(s['psnr'], '.2f', 9)}"
-                     f"{_cell(s['ssim'], '.4f', 9)}{_cell(s['seconds'], '.3f', 9)}")
+        lines.append(f"{label(m):<20}{s['n']:>4}{_cell(s['mef_ssim'], '.4f', 10)}{_cell(s['psnr'], '.2f', 9)}"
+                     f"{_cell(s['ssim'], '.4f', 9)}{_cell(s['seconds'], '.3f', 9)}{_cell(s.get('delta_e'), '.2f', 9)}"
+                     f"{_cell(s.get('halo'), '.4f', 8)}{_cell(s.get('chroma'), '.1f', 7)}")
     return lines
 
 

@@ -1,7 +1,22 @@
-"""HQ export: two-phase progressive fusion at full resolution. Phase 1 generates the intermediate exposure from the
-darkest and brightest frames; the exposure fusion (Mertens) of under, intermediate and over is computed once on the
-whole image as the base; phase 2 (AMNet) refines that base from the three frames. Both networks run by overlapping
-tiles blended with raised-cosine weights, with progress and prompt cancellation."""
+"""HQ export: the live render at the user's settings, done better by a smooth correction that the two-phase
+networks and a per-bracket refinement find at low resolution.
+
+1. The engine renders the bracket at the user's grid, detail (and look) at full resolution: the live view exactly.
+2. At ≤ WORK_SIDE px, phase 1 generates the intermediate exposure (when the bracket has no real middle frame) and
+   phase 2 (AMNet) attends over (under, intermediate, over) with the live render as its base; the luminance ratio
+   of its answer to the live render starts a correction on a coarse grid (GRID_CELLS on the longest side) of two
+   maps: a log luminance gain γ and a detail gain β.
+3. STEPS Adam steps raise the differentiable MEF-SSIM (core.train.refine_losses.mef_ssim) of the corrected
+   render against THIS bracket's frames at the working size, with a penalty that keeps it near the live view.
+4. The grid is upsampled edge-aware (the fast guided filter of He and Sun 2015, guide = the live render's
+   luminance; core.guided) and applied at full resolution:
+
+       out = clip((live + β · (live − tone)) · exp(γ), 0, 1),    tone = the same render with detail 0,
+
+   a ratio on R, G and B (hue and saturation stay the live view's) plus more or less of the live detail layer.
+   Every full-resolution pixel and detail comes from the live render; the networks never paint pixels.
+The networks run by overlapping tiles blended with raised-cosine weights (any size); progress and cancel cover
+every step."""
 
 from __future__ import annotations
 
@@ -9,16 +24,20 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lutfuse.core import paths
-from lutfuse.core.classical import mertens_low_memory
 from lutfuse.core.device import pick_device
 from lutfuse.core.errors import BracketError, Cancelled, WeightsError
+from lutfuse.core.guided import GuidedFilter
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
+from lutfuse.core.train.refine_losses import MEFSSIM
 from lutfuse.core.weights import load_into, load_state_dict
 
 PHASE1_FILE = "refine_phase1.pt"
@@ -27,9 +46,156 @@ PHASE2_FILE = "refine_phase2.pt"
 # phase 1's output on the 3-frame validation cases (PSNR 22.78 vs 22.03 dB, MEF-SSIM 0.956 vs 0.934; see
 # resources/weights/refine_phase2.md), so a real middle is used when there is one; 2-frame brackets get phase 1's.
 DEFAULT_MIDDLE = "real"
+WORK_SIDE = 320              # px, longest side at which the networks and the refinement run (0.07 MP at 3:2)
+GRID_CELLS = 32              # cells on the longest side of the correction grid, whatever the image size
+STEPS = 8                    # Adam steps of the per-bracket refinement
+LEARNING_RATE = 0.01          # larger steps overshoot: the guided fit amplifies the grid (0.03 already oscillates)
+GUIDE_RADIUS_FRACTION = 1 / 64   # guided-filter radius as a fraction of the working size's longest side
+GUIDE_EPS = 1e-3             # guided-filter ε on luminance in [0,1]: edges of contrast ≳ 0.03 are kept
+GAIN_LIMIT = 0.3             # |γ| ≤ 0.3: at most ±0.43 EV of luminance change
+DETAIL_LIMITS = (-0.75, 1.5)  # β: between 1/4 and 2.5 times the live detail layer
+TONE_PENALTY = 2.0           # weight of mean(γ²) (stay the live view's tone) against 1 − MEF-SSIM
+DETAIL_PENALTY = 0.02        # weight of mean(β²)
+LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709, as core.detail
 
 Progress = Callable[[float], None]
 Cancel = Callable[[], bool]
+
+
+def grid_shape(height: int, width: int, cells: int = GRID_CELLS) -> tuple[int, int]:
+    """(rows, columns) of the correction grid for an H×W image: `cells` on the longest side, ≥ 2 on each."""
+    scale = cells / max(height, width)
+    return max(2, round(height * scale)), max(2, round(width * scale))
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """Rec. 709 luminance of ...×3 RGB in [0,1] -> ... float32."""
+    return (image[..., 0] * LUMA[0] + image[..., 1] * LUMA[1] + image[..., 2] * LUMA[2]).astype(np.float32)
+
+
+def log_gain(target: np.ndarray, live: np.ndarray, shape: tuple[int, int], floor: float = 0.02) -> np.ndarray:
+    """log of the luminance ratio target/live (H×W×3 each, in [0,1]), area-averaged to `shape` (rows, cols) and
+    clipped to ±GAIN_LIMIT -> float32 map; the floor keeps black regions from giving huge ratios."""
+    ratio = np.log((luma(target) + floor) / (luma(live) + floor))
+    small = cv2.resize(ratio, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return np.clip(small, -GAIN_LIMIT, GAIN_LIMIT).astype(np.float32)
+
+
+def _chw(image: np.ndarray) -> torch.Tensor:
+    """H×W×3 numpy -> 1×3×H×W float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
+def correct(live: torch.Tensor, tone: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The HQ formula: clip((live + β·(live − tone))·exp(γ), 0, 1); live, tone N×3×H×W, γ, β N×1×H×W (clamped to
+    their limits here) -> N×3×H×W."""
+    gamma = gamma.clamp(-GAIN_LIMIT, GAIN_LIMIT)
+    beta = beta.clamp(*DETAIL_LIMITS)
+    return ((live + beta * (live - tone)) * torch.exp(gamma)).clamp(0.0, 1.0)
+
+
+def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, init: torch.Tensor, *,
+                      steps: int = STEPS, lr: float = LEARNING_RATE, radius: int = 8, eps: float = GUIDE_EPS,
+                      progress: Progress | None = None, cancel: Cancel | None = None) -> np.ndarray:
+    """Per-bracket refinement at the working size: Adam on a coarse (γ, β) grid to raise MEF-SSIM of the corrected
+    render against `frames`, minus TONE_PENALTY·mean(γ²) + DETAIL_PENALTY·mean(β²).
+
+    frames K×h×w×3, live and tone h×w×3 (the live render and its detail-0 twin), all float32 in [0,1]; init
+    1×2×gh×gw start grid (γ, β). Returns the guided-filter coefficients (A, B) of the best grid seen, as a
+    h×w×4 float32 array [A_γ, A_β, B_γ, B_β]: at any size, γ = A_γ·Y + B_γ and β = A_β·Y + B_β with Y the live
+    render's luminance (coefficients upsampled bilinearly: the fast guided filter). Cancelled on request."""
+    live_t, tone_t = _chw(live), _chw(tone)
+    guide = torch.from_numpy(luma(live))[None, None]
+    sources = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32))[None]
+    quality_of = MEFSSIM(sources, torch.float32)   # the sources' statistics once; float32: twice as fast
+    h, w = live.shape[:2]
+    theta = init.detach().clone().float().requires_grad_(True)
+
+    guided = GuidedFilter(guide, radius, eps)
+
+    def coefficients(grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return guided.coefficients(F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False))
+
+    def score(grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = coefficients(grid)
+        q = a * guide + b
+        out = correct(live_t, tone_t, q[:, :1], q[:, 1:])
+        quality = quality_of(out)[0]
+        loss = -quality + TONE_PENALTY * grid[:, 0].square().mean() + DETAIL_PENALTY * grid[:, 1].square().mean()
+        return loss, quality
+
+    best = theta.detach().clone()
+    if steps > 0:
+        opt = torch.optim.Adam([theta], lr=lr)
+        best_loss = math.inf
+        for i in range(steps + 1):
+            if cancel is not None and cancel():
+                raise Cancelled("HQ fusion cancelled")
+            loss, _ = score(theta)
+            if float(loss.detach()) < best_loss:  # the last step's result is scored too (the extra pass)
+                best_loss, best = float(loss.detach()), theta.detach().clone()
+            if i == steps:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                theta[:, 0].clamp_(-GAIN_LIMIT, GAIN_LIMIT)
+                theta[:, 1].clamp_(*DETAIL_LIMITS)
+            if progress is not None:
+                progress((i + 1) / steps)
+    with torch.no_grad():
+        a, b = coefficients(best)
+    return torch.cat([a, b], dim=1)[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def _upsample_rows(coeffs: np.ndarray, height: int, width: int, y0: int, y1: int) -> np.ndarray:
+    """Rows y0..y1 of cv2.resize(coeffs, (width, height), INTER_LINEAR) (h×w×C float32), computed for those rows
+    only (same half-pixel-centre mapping), so that the full-size maps never exist at once -> (y1−y0)×width×C."""
+    h, w = coeffs.shape[:2]
+    xs = np.clip((np.arange(width, dtype=np.float32) + 0.5) * (w / width) - 0.5, 0, w - 1)
+    ys = np.clip((np.arange(y0, y1, dtype=np.float32) + 0.5) * (h / height) - 0.5, 0, h - 1)
+    map_x = np.broadcast_to(xs[None, :], (y1 - y0, width)).astype(np.float32)
+    map_y = np.broadcast_to(ys[:, None], (y1 - y0, width)).astype(np.float32)
+    out = cv2.remap(coeffs, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(y1 - y0, width, coeffs.shape[2])
+
+
+def apply_correction(live: np.ndarray, tone: np.ndarray, coeffs: np.ndarray, *, strip: int | None = 256,
+                     progress: Progress | None = None, cancel: Cancel | None = None) -> np.ndarray:
+    """The correction at full resolution, IN PLACE on `live` (returned): live, tone H×W×3 float32 in [0,1] (the
+    live render and its detail-0 twin), coeffs h×w×4 from refine_correction. Works by strips of `strip` rows
+    (None: all at once; the result is the same) so that memory stays a few strips above the two renders."""
+    height, width = live.shape[:2]
+    step = height if strip is None else max(1, int(strip))
+    for y0 in range(0, height, step):
+        if cancel is not None and cancel():
+            raise Cancelled("HQ fusion cancelled")
+        y1 = min(height, y0 + step)
+        c = _upsample_rows(coeffs, height, width, y0, y1)
+        part, base = live[y0:y1], tone[y0:y1]
+        y = luma(part)
+        gamma = np.clip(c[..., 0] * y + c[..., 2], -GAIN_LIMIT, GAIN_LIMIT)
+        beta = np.clip(c[..., 1] * y + c[..., 3], *DETAIL_LIMITS)
+        detail = part - base
+        detail *= beta[..., None]
+        part += detail
+        part *= np.exp(gamma)[..., None]
+        np.clip(part, 0.0, 1.0, out=part)
+        if progress is not None:
+            progress(y1 / height)
+    return live
+
+
+def live_renders(engine: Any, grid: int, detail: float, look: Any = None,
+                 cancel: Cancel | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(live, tone): the engine's full-size render at (grid, detail[, look]) and at detail 0, H×W×3 float32 in
+    [0,1], fresh arrays (HQ corrects `live` in place)."""
+    extra = {} if look is None else {"look": look}
+    live = run_cancellable(lambda: engine.render(grid, detail, None, **extra), cancel)
+    tone = (run_cancellable(lambda: engine.render(grid, 0.0, None, **extra), cancel) if detail != 0
+            else live.copy())
+    return live, tone
 
 
 def _load_state(path: Path, what: str = "HQ") -> dict[str, torch.Tensor]:
@@ -128,14 +294,20 @@ def run_cancellable(work: Callable[[], np.ndarray], cancel: Cancel | None, poll:
 class HQFusion:
     """Two-phase HQ fusion with shipped (or given) weights; device as core.device.pick_device (auto: CUDA, MPS, CPU).
 
-    The tiling has no CPU-only branch (tiles go to the device, results come back to numpy accumulators), so the
-    kernel switch does not apply here; the base fusion is OpenCV's on the CPU on every device."""
+    No code here branches on the CPU (the networks and the refinement run on the device), so the kernel switch of
+    core.device does not apply; the live render it starts from follows the engine's kernels."""
 
     def __init__(self, weights_dir: Path | None = None, device: str | None = None, *,
                  overlap: int = 64, middle: str = DEFAULT_MIDDLE,
-                 models: tuple[Phase1UNet, AMNet] | None = None) -> None:
+                 models: tuple[Phase1UNet, AMNet] | None = None, steps: int = STEPS, lr: float = LEARNING_RATE,
+                 work_side: int = WORK_SIDE, grid_cells: int = GRID_CELLS, phase1: bool = True,
+                 phase2: bool = True) -> None:
         """Load refine_phase1.pt and refine_phase2.pt from weights_dir (the shipped ones by default), or use the
-        given (phase1, phase2) networks as they are (a trainer's validation)."""
+        given (phase1, phase2) networks as they are (a trainer's validation).
+
+        steps: Adam steps of the per-bracket refinement (0 = phase 2's correction as it is); work_side: longest
+        side (px) at which the networks and the refinement run; grid_cells: longest side of the correction grid;
+        phase1/phase2 False: ablations (the live render stands in for the intermediate / no network start)."""
         self.device = pick_device(device)
         if models is None:
             weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
@@ -146,8 +318,13 @@ class HQFusion:
         self.phase2 = models[1].to(self.device)
         if middle not in ("generated", "real"):
             raise ValueError(f"middle must be 'generated' or 'real', not {middle!r}")
+        if steps < 0 or work_side < 16 or grid_cells < 2:
+            raise ValueError(f"steps ≥ 0, work_side ≥ 16 and grid_cells ≥ 2 (got {steps}, {work_side}, {grid_cells})")
         self.overlap = overlap
         self.middle = middle
+        self.steps, self.lr, self.work_side, self.grid_cells = int(steps), float(lr), int(work_side), int(grid_cells)
+        self.phase1_on, self.phase2_on = bool(phase1), bool(phase2)
+        self._engine: Any = None
 
     def uses_real_middle(self, n_frames: int) -> bool:
         """Whether a bracket of n_frames feeds its own middle frame (and Mertens of all frames) to phase 2."""
@@ -162,40 +339,96 @@ class HQFusion:
         return self._tiled(net, [under, over], progress, cancel, tile)
 
     def fuse(self, images: np.ndarray | Sequence[np.ndarray], progress: Progress | None = None,
-             cancel: Cancel | None = None, tile: int = 512, valid: np.ndarray | None = None) -> np.ndarray:
-        """N×H×W×3 float32 in [0,1], darkest first, N ≥ 2 -> fused H×W×3 float32 in [0,1].
+             cancel: Cancel | None = None, tile: int = 512, *, engine: Any = None, grid: int = 33,
+             detail: float = 1.0, look: Any = None,
+             renders: tuple[np.ndarray, np.ndarray] | None = None, valid: np.ndarray | None = None) -> np.ndarray:
+        """N×H×W×3 float32 in [0,1], darkest first, N ≥ 2 -> HQ image H×W×3 float32 in [0,1]: the live render at the
+        user's settings (engine.render(grid, detail[, look])), corrected by a smooth low-resolution map.
 
-        Phase 2's inputs are the darkest frame, an intermediate and the brightest frame, plus a base image. With
-        middle="real" (the default) a bracket of 3 or more frames gives its frame nearest the middle as the
-        intermediate and the exposure fusion of ALL its frames as the base; otherwise phase 1 generates the
-        intermediate from the extremes and the base is the exposure fusion of (under, intermediate, over).
+        engine: a core.fusion.Engine whose bracket is these frames (the editor's); None builds one (shipped student)
+        and sets the bracket. The correction (log luminance gain and detail gain, a GRID_CELLS grid) starts from
+        phase 2's answer at ≤ work_side px (phase 2 attends over under, intermediate and over; the intermediate is
+        the real middle frame of a ≥ 3-frame bracket, else phase 1's), is refined by `steps` Adam steps on the
+        differentiable MEF-SSIM against the frames at work_side px, then upsampled with the fast guided filter
+        (core.guided) and applied at full resolution as a ratio on R, G, B, so hue and saturation stay the live
+        view's. renders: (live, tone) already made by the caller (engine.render at (grid, detail) and at
+        (grid, 0), full size; `live` is modified in place), e.g. under the GUI's engine lock; engine is then unused.
+        valid: optional N×H×W bool (Bracket.valid); the engine's live render already honours it, and a Bracket's
+        invalid pixels hold the reference re-rendered at that frame's exposure, so the networks and the refinement
+        see every frame whole; it is checked for shape only.
+        Raises BracketError (fewer than 2 frames, sizes differ), Cancelled, LUTFuseError (bad grid/detail).
+        """
+        from lutfuse.core.bracket import Bracket
+        from lutfuse.core.fusion import Engine, preview_shape
 
-        valid: optional N×H×W bool (Bracket.valid). The networks see every frame whole: a Bracket's invalid pixels
-        already hold the reference re-rendered at that frame's exposure; valid zeroes their weight in the base
-        exposure fusion."""
         if len(images) < 2:
             raise BracketError(f"HQ fusion needs at least 2 frames, got {len(images)}")
-        under, over = images[0], images[len(images) - 1]
+        h, w = images[0].shape[:2]
+        if any(im.shape[:2] != (h, w) for im in images):
+            raise BracketError("HQ fusion: all frames must have the same size")
+        if valid is not None and np.shape(valid) != (len(images), h, w):
+            raise BracketError(f"HQ fusion: valid masks of shape {np.shape(valid)} for {len(images)} frames of {h}×{w}")
         report = progress or (lambda _f: None)
-        base_valid = valid
-        if self.uses_real_middle(len(images)):
-            middle, base_frames, start = images[len(images) // 2], list(images), 0.0
+        report(0.0)
+
+        def check() -> None:
+            if cancel is not None and cancel():
+                raise Cancelled("HQ fusion cancelled")
+
+        start = 0.0
+        if renders is not None:
+            live, tone = renders
+            if live.shape[:2] != (h, w) or tone.shape != live.shape:
+                raise BracketError("HQ fusion: the given renders do not match the frames' size")
         else:
-            if valid is not None:  # the generated middle is made from under and over: valid where both are
-                base_valid = np.stack([valid[0], valid[0] & valid[-1], valid[-1]])
-            # phase 1 is about as slow per pixel as phase 2: it gets the first 45 % of the bar
-            middle = self.generate_middle(under, over, lambda f: report(0.45 * f), cancel, tile)
-            base_frames, start = [under, middle, over], 0.45
-        report(start)
-        base = run_cancellable(lambda: mertens_low_memory(base_frames, base_valid), cancel)
-        report(start + 0.05)
+            if engine is None:
+                if self._engine is None:
+                    self._engine = Engine(device=str(self.device))
+                engine = self._engine
+                stack = images if isinstance(images, np.ndarray) else np.stack(images)
+                run_cancellable(lambda: engine.set_bracket(Bracket.from_images(stack)), cancel)
+                start = 0.3
+                report(start)
+            elif engine.bracket is None or engine.bracket.images.shape[1:3] != (h, w):
+                raise BracketError("HQ fusion: the engine does not hold this bracket (call engine.set_bracket first)")
+            live, tone = live_renders(engine, grid, detail, look, cancel)
+        report(start + 0.1)
+        check()
 
-        def net(x: list[torch.Tensor]) -> torch.Tensor:
-            return self.phase2(x[0], x[1], x[2], x[3])
+        # ---- low resolution: phases 1 and 2, then the refinement
+        sh, sw = preview_shape(h, w, self.work_side)
 
-        rest = 1.0 - start - 0.05
-        return self._tiled(net, [under, middle, over, base], lambda f: report(start + 0.05 + rest * f), cancel,
-                           tile)
+        def small(im: np.ndarray) -> np.ndarray:
+            return im if (sh, sw) == (h, w) else cv2.resize(im, (sw, sh), interpolation=cv2.INTER_AREA)
+
+        frames_s = np.stack([small(im) for im in images])
+        live_s, tone_s = small(live), small(tone)
+        init = torch.zeros(1, 2, *grid_shape(sh, sw, self.grid_cells))
+        if self.phase2_on:
+            if self.uses_real_middle(len(images)):
+                middle = frames_s[len(images) // 2]
+            elif self.phase1_on:
+                middle = self.generate_middle(frames_s[0], frames_s[-1], None, cancel, tile)
+            else:
+                middle = live_s
+            net_s = self._tiled(lambda x: self.phase2(*x), [frames_s[0], middle, frames_s[-1], live_s], None,
+                                cancel, tile)
+            init[0, 0] = torch.from_numpy(log_gain(net_s, live_s, init.shape[-2:]))
+        report(start + 0.2)
+        check()
+        span = 0.9 - (start + 0.2)
+        coeffs = refine_correction(frames_s, live_s, tone_s, init, steps=self.steps, lr=self.lr,
+                                   radius=self.radius(sh, sw),
+                                   progress=lambda f: report(start + 0.2 + span * f), cancel=cancel)
+        check()
+        del tone_s, frames_s
+        out = apply_correction(live, tone, coeffs, progress=lambda f: report(0.9 + 0.1 * f), cancel=cancel)
+        report(1.0)
+        return out
+
+    def radius(self, height: int, width: int) -> int:
+        """Guided-filter window radius at the working size: GUIDE_RADIUS_FRACTION of its longest side, ≥ 1 px."""
+        return max(1, round(GUIDE_RADIUS_FRACTION * max(height, width)))
 
     def _tiled(self, net: Callable[[list[torch.Tensor]], torch.Tensor], frames: Sequence[np.ndarray],
                progress: Progress | None, cancel: Cancel | None, tile: int) -> np.ndarray:

@@ -97,8 +97,8 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, d
     """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1].
 
     lut: the learned LUT + detail layer (`core.fusion.Engine`; `latent`, a student latent code, replaces the
-    bracket's own, as the time-lapse smoother does); mertens: classical exposure fusion; hq: the two-phase
-    refinement. `progress(fraction)` is called during hq. ValueError for an unknown method.
+    bracket's own, as the time-lapse smoother does); mertens: classical exposure fusion; hq: the lut render at
+    grid/detail refined by core.hq. `progress(fraction)` is called during hq. ValueError for an unknown method.
     """
     fuser = fuser or Fuser()
     if method == "mertens":
@@ -112,7 +112,14 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, d
         engine.set_bracket(bracket, latent=None if latent is None else torch.as_tensor(np.asarray(latent)))
         return engine.render(grid_size=grid, detail=detail)
     if method == "hq":
-        return fuser.hq(device).fuse(bracket.images, progress=progress, valid=bracket.valid)
+        # HQ refines the lut render at the same grid and detail: the engine's set_bracket is its first 30 %
+        report = progress or (lambda _f: None)
+        engine = fuser.engine(device)
+        report(0.0)
+        engine.set_bracket(bracket)
+        report(0.3)
+        return fuser.hq(device).fuse(bracket.images, progress=lambda f: report(0.3 + 0.7 * f), engine=engine,
+                                     grid=grid, detail=detail, valid=bracket.valid)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -123,7 +130,7 @@ def check_settings(settings: FuseSettings, output: Path) -> None:
 
     if settings.method not in METHODS:
         raise LUTFuseError(f"unknown method {settings.method!r} (use {', '.join(METHODS)})")
-    if settings.method == "lut":
+    if settings.method in ("lut", "hq"):
         try:
             check_grid(settings.grid)
         except LUTFuseError:

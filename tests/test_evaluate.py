@@ -59,7 +59,7 @@ def test_every_method_has_finite_plausible_scores(result: dict) -> None:
     assert list(result["means"]) == list(ev.METHODS)
     assert [c["k"] for c in result["cases"]] == [2, 3]
     for method, s in result["means"].items():
-        assert s["n"] == (1 if method in ("hq-real-middle", "phase1") else 2), method
+        assert s["n"] == (1 if method in ("hq-generated-middle", "hq-no-phase1", "phase1") else 2), method
         assert 0.0 < s["psnr"] <= ev.PSNR_CAP and -1.0 <= s["ssim"] <= 1.0 and s["seconds"] >= 0.0, method
         if method == "phase1":
             assert s["mef_ssim"] is None  # scored against the real middle frame, not the inputs
@@ -68,12 +68,33 @@ def test_every_method_has_finite_plausible_scores(result: dict) -> None:
     # Mertens and the LUT are real fusions even with a random student: MEF-SSIM high, PSNR well above noise
     for method in ("mertens", "lut", "lut+detail"):
         assert result["means"][method]["mef_ssim"] > 0.8 and result["means"][method]["psnr"] > 15
-    assert set(result["by_k"]) == {"2", "3"} and "hq-real-middle" not in result["by_k"]["2"]
+    assert set(result["by_k"]) == {"2", "3"} and "hq-generated-middle" not in result["by_k"]["2"]
+    assert "hq-no-phase1" not in result["by_k"]["3"]
+    # the HQ rows carry the consistency and halo measures; HQ stays the live view's picture
+    for method in ev.HQ_VARIANTS:
+        s = result["means"][method]
+        assert s["delta_e"] is not None and s["delta_e"] >= 0 and s["halo"] is not None and s["chroma"] > 0
+    assert result["means"]["lut+detail"]["delta_e"] == pytest.approx(0.0)
     sweep = result["grid_sweep"]
     assert [s["grid"] for s in sweep] == [8, 33] and all(s["n"] == 2 and math.isfinite(s["psnr"]) for s in sweep)
     # the sweep's G = 33 entry is the lut row (same grid, detail 0)
     assert sweep[1]["psnr"] == pytest.approx(result["means"]["lut"]["psnr"])
     assert result["cases"][0]["phase1_baseline_psnr"] > 10
+
+
+def test_bracket_sizes_beyond_three_take_evenly_spaced_frames() -> None:
+    from lutfuse.core.train.data import Scene
+
+    frames = np.stack([np.full((4, 4, 3), i / 10, np.float32) for i in range(9)])
+    scene = Scene("s", frames, frames[4])
+    cases = ev.scene_cases(scene, ev.parse_ks("2-9"))
+    assert [c["k"] for c in cases] == list(range(2, 10))
+    for c in cases:
+        levels = [round(float(f[0, 0, 0]) * 10) for f in c["inputs"]]
+        assert len(levels) == c["k"] and levels[0] == 0 and levels[-1] == 8 and levels == sorted(set(levels))
+    assert [c["k"] for c in ev.scene_cases(Scene("t", frames[:4], frames[2]), ev.parse_ks("2,3,5"))] == [2, 3]
+    with pytest.raises(LUTFuseError):
+        ev.parse_ks("1-4")
 
 
 def test_mertens_of_the_whole_stack_is_the_reference(result: dict) -> None:
@@ -113,12 +134,12 @@ def test_cli_tables_and_json_round_trip(shared_data: Path, weights: Path, tmp_pa
                    "--json", out) == 0
     text = capsys.readouterr().out
     header = next(line for line in text.splitlines() if line.startswith("method"))
-    assert header.split() == ["method", "n", "MEF-SSIM", "PSNR", "SSIM", "s/case"]
+    assert header.split() == ["method", "n", "MEF-SSIM", "PSNR", "SSIM", "s/case", "ΔE", "live", "halo", "C*"]
     saved = json.loads(out.read_text())
     assert saved["config"]["data_root"] == str(shared_data)  # brackets/ was accepted for its parent
     assert saved["methods"] == ["mertens", "lut", "lut+detail"] and len(saved["cases"]) == 2
     for method, s in saved["means"].items():
-        row = f"{method:<18}{s['n']:>4}{s['mef_ssim']:>10.4f}{s['psnr']:>9.2f}{s['ssim']:>9.4f}"
+        row = f"{method:<20}{s['n']:>4}{s['mef_ssim']:>10.4f}{s['psnr']:>9.2f}{s['ssim']:>9.4f}"
         assert row in text
     for s in saved["grid_sweep"]:
         assert f"{s['grid']:>4}{s['psnr']:>9.2f}{s['mef_ssim']:>10.4f}" in text
@@ -161,7 +182,7 @@ def test_missing_weights_skip_with_a_note_unless_asked_for(shared_data: Path, we
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert [line.split()[0] for line in lines[2:lines.index("")]] == ["mertens", "lut", "lut+detail", "phase1"]
-    assert "note: skipped hq:" in text and "note: skipped hq (real middle):" in text
+    assert all(f"note: skipped {m}:" in text for m in ev.HQ_VARIANTS)
     assert str(partial / ev.PHASE2_FILE) in text
     assert run_cli("eval", shared_data, "--limit", 1, "--methods", "hq") == 1
     err = capsys.readouterr().err

@@ -106,8 +106,8 @@ def test_hq_export_is_shown_for_comparison(qtbot, window: MainWindow, tmp_path: 
     from lutfuse.core import hq
     from lutfuse.core.classical import mertens
 
-    class QuickHQ:   # the real two-phase network takes minutes on a shared CPU; a real fusion stands in
-        def fuse(self, images, progress=None, cancel=None, valid=None):  # HQFusion.fuse's signature
+    class QuickHQ:   # the real HQ takes tens of seconds on a shared CPU; a real fusion stands in
+        def fuse(self, images, progress=None, cancel=None, valid=None, **live_settings):  # HQFusion.fuse's
             return mertens(images, valid)
 
     monkeypatch.setattr(hq, "HQFusion", QuickHQ)

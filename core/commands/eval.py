@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(0 = Mertens' weights; default: core.detail.CONTRAST_POWER)")
     p.add_argument("--grid-sweep", default=None, metavar="G,G,...",
                    help="also score the pure LUT at these grid sizes, e.g. 8,16,32,64")
+    p.add_argument("--ks", default=None, metavar="K,K-K",
+                   help="bracket sizes to score, e.g. 2-9 (k ≥ 4: k frames evenly spaced over stacks that have "
+                        "them); default 2,3")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N cases")
     p.add_argument("--max-side", type=int, default=512, help="longest side the scenes are scored at, in pixels")
     p.add_argument("--weights-dir", type=Path, default=None,
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = evaluate(args.data, methods=args.methods, split=args.split, max_side=args.max_side,
-                          grid=args.grid, detail=args.detail, limit=args.limit, grid_sweep=args.grid_sweep,
+                          grid=args.grid, detail=args.detail, limit=args.limit, grid_sweep=args.grid_sweep, ks=args.ks,
                           progress=progress, weights_dir=args.weights_dir, device=args.device,
                           cache_dir=args.cache_dir, contrast_power=args.contrast_power)
     finally:

@@ -30,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_arguments(parser)
     parser.add_argument("--method", choices=METHODS, default="lut",
                         help="lut: learned 3D LUT + detail (real time); mertens: classical exposure fusion; "
-                             "hq: two-phase neural refinement (slow, best quality)")
-    parser.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (method lut)")
+                             "hq: the lut render at --grid/--detail, refined by the two-phase networks and a "
+                             "per-bracket MEF-SSIM refinement (seconds; best quality)")
+    parser.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (methods lut and hq)")
     parser.add_argument("--detail", type=float, default=1.0,
-                        help="local-contrast strength, 0 = pure LUT (method lut)")
+                        help="local-contrast strength, 0 = pure LUT (methods lut and hq)")
     add_device_arguments(parser, kernels=False)  # the kernels: $LUTFUSE_KERNELS (core.device)
 
 
