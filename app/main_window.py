@@ -54,7 +54,7 @@ from lutfuse.app.state import (
 )
 from lutfuse.app.task_indicator import TaskIndicator
 from lutfuse.app.viewer import ImageViewer
-from lutfuse.app.workers import EngineHost, Job
+from lutfuse.app.workers import EngineHost, Job, default_engine_factory
 
 # Below this usable screen size the window fills the screen (a laptop); above it takes a share of it.
 SMALL_SCREEN = QSize(1600, 1000)
@@ -145,7 +145,7 @@ class MainWindow(ExportMixin, QMainWindow):
                  engine_factory: Callable[[], object] | None = None) -> None:
         super().__init__()
         self.settings = settings or AppSettings()
-        self.host = EngineHost(engine_factory, self)
+        self.host = EngineHost(engine_factory or (lambda: default_engine_factory(self.settings.device)), self)
         self.loaded: LoadedBracket | None = None
         self.full_shown = False
         self.export_job: Job | None = None
@@ -239,12 +239,14 @@ class MainWindow(ExportMixin, QMainWindow):
         bar.addPermanentWidget(self.pixel_label)
         self.zoom_label = QLabel("")
         self.render_label = QLabel("")
+        self.device_label = QLabel("")  # where the engine renders (core.device.describe), once it exists
         self.load_task = TaskIndicator()
         self.export_task = TaskIndicator()
         bar.addPermanentWidget(self.load_task)
         bar.addPermanentWidget(self.export_task)
         bar.addPermanentWidget(self.render_label)
         bar.addPermanentWidget(self.zoom_label)
+        bar.addPermanentWidget(self.device_label)
 
     def _action(self, menu, text: str, slot, shortcuts: Sequence[str | QKeySequence] = (),
                 tip: str = "") -> QAction:
@@ -467,6 +469,11 @@ class MainWindow(ExportMixin, QMainWindow):
         if not same:
             self._settings_for(loaded)
         self.banner.hide()
+        device = getattr(self.host.engine, "device", None)
+        if device is not None:
+            from lutfuse.core.device import describe
+
+            self.device_label.setText(describe(device))
         self.settings.recent = push_recent(self.settings.recent, [str(p) for p in loaded.paths])
         self._rebuild_recent()
         self._set_exports_enabled(self.export_job is None)

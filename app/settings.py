@@ -62,6 +62,16 @@ class AppSettings:
         self.qs.setValue("render/align", bool(value))
 
     @property
+    def device(self) -> str:
+        """Where the engine renders: auto (CUDA, then Apple's GPU, then CPU), cpu, cuda or mps."""
+        value = self._get("render/device", "auto", str).strip().lower()
+        return value if value in ("auto", "cpu", "cuda", "mps") else "auto"
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self.qs.setValue("render/device", str(value))
+
+    @property
     def deghost(self) -> str:
         """Deghost strength brackets are loaded with (core.deghost.STRENGTHS)."""
         from lutfuse.core.deghost import DEFAULT, STRENGTHS

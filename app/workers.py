@@ -110,11 +110,11 @@ def configure_threads(count: int | None = None) -> int:
     return count
 
 
-def default_engine_factory():
-    """The real engine (core.fusion.Engine with the shipped weights)."""
+def default_engine_factory(device: str = "auto"):
+    """The real engine (core.fusion.Engine with the shipped weights) on `device` (core.device.pick_device)."""
     from lutfuse.core.fusion import Engine
 
-    return Engine()
+    return Engine(device=device)
 
 
 class EngineHost(QObject):

@@ -15,7 +15,8 @@ keep strong edges beside clipped highlights from ringing or leaving [0, 1]. Stre
 untouched, which is exactly what the exported .cube does to the exported base image.
 
 Tensors may live on any device. On the CPU the pyramid filters go through OpenCV (pyrDown/pyrUp are about 100×
-faster there than torch's conv2d on one-channel images); elsewhere they are torch convolutions.
+faster there than torch's conv2d on one-channel images); elsewhere, and on the CPU with the torch kernels
+(`core.device.torch_kernels`), they are torch convolutions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from lutfuse.core.device import torch_kernels
 
 # Chosen on validation brackets (hdrps scenes, MEF-SSIM; see the report in the commit history): the split level
 # where the LUT's low frequencies meet the fusion's band-pass, for an image of LEVELS_SIDE pixels on its longest
@@ -77,14 +80,14 @@ def _expand_torch(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 def reduce(x: torch.Tensor) -> torch.Tensor:
     """One Gaussian-pyramid step (blur + drop every second sample): H×W -> ceil(H/2)×ceil(W/2)."""
-    if x.device.type == "cpu":
+    if not torch_kernels(x.device):
         return torch.from_numpy(cv2.pyrDown(np.ascontiguousarray(x.numpy())))
     return _reduce_torch(x)
 
 
 def expand(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """Inverse step (zero-insert + 4×binomial blur): h×w -> shape = (H, W) with ceil(H/2) = h."""
-    if x.device.type == "cpu":
+    if not torch_kernels(x.device):
         return torch.from_numpy(cv2.pyrUp(np.ascontiguousarray(x.numpy()), dstsize=(shape[1], shape[0])))
     return _expand_torch(x, shape)
 
@@ -108,7 +111,7 @@ def _laplacian_torch(y: torch.Tensor) -> torch.Tensor:
 
 def _laplacian(y: torch.Tensor) -> torch.Tensor:
     """|4-neighbour Laplacian| of an H×W map (Mertens' contrast measure), same shape."""
-    if y.device.type == "cpu":
+    if not torch_kernels(y.device):
         return torch.from_numpy(np.abs(cv2.Laplacian(np.ascontiguousarray(y.numpy()), cv2.CV_32F, ksize=1)))
     return _laplacian_torch(y)
 
@@ -128,7 +131,7 @@ def mertens_weight(frame: torch.Tensor, y: torch.Tensor | None = None) -> torch.
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
     """5-tap binomial blur (σ ≈ 1 px) of an H×W map, reflect-101 borders, same shape."""
-    if x.device.type == "cpu":
+    if not torch_kernels(x.device):
         k = np.asarray(_BINOMIAL, np.float32)
         return torch.from_numpy(cv2.sepFilter2D(np.ascontiguousarray(x.numpy()), -1, k, k,
                                                 borderType=cv2.BORDER_REFLECT_101))

@@ -188,13 +188,11 @@ class Phase1Only:
     once (the network pads to a multiple of 16 itself), as HQFusion's single tile does for sides ≤ 512."""
 
     def __init__(self, path: Path, device: str | None = None) -> None:
-        import torch
-
+        from lutfuse.core.device import pick_device
         from lutfuse.core.hq import build_phase1
-
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         from lutfuse.core.weights import load_state_dict
 
+        self.device = pick_device(device)
         self.phase1 = build_phase1(load_state_dict(path, "HQ phase 1"), path).to(self.device)
 
     def generate_middle(self, under: np.ndarray, over: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU or a CUDA device.
+"""The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU, CUDA or Apple's GPU.
 
 Per bracket (`set_bracket`) everything that does not depend on the grid size G or the detail strength is computed
 once: the student's latent code, the base image (core.base: the mean of the registered frames — `Bracket.images`
@@ -14,6 +14,12 @@ made once from their first full-size render (a luminance low-pass, no pyramid fu
 A photographic look (core.adjust.Look) is composed into the LUT: its functions are applied to the sampled
 lattice's output values, cached per (G, look), so out = clip(look(LUT_G)(base) + detail · D, 0, 1) and the
 exported .cube carries the look. The detail layer stays the look-free one, added after.
+
+Where and how it runs is decided in `core.device`: the device (auto = CUDA, then MPS, then CPU), the kernels (the
+CPU's OpenCV/numpy fast paths, or the torch device path, which `kernels="torch"` also runs on the CPU) and the
+render precision (float16 on a GPU unless precision="float32"). On the device path everything a render needs (base,
+sampled LUT, detail layers) stays on the device; a grid-size change samples the INR there and the only host copy is
+the finished frame (`render`), or none (`render_tensor`).
 
 Thread safety: every public method takes the engine's re-entrant lock, so one engine may be shared between the
 GUI's render thread and an export thread; calls are serialised, not parallel.
@@ -33,6 +39,7 @@ import torch
 from lutfuse.core import base as basemod
 from lutfuse.core import detail as detailmod
 from lutfuse.core.adjust import Look, apply_look
+from lutfuse.core.device import check_kernels, pick_device, render_dtype, use_kernels
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.lut import apply_lut
 from lutfuse.core.paths import WEIGHTS
@@ -42,27 +49,15 @@ DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
 PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
-CALIBRATION_GRID = 17   # the LUT sampling the calibrated base judges its colour strength with (core.base)
-LOOK_CACHE = 8          # (grid, look) LUTs kept: a slider drag makes many, only the latest few are reused
 # Grids coarser than this get a detail layer of their own: the reference layer serves G ≥ 9 to within 0.0003
 # MEF-SSIM but costs 0.05 at G = 2 (hdrps validation scenes; see the commit history). A few are kept.
 EXACT_BELOW = 9
 SMALL_GRID_LAYERS = 2
+LUT_CACHE = 8           # sampled grid sizes kept (a slider drag through every size would otherwise keep ~0.8 GB)
+CALIBRATION_GRID = 17   # the LUT sampling the calibrated base judges its colour strength with (core.base)
+LOOK_CACHE = 8          # (grid, look) LUTs kept: a slider drag makes many, only the latest few are reused
 
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """CUDA when present and nothing was asked for; else the named device, checked to exist."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise LUTFuseError(f"unknown device '{device}' (use cpu or cuda)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LUTFuseError(f"device '{device}': no CUDA device is available here (use cpu)")
-    if dev.type not in {"cpu", "cuda"}:
-        raise LUTFuseError(f"device '{device}': only cpu and cuda are supported")
-    return dev
+__all__ = ["MAX_GRID", "MIN_GRID", "Engine", "check_grid", "pick_device", "preview_shape"]  # pick_device: core.device
 
 
 def check_grid(grid_size: int) -> int:
@@ -93,17 +88,26 @@ class Engine:
 
     def __init__(self, weights: Path | None = None, device: str | None = None, *, student: Any = None,
                  levels: int = detailmod.DEFAULT_LEVELS,
-                 contrast_power: float = detailmod.CONTRAST_POWER, base: str = basemod.DEFAULT_BASE) -> None:
+                 contrast_power: float = detailmod.CONTRAST_POWER,
+                 kernels: str | None = None, precision: str = "auto", base: str = basemod.DEFAULT_BASE) -> None:
         """Load the LUT student (shipped weights unless `weights`; a ready `student` object skips loading).
 
         base: the base image the LUT applies to (core.base.BASES): "calibrated" (default) blends the plain mean
         towards the colour-keeping chroma base as far as the bracket's LUT needs to reach Mertens' chroma;
         "mean" is Su & Zheng's base, what the student was trained on.
 
+        device: auto/None (CUDA, then MPS, then CPU), cpu, cuda[:N] or mps (`core.device.pick_device`);
+        kernels: auto (CPU fast paths on the CPU) or torch (the device path everywhere); None = $LUTFUSE_KERNELS;
+        precision: auto (float16 renders on a GPU, float32 on the CPU) or float32 (also float16/bfloat16 with
+        the torch kernels, to measure their error); LUTFuseError for an unknown or unavailable choice.
         levels: the detail split level at 512 px (core.detail.split_levels scales it with the image size);
         contrast_power: how strongly the detail bands favour the frame with more local structure (0 = Mertens).
         """
         self.device = pick_device(device)
+        self.kernels = check_kernels(kernels)
+        self.on_device = self.device.type != "cpu" or self.kernels == "torch"  # the torch path (see core.device)
+        self.dtype = render_dtype(precision, self.device, self.kernels)
+        self.precision = precision
         self.levels = levels
         self.contrast_power = contrast_power
         if base not in basemod.BASES:
@@ -122,15 +126,16 @@ class Engine:
     def _reset(self) -> None:
         """Forget every per-bracket cache."""
         self._base: np.ndarray | None = None          # H×W×3 float32, CPU API copy
-        self._base_dev: torch.Tensor | None = None    # 1×3×H×W on the device (CUDA only)
+        self._base_dev: torch.Tensor | None = None    # 1×3×H×W in self.dtype on the device (device path only)
         self._latent: torch.Tensor | None = None
         self._fused: torch.Tensor | None = None       # H×W fused band-pass of the frames' luminance, on the device
         self._levels = 1
         self._layers: dict[int, torch.Tensor] = {}    # layer key -> H×W detail layer on the device
-        self._luts: dict[int, np.ndarray] = {}
-        self._luts_dev: dict[int, torch.Tensor] = {}
-        self._looks: dict[tuple[int, Look], np.ndarray] = {}            # (G, look) -> looked LUT
-        self._looks_dev: dict[tuple[int, Look], torch.Tensor] = {}
+        self._sampled: dict[int, torch.Tensor] = {}   # G -> G×G×G×3 float32 on the device, clamped
+        self._luts: dict[int, np.ndarray] = {}         # host copies, made when asked for (lut(), CPU path)
+        self._luts_dev: dict[int, torch.Tensor] = {}   # G -> the sampled LUT in self.dtype (device path)
+        self._looks: dict[tuple[int, Look], np.ndarray] = {}            # (G, look) -> looked LUT, host
+        self._looks_dev: dict[tuple[int, Look], torch.Tensor] = {}      # the same in self.dtype (device path)
         self._small_bases: dict[tuple[int, int], Any] = {}
         self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
 
@@ -140,7 +145,7 @@ class Engine:
 
         latent: a student latent code (1×L, as `encode` returns) used instead of the bracket's own, e.g. one
         smoothed over a time-lapse's neighbouring brackets (`core.timelapse`)."""
-        with self._lock:
+        with self._lock, use_kernels(self.kernels):
             self._reset()
             self.bracket = bracket
             try:
@@ -148,7 +153,7 @@ class Engine:
                 self._latent = self.encode(images) if latent is None else latent.to(self.device)
                 # no mask: the images already fill invalid areas (Bracket.mean), and a mask would seam the base
                 self._base = self._make_base(images, None)
-                if self.device.type != "cpu":
+                if self.on_device:
                     self._base_dev = self._to_device(self._base)
                 stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
                 self._levels = detailmod.split_levels(*images.shape[1:3], self.levels)
@@ -167,13 +172,14 @@ class Engine:
         """The base image (core.base) of the engine's kind; "calibrated" judges the bracket's own LUT at G = 17."""
         if self.base_kind != "calibrated":
             return basemod.make_base(images, self.base_kind, valid)
-        table = self._sample(CALIBRATION_GRID)  # cached like any other grid: the editor's G = 17 is then free
+        table = self._host(CALIBRATION_GRID)  # cached like any other grid: the editor's G = 17 is then free
         self.base_amount = basemod.calibrate_amount(images, lambda b: apply_lut(b, table), valid)
         return basemod.blend(images, self.base_amount, valid)
 
     def _to_device(self, image: np.ndarray) -> torch.Tensor:
-        """H×W×3 numpy -> 1×3×H×W float32 on the engine's device."""
-        return torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).unsqueeze(0).contiguous()
+        """H×W×3 numpy -> 1×3×H×W in the render dtype on the engine's device."""
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        return x.to(self.dtype).permute(2, 0, 1).unsqueeze(0).contiguous()
 
     @torch.no_grad()
     def encode(self, images: np.ndarray) -> torch.Tensor:
@@ -201,50 +207,73 @@ class Engine:
             return self._base.copy()
 
     @torch.no_grad()
-    def _lut(self, grid_size: int) -> np.ndarray:
-        """Cached G×G×G×3 float32 LUT in [0,1] (the engine's own array: do not modify)."""
-        self._require()
-        return self._sample(grid_size)
-
-    @torch.no_grad()
-    def _sample(self, grid_size: int) -> np.ndarray:
-        """_lut() without the base check (set_bracket samples one grid before the base exists)."""
+    def _sample(self, grid_size: int) -> torch.Tensor:
+        """Cached G×G×G×3 float32 LUT in [0,1] on the device (the INR sampled there; no host copy). Needs the
+        latent code only, so set_bracket may call it before the base exists."""
         g = check_grid(grid_size)
-        table = self._luts.get(g)
+        if self._latent is None:
+            raise LUTFuseError("no bracket loaded: open a bracket before rendering or exporting")
+        table = self._sampled.get(g)
         if table is None:
             sampled = self.student.sample(self._latent, g)
-            sampled = (sampled[0] if sampled.dim() == 5 else sampled).clamp(0.0, 1.0).float()
-            table = np.ascontiguousarray(sampled.cpu().numpy())
-            self._luts[g] = table
-            if self.device.type != "cpu":
-                self._luts_dev[g] = sampled.contiguous()
+            table = (sampled[0] if sampled.dim() == 5 else sampled).clamp(0.0, 1.0).float().contiguous()
+            if len(self._sampled) >= LUT_CACHE:
+                old = next(iter(self._sampled))  # the least recently sampled size
+                for cache in (self._sampled, self._luts, self._luts_dev):
+                    cache.pop(old, None)
+            self._sampled[g] = table
+            if self.on_device:
+                self._luts_dev[g] = table if self.dtype == torch.float32 else table.to(self.dtype)
         return table
 
-    def _looked(self, grid_size: int, look: Look | None) -> tuple[np.ndarray, torch.Tensor | None]:
-        """(LUT as numpy, its device copy or None on the CPU) with the look applied to its values; cached."""
-        table = self._lut(grid_size)
-        g = check_grid(grid_size)
-        if look is None or look.is_neutral():
-            return table, self._luts_dev.get(g)
+    def _host(self, grid_size: int) -> np.ndarray:
+        """Cached G×G×G×3 float32 LUT in [0,1] on the host (the engine's own array: do not modify)."""
+        sampled = self._sample(grid_size)
+        g = int(grid_size)
+        table = self._luts.get(g)
+        if table is None:
+            table = np.ascontiguousarray(sampled.cpu().numpy())
+            self._luts[g] = table
+        return table
+
+    def _lut(self, grid_size: int) -> np.ndarray:
+        """_host() once a bracket is fully set (LUTFuseError before)."""
+        self._require()
+        return self._host(grid_size)
+
+    def _looked(self, grid_size: int, look: Look) -> tuple[np.ndarray, torch.Tensor | None]:
+        """(LUT with the look applied to its values, host; its copy in self.dtype on the device path, else None),
+        cached per (G, look)."""
         if not isinstance(look, Look):
             raise LUTFuseError(f"look {look!r}: expected a core.adjust.Look")
+        g = check_grid(grid_size)
         key = (g, look)
         looked = self._looks.get(key)
         if looked is None:
-            looked = np.ascontiguousarray(apply_look(table, look), dtype=np.float32)
+            looked = np.ascontiguousarray(apply_look(self._lut(g), look), dtype=np.float32)
             if len(self._looks) >= LOOK_CACHE:
                 oldest = next(iter(self._looks))
                 self._looks.pop(oldest)
                 self._looks_dev.pop(oldest, None)
             self._looks[key] = looked
-            if self.device.type != "cpu":
-                self._looks_dev[key] = torch.from_numpy(looked).to(self.device)
+            if self.on_device:
+                self._looks_dev[key] = torch.from_numpy(looked).to(self.device, self.dtype)
         return looked, self._looks_dev.get(key)
+
+    def _forget_lut(self, grid_size: int) -> None:
+        """Drop one grid size's sampled LUT, so the next render samples it again (the bench times that)."""
+        for cache in (self._sampled, self._luts, self._luts_dev):
+            cache.pop(grid_size, None)
+        for key in [k for k in self._looks if k[0] == grid_size]:
+            self._looks.pop(key)
+            self._looks_dev.pop(key, None)
 
     def lut(self, grid_size: int = 33, look: Look | None = None) -> np.ndarray:
         """The bracket's LUT sampled on a G×G×G lattice, G in [2, 129], with the look (core.adjust) applied to its
         values: G×G×G×3 float32 in [0,1] (cached per (G, look); a copy). What `lutfuse cube` writes."""
-        with self._lock:
+        with self._lock, use_kernels(self.kernels):
+            if look is None or look.is_neutral():
+                return self._lut(grid_size).copy()
             return self._looked(grid_size, look)[0].copy()
 
     @staticmethod
@@ -253,9 +282,16 @@ class Engine:
         return grid_size if grid_size < EXACT_BELOW else REFERENCE_GRID
 
     def _apply(self, grid_size: int, base: Any, look: Look | None = None) -> torch.Tensor:
-        """look(LUT_G)(base) as 3×h×w (a view of an h×w×3 array on the CPU; on CUDA a 3×h×w tensor)."""
-        table, table_dev = self._looked(grid_size, look)
-        if self.device.type == "cpu":
+        """look(LUT_G)(base) as 3×h×w (CPU path: a view of an h×w×3 array; device path: a 3×h×w tensor in
+        self.dtype)."""
+        if look is not None and not look.is_neutral():
+            table, table_dev = self._looked(grid_size, look)
+        elif self.on_device:
+            self._sample(grid_size)
+            table, table_dev = None, self._luts_dev[grid_size]
+        else:
+            table, table_dev = self._lut(grid_size), None
+        if not self.on_device:
             return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
         return apply_lut(base, table_dev)[0]
 
@@ -265,7 +301,8 @@ class Engine:
         if layer is None:
             if tone is None:
                 tone = self._apply(key, self._base if self._base_dev is None else self._base_dev)
-            layer = detailmod.tone_detail(self._fused, tone, self._levels)
+            # float32 whatever the render dtype: the layer is made once, and its pyramid needs the precision
+            layer = detailmod.tone_detail(self._fused, tone.float(), self._levels).to(self.dtype)
             small = [k for k in self._layers if k != REFERENCE_GRID]
             if key != REFERENCE_GRID and len(small) >= SMALL_GRID_LAYERS:
                 self._layers.pop(small[0])  # the oldest coarse-grid layer; the reference one always stays
@@ -288,8 +325,9 @@ class Engine:
         downsized full render; made once per (size, layer) and kept (a few)."""
         layer = self._small_layers.get((*shape, key))
         if layer is None:
-            full = self._layer(key).cpu().numpy()
-            layer = torch.from_numpy(cv2.resize(full, shape[::-1], interpolation=cv2.INTER_AREA)).to(self.device)
+            full = self._layer(key).float().cpu().numpy()  # once per preview size: OpenCV's area filter, as the base
+            small = torch.from_numpy(cv2.resize(full, shape[::-1], interpolation=cv2.INTER_AREA))
+            layer = small.to(self.device, self.dtype)
             if len(self._small_layers) >= 2 * PREVIEW_CACHE:
                 self._small_layers.pop(next(iter(self._small_layers)))
             self._small_layers[(*shape, key)] = layer
@@ -301,20 +339,35 @@ class Engine:
         (preview); look: photographic adjustments (core.adjust.Look) composed into the LUT, None = none.
 
         detail = 0 is exactly core.lut.apply_lut(engine.base(), engine.lut(G, look)) on the CPU (at full size).
+        On the device path this is the one host copy of a render (float16 renders widen to float32 on the device).
         """
-        with self._lock:
-            self._require()
-            if not isinstance(detail, (int, float)) or not math.isfinite(detail) or detail < 0:
-                raise LUTFuseError(f"detail strength {detail!r}: must be a number ≥ 0 (0 = pure LUT, 1 = default)")
-            if max_side is not None and (isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1):
-                raise LUTFuseError(f"preview size {max_side!r}: must be a positive number of pixels")
-            out = self._render(grid_size, float(detail), max_side, look)
-            if self.device.type == "cpu":
+        with self._lock, use_kernels(self.kernels):
+            out = self._checked_render(grid_size, detail, max_side, look)
+            if not self.on_device:
                 return out.numpy()  # the H×W×3 array apply_lut made, detail added in place
-            return out.permute(1, 2, 0).contiguous().cpu().numpy()
+            return out.float().permute(1, 2, 0).contiguous().cpu().numpy()
+
+    def render_tensor(self, grid_size: int = 33, detail: float = 1.0, max_side: int | None = None,
+                      look: Look | None = None) -> torch.Tensor:
+        """As render(), but left where it was made, as 3×H×W in [0,1]: on the device path on the engine's device in
+        its render dtype (no host copy: for a GPU texture or a timing), on the CPU path float32 (a planar view of
+        the H×W×3 array render() would return). The caller owns it; the engine keeps no reference."""
+        with self._lock, use_kernels(self.kernels):
+            out = self._checked_render(grid_size, detail, max_side, look)
+            return out if self.on_device else out.permute(2, 0, 1)
+
+    def _checked_render(self, grid_size: int, detail: float, max_side: int | None,
+                        look: Look | None = None) -> torch.Tensor:
+        """Check the arguments (LUTFuseError naming the bad one), then _render()."""
+        self._require()
+        if not isinstance(detail, (int, float)) or not math.isfinite(detail) or detail < 0:
+            raise LUTFuseError(f"detail strength {detail!r}: must be a number ≥ 0 (0 = pure LUT, 1 = default)")
+        if max_side is not None and (isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1):
+            raise LUTFuseError(f"preview size {max_side!r}: must be a positive number of pixels")
+        return self._render(grid_size, float(detail), max_side, look)
 
     def _render(self, grid_size: int, detail: float, max_side: int | None, look: Look | None = None) -> torch.Tensor:
-        """Render on the device: H×W×3 (CPU) or 3×H×W (CUDA) float32 in [0,1]."""
+        """Render: H×W×3 float32 (CPU path) or 3×H×W in self.dtype (device path), in [0,1]."""
         g = check_grid(grid_size)
         h, w = self._base.shape[:2]
         shape = preview_shape(h, w, max_side)
@@ -334,4 +387,4 @@ class Engine:
             else:
                 layer = self._small_layer(shape, key)
             detailmod.add_detail(out, layer, detail)
-        return out.permute(1, 2, 0) if self.device.type == "cpu" else out
+        return out if self.on_device else out.permute(1, 2, 0)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lutfuse.core import paths
+from lutfuse.core.device import pick_device
 from lutfuse.core.errors import BracketError, Cancelled, WeightsError
 from lutfuse.core.guided import GuidedFilter
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
@@ -291,7 +292,10 @@ def run_cancellable(work: Callable[[], np.ndarray], cancel: Cancel | None, poll:
 
 
 class HQFusion:
-    """Two-phase HQ fusion with shipped (or given) weights; CUDA when present."""
+    """Two-phase HQ fusion with shipped (or given) weights; device as core.device.pick_device (auto: CUDA, MPS, CPU).
+
+    No code here branches on the CPU (the networks and the refinement run on the device), so the kernel switch of
+    core.device does not apply; the live render it starts from follows the engine's kernels."""
 
     def __init__(self, weights_dir: Path | None = None, device: str | None = None, *,
                  overlap: int = 64, middle: str = DEFAULT_MIDDLE,
@@ -304,7 +308,7 @@ class HQFusion:
         steps: Adam steps of the per-bracket refinement (0 = phase 2's correction as it is); work_side: longest
         side (px) at which the networks and the refinement run; grid_cells: longest side of the correction grid;
         phase1/phase2 False: ablations (the live render stands in for the intermediate / no network start)."""
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = pick_device(device)
         if models is None:
             weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
             p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE

@@ -16,7 +16,9 @@ On the CPU the exact trilinear is computed as one bilinear 2-D ``grid_sample`` o
 slices, carrying slices b and b+1 as six channels, followed by one lerp along blue: torch's 2-D sampler is
 vectorised where the 5-D one is not, and working in chunks keeps every intermediate in cache. At 3840×2160 on
 2 cores this is about twice as fast as a 5-D ``grid_sample`` (see the report in the commit history). Other
-devices use the 5-D ``grid_sample`` directly.
+devices, and the CPU with the torch kernels (``core.device``), use the 5-D ``grid_sample`` directly, in the image's
+float dtype (float16 on a GPU renders). Where a device lacks the 5-D sampler (Apple's MPS in many torch versions)
+an exact trilinear made of gathers and lerps runs on the device instead, with a one-time note.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lutfuse.core.device import note_fallback, torch_kernels
+
 _CHUNK = 1 << 17  # pixels per CPU chunk: the intermediates (about 60 bytes per pixel) stay in cache
 # Above this size the mosaic is so wide that float32 grid coordinates lose more than 1e-5 of accuracy,
 # so larger LUTs take the (slower, exact) 5-D sampler.
 MOSAIC_MAX_SIZE = 65
+_GATHER_CHUNK = 1 << 20  # pixels per chunk of the gather fallback: eight G-indexed gathers of 3 values each
+_NO_GRID_SAMPLE_3D: set[str] = set()  # device types whose 5-D grid_sample raised (probed on first use)
 
 
 def identity_lut(size: int) -> np.ndarray:
@@ -142,16 +148,72 @@ def _apply_torch_cpu(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
 
 
 def _apply_grid_sample(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Trilinear apply with a 5-D grid_sample on the image's device: N×3×H×W -> N×3×H×W float32."""
+    """Trilinear apply with a 5-D grid_sample on the image's device: N×3×H×W -> N×3×H×W in the image's dtype."""
     n = image.shape[0]
-    volume = lut.permute(3, 0, 1, 2).unsqueeze(0).expand(n, -1, -1, -1, -1)
-    x = torch.nan_to_num(image.float(), nan=0.0).clamp(0.0, 1.0)
+    volume = lut.to(image.dtype).permute(3, 0, 1, 2).unsqueeze(0).expand(n, -1, -1, -1, -1)
+    x = torch.nan_to_num(image, nan=0.0).clamp(0.0, 1.0)
     grid = (x.permute(0, 2, 3, 1) * 2 - 1).unsqueeze(1)              # N×1×H×W×(r,g,b) = (x,y,z)
     return F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)[:, :, 0]
 
 
+def _apply_gather(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Exact trilinear apply from gathers and lerps (any device, no grid_sample): N×3×H×W -> N×3×H×W.
+
+    Computed in float32 whatever the image's dtype (index arithmetic needs it), returned in the image's dtype.
+    """
+    g = lut.shape[0]
+    n, _, h, w = image.shape
+    flat = lut.to(torch.float32).reshape(-1, 3)
+    planar = image.reshape(n, 3, h * w)
+    out = torch.empty((n, 3, h * w), dtype=image.dtype, device=image.device)
+    strides = (1, g, g * g)  # r, g, b steps in the flattened lut[b, g, r]
+    for i in range(n):
+        for p0 in range(0, h * w, _GATHER_CHUNK):
+            x = torch.nan_to_num(planar[i, :, p0:p0 + _GATHER_CHUNK].float(), nan=0.0).clamp_(0.0, 1.0).mul_(g - 1)
+            low = x.floor().clamp_(max=g - 2)
+            frac = x - low
+            low = low.long()
+            base = low[0] * strides[0] + low[1] * strides[1] + low[2] * strides[2]
+            corner = {}
+            for db in (0, 1):
+                for dg in (0, 1):
+                    for dr in (0, 1):
+                        corner[db, dg, dr] = flat.index_select(0, base + (dr + dg * g + db * g * g))  # P×3
+            fr, fg, fb = (frac[c].unsqueeze(1) for c in range(3))
+            along_r = {(db, dg): torch.lerp(corner[db, dg, 0], corner[db, dg, 1], fr) for db in (0, 1) for dg in (0, 1)}
+            along_g = [torch.lerp(along_r[db, 0], along_r[db, 1], fg) for db in (0, 1)]
+            out[i, :, p0:p0 + x.shape[1]] = torch.lerp(along_g[0], along_g[1], fb).t().to(image.dtype)
+    return out.view(n, 3, h, w)
+
+
+def _grid_sample_3d_native(device: torch.device) -> bool:
+    """Whether the device has its own 5-D grid_sample: MPS only from torch 2.9 (pytorch PR 160541); before that,
+    PYTORCH_ENABLE_MPS_FALLBACK would run it on the CPU behind a copy, slower than the gather path."""
+    if device.type in _NO_GRID_SAMPLE_3D:
+        return False
+    if device.type == "mps":
+        major, minor = (int(p) for p in torch.__version__.split(".")[:2])
+        return (major, minor) >= (2, 9)
+    return True
+
+
+def _apply_device(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """The device path: 5-D grid_sample, or the gather fallback where the device lacks it (noted once)."""
+    if _grid_sample_3d_native(image.device):
+        try:
+            return _apply_grid_sample(image, lut)
+        except (NotImplementedError, RuntimeError) as exc:
+            if "out of memory" in str(exc).lower():
+                raise  # a real failure, not a missing kernel
+            _NO_GRID_SAMPLE_3D.add(image.device.type)
+    note_fallback("3-D grid_sample", image.device, "an exact gather-based trilinear on the device")
+    return _apply_gather(image, lut)
+
+
 def apply_lut(image: np.ndarray | torch.Tensor, lut: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """Trilinear LUT apply; numpy H×W×3 -> H×W×3 float32, torch N×3×H×W (any device) -> N×3×H×W; inputs clamped to [0,1]."""
+    """Trilinear LUT apply; numpy H×W×3 -> H×W×3 float32, torch N×3×H×W (any device) -> N×3×H×W in the image's
+    dtype (computed in it on the device path: float16 in, float16 math); inputs clamped to [0,1]. Which code runs
+    follows `core.device.torch_kernels`; ValueError/TypeError for bad shapes or dtypes."""
     _check_lut(lut)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
@@ -160,16 +222,18 @@ def apply_lut(image: np.ndarray | torch.Tensor, lut: np.ndarray | torch.Tensor) 
             raise TypeError(f"apply_lut expects a float image in [0, 1], got {image.dtype}")
         table = torch.as_tensor(np.asarray(lut), dtype=torch.float32) if isinstance(lut, np.ndarray) \
             else lut.detach().to("cpu", torch.float32)
+        if torch_kernels("cpu"):
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+            return _apply_device(x, table).squeeze(0).permute(1, 2, 0).contiguous().numpy()
         return _apply_numpy(image, table.contiguous())
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"apply_lut expects an N×3×H×W tensor, got shape {tuple(image.shape)}")
     if not image.is_floating_point():
         raise TypeError(f"apply_lut expects a float tensor in [0, 1], got {image.dtype}")
-    table = torch.as_tensor(lut, dtype=torch.float32, device=image.device)
-    if image.device.type == "cpu":
-        out = _apply_torch_cpu(image, table.contiguous())
-    else:
-        out = _apply_grid_sample(image, table)
+    table = torch.as_tensor(lut, device=image.device)
+    if torch_kernels(image.device):
+        return _apply_device(image, table)
+    out = _apply_torch_cpu(image, table.to(torch.float32).contiguous())
     return out.to(image.dtype)
 
 

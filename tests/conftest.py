@@ -14,6 +14,18 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `cuda` need a CUDA device: skipped where torch sees none (CI), run by bench/gpu.sh."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def shared_data_root() -> Path | None:
     """../shared/data beside the checkout, or $LUTFUSE_DATA; None when neither exists."""
     root = Path(os.environ.get("LUTFUSE_DATA", REPO.parent / "shared" / "data"))

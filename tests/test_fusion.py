@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import cv2
@@ -10,8 +11,8 @@ import pytest
 import torch
 
 from lutfuse.core.base import blend
-from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core import paths
+from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core.cli import main
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.fusion import DEFAULT_WEIGHTS, Engine
@@ -190,15 +191,36 @@ def test_detail_raises_mef_ssim_on_a_real_bracket(kind, shared_data):
     assert max(preview.shape[:2]) == 200
 
 
-def test_bench_lists_every_stage(capsys):
-    assert main(["bench", "--size", "96x64", "--repeat", "1", "--frames", "2"]) == 0
+def test_bench_lists_every_stage(capsys, tmp_path):
+    report = tmp_path / "bench.json"
+    assert main(["bench", "--size", "96x64", "--repeat", "1", "--frames", "2", "--device", "cpu", "--kernels", "auto",
+                 "--json", str(report)]) == 0
     out = capsys.readouterr().out
-    for stage in ("load", "align", "set_bracket", "latent", "sample G=17", "sample G=33", "sample G=65",
-                  "sample G=129", "apply", "detail", "render", "preview", "mertens"):
+    stages = ("load", "align", "set_bracket", "open", "latent", "sample G=17", "sample G=33", "sample G=65",
+              "sample G=129", "apply", "detail", "render", "preview", "grid change G=33", "grid change G=129",
+              "mertens")
+    for stage in stages:
         assert f"\n{stage} " in out, stage
-    for target in ("full-res render ≤ 1/5 Mertens", "preview < 33 ms", "G=33 sampling < 50 ms"):
+    targets = ("full-res render ≤ 1/15 Mertens", "preview ≤ 10 ms", "G=33 sampling ≤ 10 ms",
+               "G=129 sampling ≤ 300 ms", "open ≤ 1.5 s")
+    for target in targets:
         assert target in out
-    assert out.count("PASS") + out.count("FAIL") == 3
+    assert out.count("PASS") + out.count("FAIL") == len(targets)
+    data = json.loads(report.read_text())
+    (run,) = data["runs"]
+    assert run["device"] == "cpu" and run["width"] == 96 and run["kernels"] == "auto"
+    assert [s["name"] for s in run["stages"]] == list(stages)
+    assert run["stages"][-1]["per_mertens"] == 1.0 and all(s["ms"] > 0 for s in run["stages"])
+    assert len(run["targets"]) == len(targets) and data["torch"] == torch.__version__
+    # the device path on the CPU adds the on-device render and the host copy; an existing report is kept
+    assert main(["bench", "--size", "96x64", "--repeat", "1", "--frames", "2", "--device", "cpu",
+                 "--kernels", "torch", "--json", str(report)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["bench", "--size", "96x64", "--repeat", "1", "--frames", "2", "--device", "cpu",
+                 "--kernels", "torch", "--precision", "float16", "--json", str(report), "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "render dtype float16" in out and "\nrender on device " in out and "\nhost copy " in out
+    assert json.loads(report.read_text())["runs"][0]["kernels"] == "torch"
 
 
 @pytest.mark.skipif(not (paths.WEIGHTS / "refine_phase2.pt").is_file(), reason="no shipped HQ weights")
@@ -215,3 +237,6 @@ def test_bench_rejects_bad_arguments(capsys):
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
     assert main(["bench", "--size", "64x64", "--frames", "12"]) == 1
     assert "2 to 9" in capsys.readouterr().err
+    if not torch.backends.mps.is_available():
+        assert main(["bench", "--size", "64x64", "--device", "mps"]) == 1
+        assert "no Apple GPU" in capsys.readouterr().err

@@ -169,6 +169,7 @@ def test_window_opens_on_the_demo_and_shows_a_render(window: MainWindow) -> None
     assert window.width() <= max(available.width(), window.minimumSizeHint().width())
     assert window.height() <= available.height()
     assert window.windowTitle().startswith("LUTFuse")
+    assert window.device_label.text().startswith("CPU (")     # the status bar names the engine's device
 
 
 def test_dragging_the_grid_slider_previews_and_changes_the_lut(qtbot, window: MainWindow) -> None:
@@ -438,3 +439,12 @@ def test_screenshot_command_writes_a_png(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "lutfuse", "gui", "--screenshot", str(shot)], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+
+def test_device_preference_is_checked(settings: AppSettings) -> None:
+    assert settings.device == "auto"                          # the default: CUDA, then Apple's GPU, then CPU
+    settings.device = "mps"
+    assert settings.device == "mps"
+    settings.device = "tpu"                                   # an unknown value in the file reads as auto
+    assert settings.device == "auto"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from pathlib import Path
 
 import torch
 
@@ -23,8 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="3840x2160", help="bracket size WIDTHxHEIGHT")
     p.add_argument("--frames", type=int, default=3, help="number of exposures, 2-9")
     p.add_argument("--repeat", type=int, default=3, help="timed repeats per stage (the median is reported)")
-    p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
-                   help="where to run; all = cpu and, when present, cuda")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps", "all"), default="all",
+                   help="where to run; auto = CUDA, then MPS, then CPU; all = cpu and, when present, cuda and mps")
+    p.add_argument("--kernels", choices=("auto", "torch"), default=None,
+                   help="auto: OpenCV/numpy fast paths on the CPU; torch: the GPU's code path on any device "
+                        "(default: $LUTFUSE_KERNELS, else auto)")
+    p.add_argument("--precision", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
+                   help="render dtype: auto = float16 on a GPU, float32 on the CPU (float16/bfloat16 on the CPU "
+                        "need --kernels torch)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                   help="also write the stages, targets and environment as JSON here")
+    p.add_argument("--force", action="store_true", help="replace the --json file if it exists")
     p.add_argument("--hq", action="store_true",
                    help="time the two-phase HQ export (once) and report peak memory, instead of the engine stages; "
                         "e.g. --hq --size 6000x4000 for a 24-megapixel bracket")
@@ -48,19 +59,39 @@ def run(args: argparse.Namespace) -> int:
         raise LUTFuseError(f"--frames {args.frames}: a bracket has 2 to 9 frames")
     if args.repeat < 1:
         raise LUTFuseError(f"--repeat {args.repeat}: must be at least 1")
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
-    if "cuda" in devices and not torch.cuda.is_available():
-        if args.device == "cuda":
-            raise LUTFuseError("--device cuda: no CUDA device is available here")
-        print("cuda: no CUDA device here, skipped")
-        devices.remove("cuda")
+    if args.json is not None:
+        from lutfuse.core.imageio import check_writable
+
+        if args.json.suffix.lower() != ".json":
+            raise LUTFuseError(f"{args.json}: the report is JSON; name it .json")
+        check_writable(args.json, overwrite=args.force, replace_hint="use --force to replace it")
+    from lutfuse.core.device import check_kernels, mps_available, pick_device
+
+    if args.device == "all":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if mps_available() else [])
+    else:
+        devices = [pick_device(args.device).type]  # LUTFuseError when asked for one this machine lacks
+    runs: list[dict] = []
     for device in devices:
         if args.hq:
             stages, peak_gb = run_hq_bench(width, height, args.frames, args.repeat, device,
                                            log=lambda s: print(s, flush=True))
             print(report_hq(stages, peak_gb), flush=True)
+            runs.append({"device": device, "hq": True, "peak_gb": round(peak_gb, 3), "width": width,
+                         "height": height, "frames": args.frames, "repeat": args.repeat, "stages": stages})
             continue
-        stages = run_bench(width, height, args.frames, args.repeat, device, log=lambda s: print(s, flush=True))
+        stages = run_bench(width, height, args.frames, args.repeat, device, log=lambda s: print(s, flush=True),
+                           kernels=args.kernels, precision=args.precision)
         text, _ = report(stages, device)
         print(text, flush=True)
+        runs.append({"device": device, "kernels": check_kernels(args.kernels), "precision": args.precision,
+                     "width": width, "height": height, "frames": args.frames, "repeat": args.repeat,
+                     "stages": stages})
+    if args.json is not None:
+        from lutfuse.core.bench import json_report
+        from lutfuse.core.imageio import commit
+
+        text = json.dumps(json_report(runs), indent=1) + "\n"
+        commit(args.json, text.encode(), overwrite=args.force)
+        print(f"wrote {args.json}")
     return 0

@@ -82,6 +82,27 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image"
                             help="TIFF compression (deflate and lzw use the horizontal predictor)")
 
 
+DEVICE_HELP = "auto (CUDA, then Apple's GPU via MPS, then the CPU), cpu, cuda[:N] or mps"
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, *, kernels: bool = True) -> None:
+    """--device (core.device.pick_device) and, for the engine's commands, --kernels (core.device.check_kernels)."""
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    if kernels:
+        parser.add_argument("--kernels", choices=("auto", "torch"), default=None,
+                            help="auto: OpenCV/numpy fast paths on the CPU, torch on a GPU; torch: the GPU's code "
+                                 "path on any device (default: $LUTFUSE_KERNELS, else auto)")
+
+
+def check_device_arguments(args: argparse.Namespace) -> None:
+    """Fail before any work (one line) when --device names a device this machine lacks or the kernels are bad."""
+    from lutfuse.core.device import check_kernels, pick_device
+
+    pick_device(args.device)
+    if getattr(args, "method", "lut") == "lut" and hasattr(args, "kernels"):
+        check_kernels(args.kernels)
+
+
 def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[str] | None = None) -> None:
     """Fail before any work when OUTPUT cannot be written: wrong type, an input, existing, no folder."""
     suffixes = set(IMAGE_SUFFIXES) if suffixes is None else suffixes

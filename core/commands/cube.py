@@ -9,8 +9,10 @@ from tqdm import tqdm
 
 from lutfuse.core.commands.common import (
     add_bracket_arguments,
+    add_device_arguments,
     add_output_arguments,
     check_bracket_outputs,
+    check_device_arguments,
     check_output,
     image_options,
     load_for_output,
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (OpenColorIO reads up to 129)")
     p.add_argument("--base", type=Path, default=None, help="also write the base image here (16-bit .tif)")
     p.add_argument("--title", default=None, help="TITLE line of the .cube (default: the first frame's name)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_device_arguments(p)
     add_look_arguments(p)
     p.set_defaults(func=run_cube)
 
@@ -65,6 +67,7 @@ def run_cube(args: argparse.Namespace) -> int:
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
+    check_device_arguments(args)
     if args.base is not None:
         check_output(args.base, args.frames, args.force, suffixes={".tif", ".tiff", ".png"})
     check_bracket_outputs(args)
@@ -76,7 +79,7 @@ def run_cube(args: argparse.Namespace) -> int:
         bracket = load_for_output(args, log=tqdm.write)
         print_notes("cube", bracket.notes)
         bar.update()
-        engine = Engine(device=args.device)
+        engine = Engine(device=args.device, kernels=args.kernels)
         engine.set_bracket(bracket)
         lut = engine.lut(args.grid, look=look_from_args(args, bracket.images))
         bar.update()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from lutfuse.core.commands.common import add_device_arguments
 from lutfuse.core.errors import LUTFuseError, OutputError
 
 
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights-dir", type=Path, default=None,
                    help="folder with lut_student.pt, refine_phase1.pt, refine_phase2.pt; when not given, "
                         "the shipped resources/weights")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_device_arguments(p, kernels=False)
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="cache the loaded scenes here (.npz), so later runs skip decoding and rendering")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json",

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from lutfuse.core.adjust import FIELDS
 from lutfuse.core.commands.common import (
     add_bracket_arguments,
+    add_device_arguments,
     add_output_arguments,
     check_bracket_outputs,
     print_notes,
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (methods lut and hq)")
     parser.add_argument("--detail", type=float, default=1.0,
                         help="local-contrast strength, 0 = pure LUT (methods lut and hq)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    add_device_arguments(parser, kernels=False)  # the kernels: $LUTFUSE_KERNELS (core.device)
     add_look_arguments(parser)  # --exposure ... --tint, --auto: settings (and batch preset keys) like the rest
 
 

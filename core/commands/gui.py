@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--screenshot", type=Path, metavar="PATH",
                    help="wait for the first full render, save a PNG of the window to PATH and exit")
     p.add_argument("--force", action="store_true", help="replace the screenshot PATH if it exists")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default=None,
+                   help="where the editor renders; remembered as the preference (default: the preference, "
+                        "first auto = CUDA, then Apple's GPU, then the CPU)")
     p.set_defaults(func=run)
 
 
@@ -33,5 +36,12 @@ def run(args: argparse.Namespace) -> int:
         if args.screenshot.exists() and not args.force:
             raise OutputError(f"{args.screenshot}: already exists (use --force to replace it)")
     from lutfuse.app.run import run as run_editor
+    from lutfuse.app.settings import AppSettings
 
-    return run_editor(args.frames, screenshot=args.screenshot)
+    settings = AppSettings()
+    if args.device is not None:
+        from lutfuse.core.device import pick_device
+
+        pick_device(args.device)  # a device this machine lacks is a one-line error before the window opens
+        settings.device = args.device
+    return run_editor(args.frames, screenshot=args.screenshot, settings=settings)
