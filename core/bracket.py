@@ -98,7 +98,8 @@ class Bracket:
 
     @property
     def valid(self) -> np.ndarray | None:
-        """N×H×W bool: where each frame has its own data (see Frame.valid); None when all frames are valid everywhere."""
+        """N×H×W bool: where each frame has its own data (see Frame.valid); None when all frames are valid
+        everywhere."""
         if all(f.valid is None for f in self.frames):
             return None
         shape = self.frames[0].image.shape[:2]

@@ -1,4 +1,5 @@
-"""Classical exposure fusion (Mertens et al. 2007) through OpenCV: the baseline every learned method is scored against."""
+"""Classical exposure fusion (Mertens et al. 2007) through OpenCV: the baseline every learned method is scored
+against."""
 
 from __future__ import annotations
 

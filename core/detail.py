@@ -38,7 +38,8 @@ DEFAULT_LEVELS = 5
 LEVELS_SIDE = 512
 KNEE = 0.25
 # Band weights favour the frame with more local structure (energy^(power/2)); chosen on the validation split
-# (MEF-SSIM of LUT + detail: 0.9783 at power 0 = Mertens' weights, 0.9810 at 1, 0.9826 at 2, 0.9841 at 4; 16 underflows).
+# (MEF-SSIM of LUT + detail: 0.9783 at power 0 = Mertens' weights, 0.9810 at 1, 0.9826 at 2, 0.9841 at 4;
+# 16 underflows).
 CONTRAST_POWER = 4.0
 ENERGY_FLOOR = 1e-10
 # Rec. 709 luma weights on the (gamma-encoded) frames
@@ -185,7 +186,8 @@ def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CO
 
 
 def split_levels(height: int, width: int, levels: int = DEFAULT_LEVELS) -> int:
-    """Pyramid split level for an H×W image: `levels` at LEVELS_SIDE px, one more per doubling, ≥ 1, < log2(min side)."""
+    """Pyramid split level for an H×W image: `levels` at LEVELS_SIDE px, one more per doubling, ≥ 1,
+    < log2(min side)."""
     scaled = levels + round(math.log2(max(height, width) / LEVELS_SIDE))
     return int(max(1, min(scaled, math.floor(math.log2(max(2, min(height, width)))))))
 
@@ -198,7 +200,8 @@ def compress(layer: torch.Tensor, knee: float = KNEE) -> torch.Tensor:
 
 
 def tone_detail(fused: torch.Tensor, tone: torch.Tensor, levels: int, knee: float = KNEE) -> torch.Tensor:
-    """Detail layer from a cached fused band-pass (H×W) and a tone-mapped base (3×H×W in [0,1]) -> H×W in [-knee, knee]."""
+    """Detail layer from a cached fused band-pass (H×W) and a tone-mapped base (3×H×W in [0,1]) -> H×W in
+    [-knee, knee]."""
     y_tone = luminance(tone)
     own = y_tone - lowpass(y_tone, levels)
     return compress(fused - own, knee)

@@ -418,7 +418,9 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                      f"{PSNR_CAP:g} dB); the sparse table leaves them out")
     return {
         "config": {"data_root": str(root), "split": split, "max_side": max_side, "grid": grid, "detail": detail,
-                   "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power, "limit": limit, "ks": list(ks), "base": base, "weights_dir": str(wdir), "device": device, "psnr_cap": PSNR_CAP},
+                   "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power,
+                   "limit": limit, "ks": list(ks), "base": base, "weights_dir": str(wdir), "device": device,
+                   "psnr_cap": PSNR_CAP},
         "methods": active,
         "skipped": skipped,
         "notes": notes,

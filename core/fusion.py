@@ -296,7 +296,8 @@ class Engine:
         return apply_lut(base, table_dev)[0]
 
     def _layer(self, key: int, tone: torch.Tensor | None = None) -> torch.Tensor:
-        """Full-res detail layer H×W for a layer key, made once from LUT_key(base) (given as `tone` 3×H×W, or applied)."""
+        """Full-res detail layer H×W for a layer key, made once from LUT_key(base) (given as `tone` 3×H×W, or
+        applied)."""
         layer = self._layers.get(key)
         if layer is None:
             if tone is None:

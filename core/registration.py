@@ -446,8 +446,9 @@ def refine_full_size(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarra
     """Sub-pixel refinement of a full-size frame->reference homography from full-size patches.
 
     reference, frame: H×W×3 float32 [0,1]; curve: the frame's luma tone curve onto the reference's. On a grid×grid
-    lattice of `patch`-px windows of the reference (default: an eighth of the short side, 128-512 px), the frame is warped into the window by `matrix`, and phase
-    correlation of the two gradient-magnitude windows gives the residual shift there; a least-squares homography
+    lattice of `patch`-px windows of the reference (default: an eighth of the short side, 128-512 px), the frame is
+    warped into the window by `matrix`, and phase correlation of the two gradient-magnitude windows gives the
+    residual shift there; a least-squares homography
     through the corrected correspondences replaces `matrix`. None when fewer than 6 windows are usable (too flat,
     badly exposed, or a weak or large correlation peak)."""
     h, w = reference.shape[:2]

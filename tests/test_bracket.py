@@ -11,11 +11,11 @@ import numpy as np
 import piexif
 import pytest
 import tifffile
-
 from conftest import expose, render_scene
+
 from lutfuse.core.bracket import Bracket, Frame, brightness_evs, load_bracket, load_image, register_stack
-from lutfuse.core.registration import register
 from lutfuse.core.errors import BracketError, LUTFuseError
+from lutfuse.core.registration import register
 
 # ---------------------------------------------------------------------------------------------- helpers
 

@@ -117,7 +117,7 @@ def test_title_with_quote_or_line_break_is_made_writable(tmp_path: Path) -> None
 
 def test_reads_crlf_bom_tabs_comments_and_keywords_in_any_order(tmp_path: Path) -> None:
     lut = graded_lut(3)
-    rows = ["%.6f\t%.6f  %.6f" % tuple(v) for v in lut.reshape(-1, 3)]
+    rows = ["{:.6f}\t{:.6f}  {:.6f}".format(*v) for v in lut.reshape(-1, 3)]
     rows[4] += "   # a trailing comment"
     rows.insert(10, "# a comment inside the table")
     rows.insert(11, "")

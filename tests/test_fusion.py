@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lutfuse.core.base import blend
 from lutfuse.core import paths
+from lutfuse.core.base import blend
 from lutfuse.core.bracket import Bracket, load_bracket
 from lutfuse.core.cli import main
 from lutfuse.core.errors import LUTFuseError

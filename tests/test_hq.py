@@ -10,7 +10,7 @@ import torch
 
 from lutfuse.core import paths
 from lutfuse.core.errors import BracketError, Cancelled, WeightsError
-from lutfuse.core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, run_cancellable, tile_starts
+from lutfuse.core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, tile_starts
 from lutfuse.core.metrics import mef_ssim as mef_ssim_metric
 from lutfuse.core.models.refine import AMNet, Phase1UNet
 from lutfuse.core.train.refine_losses import mef_ssim, ms_ssim, refine_loss
@@ -295,7 +295,8 @@ def test_consistency_measures() -> None:
     step = np.where(x < 32, 0.2, 0.6)[None, :].repeat(64, 0)
     frames = np.stack([np.repeat(step[..., None], 3, 2) * s for s in (0.8, 1.4)]).clip(0, 1)
     clean = np.repeat(step[..., None], 3, 2)
-    rim = np.where((x >= 32) & (x < 36), 0.15, 0.0)[None, :, None] - np.where((x >= 28) & (x < 32), 0.1, 0.0)[None, :, None]
+    rim = (np.where((x >= 32) & (x < 36), 0.15, 0.0)[None, :, None]
+           - np.where((x >= 28) & (x < 32), 0.1, 0.0)[None, :, None])
     haloed = (clean + rim).clip(0, 1)
     assert abs(edge_overshoot(clean, frames)["excess"]) < 0.01
     assert edge_overshoot(haloed, frames)["excess"] > 0.2

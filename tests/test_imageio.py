@@ -10,11 +10,11 @@ import numpy as np
 import piexif
 import pytest
 import tifffile
+from conftest import expose, render_scene
 
 from lutfuse.core.bracket import load_image
 from lutfuse.core.errors import OutputError
 from lutfuse.core.imageio import write_image
-from conftest import expose, render_scene
 
 
 def rendered(height: int = 48, width: int = 64) -> np.ndarray:

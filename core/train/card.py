@@ -1,6 +1,7 @@
 """Model cards: resources/weights/NAME.md written from a training run's metrics.json (never typed by hand).
 
-`python -m lutfuse.core.train.card NAME RUN_DIR [--ablation LABEL=RUN_DIR ...]` renders what the trainer recorded: the exact
+`python -m lutfuse.core.train.card NAME RUN_DIR [--ablation LABEL=RUN_DIR ...]` renders what the trainer recorded:
+the exact
 command, arguments, data split, steps, time, loss terms and validation metrics, plus an ablation table when other
 runs of the same trainer are given."""
 
@@ -99,7 +100,8 @@ def render(name: str, record: dict, ablations: dict[str, dict] | None = None, we
     lines += ["## Data", "", DATA, ""]
     lines += ["## Training", "", "Made by the committed code with exactly:", "", "```", record["command"], "```", ""]
     lines += [f"* parameters: {record.get('parameters')}", f"* steps: {record.get('steps')}",
-              f"* wall time (last session; 2 CPU cores shared with the other trainings): {record.get('seconds_this_session')} s"]
+              "* wall time (last session; 2 CPU cores shared with the other trainings): "
+              f"{record.get('seconds_this_session')} s"]
     args = record.get("args", {})
     lines += ["* arguments: " + ", ".join(f"`{k}={v}`" for k, v in args.items() if k not in ("func", "command")), ""]
     terms = record.get("train_loss_terms_mean_last_100_steps") or record.get("final_train_loss_terms_mean_last_100")

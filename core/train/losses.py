@@ -23,7 +23,8 @@ def _gauss_kernel(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
 def ssim(pred: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean SSIM over channels and valid windows (Gaussian σ=1.5); N×C×H×W in [0,1] -> scalar in [-1,1]."""
     if pred.shape != target.shape or pred.dim() != 4:
-        raise ValueError(f"ssim expects two N×C×H×W tensors of one shape, got {tuple(pred.shape)}, {tuple(target.shape)}")
+        raise ValueError(f"ssim expects two N×C×H×W tensors of one shape, got {tuple(pred.shape)}, "
+                         f"{tuple(target.shape)}")
     n, c, h, w = pred.shape
     size = min(size, h, w)
     g = _gauss_kernel(size, sigma, pred)

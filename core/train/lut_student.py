@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill", type=float, default=1.0, help="weight of the restricted (distillation) loss")
     parser.add_argument("--tv", type=float, default=1e-3, help="weight of TV smoothness on the sampled lattice")
     parser.add_argument("--mono", type=float, default=10.0, help="weight of monotonicity on the sampled lattice")
-    parser.add_argument("--points", type=int, default=2048, help="random off-lattice colours per bracket for distillation")
+    parser.add_argument("--points", type=int, default=2048,
+                        help="random off-lattice colours per bracket for distillation")
     parser.add_argument("--grid-min", type=int, default=8, help="smallest lattice sampled during training")
     parser.add_argument("--grid-max", type=int, default=33, help="largest lattice sampled during training")
     parser.add_argument("--val-grids", default=",".join(map(str, VAL_GRIDS)),

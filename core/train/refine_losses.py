@@ -38,7 +38,8 @@ def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.conv2d(x, g), g.transpose(-1, -2))
 
 
-def ssim_parts(a: torch.Tensor, b: torch.Tensor, size: int = 11, sigma: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+def ssim_parts(a: torch.Tensor, b: torch.Tensor, size: int = 11,
+               sigma: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean luminance·contrast·structure and contrast·structure terms per image; a, b N×1×H×W in [0,1] -> (N,), (N,)."""
     c1, c2 = 0.01**2, 0.03**2
     size = min(size, a.shape[-1], a.shape[-2])
