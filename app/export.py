@@ -98,8 +98,9 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool, look: ob
     bracket = host.current.bracket
 
     def work(job: Job) -> Path:
-        from lutfuse.core.cube import write_cube
+        from lutfuse.core.cube import cube_title, write_cube
         from lutfuse.core.imageio import write_image
+        from lutfuse.core.profiles import cube_comments
 
         job.report(0.05)
         with host.lock:
@@ -107,9 +108,10 @@ def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool, look: ob
             base = host.engine.base()
         _check(job)
         job.report(0.3)
-        title = f"LUTFuse {grid}^3 for {bracket.middle().path.name}"
-        out = write_cube(path, lut, title=title, overwrite=overwrite, inputs=[f.path for f in bracket.frames],
-                         origin="the LUT student weights")
+        # the same title and colour-encoding comments as `lutfuse cube`
+        out = write_cube(path, lut, title=cube_title(bracket.frames[0].path.stem, grid),
+                         comments=cube_comments(bracket.middle().icc), overwrite=overwrite,
+                         inputs=[f.path for f in bracket.frames], origin="the LUT student weights")
         job.report(0.5)
         meta = OutputMetadata.from_bracket(bracket, made=f"base image (core/base.py) for {path.name}")
         write_image(base_path_for(path), base, bit_depth=16, metadata=meta,

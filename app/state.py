@@ -84,7 +84,7 @@ class LoadedBracket:
     thumbnails: list[np.ndarray] = field(default_factory=list)   # small H×W×3 uint8, darkest first
     relative_evs: list[float] = field(default_factory=list)      # EV relative to the middle frame
     deghost: str = "off"                                         # core.deghost strength it was loaded with
-    warnings: list[str] = field(default_factory=list)            # core.scene_check: duplicates, other scenes
+    warnings: list[str] = field(default_factory=list)  # the loader's notes, core.scene_check's duplicates/scenes
 
 
 def to_display(image: np.ndarray) -> np.ndarray:

@@ -206,7 +206,7 @@ class EngineHost(QObject):
                 before=display_copy(bracket.middle().image, self.display_side),
                 thumbnails=[thumbnail(f.image) for f in bracket.frames],
                 relative_evs=relative_evs([f.ev for f in bracket.frames]), deghost=deghost,
-                warnings=bracket_warnings(bracket.images, [f.path.name for f in bracket.frames]),
+                warnings=[*bracket.notes, *bracket_warnings(bracket.images, [f.path.name for f in bracket.frames])],
             )
 
         job = Job(work)

@@ -82,6 +82,11 @@ def _rows(table: np.ndarray) -> Iterator[bytes]:
         yield (("%.6f %.6f %.6f\n" * (flat.size // 3)) % tuple(flat.tolist())).encode("ascii")
 
 
+def cube_title(bracket_name: str, grid: int) -> str:
+    """The TITLE every LUTFuse export gives a bracket's .cube (CLI and editor alike): `LUTFuse NAME G33`."""
+    return f"LUTFuse {bracket_name} G{grid}"
+
+
 def write_cube(path: str | Path, lut: np.ndarray, *, title: str | None = None, comments: Iterable[str] = (),
                domain_min: Sequence[float] = (0.0, 0.0, 0.0), domain_max: Sequence[float] = (1.0, 1.0, 1.0),
                overwrite: bool = False, inputs: Sequence[str | Path] = (), origin: str | None = None) -> Path:

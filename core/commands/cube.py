@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_cube(args: argparse.Namespace) -> int:
     """Load the bracket, sample the student LUT at --grid, write the .cube (and the base image)."""
     from lutfuse.core.bracket import frame_paths
-    from lutfuse.core.cube import write_cube
+    from lutfuse.core.cube import cube_title, write_cube
     from lutfuse.core.fusion import Engine
     from lutfuse.core.imageio import write_image
     from lutfuse.core.metadata import OutputMetadata
@@ -83,7 +83,7 @@ def run_cube(args: argparse.Namespace) -> int:
         engine.set_bracket(bracket)
         lut = engine.lut(args.grid, look=look_from_args(args, bracket.images))
         bar.update()
-        title = args.title or f"LUTFuse {bracket.frames[0].path.stem} G{args.grid}"
+        title = args.title or cube_title(bracket.frames[0].path.stem, args.grid)
         path = write_cube(args.output, lut, title=title, comments=cube_comments(bracket.middle().icc),
                           overwrite=args.force, inputs=[f.path for f in bracket.frames],
                           origin=str(shipped("LUT student")))
