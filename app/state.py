@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lutfuse.core.colour import LUMA
+
 GRID_MIN, GRID_MAX, GRID_DEFAULT = 2, 129, 33
 GRID_MARKS = (2, 17, 33, 65, 129)
 PREVIEW_MAX_SIDE = 640   # while a slider moves: small enough to render at interactive rates on a laptop CPU
@@ -120,7 +122,7 @@ def histograms(image: np.ndarray, bins: int = 128) -> dict[str, np.ndarray]:
     flat = image.reshape(-1, 3)
     if flat.shape[0] > 500_000:  # a strided sample is enough for the shape of a histogram
         flat = flat[:: flat.shape[0] // 500_000 + 1]
-    luma = (flat @ np.array([0.2126, 0.7152, 0.0722])).astype(np.int64)
+    luma = (flat @ np.array(LUMA)).astype(np.int64)
     out = {}
     for name, values in (("R", flat[:, 0]), ("G", flat[:, 1]), ("B", flat[:, 2]), ("L", luma)):
         counts = np.bincount(np.minimum(values.astype(np.int64) * bins // 256, bins - 1), minlength=bins)
@@ -191,7 +193,7 @@ def pixel_readout(rgb: np.ndarray) -> tuple[tuple[int, int, int], float]:
     luminance of the linearised sRGB value over 0.18; 0 EV = middle grey, -inf for black)."""
     rgb = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
     codes = tuple(int(v) for v in np.floor(rgb * 255 + 0.5))
-    luminance = float(srgb_to_linear(rgb) @ np.array([0.2126, 0.7152, 0.0722]))
+    luminance = float(srgb_to_linear(rgb) @ np.array(LUMA))
     ev = float(np.log2(luminance / MIDDLE_GREY)) if luminance > 0 else float("-inf")
     return codes, ev
 

@@ -51,9 +51,10 @@ from typing import Any
 
 import numpy as np
 
+from lutfuse.core import colour
 from lutfuse.core.errors import LUTFuseError
 
-LUMA = np.array([0.2126, 0.7152, 0.0722])     # Rec. 709
+LUMA = np.array(colour.LUMA)     # Rec. 709, float64 here
 TONE_AMPLITUDE = 0.25       # A: highlights / shadows peak shift at ±100
 POINT_AMPLITUDE = 0.25      # W: whites / blacks end-point shift at ±100
 MIRED_PER_UNIT = 0.8        # temperature slider -> mired shift of the assumed white

@@ -31,10 +31,11 @@ import cv2
 import numpy as np
 import torch
 
+from lutfuse.core.colour import luma
+
 WEIGHT_SIDE = 32        # longest side of the weight maps (chosen on the validation split: docs/studies/chroma.md)
 SIGMA = 0.2             # Mertens' well-exposedness width
 SATURATION_EPS = 0.05   # floor added to the saturation term (grey scenes fall back to well-exposedness)
-LUMA = (0.2126, 0.7152, 0.0722)
 BASES = ("calibrated", "chroma", "weighted", "mean")
 DEFAULT_BASE = "calibrated"   # the engine's: blend(images, calibrate_amount(images, the bracket's LUT))
 
@@ -65,7 +66,7 @@ def frame_weights(images: np.ndarray, side: int = WEIGHT_SIDE, sigma: float = SI
     h, w = _small_shape(height, width, side)
     small = np.stack([cv2.resize(np.ascontiguousarray(im, np.float32), (w, h), interpolation=cv2.INTER_AREA)
                       for im in images])
-    y = small @ np.asarray(LUMA, np.float32)
+    y = luma(small)
     exposed = np.exp(-((y - 0.5) ** 2) / (2 * sigma ** 2))
     sat = small.std(axis=-1)
     wts = exposed * (sat + saturation_eps) + 1e-8
@@ -107,7 +108,7 @@ def chroma_base(images: np.ndarray, side: int = WEIGHT_SIDE, valid: np.ndarray |
     images = np.asarray(images, np.float32)
     w = weighted_base(images, side, valid)
     m = mean_base(images, valid)
-    shift = (m - w) @ np.asarray(LUMA, np.float32)
+    shift = luma(m - w)
     return np.clip(w + shift[..., None], 0.0, 1.0)
 
 
@@ -167,7 +168,7 @@ def calibrate_amount(images: np.ndarray, lut_apply, valid: np.ndarray | None = N
     sv = None if valid is None else np.stack([cv2.resize(v.astype(np.float32), (w, h),
                                                          interpolation=cv2.INTER_AREA) > 0.5 for v in valid])
     merged = mertens(small)
-    y = merged @ np.asarray(LUMA, np.float32)
+    y = luma(merged)
     mask = (y >= 0.1) & (y <= 0.9)
     if mask.mean() < 0.01:
         return 1.0
@@ -209,7 +210,7 @@ def blend(images: np.ndarray, amount: float, valid: np.ndarray | None = None) ->
             den = cover.sum(axis=0)
             wi -= np.where(den > 0, cover[i] / np.maximum(den, 1.0), np.float32(1.0 / n))
         d += wi[..., None] * images[i]
-    y = d @ np.asarray(LUMA, np.float32)
+    y = luma(d)
     d -= y[..., None]
     c = np.clip(d + m, 0.0, 1.0, out=d)          # the chroma base
     c -= m

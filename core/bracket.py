@@ -17,6 +17,7 @@ import numpy as np
 
 from lutfuse.core import exif as exifmod
 from lutfuse.core import profiles
+from lutfuse.core.colour import luma
 from lutfuse.core.errors import BracketError, shown_path
 from lutfuse.core.readers import (  # noqa: F401  (re-exported: the loader's public names live here)
     CV_SUFFIXES,
@@ -181,7 +182,7 @@ def _linear_luma(image: np.ndarray) -> np.ndarray:
     """H×W×3 [0,1] frame -> at most 512-px-wide grey image, gamma-decoded (relative linear light)."""
     scale = min(1.0, 512.0 / max(image.shape[:2]))
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
-    return (small @ np.array([0.2126, 0.7152, 0.0722], np.float32)).clip(0, 1)
+    return luma(small).clip(0, 1)
 
 
 def _common_data(valid: Sequence[np.ndarray | None] | None, shape: tuple[int, int]) -> np.ndarray | None:

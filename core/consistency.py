@@ -19,9 +19,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from lutfuse.core.colour import luma
 from lutfuse.core.errors import LUTFuseError
-
-LUMA = (0.2126, 0.7152, 0.0722)
 
 
 def to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -76,10 +75,6 @@ def chroma(rgb: np.ndarray) -> float:
     return float(np.mean(np.hypot(lab[..., 1], lab[..., 2])))
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return (rgb[..., 0] * LUMA[0] + rgb[..., 1] * LUMA[1] + rgb[..., 2] * LUMA[2]).astype(np.float32)
-
-
 def _profile_overshoot(y: np.ndarray, px: np.ndarray, py: np.ndarray, nx: np.ndarray, ny: np.ndarray,
                        radius: int) -> float:
     """Overshoot of y's profiles through points (px, py) along unit normals (nx, ny), −radius..radius, summed
@@ -101,7 +96,7 @@ def edge_overshoot(fused: np.ndarray, sources: Sequence[np.ndarray] | np.ndarray
     fused profiles, "sources": mean of the least-overshooting source per profile, "excess": fused − sources,
     "points": profiles measured}; overshoots are fractions of the edge step (0.1 = 10 % beyond the plateaus)."""
     frames = np.asarray(sources, np.float32)
-    mean_y = _luma(frames.mean(axis=0))
+    mean_y = luma(frames.mean(axis=0))
     gx = cv2.Sobel(mean_y, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(mean_y, cv2.CV_32F, 0, 1, ksize=3)
     mag = np.hypot(gx, gy)
@@ -117,6 +112,6 @@ def edge_overshoot(fused: np.ndarray, sources: Sequence[np.ndarray] | np.ndarray
         px, py = px[pick], py[pick]
     nx, ny = gx[py, px] / mag[py, px], gy[py, px] / mag[py, px]
     px, py = px.astype(np.float32), py.astype(np.float32)
-    fused_over = _profile_overshoot(_luma(fused), px, py, nx, ny, radius)
-    src_over = min(_profile_overshoot(_luma(f), px, py, nx, ny, radius) for f in frames)
+    fused_over = _profile_overshoot(luma(fused), px, py, nx, ny, radius)
+    src_over = min(_profile_overshoot(luma(f), px, py, nx, ny, radius) for f in frames)
     return {"fused": fused_over, "sources": src_over, "excess": fused_over - src_over, "points": int(len(px))}

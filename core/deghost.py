@@ -19,8 +19,9 @@ import math
 import cv2
 import numpy as np
 
+from lutfuse.core.colour import luma
 from lutfuse.core.errors import LUTFuseError
-from lutfuse.core.registration import apply_curve, luma, map_exposure, tone_curve
+from lutfuse.core.registration import apply_curve, map_exposure, tone_curve
 
 # Largest per-channel difference (gamma-encoded, at the reference exposure, above the noise allowance) beyond which
 # a pixel has moved, per strength.

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lutfuse.core.colour import LUMA  # Rec. 709; re-exported for torch code
 from lutfuse.core.device import torch_kernels
 
 # Chosen on validation brackets (hdrps scenes, MEF-SSIM; see the report in the commit history): the split level
@@ -43,7 +44,6 @@ KNEE = 0.25
 CONTRAST_POWER = 4.0
 ENERGY_FLOOR = 1e-10
 # Rec. 709 luma weights on the (gamma-encoded) frames
-LUMA = (0.2126, 0.7152, 0.0722)
 _SIGMA_EXPOSED = 0.2  # Mertens' well-exposedness Gaussian around 0.5
 _BINOMIAL = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from lutfuse.core import exif as exifmod
 from lutfuse.core.bracket import IMAGE_SUFFIXES, MAX_FRAMES, MIN_FRAMES
+from lutfuse.core.colour import luma
 from lutfuse.core.errors import BracketError
 
 SAME_EV = 0.3        # stops: two frames closer than this are the same exposure (a repeat starts a new bracket)
@@ -133,7 +134,7 @@ def _with_brightness(shots: list[Shot]) -> list[Shot]:
             out.append(Shot(s.path, s.time, s.exposure, None, "unreadable"))
             continue
         step = max(1, max(image.shape[:2]) // 256)
-        linear = np.clip(image[::step, ::step], 0, 1) ** 2.2 @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        linear = luma(np.clip(image[::step, ::step], 0, 1) ** 2.2)
         out.append(Shot(s.path, s.time, s.exposure, float(np.log2(max(float(linear.mean()), 1e-6))), "brightness"))
     return out
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lutfuse.core import paths
+from lutfuse.core.colour import luma
 from lutfuse.core.device import pick_device
 from lutfuse.core.errors import BracketError, Cancelled, WeightsError
 from lutfuse.core.guided import GuidedFilter
@@ -56,7 +57,6 @@ GAIN_LIMIT = 0.3             # |γ| ≤ 0.3: at most ±0.43 EV of luminance chan
 DETAIL_LIMITS = (-0.75, 1.5)  # β: between 1/4 and 2.5 times the live detail layer
 TONE_PENALTY = 2.0           # weight of mean(γ²) (stay the live view's tone) against 1 − MEF-SSIM
 DETAIL_PENALTY = 0.02        # weight of mean(β²)
-LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709, as core.detail
 
 Progress = Callable[[float], None]
 Cancel = Callable[[], bool]
@@ -66,11 +66,6 @@ def grid_shape(height: int, width: int, cells: int = GRID_CELLS) -> tuple[int, i
     """(rows, columns) of the correction grid for an H×W image: `cells` on the longest side, ≥ 2 on each."""
     scale = cells / max(height, width)
     return max(2, round(height * scale)), max(2, round(width * scale))
-
-
-def luma(image: np.ndarray) -> np.ndarray:
-    """Rec. 709 luminance of ...×3 RGB in [0,1] -> ... float32."""
-    return (image[..., 0] * LUMA[0] + image[..., 1] * LUMA[1] + image[..., 2] * LUMA[2]).astype(np.float32)
 
 
 def log_gain(target: np.ndarray, live: np.ndarray, shape: tuple[int, int], floor: float = 0.02) -> np.ndarray:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from lutfuse.core.colour import LUMA
 from lutfuse.core.errors import LUTFuseError
 
 WINDOW = 11
@@ -209,7 +210,7 @@ def chroma(image: np.ndarray) -> np.ndarray:
 
 def well_exposed(image: np.ndarray) -> np.ndarray:
     """H×W bool: Rec. 709 luma of the H×W×3 image in [WELL_EXPOSED_LOW, WELL_EXPOSED_HIGH]."""
-    y = np.asarray(image, np.float64) @ np.array([0.2126, 0.7152, 0.0722])
+    y = np.asarray(image, np.float64) @ np.array(LUMA)
     return (y >= WELL_EXPOSED_LOW) & (y <= WELL_EXPOSED_HIGH)
 
 

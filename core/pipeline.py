@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lutfuse.core.colour import luma
 from lutfuse.core.errors import LUTFuseError
 
 METHODS = ("lut", "mertens", "hq")
@@ -155,7 +156,7 @@ def mean_log_luminance(image: np.ndarray) -> float:
     small = np.asarray(image, np.float32)
     if scale < 1.0:
         small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    linear = np.clip(small, 0.0, 1.0) ** 2.2 @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    linear = luma(np.clip(small, 0.0, 1.0) ** 2.2)
     return float(np.log2(np.maximum(linear, 1.0 / 1024)).mean())
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from lutfuse.core.colour import luma
 from lutfuse.core.errors import LUTFuseError
 
 MODES = ("auto", "off", "translation", "similarity", "homography")
@@ -48,7 +49,6 @@ MIN_GAIN = 0.03               # NCC of gradient magnitudes must rise by at least
 MIN_CORNER_PX = 1.0           # and some corner must move by more than this many full-size pixels
 MIN_TEXTURE = 2e-4            # mean squared gradient of the equalised reference below this: textureless
 MIN_MATCHES = 12
-_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 _DARK, _BRIGHT = 0.02, 0.98   # "well exposed": strictly inside these (gamma-encoded values)
 
 
@@ -130,11 +130,6 @@ def _rescale(matrix: np.ndarray, scaling: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- photometry
-
-def luma(image: np.ndarray) -> np.ndarray:
-    """Rec. 709 luma of H×W×3 [0,1] -> H×W float32."""
-    return np.ascontiguousarray(image @ _LUMA, dtype=np.float32)
-
 
 def well_exposed(grey: np.ndarray) -> np.ndarray:
     """H×W bool: neither crushed nor clipped."""

@@ -16,6 +16,8 @@ from itertools import pairwise
 import cv2
 import numpy as np
 
+from lutfuse.core.colour import luma
+
 CHECK_SIDE = 128         # px, longest side of the copies compared (small: alignment errors of a pixel vanish)
 CLIP_LOW, CLIP_HIGH = 0.03, 0.97   # luma outside this range carries no structure (clipped to black or white)
 DETAIL_SIGMA = 8.0       # px at CHECK_SIDE: the layout coarser than this (sky above ground) is removed
@@ -34,7 +36,7 @@ def _small_luma(image: np.ndarray, size: tuple[int, int] | None = None) -> np.nd
         scale = min(1.0, CHECK_SIDE / max(h, w))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = cv2.resize(np.asarray(image, np.float32), size, interpolation=cv2.INTER_AREA)
-    return small @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return luma(small)
 
 
 def _rank_detail(luma: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from lutfuse.core.classical import mertens
+from lutfuse.core.colour import luma
 
 SPLIT_PATH = Path(__file__).with_name("split.json")
 VAL_EVERY = 5            # every 5th scene of each source (sorted by key, offset 2) is validation
@@ -124,7 +125,7 @@ def _seed(key: str, variant: int) -> int:
 def render_hdr_scene(radiance: np.ndarray, key: str, variant: int) -> np.ndarray:
     """A dense 1-stop stack covering the radiance map's range, with a random camera -> N×H×W×3 float32 in [0,1]."""
     rng = np.random.default_rng(_seed(key, variant))
-    lum = radiance @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    lum = luma(radiance)
     lum = lum[lum > 0]
     hi = float(np.percentile(lum, 99.5)) if lum.size else 1.0
     lo = float(np.percentile(lum, 2.0)) if lum.size else 1.0
