@@ -80,6 +80,7 @@ class LoadedBracket:
     """A bracket prepared for the view: the core Bracket plus display copies made off the GUI thread."""
 
     bracket: object                # core.bracket.Bracket
+    prepared: object               # core.prepared.PreparedBracket: what renders and exports of this bracket use
     paths: list[Path]              # what the user opened (files, or one folder)
     align: bool
     before: np.ndarray             # middle frame, H×W×3 uint8

@@ -131,7 +131,7 @@ class Bracket:
     def from_images(cls, images: Sequence[np.ndarray] | np.ndarray, *, evs: Sequence[float] | None = None,
                     bit_depth: int = 8, aligned: bool = False, valid: np.ndarray | None = None) -> Bracket:
         """A bracket of in-memory frames (each H×W×3 float in [0,1], already darkest first), e.g. a validation
-        stack, for `Engine.set_bracket`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
+        stack, for `Engine.prepare`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
         no EXIF, EVs 0, 1, 2, ... unless given (source "brightness"), not reordered, not aligned.
         valid: optional N×H×W bool; the invalid pixels' content is replaced by a prediction from the valid frames
         (`core.registration.fill_invalid`) in the bracket's own copy."""

@@ -182,13 +182,13 @@ def apply_correction(live: np.ndarray, tone: np.ndarray, coeffs: np.ndarray, *, 
     return live
 
 
-def live_renders(engine: Any, grid: int, detail: float, look: Any = None,
+def live_renders(engine: Any, prepared: Any, grid: int, detail: float, look: Any = None,
                  cancel: Cancel | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(live, tone): the engine's full-size render at (grid, detail[, look]) and at detail 0, H×W×3 float32 in
-    [0,1], fresh arrays (HQ corrects `live` in place)."""
+    """(live, tone): the engine's full-size render of a prepared bracket (core.prepared) at (grid, detail[, look])
+    and at detail 0, H×W×3 float32 in [0,1], fresh arrays (HQ corrects `live` in place)."""
     extra = {} if look is None else {"look": look}
-    live = run_cancellable(lambda: engine.render(grid, detail, None, **extra), cancel)
-    tone = (run_cancellable(lambda: engine.render(grid, 0.0, None, **extra), cancel) if detail != 0
+    live = run_cancellable(lambda: engine.render(prepared, grid, detail, None, **extra), cancel)
+    tone = (run_cancellable(lambda: engine.render(prepared, grid, 0.0, None, **extra), cancel) if detail != 0
             else live.copy())
     return live, tone
 
@@ -334,15 +334,16 @@ class HQFusion:
         return self._tiled(net, [under, over], progress, cancel, tile)
 
     def fuse(self, images: np.ndarray | Sequence[np.ndarray], progress: Progress | None = None,
-             cancel: Cancel | None = None, tile: int = 512, *, engine: Any = None, grid: int = 33,
-             detail: float = 1.0, look: Any = None,
+             cancel: Cancel | None = None, tile: int = 512, *, engine: Any = None, prepared: Any = None,
+             grid: int = 33, detail: float = 1.0, look: Any = None,
              renders: tuple[np.ndarray, np.ndarray] | None = None, valid: np.ndarray | None = None) -> np.ndarray:
         """N×H×W×3 float32 in [0,1], darkest first, N ≥ 2 -> HQ image H×W×3 float32 in [0,1]: the live render at the
         user's settings (engine.render(grid, detail[, look])), corrected by a smooth low-resolution map.
 
-        engine: a core.fusion.Engine whose bracket is these frames (the editor's); None builds one (shipped student)
-        and sets the bracket. The correction (log luminance gain and detail gain, a GRID_CELLS grid) starts from
-        phase 2's answer at ≤ work_side px (phase 2 attends over under, intermediate and over; the intermediate is
+        engine, prepared: a core.fusion.Engine and these frames prepared by it (core.prepared.PreparedBracket, e.g.
+        the editor's); without `prepared` the engine (None: one with the shipped student) prepares the frames.
+        The correction (log luminance gain and detail gain, a GRID_CELLS grid) starts from phase 2's answer at
+        ≤ work_side px (phase 2 attends over under, intermediate and over; the intermediate is
         the real middle frame of a ≥ 3-frame bracket, else phase 1's), is refined by `steps` Adam steps on the
         differentiable MEF-SSIM against the frames at work_side px, then upsampled with the fast guided filter
         (core.guided) and applied at full resolution as a ratio on R, G, B, so hue and saturation stay the live
@@ -380,13 +381,15 @@ class HQFusion:
                 if self._engine is None:
                     self._engine = Engine(device=str(self.device))
                 engine = self._engine
+            if prepared is None:
                 stack = images if isinstance(images, np.ndarray) else np.stack(images)
-                run_cancellable(lambda: engine.set_bracket(Bracket.from_images(stack)), cancel)
+                prepared = run_cancellable(lambda: engine.prepare(Bracket.from_images(stack)), cancel)
                 start = 0.3
                 report(start)
-            elif engine.bracket is None or engine.bracket.images.shape[1:3] != (h, w):
-                raise BracketError("HQ fusion: the engine does not hold this bracket (call engine.set_bracket first)")
-            live, tone = live_renders(engine, grid, detail, look, cancel)
+            elif prepared.shape != (h, w):
+                raise BracketError(f"HQ fusion: the prepared bracket is {prepared.shape[1]}×{prepared.shape[0]}, "
+                                   f"the frames {w}×{h}")
+            live, tone = live_renders(engine, prepared, grid, detail, look, cancel)
         report(start + 0.1)
         check()
 
