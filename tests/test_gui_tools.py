@@ -107,6 +107,9 @@ def test_hq_export_is_shown_for_comparison(qtbot, window: MainWindow, tmp_path: 
     from lutfuse.core.classical import mertens
 
     class QuickHQ:   # the real HQ takes tens of seconds on a shared CPU; a real fusion stands in
+        def __init__(self, **options):  # HQFusion's keywords (weights_dir, device, ablations)
+            pass
+
         def fuse(self, images, progress=None, cancel=None, valid=None, **live_settings):  # HQFusion.fuse's
             return mertens(images, valid)
 
@@ -203,7 +206,9 @@ def test_adjustments_reach_the_render_the_lut_and_auto(qtbot, window: MainWindow
     settle(window.look_panel.sliders["exposure"], 100)          # +1 EV
     qtbot.waitUntil(lambda: window.full_shown and window.viewer.after_pixels().astype(float).mean() > dark + 5,
                     timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: np.allclose(window.lut_panel.lut, window.host.engine.lut(33, look=Look(exposure=1.0))),
+    host = window.host
+    qtbot.waitUntil(lambda: np.allclose(window.lut_panel.lut,
+                                        host.engine.lut(host.current.prepared, 33, look=Look(exposure=1.0))),
                     timeout=WAIT_MS)
     window.look_panel.auto.click()
     assert window.undo_stack.undoText() == "Auto"

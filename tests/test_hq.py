@@ -251,7 +251,8 @@ def test_progress_and_cancel(live_hq: HQFusion, engine, prepared, real_bracket: 
 
 
 @pytest.mark.shared_data
-def test_the_prepared_bracket_must_be_these_frames(live_hq: HQFusion, engine, prepared, real_bracket: np.ndarray) -> None:
+def test_the_prepared_bracket_must_be_these_frames(live_hq: HQFusion, engine, prepared,
+                                                    real_bracket: np.ndarray) -> None:
     with pytest.raises(BracketError, match="prepared bracket"):
         live_hq.fuse(real_bracket[:, :100, :100], engine=engine, prepared=prepared)
 
