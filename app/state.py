@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from lutfuse.core.colour import LUMA
+from lutfuse.core.grid import MAX_GRID, MIN_GRID
 
-GRID_MIN, GRID_MAX, GRID_DEFAULT = 2, 129, 33
+GRID_MIN, GRID_MAX, GRID_DEFAULT = MIN_GRID, MAX_GRID, 33
 GRID_MARKS = (2, 17, 33, 65, 129)
 PREVIEW_MAX_SIDE = 640   # while a slider moves: small enough to render at interactive rates on a laptop CPU
 THUMB_SIDE = 160

@@ -33,6 +33,7 @@ import numpy as np
 
 from lutfuse.core.detail import CONTRAST_POWER
 from lutfuse.core.errors import LUTFuseError, WeightsError
+from lutfuse.core.grid import check_grid
 from lutfuse.core.methods import METHODS as REGISTRY
 from lutfuse.core.methods import Models
 from lutfuse.core.weights import SHIPPED
@@ -104,7 +105,7 @@ def parse_methods(names: Sequence[str] | None) -> list[str] | None:
 
 
 def parse_grids(text: str | Sequence[int] | None) -> list[int] | None:
-    """'8,16,32,64' (or a list) -> grid sizes, each checked to be in [2, 129]."""
+    """'8,16,32,64' (or a list) -> grid sizes, each checked by core.grid.check_grid ([2, 129])."""
     if text is None:
         return None
     items = text.split(",") if isinstance(text, str) else list(text)
@@ -114,9 +115,10 @@ def parse_grids(text: str | Sequence[int] | None) -> list[int] | None:
             g = int(str(item).strip())
         except ValueError:
             raise LUTFuseError(f"grid sweep {text!r}: {item!r} is not a whole number (e.g. 8,16,32,64)") from None
-        if not 2 <= g <= 129:
-            raise LUTFuseError(f"grid sweep {text!r}: grid size {g} must be between 2 and 129")
-        grids.append(g)
+        try:
+            grids.append(check_grid(g))
+        except LUTFuseError as exc:
+            raise LUTFuseError(f"grid sweep {text!r}: {exc}") from None
     if not grids:
         raise LUTFuseError("grid sweep: no grid size given (e.g. 8,16,32,64)")
     return grids
@@ -341,8 +343,6 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
         "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power, "base": base or DEFAULT_BASE})
     settings = FuseSettings({"grid": grid, "detail": float(detail), "device": device})
     if student_ok and (grids or {"lut", "lut+detail"} & set(active) or hq_rows):
-        from lutfuse.core.fusion import check_grid
-
         check_grid(grid)
         engine = models.engine(device)
     if hq_rows or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):

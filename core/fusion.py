@@ -46,15 +46,15 @@ from lutfuse.core import detail as detailmod
 from lutfuse.core.adjust import Look, apply_look
 from lutfuse.core.device import check_kernels, pick_device, render_dtype, use_kernels
 from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.grid import MAX_GRID, MIN_GRID, check_grid
 from lutfuse.core.lut import apply_lut
-from lutfuse.core.paths import WEIGHTS
 from lutfuse.core.prepared import PreparedBracket, RenderCache, read_only
+from lutfuse.core.weights import shipped
 
 if TYPE_CHECKING:
     from lutfuse.core.bracket import Bracket
 
-MIN_GRID, MAX_GRID = 2, 129
-DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
+DEFAULT_WEIGHTS = shipped("LUT student")
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
 PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
@@ -67,17 +67,6 @@ CALIBRATION_GRID = 17   # the LUT sampling the calibrated base judges its colour
 LOOK_CACHE = 8          # (grid, look) LUTs kept: a slider drag makes many, only the latest few are reused
 
 __all__ = ["MAX_GRID", "MIN_GRID", "Engine", "check_grid", "pick_device", "preview_shape"]  # pick_device: core.device
-
-
-def check_grid(grid_size: int) -> int:
-    """The grid size as an int; LUTFuseError unless it is an integer in [2, 129]."""
-    try:
-        ok = not isinstance(grid_size, bool) and float(grid_size).is_integer() and MIN_GRID <= grid_size <= MAX_GRID
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise LUTFuseError(f"LUT grid size {grid_size!r}: must be an integer between {MIN_GRID} and {MAX_GRID}")
-    return int(grid_size)
 
 
 def preview_shape(height: int, width: int, max_side: int | None) -> tuple[int, int]:

@@ -39,10 +39,10 @@ from lutfuse.core.errors import BracketError, Cancelled, WeightsError
 from lutfuse.core.guided import GuidedFilter
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
 from lutfuse.core.train.refine_losses import MEFSSIM
-from lutfuse.core.weights import load_into, load_state_dict
+from lutfuse.core.weights import SHIPPED, load_into, load_state_dict
 
-PHASE1_FILE = "refine_phase1.pt"
-PHASE2_FILE = "refine_phase2.pt"
+PHASE1_FILE = SHIPPED["HQ phase 1"]
+PHASE2_FILE = SHIPPED["HQ phase 2"]
 # Which frame phase 2 gets as its intermediate when the bracket has a real one (N >= 3): the real middle frame beat
 # phase 1's output on the 3-frame validation cases (PSNR 22.78 vs 22.03 dB, MEF-SSIM 0.956 vs 0.934; see
 # resources/weights/refine_phase2.md), so a real middle is used when there is one; 2-frame brackets get phase 1's.

@@ -87,7 +87,7 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, d
 def check_settings(settings: FuseSettings, output: Path) -> None:
     """Fail before loading anything when the settings cannot work for `output` (grid range, 16-bit JPEG)."""
     from lutfuse.core.commands.common import output_bit_depth
-    from lutfuse.core.fusion import check_grid
+    from lutfuse.core.grid import check_grid
 
     method = get_method(settings.method, public=True)
     if "grid" in method.settings:

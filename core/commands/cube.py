@@ -59,7 +59,8 @@ def run_cube(args: argparse.Namespace) -> int:
     """Load the bracket, sample the student LUT at --grid, write the .cube (and the base image): core.export."""
     from lutfuse.core.bracket import frame_paths
     from lutfuse.core.export import export_cube
-    from lutfuse.core.fusion import Engine, check_grid
+    from lutfuse.core.fusion import Engine
+    from lutfuse.core.grid import check_grid
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force, suffixes={".cube"})

@@ -22,8 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lutfuse.core.paths import WEIGHTS
-
 INPUT_SIZE = 128        # side the encoder works at (the engine downsamples to this)
 OCTAVES = 4             # Fourier octaves of each colour coordinate
 DEFAULT_CHUNK = 1 << 13  # lattice points per chunk in sample(): intermediates stay in cache
@@ -187,9 +185,9 @@ class LUTStudent(nn.Module):
 
 def load_student(path: Path | None = None, device: torch.device | str | None = None) -> LUTStudent:
     """LUTStudent with weights from `path` (default resources/weights/lut_student.pt), in eval mode on `device`."""
-    from lutfuse.core.weights import load_into, load_state_dict
+    from lutfuse.core.weights import load_into, load_state_dict, shipped
 
-    path = Path(path) if path is not None else WEIGHTS / "lut_student.pt"
+    path = Path(path) if path is not None else shipped("LUT student")
     state = load_state_dict(path, "LUT student", " (train them with `lutfuse train student`)")
     model = load_into(LUTStudent(), state, path, "LUT student")
     return model.to(device if device is not None else "cpu").eval()

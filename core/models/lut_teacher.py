@@ -17,7 +17,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lutfuse.core.models.lut_student import INPUT_SIZE
-from lutfuse.core.paths import WEIGHTS
 
 GRID = 33
 
@@ -101,9 +100,9 @@ class LUTTeacher(nn.Module):
 
 def load_teacher(path: Path | None = None, device: torch.device | str | None = None) -> LUTTeacher:
     """LUTTeacher with weights from `path` (default resources/weights/lut_teacher.pt), eval mode, on `device`."""
-    from lutfuse.core.weights import load_into, load_state_dict
+    from lutfuse.core.weights import load_into, load_state_dict, shipped
 
-    path = Path(path) if path is not None else WEIGHTS / "lut_teacher.pt"
+    path = Path(path) if path is not None else shipped("LUT teacher")
     state = load_state_dict(path, "LUT teacher", " (train them with `lutfuse train teacher`)")
     model = load_into(LUTTeacher(), state, path, "LUT teacher")
     return model.to(device if device is not None else "cpu").eval()

@@ -16,7 +16,6 @@ import torch
 
 from lutfuse.core.models.lut_student import LUTStudent
 from lutfuse.core.models.lut_teacher import load_teacher
-from lutfuse.core.paths import WEIGHTS
 from lutfuse.core.train import loop, losses
 from lutfuse.core.train.lut_teacher import (
     Group,
@@ -26,6 +25,7 @@ from lutfuse.core.train.lut_teacher import (
     train_lut,
     validate,
 )
+from lutfuse.core.weights import shipped
 
 VAL_GRIDS = (8, 16, 32, 33, 64)
 
@@ -33,7 +33,7 @@ VAL_GRIDS = (8, 16, 32, 33, 64)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lutfuse train student`."""
     add_lut_arguments(parser, out="runs/lut_student", steps=2500, lr=1e-3)
-    parser.add_argument("--teacher", type=Path, default=WEIGHTS / "lut_teacher.pt", help="frozen teacher weights")
+    parser.add_argument("--teacher", type=Path, default=shipped("LUT teacher"), help="frozen teacher weights")
     parser.add_argument("--no-teacher", action="store_true", help="ablation: no distillation (restricted) loss")
     parser.add_argument("--no-reg", action="store_true", help="ablation: no long-range regulariser")
     parser.add_argument("--distill", type=float, default=1.0, help="weight of the restricted (distillation) loss")

@@ -16,6 +16,7 @@ from lutfuse.core.models.refine import AMNet, Phase1UNet
 from lutfuse.core.train import loop
 from lutfuse.core.train.refine_losses import mef_ssim, refine_loss
 from lutfuse.core.train.refine_phase1 import add_refine_arguments, log, to_image, to_tensor, train_refine
+from lutfuse.core.weights import shipped
 
 
 class SceneBases:
@@ -49,7 +50,7 @@ class SceneBases:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lutfuse train refine-phase2`."""
     add_refine_arguments(parser, out="runs/refine_phase2", width=24, steps=1000, batch=4, crop=96, lr=5e-4)
-    parser.add_argument("--phase1", type=Path, default=Path("resources/weights/refine_phase1.pt"),
+    parser.add_argument("--phase1", type=Path, default=shipped("HQ phase 1"),
                         help="trained phase-1 weights (frozen here)")
     parser.add_argument("--real-middle-prob", type=float, default=0.5,
                         help="chance that a crop from a 3-frame bracket gets its real middle frame as the "
