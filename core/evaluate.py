@@ -194,11 +194,10 @@ class Phase1Only:
 
     def __init__(self, path: Path, device: str | None = None) -> None:
         from lutfuse.core.device import pick_device
-        from lutfuse.core.hq import build_phase1
-        from lutfuse.core.weights import load_state_dict
+        from lutfuse.core.hq import load_phase1
 
         self.device = pick_device(device)
-        self.phase1 = build_phase1(load_state_dict(path, "HQ phase 1"), path).to(self.device)
+        self.phase1 = load_phase1(path).to(self.device)
 
     def generate_middle(self, under: np.ndarray, over: np.ndarray) -> np.ndarray:
         """under, over H×W×3 float32 in [0,1] -> generated middle exposure H×W×3 float32 in [0,1]."""

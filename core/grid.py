@@ -7,6 +7,7 @@ and the editor's controls import it cheaply. `core.fusion` re-exports these name
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from lutfuse.core.errors import LUTFuseError
@@ -16,11 +17,11 @@ MIN_GRID, MAX_GRID = 2, 129
 
 def check_grid(grid_size: object) -> int:
     """The grid size as an int; LUTFuseError unless it is an integer in [MIN_GRID, MAX_GRID] = [2, 129]."""
+    number = isinstance(grid_size, numbers.Real) and not isinstance(grid_size, bool)
     try:
-        ok = (not isinstance(grid_size, bool) and isinstance(grid_size, numbers.Real)
-              and float(grid_size).is_integer() and MIN_GRID <= grid_size <= MAX_GRID)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
+        value = float(grid_size) if number else math.nan  # type: ignore[arg-type]  # a Real, checked
+    except OverflowError:   # an int too large for a float
+        value = math.inf
+    if not (value.is_integer() and MIN_GRID <= value <= MAX_GRID):
         raise LUTFuseError(f"LUT grid size {grid_size!r}: must be an integer between {MIN_GRID} and {MAX_GRID}")
-    return int(grid_size)  # type: ignore[call-overload]  # checked above: an integral int or float
+    return int(value)

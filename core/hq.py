@@ -35,11 +35,11 @@ from torch import nn
 from lutfuse.core import paths
 from lutfuse.core.colour import luma
 from lutfuse.core.device import pick_device
-from lutfuse.core.errors import BracketError, Cancelled, WeightsError
+from lutfuse.core.errors import BracketError, Cancelled
 from lutfuse.core.guided import GuidedFilter
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
 from lutfuse.core.train.refine_losses import MEFSSIM
-from lutfuse.core.weights import SHIPPED, load_into, load_state_dict
+from lutfuse.core.weights import SHIPPED, load_model
 
 PHASE1_FILE = SHIPPED["HQ phase 1"]
 PHASE2_FILE = SHIPPED["HQ phase 2"]
@@ -193,35 +193,17 @@ def live_renders(engine: Any, prepared: Any, grid: int, detail: float, look: Any
     return live, tone
 
 
-def _load_state(path: Path, what: str = "HQ") -> dict[str, torch.Tensor]:
-    """A plain state_dict from `path` (core.weights.load_state_dict), or WeightsError naming the file."""
-    return load_state_dict(path, what, " (train them with `lutfuse train refine-phase1/2`)")
+HINT = " (train them with `lutfuse train refine-phase1/2`)"
 
 
-def _count_layers(state: dict[str, torch.Tensor], prefix: str) -> int:
-    """Number of `prefix.N.weight` entries (the depth of a dense block)."""
-    return sum(1 for k in state if k.startswith(prefix) and k.endswith(".weight"))
+def load_phase1(path: Path) -> Phase1UNet:
+    """The phase-1 network saved at `path`, built from the architecture saved beside it (core.weights.load_model)."""
+    return load_model(Phase1UNet, path, "HQ phase 1", HINT)
 
 
-def build_phase1(state: dict[str, torch.Tensor], path: Path) -> Phase1UNet:
-    """Phase1UNet with the width and depth the state_dict was trained with, weights loaded."""
-    try:
-        model = Phase1UNet(width=state["enc_under.head.0.weight"].shape[0],
-                           layers=_count_layers(state, "dense.0.layers."))
-    except (KeyError, IndexError):
-        raise WeightsError(f"{path}: weights do not fit the phase-1 network (no enc_under.head.0.weight)") from None
-    return load_into(model, state, path, "phase-1 network").eval()
-
-
-def build_phase2(state: dict[str, torch.Tensor], path: Path) -> AMNet:
-    """AMNet with the width, growth and depth the state_dict was trained with, weights loaded."""
-    try:
-        model = AMNet(width=state["shared.0.weight"].shape[0], growth=state["dense.0.layers.0.weight"].shape[0],
-                      layers=_count_layers(state, "dense.0.layers."))
-    except (KeyError, IndexError):
-        raise WeightsError(f"{path}: weights do not fit the phase-2 network (no shared.0.weight or "
-                           f"dense.0.layers.0.weight)") from None
-    return load_into(model, state, path, "phase-2 network").eval()
+def load_phase2(path: Path) -> AMNet:
+    """The phase-2 network (AMNet) saved at `path`, built from the architecture saved beside it."""
+    return load_model(AMNet, path, "HQ phase 2", HINT)
 
 
 def raised_cosine(length: int, lead: bool, trail: bool, overlap: int) -> np.ndarray:
@@ -307,8 +289,7 @@ class HQFusion:
         if models is None:
             weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
             p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE
-            models = (build_phase1(_load_state(p1, "HQ phase 1"), p1),
-                      build_phase2(_load_state(p2, "HQ phase 2"), p2))
+            models = (load_phase1(p1), load_phase2(p2))
         self.phase1 = models[0].to(self.device)
         self.phase2 = models[1].to(self.device)
         if middle not in ("generated", "real"):

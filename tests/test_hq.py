@@ -14,6 +14,7 @@ from lutfuse.core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, t
 from lutfuse.core.metrics import mef_ssim as mef_ssim_metric
 from lutfuse.core.models.refine import AMNet, Phase1UNet
 from lutfuse.core.train.refine_losses import mef_ssim, ms_ssim, refine_loss
+from lutfuse.core.weights import save_weights
 
 SHIPPED = (paths.WEIGHTS / PHASE1_FILE).is_file() and (paths.WEIGHTS / PHASE2_FILE).is_file()
 
@@ -29,10 +30,10 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights folder with small randomly initialised networks (seeded)."""
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
-    torch.save(Phase1UNet(width=8).state_dict(), folder / PHASE1_FILE)
+    save_weights(Phase1UNet(width=8), folder / PHASE1_FILE)   # the architecture is saved beside the weights
     amnet = AMNet(width=8)
     torch.nn.init.normal_(amnet.out[-1].weight, std=0.05)  # a trained net's residual is not zero
-    torch.save(amnet.state_dict(), folder / PHASE2_FILE)
+    save_weights(amnet, folder / PHASE2_FILE)
     return folder
 
 

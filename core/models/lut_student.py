@@ -83,6 +83,7 @@ class LUTStudent(nn.Module):
 
     def __init__(self, latent: int = 128, width: int = 64, hyper_hidden: int = 256, octaves: int = OCTAVES) -> None:
         super().__init__()
+        self.config = {"latent": latent, "width": width, "hyper_hidden": hyper_hidden, "octaves": octaves}
         self.latent_dim, self.width, self.octaves = latent, width, octaves
         self.encoder = Encoder(latent)
         feat = 1 + 2 * octaves
@@ -185,9 +186,8 @@ class LUTStudent(nn.Module):
 
 def load_student(path: Path | None = None, device: torch.device | str | None = None) -> LUTStudent:
     """LUTStudent with weights from `path` (default resources/weights/lut_student.pt), in eval mode on `device`."""
-    from lutfuse.core.weights import load_into, load_state_dict, shipped
+    from lutfuse.core.weights import load_model, shipped
 
     path = Path(path) if path is not None else shipped("LUT student")
-    state = load_state_dict(path, "LUT student", " (train them with `lutfuse train student`)")
-    model = load_into(LUTStudent(), state, path, "LUT student")
+    model = load_model(LUTStudent, path, "LUT student", " (train them with `lutfuse train student`)")
     return model.to(device if device is not None else "cpu").eval()

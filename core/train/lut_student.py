@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
              "off" if teacher is None else "on", "off" if args.no_reg else "on")
     summary = train_lut(args, student, lambda groups: student_loss(student, teacher, groups, args))
     summary["parameters"] = loop.count_parameters(student)
-    loop.export(student.state_dict(), args.export, log)
+    loop.export(student, args.export, log)
     if not args.no_validate:
         fns = {f"student_G{g}": (lambda f, g=g: student.sample(student.encode(f), g)[0].numpy()) for g in
                (int(v) for v in str(args.val_grids).split(","))}

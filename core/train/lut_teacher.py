@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     init_weights(model, args)
     summary = train_lut(args, model, lambda groups: teacher_loss(model, groups, args.tv, args.mono, args.colour))
     summary["parameters"] = loop.count_parameters(model)
-    loop.export(model.state_dict(), args.export, log)
+    loop.export(model, args.export, log)
     if not args.no_validate:
         summary["validation"] = validate(args, {"teacher": lambda f: model.fuse(f)[0].clamp(0, 1).numpy()})
         print(json.dumps(summary["validation"]["mean"], indent=1))

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train_refine(args, model, phase1_loss, device)
     summary["parameters"] = loop.count_parameters(model)
     summary["validation"] = validate_phase1(model, args.data, device, args.max_side)
-    loop.export(model.state_dict(), args.export, log)
+    loop.export(model, args.export, log)
     loop.write_metrics(args, summary, log)
     print(json.dumps({k: v for k, v in summary["validation"].items() if k != "cases"}, indent=1))
     return 0

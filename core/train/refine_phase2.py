@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lutfuse.core.hq import HQFusion, build_phase1
+from lutfuse.core.hq import HQFusion, load_phase1
 from lutfuse.core.models.refine import AMNet, Phase1UNet
 from lutfuse.core.train import loop
 from lutfuse.core.train.refine_losses import mef_ssim, refine_loss
@@ -124,9 +124,8 @@ def validate_phase2(phase1: Phase1UNet, phase2: AMNet, data_root: Path, device: 
 def run(args: argparse.Namespace) -> int:
     """Train phase 2 on top of frozen phase 1, validate, export; returns the exit status."""
     device = loop.setup(args, log)
-    from lutfuse.core.weights import load_state_dict
 
-    phase1 = build_phase1(load_state_dict(args.phase1, "HQ phase 1"), args.phase1).to(device)
+    phase1 = load_phase1(args.phase1).to(device)
     phase1.requires_grad_(False)
     model = AMNet(width=args.width).to(device)
     log.info("phase 2 width %d, %d parameters (phase 1 frozen: %d)", args.width, loop.count_parameters(model),
@@ -137,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                            dataset)
     summary["parameters"] = loop.count_parameters(model)
     summary["validation"] = validate_phase2(phase1, model, args.data, device, args.max_side)
-    loop.export(model.state_dict(), args.export, log)
+    loop.export(model, args.export, log)
     loop.write_metrics(args, summary, log)
     print(json.dumps(summary["validation"]["mean"], indent=1))
     return 0
