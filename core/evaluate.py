@@ -203,12 +203,11 @@ class Phase1Only:
         """under, over H×W×3 float32 in [0,1] -> generated middle exposure H×W×3 float32 in [0,1]."""
         import torch
 
-        def t(im: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1), np.float32))[None].to(self.device)
+        from lutfuse.core.layout import to_image, to_tensor
 
         with torch.no_grad():
-            out = self.phase1(t(under), t(over))
-        return out[0].permute(1, 2, 0).clamp(0, 1).float().cpu().numpy()
+            out = self.phase1(to_tensor(under, self.device), to_tensor(over, self.device))
+        return to_image(out)
 
 
 def _available(methods: list[str], weights_dir: Path, explicit: bool, notes: list[str]) -> tuple[list[str], dict]:

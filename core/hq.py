@@ -37,6 +37,7 @@ from lutfuse.core.colour import luma
 from lutfuse.core.device import pick_device
 from lutfuse.core.errors import BracketError, Cancelled
 from lutfuse.core.guided import GuidedFilter
+from lutfuse.core.layout import to_tensor
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
 from lutfuse.core.train.refine_losses import MEFSSIM
 from lutfuse.core.weights import SHIPPED, load_model
@@ -76,11 +77,6 @@ def log_gain(target: np.ndarray, live: np.ndarray, shape: tuple[int, int], floor
     return np.clip(small, -GAIN_LIMIT, GAIN_LIMIT).astype(np.float32)
 
 
-def _chw(image: np.ndarray) -> torch.Tensor:
-    """H×W×3 numpy -> 1×3×H×W float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
-
-
 def correct(live: torch.Tensor, tone: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """The HQ formula: clip((live + β·(live − tone))·exp(γ), 0, 1); live, tone N×3×H×W, γ, β N×1×H×W (clamped to
     their limits here) -> N×3×H×W."""
@@ -99,7 +95,7 @@ def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, in
     1×2×gh×gw start grid (γ, β). Returns the guided-filter coefficients (A, B) of the best grid seen, as a
     h×w×4 float32 array [A_γ, A_β, B_γ, B_β]: at any size, γ = A_γ·Y + B_γ and β = A_β·Y + B_β with Y the live
     render's luminance (coefficients upsampled bilinearly: the fast guided filter). Cancelled on request."""
-    live_t, tone_t = _chw(live), _chw(tone)
+    live_t, tone_t = to_tensor(live), to_tensor(tone)
     guide = torch.from_numpy(luma(live))[None, None]
     sources = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32))[None]
     quality_of = MEFSSIM(sources, torch.float32)   # the sources' statistics once; float32: twice as fast

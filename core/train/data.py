@@ -20,6 +20,7 @@ import torch
 
 from lutfuse.core.classical import mertens
 from lutfuse.core.colour import luma
+from lutfuse.core.layout import to_planar
 
 SPLIT_PATH = Path(__file__).with_name("split.json")
 VAL_EVERY = 5            # every 5th scene of each source (sorted by key, offset 2) is validation
@@ -204,11 +205,6 @@ def middle_index(inputs: Sequence[int]) -> int:
     return (inputs[0] + inputs[-1]) // 2
 
 
-def _chw(a: np.ndarray) -> torch.Tensor:
-    """...×H×W×3 numpy -> ...×3×H×W float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3), dtype=np.float32))
-
-
 Extras = Callable[[int, list[int]], dict[str, np.ndarray]]   # (scene index, input indices) -> H×W×3 planes
 
 
@@ -243,7 +239,7 @@ class FusionDataset(torch.utils.data.Dataset):
             planes = {name: a[..., :, ::-1, :] for name, a in planes.items()}
         if rng.random() < 0.5:
             planes = {name: a[..., ::-1, :, :] for name, a in planes.items()}
-        return {name: _chw(a) for name, a in planes.items()} | {"k": k}
+        return {name: to_planar(a) for name, a in planes.items()} | {"k": k}
 
 
 def scene_cases(scene: Scene) -> list[dict]:

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from lutfuse.core.hq import HQFusion, load_phase1
+from lutfuse.core.layout import to_image, to_tensor
 from lutfuse.core.models.refine import AMNet, Phase1UNet
 from lutfuse.core.train import loop
 from lutfuse.core.train.refine_losses import mef_ssim, refine_loss
-from lutfuse.core.train.refine_phase1 import add_refine_arguments, log, to_image, to_tensor, train_refine
+from lutfuse.core.train.refine_phase1 import add_refine_arguments, log, train_refine
 from lutfuse.core.weights import shipped
 
 
