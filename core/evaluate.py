@@ -386,10 +386,10 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                 for g in sweep:
                     out = engine.render(prepared, g, 0.0)
                     sweep[g].append((_finite(psnr(out, ref)), _finite(mef_ssim(list(inputs), out))))
-            for row, (name, changes) in ROWS.items():
-                if row not in active:
+            for m, (name, changes) in ROWS.items():
+                if m not in active:
                     continue
-                if row == "hq-generated-middle" and k < 3 or row == "hq-no-phase1" and k >= 3:
+                if m == "hq-generated-middle" and k < 3 or m == "hq-no-phase1" and k >= 3:
                     continue  # the same computation as "hq" for these k
                 method = get_method(name)
                 t0 = time.perf_counter()
@@ -397,7 +397,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                                   prepared=prepared, look=None)
                 # the engine's prepare counts for the learned rows: a user pays it once per bracket
                 paid = t_set if method.kind != "mertens" else 0.0
-                scores[row] = _scores(out, inputs, ref, paid + time.perf_counter() - t0, live, merged)
+                scores[m] = _scores(out, inputs, ref, paid + time.perf_counter() - t0, live, merged)
             middle = case["middle"]
             real_middle = not (np.array_equal(middle, inputs[0]) or np.array_equal(middle, inputs[-1]))
             if gen is not None and not phase1_done and real_middle and k == 2:
