@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -73,12 +74,13 @@ def write_bracket(folder: Path, height: int, width: int, n_frames: int) -> list[
     return paths
 
 
-def _timer(device: torch.device, repeat: int) -> Callable[[Callable[[], object]], tuple[float, object]]:
+
+def _timer(device: torch.device, repeat: int) -> Callable[[Callable[[], Any]], tuple[float, Any]]:
     """A function timing fn() `repeat` times -> (median ms, last result). On CUDA the stream is synchronised
     before each call and the time is read from CUDA events recorded around it (after a final synchronise), so
     queued GPU work is counted; on MPS the device is synchronised around a wall-clock timing."""
 
-    def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
         times, result = [], None
         for _ in range(repeat):
             if device.type == "cuda":

@@ -311,7 +311,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     started = time.perf_counter()
     root = resolve_data_root(data_root)
     explicit = methods is not None
-    wanted = parse_methods(methods) if explicit else list(METHODS)
+    wanted = parse_methods(methods) or [] if explicit else list(METHODS)
     grids = parse_grids(grid_sweep)
     ks = parse_ks(ks)
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16:
@@ -353,7 +353,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
 
     warm = False
     rows: list[dict] = []
-    sweep: dict[int, list[tuple[float, float]]] = {g: [] for g in grids or ()}
+    sweep: dict[int, list[tuple[float | None, float | None]]] = {g: [] for g in grids or ()}
     if progress is not None:
         progress(0, total, "")
     for key, variant, _ in plan:

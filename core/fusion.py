@@ -134,7 +134,7 @@ class Engine:
             if self.on_device:
                 cache.base_dev = self._to_device(cache.base)
             stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
-            cache.levels = detailmod.split_levels(*images.shape[1:3], self.levels)
+            cache.levels = detailmod.split_levels(images.shape[1], images.shape[2], self.levels)
             valid = bracket.valid
             cache.fused = detailmod.fused_bandpass(
                 stack, cache.levels, self.contrast_power,
@@ -263,15 +263,19 @@ class Engine:
     def _apply(self, c: RenderCache, grid_size: int, base: Any, look: Look | None = None) -> torch.Tensor:
         """look(LUT_G)(base) as 3×h×w (CPU path: a view of an h×w×3 array; device path: a 3×h×w tensor in
         self.dtype)."""
+        table: np.ndarray | None = None
+        table_dev: torch.Tensor | None = None
         if look is not None and not look.is_neutral():
             table, table_dev = self._looked(c, grid_size, look)
         elif self.on_device:
             self._sample(c, grid_size)
-            table, table_dev = None, c.luts_dev[grid_size]
+            table_dev = c.luts_dev[grid_size]
         else:
-            table, table_dev = self._host(c, grid_size), None
+            table = self._host(c, grid_size)
         if not self.on_device:
+            assert table is not None
             return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
+        assert table_dev is not None
         return apply_lut(base, table_dev)[0]
 
     def _layer(self, c: RenderCache, key: int, tone: torch.Tensor | None = None) -> torch.Tensor:
@@ -293,6 +297,7 @@ class Engine:
         """The base downsampled (area filter) to shape (h, w), made once per size and kept (a few sizes)."""
         base = c.small_bases.get(shape)
         if base is None:
+            assert c.base is not None  # set by prepare
             small = cv2.resize(c.base, shape[::-1], interpolation=cv2.INTER_AREA)
             base = small if c.base_dev is None else self._to_device(small)
             if len(c.small_bases) >= PREVIEW_CACHE:
@@ -303,14 +308,14 @@ class Engine:
     def _small_layer(self, c: RenderCache, shape: tuple[int, int], key: int) -> torch.Tensor:
         """The detail layer downsampled to shape with the same area filter as the base, so a preview matches the
         downsized full render; made once per (size, layer) and kept (a few)."""
-        layer = c.small_layers.get((*shape, key))
+        layer = c.small_layers.get((shape[0], shape[1], key))
         if layer is None:
             full = self._layer(c, key).float().cpu().numpy()  # once per preview size: OpenCV's area filter
             small = torch.from_numpy(cv2.resize(full, shape[::-1], interpolation=cv2.INTER_AREA))
             layer = small.to(self.device, self.dtype)
             if len(c.small_layers) >= 2 * PREVIEW_CACHE:
                 c.small_layers.pop(next(iter(c.small_layers)))
-            c.small_layers[(*shape, key)] = layer
+            c.small_layers[(shape[0], shape[1], key)] = layer
         return layer
 
     def render(self, prepared: PreparedBracket, grid_size: int = 33, detail: float = 1.0,

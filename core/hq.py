@@ -24,7 +24,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -238,14 +238,17 @@ def _read_tile(image: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndar
     return crop
 
 
-def run_cancellable(work: Callable[[], np.ndarray], cancel: Cancel | None, poll: float = 0.05) -> np.ndarray:
+T = TypeVar("T")
+
+
+def run_cancellable(work: Callable[[], T], cancel: Cancel | None, poll: float = 0.05) -> T:
     """work() in a worker thread, polling `cancel` every `poll` s: Cancelled within about `poll` of a request.
 
     For OpenCV's exposure fusion, which takes ~10 s at 24 MP and cannot be interrupted (it releases the GIL): on
     cancel the thread is left to finish in the background and its result is dropped."""
     if cancel is None:
         return work()
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
 
     def target() -> None:
         try:

@@ -137,7 +137,7 @@ def read_sidecar(frames: Sequence[str | Path]) -> dict[str, object] | None:
         return None
     values = read_settings(path)
     names = values.pop("frames", None)
-    if names is not None and sorted(names) != sorted(Path(f).name for f in frames):
+    if isinstance(names, list) and sorted(names) != sorted(Path(f).name for f in frames):
         return None
     return values
 

@@ -161,7 +161,9 @@ def load_model(cls: type[M], path: str | Path, what: str = "model", hint: str = 
         model = cls(**config)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{config_path(path)}: not a valid {what} architecture ({exc})") from None
-    return load_into(model, state, path, what).eval()
+    load_into(model, state, path, what)
+    model.eval()
+    return model
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
