@@ -54,7 +54,7 @@ def radiance_map(height: int, width: int, seed: int = 0) -> np.ndarray:
     texture = np.zeros((height, width), np.float32)
     for cells in (8, 32, 128):
         noise = rng.standard_normal((max(2, height * cells // max(height, width)), cells)).astype(np.float32)
-        texture += cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC) / cells ** 0.3
+        texture += cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC) / cells ** 0.3  # type: ignore[arg-type]
     fine = rng.standard_normal((height, width)).astype(np.float32)
     scene = scene * np.exp(0.25 * texture + 0.05 * fine)[..., None]
     return np.clip(scene, 0.005, None).astype(np.float32)
@@ -152,14 +152,14 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
     stages.append(Stage("latent", ms, "downsample + student.encode"))
     for g in SAMPLING_GRIDS:
         with torch.inference_mode():
-            ms, _ = timed(lambda g=g: student.sample(latent, g))
+            ms, _ = timed(lambda g=g: student.sample(latent, g))  # type: ignore[attr-defined, misc]
         stages.append(Stage(f"sample G={g}", ms, f"{g ** 3} lattice points, on {dev.type}"))
     lut = engine.lut(prepared, REFERENCE_GRID)
     with use_kernels(engine.kernels):
         if engine.on_device:
             base, table = engine._to_device(engine.base(prepared)), torch.from_numpy(lut).to(dev)
         else:
-            base, table = engine.base(prepared), lut
+            base, table = engine.base(prepared), lut  # type: ignore[assignment]
         ms, tone = timed(lambda: apply_lut(base, table))
         stages.append(Stage("apply", ms, f"trilinear LUT G={REFERENCE_GRID}, full res"))
         frames = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2)

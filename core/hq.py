@@ -234,7 +234,7 @@ def _read_tile(image: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndar
     ph, pw = y1 - min(y1, h), x1 - min(x1, w)
     if ph or pw:
         mode = "reflect" if ph < crop.shape[0] and pw < crop.shape[1] else "edge"
-        crop = np.pad(crop, ((0, ph), (0, pw), (0, 0)), mode=mode)
+        crop = np.pad(crop, ((0, ph), (0, pw), (0, 0)), mode=mode)  # type: ignore[call-overload]
     return crop
 
 
@@ -391,7 +391,7 @@ class HQFusion:
                 middle = live_s
             net_s = self._tiled(lambda x: self.phase2(*x), [frames_s[0], middle, frames_s[-1], live_s], None,
                                 cancel, tile)
-            init[0, 0] = torch.from_numpy(log_gain(net_s, live_s, init.shape[-2:]))
+            init[0, 0] = torch.from_numpy(log_gain(net_s, live_s, init.shape[-2:]))  # type: ignore[arg-type]
         report(start + 0.2)
         check()
         span = 0.9 - (start + 0.2)

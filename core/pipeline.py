@@ -110,7 +110,7 @@ def mean_log_luminance(image: np.ndarray) -> float:
     scale = min(1.0, 256 / max(image.shape[:2]))
     small = np.asarray(image, np.float32)
     if scale < 1.0:
-        small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # type: ignore[assignment]
     linear = luma(np.clip(small, 0.0, 1.0) ** 2.2)
     return float(np.log2(np.maximum(linear, 1.0 / 1024)).mean())
 

@@ -43,7 +43,7 @@ def _rank_detail(luma: np.ndarray) -> np.ndarray:
     """Luma replaced by its rank in [0,1) (exposure-equalised), minus its Gaussian blur (the detail)."""
     ranks = np.empty(luma.size, np.float32)
     ranks[np.argsort(luma.ravel(), kind="stable")] = np.arange(luma.size, dtype=np.float32) / luma.size
-    ranks = ranks.reshape(luma.shape)
+    ranks = ranks.reshape(luma.shape)  # type: ignore[assignment]
     return ranks - cv2.GaussianBlur(ranks, (0, 0), DETAIL_SIGMA)
 
 

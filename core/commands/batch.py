@@ -113,7 +113,7 @@ def preset_values(path: Path) -> dict[str, Any]:
                 raise PresetError(f"{path}: key '{key}' must be a value for {action.option_strings[-1]}, got {value}")
             if action.type is not None:
                 try:
-                    value = action.type(value) if not isinstance(value, str) or action.type is not str else value
+                    value = action.type(value) if not isinstance(value, str) or action.type is not str else value  # type: ignore[operator]
                     if isinstance(value, float) and action.type is int and not value.is_integer():
                         raise ValueError
                 except (TypeError, ValueError):

@@ -100,7 +100,7 @@ class LUTStudent(nn.Module):
         # residual starts at exactly 0 (a fresh student is the identity LUT) while gradients still reach
         # every layer: the shared output layer and the hypernetwork's last layer start at zero
         for p in (self.out.weight, self.out.bias, self.hyper[-1].weight, self.hyper[-1].bias):
-            nn.init.zeros_(p)
+            nn.init.zeros_(p)  # type: ignore[arg-type]
 
     # -- per bracket ---------------------------------------------------------------------------------------
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
@@ -138,7 +138,7 @@ class LUTStudent(nn.Module):
 
     def _tables(self, x: torch.Tensor) -> list[torch.Tensor]:
         """...×3 colours in [0,1] -> the first layer's three per-axis terms, each ...×W (no bias)."""
-        return [F.linear(fourier_features(x[..., i:i + 1], self.octaves), layer.weight)
+        return [F.linear(fourier_features(x[..., i:i + 1], self.octaves), layer.weight)  # type: ignore[arg-type]
                 for i, layer in enumerate(self.l1)]
 
     # -- per point -----------------------------------------------------------------------------------------
@@ -177,8 +177,8 @@ class LUTStudent(nn.Module):
                 if grad:
                     parts.append(res)
                 else:
-                    out[b0:b1].view(-1, 3).copy_(res)
-            res = torch.cat(parts).view(g, g, g, 3) if grad else out.view(g, g, g, 3)
+                    out[b0:b1].view(-1, 3).copy_(res)  # type: ignore[index]
+            res = torch.cat(parts).view(g, g, g, 3) if grad else out.view(g, g, g, 3)  # type: ignore[union-attr]
             luts.append(res + ident if grad else res.add_(ident))
         lut = torch.stack(luts)
         return lut.clamp(0.0, 1.0) if clamp else lut

@@ -162,8 +162,8 @@ class AMNet(nn.Module):
         self.fuse = nn.Conv2d(3 * c, c, 1)
         self.global_conv = conv(c, c)
         self.out = nn.Sequential(conv(c, c), nn.GELU(), conv(c, 3))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        nn.init.zeros_(self.out[-1].weight)  # type: ignore[arg-type]
+        nn.init.zeros_(self.out[-1].bias)  # type: ignore[arg-type]
 
     def forward(self, under: torch.Tensor, middle: torch.Tensor, over: torch.Tensor,
                 base: torch.Tensor) -> torch.Tensor:

@@ -136,7 +136,7 @@ def render_hdr_scene(radiance: np.ndarray, key: str, variant: int) -> np.ndarray
     n = int(np.clip(np.ceil(ev_bright - ev_dark) + 1, 5, 9))
     evs = np.linspace(ev_dark, max(ev_bright, ev_dark + 4.0), n)
     gamma, shoulder = float(rng.uniform(1.8, 2.6)), float(rng.uniform(0.0, 0.12))
-    return render_bracket(radiance, evs, rng, gamma, shoulder)
+    return render_bracket(radiance, evs, rng, gamma, shoulder)  # type: ignore[arg-type]
 
 
 def _scene_from_frames(key: str, frames: np.ndarray) -> Scene:

@@ -71,12 +71,12 @@ def lookup(luts: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
 
 def smoothness(luts: torch.Tensor) -> torch.Tensor:
     """Total variation: mean squared difference of neighbouring entries along b, g, r; N×G×G×G×3 -> scalar ≥ 0."""
-    return sum(torch.diff(luts, dim=d).pow(2).mean() for d in (1, 2, 3))
+    return sum(torch.diff(luts, dim=d).pow(2).mean() for d in (1, 2, 3))  # type: ignore[return-value]
 
 
 def monotonicity(luts: torch.Tensor) -> torch.Tensor:
     """Mean ReLU(lut[i] − lut[i+1]) along each lattice axis, all channels (Zeng et al.); N×G×G×G×3 -> scalar ≥ 0."""
-    return sum(torch.relu(-torch.diff(luts, dim=d)).mean() for d in (1, 2, 3))
+    return sum(torch.relu(-torch.diff(luts, dim=d)).mean() for d in (1, 2, 3))  # type: ignore[return-value]
 
 
 def reconstruction(luts: torch.Tensor, base: torch.Tensor, reference: torch.Tensor,

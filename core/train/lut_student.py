@@ -64,7 +64,7 @@ def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: l
         loss = recon + getattr(args, "colour", 0.0) * parts["colour"]
         if teacher is not None:
             with torch.no_grad():
-                target = teacher.fuse(gr["frames"]).clamp(0.0, 1.0)               # n×33×33×33×3
+                target = teacher.fuse(gr["frames"]).clamp(0.0, 1.0)               # type: ignore[operator]  # n×33×33×33×3
                 pts = torch.rand(n, args.points, 3)
                 ramp = torch.linspace(0.0, 1.0, g)
                 nodes = torch.stack(torch.meshgrid(ramp, ramp, ramp, indexing="ij")[::-1], -1)  # b×g×r×(r,g,b)
@@ -76,11 +76,11 @@ def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: l
         parts["tv"], parts["mono"] = losses.smoothness(lattice), losses.monotonicity(lattice)
         if not args.no_reg:
             loss = loss + args.tv * parts["tv"] + args.mono * parts["mono"]
-        total = total + (n / n_all) * loss
+        total = total + (n / n_all) * loss  # type: ignore[assignment]
         for k, v in parts.items():
             terms[k] += (n / n_all) * float(v.detach())
     terms["grid"] = float(g)
-    return total, terms
+    return total, terms  # type: ignore[return-value]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         fns = {f"student_G{g}": (lambda f, g=g: student.sample(student.encode(f), g)[0].numpy()) for g in
                (int(v) for v in str(args.val_grids).split(","))}
         if teacher is not None:
-            fns["teacher"] = lambda f: teacher.fuse(f)[0].clamp(0, 1).numpy()
-        summary["validation"] = validate(args, fns)
+            fns["teacher"] = lambda f: teacher.fuse(f)[0].clamp(0, 1).numpy()  # type: ignore[assignment, misc]
+        summary["validation"] = validate(args, fns)  # type: ignore[arg-type]
         print(json.dumps(summary["validation"]["mean"], indent=1))
     loop.write_metrics(args, summary, log)
     return 0

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("phase 2 width %d, %d parameters (phase 1 frozen: %d)", args.width, loop.count_parameters(model),
              sum(p.numel() for p in phase1.parameters()))
     dataset = loop.train_dataset(args, log)
-    dataset.extras = SceneBases(dataset.scenes, phase1, device)
+    dataset.extras = SceneBases(dataset.scenes, phase1, device)  # type: ignore[attr-defined]
     summary = train_refine(args, model, make_phase2_loss(args.real_middle_prob, args.mef_weight, args.seed), device,
                            dataset)
     summary["parameters"] = loop.count_parameters(model)
