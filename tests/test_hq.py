@@ -14,7 +14,7 @@ from lutfuse.core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, t
 from lutfuse.core.metrics import mef_ssim as mef_ssim_metric
 from lutfuse.core.models.refine import AMNet, Phase1UNet
 from lutfuse.core.train.refine_losses import mef_ssim, ms_ssim, refine_loss
-from lutfuse.core.weights import save_weights
+from lutfuse.core.weights import config_path, save_weights
 
 SHIPPED = (paths.WEIGHTS / PHASE1_FILE).is_file() and (paths.WEIGHTS / PHASE2_FILE).is_file()
 
@@ -94,15 +94,19 @@ def test_one_frame_is_refused(hq: HQFusion, rendered_bracket: list[np.ndarray]) 
 def test_missing_or_wrong_weights(tmp_path: Path, random_weights: Path) -> None:
     with pytest.raises(WeightsError, match=PHASE1_FILE):
         HQFusion(tmp_path)
-    (tmp_path / PHASE1_FILE).write_bytes((random_weights / PHASE1_FILE).read_bytes())
+    for name in (PHASE1_FILE, config_path(PHASE1_FILE).name):   # the weights and their architecture
+        (tmp_path / name).write_bytes((random_weights / name).read_bytes())
     with pytest.raises(WeightsError, match=PHASE2_FILE):
         HQFusion(tmp_path)
     (tmp_path / PHASE2_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="not a valid HQ phase 2 weights file"):
         HQFusion(tmp_path)
-    # phase-1 weights where phase 2 belongs
+    # phase-1 weights where phase 2 belongs: refused by their architecture file, or without it by their shapes
     (tmp_path / PHASE2_FILE).write_bytes((random_weights / PHASE1_FILE).read_bytes())
-    with pytest.raises(WeightsError, match="phase-2"):
+    with pytest.raises(WeightsError, match="weights do not fit the HQ phase 2"):
+        HQFusion(tmp_path)
+    config_path(tmp_path / PHASE2_FILE).write_bytes(config_path(random_weights / PHASE1_FILE).read_bytes())
+    with pytest.raises(WeightsError, match="describes a 'Phase1UNet' network, not the HQ phase 2"):
         HQFusion(tmp_path)
 
 
