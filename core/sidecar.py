@@ -33,6 +33,7 @@ RANGES: dict[str, tuple[type, float, float]] = {
     **{k: (float, -100.0, 100.0) for k in LOOK_KEYS if k != "exposure"},
 }
 BOOL_KEYS = ("align",)
+FRAME_KEYS = ("reference_frame", "excluded_frames")   # sidecar only: the editor's reference and left-out frames
 
 
 class SettingsError(LUTFuseError):
@@ -50,6 +51,13 @@ def check_settings(values: Mapping[str, object], source: str = "settings") -> di
             if value not in MODES:
                 raise SettingsError(f"{source}: {key} must be one of {', '.join(MODES)}, not {value!r}")
             out[key] = value != "off"
+        elif key in FRAME_KEYS:   # the editor's bracket control: file names of the bracket's frames
+            names = [value] if key == "reference_frame" else value
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise SettingsError(f"{source}: {key} must be "
+                                    f"{'a file name' if key == 'reference_frame' else 'a list of file names'}, "
+                                    f"not {value!r}")
+            out[key] = value
         elif key in BOOL_KEYS:
             if not isinstance(value, bool):
                 raise SettingsError(f"{source}: {key} must be true or false, not {value!r}")
