@@ -554,6 +554,8 @@ class MainWindow(ExportMixin, QMainWindow):
         self.navigator.set_image(loaded.before, (w, h))
         if not same:
             self._settings_for(loaded)
+        else:   # reloaded with other alignment, deghosting or frames: those are stored beside the frames too
+            self.settings_changed()
         self.banner.hide()
         device = getattr(self.host.engine, "device", None)
         if device is not None:
@@ -885,6 +887,8 @@ class MainWindow(ExportMixin, QMainWindow):
                 if keys:
                     rows.append((action.text().replace("&", "").rstrip("…"), keys))
         rows.append(("Reset a slider", "double-click it"))
+        rows.append(("Pan", "click or drag in the Navigator"))
+        rows.append(("Leave a frame out / use it as reference", "its Use box / right-click its thumbnail"))
         rows.append(("Zoom", "mouse wheel; drag to pan"))
         return rows
 
