@@ -59,15 +59,47 @@ def plan_items(folder: Path, mode: str, method: str = "lut") -> tuple[list[Batch
     its first frame (the batch command's default name) -> (items, frames in no bracket with the reason).
     Raises LUTFuseError for an unreadable folder or a bad mode."""
     from lutfuse.core.commands.batch import DEFAULT_FOLDER_NAME, DEFAULT_NAME, output_name
-    from lutfuse.core.grouping import plan_groups
+    from lutfuse.core.grouping import image_files, plan_groups
 
-    plan = plan_groups([folder], mode)
+    if mode == "folder":
+        plan = plan_groups([folder], mode)
+        files = [p for g in plan.groups for p in g.paths]
+    else:
+        files = image_files([folder])
+    earlier = earlier_results(files)
+    if earlier:   # a second run must not take the first run's results for frames
+        if mode == "folder":
+            for group in plan.groups:
+                group.frames = [s for s in group.frames if s.path not in earlier]
+            plan.groups = [g for g in plan.groups if len(g.frames) >= 2]
+        else:
+            plan = plan_groups([p for p in files if p not in earlier], mode)
+        plan.leftovers += [(p, "an earlier result of a batch") for p in sorted(earlier)]
+    elif mode != "folder":
+        plan = plan_groups(files, mode)
     pattern = DEFAULT_FOLDER_NAME if mode == "folder" else DEFAULT_NAME
     items = []
     for i, group in enumerate(plan.groups, 1):
         name = output_name(pattern, group, i, method)
         items.append(BatchItem(i, group.paths, group.relative_evs(), group.paths[0].parent / name))
     return items, plan.leftovers
+
+
+def earlier_results(files: list[Path]) -> set[Path]:
+    """The files among `files` named as the batch names its results ({first}_{method}.ext beside a frame
+    called {first}, or {folder}_{method}.ext in folder {folder}): results of an earlier run, not frames."""
+    from lutfuse.core.pipeline import METHODS
+
+    stems = {(p.parent, p.stem) for p in files}
+    out = set()
+    for p in files:
+        for method in METHODS:
+            suffix = f"_{method}"
+            if p.stem.endswith(suffix):
+                base = p.stem[: -len(suffix)]
+                if (p.parent, base) in stems or base == p.parent.name:
+                    out.add(p)
+    return out
 
 
 def batch_settings(values: dict):
@@ -102,12 +134,14 @@ def run_items(items: list[BatchItem], settings, *, overwrite: bool, job: Job,
         started(n)
 
         def progress(fraction: float, n: int = n) -> None:
-            if job.is_cancelled():
+            if job.is_cancelled():   # raised inside fuse_files: it writes nothing for this bracket
                 raise Cancelled("batch cancelled")
             job.report((n + fraction) / len(items))
 
         try:
-            fuse_files(item.frames, item.output, settings, overwrite=overwrite, fuser=fuser, progress=progress)
+            # cancel points: after loading (on_loaded) and at every progress report (HQ reports as it goes)
+            fuse_files(item.frames, item.output, settings, overwrite=overwrite, fuser=fuser, progress=progress,
+                       on_loaded=lambda _bracket, n=n: progress(0.3, n))
         except Cancelled:
             ended(n, "cancelled", "")
         except Exception as exc:  # noqa: BLE001 - one bad bracket must not stop the others; its row says why
