@@ -187,7 +187,7 @@ class EngineHost(QObject):
         def work(job: Job) -> LoadedBracket:
             from lutfuse.core.bracket import load_bracket
             from lutfuse.core.errors import Cancelled
-            from lutfuse.core.scene_check import bracket_warnings
+            from lutfuse.core.scene_check import scene_warnings
 
             files = list(choice.files) if choice is not None and choice.files else paths
             chosen = {} if choice is None or choice.reference is None else {"reference": choice.reference}
@@ -211,7 +211,7 @@ class EngineHost(QObject):
                                     .image, self.display_side),
                 thumbnails=[thumbnail(f.image) for f in bracket.frames],
                 relative_evs=relative_evs([f.ev for f in bracket.frames]), deghost=deghost,
-                warnings=[*bracket.notes, *bracket_warnings(bracket.images, [f.path.name for f in bracket.frames])],
+                warnings=[*bracket.notes, *scene_warnings(bracket)],
                 choice=choice,
             )
 
