@@ -46,6 +46,7 @@ class BatchItem:
     """One bracket of the plan: its frames, where its result goes, and how it went."""
 
     index: int                       # 1-based, as `lutfuse batch` numbers them
+    name: str                        # the group's label (its subfolder, or the frames' folder)
     frames: list[Path]
     evs: list[float] | None          # relative to the middle, darkest first (None: unknown)
     output: Path
@@ -81,7 +82,7 @@ def plan_items(folder: Path, mode: str, method: str = "lut") -> tuple[list[Batch
     items = []
     for i, group in enumerate(plan.groups, 1):
         name = output_name(pattern, group, i, method)
-        items.append(BatchItem(i, group.paths, group.relative_evs(), group.paths[0].parent / name))
+        items.append(BatchItem(i, group.folder, group.paths, group.relative_evs(), group.paths[0].parent / name))
     return items, plan.leftovers
 
 
@@ -190,6 +191,7 @@ class BatchDialog(QDialog):
         self.tree.setHeaderLabels(list(COLUMNS))
         self.tree.setIconSize(QSize(THUMB, THUMB))
         self.tree.setRootIsDecorated(False)
+        self.tree.setUniformRowHeights(True)
         self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.summary = QLabel("Choose a folder and Scan")
         self.summary.setWordWrap(True)
@@ -257,7 +259,7 @@ class BatchDialog(QDialog):
         self.tree.clear()
         for item in self.items:
             evs = ", ".join(format_ev(e) for e in item.evs) if item.evs is not None else "?"
-            row = QTreeWidgetItem([f"{item.index}. {item.frames[0].name} … {item.frames[-1].name}",
+            row = QTreeWidgetItem([f"{item.index}. {item.name}: {item.frames[0].name} … {item.frames[-1].name}",
                                    str(len(item.frames)), evs, item.output.name, item.status])
             row.setToolTip(0, "\n".join(str(p) for p in item.frames))
             row.setToolTip(3, str(item.output))
@@ -304,11 +306,12 @@ class BatchDialog(QDialog):
     def _ended(self, n: int, status: str, message: str) -> None:
         item = self.items[n]
         item.status, item.message = status, message
-        text = {"done": "done", "failed": f"failed: {message}", "skipped": f"skipped: {message}",
+        short = message.replace(f"{item.frames[0].parent}/", "")   # the row says which folder
+        text = {"done": "done", "failed": f"failed: {short}", "skipped": f"skipped: {message}",
                 "cancelled": "cancelled"}[status]
         row = self.tree.topLevelItem(n)
         row.setText(4, text)
-        row.setToolTip(4, text)
+        row.setToolTip(4, f"{status}: {message}" if message else status)
 
     def cancel(self) -> None:
         """Stop the scan or the run (the bracket being fused is dropped, nothing half-written stays)."""

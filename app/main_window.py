@@ -736,8 +736,8 @@ class MainWindow(ExportMixin, QMainWindow):
         except LUTFuseError as exc:
             self.show_error(f"Could not load the preset: {exc}")
             return
-        values.pop("frames", None)
-        values.pop("align", None)
+        for key in ("frames", "align", "reference_frame", "excluded_frames"):   # a sidecar read as a preset
+            values.pop(key, None)
         self.edit_to({**self.current_settings(), **values}, f"Preset {Path(path).stem}")
 
     def save_preset_dialog(self) -> None:

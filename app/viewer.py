@@ -47,6 +47,10 @@ class ImageViewer(QWidget):
         self.side_label.setZValue(11)
         self.side_box.addItem(self.side_label, ignoreBounds=True)
         self.side_by_side = False
+        self.result_label = pg.TextItem("Result", color="#f0f0f0", fill=QColor(0, 0, 0, 140), anchor=(0, 0))
+        self.result_label.setZValue(11)
+        self.result_label.setVisible(False)
+        self.box.addItem(self.result_label, ignoreBounds=True)
         self.after = pg.ImageItem(axisOrder="row-major")
         self.box.addItem(self.after)
         # The full render is shown from a screen-sized copy; zoomed in beyond that copy's resolution, the
@@ -271,6 +275,7 @@ class ImageViewer(QWidget):
             self.layout_item.removeItem(self.box)
             self.layout_item.addItem(self.box, 0, 0)
         self.side_box.setVisible(on)
+        self.result_label.setVisible(on)
         self.sideChanged.emit(on)
         self._place_labels()
 
@@ -304,6 +309,7 @@ class ImageViewer(QWidget):
         self.label_after.setPos(x, top)
         (x0, _x1), _ = self.side_box.viewRange()
         self.side_label.setPos(max(0.0, x0), top)
+        self.result_label.setPos(max(0.0, x0), top)
 
     # -- zoom --------------------------------------------------------------------------------------------------
     def fit(self) -> None:

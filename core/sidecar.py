@@ -3,7 +3,8 @@
 The keys are the long options of `lutfuse fuse` (`grid`, `detail`, `align`) and the colour adjustments of
 `core.adjust.Look` (`exposure` … `tint`), so one file serves the editor, a preset and the batch command. The
 sidecar also lists the frames it belongs to (`frames`), so a folder holding several brackets does not hand one
-bracket's settings to another. Unknown keys are ignored (a newer version's file still opens); wrong types or
+bracket's settings to another, and the editor's bracket control (`reference_frame`, a file name, and
+`excluded_frames`, file names). Unknown keys are ignored (a newer version's file still opens); wrong types or
 out-of-range values are a `SettingsError` naming the file and the key. TOML 1.0 (https://toml.io/en/v1.0.0).
 """
 

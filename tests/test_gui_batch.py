@@ -48,7 +48,7 @@ def test_batch_panel_groups_fuses_and_reports(qtbot, tmp_path: Path, shared_data
         dialog.scan()
     assert dialog.tree.topLevelItemCount() == 3
     row = dialog.tree.topLevelItem(0)
-    assert row.text(0).startswith("1. a_lounge_0.jpg") and row.text(1) == "3" and row.text(2).count("EV") == 3
+    assert row.text(0) == "1. a_lounge: a_lounge_0.jpg … a_lounge_2.jpg" and row.text(1) == "3" and row.text(2).count("EV") == 3
     assert row.text(3) == "a_lounge_lut.jpg" and not row.icon(0).isNull()          # thumbnail
     outputs = [item.output for item in dialog.items]
     assert outputs == [f / f"{f.name}_lut.jpg" for f in folders]                     # beside the originals
@@ -65,7 +65,8 @@ def test_batch_panel_groups_fuses_and_reports(qtbot, tmp_path: Path, shared_data
         dialog.process()
     done = statuses(dialog)
     assert done[:2] == ["done", "done"], done
-    assert done[2].startswith("failed: ") and "c_broken_1.jpg" in done[2] and "\n" not in done[2]
+    assert done[2].startswith("failed: c_broken_1.jpg: ") and "\n" not in done[2]
+    assert str(folders[2] / "c_broken_1.jpg") in dialog.tree.topLevelItem(2).toolTip(4)
     assert outputs[0].exists() and outputs[1].exists() and not outputs[2].exists()
     assert dialog.progress.value() == 1000 and dialog.summary.text() == "2 done, 1 failed"
     # with the editor's settings: the same file lutfuse fuse / batch write with them

@@ -54,7 +54,7 @@ def test_navigator_shows_the_visible_part_and_pans(qtbot, window: MainWindow) ->
 
 
 def test_ghost_mask_of_a_bracket_with_motion(qtbot, window: MainWindow, shared_data: Path) -> None:
-    scene = shared_data / "brackets" / "forth" / "AgiaGalini"   # people walking along the waterfront
+    scene = shared_data / "brackets" / "forth" / "AgiaGalini"   # branches moving in the wind, waves on the water
     window.strip.set_deghost("medium")
     window.open_bracket([scene], align=False)
     qtbot.waitUntil(lambda: window.loaded.paths == [scene], timeout=WAIT_MS)
