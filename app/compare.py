@@ -114,7 +114,8 @@ class CompareSources(QObject):
 
     def pending(self, key: str) -> bool:
         """True while `key` is being computed for the bracket on screen."""
-        return key == MERTENS and self.loaded is not None and self.loaded.key() in self._jobs
+        return (key == MERTENS and self.loaded is not None and self.loaded.key() in self._jobs
+                and MERTENS not in self._stored())
 
     # -- background work --------------------------------------------------------------------------------------
     def request(self, key: str) -> np.ndarray | None:
