@@ -139,10 +139,13 @@ def run_items(items: list[BatchItem], settings, *, overwrite: bool, job: Job,
                 raise Cancelled("batch cancelled")
             job.report((n + fraction) / len(items))
 
+        def loaded(_bracket: object, n: int = n) -> None:
+            progress(0.3, n)
+
         try:
             # cancel points: after loading (on_loaded) and at every progress report (HQ reports as it goes)
             fuse_files(item.frames, item.output, settings, overwrite=overwrite, fuser=fuser, progress=progress,
-                       on_loaded=lambda _bracket, n=n: progress(0.3, n))
+                       on_loaded=loaded)
         except Cancelled:
             ended(n, "cancelled", "")
         except Exception as exc:  # noqa: BLE001 - one bad bracket must not stop the others; its row says why
@@ -289,7 +292,7 @@ class BatchDialog(QDialog):
         overwrite = self.overwrite.isChecked()
         for n, item in enumerate(self.items):
             item.status, item.message = "waiting", ""
-            self.tree.topLevelItem(n).setText(4, "waiting")
+            self._row(n).setText(4, "waiting")
         items = list(self.items)
         self.summary.setText(f"Fusing {len(items)} bracket(s) with {self._settings_text()}")
 
@@ -299,9 +302,14 @@ class BatchDialog(QDialog):
 
         return self._run(Job(work), lambda _r: None)
 
+    def _row(self, n: int) -> QTreeWidgetItem:
+        row = self.tree.topLevelItem(n)
+        assert row is not None, n
+        return row
+
     def _started(self, n: int) -> None:
         self.items[n].status = "fusing"
-        self.tree.topLevelItem(n).setText(4, "fusing…")
+        self._row(n).setText(4, "fusing…")
 
     def _ended(self, n: int, status: str, message: str) -> None:
         item = self.items[n]
@@ -309,7 +317,7 @@ class BatchDialog(QDialog):
         short = message.replace(f"{item.frames[0].parent}/", "")   # the row says which folder
         text = {"done": "done", "failed": f"failed: {short}", "skipped": f"skipped: {message}",
                 "cancelled": "cancelled"}[status]
-        row = self.tree.topLevelItem(n)
+        row = self._row(n)
         row.setText(4, text)
         row.setToolTip(4, f"{status}: {message}" if message else status)
 

@@ -48,7 +48,8 @@ def test_batch_panel_groups_fuses_and_reports(qtbot, tmp_path: Path, shared_data
         dialog.scan()
     assert dialog.tree.topLevelItemCount() == 3
     row = dialog.tree.topLevelItem(0)
-    assert row.text(0) == "1. a_lounge: a_lounge_0.jpg … a_lounge_2.jpg" and row.text(1) == "3" and row.text(2).count("EV") == 3
+    assert row.text(0) == "1. a_lounge: a_lounge_0.jpg … a_lounge_2.jpg"
+    assert row.text(1) == "3" and row.text(2).count("EV") == 3
     assert row.text(3) == "a_lounge_lut.jpg" and not row.icon(0).isNull()          # thumbnail
     outputs = [item.output for item in dialog.items]
     assert outputs == [f / f"{f.name}_lut.jpg" for f in folders]                     # beside the originals
