@@ -887,6 +887,7 @@ class MainWindow(ExportMixin, QMainWindow):
                 if keys:
                     rows.append((action.text().replace("&", "").rstrip("…"), keys))
         rows.append(("Reset a slider", "double-click it"))
+        rows.append(("Leave full screen", "Esc"))
         rows.append(("Pan", "click or drag in the Navigator"))
         rows.append(("Leave a frame out / use it as reference", "its Use box / right-click its thumbnail"))
         rows.append(("Zoom", "mouse wheel; drag to pan"))
