@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from lutfuse.app.state import (
     DISPLAY_SIDE_MIN,
     Coalescer,
+    FrameChoice,
     LoadedBracket,
     RenderRequest,
     RenderResult,
@@ -177,17 +178,20 @@ class EngineHost(QObject):
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self, paths: Sequence[str | Path], align: bool, wire: Callable[[Job], None] | None = None,
-             deghost: str = "off") -> Job:
+             deghost: str = "off", choice: FrameChoice | None = None) -> Job:
         """Load a bracket and prepare it (Engine.prepare); emits loaded or load_failed. The old bracket stays
-        current until the new one is ready. `wire(job)` connects the caller's slots before the job starts."""
+        current until the new one is ready. `wire(job)` connects the caller's slots before the job starts.
+        `choice`: only some of the frames, and/or another reference frame (bracket control)."""
         paths = [Path(p) for p in paths]
 
         def work(job: Job) -> LoadedBracket:
             from lutfuse.core.bracket import load_bracket
             from lutfuse.core.errors import Cancelled
-            from lutfuse.core.scene_check import bracket_warnings
+            from lutfuse.core.scene_check import scene_warnings
 
-            bracket = load_bracket(paths, align=align, deghost=deghost)
+            files = list(choice.files) if choice is not None and choice.files else paths
+            chosen = {} if choice is None or choice.reference is None else {"reference": choice.reference}
+            bracket = load_bracket(files, align=align, deghost=deghost, **chosen)
             if job.is_cancelled():
                 raise Cancelled("opening cancelled")
             prepared = self._engine().prepare(bracket)
@@ -195,10 +199,12 @@ class EngineHost(QObject):
                 raise Cancelled("opening cancelled")
             return LoadedBracket(
                 bracket=bracket, prepared=prepared, paths=paths, align=align,
-                before=display_copy(bracket.middle().image, self.display_side),
+                before=display_copy(bracket.frames[getattr(bracket, "reference_index", len(bracket.frames) // 2)]
+                                    .image, self.display_side),
                 thumbnails=[thumbnail(f.image) for f in bracket.frames],
                 relative_evs=relative_evs([f.ev for f in bracket.frames]), deghost=deghost,
-                warnings=[*bracket.notes, *bracket_warnings(bracket.images, [f.path.name for f in bracket.frames])],
+                warnings=[*bracket.notes, *scene_warnings(bracket)],
+                choice=choice,
             )
 
         job = Job(work)

@@ -1,5 +1,5 @@
-"""Deghosting: find what moved between each frame and the reference (middle) frame, and make every fusion path take
-that content from the reference.
+"""Deghosting: find what moved between each frame and the reference frame (the middle one unless the user picks
+another, `Bracket.reference_index`), and make every fusion path take that content from the reference.
 
 After registration, each frame is mapped to the reference's exposure (per-channel histogram specification over
 pixels valid in both, `core.registration.tone_curve`); where both are well exposed, a colour-channel difference larger

@@ -123,10 +123,22 @@ def apply_gain(image: np.ndarray, stops: float) -> np.ndarray:
         np.float32)
 
 
+def reference_index(reference: int | None, count: int) -> int | None:
+    """The 0-based reference index for `--reference N` (1-based, darkest first; None = the middle frame, kept
+    None) in a bracket of `count` frames. LUTFuseError naming the option when N is not a frame of the bracket."""
+    if reference is None:
+        return None
+    if isinstance(reference, bool) or not isinstance(reference, int) or not 1 <= reference <= count:
+        raise LUTFuseError(f"--reference {reference}: the bracket has {count} frames; give 1-{count} "
+                           "(darkest first)")
+    return reference - 1
+
+
 def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], None] | None = None,
          transforms: Path | None = None, ghost_mask: Path | None = None, overwrite: bool = False):
     """The bracket of `frames` loaded as `fuse` loads it: darkest first, registered as `settings.align` says
-    (`core.registration`), deghosted as `settings.deghost` says (`core.deghost`) and cropped to the area every
+    (`core.registration`) to the frame `settings.reference` names (1-based, darkest first; None = the middle
+    one), deghosted as `settings.deghost` says (`core.deghost`) and cropped to the area every
     frame covers when `settings.crop`. `settings` is a FuseSettings or an argparse namespace; settings it lacks
     take fuse's defaults. `log(line)` gets one line per frame's transform and what was cropped or filled;
     `transforms` (JSON: each input file's 3×3 homography onto the output) and `ghost_mask` (8-bit PNG) are written
@@ -136,14 +148,16 @@ def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], No
     import cv2
 
     from lutfuse.core import registration
-    from lutfuse.core.bracket import load_bracket
+    from lutfuse.core.bracket import frame_paths, load_bracket
     from lutfuse.core.deghost import DEFAULT
     from lutfuse.core.errors import OutputError
     from lutfuse.core.imageio import commit
 
     log = log or (lambda line: None)
     align = getattr(settings, "align", "auto")
-    bracket = load_bracket(list(frames), align=align, deghost=getattr(settings, "deghost", DEFAULT))
+    reference = reference_index(getattr(settings, "reference", None), len(frame_paths(list(frames))))
+    bracket = load_bracket(list(frames), align=align, deghost=getattr(settings, "deghost", DEFAULT),
+                           reference=reference)
     h, w = bracket.frames[0].image.shape[:2]
     records = bracket.registration or []
     if align != "off":

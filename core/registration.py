@@ -486,14 +486,18 @@ def refine_full_size(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarra
 
 
 def register(images: Sequence[np.ndarray] | np.ndarray, mode: str | bool = "auto",
-             progress: Callable[[int, int], None] | None = None) -> list[FrameRegistration]:
-    """Estimate every frame's registration to the middle frame (index N//2); frames are N× H×W×3 float32 [0,1].
+             progress: Callable[[int, int], None] | None = None,
+             reference: int | None = None) -> list[FrameRegistration]:
+    """Estimate every frame's registration to the reference frame (0-based `reference`; None = the middle one,
+    index N//2); frames are N× H×W×3 float32 [0,1].
 
     mode: one of MODES (True = "auto", False = "off"). Returns one FrameRegistration per frame, in order; the
     reference's has model "reference". Nothing is applied here (see `apply`). progress: optional callable(done, n)."""
     mode = check_mode(mode)
     n = len(images)
-    centre = n // 2
+    centre = n // 2 if reference is None else int(reference)
+    if not 0 <= centre < n:
+        raise LUTFuseError(f"reference frame {reference}: there are {n} frames (0-based index 0-{n - 1})")
     eye = np.eye(3)
     ref = Reference(images[centre]) if mode != "off" else None
     out = []

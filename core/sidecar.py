@@ -6,7 +6,8 @@ The keys are the long options of `lutfuse fuse` (`grid`, `detail`, `align`) and 
 A batch preset may hold any of fuse's option dests (`method`, `bit_depth`, `quality`, ...) plus `name`, the
 output file-name pattern; the batch command checks those against fuse's options (the editor's keys are a subset). The
 sidecar also lists the frames it belongs to (`frames`), so a folder holding several brackets does not hand one
-bracket's settings to another. Unknown keys are ignored (a newer version's file still opens); wrong types or
+bracket's settings to another, and the editor's bracket control (`reference_frame`, a file name, and
+`excluded_frames`, file names). Unknown keys are ignored (a newer version's file still opens); wrong types or
 out-of-range values are a `SettingsError` naming the file and the key. TOML 1.0 (https://toml.io/en/v1.0.0).
 """
 
@@ -39,6 +40,7 @@ RANGES: dict[str, tuple[type, float, float]] = {
     **{k: (float, -100.0, 100.0) for k in LOOK_KEYS if k != "exposure"},
 }
 BOOL_KEYS = ("align",)
+FRAME_KEYS = ("reference_frame", "excluded_frames")   # sidecar only: the editor's reference and left-out frames
 
 
 class SettingsError(LUTFuseError):
@@ -60,6 +62,13 @@ def check_settings(values: Mapping[str, object], source: str = "settings") -> di
             if value not in MODES:
                 raise SettingsError(f"{source}: {key} must be one of {', '.join(MODES)}, not {value!r}")
             out[key] = value != "off"
+        elif key in FRAME_KEYS:   # the editor's bracket control: file names of the bracket's frames
+            names = [value] if key == "reference_frame" else value
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise SettingsError(f"{source}: {key} must be "
+                                    f"{'a file name' if key == 'reference_frame' else 'a list of file names'}, "
+                                    f"not {value!r}")
+            out[key] = value
         elif key in BOOL_KEYS:
             if not isinstance(value, bool):
                 raise SettingsError(f"{source}: {key} must be true or false, not {value!r}")

@@ -7,6 +7,7 @@ an option added here becomes a batch option and a preset key with no change in b
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tqdm import tqdm
 
@@ -74,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
     def loaded(bracket) -> None:
         print_notes("fuse", bracket.notes)
+        from lutfuse.core.scene_check import scene_warnings
+
+        for warning in scene_warnings(bracket):   # fused anyway (the user may mean it), but never without a word
+            print(f"lutfuse fuse: warning: {warning}", file=sys.stderr)
         evs = relative_evs([f.ev for f in bracket.frames])
         frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
         source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
