@@ -233,7 +233,7 @@ def test_student_steps_reduce_loss(rendered_bracket, with_teacher: bool) -> None
     model = LUTStudent()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     first = _value(student_loss, model, teacher, groups, args)
-    for _ in range(25):
+    for _ in range(40):
         loss, _ = student_loss(model, teacher, groups, args)
         opt.zero_grad()
         loss.backward()
