@@ -142,12 +142,17 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
         with host.lock:
             _check(job)
             renders = live_renders(host.engine, grid, detail, look, cancel=job.is_cancelled)
+        live_shown = display_copy(renders[0], host.display_side)   # before fuse: it corrects renders[0] in place
         fused = hq.fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
                         renders=renders, valid=bracket.valid)
         _check(job)
-        host.hq_result = (bracket, display_copy(fused, host.display_side))   # for comparing in the editor
         out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
-                          quality=options.quality, overwrite=overwrite, inputs=inputs, origin="the HQ weights")
+                          quality=options.quality, overwrite=overwrite, inputs=inputs,
+                          origin="the live render refined per bracket (core.hq)")
+        from lutfuse.app.hq_preview import make_preview
+
+        # the before/after against the live view, shown by the editor once the file is written
+        host.hq_result = make_preview(bracket, live_shown, display_copy(fused, host.display_side), out)
         job.report(1.0)
         return out
 

@@ -716,7 +716,8 @@ class MainWindow(ExportMixin, QMainWindow):
             else:
                 return
             self.compare_images[key] = pixels
-        label = {"mertens": "Mertens", "hq": "HQ export"}.get(key) or frames[int(key[6:])].path.name
+        label = {"mertens": "Mertens", "hq": getattr(self, "hq_label", "HQ export")}.get(key) \
+            or frames[int(key[6:])].path.name
         index = self.compare.findData(key)
         if index >= 0:
             self.compare.setCurrentIndex(index)
@@ -747,14 +748,19 @@ class MainWindow(ExportMixin, QMainWindow):
 
     def _show_hq_result(self) -> None:
         """After an HQ export of the bracket on screen: offer it for comparison and show it."""
-        result = self.host.hq_result
-        if result is None or self.loaded is None or result[0] is not self.loaded.bracket:
+        result = self.host.hq_result   # app.hq_preview.HQPreview
+        if result is None or self.loaded is None or result.bracket is not self.loaded.bracket:
             return
         self.host.hq_result = None
-        self.compare_images["hq"] = result[1]
-        if self.compare.findData("hq") < 0:
-            self.compare.addItem("HQ export", "hq")
+        self.compare_images["hq"] = result.hq
+        self.hq_label = result.label
+        index = self.compare.findData("hq")
+        if index < 0:
+            self.compare.addItem(result.label, "hq")
+        else:
+            self.compare.setItemText(index, result.label)
         self.set_compare("hq")
+        self.statusBar().showMessage(result.summary(), 30000)
 
     def shortcut_rows(self) -> list[tuple[str, str]]:
         """(what, keys) for every action with a shortcut, in menu order."""

@@ -200,7 +200,7 @@ def run_hq_bench(width: int, height: int, n_frames: int, repeat: int, device: st
     from lutfuse.core.bracket import load_bracket
     from lutfuse.core.classical import mertens
     from lutfuse.core.fusion import Engine
-    from lutfuse.core.hq import STEPS, WORK_SIDE, HQFusion
+    from lutfuse.core.hq import STEPS, WORK_SIDE, HQFusion, live_renders
 
     hq = HQFusion(device=device)
     engine = Engine(device=device)
@@ -214,11 +214,13 @@ def run_hq_bench(width: int, height: int, n_frames: int, repeat: int, device: st
     timed = _timer(hq.device, 1)
     ms_set, _ = timed(lambda: engine.set_bracket(bracket))
     stages.append(Stage("set_bracket", ms_set, "engine: base, latent, detail layer (the live view pays it too)"))
-    ms, _ = timed(lambda: hq.fuse(images, engine=engine, grid=33, detail=1.0))
-    middle = "real middle frame" if hq.uses_real_middle(n_frames) else "phase 1 generates the middle"
-    stages.append(Stage("hq fuse", ms, f"2 full renders + networks and {STEPS} steps at {WORK_SIDE} px "
-                                       f"({middle}) + full-res guided correction"))
-    stages.append(Stage("hq", ms_set + ms, "HQ export in all (set_bracket + fuse)"))
+    ms_live, renders = timed(lambda: live_renders(engine, 33, 1.0))
+    stages.append(Stage("hq live", ms_live, "the live render(s) at full resolution (grid 33, detail 1)"))
+    ms, _ = timed(lambda: hq.fuse(images, renders=renders, grid=33, detail=1.0))
+    start = ("two-phase networks (" + ("real middle frame" if hq.uses_real_middle(n_frames) else
+                                       "phase 1 generates the middle") + ") + ") if hq.networks else ""
+    stages.append(Stage("hq refine", ms, f"{start}{STEPS} steps at {WORK_SIDE} px + full-res guided correction"))
+    stages.append(Stage("hq", ms_set + ms_live + ms, "HQ export in all (set_bracket + live render + refine)"))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6   # kilobytes on Linux
     ms, _ = _timer(hq.device, repeat)(lambda: mertens(images))
     stages.append(Stage("mertens", ms, f"OpenCV MergeMertens, {n_frames} frames"))

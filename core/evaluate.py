@@ -9,10 +9,11 @@ and k = 3, extremes + middle, when the stack has a frame between them), but load
   stack's frames); seconds of wall-clock time for the method on that case.
 * "lut" is the pure LUT (detail 0), "lut+detail" the engine's default render; both include `set_bracket`
   (latent code and detail layer) in their time, as a user pays it once per bracket.
-* "hq" feeds phase 1's generated middle to phase 2 (and to the base fusion it refines) and uses only the
-  extremes, so its k = 3 result is its k = 2 result of the same scene (computed once, reused with its time).
-  "hq-real-middle" feeds the real middle input instead (the shipped default for brackets of 3 or more); it exists
-  only for k = 3 cases.
+* "hq" is the shipped HQ export (core.hq: the lut+detail render refined per bracket, no network); "hq-steps16"
+  the same with twice the steps; the "hq-thesis" rows start the refinement from the two-phase networks (with the
+  real middle frame for k ≥ 3), "-steps0" without refinement, "-no-phase1" (k = 2) with the live render as phase
+  2's intermediate, "-generated-middle" (k ≥ 3) with phase 1's middle instead of the real one. Their times include
+  the engine's set_bracket, as a user pays it once per bracket.
 * "phase1" scores the generated middle frame against the real middle exposure (PSNR, SSIM; no MEF-SSIM), once per
   scene (on its k = 2 case: the k = 3 case has the same extremes and the same middle).
 
@@ -34,16 +35,18 @@ import numpy as np
 from lutfuse.core.detail import CONTRAST_POWER
 from lutfuse.core.errors import LUTFuseError, WeightsError
 
-METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-steps0", "hq-no-net", "hq-no-phase1", "hq-generated-middle",
-           "phase1")
+METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-steps16", "hq-thesis", "hq-thesis-steps0",
+           "hq-thesis-no-phase1", "hq-thesis-generated-middle", "phase1")
 LABELS = {"phase1": "phase1 (middle)"}
-# HQFusion settings of each HQ row (the ablations of core.hq's design)
+# HQFusion settings of each HQ row (the ablations of core.hq's design). "hq" with 0 steps is the live view itself:
+# the lut+detail row.
 HQ_VARIANTS = {
-    "hq": {},                                       # shipped: networks start the correction, STEPS refinement
-    "hq-steps0": {"steps": 0},                      # phase 2's correction alone, no refinement
-    "hq-no-net": {"phase2": False},                 # refinement from the live render, no network
-    "hq-no-phase1": {"phase1": False},              # 2-frame brackets: the live render as phase 2's intermediate
-    "hq-generated-middle": {"middle": "generated"},  # ≥ 3 frames: phase 1's middle instead of the real one
+    "hq": {},                                             # shipped: the live render refined, STEPS steps, no network
+    "hq-steps16": {"steps": 16},                          # twice the refinement steps
+    "hq-thesis": {"networks": True},                      # the two-phase networks start the correction, then STEPS
+    "hq-thesis-steps0": {"networks": True, "steps": 0},   # phase 2's correction alone, no refinement
+    "hq-thesis-no-phase1": {"networks": True, "phase1": False},   # k = 2: the live render as phase 2's middle
+    "hq-thesis-generated-middle": {"networks": True, "middle": "generated"},  # k ≥ 3: phase 1's middle, not the real
 }
 STUDENT_FILE = "lut_student.pt"
 PHASE1_FILE = "refine_phase1.pt"
@@ -52,7 +55,7 @@ WEIGHT_FILES = {
     "mertens": (),
     "lut": (STUDENT_FILE,),
     "lut+detail": (STUDENT_FILE,),
-    **{m: (STUDENT_FILE, PHASE1_FILE, PHASE2_FILE) for m in HQ_VARIANTS},
+    **{m: (STUDENT_FILE,) + ((PHASE1_FILE, PHASE2_FILE) if v.get("networks") else ()) for m, v in HQ_VARIANTS.items()},
     "phase1": (PHASE1_FILE,),
 }
 METRICS = ("mef_ssim", "psnr", "ssim", "seconds", "delta_e", "halo", "chroma", "chroma_ratio", "de00")
@@ -341,13 +344,13 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
         engine = Engine(weights=wdir / STUDENT_FILE, device=device,
                         contrast_power=CONTRAST_POWER if contrast_power is None else contrast_power,
                         base=base or DEFAULT_BASE)
-    if hq_rows or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
+    if hq_rows:
         from lutfuse.core.hq import HQFusion
 
-        for m in hq_rows or ["hq"]:
+        for m in hq_rows:
             hqs[m] = HQFusion(weights_dir=wdir, device=device, **HQ_VARIANTS[m])
     if "phase1" in active:
-        gen = next(iter(hqs.values())) if hqs else Phase1Only(wdir / PHASE1_FILE, device)
+        gen = Phase1Only(wdir / PHASE1_FILE, device)
 
     warm = False
     rows: list[dict] = []
@@ -392,7 +395,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                 out = mertens(inputs)
                 scores["mertens"] = _scores(out, inputs, ref, time.perf_counter() - t0, live, merged)
             for m in hq_rows:
-                if m == "hq-generated-middle" and k < 3 or m == "hq-no-phase1" and k >= 3:
+                if m == "hq-thesis-generated-middle" and k < 3 or m == "hq-thesis-no-phase1" and k >= 3:
                     continue  # the same computation as "hq" for these k
                 t0 = time.perf_counter()
                 out = hqs[m].fuse(inputs, engine=engine, grid=grid, detail=float(detail))

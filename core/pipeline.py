@@ -123,8 +123,9 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, d
         report(0.0)
         engine.set_bracket(bracket)
         report(0.3)
-        return apply_look(fuser.hq(device).fuse(bracket.images, progress=lambda f: report(0.3 + 0.7 * f),
-                                                engine=engine, grid=grid, detail=detail, valid=bracket.valid), look)
+        # the look goes into the live render HQ refines, as in the editor (its LUT carries the look)
+        return fuser.hq(device).fuse(bracket.images, progress=lambda f: report(0.3 + 0.7 * f), engine=engine,
+                                     grid=grid, detail=detail, look=look, valid=bracket.valid)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -262,7 +263,7 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
             fused = apply_gain(fused, target_luminance - mean_log_luminance(fused))
     bits = output_bit_depth(output, settings.bit_depth, bracket.bit_depth)
     origin = {"lut": str(shipped("LUT student")),
-              "hq": f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"}.get(settings.method, "the fusion")
+              "hq": f"{shipped('LUT student')}, refined per bracket (core.hq)"}.get(settings.method, "the fusion")
     write_image(output, fused, bit_depth=bits, metadata=OutputMetadata.from_bracket(bracket), overwrite=overwrite,
                 inputs=paths, origin=origin, **image_options(settings))
     return FuseResult(output=output, frames=[f.path for f in bracket.frames],

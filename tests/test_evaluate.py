@@ -59,7 +59,7 @@ def test_every_method_has_finite_plausible_scores(result: dict) -> None:
     assert list(result["means"]) == list(ev.METHODS)
     assert [c["k"] for c in result["cases"]] == [2, 3]
     for method, s in result["means"].items():
-        assert s["n"] == (1 if method in ("hq-generated-middle", "hq-no-phase1", "phase1") else 2), method
+        assert s["n"] == (1 if method in ("hq-thesis-generated-middle", "hq-thesis-no-phase1", "phase1") else 2), method
         assert 0.0 < s["psnr"] <= ev.PSNR_CAP and -1.0 <= s["ssim"] <= 1.0 and s["seconds"] >= 0.0, method
         if method == "phase1":
             assert s["mef_ssim"] is None  # scored against the real middle frame, not the inputs
@@ -68,8 +68,8 @@ def test_every_method_has_finite_plausible_scores(result: dict) -> None:
     # Mertens and the LUT are real fusions even with a random student: MEF-SSIM high, PSNR well above noise
     for method in ("mertens", "lut", "lut+detail"):
         assert result["means"][method]["mef_ssim"] > 0.8 and result["means"][method]["psnr"] > 15
-    assert set(result["by_k"]) == {"2", "3"} and "hq-generated-middle" not in result["by_k"]["2"]
-    assert "hq-no-phase1" not in result["by_k"]["3"]
+    assert set(result["by_k"]) == {"2", "3"} and "hq-thesis-generated-middle" not in result["by_k"]["2"]
+    assert "hq-thesis-no-phase1" not in result["by_k"]["3"]
     # the HQ rows carry the consistency and halo measures; HQ stays the live view's picture
     for method in ev.HQ_VARIANTS:
         s = result["means"][method]
@@ -182,10 +182,13 @@ def test_missing_weights_skip_with_a_note_unless_asked_for(shared_data: Path, we
     assert run_cli("eval", shared_data, "--limit", 1, "--max-side", SIDE, "--device", "cpu") == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
-    assert [line.split()[0] for line in lines[2:lines.index("")]] == ["mertens", "lut", "lut+detail", "phase1"]
-    assert all(f"note: skipped {m}:" in text for m in ev.HQ_VARIANTS)
+    # the shipped HQ needs only the student; the thesis rows need both phases
+    thesis = [m for m in ev.HQ_VARIANTS if m.startswith("hq-thesis")]
+    assert [line.split()[0] for line in lines[2:lines.index("")]] == ["mertens", "lut", "lut+detail", "hq",
+                                                                      "hq-steps16", "phase1"]
+    assert all(f"note: skipped {m}:" in text for m in thesis)
     assert str(partial / ev.PHASE2_FILE) in text
-    assert run_cli("eval", shared_data, "--limit", 1, "--methods", "hq") == 1
+    assert run_cli("eval", shared_data, "--limit", 1, "--methods", "hq-thesis") == 1
     err = capsys.readouterr().err
     assert "refine_phase2.pt" in err and "not found" in err
     with pytest.raises(LUTFuseError, match="lut_student.pt"):
