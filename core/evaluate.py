@@ -294,8 +294,10 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
              grid_sweep: Sequence[int] | str | None = None, progress: Progress | None = None,
              weights_dir: str | Path | None = None, device: str | None = None,
              cache_dir: str | Path | None = None, contrast_power: float | None = None,
-             ks: Sequence[int] | str | None = None, base: str | None = None) -> dict:
-    """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases.
+             ks: Sequence[int] | str | None = None, base: str | None = None,
+             scenes: Sequence[str] | str | None = None) -> dict:
+    """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases
+    (only the scenes whose key starts with one of `scenes`, a list or comma-separated text, when given).
 
     Returns a JSON-ready dict: `config`, `methods` (evaluated), `skipped` {method: reason}, `notes`, `cases`
     (key, k, stack_frames, inputs_are_stack, scores {method: {mef_ssim, psnr, ssim, seconds}}, and
@@ -328,6 +330,11 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     if grids and not student_ok:
         raise WeightsError(f"grid sweep: {wdir / STUDENT_FILE} not found (the sweep renders the learned LUT)")
     plan = plan_scenes(root, split, ks)
+    if scenes is not None:
+        prefixes = [p.strip() for p in (scenes.split(",") if isinstance(scenes, str) else scenes) if p.strip()]
+        plan = [entry for entry in plan if any(entry[0].startswith(p) for p in prefixes)]
+        if not plan:
+            raise LUTFuseError(f"scenes {scenes!r}: no scene of the {split} split starts with that")
     total = sum(n for _, _, n in plan)
     if limit is not None:
         total = min(total, limit)
@@ -420,7 +427,8 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                      f"reference is Mertens of the inputs, so Mertens is exact there (PSNR capped at "
                      f"{PSNR_CAP:g} dB); the sparse table leaves them out")
     return {
-        "config": {"data_root": str(root), "split": split, "max_side": max_side, "grid": grid, "detail": detail,
+        "config": {"data_root": str(root), "split": split, "scenes": scenes, "max_side": max_side, "grid": grid,
+                   "detail": detail,
                    "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power,
                    "limit": limit, "ks": list(ks), "base": base, "weights_dir": str(wdir), "device": device,
                    "psnr_cap": PSNR_CAP},
