@@ -97,6 +97,24 @@ def test_bracket_sizes_beyond_three_take_evenly_spaced_frames() -> None:
         ev.parse_ks("1-4")
 
 
+def test_scenes_pick_a_subset_with_every_bracket_size(shared_data: Path) -> None:
+    key = next(k for k in _val_keys() if k.startswith("hdrps/"))   # a 9-frame stack
+    result = ev.evaluate(shared_data, methods=["mertens"], scenes=key.split("/")[0] + "/" + key.split("/")[1][:4],
+                         ks="2-9", max_side=SIDE)
+    assert {c["key"] for c in result["cases"]} == {key}
+    assert sorted(result["by_k"], key=int) == [str(k) for k in range(2, 10)]
+    assert all(means["mertens"]["n"] == 1 for means in result["by_k"].values())
+    assert result["config"]["scenes"].startswith("hdrps/")
+    with pytest.raises(LUTFuseError, match="no scene"):
+        ev.evaluate(shared_data, methods=["mertens"], scenes="nonesuch/", max_side=SIDE)
+
+
+def _val_keys() -> list[str]:
+    from lutfuse.core.train import data
+
+    return list(data.load_split()["val"])
+
+
 def test_mertens_of_the_whole_stack_is_the_reference(result: dict) -> None:
     """The first val scene has 3 frames: at k = 3 its inputs are the whole stack, and the reference is Mertens of
     all of them, so Mertens reproduces it exactly; at k = 2 (the extremes only) it does not."""
