@@ -43,12 +43,14 @@ class HQPreview:
 
 
 def make_preview(bracket: object, live: np.ndarray, hq: np.ndarray, path: Path) -> HQPreview:
-    """HQPreview from the uint8 display copies (H×W×3, same shape) of the live render and the HQ result.
-    ValueError when the shapes differ."""
+    """HQPreview from the uint8 display copies (H×W×3) of the live render and the HQ result; the live copy is
+    resized to the HQ one's size when a preview render rounded its size differently."""
+    import cv2
+
     from lutfuse.core.consistency import chroma, median_delta_e
 
     if live.shape != hq.shape:
-        raise ValueError(f"live view {live.shape} and HQ {hq.shape} display copies differ in size")
+        live = cv2.resize(live, (hq.shape[1], hq.shape[0]), interpolation=cv2.INTER_AREA)
     lf, hf = live.astype(np.float32) / 255, hq.astype(np.float32) / 255
     return HQPreview(bracket=bracket, live=live, hq=hq, path=Path(path), delta_e=median_delta_e(lf, hf),
                      chroma_live=chroma(lf), chroma_hq=chroma(hf))

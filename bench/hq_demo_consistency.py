@@ -22,10 +22,10 @@ def main() -> None:
     bracket = load_bracket(demo_frames(), align=False)
     frames = bracket.images
     engine = Engine(device="cpu")
-    engine.set_bracket(bracket)
-    live = engine.render(33, 1.0)
+    prepared = engine.prepare(bracket)
+    live = engine.render(prepared, 33, 1.0)
     t0 = time.perf_counter()
-    hq = HQFusion(device="cpu").fuse(frames, engine=engine)
+    hq = HQFusion(device="cpu").fuse(frames, engine=engine, prepared=prepared)
     seconds = time.perf_counter() - t0
     print(f"demo bracket {frames.shape[0]}×{frames.shape[2]}×{frames.shape[1]}")
     for name, out in (("live", live), ("hq", hq), ("mertens", mertens(frames))):
