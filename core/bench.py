@@ -227,7 +227,7 @@ def run_hq_bench(width: int, height: int, n_frames: int, repeat: int, device: st
                         cpu_set))
     ms_live, renders, cpu_live = timed(lambda: live_renders(engine, prepared, 33, 1.0))
     stages.append(Stage("hq live", ms_live, "the live render(s) at full resolution (grid 33, detail 1)", cpu_live))
-    ms, _, cpu_refine = timed(lambda: hq.fuse(images, renders=renders, grid=33, detail=1.0))
+    ms, _, cpu_refine = timed(lambda: hq.fuse(images, renders=renders, grid=33, detail=1.0))  # type: ignore[arg-type]
     start = ("two-phase networks (" + ("real middle frame" if hq.uses_real_middle(n_frames) else
                                        "phase 1 generates the middle") + ") + ") if hq.networks else ""
     stages.append(Stage("hq refine", ms, f"{start}{STEPS} steps at {WORK_SIDE} px + full-res guided correction",

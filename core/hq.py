@@ -318,7 +318,7 @@ class HQFusion:
             weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
             p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE
             models = (load_phase1(p1), load_phase2(p2))
-        if networks:
+        if networks and models is not None:
             self.phase1 = models[0].to(self.device)
             self.phase2 = models[1].to(self.device)
         if middle not in ("generated", "real"):
@@ -341,8 +341,10 @@ class HQFusion:
         Raises WeightsError when this HQFusion was made without networks."""
         if self.phase1 is None:
             raise WeightsError("HQ phase 1: this HQFusion runs without networks (make it with networks=True)")
+        phase1 = self.phase1
+
         def net(x: list[torch.Tensor]) -> torch.Tensor:
-            return self.phase1(x[0], x[1])
+            return phase1(x[0], x[1])
 
         return self._tiled(net, [under, over], progress, cancel, tile)
 
@@ -422,7 +424,9 @@ class HQFusion:
                 middle = self.generate_middle(frames_s[0], frames_s[-1], None, cancel, tile)
             else:
                 middle = live_s
-            net_s = self._tiled(lambda x: self.phase2(*x), [frames_s[0], middle, frames_s[-1], live_s], None,
+            phase2 = self.phase2
+            assert phase2 is not None   # networks on: both loaded in __init__
+            net_s = self._tiled(lambda x: phase2(*x), [frames_s[0], middle, frames_s[-1], live_s], None,
                                 cancel, tile)
             init[0, 0] = torch.from_numpy(log_gain(net_s, live_s, init.shape[-2:]))  # type: ignore[arg-type]
         report(start + 0.2)
