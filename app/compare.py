@@ -58,6 +58,7 @@ class CompareSources(QObject):
         self.pool.setMaxThreadCount(1)
         self.loaded: LoadedBracket | None = None
         self.side = 2048
+        self.hq_label = "HQ export"
         self._frames: dict[str, np.ndarray] = {}
         self._cache: dict[Hashable, dict[str, np.ndarray]] = {}   # bracket key -> Mertens/HQ pixels
         self._jobs: dict[Hashable, Job] = {}
@@ -83,14 +84,14 @@ class CompareSources(QObject):
         out = [(frame_key(i), f"{f.path.name} ({format_ev(evs[i])})") for i, f in enumerate(frames)]
         out.append((MERTENS, "Mertens (OpenCV)"))
         if HQ in self._stored():
-            out.append((HQ, "HQ export"))
+            out.append((HQ, self.hq_label))
         return out
 
     def name(self, key: str) -> str:
         """Short label for the view: the frame's file name, 'Mertens' or 'HQ export'."""
         if key.startswith("frame:") and self.loaded is not None:
             return self.loaded.bracket.frames[int(key[6:])].path.name
-        return {MERTENS: "Mertens", HQ: "HQ export"}.get(key, key)
+        return {MERTENS: "Mertens", HQ: self.hq_label}.get(key, key)
 
     def pixels(self, key: str) -> np.ndarray | None:
         """The display pixels of `key`, or None when not (yet) available."""
@@ -156,8 +157,10 @@ class CompareSources(QObject):
                 self.changed.emit()
             self.ready.emit(key)
 
-    def add_hq(self, loaded: LoadedBracket, pixels: np.ndarray) -> None:
-        """File the HQ export of `loaded` (display pixels); it becomes a choice while that bracket is shown."""
+    def add_hq(self, loaded: LoadedBracket, pixels: np.ndarray, label: str = "HQ export") -> None:
+        """File the HQ export of `loaded` (display pixels); it becomes a choice while that bracket is shown,
+        named `label` (app.hq_preview names it after the file written)."""
+        self.hq_label = label
         self._store(loaded.key(), HQ, pixels)
 
     def shutdown(self, timeout_ms: int = 10000) -> None:

@@ -98,7 +98,14 @@ def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool
     def work(job: Job) -> Path:
         done = export_hq(engine, prepared, path, grid=grid, detail=detail, look=look, options=options,
                          overwrite=overwrite, progress=job.report, cancel=job.is_cancelled)
-        host.hq_result = (prepared.bracket, display_copy(done.image, host.display_side))  # for comparing
+        from lutfuse.app.hq_preview import make_preview
+
+        # the before/after against the live view (the editor's render at the same settings, display size), shown
+        # by the editor once the file is written
+        shown = display_copy(done.image, host.display_side)
+        live = display_copy(engine.render(prepared, grid, detail, max_side=max(shown.shape[:2]), look=look),
+                            host.display_side)
+        host.hq_result = make_preview(prepared.bracket, live, shown, done.path)
         return done.path
 
     return work

@@ -856,12 +856,13 @@ class MainWindow(ExportMixin, QMainWindow):
 
     def _show_hq_result(self) -> None:
         """After an HQ export of the bracket on screen: offer it for comparison and show it."""
-        result = self.host.hq_result
-        if result is None or self.loaded is None or result[0] is not self.loaded.bracket:
+        result = self.host.hq_result   # app.hq_preview.HQPreview
+        if result is None or self.loaded is None or result.bracket is not self.loaded.bracket:
             return
         self.host.hq_result = None
-        self.compare_sources.add_hq(self.loaded, result[1])
+        self.compare_sources.add_hq(self.loaded, result.hq, result.label)
         self.set_compare("hq")
+        self.statusBar().showMessage(result.summary(), 30000)
 
     def show_batch(self):
         """File → Batch…: the batch panel (app.batch_panel), one per window."""

@@ -145,7 +145,7 @@ class EngineHost(QObject):
         self._jobs: set[Job] = set()
         self.display_side = DISPLAY_SIDE_MIN   # the window raises it to its screen's longest side
         self.threads: int | None = None
-        self.hq_result: tuple[object, object] | None = None   # (bracket, display pixels) of the last HQ export
+        self.hq_result: object | None = None   # app.hq_preview.HQPreview of the last HQ export
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _start(self, job: Job, pool: QThreadPool, wire: Callable[[Job], None] | None = None) -> Job:

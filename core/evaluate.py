@@ -9,10 +9,11 @@ and k = 3, extremes + middle, when the stack has a frame between them), but load
   stack's frames); seconds of wall-clock time for the method on that case.
 * "lut" is the pure LUT (detail 0), "lut+detail" the engine's default render; both include `Engine.prepare`
   (latent code and detail layer) in their time, as a user pays it once per bracket.
-* "hq" feeds phase 1's generated middle to phase 2 (and to the base fusion it refines) and uses only the
-  extremes, so its k = 3 result is its k = 2 result of the same scene (computed once, reused with its time).
-  "hq-real-middle" feeds the real middle input instead (the shipped default for brackets of 3 or more); it exists
-  only for k = 3 cases.
+* "hq" is the shipped HQ export (core.hq: the lut+detail render refined per bracket, no network); "hq-steps16"
+  the same with twice the steps; the "hq-thesis" rows start the refinement from the two-phase networks (with the
+  real middle frame for k ≥ 3), "-steps0" without refinement, "-no-phase1" (k = 2) with the live render as phase
+  2's intermediate, "-generated-middle" (k ≥ 3) with phase 1's middle instead of the real one (the registry's
+  HQ methods, core.methods). Their times include the engine's prepare, as a user pays it once per bracket.
 * "phase1" scores the generated middle frame against the real middle exposure (PSNR, SSIM; no MEF-SSIM), once per
   scene (on its k = 2 case: the k = 3 case has the same extremes and the same middle).
 
@@ -293,8 +294,10 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
              grid_sweep: Sequence[int] | str | None = None, progress: Progress | None = None,
              weights_dir: str | Path | None = None, device: str | None = None,
              cache_dir: str | Path | None = None, contrast_power: float | None = None,
-             ks: Sequence[int] | str | None = None, base: str | None = None) -> dict:
-    """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases.
+             ks: Sequence[int] | str | None = None, base: str | None = None,
+             scenes: Sequence[str] | str | None = None) -> dict:
+    """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases
+    (only the scenes whose key starts with one of `scenes`, a list or comma-separated text, when given).
 
     Returns a JSON-ready dict: `config`, `methods` (evaluated), `skipped` {method: reason}, `notes`, `cases`
     (key, k, stack_frames, inputs_are_stack, scores {method: {mef_ssim, psnr, ssim, seconds}}, and
@@ -327,6 +330,11 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     if grids and not student_ok:
         raise WeightsError(f"grid sweep: {wdir / STUDENT_FILE} not found (the sweep renders the learned LUT)")
     plan = plan_scenes(root, split, ks)
+    if scenes is not None:
+        prefixes = [p.strip() for p in (scenes.split(",") if isinstance(scenes, str) else scenes) if p.strip()]
+        plan = [entry for entry in plan if any(entry[0].startswith(p) for p in prefixes)]
+        if not plan:
+            raise LUTFuseError(f"scenes {scenes!r}: no scene of the {split} split starts with that")
     total = sum(n for _, _, n in plan)
     if limit is not None:
         total = min(total, limit)
@@ -343,13 +351,10 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     if student_ok and (grids or {"lut", "lut+detail"} & set(active) or hq_rows):
         check_grid(grid)
         engine = models.engine(device)
-    if hq_rows or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
-        for m in hq_rows or ["hq"]:
-            models.hq(device, **HQ_VARIANTS[m])   # loaded before the first case, as its time is not the case's
+    for m in hq_rows:
+        models.hq(device, **HQ_VARIANTS[m])   # loaded before the first case, as its time is not the case's
     if "phase1" in active:
-        first = (hq_rows or ["hq"])[0]
-        gen = models.hq(device, **HQ_VARIANTS[first]) if hq_rows or (wdir / PHASE2_FILE).is_file() \
-            else Phase1Only(wdir / PHASE1_FILE, device)
+        gen = Phase1Only(wdir / PHASE1_FILE, device)
 
     warm = False
     rows: list[dict] = []
@@ -389,7 +394,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
             for m, (name, changes) in ROWS.items():
                 if m not in active:
                     continue
-                if m == "hq-generated-middle" and k < 3 or m == "hq-no-phase1" and k >= 3:
+                if m == "hq-thesis-generated-middle" and k < 3 or m == "hq-thesis-no-phase1" and k >= 3:
                     continue  # the same computation as "hq" for these k
                 method = get_method(name)
                 t0 = time.perf_counter()
@@ -417,7 +422,8 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                      f"reference is Mertens of the inputs, so Mertens is exact there (PSNR capped at "
                      f"{PSNR_CAP:g} dB); the sparse table leaves them out")
     return {
-        "config": {"data_root": str(root), "split": split, "max_side": max_side, "grid": grid, "detail": detail,
+        "config": {"data_root": str(root), "split": split, "scenes": scenes, "max_side": max_side, "grid": grid,
+                   "detail": detail,
                    "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power,
                    "limit": limit, "ks": list(ks), "base": base, "weights_dir": str(wdir), "device": device,
                    "psnr_cap": PSNR_CAP},

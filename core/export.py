@@ -174,7 +174,7 @@ def export_hq(engine: Engine, prepared: PreparedBracket, path: str | Path, *, gr
               look: Any = None, options: ImageOptions = ImageOptions(), overwrite: bool = False,
               progress: Progress | None = None, cancel: Cancel | None = None,
               models: Models | None = None) -> HQExport:
-    """The HQ export (method hq, core.hq: the render at grid/detail refined, the look applied after, as `lutfuse
+    """The HQ export (method hq, core.hq: the render at grid/detail/look refined per bracket, as `lutfuse
     fuse --method hq` does) of a prepared bracket, written to `path` with the bracket's metadata. The target is
     checked first (a read-only folder fails now, not after minutes). models: the HQ network cache (core.methods.
     Models; a fresh one loads the shipped weights). Raises OutputError, WeightsError, Cancelled."""

@@ -2,10 +2,13 @@
 networks and a per-bracket refinement find at low resolution.
 
 1. The engine renders the bracket at the user's grid, detail (and look) at full resolution: the live view exactly.
-2. At ≤ WORK_SIDE px, phase 1 generates the intermediate exposure (when the bracket has no real middle frame) and
-   phase 2 (AMNet) attends over (under, intermediate, over) with the live render as its base; the luminance ratio
-   of its answer to the live render starts a correction on a coarse grid (GRID_CELLS on the longest side) of two
-   maps: a log luminance gain γ and a detail gain β.
+2. A correction on a coarse grid (GRID_CELLS on the longest side) of two maps, a log luminance gain γ and a detail
+   gain β, starts at zero (the live view). The thesis variant (networks=True, `lutfuse eval` rows hq-thesis*)
+   starts it instead from the two-phase networks at ≤ WORK_SIDE px: phase 1 generates the intermediate exposure
+   (when the bracket has no real middle frame) and phase 2 (AMNet) attends over (under, intermediate, over) with
+   the live render as its base; the luminance ratio of its answer to the live render is the start. The ablation
+   (resources/weights/refine_phase2.md) found that start no better than zero after the refinement and twice as
+   slow, so the default runs no network.
 3. STEPS Adam steps raise the differentiable MEF-SSIM (core.train.refine_losses.mef_ssim) of the corrected
    render against THIS bracket's frames at the working size, with a penalty that keeps it near the live view.
 4. The grid is upsampled edge-aware (the fast guided filter of He and Sun 2015, guide = the live render's
@@ -13,7 +16,8 @@ networks and a per-bracket refinement find at low resolution.
 
        out = clip((live + β · (live − tone)) · exp(γ), 0, 1),    tone = the same render with detail 0,
 
-   a ratio on R, G and B (hue and saturation stay the live view's) plus more or less of the live detail layer.
+   a ratio on R, G and B (hue stays the live view's) plus more or less of the live detail layer; where γ darkens,
+   the colour's distance from grey is widened to keep the live view's chroma (CHROMA_KEEP).
    Every full-resolution pixel and detail comes from the live render; the networks never paint pixels.
 The networks run by overlapping tiles blended with raised-cosine weights (any size); progress and cancel cover
 every step."""
@@ -33,9 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lutfuse.core import paths
-from lutfuse.core.colour import luma
+from lutfuse.core.colour import LUMA, luma
 from lutfuse.core.device import pick_device
-from lutfuse.core.errors import BracketError, Cancelled
+from lutfuse.core.errors import BracketError, Cancelled, WeightsError
 from lutfuse.core.guided import GuidedFilter
 from lutfuse.core.layout import to_tensor
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
@@ -54,8 +58,15 @@ STEPS = 8                    # Adam steps of the per-bracket refinement
 LEARNING_RATE = 0.01          # larger steps overshoot: the guided fit amplifies the grid (0.03 already oscillates)
 GUIDE_RADIUS_FRACTION = 1 / 64   # guided-filter radius as a fraction of the working size's longest side
 GUIDE_EPS = 1e-3             # guided-filter ε on luminance in [0,1]: edges of contrast ≳ 0.03 are kept
+# The default HQ path runs no network (see the module docstring and refine_phase2.md); networks=True is the thesis'
+# two-phase start, kept as a variant and measured in `lutfuse eval` (hq-thesis rows).
+DEFAULT_NETWORKS = False
 GAIN_LIMIT = 0.3             # |γ| ≤ 0.3: at most ±0.43 EV of luminance change
 DETAIL_LIMITS = (-0.75, 1.5)  # β: between 1/4 and 2.5 times the live detail layer
+# Darkening RGB by e^γ lowers CIELAB chroma by about e^(0.75γ) (a*, b* follow the cube root of linear light, sRGB
+# values about its 1/2.2 power); where γ < 0 the colour's distance from grey is widened by e^(−CHROMA_KEEP·γ) so
+# HQ keeps the live view's chroma (issue 15: "at least as rich"). Grey (MEF-SSIM's input) is unchanged by it.
+CHROMA_KEEP = 0.75
 TONE_PENALTY = 2.0           # weight of mean(γ²) (stay the live view's tone) against 1 − MEF-SSIM
 DETAIL_PENALTY = 0.02        # weight of mean(β²)
 
@@ -78,11 +89,17 @@ def log_gain(target: np.ndarray, live: np.ndarray, shape: tuple[int, int], floor
 
 
 def correct(live: torch.Tensor, tone: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """The HQ formula: clip((live + β·(live − tone))·exp(γ), 0, 1); live, tone N×3×H×W, γ, β N×1×H×W (clamped to
-    their limits here) -> N×3×H×W."""
+    """The HQ formula: c = (live + β·(live − tone))·exp(γ), its distance from grey (Rec. 709 luma Y) widened by
+    exp(−CHROMA_KEEP·min(γ, 0)), clipped to [0,1]; live, tone N×3×H×W, γ, β N×1×H×W (clamped to their limits
+    here) -> N×3×H×W."""
     gamma = gamma.clamp(-GAIN_LIMIT, GAIN_LIMIT)
     beta = beta.clamp(*DETAIL_LIMITS)
-    return ((live + beta * (live - tone)) * torch.exp(gamma)).clamp(0.0, 1.0)
+    out = (live + beta * (live - tone)) * torch.exp(gamma)
+    if CHROMA_KEEP:
+        weights = out.new_tensor(LUMA).view(1, 3, 1, 1)
+        y = (out * weights).sum(dim=1, keepdim=True)
+        out = out + (out - y) * torch.expm1(-CHROMA_KEEP * gamma.clamp(max=0.0))
+    return out.clamp(0.0, 1.0)
 
 
 def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, init: torch.Tensor, *,
@@ -172,6 +189,10 @@ def apply_correction(live: np.ndarray, tone: np.ndarray, coeffs: np.ndarray, *, 
         detail *= beta[..., None]
         part += detail
         part *= np.exp(gamma)[..., None]
+        if CHROMA_KEEP:  # as correct(): the colour's distance from grey kept where γ darkens
+            widen = part - luma(part)[..., None]
+            widen *= np.expm1(-CHROMA_KEEP * np.minimum(gamma, 0.0))[..., None]   # exactly 0 where γ ≥ 0
+            part += widen
         np.clip(part, 0.0, 1.0, out=part)
         if progress is not None:
             progress(y1 / height)
@@ -268,7 +289,8 @@ def run_cancellable(work: Callable[[], T], cancel: Cancel | None, poll: float = 
 
 
 class HQFusion:
-    """Two-phase HQ fusion with shipped (or given) weights; device as core.device.pick_device (auto: CUDA, MPS, CPU).
+    """HQ fusion: the live render refined per bracket (optionally started by the two-phase networks, shipped or
+    given weights); device as core.device.pick_device (auto: CUDA, MPS, CPU).
 
     No code here branches on the CPU (the networks and the refinement run on the device), so the kernel switch of
     core.device does not apply; the live render it starts from follows the engine's kernels."""
@@ -277,20 +299,28 @@ class HQFusion:
                  overlap: int = 64, middle: str = DEFAULT_MIDDLE,
                  models: tuple[Phase1UNet, AMNet] | None = None, steps: int = STEPS, lr: float = LEARNING_RATE,
                  work_side: int = WORK_SIDE, grid_cells: int = GRID_CELLS, phase1: bool = True,
-                 phase2: bool = True) -> None:
-        """Load refine_phase1.pt and refine_phase2.pt from weights_dir (the shipped ones by default), or use the
-        given (phase1, phase2) networks as they are (a trainer's validation).
+                 networks: bool | None = None) -> None:
+        """networks (default DEFAULT_NETWORKS, i.e. off; on when `models` are given): start the correction from
+        the two-phase networks, loading refine_phase1.pt and refine_phase2.pt from weights_dir (the shipped ones
+        by default) or using the given (phase1, phase2) networks as they are (a trainer's validation). Off, no
+        weights are read and the refinement starts from the live view.
 
-        steps: Adam steps of the per-bracket refinement (0 = phase 2's correction as it is); work_side: longest
-        side (px) at which the networks and the refinement run; grid_cells: longest side of the correction grid;
-        phase1/phase2 False: ablations (the live render stands in for the intermediate / no network start)."""
+        steps: Adam steps of the per-bracket refinement (0 = the start as it is: the live view itself without
+        networks); work_side: longest side (px) at which the networks and the refinement run; grid_cells: longest
+        side of the correction grid; phase1 False: ablation (the live render stands in for phase 1's
+        intermediate). Raises WeightsError (networks on, weights missing or unfit), ValueError (bad settings)."""
         self.device = pick_device(device)
-        if models is None:
+        if networks is None:
+            networks = models is not None or DEFAULT_NETWORKS
+        self.phase1: Phase1UNet | None = None
+        self.phase2: AMNet | None = None
+        if networks and models is None:
             weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
             p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE
             models = (load_phase1(p1), load_phase2(p2))
-        self.phase1 = models[0].to(self.device)
-        self.phase2 = models[1].to(self.device)
+        if networks and models is not None:
+            self.phase1 = models[0].to(self.device)
+            self.phase2 = models[1].to(self.device)
         if middle not in ("generated", "real"):
             raise ValueError(f"middle must be 'generated' or 'real', not {middle!r}")
         if steps < 0 or work_side < 16 or grid_cells < 2:
@@ -298,7 +328,7 @@ class HQFusion:
         self.overlap = overlap
         self.middle = middle
         self.steps, self.lr, self.work_side, self.grid_cells = int(steps), float(lr), int(work_side), int(grid_cells)
-        self.phase1_on, self.phase2_on = bool(phase1), bool(phase2)
+        self.phase1_on, self.networks = bool(phase1), bool(networks)
         self._engine: Any = None
 
     def uses_real_middle(self, n_frames: int) -> bool:
@@ -307,9 +337,14 @@ class HQFusion:
 
     def generate_middle(self, under: np.ndarray, over: np.ndarray, progress: Progress | None = None,
                         cancel: Cancel | None = None, tile: int = 512) -> np.ndarray:
-        """Phase 1 alone: under, over H×W×3 float32 in [0,1] -> intermediate exposure H×W×3 float32 in [0,1]."""
+        """Phase 1 alone: under, over H×W×3 float32 in [0,1] -> intermediate exposure H×W×3 float32 in [0,1].
+        Raises WeightsError when this HQFusion was made without networks."""
+        if self.phase1 is None:
+            raise WeightsError("HQ phase 1: this HQFusion runs without networks (make it with networks=True)")
+        phase1 = self.phase1
+
         def net(x: list[torch.Tensor]) -> torch.Tensor:
-            return self.phase1(x[0], x[1])
+            return phase1(x[0], x[1])
 
         return self._tiled(net, [under, over], progress, cancel, tile)
 
@@ -322,16 +357,16 @@ class HQFusion:
 
         engine, prepared: a core.fusion.Engine and these frames prepared by it (core.prepared.PreparedBracket, e.g.
         the editor's); without `prepared` the engine (None: one with the shipped student) prepares the frames.
-        The correction (log luminance gain and detail gain, a GRID_CELLS grid) starts from phase 2's answer at
-        ≤ work_side px (phase 2 attends over under, intermediate and over; the intermediate is
-        the real middle frame of a ≥ 3-frame bracket, else phase 1's), is refined by `steps` Adam steps on the
-        differentiable MEF-SSIM against the frames at work_side px, then upsampled with the fast guided filter
-        (core.guided) and applied at full resolution as a ratio on R, G, B, so hue and saturation stay the live
-        view's. renders: (live, tone) already made by the caller (engine.render at (grid, detail) and at
-        (grid, 0), full size; `live` is modified in place), e.g. under the GUI's engine lock; engine is then unused.
-        valid: optional N×H×W bool (Bracket.valid); the engine's live render already honours it, and a Bracket's
-        invalid pixels hold the reference re-rendered at that frame's exposure, so the networks and the refinement
-        see every frame whole; it is checked for shape only.
+        The correction (log luminance gain and detail gain, a GRID_CELLS grid) starts at zero or, with networks,
+        from phase 2's answer at ≤ work_side px (phase 2 attends over under, intermediate and over; the
+        intermediate is the real middle frame of a ≥ 3-frame bracket, else phase 1's), is refined by `steps` Adam
+        steps on the differentiable MEF-SSIM against the frames at work_side px, then upsampled with the fast
+        guided filter (core.guided) and applied at full resolution as a ratio on R, G, B, so hue stays the live
+        view's (chroma too: CHROMA_KEEP). renders: (live, tone) already made by the caller (engine.render at
+        (grid, detail) and at (grid, 0), full size; `live` is modified in place), e.g. under the GUI's engine lock;
+        engine is then unused. valid: optional N×H×W bool (Bracket.valid); the engine's live render already
+        honours it, and a Bracket's invalid pixels hold the reference re-rendered at that frame's exposure, so the
+        networks and the refinement see every frame whole; it is checked for shape only.
         Raises BracketError (fewer than 2 frames, sizes differ), Cancelled, LUTFuseError (bad grid/detail).
         """
         from lutfuse.core.bracket import Bracket
@@ -382,14 +417,16 @@ class HQFusion:
         frames_s = np.stack([small(im) for im in images])
         live_s, tone_s = small(live), small(tone)
         init = torch.zeros(1, 2, *grid_shape(sh, sw, self.grid_cells))
-        if self.phase2_on:
+        if self.networks:
             if self.uses_real_middle(len(images)):
                 middle = frames_s[len(images) // 2]
             elif self.phase1_on:
                 middle = self.generate_middle(frames_s[0], frames_s[-1], None, cancel, tile)
             else:
                 middle = live_s
-            net_s = self._tiled(lambda x: self.phase2(*x), [frames_s[0], middle, frames_s[-1], live_s], None,
+            phase2 = self.phase2
+            assert phase2 is not None   # networks on: both loaded in __init__
+            net_s = self._tiled(lambda x: phase2(*x), [frames_s[0], middle, frames_s[-1], live_s], None,
                                 cancel, tile)
             init[0, 0] = torch.from_numpy(log_gain(net_s, live_s, init.shape[-2:]))  # type: ignore[arg-type]
         report(start + 0.2)
@@ -463,5 +500,5 @@ class HQFusion:
                 raise Cancelled("HQ fusion cancelled")
 
         return [m.register_forward_pre_hook(check)
-                for net in (self.phase1, self.phase2) for m in net.modules()
+                for net in (self.phase1, self.phase2) if net is not None for m in net.modules()
                 if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]

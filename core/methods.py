@@ -8,9 +8,9 @@ look sliders of core.adjust) into one H×W×3 float32 image in [0,1]:
 * `lut`: the learned 3D LUT at `grid` plus the detail layer at `detail` (core.fusion.Engine; the look composed
   into the LUT);
 * `mertens`: OpenCV's exposure fusion (Mertens et al. 2007; core.classical), the look applied after;
-* `hq`: the `lut` render at `grid`/`detail`, refined by the two-phase networks and a per-bracket MEF-SSIM
-  refinement (core.hq), the look applied after;
-* `hq-steps0`, `hq-no-net`, `hq-no-phase1`, `hq-generated-middle`: HQ ablations (core.hq.HQFusion options) that
+* `hq`: the `lut` render at `grid`/`detail`/look, refined per bracket on MEF-SSIM (core.hq; no network);
+* `hq-steps16`, `hq-thesis`, `hq-thesis-steps0`, `hq-thesis-no-phase1`, `hq-thesis-generated-middle`: HQ
+  variants and ablations (core.hq.HQFusion options; `hq-thesis*` start from the two-phase networks) that
   `lutfuse eval` scores; not offered by `fuse` (`Method.public` False).
 
 Models are loaded once per process through a `Models` cache (one engine and one HQFusion per device and options).
@@ -104,7 +104,9 @@ class Method:
         if self.kind == "lut":
             return str(shipped("LUT student"))
         if self.kind == "hq":
-            return f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"
+            if self.options.get("networks"):
+                return f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"
+            return f"{shipped('LUT student')}, refined per bracket (core.hq)"
         return "the fusion"
 
     def fuse(self, bracket: Bracket, settings: Any, *, progress: Progress | None = None,
@@ -142,8 +144,6 @@ class Method:
                 raise Cancelled("fusion cancelled")
             return engine.render(prepared, grid, detail, look=look)
         if self.kind == "hq":
-            from lutfuse.core.adjust import apply_look
-
             # HQ refines the lut render at the same grid and detail: preparing the bracket is its first 30 %
             start = 0.0
             report(0.0)
@@ -154,29 +154,34 @@ class Method:
                 start = 0.3
                 report(start)
             hq = models.hq(device, **self.options)
-            fused = hq.fuse(bracket.images, progress=lambda f: report(start + (1 - start) * f), cancel=cancel,
-                            engine=engine, prepared=prepared, grid=grid, detail=detail, valid=bracket.valid)
-            return apply_look(fused, look)
+            # the look goes into the live render HQ refines, as in the editor (its LUT carries the look)
+            return hq.fuse(bracket.images, progress=lambda f: report(start + (1 - start) * f), cancel=cancel,
+                           engine=engine, prepared=prepared, grid=grid, detail=detail, look=look,
+                           valid=bracket.valid)
         raise LUTFuseError(f"method {self.name!r}: unknown kind {self.kind!r}")
 
 
-_HQ_WEIGHTS = ("LUT student", "HQ phase 1", "HQ phase 2")
+_THESIS_WEIGHTS = ("LUT student", "HQ phase 1", "HQ phase 2")
 _LIVE = ("grid", "detail", "device")
 
 
 def _hq(name: str, help: str, **options: Any) -> Method:
-    return Method(name, help, "hq", _LIVE, _HQ_WEIGHTS, MappingProxyType(options), public=False)
+    weights = _THESIS_WEIGHTS if options.get("networks") else ("LUT student",)
+    return Method(name, help, "hq", _LIVE, weights, MappingProxyType(options), public=False)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("lut", "learned 3D LUT + detail (real time)", "lut", _LIVE, ("LUT student",)),
     Method("mertens", "classical exposure fusion", "mertens", ()),
-    Method("hq", "the lut render at --grid/--detail, refined by the two-phase networks and a per-bracket MEF-SSIM "
-                 "refinement (seconds; best quality)", "hq", _LIVE, _HQ_WEIGHTS),
-    _hq("hq-steps0", "HQ: phase 2's correction alone, no refinement steps", steps=0),
-    _hq("hq-no-net", "HQ: refinement from the live render, no network", phase2=False),
-    _hq("hq-no-phase1", "HQ (2 frames): the live render as phase 2's intermediate", phase1=False),
-    _hq("hq-generated-middle", "HQ (≥ 3 frames): phase 1's middle instead of the real one", middle="generated"),
+    Method("hq", "the lut render at --grid/--detail (and look), refined per bracket on MEF-SSIM against its frames "
+                 "and applied edge-aware at full size (best quality)", "hq", _LIVE, ("LUT student",)),
+    _hq("hq-steps16", "HQ with twice the refinement steps", steps=16),
+    _hq("hq-thesis", "HQ started by the two-phase networks (phase 1 middle, phase 2 attention)", networks=True),
+    _hq("hq-thesis-steps0", "HQ: the two-phase networks' correction alone, no refinement", networks=True, steps=0),
+    _hq("hq-thesis-no-phase1", "HQ thesis (2 frames): the live render as phase 2's intermediate", networks=True,
+        phase1=False),
+    _hq("hq-thesis-generated-middle", "HQ thesis (≥ 3 frames): phase 1's middle instead of the real one",
+        networks=True, middle="generated"),
 )}
 PUBLIC = tuple(name for name, m in METHODS.items() if m.public)   # what `fuse`, batch and the editor offer
 

@@ -60,7 +60,7 @@ def test_every_method_has_finite_plausible_scores(result: dict) -> None:
     assert list(result["means"]) == list(ev.METHODS)
     assert [c["k"] for c in result["cases"]] == [2, 3]
     for method, s in result["means"].items():
-        assert s["n"] == (1 if method in ("hq-generated-middle", "hq-no-phase1", "phase1") else 2), method
+        assert s["n"] == (1 if method in ("hq-thesis-generated-middle", "hq-thesis-no-phase1", "phase1") else 2), method
         assert 0.0 < s["psnr"] <= ev.PSNR_CAP and -1.0 <= s["ssim"] <= 1.0 and s["seconds"] >= 0.0, method
         if method == "phase1":
             assert s["mef_ssim"] is None  # scored against the real middle frame, not the inputs
@@ -69,8 +69,8 @@ def test_every_method_has_finite_plausible_scores(result: dict) -> None:
     # Mertens and the LUT are real fusions even with a random student: MEF-SSIM high, PSNR well above noise
     for method in ("mertens", "lut", "lut+detail"):
         assert result["means"][method]["mef_ssim"] > 0.8 and result["means"][method]["psnr"] > 15
-    assert set(result["by_k"]) == {"2", "3"} and "hq-generated-middle" not in result["by_k"]["2"]
-    assert "hq-no-phase1" not in result["by_k"]["3"]
+    assert set(result["by_k"]) == {"2", "3"} and "hq-thesis-generated-middle" not in result["by_k"]["2"]
+    assert "hq-thesis-no-phase1" not in result["by_k"]["3"]
     # the HQ rows carry the consistency and halo measures; HQ stays the live view's picture
     for method in ev.HQ_VARIANTS:
         s = result["means"][method]
@@ -96,6 +96,24 @@ def test_bracket_sizes_beyond_three_take_evenly_spaced_frames() -> None:
     assert [c["k"] for c in ev.scene_cases(Scene("t", frames[:4], frames[2]), ev.parse_ks("2,3,5"))] == [2, 3]
     with pytest.raises(LUTFuseError):
         ev.parse_ks("1-4")
+
+
+def test_scenes_pick_a_subset_with_every_bracket_size(shared_data: Path) -> None:
+    key = next(k for k in _val_keys() if k.startswith("hdrps/"))   # a 9-frame stack
+    result = ev.evaluate(shared_data, methods=["mertens"], scenes=key.split("/")[0] + "/" + key.split("/")[1][:4],
+                         ks="2-9", max_side=SIDE)
+    assert {c["key"] for c in result["cases"]} == {key}
+    assert sorted(result["by_k"], key=int) == [str(k) for k in range(2, 10)]
+    assert all(means["mertens"]["n"] == 1 for means in result["by_k"].values())
+    assert result["config"]["scenes"].startswith("hdrps/")
+    with pytest.raises(LUTFuseError, match="no scene"):
+        ev.evaluate(shared_data, methods=["mertens"], scenes="nonesuch/", max_side=SIDE)
+
+
+def _val_keys() -> list[str]:
+    from lutfuse.core.train import data
+
+    return list(data.load_split()["val"])
 
 
 def test_mertens_of_the_whole_stack_is_the_reference(result: dict) -> None:
@@ -186,10 +204,13 @@ def test_missing_weights_skip_with_a_note_unless_asked_for(shared_data: Path, we
     assert run_cli("eval", shared_data, "--limit", 1, "--max-side", SIDE, "--device", "cpu") == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
-    assert [line.split()[0] for line in lines[2:lines.index("")]] == ["mertens", "lut", "lut+detail", "phase1"]
-    assert all(f"note: skipped {m}:" in text for m in ev.HQ_VARIANTS)
+    # the shipped HQ needs only the student; the thesis rows need both phases
+    thesis = [m for m in ev.HQ_VARIANTS if m.startswith("hq-thesis")]
+    assert [line.split()[0] for line in lines[2:lines.index("")]] == ["mertens", "lut", "lut+detail", "hq",
+                                                                      "hq-steps16", "phase1"]
+    assert all(f"note: skipped {m}:" in text for m in thesis)
     assert str(partial / ev.PHASE2_FILE) in text
-    assert run_cli("eval", shared_data, "--limit", 1, "--methods", "hq") == 1
+    assert run_cli("eval", shared_data, "--limit", 1, "--methods", "hq-thesis") == 1
     err = capsys.readouterr().err
     assert "refine_phase2.pt" in err and "not found" in err
     with pytest.raises(LUTFuseError, match="lut_student.pt"):

@@ -366,18 +366,11 @@ def test_cancel_stops_an_hq_export(qtbot, window: MainWindow, tmp_path: Path, mo
     import time
 
     hq = pytest.importorskip("lutfuse.core.hq", reason="core.hq is not in this checkout")
-    from lutfuse.core.errors import WeightsError
-    from lutfuse.core.models.refine import AMNet, Phase1UNet
 
-    try:
-        hq.HQFusion(device="cpu")
-    except WeightsError:
-        # No shipped weights yet: the same networks, untrained, cost the same and exercise the same cancel path.
-        torch.manual_seed(0)
-        torch.save(Phase1UNet().state_dict(), tmp_path / hq.PHASE1_FILE)
-        torch.save(AMNet().state_dict(), tmp_path / hq.PHASE2_FILE)
-        real = hq.HQFusion
-        monkeypatch.setattr(hq, "HQFusion", lambda *a, **k: real(tmp_path, device="cpu"))
+    # the real HQ path (no weights needed), with far more refinement steps than shipped so that it is surely
+    # still running when Cancel is clicked
+    real = hq.HQFusion
+    monkeypatch.setattr(hq, "HQFusion", lambda *a, **k: real(device="cpu", steps=2000))
     out = tmp_path / "hq.png"
     job = window.export_hq(out)
     assert job is not None and window.export_task.isVisible() and window.export_task.cancel_button.isEnabled()

@@ -134,6 +134,15 @@ def test_hq_export_is_shown_for_comparison(qtbot, window: MainWindow, tmp_path: 
     assert window.compare.currentData() == "hq" and window.viewer.split
     written = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     assert np.abs(window.viewer.before.image.astype(int) - written.astype(int)).max() <= 1
+    # the split names the file written, and the status line says how far it is from the live view
+    assert window.viewer.label_before.toPlainText() == "HQ hq.png" == window.compare.currentText()
+    status = window.statusBar().currentMessage()
+    assert str(out) in status and "ΔE00" in status
+    # Mertens (standing in for HQ here) is a different picture from the live render: the figure shows it
+    import re
+
+    de = float(re.search(r"ΔE00 ([0-9.]+)", status).group(1))
+    assert de > 0.5
 
 
 def test_help_lists_the_shortcuts(qtbot, window: MainWindow) -> None:

@@ -39,8 +39,8 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def hq(random_weights: Path) -> HQFusion:
-    """HQFusion on the shipped weights when they exist (the case that matters), else on random ones."""
-    return HQFusion(None if SHIPPED else random_weights, device="cpu")
+    """The thesis variant (two-phase networks) on the shipped weights when they exist, else on random ones."""
+    return HQFusion(None if SHIPPED else random_weights, device="cpu", networks=True)
 
 
 def test_model_shapes_and_range() -> None:
@@ -92,22 +92,27 @@ def test_one_frame_is_refused(hq: HQFusion, rendered_bracket: list[np.ndarray]) 
 
 
 def test_missing_or_wrong_weights(tmp_path: Path, random_weights: Path) -> None:
+    # the shipped HQ path runs no network: it reads no weights, and asking it for phase 1 says so
+    plain = HQFusion(tmp_path, device="cpu")
+    assert plain.phase1 is None and plain.phase2 is None
+    with pytest.raises(WeightsError, match="without networks"):
+        plain.generate_middle(np.zeros((16, 16, 3), np.float32), np.ones((16, 16, 3), np.float32))
     with pytest.raises(WeightsError, match=PHASE1_FILE):
-        HQFusion(tmp_path)
+        HQFusion(tmp_path, networks=True)
     for name in (PHASE1_FILE, config_path(PHASE1_FILE).name):   # the weights and their architecture
         (tmp_path / name).write_bytes((random_weights / name).read_bytes())
     with pytest.raises(WeightsError, match=PHASE2_FILE):
-        HQFusion(tmp_path)
+        HQFusion(tmp_path, networks=True)
     (tmp_path / PHASE2_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="not a valid HQ phase 2 weights file"):
-        HQFusion(tmp_path)
+        HQFusion(tmp_path, networks=True)
     # phase-1 weights where phase 2 belongs: refused by their architecture file, or without it by their shapes
     (tmp_path / PHASE2_FILE).write_bytes((random_weights / PHASE1_FILE).read_bytes())
     with pytest.raises(WeightsError, match="weights do not fit the HQ phase 2"):
-        HQFusion(tmp_path)
+        HQFusion(tmp_path, networks=True)
     config_path(tmp_path / PHASE2_FILE).write_bytes(config_path(random_weights / PHASE1_FILE).read_bytes())
     with pytest.raises(WeightsError, match="describes a 'Phase1UNet' network, not the HQ phase 2"):
-        HQFusion(tmp_path)
+        HQFusion(tmp_path, networks=True)
 
 
 def test_ms_ssim_and_loss_tell_equal_from_different() -> None:
@@ -231,11 +236,11 @@ def test_refinement_raises_mef_ssim_against_the_frames(engine, prepared, real_br
     weights = None if SHIPPED else random_weights
     scores = {}
     for steps in (0, 8):
-        out = HQFusion(weights, device="cpu", steps=steps, phase2=False).fuse(real_bracket, engine=engine,
+        out = HQFusion(weights, device="cpu", steps=steps, networks=False).fuse(real_bracket, engine=engine,
                                                                               prepared=prepared)
         scores[steps] = mef_ssim_metric(list(real_bracket), out)
     # without a network and without steps the correction is zero: HQ is the live view exactly
-    plain = HQFusion(weights, device="cpu", steps=0, phase2=False)
+    plain = HQFusion(weights, device="cpu", steps=0, networks=False)
     np.testing.assert_allclose(plain.fuse(real_bracket, engine=engine, prepared=prepared),
                                engine.render(prepared, 33, 1.0), atol=1e-6)
     assert scores[8] > scores[0] + 0.0005, scores
