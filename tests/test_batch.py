@@ -252,3 +252,23 @@ def test_batch_takes_every_fuse_option(capsys) -> None:
     flags = [f for a in setting_actions() for f in a.option_strings]
     assert {"--method", "--grid", "--detail", "--no-align", "--quality", "--bit-depth"} <= set(flags)
     assert all(flag in out for flag in flags)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_trimmed_exif_is_one_warning_line_in_batch(shared_cases: Path, tmp_path: Path, capfd, workers: int) -> None:
+    """The exif-oversize case: JPEG and PNG results drop the 69 KB UserComment and say so in one stderr line,
+    also from a pool worker; a TIFF result keeps it without a word."""
+    frames = shared_cases / "exif-oversize"
+    cases = ((".jpg", True), (".png", True), (".tif", False)) if workers == 1 else ((".jpg", True),)
+    for suffix, trimmed in cases:
+        out = tmp_path / f"out{suffix}"
+        capfd.readouterr()
+        assert run_cli("batch", frames, "-o", out, "--group", 2, "--no-align", "--method", "mertens",
+                       "--name", "{first}" + suffix, "--workers", workers) == 0
+        err = capfd.readouterr().err
+        lines = [line for line in err.replace("\r", "\n").splitlines() if "EXIF trimmed" in line]
+        if trimmed:
+            assert len(lines) == 1 and lines[0].startswith("lutfuse batch: warning: ")
+            assert "UserComment" in lines[0] and f"0{suffix}" in lines[0]
+        else:
+            assert lines == [] and "Traceback" not in err

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import string
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,8 @@ def _execute(args: argparse.Namespace, jobs: list, settings) -> list:
     with tqdm(total=len(pending), desc="fusing", unit="bracket") as bar:
         for outcome in runner(pending, settings, overwrite=args.force, task=fuse_job):
             outcomes.append(outcome)
+            for text in outcome.warnings:  # caught in the job (a worker's own stderr would lose them)
+                tqdm.write(f"lutfuse batch: warning: {text}", file=sys.stderr)
             bar.update(1)
     if args.timelapse:
         _report_flicker(args, outcomes, jobs)
