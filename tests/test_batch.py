@@ -272,3 +272,16 @@ def test_trimmed_exif_is_one_warning_line_in_batch(shared_cases: Path, tmp_path:
             assert "UserComment" in lines[0] and f"0{suffix}" in lines[0]
         else:
             assert lines == [] and "Traceback" not in err
+
+
+def test_summary_inside_a_fresh_output_folder(rendered_tmp_shoot, tmp_path: Path, capsys) -> None:
+    """The README's `lutfuse batch CARD -o fused --summary fused/summary.csv` works on a fresh run; a summary in a
+    folder that will not exist is still refused before any work, and nothing is left behind."""
+    out = tmp_path / "fusedcard"
+    assert run_cli("batch", rendered_tmp_shoot, "-o", tmp_path / "elsewhere", "--method", "mertens",
+                   "--summary", tmp_path / "nowhere" / "summary.csv") == 1
+    assert "nowhere does not exist" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
+    assert run_cli("batch", rendered_tmp_shoot, "-o", out, "--method", "mertens",
+                   "--summary", out / "summary.csv") == 0
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok"] * 3 and all(Path(r["output"]).is_file() for r in rows)

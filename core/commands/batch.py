@@ -191,10 +191,11 @@ def run(args: argparse.Namespace) -> int:
     if args.summary is not None and args.summary.suffix.lower() not in (".csv", ".json"):
         raise OutputError(f"{args.summary}: the summary is written as .csv or .json")
     replace = args.force or args.resume  # a resumed batch updates its own summary
-    if args.summary is not None and not args.dry_run:
-        from lutfuse.core.imageio import check_writable
-
-        check_writable(args.summary, overwrite=replace, replace_hint="use --force (or --resume) to replace it")
+    # a summary inside OUT_DIR is checked once batch has made that folder (below, still before any fusing)
+    summary_in_output = (args.summary is not None and not args.output.exists()
+                         and args.summary.parent.resolve() == args.output.resolve())
+    if args.summary is not None and not args.dry_run and not summary_in_output:
+        _check_summary(args.summary, replace)
     if args.preview_video is not None and args.preview_video.suffix.lower() not in (".mp4", ".mov", ".mkv"):
         raise OutputError(f"{args.preview_video}: the preview video is written as .mp4, .mov or .mkv")
 
@@ -218,6 +219,13 @@ def run(args: argparse.Namespace) -> int:
         if args.output.exists():
             raise OutputError(f"{args.output}: is not a folder")
         args.output.mkdir(parents=True)
+    if summary_in_output:
+        try:
+            _check_summary(args.summary, replace)
+        except LUTFuseError:
+            if not any(args.output.iterdir()):
+                args.output.rmdir()  # nothing left behind on failure
+            raise
     existing = [j for j in jobs if j.output.exists()]
     if existing and not (args.resume or args.force):
         raise OutputError(f"{existing[0].output}: already exists ({len(existing)} of {len(jobs)} results do); "
@@ -241,6 +249,13 @@ def run(args: argparse.Namespace) -> int:
     tqdm.write(f"{done} fused, {skipped} skipped (--resume), {len(failed)} failed, {len(plan.leftovers)} frame(s) "
                f"in no bracket; peak memory {own:.0f} MB" + (f", workers {children:.0f} MB" if children else ""))
     return 1 if failed else 0
+
+
+def _check_summary(path: Path, replace: bool) -> None:
+    """Fail before any work when the --summary file cannot be written."""
+    from lutfuse.core.imageio import check_writable
+
+    check_writable(path, overwrite=replace, replace_hint="use --force (or --resume) to replace it")
 
 
 def _execute(args: argparse.Namespace, jobs: list, settings) -> list:
