@@ -140,6 +140,12 @@ def check_settings(settings: FuseSettings, output: Path) -> None:
             check_grid(settings.grid)
         except LUTFuseError:
             raise LUTFuseError(f"--grid {settings.grid}: the grid size must be between 2 and 129") from None
+    detail = getattr(settings, "detail", 1.0)
+    if not (isinstance(detail, (int, float)) and np.isfinite(detail) and detail >= 0):
+        raise LUTFuseError(f"--detail {detail}: the detail strength must be a number ≥ 0 (0 = pure LUT, 1 = default)")
+    quality = getattr(settings, "quality", 95)
+    if not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise LUTFuseError(f"--quality {quality}: the JPEG quality must be between 1 and 100")
     if settings.bit_depth == 16:
         output_bit_depth(output, 16, 8)
     from lutfuse.core.commands.look import look_from_args

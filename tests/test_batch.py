@@ -285,3 +285,15 @@ def test_summary_inside_a_fresh_output_folder(rendered_tmp_shoot, tmp_path: Path
                    "--summary", out / "summary.csv") == 0
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok"] * 3 and all(Path(r["output"]).is_file() for r in rows)
+
+
+@pytest.mark.parametrize("line", ["grid = 300", "grid = 1", "detail = -0.5", "quality = 0", "exposure = 9.0",
+                                  'method = "magic"', 'deghost = "max"', "bit_depth = 12"])
+def test_a_bad_preset_value_names_the_key_and_the_file(tmp_path: Path, capsys, line: str) -> None:
+    preset = tmp_path / "shoot.toml"
+    preset.write_text(f"{line}\n")
+    key = line.split(" = ")[0]
+    assert run_cli("batch", tmp_path, "-o", tmp_path / "out", "--preset", preset) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(preset) in err[0] and f"key '{key}'" in err[0], err
+    assert not (tmp_path / "out").exists()

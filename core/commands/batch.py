@@ -123,7 +123,25 @@ def preset_values(path: Path) -> dict[str, Any]:
                 choices = ", ".join(map(str, action.choices))
                 raise PresetError(f"{path}: key '{key}' = {value!r} is not one of {choices}")
         out[key] = value
+    _check_preset_values(path, out)
     return out
+
+
+def _check_preset_values(path: Path, values: dict[str, Any]) -> None:
+    """PresetError naming the key and the file for a value fuse's own checks refuse (grid range, detail, quality,
+    look sliders, ...): each key is checked alone over fuse's defaults (core.pipeline.check_settings)."""
+    from lutfuse.core.pipeline import FuseSettings, check_settings
+    from lutfuse.core.preset import NAME_KEY, PresetError
+
+    defaults = {a.dest: a.default for a in fusecmd.setting_actions()}
+    for key, value in values.items():
+        if key == NAME_KEY:
+            continue
+        try:
+            # a .tif output accepts every bit depth, so only the value itself can fail here
+            check_settings(FuseSettings({**defaults, key: value}), Path("preset-check.tif"))
+        except LUTFuseError as exc:
+            raise PresetError(f"{path}: key '{key}' = {value!r}: {exc}") from None
 
 
 def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
