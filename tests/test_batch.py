@@ -297,3 +297,20 @@ def test_a_bad_preset_value_names_the_key_and_the_file(tmp_path: Path, capsys, l
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(preset) in err[0] and f"key '{key}'" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_evs_fuse_prints(shared_data: Path, capsys) -> None:
+    """No EXIF (deepfuse Seq_14): the dry run's EVs are the loader's estimate, the numbers `lutfuse fuse` prints
+    (they were -1.0/0/+0.5 from the grouping's per-frame mean against fuse's -2.1/0/+1.9)."""
+    import re
+
+    from lutfuse.core.bracket import load_bracket, relative_evs
+
+    folder = shared_data / "brackets" / "deepfuse" / "Seq_14"
+    assert run_cli("batch", folder, "-o", folder.parent / "never-written", "--dry-run") == 0
+    out = capsys.readouterr().out
+    shown = [float(x) for x in re.search(r"EV ([-+0-9., ]+) \(brightness\)", out).group(1).split(", ")]
+    bracket = load_bracket([folder], align="off")
+    assert {f.ev_source for f in bracket.frames} == {"brightness"}
+    assert shown == [round(e, 1) for e in relative_evs([f.ev for f in bracket.frames])]
+    assert shown[-1] - shown[0] > 3.5  # about 2 stops each side, as the frames were shot

@@ -399,15 +399,23 @@ def _write_summary(path: Path, rows: list[dict], leftovers, *, overwrite: bool) 
 
 def _print_plan(plan, jobs) -> None:
     """--dry-run: each group with its frames, EVs and output; then the leftovers."""
+    from lutfuse.core.bracket import _TIE_EV  # the loader's rule: closer EXIF exposures are one (it then measures)
+
     for group, job in zip(plan.groups, jobs):
-        evs = group.relative_evs()
-        ev_text = ", ".join(f"{e:+.1f}" for e in evs) if evs is not None else "unknown"
-        source = {s.ev_source for s in group.frames}
-        print(f"bracket {job.index}: {len(group.frames)} frames, EV {ev_text} ({'/'.join(sorted(source))}) "
-              f"-> {job.output}")
-        known = sorted(s.ev for s in group.frames if s.ev is not None)
-        for s in group.frames:  # shooting order
-            ev = f"{s.ev - known[len(known) // 2]:+5.1f} EV" if s.ev is not None and evs is not None else "    ? EV"
+        evs: list[float] | None
+        sources = {s.ev_source for s in group.frames}
+        if sources == {"exif"} and (evs := group.frame_evs()) is not None and all(
+                b - a >= _TIE_EV for a, b in zip(sorted(evs), sorted(evs)[1:])):
+            source = "exif"  # what the loader uses too (its check against the pixels is left to the run)
+        else:
+            try:  # the loader's own estimate, so that these are the numbers `lutfuse fuse` prints
+                evs, source = group.loaded_evs()
+            except LUTFuseError:
+                evs, source = None, "/".join(sorted(sources))
+        ev_text = ", ".join(f"{e:+.1f}" for e in sorted(evs)) if evs is not None else "unknown"
+        print(f"bracket {job.index}: {len(group.frames)} frames, EV {ev_text} ({source}) -> {job.output}")
+        for k, s in enumerate(group.frames):  # shooting order
+            ev = f"{evs[k]:+5.1f} EV" if evs is not None else "    ? EV"
             print(f"    {ev}  {s.path}")
     for path, reason in plan.leftovers:
         print(f"not in any bracket: {path} ({reason})")
