@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from lutfuse.core.detail import CONTRAST_POWER
 from lutfuse.core.errors import LUTFuseError, WeightsError
 
 METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-steps0", "hq-no-net", "hq-no-phase1", "hq-generated-middle",
@@ -303,6 +302,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     from lutfuse.core import paths
     from lutfuse.core.bracket import Bracket
     from lutfuse.core.classical import mertens
+    from lutfuse.core.detail import CONTRAST_POWER  # here: core.detail imports torch (`lutfuse --help`)
     from lutfuse.core.metrics import mef_ssim, psnr
     from lutfuse.core.train import data
 

@@ -195,3 +195,25 @@ def test_metrics_prints_mef_ssim(cades: list[Path], tmp_path: Path, capsys: pyte
     frames = [read_rgb(p) for p in cades]
     assert value == pytest.approx(mef_ssim(frames, frames[1]), abs=1e-5)
     assert "PSNR" in out and "inf" in out.split("PSNR")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("argv, heavy", [(["--version"], ("torch", "cv2", "numpy")),
+                                         (["--help"], ("torch",)), (["fuse", "--help"], ("torch",)),
+                                         (["batch", "--help"], ("torch",)), (["eval", "--help"], ("torch",))])
+def test_version_and_help_do_not_load_the_engine(argv: list[str], heavy: tuple[str, ...]) -> None:
+    """`lutfuse --version` and `--help` answer without importing torch (seconds) or, for --version, anything."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom lutfuse.core.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in %r if m in sys.modules))" % (argv, heavy))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: lutfuse" in done.stdout or done.stdout.startswith("lutfuse ")
+    assert done.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_train_still_parses_its_trainers(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("train", "teacher", "--help")
+    assert exit_info.value.code == 0
+    assert "usage: lutfuse train teacher" in capsys.readouterr().out

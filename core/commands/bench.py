@@ -7,8 +7,6 @@ import json
 import re
 from pathlib import Path
 
-import torch
-
 from lutfuse.core.errors import LUTFuseError
 
 
@@ -65,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json.suffix.lower() != ".json":
             raise LUTFuseError(f"{args.json}: the report is JSON; name it .json")
         check_writable(args.json, overwrite=args.force, replace_hint="use --force to replace it")
+    import torch  # here, not at import: `lutfuse --help` registers this command without loading torch
+
     from lutfuse.core.device import check_kernels, mps_available, pick_device
 
     if args.device == "all":
