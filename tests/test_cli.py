@@ -205,8 +205,8 @@ def test_version_and_help_do_not_load_the_engine(argv: list[str], heavy: tuple[s
     import subprocess
     import sys
 
-    code = ("import sys\nfrom lutfuse.core.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "print('LOADED', sorted(m for m in %r if m in sys.modules))" % (argv, heavy))
+    code = (f"import sys\nfrom lutfuse.core.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            f"print('LOADED', sorted(m for m in {heavy!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "usage: lutfuse" in done.stdout or done.stdout.startswith("lutfuse ")
     assert done.stdout.strip().splitlines()[-1] == "LOADED []"
@@ -217,3 +217,19 @@ def test_train_still_parses_its_trainers(capsys: pytest.CaptureFixture) -> None:
         run_cli("train", "teacher", "--help")
     assert exit_info.value.code == 0
     assert "usage: lutfuse train teacher" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["fuse"], ["cube"], ["cube-apply"], ["batch"], ["eval"], ["bench"], ["metrics"],
+                                     ["gui"], ["train", "teacher"]])
+def test_help_is_written_for_users(command: list[str], capsys: pytest.CaptureFixture) -> None:
+    """No "(default: None)"/"(default: False)", at most one default per option, no source-file names."""
+    import re
+
+    with pytest.raises(SystemExit):
+        run_cli(*command, "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "usage: lutfuse" in text
+    assert "default: None" not in text and "default: False" not in text
+    assert not re.search(r"\bcore[/.]|\w\.py\b", text)
+    for option in re.split(r" (?=--?[a-z])", text.split("options:", 1)[1]):
+        assert option.lower().count("default") <= 1, option

@@ -18,6 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from lutfuse.core.commands import fuse as fusecmd
+from lutfuse.core.commands.common import HelpFormatter
 from lutfuse.core.errors import LUTFuseError, OutputError
 
 DEFAULT_NAME = "{first}_{method}.jpg"
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Group frames into brackets (by EXIF capture time and exposure pattern, N at a time, or one "
                     "subfolder each) and fuse every bracket as `lutfuse fuse` would, with the same options. "
                     "A bad bracket is reported and the batch goes on; the exit status is 1 if any failed.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="frame files and/or folders of frames")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the results")

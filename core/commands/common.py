@@ -13,6 +13,17 @@ from lutfuse.core.imageio import FORMATS, JPEG_SUBSAMPLINGS, TIFF_COMPRESSIONS, 
 IMAGE_SUFFIXES = FORMATS
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every command's --help: "(default: X)" only where an option has a default worth stating (not None, not
+    an off flag) that its text does not already give."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
     """FRAME... (files or one folder), registration (--align, --no-align, --transforms, --crop) and deghosting
     (--deghost, --ghost-mask)."""

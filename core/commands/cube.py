@@ -8,6 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lutfuse.core.commands.common import (
+    HelpFormatter,
     add_bracket_arguments,
     add_device_arguments,
     add_output_arguments,
@@ -29,10 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cube",
         help="export a bracket's learned 3D LUT as a .cube file (and the base image it applies to)",
         description="Write the bracket's LUT as an Adobe .cube file. The LUT applies to the base image, the "
-                    "colour-keeping base of the registered (and deghosted) frames (core/base.py); --base writes it "
+                    "colour-keeping base of the registered (and deghosted) frames; --base writes it "
                     "as a 16-bit TIFF so that any tool applying the .cube to it reproduces `lutfuse fuse --detail 0` "
                     "(with the same look flags: the look is part of the LUT).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_bracket_arguments(p)
     add_output_arguments(p, what=".cube file")
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cube-apply",
         help="apply any .cube 3D LUT to an image",
         description="Apply an Adobe .cube 3D LUT (trilinear) to an image.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     a.add_argument("cube", type=Path, metavar="LUT.cube")
     a.add_argument("image", type=Path, metavar="IMAGE")

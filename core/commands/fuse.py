@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from lutfuse.core.adjust import FIELDS
 from lutfuse.core.commands.common import (
+    HelpFormatter,
     add_bracket_arguments,
     add_device_arguments,
     add_output_arguments,
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fuse a bracket into one image",
         description="Fuse 2-9 exposures into one image. The output keeps the middle frame's EXIF, XMP and ICC profile "
                     "(sRGB when untagged) and lists the bracket's exposures in its ImageDescription.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_arguments(p)
     p.set_defaults(func=run)
