@@ -66,8 +66,10 @@ def _one_line_warnings(command: str) -> Iterator[None]:
     """Python warnings (ours, e.g. trimmed metadata, and libraries') are printed as one line each, not as
     file:line + source, so that the output keeps one line per message."""
     def show(message, category, filename, lineno, file=None, line=None) -> None:
+        from tqdm import tqdm  # its write keeps a progress bar on the terminal off the warning's line
+
         text = " ".join(str(message).split())
-        print(f"lutfuse {command}: warning: {text}", file=sys.stderr)
+        tqdm.write(f"lutfuse {command}: warning: {text}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")

@@ -233,3 +233,34 @@ def test_help_is_written_for_users(command: list[str], capsys: pytest.CaptureFix
     assert not re.search(r"\bcore[/.]|\w\.py\b", text)
     for option in re.split(r" (?=--?[a-z])", text.split("options:", 1)[1]):
         assert option.lower().count("default") <= 1, option
+
+
+def test_piped_output_is_clean_lines(shared_cases: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """Not on a terminal (a pipe, a log): no progress bar, so every message is a line of its own."""
+    out = tmp_path / "x.jpg"
+    assert run_cli("fuse", shared_cases / "exif-oversize", "-o", out, "--method", "mertens", "--no-align") == 0
+    stdout, stderr = capfd.readouterr()
+    assert "\r" not in stdout + stderr and "%|" not in stderr and "/s]" not in stderr
+    assert stdout.splitlines()[-1].startswith("wrote ")
+    assert [line.split(":")[0] for line in stderr.splitlines()] == ["lutfuse fuse"]  # the EXIF-trimmed warning
+
+
+def test_progress_bar_counts_steps_without_a_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the fuse bar reads "fusing (lut):  40%|...| 00:01<00:02", not "16.80%/s", on stderr."""
+    import io
+    import sys
+
+    from lutfuse.core.commands.common import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = progress_bar(100, "fusing (lut)")
+    bar.n = 40
+    bar.refresh()
+    bar.close()
+    shown = [part for part in terminal.getvalue().split("\r") if "40%" in part]
+    assert shown and shown[0].startswith("fusing (lut):  40%|") and "/s" not in shown[0] and "it" not in shown[0]

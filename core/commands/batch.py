@@ -18,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from lutfuse.core.commands import fuse as fusecmd
-from lutfuse.core.commands.common import HelpFormatter
+from lutfuse.core.commands.common import HelpFormatter, progress_bar
 from lutfuse.core.errors import LUTFuseError, OutputError
 
 DEFAULT_NAME = "{first}_{method}.jpg"
@@ -291,7 +291,7 @@ def _execute(args: argparse.Namespace, jobs: list, settings) -> list:
     skip = {j.index for j in todo if args.resume and not args.force and j.output.exists()}
     pending = [j for j in todo if j.index not in skip]
     outcomes += [Outcome(j, "skipped") for j in todo if j.index in skip]
-    with tqdm(total=len(pending), desc="fusing", unit="bracket") as bar:
+    with progress_bar(len(pending), "fusing", unit="bracket") as bar:
         for outcome in runner(pending, settings, overwrite=args.force, task=fuse_job):
             outcomes.append(outcome)
             for text in outcome.warnings:  # caught in the job (a worker's own stderr would lose them)
@@ -322,7 +322,7 @@ def _timelapse_pass(args, jobs, settings, runner):
     from lutfuse.core.timelapse import deflicker, measure_job
 
     measured, failed = [], []
-    with tqdm(total=len(jobs), desc="measuring tone", unit="bracket") as bar:
+    with progress_bar(len(jobs), "measuring tone", unit="bracket") as bar:
         for outcome in runner(jobs, settings, overwrite=args.force, task=measure_job):
             (measured if outcome.status == "ok" else failed).append(outcome)
             bar.update(1)

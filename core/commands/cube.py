@@ -19,6 +19,7 @@ from lutfuse.core.commands.common import (
     load_for_output,
     output_bit_depth,
     print_notes,
+    progress_bar,
 )
 from lutfuse.core.commands.look import add_look_arguments, look_from_args
 from lutfuse.core.errors import LUTFuseError, shown_path
@@ -76,7 +77,7 @@ def run_cube(args: argparse.Namespace) -> int:
         raise LUTFuseError(f"--grid {args.grid}: the grid size must be between 2 and 129")
 
     look_from_args(args)  # fail fast on an out-of-range slider
-    with tqdm(total=3, desc="cube", leave=False) as bar:
+    with progress_bar(3, "cube") as bar:
         bracket = load_for_output(args, log=tqdm.write)
         print_notes("cube", bracket.notes)
         bar.update()

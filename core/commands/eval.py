@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lutfuse.core.commands.common import HelpFormatter, add_device_arguments
+from lutfuse.core.commands.common import HelpFormatter, add_device_arguments, progress_bar
 from lutfuse.core.errors import LUTFuseError, OutputError
 
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int, case: str) -> None:
         if not bars:
-            bars.append(tqdm(total=total, desc="eval", unit="case", leave=False))
+            bars.append(progress_bar(total, "eval", unit="case"))
         bar = bars[0]
         bar.n = done
         if case:

@@ -18,6 +18,7 @@ from lutfuse.core.commands.common import (
     add_output_arguments,
     check_bracket_outputs,
     print_notes,
+    progress_bar,
 )
 from lutfuse.core.commands.look import add_look_arguments
 from lutfuse.core.errors import shown_path
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
         source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
         tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
-        bars.append(tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False))
+        bars.append(progress_bar(100, f"fusing ({args.method})"))
 
     def report(fraction: float) -> None:
         if bars:
