@@ -174,6 +174,20 @@ def apply_gain(image: np.ndarray, stops: float) -> np.ndarray:
         np.float32)
 
 
+def frame_labels(paths: Sequence[Path]) -> list[str]:
+    """How messages name frames: the file name, with as many parent folders as it takes to tell apart inputs that
+    share a name (`a/00.jpg`, `b/00.jpg`); control characters escaped (core.errors.shown_path)."""
+    from lutfuse.core.errors import shown_path
+
+    paths = [Path(p) for p in paths]
+    depth = 1
+    while True:
+        labels = [Path(*p.parts[-depth:]).as_posix() for p in paths]
+        if len(set(labels)) == len(labels) or depth >= max(len(p.parts) for p in paths):
+            return [shown_path(label) for label in labels]
+        depth += 1
+
+
 def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], None] | None = None,
          transforms: Path | None = None, ghost_mask: Path | None = None, overwrite: bool = False):
     """The bracket of `frames` loaded as `fuse` loads it: darkest first, registered as `settings.align` says
@@ -198,8 +212,8 @@ def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], No
     h, w = bracket.frames[0].image.shape[:2]
     records = bracket.registration or []
     if align != "off":
-        for frame, rec in zip(bracket.frames, records):
-            log(f"  {frame.path.name}: {rec.describe()}")
+        for label, rec in zip(frame_labels([f.path for f in bracket.frames]), records):
+            log(f"  {label}: {rec.describe()}")
     crop = None
     if getattr(settings, "crop", False):
         crop = registration.common_rectangle(registration.coverage(records, h, w))

@@ -264,3 +264,19 @@ def test_progress_bar_counts_steps_without_a_rate(monkeypatch: pytest.MonkeyPatc
     bar.close()
     shown = [part for part in terminal.getvalue().split("\r") if "40%" in part]
     assert shown and shown[0].startswith("fusing (lut):  40%|") and "/s" not in shown[0] and "it" not in shown[0]
+
+
+def test_tripod_frames_get_a_short_line_and_same_named_frames_their_folder(shared_data: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    scene = shared_data / "brackets" / "hdrps" / "Cades_Cove"  # a tripod stack: registration leaves it as it is
+    frames = []
+    for folder, name in (("dark", "02.png"), ("bright", "06.png")):
+        (tmp_path / folder).mkdir()
+        frames.append(shutil.copy(scene / name, tmp_path / folder / "frame.png"))
+    assert run_cli("fuse", *frames, "-o", tmp_path / "out.jpg", "--method", "mertens") == 0
+    out = capsys.readouterr().out.splitlines()
+    per_frame = [line for line in out if line.startswith("  ")]
+    assert sorted(line.split(":")[0].strip() for line in per_frame) == ["bright/frame.png", "dark/frame.png"]
+    moved = [line for line in per_frame if "reference" not in line]
+    assert len(moved) == 1 and "not moved (" in moved[0] and len(moved[0]) < 110 and "shift" not in moved[0]
+    assert "dark/frame.png (-" in out[len(per_frame)] and "bright/frame.png (+0.0 EV)" in out[len(per_frame)]

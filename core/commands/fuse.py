@@ -71,14 +71,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
     from lutfuse.core.bracket import relative_evs
-    from lutfuse.core.pipeline import fuse_files
+    from lutfuse.core.pipeline import frame_labels, fuse_files
 
     bars: list[tqdm] = []  # opened once the bracket has loaded, so that a bad input prints only its error line
 
     def loaded(bracket) -> None:
         print_notes("fuse", bracket.notes)
         evs = relative_evs([f.ev for f in bracket.frames])
-        frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
+        labels = frame_labels([f.path for f in bracket.frames])
+        frames = ", ".join(f"{label} ({ev:+.1f} EV)" for label, ev in zip(labels, evs))
         source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
         tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
         bars.append(progress_bar(100, f"fusing ({args.method})"))
