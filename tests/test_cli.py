@@ -280,3 +280,18 @@ def test_tripod_frames_get_a_short_line_and_same_named_frames_their_folder(share
     moved = [line for line in per_frame if "reference" not in line]
     assert len(moved) == 1 and "not moved (" in moved[0] and len(moved[0]) < 110 and "shift" not in moved[0]
     assert "dark/frame.png (-" in out[len(per_frame)] and "bright/frame.png (+0.0 EV)" in out[len(per_frame)]
+
+
+def test_cube_without_base_says_what_it_applies_to(shared_cases: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """A .cube alone reproduces nothing: one line says it applies to the bracket's base image and how to write
+    it; nothing else is written unasked."""
+    cube = tmp_path / "look.cube"
+    assert run_cli("cube", shared_cases / "exif-oversize", "-o", cube, "--grid", 5, "--no-align") == 0
+    hints = [line for line in capsys.readouterr().err.splitlines() if "--base" in line]
+    assert len(hints) == 1 and "base image" in hints[0] and str(tmp_path / "look_base.tif") in hints[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["look.cube"]
+    base = tmp_path / "look_base.tif"
+    assert run_cli("cube", shared_cases / "exif-oversize", "-o", cube, "--grid", 5, "--no-align", "--force",
+                   "--base", base) == 0
+    assert "--base" not in capsys.readouterr().err and base.is_file()

@@ -205,7 +205,7 @@ def test_cube_base_image_and_cube_apply_carry_metadata(tagged_bracket: Bracket, 
     tags = pil_exif(base)
     assert tags["Make"] == "TestCam" and float(tags["ExposureTime"]) == pytest.approx(1 / 125)
     assert tags["Software"].startswith("LUTFuse") and tags["icc"] == srgb_profile()
-    assert "base image (core/base.py) for look.cube of 3 exposures" in tags["ImageDescription"]
+    assert "base image for look.cube of 3 exposures" in tags["ImageDescription"]
     applied = tmp_path / "applied.png"
     assert main(["cube-apply", str(cube), str(tagged_bracket.frames[0].path), "-o", str(applied)]) == 0
     tags = pil_exif(applied)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -90,11 +91,17 @@ def run_cube(args: argparse.Namespace) -> int:
                           overwrite=args.force, inputs=[f.path for f in bracket.frames],
                           origin=str(shipped("LUT student")))
         if args.base is not None:
-            meta = OutputMetadata.from_bracket(bracket, made=f"base image (core/base.py) for {args.output.name}")
+            meta = OutputMetadata.from_bracket(bracket, made=f"base image for {args.output.name}")
             write_image(args.base, engine.base(), bit_depth=16, metadata=meta,
                         overwrite=args.force, inputs=[f.path for f in bracket.frames])
         bar.update()
     tqdm.write(f"wrote {path} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
+    if args.base is None:
+        # only the .cube was asked for (a colourist may have the base already); without the base it reproduces
+        # nothing, so say what it applies to and how to get it
+        suggestion = args.output.with_name(f"{args.output.stem}_base.tif")
+        tqdm.write(f"lutfuse cube: note: {shown_path(path)} applies to this bracket's base image (the registered, "
+                   f"fused base, not any one frame); write it with --base {shown_path(suggestion)}", file=sys.stderr)
     return 0
 
 
