@@ -314,3 +314,22 @@ def test_dry_run_prints_the_evs_fuse_prints(shared_data: Path, capsys) -> None:
     assert {f.ev_source for f in bracket.frames} == {"brightness"}
     assert shown == [round(e, 1) for e in relative_evs([f.ev for f in bracket.frames])]
     assert shown[-1] - shown[0] > 3.5  # about 2 stops each side, as the frames were shot
+
+
+def test_the_readme_preset_example_loads(tmp_path: Path) -> None:
+    """The README's preset example is a working preset; `no_align` (fuse's --no-align) is a key like the rest."""
+    from lutfuse.core.commands.batch import preset_values
+    from lutfuse.core.preset import PresetError
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```toml", 1)[1].split("```", 1)[0]
+    preset = tmp_path / "readme.toml"
+    preset.write_text(example)
+    assert preset_values(preset)["grid"] == 33 and preset_values(preset)["align"] == "auto"
+    preset.write_text("no_align = true\n")
+    assert preset_values(preset)["align"] == "off"
+    preset.write_text("no_align = false\n")
+    assert "align" not in preset_values(preset)
+    preset.write_text('no_align = true\nalign = "homography"\n')
+    with pytest.raises(PresetError, match="disagree"):
+        preset_values(preset)

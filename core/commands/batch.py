@@ -97,6 +97,14 @@ def preset_values(path: Path) -> dict[str, Any]:
     values = read_preset(path)
     if isinstance(values.get("align"), bool):  # the editor's settings files (core.sidecar) say align = true/false
         values["align"] = "auto" if values["align"] else "off"
+    if "no_align" in values:  # fuse's --no-align, spelt as a key like every other option
+        flag = values.pop("no_align")
+        if not isinstance(flag, bool):
+            raise PresetError(f"{path}: key 'no_align' must be true or false, got {flag!r}")
+        if flag and values.get("align", "off") != "off":
+            raise PresetError(f"{path}: keys 'no_align' = true and 'align' = {values['align']!r} disagree")
+        if flag:
+            values["align"] = "off"
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key == NAME_KEY:
@@ -106,7 +114,7 @@ def preset_values(path: Path) -> dict[str, Any]:
             continue
         action = actions.get(key)
         if action is None:
-            known = ", ".join(sorted([*actions, NAME_KEY]))
+            known = ", ".join(sorted([*actions, NAME_KEY, "no_align"]))
             raise PresetError(f"{path}: unknown preset key '{key}' (known keys: {known})")
         if action.nargs == 0:  # store_true / store_false flags
             if not isinstance(value, bool):
