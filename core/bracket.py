@@ -34,6 +34,17 @@ from lutfuse.core.readers import (  # noqa: F401  (re-exported: the loader's pub
 )
 
 MIN_FRAMES, MAX_FRAMES = 2, 9
+
+
+def check_reference(reference: int | None, count: int) -> int:
+    """The 0-based reference index (darkest first) for a bracket of `count` frames: `reference`, or the middle
+    frame (count // 2) when None. BracketError when it is not an index of the bracket."""
+    if reference is None:
+        return count // 2
+    if isinstance(reference, bool) or not isinstance(reference, (int, np.integer)) or not 0 <= reference < count:
+        raise BracketError(f"reference frame {reference!r}: the bracket has {count} frames (0-based index "
+                           f"0-{count - 1}, darkest first)")
+    return int(reference)
 _GAMMA = 2.2  # assumed display gamma when linearising 8/16-bit frames to estimate their relative exposure
 
 
@@ -60,7 +71,9 @@ class Frame:
 
 @dataclass
 class Bracket:
-    """Frames of one scene, darkest first; `aligned` tells whether registration to the middle one was asked for.
+    """Frames of one scene, darkest first; `aligned` tells whether registration to the reference frame was asked
+    for; `reference_index` (0-based, darkest first) is that frame: registration, deghosting and the no-data fill
+    take their geometry and content from it (None when constructing = the middle frame, index N//2).
 
     Where a frame's `valid` is False (outside its registered area, or moved content found by deghosting), its image
     holds a prediction: the reference frame's content re-rendered at that frame's exposure (`fill_invalid`), so
@@ -76,6 +89,11 @@ class Bracket:
     notes: list[str] = field(default_factory=list)
     # The stack built while loading, so that `images` does not copy every frame again.
     _stack: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # 0-based index (darkest first) of the reference frame; None = the middle frame (set in __post_init__)
+    reference_index: int = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.reference_index = check_reference(self.reference_index, len(self.frames))
 
     @property
     def images(self) -> np.ndarray:
@@ -86,7 +104,7 @@ class Bracket:
                 f.image.ctypes.data != stack[i].ctypes.data or f.image.shape != stack[i].shape
                 for i, f in enumerate(self.frames)):
             self._stack = np.stack([f.image for f in self.frames]).astype(np.float32, copy=False)
-        return self._stack
+        return self._stack  # type: ignore[return-value]
 
     @property
     def bit_depth(self) -> int:
@@ -94,8 +112,12 @@ class Bracket:
         return max(f.bit_depth for f in self.frames)
 
     def middle(self) -> Frame:
-        """The middle frame (index N//2), the alignment reference and the source of the output's EXIF."""
+        """The middle frame (index N//2), the source of the output's EXIF and the working colour space."""
         return self.frames[len(self.frames) // 2]
+
+    def reference(self) -> Frame:
+        """The reference frame (`reference_index`) that the other frames were registered and deghosted to."""
+        return self.frames[self.reference_index]
 
     @property
     def valid(self) -> np.ndarray | None:
@@ -125,16 +147,18 @@ class Bracket:
                           else f.valid[y0:y1, x0:x1].copy()) for i, f in enumerate(self.frames)]
         ghost = None if self.ghost is None else self.ghost[y0:y1, x0:x1].copy()
         return Bracket(frames=frames, aligned=self.aligned, registration=self.registration, ghost=ghost,
-                       notes=list(self.notes), _stack=stack)
+                       notes=list(self.notes), _stack=stack, reference_index=self.reference_index)
 
     @classmethod
     def from_images(cls, images: Sequence[np.ndarray] | np.ndarray, *, evs: Sequence[float] | None = None,
-                    bit_depth: int = 8, aligned: bool = False, valid: np.ndarray | None = None) -> Bracket:
+                    bit_depth: int = 8, aligned: bool = False, valid: np.ndarray | None = None,
+                    reference: int | None = None) -> Bracket:
         """A bracket of in-memory frames (each H×W×3 float in [0,1], already darkest first), e.g. a validation
-        stack, for `Engine.set_bracket`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
+        stack, for `Engine.prepare`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
         no EXIF, EVs 0, 1, 2, ... unless given (source "brightness"), not reordered, not aligned.
         valid: optional N×H×W bool; the invalid pixels' content is replaced by a prediction from the valid frames
-        (`core.registration.fill_invalid`) in the bracket's own copy."""
+        (`core.registration.fill_invalid`, from the reference frame first) in the bracket's own copy.
+        reference: 0-based index of the reference frame (None = the middle one)."""
         if len(images) < MIN_FRAMES or len(images) > MAX_FRAMES:
             raise BracketError(f"a bracket has {MIN_FRAMES} to {MAX_FRAMES} frames, got {len(images)}")
         try:
@@ -143,6 +167,7 @@ class Bracket:
             raise BracketError(f"frames must be H×W×3 images of one size ({exc})") from None
         if stack.ndim != 4 or stack.shape[-1] != 3:
             raise BracketError(f"frames must be H×W×3 images of one size, got a stack of shape {stack.shape}")
+        reference = check_reference(reference, len(stack))
         evs = [float(i) for i in range(len(stack))] if evs is None else [float(e) for e in evs]
         if len(evs) != len(stack):
             raise BracketError(f"{len(evs)} EVs given for {len(stack)} frames")
@@ -155,11 +180,11 @@ class Bracket:
                 stack = stack.copy()
             from lutfuse.core.registration import fill_invalid
 
-            fill_invalid(stack, valid, len(stack) // 2)
+            fill_invalid(stack, valid, reference)
             masks = [None if v.all() else v.copy() for v in valid]
         frames = [Frame(path=Path(f"frame{i}"), image=stack[i], bit_depth=bit_depth, ev=evs[i],
                         ev_source="brightness", exif=None, valid=masks[i]) for i in range(len(stack))]
-        return cls(frames=frames, aligned=aligned, _stack=stack)
+        return cls(frames=frames, aligned=aligned, _stack=stack, reference_index=reference)
 
 
 # ---------------------------------------------------------------------------------------------- exposure
@@ -174,7 +199,7 @@ def _exif_evs(settings: list[tuple[float | None, float | None, float | None]]) -
         if any(present) and not all(present):
             return None
     for t, n, iso in settings:
-        evs.append(math.log2(t * (iso or 100.0) / 100.0 / (n or 1.0) ** 2))
+        evs.append(math.log2(t * (iso or 100.0) / 100.0 / (n or 1.0) ** 2))  # type: ignore[operator]
     return evs
 
 
@@ -262,8 +287,10 @@ def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | No
 # ---------------------------------------------------------------------------------------------- registration
 
 def register_stack(stack: np.ndarray, valid: np.ndarray | None, align: str | bool = "auto",
-                   deghost: str = "off") -> tuple[list, np.ndarray | None, np.ndarray | None]:
-    """In place: register N×H×W×3 float32 frames to the middle one, fill what they do not cover, deghost.
+                   deghost: str = "off", reference: int | None = None
+                   ) -> tuple[list, np.ndarray | None, np.ndarray | None]:
+    """In place: register N×H×W×3 float32 frames to the reference one (0-based `reference`, None = the middle
+    frame N//2), fill what they do not cover from it, deghost against it.
 
     valid: N×H×W bool of the frames' own valid pixels (None = all; their content already filled, see
     `fill_no_data`), updated in place where given. Returns (registration records, N×H×W bool valid
@@ -272,7 +299,8 @@ def register_stack(stack: np.ndarray, valid: np.ndarray | None, align: str | boo
     from lutfuse.core import deghost as deghostmod
     from lutfuse.core import registration
 
-    records = registration.register(stack, align)
+    reference = check_reference(reference, len(stack))
+    records = registration.register(stack, align, reference=reference)
     holes = None
     for rec in records:
         if rec.applied:
@@ -290,12 +318,12 @@ def register_stack(stack: np.ndarray, valid: np.ndarray | None, align: str | boo
     if holes is not None:
         # the pixels a warp moved in from outside (or moved no-data into) get a prediction; frames not warped keep
         # their own fill (fill_no_data)
-        registration.fill_invalid(stack, valid, len(stack) // 2, holes)
+        registration.fill_invalid(stack, valid, reference, holes)  # type: ignore[arg-type]
     ghost = None
     if deghostmod.check_strength(deghost) != "off":
         if valid is None:
             valid = np.ones(stack.shape[:3], bool)
-        ghost = deghostmod.deghost(stack, valid, deghost)
+        ghost = deghostmod.deghost(stack, valid, deghost, reference)
     if valid is not None and valid.all():
         valid = None
     return records, valid, ghost
@@ -466,12 +494,14 @@ def frame_paths(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, deghost: str = "off",
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Bracket:
+                 reference: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Bracket:
     """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1].
 
     align: "auto" (= True), "off" (= False), "translation", "similarity" or "homography" (core.registration);
-    deghost: "off", "low", "medium" or "high" (core.deghost). The records of what registration did are in
-    `Bracket.registration`, the ghost mask in `Bracket.ghost`.
+    deghost: "off", "low", "medium" or "high" (core.deghost). reference: 0-based index, in the darkest-first
+    order, of the frame the others are registered and deghosted to and whose content fills what they lack
+    (None = the middle frame, N//2); `Bracket.reference_index` says which it was. The records of what
+    registration did are in `Bracket.registration`, the ghost mask in `Bracket.ghost`.
 
     Steps: decode (`core.readers.read_frame`), settle disagreeing orientation tags (`reconcile_orientations`),
     order by EXIF exposure or brightness (`exposure_evs`; ties by brightness, then content, never by name),
@@ -484,6 +514,7 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
 
     mode = check_mode(align)
     paths = frame_paths(inputs)
+    reference = check_reference(reference, len(paths))  # before any decoding
     # Memory: each frame is decoded, copied as stored into one flat N-frame buffer and dropped, so the peak
     # stays near N+1 frames (9 frames of 45 MP are ~5 GB as float32). Orientation is applied afterwards in
     # place, frame by frame (a 90° turn keeps the pixel count, so the buffer is reshaped, not copied).
@@ -519,7 +550,7 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
         mask = decoded[i].valid
         valid.append(None if mask is None else exifmod.apply_orientation(mask, code))
         if mask is not None:
-            notes.append(f"{names[i]}: {1 - valid[i].mean():.1%} of the pixels have no data (alpha 0 or not a "
+            notes.append(f"{names[i]}: {1 - valid[i].mean():.1%} of the pixels have no data (alpha 0 or not a "  # type: ignore[union-attr]
                          "number); they take no part in the fusion")
     stack = flat.reshape(len(paths), height, width, 3)
 
@@ -548,13 +579,13 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     if any(mask is not None for mask in valid):
         fill_no_data(stack, valid, evs)
         own = np.stack([np.ones((height, width), bool) if v is None else v for v in valid])
-    records, masks, ghost = register_stack(stack, own, mode, deghost)
+    records, masks, ghost = register_stack(stack, own, mode, deghost, reference)
     frames = [Frame(path=d.path, image=stack[k], bit_depth=d.bit_depth, ev=evs[k], ev_source=source,
                     exif=d.exif_for_output(), valid=None if masks is None or masks[k].all() else masks[k],
                     icc=working, xmp=d.xmp)
               for k, d in enumerate(decoded)]
     return Bracket(frames=frames, aligned=mode != "off", registration=records, ghost=ghost, notes=notes,
-                   _stack=stack)
+                   _stack=stack, reference_index=reference)
 
 
 def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int, bytes | None]:

@@ -238,7 +238,7 @@ def score(ref: _View, view: _View, matrix: np.ndarray) -> float:
 
 def _keypoints(view: _View) -> tuple:
     """SIFT keypoints and descriptors of a view's equalised luma, inside its well-exposed mask."""
-    sift = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.02)
+    sift = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.02)  # type: ignore[attr-defined]
     u8 = np.clip(view.grey * 255 + 0.5, 0, 255).astype(np.uint8)
     return sift.detectAndCompute(u8, view.mask.astype(np.uint8) * 255)
 
@@ -253,8 +253,8 @@ def _features(ref_kp: tuple, view_kp: tuple, models: Sequence[str]) -> dict[str,
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
     if len(good) < MIN_MATCHES:
         return {}
-    src = np.float32([k1[m.queryIdx].pt for m in good])
-    dst = np.float32([k2[m.trainIdx].pt for m in good])
+    src = np.float32([k1[m.queryIdx].pt for m in good])  # type: ignore[arg-type]
+    dst = np.float32([k2[m.trainIdx].pt for m in good])  # type: ignore[arg-type]
     out = {}
     for model in models:
         if model == "homography":
@@ -287,7 +287,7 @@ def _ecc(ref: _View, view: _View, init: np.ndarray, model: str, levels: int) -> 
     for _ in range(levels - 1):
         refs.append(cv2.pyrDown(refs[-1]))
         views.append(cv2.pyrDown(views[-1]))
-        masks.append(cv2.resize(masks[-1], refs[-1].shape[::-1], interpolation=cv2.INTER_NEAREST))
+        masks.append(cv2.resize(masks[-1], refs[-1].shape[::-1], interpolation=cv2.INTER_NEAREST))  # type: ignore[arg-type]
     motion = _ECC_MOTION[model]
     half = _scaling(0.5, 0.5)
     matrix = init.copy()
@@ -408,7 +408,7 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     for s0, model, matrix in scored:
         # ECC (the costly step) refines the leading estimate and any within reach of it
         refined = _ecc(ref.view, view, matrix, model, levels) if s0 >= top - 0.02 else None
-        for m, s in ((matrix, s0), (refined, None)):
+        for m, s in ((matrix, s0), (refined, None)):  # type: ignore[assignment]
             if m is None:
                 continue
             s = score(ref.view, view, m) if s is None else s
@@ -482,24 +482,28 @@ def refine_full_size(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarra
             dst.append(centre[0, 0] + (dx, dy))
     if len(src) < 6:
         return None
-    refined, _ = cv2.findHomography(np.float64(src), np.float64(dst), 0)
+    refined, _ = cv2.findHomography(np.float64(src), np.float64(dst), 0)  # type: ignore[arg-type]
     if refined is None or not np.isfinite(refined).all():
         return None
-    refined /= refined[2, 2]
+    refined /= refined[2, 2]  # type: ignore[misc]
     # a refinement, not a new estimate: it may move the corners by a few pixels at most
     _, _, _, moved = describe_matrix(np.linalg.inv(matrix) @ refined, h, w)
     return refined if moved < 0.002 * max(h, w) + 2 else None
 
 
 def register(images: Sequence[np.ndarray] | np.ndarray, mode: str | bool = "auto",
-             progress: Callable[[int, int], None] | None = None) -> list[FrameRegistration]:
-    """Estimate every frame's registration to the middle frame (index N//2); frames are N× H×W×3 float32 [0,1].
+             progress: Callable[[int, int], None] | None = None,
+             reference: int | None = None) -> list[FrameRegistration]:
+    """Estimate every frame's registration to the reference frame (0-based `reference`; None = the middle one,
+    index N//2); frames are N× H×W×3 float32 [0,1].
 
     mode: one of MODES (True = "auto", False = "off"). Returns one FrameRegistration per frame, in order; the
     reference's has model "reference". Nothing is applied here (see `apply`). progress: optional callable(done, n)."""
     mode = check_mode(mode)
     n = len(images)
-    centre = n // 2
+    centre = n // 2 if reference is None else int(reference)
+    if not 0 <= centre < n:
+        raise LUTFuseError(f"reference frame {reference}: there are {n} frames (0-based index 0-{n - 1})")
     eye = np.eye(3)
     ref = Reference(images[centre]) if mode != "off" else None
     out = []
@@ -537,7 +541,7 @@ def warp_frame(image: np.ndarray, matrix: np.ndarray,
     covered = cv2.warpPerspective(ones, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                   borderValue=0)
     # a few pixels in from the border: Lanczos samples there mix in the replicated edge
-    covered = cv2.erode(covered, np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
+    covered = cv2.erode(covered, np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0  # type: ignore[assignment]
     return warped, covered
 
 

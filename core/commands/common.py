@@ -32,8 +32,11 @@ def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("frames", nargs="+", metavar="FRAME", type=Path,
                         help="2-9 exposures of one scene (JPEG, PNG, TIFF, HEIC, camera RAW), or one folder of them")
+    parser.add_argument("--reference", type=int, default=None, metavar="N",
+                        help="the reference frame, 1-based in darkest-first order (default: the middle frame): "
+                             "the others are registered and deghosted to it, and it fills what they lack")
     parser.add_argument("--align", choices=MODES, default="auto",
-                        help="registration to the middle frame: auto = the most general model (similarity or "
+                        help="registration to the reference frame: auto = the most general model (similarity or "
                              "homography) that measurably improves on leaving the frame as it is; a frame that "
                              "does not improve is left untouched, so tripod brackets come out unchanged")
     parser.add_argument("--no-align", dest="align", action="store_const", const="off",
@@ -44,7 +47,7 @@ def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trim the output to the largest rectangle every registered frame covers "
                              "(default: the reference frame's size, borders filled from the frames that cover them)")
     parser.add_argument("--deghost", choices=tuple(STRENGTHS), default=DEFAULT,
-                        help="take moving content from the middle frame: off, or detection strength low/medium/high")
+                        help="take moving content from the reference frame: off, or detection strength low/medium/high")
     parser.add_argument("--ghost-mask", type=Path, default=None, metavar="PATH",
                         help="write where deghosting found moving content (8-bit grey PNG, 255 = moved)")
 
@@ -146,10 +149,7 @@ def image_options(args: argparse.Namespace) -> dict:
 
 def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> int:
     """8 or 16: what was asked for, else 16 for PNG/TIFF when the sources are 16-bit."""
-    kind = IMAGE_SUFFIXES.get(output.suffix.lower())
-    if requested == 16 and kind == "JPEG":
-        raise OutputError(f"{output}: JPEG holds only 8 bits per channel; write a .tif or .png for 16-bit")
-    if requested is not None:
-        return requested
-    return 16 if source_bits > 8 and kind in {"PNG", "TIFF"} else 8
+    from lutfuse.core.export import bit_depth_for
+
+    return bit_depth_for(output, requested, source_bits)
 
