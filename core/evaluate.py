@@ -35,7 +35,7 @@ from lutfuse.core.errors import LUTFuseError, WeightsError
 from lutfuse.core.grid import check_grid
 from lutfuse.core.methods import METHODS as REGISTRY
 from lutfuse.core.methods import Models
-from lutfuse.core.weights import SHIPPED
+from lutfuse.core.paths import SHIPPED  # not core.weights: that imports torch (`lutfuse --help`)
 
 # Scored rows -> (fusion method of the one registry, core.methods, and the settings it changes): "lut" is the pure
 # LUT (detail 0), "lut+detail" the engine's render at --detail; the HQ rows are the registry's HQ method and its
