@@ -319,7 +319,7 @@ def test_dry_run_prints_the_evs_fuse_prints(shared_data: Path, capsys) -> None:
 def test_the_readme_preset_example_loads(tmp_path: Path) -> None:
     """The README's preset example is a working preset; `no_align` (fuse's --no-align) is a key like the rest."""
     from lutfuse.core.commands.batch import preset_values
-    from lutfuse.core.preset import PresetError
+    from lutfuse.core.sidecar import PresetError
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     example = readme.split("```toml", 1)[1].split("```", 1)[0]

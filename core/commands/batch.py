@@ -141,7 +141,7 @@ def _check_preset_values(path: Path, values: dict[str, Any]) -> None:
     """PresetError naming the key and the file for a value fuse's own checks refuse (grid range, detail, quality,
     look sliders, ...): each key is checked alone over fuse's defaults (core.pipeline.check_settings)."""
     from lutfuse.core.pipeline import FuseSettings, check_settings
-    from lutfuse.core.preset import NAME_KEY, PresetError
+    from lutfuse.core.sidecar import NAME_KEY, PresetError
 
     defaults = {a.dest: a.default for a in fusecmd.setting_actions()}
     for key, value in values.items():
