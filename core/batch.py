@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import resource
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class Outcome:
     error: str | None = None
     result: FuseResult | None = None
     extra: dict[str, Any] = field(default_factory=dict)   # e.g. the time-lapse measurement's latent
+    warnings: list[str] = field(default_factory=list)     # one line each (e.g. EXIF trimmed), for the main process
 
 
 _FUSER: Fuser | None = None  # the model cache of this process (a pool worker, a Ray worker, or the main process)
@@ -65,14 +67,22 @@ def describe(exc: BaseException) -> str:
 
 
 def fuse_job(job: Job, settings: FuseSettings, overwrite: bool) -> Outcome:
-    """Fuse one job with this process's models; never raises for a bad bracket (the Outcome says why)."""
+    """Fuse one job with this process's models; never raises for a bad bracket (the Outcome says why).
+
+    Warnings raised while fusing (e.g. core.metadata's trimmed EXIF) are returned in Outcome.warnings, one line
+    each, so that the main process prints them whether the job ran there, in a pool worker or on Ray."""
     start = time.perf_counter()
-    try:
-        result = fuse_files(job.frames, job.output, settings, overwrite=overwrite, fuser=process_fuser(),
-                            latent=job.latent, target_luminance=job.target_luminance)
-    except Exception as exc:  # noqa: BLE001 - one bad bracket must not stop an unattended batch; the summary reports it
-        return Outcome(job, "failed", time.perf_counter() - start, describe(exc))
-    return Outcome(job, "ok", time.perf_counter() - start, result=result)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = fuse_files(job.frames, job.output, settings, overwrite=overwrite, fuser=process_fuser(),
+                                latent=job.latent, target_luminance=job.target_luminance)
+        except Exception as exc:  # noqa: BLE001 - one bad bracket must not stop an unattended batch; summary says it
+            outcome = Outcome(job, "failed", time.perf_counter() - start, describe(exc))
+        else:
+            outcome = Outcome(job, "ok", time.perf_counter() - start, result=result)
+    outcome.warnings = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+    return outcome
 
 
 Task = Callable[[Job, FuseSettings, bool], Outcome]

@@ -17,8 +17,9 @@ from lutfuse.core.errors import LUTFuseError, Terminated
 COMMAND_MODULES = ("fuse", "batch", "cube", "metrics", "train", "eval", "bench", "gui")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every subcommand registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered. command: the one about to run, when known; the
+    others may then register only their entry (`train` without its trainers, which import torch)."""
     parser = argparse.ArgumentParser(
         prog="lutfuse",
         description="Fuse exposure brackets with a learned 3D LUT. Run without arguments to open the editor.",
@@ -32,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == f"lutfuse.core.commands.{name}":
                 continue  # command not built yet
             raise
-        module.register(sub)
+        if name == "train" and command is not None and command != "train":
+            module.register(sub, light=True)
+        else:
+            module.register(sub)
     return parser
 
 
@@ -62,8 +66,10 @@ def _one_line_warnings(command: str) -> Iterator[None]:
     """Python warnings (ours, e.g. trimmed metadata, and libraries') are printed as one line each, not as
     file:line + source, so that the output keeps one line per message."""
     def show(message, category, filename, lineno, file=None, line=None) -> None:
+        from tqdm import tqdm  # its write keeps a progress bar on the terminal off the warning's line
+
         text = " ".join(str(message).split())
-        print(f"lutfuse {command}: warning: {text}", file=sys.stderr)
+        tqdm.write(f"lutfuse {command}: warning: {text}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -85,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                 pass
     if not argv:
         argv = ["gui"]
-    parser = build_parser()
+    if argv == ["--version"]:  # answered before the subcommands (and numpy, OpenCV) are imported
+        print(f"lutfuse {__import__('lutfuse').__version__}")
+        return 0
+    parser = build_parser(argv[0] if not argv[0].startswith("-") else "")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

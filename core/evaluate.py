@@ -32,12 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from lutfuse.core.detail import CONTRAST_POWER
 from lutfuse.core.errors import LUTFuseError, WeightsError
 from lutfuse.core.grid import check_grid
 from lutfuse.core.methods import METHODS as REGISTRY
 from lutfuse.core.methods import Models
-from lutfuse.core.weights import SHIPPED
+from lutfuse.core.paths import SHIPPED  # not core.weights: that imports torch (`lutfuse --help`)
 
 # Scored rows -> (fusion method of the one registry, core.methods, and the settings it changes): "lut" is the pure
 # LUT (detail 0), "lut+detail" the engine's render at --detail; the HQ rows are the registry's HQ method and its
@@ -308,6 +307,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     from lutfuse.core import paths
     from lutfuse.core.bracket import Bracket
     from lutfuse.core.classical import mertens
+    from lutfuse.core.detail import CONTRAST_POWER  # here: core.detail imports torch (`lutfuse --help`)
     from lutfuse.core.metrics import mef_ssim, psnr
     from lutfuse.core.train import data
 

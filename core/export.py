@@ -164,7 +164,7 @@ def export_cube(engine: Engine, prepared: PreparedBracket, path: str | Path, *, 
                      origin=METHODS["lut"].origin())
     report(0.5)
     if base is not None:
-        meta = prepared.metadata(made=f"base image (core/base.py) for {path.name}")
+        meta = prepared.metadata(made=f"base image for {path.name}")
         write_image(base, prepared.base, bit_depth=16, metadata=meta, overwrite=overwrite, inputs=inputs)
     report(1.0)
     return CubeExport(out, base)

@@ -54,11 +54,24 @@ class Group:
 
     def relative_evs(self) -> list[float] | None:
         """EVs relative to the middle of the sorted exposures (darkest first), or None if any is unknown."""
+        evs = self.frame_evs()
+        return None if evs is None else sorted(evs)
+
+    def frame_evs(self) -> list[float] | None:
+        """Each frame's EV (shooting order) relative to the middle of the sorted exposures, or None if any is
+        unknown. These are the grouping's estimates: see `loaded_evs` for the numbers `lutfuse fuse` prints."""
         evs = [s.ev for s in self.frames]
         if any(e is None for e in evs):
             return None
-        evs = sorted(evs)  # type: ignore[type-var]
-        return [e - evs[len(evs) // 2] for e in evs]  # type: ignore[operator]
+        mid = sorted(evs)[len(evs) // 2]  # type: ignore[type-var]
+        return [e - mid for e in evs]  # type: ignore[operator]
+
+    def loaded_evs(self) -> tuple[list[float], str]:
+        """(each frame's EV in shooting order relative to the middle exposure, "exif" or "brightness") as
+        `core.bracket.load_bracket` estimates them (`core.bracket.exposure_evs`, full-resolution pixels), so that a
+        dry run prints what `lutfuse fuse` prints for the same frames. Decodes the frames; BracketError when one
+        cannot be decoded."""
+        return loader_evs(self.paths)
 
 
 @dataclass
@@ -118,9 +131,37 @@ def read_shot(path: Path) -> Shot:
     return Shot(path, _capture_time(data), t, ev, "exif" if ev is not None else "unknown")
 
 
+def loader_evs(paths: Sequence[Path]) -> tuple[list[float], str]:
+    """(EV per file in the given order relative to the middle exposure, "exif" or "brightness"), by the loader's
+    own estimate (`core.bracket.exposure_evs`: EXIF when complete, distinct and agreeing with the pixels, else the
+    exposure ratio seen where neither frame is crushed or clipped). BracketError naming an undecodable file."""
+    from lutfuse.core.bracket import exposure_evs
+    from lutfuse.core.errors import shown_path
+    from lutfuse.core.readers import read_frame
+
+    images, valid, settings = [], [], []
+    for path in paths:
+        decoded = read_frame(path)
+        image, mask = decoded.upright()
+        images.append(image)
+        valid.append(mask)
+        settings.append(decoded.settings)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise BracketError(f"{shown_path(paths[0])}: the frames of this bracket differ in size")
+    evs, source = exposure_evs(settings, images, valid, [shown_path(p) for p in paths], [])
+    mid = sorted(evs)[len(evs) // 2]
+    return [e - mid for e in evs], source
+
+
 def _with_brightness(shots: list[Shot]) -> list[Shot]:
     """Shots whose EV is unknown get one from their decoded pixels (log2 of mean linear luminance);
-    a frame that cannot be decoded keeps EV None ("unreadable")."""
+    a frame that cannot be decoded keeps EV None ("unreadable").
+
+    This per-frame estimate only splits a sequence into brackets (where a run of stepping exposures starts
+    again), before any bracket exists: it needs one number per frame, not the pairwise exposure ratio over
+    commonly usable pixels that `core.bracket.exposure_evs` measures (and which reads the real steps better
+    when frames clip). The EVs shown to the user come from the loader's estimate (`Group.loaded_evs`)."""
     from lutfuse.core.bracket import load_image
 
     out = []

@@ -8,7 +8,10 @@ One `OutputMetadata` is built from a bracket (`from_bracket`) or a single source
 
 from __future__ import annotations
 
+import re
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 
 import pyexiv2
@@ -189,6 +192,8 @@ def embed(kind: str, encoded: bytes, meta: OutputMetadata | None, width: int, he
             image.clear_xmp()
             data = image.get_bytes()
             notes.append("the source's XMP packet is too large for a JPEG segment; it was left out")
+    if kind == "PNG":
+        data = name_png_icc(data, meta.icc or srgb_profile())
     written = set()
     with pyexiv2.ImageData(data) as check:
         written = set(check.read_exif())
@@ -197,6 +202,46 @@ def embed(kind: str, encoded: bytes, meta: OutputMetadata | None, width: int, he
         notes.append(f"exiv2 left out {', '.join(k.rsplit('.', 1)[1] for k in lost)}")
     for note in notes:
         warnings.warn(f"{source}: {note}" if source else note, MetadataWarning, stacklevel=3)
+    return data
+
+
+def icc_keyword(icc: bytes) -> bytes:
+    """A PNG iCCP profile name for `icc`: its description (Latin-1, printable, single spaces, 1-79 bytes, as the
+    PNG spec (ISO/IEC 15948, 11.3.3.3) requires of a keyword), else "ICC Profile"."""
+    try:
+        import io
+
+        from PIL import ImageCms
+
+        text = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    except Exception:  # noqa: BLE001 (a profile LittleCMS cannot parse still gets a valid name)
+        text = ""
+    text = re.sub(r"[^\x20-\x7e\xa1-\xff]", " ", text or "")
+    keyword = " ".join(text.split()).encode("latin-1", errors="ignore")[:79].strip()
+    return keyword or b"ICC Profile"
+
+
+def name_png_icc(data: bytes, icc: bytes) -> bytes:
+    """PNG bytes with the iCCP chunk's profile name set to `icc_keyword(icc)`.
+
+    exiv2 writes iCCP with an empty name, which the PNG spec forbids (libpng then warns "iCCP: bad keyword" on
+    every read); the chunk's compressed profile is kept as it is and its CRC recomputed. Other chunks unchanged.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data
+    pos = 8
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if ctype == b"iCCP":
+            body = data[pos + 8:pos + 8 + length]
+            rest = body[body.index(b"\0"):]  # NUL, compression method, compressed profile
+            new = b"iCCP" + icc_keyword(icc) + rest
+            chunk = struct.pack(">I", len(new) - 4) + new + struct.pack(">I", zlib.crc32(new) & 0xFFFFFFFF)
+            return data[:pos] + chunk + data[end:]
+        if ctype == b"IDAT":
+            break  # iCCP must come before the image data
+        pos = end
     return data
 
 

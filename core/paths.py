@@ -22,6 +22,14 @@ def _resources_root() -> Path:
 
 RESOURCES = _resources_root()
 WEIGHTS = RESOURCES / "weights"
+# The shipped weights files by model name (core.weights re-exports it); here so that reading the names (e.g. for
+# `lutfuse eval --help`) does not import torch.
+SHIPPED = {
+    "LUT teacher": "lut_teacher.pt",
+    "LUT student": "lut_student.pt",
+    "HQ phase 1": "refine_phase1.pt",
+    "HQ phase 2": "refine_phase2.pt",
+}
 DEMO = RESOURCES / "demo"
 
 

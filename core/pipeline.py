@@ -95,6 +95,12 @@ def check_settings(settings: FuseSettings, output: Path) -> None:
             check_grid(settings.grid)
         except LUTFuseError as exc:
             raise LUTFuseError(f"--grid {settings.grid}: {exc}") from None
+    detail = getattr(settings, "detail", 1.0)
+    if not (isinstance(detail, (int, float)) and np.isfinite(detail) and detail >= 0):
+        raise LUTFuseError(f"--detail {detail}: the detail strength must be a number ≥ 0 (0 = pure LUT, 1 = default)")
+    quality = getattr(settings, "quality", 95)
+    if not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise LUTFuseError(f"--quality {quality}: the JPEG quality must be between 1 and 100")
     if settings.bit_depth == 16:
         output_bit_depth(output, 16, 8)
     from lutfuse.core.commands.look import look_from_args
@@ -121,6 +127,20 @@ def apply_gain(image: np.ndarray, stops: float) -> np.ndarray:
         return image
     return ((np.clip(image, 0.0, 1.0) ** 2.2 * np.float32(2.0 ** stops)).clip(0.0, 1.0) ** (1 / 2.2)).astype(
         np.float32)
+
+
+def frame_labels(paths: Sequence[Path]) -> list[str]:
+    """How messages name frames: the file name, with as many parent folders as it takes to tell apart inputs that
+    share a name (`a/00.jpg`, `b/00.jpg`); control characters escaped (core.errors.shown_path)."""
+    from lutfuse.core.errors import shown_path
+
+    paths = [Path(p) for p in paths]
+    depth = 1
+    while True:
+        labels = [Path(*p.parts[-depth:]).as_posix() for p in paths]
+        if len(set(labels)) == len(labels) or depth >= max(len(p.parts) for p in paths):
+            return [shown_path(label) for label in labels]
+        depth += 1
 
 
 def reference_index(reference: int | None, count: int) -> int | None:
@@ -161,8 +181,8 @@ def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], No
     h, w = bracket.frames[0].image.shape[:2]
     records = bracket.registration or []
     if align != "off":
-        for frame, rec in zip(bracket.frames, records):
-            log(f"  {frame.path.name}: {rec.describe()}")
+        for label, rec in zip(frame_labels([f.path for f in bracket.frames]), records):
+            log(f"  {label}: {rec.describe()}")
     crop = None
     if getattr(settings, "crop", False):
         crop = registration.common_rectangle(registration.coverage(records, h, w))

@@ -80,14 +80,20 @@ class FrameRegistration:
         return self.score - self.score_identity
 
     def describe(self) -> str:
-        """One line for the CLI: model, shift, rotation, scale, corner displacement, score gain."""
+        """One line for the CLI: model, shift, rotation, scale, corner displacement, score gain; for a frame left
+        as it is, "not moved (why)"."""
         if self.model == "reference":
             return "reference"
         text = (f"{self.model}: shift ({self.shift_px[0]:+.2f}, {self.shift_px[1]:+.2f}) px, rotation "
                 f"{self.rotation_deg:+.3f}°, scale {self.scale:.4f}, corners up to {self.corner_px:.2f} px")
         if not math.isnan(self.gain):
             text += f", score {self.score_identity:.3f} -> {self.score:.3f}"
-        return text if self.applied else f"{text}: not applied ({self.reason})"
+        if self.applied:
+            return text
+        # a frame left as it is gets a short line; the estimate it declined is only worth its size
+        if self.model == "identity":
+            return f"not moved ({self.reason})"
+        return f"not moved ({self.reason}: {self.model} corners up to {self.corner_px:.2f} px)"
 
 
 def check_mode(mode: str | bool) -> str:

@@ -30,12 +30,7 @@ from lutfuse.core import paths
 from lutfuse.core.errors import WeightsError
 
 # Shipped weights in resources/weights (paths.WEIGHTS): model name -> file name.
-SHIPPED = {
-    "LUT teacher": "lut_teacher.pt",
-    "LUT student": "lut_student.pt",
-    "HQ phase 1": "refine_phase1.pt",
-    "HQ phase 2": "refine_phase2.pt",
-}
+SHIPPED = paths.SHIPPED  # model name -> file in resources/weights (kept in core.paths: no torch needed to read it)
 
 
 M = TypeVar("M", bound=nn.Module)

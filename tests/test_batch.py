@@ -252,3 +252,84 @@ def test_batch_takes_every_fuse_option(capsys) -> None:
     flags = [f for a in setting_actions() for f in a.option_strings]
     assert {"--method", "--grid", "--detail", "--no-align", "--quality", "--bit-depth"} <= set(flags)
     assert all(flag in out for flag in flags)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_trimmed_exif_is_one_warning_line_in_batch(shared_cases: Path, tmp_path: Path, capfd, workers: int) -> None:
+    """The exif-oversize case: JPEG and PNG results drop the 69 KB UserComment and say so in one stderr line,
+    also from a pool worker; a TIFF result keeps it without a word."""
+    frames = shared_cases / "exif-oversize"
+    cases = ((".jpg", True), (".png", True), (".tif", False)) if workers == 1 else ((".jpg", True),)
+    for suffix, trimmed in cases:
+        out = tmp_path / f"out{suffix}"
+        capfd.readouterr()
+        assert run_cli("batch", frames, "-o", out, "--group", 2, "--no-align", "--method", "mertens",
+                       "--name", "{first}" + suffix, "--workers", workers) == 0
+        err = capfd.readouterr().err
+        lines = [line for line in err.replace("\r", "\n").splitlines() if "EXIF trimmed" in line]
+        if trimmed:
+            assert len(lines) == 1 and lines[0].startswith("lutfuse batch: warning: ")
+            assert "UserComment" in lines[0] and f"0{suffix}" in lines[0]
+        else:
+            assert lines == [] and "Traceback" not in err
+
+
+def test_summary_inside_a_fresh_output_folder(rendered_tmp_shoot, tmp_path: Path, capsys) -> None:
+    """The README's `lutfuse batch CARD -o fused --summary fused/summary.csv` works on a fresh run; a summary in a
+    folder that will not exist is still refused before any work, and nothing is left behind."""
+    out = tmp_path / "fusedcard"
+    assert run_cli("batch", rendered_tmp_shoot, "-o", tmp_path / "elsewhere", "--method", "mertens",
+                   "--summary", tmp_path / "nowhere" / "summary.csv") == 1
+    assert "nowhere does not exist" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
+    assert run_cli("batch", rendered_tmp_shoot, "-o", out, "--method", "mertens",
+                   "--summary", out / "summary.csv") == 0
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok"] * 3 and all(Path(r["output"]).is_file() for r in rows)
+
+
+@pytest.mark.parametrize("line", ["grid = 300", "grid = 1", "detail = -0.5", "quality = 0", "exposure = 9.0",
+                                  'method = "magic"', 'deghost = "max"', "bit_depth = 12"])
+def test_a_bad_preset_value_names_the_key_and_the_file(tmp_path: Path, capsys, line: str) -> None:
+    preset = tmp_path / "shoot.toml"
+    preset.write_text(f"{line}\n")
+    key = line.split(" = ")[0]
+    assert run_cli("batch", tmp_path, "-o", tmp_path / "out", "--preset", preset) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(preset) in err[0] and f"key '{key}'" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_evs_fuse_prints(shared_data: Path, capsys) -> None:
+    """No EXIF (deepfuse Seq_14): the dry run's EVs are the loader's estimate, the numbers `lutfuse fuse` prints
+    (they were -1.0/0/+0.5 from the grouping's per-frame mean against fuse's -2.1/0/+1.9)."""
+    import re
+
+    from lutfuse.core.bracket import load_bracket, relative_evs
+
+    folder = shared_data / "brackets" / "deepfuse" / "Seq_14"
+    assert run_cli("batch", folder, "-o", folder.parent / "never-written", "--dry-run") == 0
+    out = capsys.readouterr().out
+    shown = [float(x) for x in re.search(r"EV ([-+0-9., ]+) \(brightness\)", out).group(1).split(", ")]
+    bracket = load_bracket([folder], align="off")
+    assert {f.ev_source for f in bracket.frames} == {"brightness"}
+    assert shown == [round(e, 1) for e in relative_evs([f.ev for f in bracket.frames])]
+    assert shown[-1] - shown[0] > 3.5  # about 2 stops each side, as the frames were shot
+
+
+def test_the_readme_preset_example_loads(tmp_path: Path) -> None:
+    """The README's preset example is a working preset; `no_align` (fuse's --no-align) is a key like the rest."""
+    from lutfuse.core.commands.batch import preset_values
+    from lutfuse.core.sidecar import PresetError
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```toml", 1)[1].split("```", 1)[0]
+    preset = tmp_path / "readme.toml"
+    preset.write_text(example)
+    assert preset_values(preset)["grid"] == 33 and preset_values(preset)["align"] == "auto"
+    preset.write_text("no_align = true\n")
+    assert preset_values(preset)["align"] == "off"
+    preset.write_text("no_align = false\n")
+    assert "align" not in preset_values(preset)
+    preset.write_text('no_align = true\nalign = "homography"\n')
+    with pytest.raises(PresetError, match="disagree"):
+        preset_values(preset)

@@ -195,3 +195,103 @@ def test_metrics_prints_mef_ssim(cades: list[Path], tmp_path: Path, capsys: pyte
     frames = [read_rgb(p) for p in cades]
     assert value == pytest.approx(mef_ssim(frames, frames[1]), abs=1e-5)
     assert "PSNR" in out and "inf" in out.split("PSNR")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("argv, heavy", [(["--version"], ("torch", "cv2", "numpy")),
+                                         (["--help"], ("torch",)), (["fuse", "--help"], ("torch",)),
+                                         (["batch", "--help"], ("torch",)), (["eval", "--help"], ("torch",))])
+def test_version_and_help_do_not_load_the_engine(argv: list[str], heavy: tuple[str, ...]) -> None:
+    """`lutfuse --version` and `--help` answer without importing torch (seconds) or, for --version, anything."""
+    import subprocess
+    import sys
+
+    code = (f"import sys\nfrom lutfuse.core.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            f"print('LOADED', sorted(m for m in {heavy!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: lutfuse" in done.stdout or done.stdout.startswith("lutfuse ")
+    assert done.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_train_still_parses_its_trainers(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("train", "teacher", "--help")
+    assert exit_info.value.code == 0
+    assert "usage: lutfuse train teacher" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["fuse"], ["cube"], ["cube-apply"], ["batch"], ["eval"], ["bench"], ["metrics"],
+                                     ["gui"], ["train", "teacher"]])
+def test_help_is_written_for_users(command: list[str], capsys: pytest.CaptureFixture) -> None:
+    """No "(default: None)"/"(default: False)", at most one default per option, no source-file names."""
+    import re
+
+    with pytest.raises(SystemExit):
+        run_cli(*command, "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "usage: lutfuse" in text
+    assert "default: None" not in text and "default: False" not in text
+    assert not re.search(r"\bcore[/.]|\w\.py\b", text)
+    for option in re.split(r" (?=--?[a-z])", text.split("options:", 1)[1]):
+        assert option.lower().count("default") <= 1, option
+
+
+def test_piped_output_is_clean_lines(shared_cases: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """Not on a terminal (a pipe, a log): no progress bar, so every message is a line of its own."""
+    out = tmp_path / "x.jpg"
+    assert run_cli("fuse", shared_cases / "exif-oversize", "-o", out, "--method", "mertens", "--no-align") == 0
+    stdout, stderr = capfd.readouterr()
+    assert "\r" not in stdout + stderr and "%|" not in stderr and "/s]" not in stderr
+    assert stdout.splitlines()[-1].startswith("wrote ")
+    assert [line.split(":")[0] for line in stderr.splitlines()] == ["lutfuse fuse"]  # the EXIF-trimmed warning
+
+
+def test_progress_bar_counts_steps_without_a_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the fuse bar reads "fusing (lut):  40%|...| 00:01<00:02", not "16.80%/s", on stderr."""
+    import io
+    import sys
+
+    from lutfuse.core.commands.common import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = progress_bar(100, "fusing (lut)")
+    bar.n = 40
+    bar.refresh()
+    bar.close()
+    shown = [part for part in terminal.getvalue().split("\r") if "40%" in part]
+    assert shown and shown[0].startswith("fusing (lut):  40%|") and "/s" not in shown[0] and "it" not in shown[0]
+
+
+def test_tripod_frames_get_a_short_line_and_same_named_frames_their_folder(shared_data: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    scene = shared_data / "brackets" / "hdrps" / "Cades_Cove"  # a tripod stack: registration leaves it as it is
+    frames = []
+    for folder, name in (("dark", "02.png"), ("bright", "06.png")):
+        (tmp_path / folder).mkdir()
+        frames.append(shutil.copy(scene / name, tmp_path / folder / "frame.png"))
+    assert run_cli("fuse", *frames, "-o", tmp_path / "out.jpg", "--method", "mertens") == 0
+    out = capsys.readouterr().out.splitlines()
+    per_frame = [line for line in out if line.startswith("  ")]
+    assert sorted(line.split(":")[0].strip() for line in per_frame) == ["bright/frame.png", "dark/frame.png"]
+    moved = [line for line in per_frame if "reference" not in line]
+    assert len(moved) == 1 and "not moved (" in moved[0] and len(moved[0]) < 110 and "shift" not in moved[0]
+    assert "dark/frame.png (-" in out[len(per_frame)] and "bright/frame.png (+0.0 EV)" in out[len(per_frame)]
+
+
+def test_cube_without_base_says_what_it_applies_to(shared_cases: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """A .cube alone reproduces nothing: one line says it applies to the bracket's base image and how to write
+    it; nothing else is written unasked."""
+    cube = tmp_path / "look.cube"
+    assert run_cli("cube", shared_cases / "exif-oversize", "-o", cube, "--grid", 5, "--no-align") == 0
+    hints = [line for line in capsys.readouterr().err.splitlines() if "--base" in line]
+    assert len(hints) == 1 and "base image" in hints[0] and str(tmp_path / "look_base.tif") in hints[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["look.cube"]
+    base = tmp_path / "look_base.tif"
+    assert run_cli("cube", shared_cases / "exif-oversize", "-o", cube, "--grid", 5, "--no-align", "--force",
+                   "--base", base) == 0
+    assert "--base" not in capsys.readouterr().err and base.is_file()

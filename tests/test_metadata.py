@@ -205,8 +205,43 @@ def test_cube_base_image_and_cube_apply_carry_metadata(tagged_bracket: Bracket, 
     tags = pil_exif(base)
     assert tags["Make"] == "TestCam" and float(tags["ExposureTime"]) == pytest.approx(1 / 125)
     assert tags["Software"].startswith("LUTFuse") and tags["icc"] == srgb_profile()
-    assert "base image (core/base.py) for look.cube of 3 exposures" in tags["ImageDescription"]
+    assert "base image for look.cube of 3 exposures" in tags["ImageDescription"]
     applied = tmp_path / "applied.png"
     assert main(["cube-apply", str(cube), str(tagged_bracket.frames[0].path), "-o", str(applied)]) == 0
     tags = pil_exif(applied)
     assert float(tags["ExposureTime"]) == pytest.approx(1 / 500) and tags["icc"] == srgb_profile()
+
+
+def _png_chunks(path: Path) -> dict[bytes, bytes]:
+    """Chunk type -> data of a PNG file (the first of each type)."""
+    import struct
+
+    data, pos, chunks = path.read_bytes(), 8, {}
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        chunks.setdefault(ctype, data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+    return chunks
+
+
+@pytest.mark.parametrize("icc", ["srgb", "adobe"])
+def test_png_icc_profile_has_a_name_and_reads_back_without_warnings(tagged_bracket: Bracket, tmp_path: Path,
+                                                                    capfd: pytest.CaptureFixture, icc: str) -> None:
+    import cv2
+    import imagecodecs
+
+    profile = (srgb_profile() if icc == "srgb"  # else Adobe RGB (1998), made by LittleCMS
+               else imagecodecs.cms_profile("rgb", whitepoint=[0.3127, 0.3290, 1.0], gamma=563 / 256,
+                                            primaries=[0.64, 0.33, 1.0, 0.21, 0.71, 1.0, 0.15, 0.06, 1.0]))
+    out = write_image(tmp_path / "named.png", tagged_bracket.mean(),
+                      metadata=OutputMetadata(exif=tagged_bracket.middle().exif, icc=profile))
+    name = _png_chunks(out)[b"iCCP"].split(b"\0", 1)[0]
+    assert 1 <= len(name) <= 79 and name == name.strip() and b"  " not in name  # PNG spec 11.3.3.3 keyword
+    capfd.readouterr()
+    assert cv2.imread(str(out)) is not None  # libpng: no "iCCP: bad keyword"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Image.open(out) as im:
+            im.load()
+            assert im.info["icc_profile"] == profile
+    assert "iCCP" not in capfd.readouterr().err

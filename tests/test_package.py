@@ -58,3 +58,18 @@ def test_architecture_doc_names_existing_modules():
     root = Path(lutfuse.__file__).parent
     missing = sorted(n for n in names if not (root / n).is_file())
     assert not missing, f"docs/ARCHITECTURE.md names modules that do not exist: {missing}"
+
+
+def test_the_readme_set_up_leaves_the_checkout_clean():
+    """What the README's set-up line writes into the checkout (the demo fusion) is ignored by git."""
+    import pytest
+
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    readme = (REPO / "README.md").read_text()
+    setup = readme.split("## Set up and try it", 1)[1].split("```", 2)[1]
+    written = re.findall(r"-o (\S+)", setup)
+    assert "demo-fused.jpg" in written
+    for name in written:
+        done = subprocess.run(["git", "check-ignore", "-q", "--no-index", name], cwd=REPO)
+        assert done.returncode == 0, f"{name} is not ignored"

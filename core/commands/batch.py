@@ -11,12 +11,14 @@ import csv
 import io
 import json
 import string
+import sys
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from lutfuse.core.commands import fuse as fusecmd
+from lutfuse.core.commands.common import HelpFormatter, progress_bar
 from lutfuse.core.errors import LUTFuseError, OutputError
 
 DEFAULT_NAME = "{first}_{method}.jpg"
@@ -32,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Group frames into brackets (by EXIF capture time and exposure pattern, N at a time, or one "
                     "subfolder each) and fuse every bracket as `lutfuse fuse` would, with the same options. "
                     "A bad bracket is reported and the batch goes on; the exit status is 1 if any failed.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="frame files and/or folders of frames")
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT_DIR", help="folder for the results")
@@ -94,6 +97,14 @@ def preset_values(path: Path) -> dict[str, Any]:
     values = read_preset(path)
     if isinstance(values.get("align"), bool):  # the editor's settings files (core.sidecar) say align = true/false
         values["align"] = "auto" if values["align"] else "off"
+    if "no_align" in values:  # fuse's --no-align, spelt as a key like every other option
+        flag = values.pop("no_align")
+        if not isinstance(flag, bool):
+            raise PresetError(f"{path}: key 'no_align' must be true or false, got {flag!r}")
+        if flag and values.get("align", "off") != "off":
+            raise PresetError(f"{path}: keys 'no_align' = true and 'align' = {values['align']!r} disagree")
+        if flag:
+            values["align"] = "off"
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key == NAME_KEY:
@@ -103,7 +114,7 @@ def preset_values(path: Path) -> dict[str, Any]:
             continue
         action = actions.get(key)
         if action is None:
-            known = ", ".join(sorted([*actions, NAME_KEY]))
+            known = ", ".join(sorted([*actions, NAME_KEY, "no_align"]))
             raise PresetError(f"{path}: unknown preset key '{key}' (known keys: {known})")
         if action.nargs == 0:  # store_true / store_false flags
             if not isinstance(value, bool):
@@ -122,7 +133,25 @@ def preset_values(path: Path) -> dict[str, Any]:
                 choices = ", ".join(map(str, action.choices))
                 raise PresetError(f"{path}: key '{key}' = {value!r} is not one of {choices}")
         out[key] = value
+    _check_preset_values(path, out)
     return out
+
+
+def _check_preset_values(path: Path, values: dict[str, Any]) -> None:
+    """PresetError naming the key and the file for a value fuse's own checks refuse (grid range, detail, quality,
+    look sliders, ...): each key is checked alone over fuse's defaults (core.pipeline.check_settings)."""
+    from lutfuse.core.pipeline import FuseSettings, check_settings
+    from lutfuse.core.sidecar import NAME_KEY, PresetError
+
+    defaults = {a.dest: a.default for a in fusecmd.setting_actions()}
+    for key, value in values.items():
+        if key == NAME_KEY:
+            continue
+        try:
+            # a .tif output accepts every bit depth, so only the value itself can fail here
+            check_settings(FuseSettings({**defaults, key: value}), Path("preset-check.tif"))
+        except LUTFuseError as exc:
+            raise PresetError(f"{path}: key '{key}' = {value!r}: {exc}") from None
 
 
 def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
@@ -190,10 +219,11 @@ def run(args: argparse.Namespace) -> int:
     if args.summary is not None and args.summary.suffix.lower() not in (".csv", ".json"):
         raise OutputError(f"{args.summary}: the summary is written as .csv or .json")
     replace = args.force or args.resume  # a resumed batch updates its own summary
-    if args.summary is not None and not args.dry_run:
-        from lutfuse.core.imageio import check_writable
-
-        check_writable(args.summary, overwrite=replace, replace_hint="use --force (or --resume) to replace it")
+    # a summary inside OUT_DIR is checked once batch has made that folder (below, still before any fusing)
+    summary_in_output = (args.summary is not None and not args.output.exists()
+                         and args.summary.parent.resolve() == args.output.resolve())
+    if args.summary is not None and not args.dry_run and not summary_in_output:
+        _check_summary(args.summary, replace)
     if args.preview_video is not None and args.preview_video.suffix.lower() not in (".mp4", ".mov", ".mkv"):
         raise OutputError(f"{args.preview_video}: the preview video is written as .mp4, .mov or .mkv")
 
@@ -217,6 +247,13 @@ def run(args: argparse.Namespace) -> int:
         if args.output.exists():
             raise OutputError(f"{args.output}: is not a folder")
         args.output.mkdir(parents=True)
+    if summary_in_output:
+        try:
+            _check_summary(args.summary, replace)
+        except LUTFuseError:
+            if not any(args.output.iterdir()):
+                args.output.rmdir()  # nothing left behind on failure
+            raise
     existing = [j for j in jobs if j.output.exists()]
     if existing and not (args.resume or args.force):
         raise OutputError(f"{existing[0].output}: already exists ({len(existing)} of {len(jobs)} results do); "
@@ -242,6 +279,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_summary(path: Path, replace: bool) -> None:
+    """Fail before any work when the --summary file cannot be written."""
+    from lutfuse.core.imageio import check_writable
+
+    check_writable(path, overwrite=replace, replace_hint="use --force (or --resume) to replace it")
+
+
 def _execute(args: argparse.Namespace, jobs: list, settings) -> list:
     """Run the jobs (two passes for a time-lapse) with a progress bar -> Outcomes."""
     from lutfuse.core.batch import Outcome, fuse_job
@@ -255,9 +299,11 @@ def _execute(args: argparse.Namespace, jobs: list, settings) -> list:
     skip = {j.index for j in todo if args.resume and not args.force and j.output.exists()}
     pending = [j for j in todo if j.index not in skip]
     outcomes += [Outcome(j, "skipped") for j in todo if j.index in skip]
-    with tqdm(total=len(pending), desc="fusing", unit="bracket") as bar:
+    with progress_bar(len(pending), "fusing", unit="bracket") as bar:
         for outcome in runner(pending, settings, overwrite=args.force, task=fuse_job):
             outcomes.append(outcome)
+            for text in outcome.warnings:  # caught in the job (a worker's own stderr would lose them)
+                tqdm.write(f"lutfuse batch: warning: {text}", file=sys.stderr)
             bar.update(1)
     if args.timelapse:
         _report_flicker(args, outcomes, jobs)
@@ -284,7 +330,7 @@ def _timelapse_pass(args, jobs, settings, runner):
     from lutfuse.core.timelapse import deflicker, measure_job
 
     measured, failed = [], []
-    with tqdm(total=len(jobs), desc="measuring tone", unit="bracket") as bar:
+    with progress_bar(len(jobs), "measuring tone", unit="bracket") as bar:
         for outcome in runner(jobs, settings, overwrite=args.force, task=measure_job):
             (measured if outcome.status == "ok" else failed).append(outcome)
             bar.update(1)
@@ -363,15 +409,23 @@ def _write_summary(path: Path, rows: list[dict], leftovers, *, overwrite: bool) 
 
 def _print_plan(plan, jobs) -> None:
     """--dry-run: each group with its frames, EVs and output; then the leftovers."""
+    from lutfuse.core.bracket import _TIE_EV  # the loader's rule: closer EXIF exposures are one (it then measures)
+
     for group, job in zip(plan.groups, jobs):
-        evs = group.relative_evs()
-        ev_text = ", ".join(f"{e:+.1f}" for e in evs) if evs is not None else "unknown"
-        source = {s.ev_source for s in group.frames}
-        print(f"bracket {job.index}: {len(group.frames)} frames, EV {ev_text} ({'/'.join(sorted(source))}) "
-              f"-> {job.output}")
-        known = sorted(s.ev for s in group.frames if s.ev is not None)
-        for s in group.frames:  # shooting order
-            ev = f"{s.ev - known[len(known) // 2]:+5.1f} EV" if s.ev is not None and evs is not None else "    ? EV"
+        evs: list[float] | None
+        sources = {s.ev_source for s in group.frames}
+        if sources == {"exif"} and (evs := group.frame_evs()) is not None and all(
+                b - a >= _TIE_EV for a, b in zip(sorted(evs), sorted(evs)[1:])):
+            source = "exif"  # what the loader uses too (its check against the pixels is left to the run)
+        else:
+            try:  # the loader's own estimate, so that these are the numbers `lutfuse fuse` prints
+                evs, source = group.loaded_evs()
+            except LUTFuseError:
+                evs, source = None, "/".join(sorted(sources))
+        ev_text = ", ".join(f"{e:+.1f}" for e in sorted(evs)) if evs is not None else "unknown"
+        print(f"bracket {job.index}: {len(group.frames)} frames, EV {ev_text} ({source}) -> {job.output}")
+        for k, s in enumerate(group.frames):  # shooting order
+            ev = f"{evs[k]:+5.1f} EV" if evs is not None else "    ? EV"
             print(f"    {ev}  {s.path}")
     for path, reason in plan.leftovers:
         print(f"not in any bracket: {path} ({reason})")

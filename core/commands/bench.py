@@ -7,8 +7,7 @@ import json
 import re
 from pathlib import Path
 
-import torch
-
+from lutfuse.core.commands.common import HelpFormatter
 from lutfuse.core.errors import LUTFuseError
 
 
@@ -20,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Render a synthetic bracket to PNGs, then time load, align, latent, LUT sampling, apply, "
                     "detail, full-res and preview renders, and OpenCV Mertens on the same frames (median of "
                     "repeats); prints milliseconds, ratios to Mertens, fps and PASS/FAIL lines for the targets.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--size", default="3840x2160", help="bracket size WIDTHxHEIGHT")
     p.add_argument("--frames", type=int, default=3, help="number of exposures, 2-9")
@@ -65,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json.suffix.lower() != ".json":
             raise LUTFuseError(f"{args.json}: the report is JSON; name it .json")
         check_writable(args.json, overwrite=args.force, replace_hint="use --force to replace it")
+    import torch  # here, not at import: `lutfuse --help` registers this command without loading torch
+
     from lutfuse.core.device import check_kernels, mps_available, pick_device
 
     if args.device == "all":

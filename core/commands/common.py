@@ -13,6 +13,17 @@ from lutfuse.core.imageio import FORMATS, JPEG_SUBSAMPLINGS, TIFF_COMPRESSIONS, 
 IMAGE_SUFFIXES = FORMATS
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every command's --help: "(default: X)" only where an option has a default worth stating (not None, not
+    an off flag) that its text does not already give."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
     """FRAME... (files or one folder), registration (--align, --no-align, --transforms, --crop) and deghosting
     (--deghost, --ghost-mask)."""
@@ -65,9 +76,26 @@ def load_for_output(args: argparse.Namespace, log=print):
 
 
 def print_notes(command: str, notes: Iterable[str]) -> None:
-    """What the loader noticed (not errors), one line each on stderr: "lutfuse COMMAND: note: ..."."""
+    """What the loader noticed (not errors), one line each on stderr: "lutfuse COMMAND: note: ..." (through
+    tqdm.write, so that a progress bar on the terminal is redrawn below it instead of sharing its line)."""
+    from tqdm import tqdm
+
     for note in notes:
-        print(f"lutfuse {command}: note: {note}", file=sys.stderr)
+        tqdm.write(f"lutfuse {command}: note: {note}", file=sys.stderr)
+
+
+STEP_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"  # a share of one job: no rate
+
+
+def progress_bar(total: float, desc: str, *, unit: str | None = None, **kwargs):
+    """A tqdm bar for long CLI work, on stderr, shown only when stderr is a terminal (so piped or logged output is
+    clean lines) and cleared when done. unit: what is counted (e.g. "bracket", "case"), shown with its rate;
+    None: steps of one job, shown as a percentage and the time left, without a meaningless rate."""
+    from tqdm import tqdm
+
+    options: dict = {"unit": unit} if unit else {"bar_format": STEP_FORMAT}
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False,
+                dynamic_ncols=True, **options, **kwargs)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image") -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from lutfuse.core.commands.common import (
+    HelpFormatter,
     add_bracket_arguments,
     add_device_arguments,
     add_output_arguments,
@@ -18,6 +20,7 @@ from lutfuse.core.commands.common import (
     load_for_output,
     output_bit_depth,
     print_notes,
+    progress_bar,
 )
 from lutfuse.core.commands.look import add_look_arguments, look_from_args
 from lutfuse.core.errors import LUTFuseError, shown_path
@@ -29,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cube",
         help="export a bracket's learned 3D LUT as a .cube file (and the base image it applies to)",
         description="Write the bracket's LUT as an Adobe .cube file. The LUT applies to the base image, the "
-                    "colour-keeping base of the registered (and deghosted) frames (core/base.py); --base writes it "
+                    "colour-keeping base of the registered (and deghosted) frames; --base writes it "
                     "as a 16-bit TIFF so that any tool applying the .cube to it reproduces `lutfuse fuse --detail 0` "
                     "(with the same look flags: the look is part of the LUT).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_bracket_arguments(p)
     add_output_arguments(p, what=".cube file")
@@ -47,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cube-apply",
         help="apply any .cube 3D LUT to an image",
         description="Apply an Adobe .cube 3D LUT (trilinear) to an image.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     a.add_argument("cube", type=Path, metavar="LUT.cube")
     a.add_argument("image", type=Path, metavar="IMAGE")
@@ -74,7 +77,7 @@ def run_cube(args: argparse.Namespace) -> int:
         raise LUTFuseError(f"--grid {args.grid}: {exc}") from None
 
     look_from_args(args)  # fail fast on an out-of-range slider
-    with tqdm(total=3, desc="cube", leave=False) as bar:
+    with progress_bar(3, "cube") as bar:
         bracket = load_for_output(args, log=tqdm.write)
         print_notes("cube", bracket.notes)
         bar.update()
@@ -86,6 +89,13 @@ def run_cube(args: argparse.Namespace) -> int:
                            overwrite=args.force)
         bar.update()
     tqdm.write(f"wrote {done.cube} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
+    if args.base is None:
+        # only the .cube was asked for (a colourist may have the base already); without the base it reproduces
+        # nothing, so say what it applies to and how to get it
+        suggestion = args.output.with_name(f"{args.output.stem}_base.tif")
+        tqdm.write(f"lutfuse cube: note: {shown_path(done.cube)} applies to this bracket's base image (the "
+                   f"registered, fused base, not any one frame); write it with --base {shown_path(suggestion)}",
+                   file=sys.stderr)
     return 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lutfuse.core.commands.common import add_device_arguments
+from lutfuse.core.commands.common import HelpFormatter, add_device_arguments, progress_bar
 from lutfuse.core.errors import LUTFuseError, OutputError
 
 
@@ -24,11 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "PSNR and SSIM against the reference (Mertens of ALL the stack's frames), seconds per case; "
                     "means per method, per number of inputs k, and an optional grid-size sweep. Methods whose "
                     "weights are missing are skipped with a note, unless named with --methods.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("data", type=Path, metavar="DATA_DIR",
                    help="the shared data folder (holding brackets/ and hdr/), or its brackets/ folder")
-    p.add_argument("--split", choices=("val", "train"), default="val", help="which scenes of core/train/split.json")
+    p.add_argument("--split", choices=("val", "train"), default="val",
+                   help="which scenes: the validation or the training split of the shipped models")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help=f"methods to score, space- or comma-separated, from: {', '.join(METHODS)} "
                         "; when not given, all whose weights exist")
@@ -36,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detail", type=float, default=1.0, help="detail strength of the lut+detail row")
     p.add_argument("--contrast-power", type=float, default=None,
                    help="how strongly the detail bands favour the frame with more local structure "
-                        "(0 = Mertens' weights; default: core.detail.CONTRAST_POWER)")
+                        "(0 = Mertens' weights; default: the engine's)")
     p.add_argument("--base", choices=("calibrated", "chroma", "weighted", "mean"), default=None,
-                   help="the base image the LUT applies to (core/base.py; default: the engine's, calibrated)")
+                   help="the base image the LUT applies to (default: the engine's, calibrated)")
     p.add_argument("--grid-sweep", default=None, metavar="G,G,...",
                    help="also score the pure LUT at these grid sizes, e.g. 8,16,32,64")
     p.add_argument("--ks", default=None, metavar="K,K-K",
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int, case: str) -> None:
         if not bars:
-            bars.append(tqdm(total=total, desc="eval", unit="case", leave=False))
+            bars.append(progress_bar(total, "eval", unit="case"))
         bar = bars[0]
         bar.n = done
         if case:

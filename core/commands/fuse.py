@@ -13,11 +13,13 @@ from tqdm import tqdm
 
 from lutfuse.core.adjust import FIELDS
 from lutfuse.core.commands.common import (
+    HelpFormatter,
     add_bracket_arguments,
     add_device_arguments,
     add_output_arguments,
     check_bracket_outputs,
     print_notes,
+    progress_bar,
 )
 from lutfuse.core.commands.look import add_look_arguments
 from lutfuse.core.errors import shown_path
@@ -60,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fuse a bracket into one image",
         description="Fuse 2-9 exposures into one image. The output keeps the middle frame's EXIF, XMP and ICC profile "
                     "(sRGB when untagged) and lists the bracket's exposures in its ImageDescription.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_arguments(p)
     p.set_defaults(func=run)
@@ -69,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, fuse and write one bracket; returns the exit status."""
     from lutfuse.core.bracket import relative_evs
-    from lutfuse.core.pipeline import fuse_files
+    from lutfuse.core.pipeline import frame_labels, fuse_files
 
     bars: list[tqdm] = []  # opened once the bracket has loaded, so that a bad input prints only its error line
 
@@ -80,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
         for warning in scene_warnings(bracket):   # fused anyway (the user may mean it), but never without a word
             print(f"lutfuse fuse: warning: {warning}", file=sys.stderr)
         evs = relative_evs([f.ev for f in bracket.frames])
-        frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
+        labels = frame_labels([f.path for f in bracket.frames])
+        frames = ", ".join(f"{label} ({ev:+.1f} EV)" for label, ev in zip(labels, evs))
         source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"
         tqdm.write(f"{len(bracket.frames)} frames, darkest first, EV from {source} relative to the middle: {frames}")
-        bars.append(tqdm(total=100, desc=f"fusing ({args.method})", unit="%", leave=False))
+        bars.append(progress_bar(100, f"fusing ({args.method})"))
 
     def report(fraction: float) -> None:
         if bars:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lutfuse.core.commands.common import HelpFormatter
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `gui` subcommand."""
@@ -12,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gui",
         help="open the editor",
         description="Open the editor on FRAMEs, else on the last bracket, else on the built-in demo.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("frames", nargs="*", metavar="FRAME", type=Path,
                    help="exposures of one scene (files, or one folder)")

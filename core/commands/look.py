@@ -26,7 +26,7 @@ HELP = {
 
 def add_look_arguments(parser: argparse.ArgumentParser) -> None:
     """--exposure, --contrast, ..., --tint (core.adjust.Look; all 0 by default) and --auto."""
-    group = parser.add_argument_group("look (core/adjust.py; composed into the LUT, so a .cube carries it)")
+    group = parser.add_argument_group("look (composed into the LUT, so a .cube carries it; 0 = unchanged)")
     for name in FIELDS:
         group.add_argument(f"--{name}", dest=name, type=float, default=0.0, help=HELP[name])
     group.add_argument("--auto", dest="auto", action="store_true",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lutfuse.core.commands.common import HelpFormatter
 from lutfuse.core.errors import BracketError
 
 
@@ -15,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the MEF-SSIM of a fused image against its source frames",
         description="MEF-SSIM (Ma, Zeng and Wang 2015, 3 scales) of FUSED against the source FRAMEs; with "
                     "--reference also PSNR and SSIM against that image.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("frames", nargs="+", metavar="FRAME", type=Path, help="the source exposures, or one folder")
     p.add_argument("--fused", required=True, type=Path, help="the fused image to score")

@@ -14,9 +14,17 @@ TRAINERS = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add `train` with one sub-subcommand per trainer that exists."""
-    parser = sub.add_parser("train", help="train a model on brackets (see `lutfuse train MODEL --help`)")
+HELP = "train a model on brackets (see `lutfuse train MODEL --help`)"
+
+
+def register(sub: argparse._SubParsersAction, *, light: bool = False) -> None:
+    """Add `train` with one sub-subcommand per trainer that exists. light: only the `train` entry (for
+    `lutfuse --help` and the other commands), without importing the trainers and torch (seconds)."""
+    from lutfuse.core.commands.common import HelpFormatter
+
+    parser = sub.add_parser("train", help=HELP)
+    if light:
+        return
     models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
     for name, (module_name, help_text) in TRAINERS.items():
         try:
@@ -25,6 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
             if exc.name == f"lutfuse.core.train.{module_name}":
                 continue
             raise
-        p = models.add_parser(name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = models.add_parser(name, help=help_text, formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=module.run)

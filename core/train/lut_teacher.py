@@ -37,7 +37,7 @@ def add_lut_arguments(parser: argparse.ArgumentParser, *, out: str, steps: int, 
     parser.add_argument("--colour", type=float, default=0.0,
                         help="weight of the CIELAB a*b* colour term (losses.colour) against the reference")
     parser.add_argument("--base", choices=BASES, default="mean",
-                        help="the base image the LUT applies to (core.base; the shipped engine uses chroma)")
+                        help="the base image the LUT applies to (the shipped engine uses chroma)")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from these weights (a fine-tune: fresh optimiser and schedule)")
 
