@@ -97,14 +97,18 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     chi = np.zeros(y_f.shape, np.float32)
     absdiff = np.zeros(y_f.shape, np.float32)
     for c in range(3):
-        ref_c = small_r[..., c]
-        curve = tone_curve(small_f[..., c], ref_c, both, both)
-        diff = apply_curve(small_f[..., c], curve) - ref_c
-        diff[~both] = 0.0
+        ref_c, frame_c = small_r[..., c], small_f[..., c]
+        # a channel clipped or crushed in either frame (a saturated red is, long before luma is) says nothing
+        usable = both & (ref_c > _LOW) & (ref_c < _HIGH) & (frame_c > _LOW) & (frame_c < _HIGH)
+        if usable.sum() < 256:
+            continue
+        curve = tone_curve(frame_c, ref_c, usable, usable)
+        diff = apply_curve(frame_c, curve) - ref_c
+        diff[~usable] = 0.0
         gx = cv2.Sobel(ref_c, cv2.CV_32F, 1, 0, ksize=3) / 8
         gy = cv2.Sobel(ref_c, cv2.CV_32F, 0, 1, ksize=3) / 8
         edge = _EDGE_PX * cv2.dilate(cv2.magnitude(gx, gy), np.ones((3, 3), np.uint8))
-        sigma = np.sqrt(_spread(diff, ref_c, both) ** 2 + edge ** 2)
+        sigma = np.sqrt(_spread(diff, ref_c, usable) ** 2 + edge ** 2)
         chi += (diff / sigma) ** 2 / 3.0
         absdiff += np.abs(diff) / 3.0
     chi = cv2.GaussianBlur(chi, (0, 0), 2.0)
