@@ -11,9 +11,10 @@ Per frame, on copies downscaled to at most `ESTIMATE_PIXELS`:
    at least 5 agree on a similarity that moves no corner by `STATIC_CORNER_PX`, the frame is left as it is (a UHD
    frame in 70 ms instead of about a second).
 3. Estimate: SIFT features (Lowe 2004) on the equalised images, matched with the ratio test, then a
-   RANSAC fit (OpenCV USAC-MAGSAC) of a homography or a similarity; when there are too few matches, phase
-   correlation of the gradient images refined by OpenCV's ECC (Evangelidis & Psarakis 2008,
-   `cv2.findTransformECC`) on the gradient-magnitude images, coarse to fine, with the well-exposed mask.
+   RANSAC fit (OpenCV USAC-MAGSAC) of a homography or a similarity (phase correlation of the gradient images when
+   there are too few matches), refined by OpenCV's ECC (Evangelidis & Psarakis 2008, `cv2.findTransformECC`) on
+   the gradient-magnitude images with the well-exposed mask; ECC's result is kept only when it clearly scores
+   better (`ECC_MARGIN`).
 4. Frames larger than the estimation copy: the estimate is refined on full-size patches (`refine_full_size`).
 5. The check ("never worse than doing nothing"): the normalised cross-correlation of gradient magnitudes over
    pixels well exposed in both frames, for the identity and for the estimate. The estimate is applied only when
@@ -57,6 +58,7 @@ MIN_CORNER_PX = 1.0           # and some corner must move by more than this many
 STATIC_CORNER_PX = 0.5
 MIN_TEXTURE = 2e-4            # mean squared gradient of the equalised reference below this: textureless
 MIN_MATCHES = 12
+ECC_MARGIN = 0.01             # ECC's refinement replaces an estimate only when it raises the check's score this much
 CURVE_SAMPLES = 1 << 18       # tone curves are estimated from at most this many samples
 _DARK, _BRIGHT = 0.02, 0.98   # "well exposed": strictly inside these (gamma-encoded values)
 
@@ -310,7 +312,9 @@ def patch_motion(ref: _View, view: _View, grid: int = 3, min_response: float = 0
                 continue
             # the peak's height tells an informative patch (even faint texture: the correlation is whitened)
             # from flat or mismatched ones
-            (dx, dy), response = cv2.phaseCorrelate(view.grad[cut], ref.grad[cut], window)
+            # copies: cv2.phaseCorrelate writes into its inputs (the windowed values), and these are views of
+            # the reference's gradient, which every frame is compared with
+            (dx, dy), response = cv2.phaseCorrelate(view.grad[cut].copy(), ref.grad[cut].copy(), window)
             if response < min_response:
                 continue
             centre = (x0 + (side - 1) / 2, y0 + (side - 1) / 2)
@@ -341,7 +345,7 @@ def patch_motion(ref: _View, view: _View, grid: int = 3, min_response: float = 0
 def _phase_shift(ref: _View, view: _View) -> np.ndarray:
     """Translation-only frame->reference matrix from phase correlation of the gradient images."""
     window = cv2.createHanningWindow(ref.grad.shape[::-1], cv2.CV_32F)
-    (dx, dy), _ = cv2.phaseCorrelate(view.grad, ref.grad, window)
+    (dx, dy), _ = cv2.phaseCorrelate(view.grad.copy(), ref.grad.copy(), window)  # it writes into its inputs
     return np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], np.float64)
 
 
@@ -476,7 +480,7 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     fview = _make_view(_resized(grey, ref.fsize), curve)
     found = _features(ref.keypoints(), _keypoints(fview), models)
     candidates: list[tuple[str, np.ndarray]] = [(m, _rescale(x, np.linalg.inv(f_scale))) for m, x in found.items()]
-    levels = 0  # no ECC after a feature fit: see below
+    levels = 1
     if not candidates:
         # no features to go by: ECC from the phase-correlation shift, coarse to fine
         candidates = [(models[-1], _phase_shift(ref.view, view))]
@@ -488,14 +492,19 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
         scored.append((-math.inf if math.isnan(s) else s, model, matrix))
     top = max(s for s, _, _ in scored)
     for s0, model, matrix in scored:
-        # ECC (the costly step) refines the phase-correlation fallback only: after a SIFT + MAGSAC homography
-        # (corner error 0.05-0.27 px on hdrps frames 2-4 stops apart) its optimum on gradient magnitudes of
-        # different exposures lay 0.4-2.7 px away and scored no better (docs/studies/registration.py accuracy)
-        refined = _ecc(ref.view, view, matrix, model, levels) if levels and s0 >= top - 0.02 else None
+        # ECC (the costly step) refines the leading estimate and any within reach of it
+        refined = _ecc(ref.view, view, matrix, model, levels) if s0 >= top - 0.02 else None
         for m, s in ((matrix, s0), (refined, None)):
             if m is None:
                 continue
-            s = score(ref.view, view, m) if s is None else s
+            if s is None:
+                s = score(ref.view, view, m)
+                # ECC's result must clearly beat its start: after an accurate SIFT + MAGSAC homography (corner
+                # error 0.05-0.27 px on hdrps frames 2-4 stops apart) its optimum on gradient magnitudes of
+                # different exposures lay 0.4-2.7 px away with a score within 0.01; where features fit poorly
+                # (few, on a rendered scene) it gains far more
+                if not s > s0 + ECC_MARGIN:
+                    continue
             bonus = 0.002 if model == "homography" else 0.0  # the most general model wins near-ties
             if math.isfinite(s) and (best is None or s + bonus > best[0]):
                 best = (s + bonus, model, m)
