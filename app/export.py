@@ -1,15 +1,21 @@
-"""Export jobs (image, .cube + base, HQ) as functions for a background Job, and the save-dialog choices."""
+"""Export jobs (image, .cube + base, HQ) as functions for a background Job, and the save-dialog choices.
+
+The work is core.export's, the same code `lutfuse fuse` and `lutfuse cube` run; each job is bound when it is made
+to the prepared bracket the editor shows (core.prepared), so it writes that bracket's pixels and metadata even
+when another bracket is opened while it runs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from lutfuse.app.state import display_copy
 from lutfuse.app.workers import EngineHost, Job
-from lutfuse.core.errors import Cancelled
-from lutfuse.core.metadata import OutputMetadata
+from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.export import ImageOptions, base_path_for, export_cube, export_hq, export_image
+
+__all__ = ["CUBE_FILTER", "DEFAULT_IMAGE_FILTER", "IMAGE_FILTERS", "ImageOptions", "base_path_for", "cube_work",
+           "default_export_path", "hq_work", "image_format", "image_work", "with_suffix"]
 
 # Save-dialog filters -> (suffix, bit depth). A typed extension decides the format; the filter then decides
 # the bit depth only when it is of that format (else TIFF is 16-bit, PNG and JPEG 8-bit).
@@ -44,111 +50,55 @@ def default_export_path(first_frame: Path, suffix: str, tag: str = "fused") -> P
     return first_frame.with_name(f"{first_frame.stem}_{tag}{suffix}")
 
 
-@dataclass(frozen=True)
-class ImageOptions:
-    """How to write an exported image."""
-
-    bit_depth: int = 8
-    quality: int = 95
-
-
 def with_suffix(path: Path, suffix: str) -> Path:
     """`path` with `suffix` added when it has none of the kind the filter asked for."""
     known = {".jpg": (".jpg", ".jpeg"), ".tif": (".tif", ".tiff"), ".png": (".png",), ".cube": (".cube",)}
     return path if path.suffix.lower() in known[suffix] else path.with_name(path.name + suffix)
 
 
-def base_path_for(cube: Path) -> Path:
-    """Where the 16-bit base image goes beside a .cube: look.cube -> look_base.tif."""
-    return cube.with_name(cube.stem + "_base.tif")
-
-
-def _check(job: Job) -> None:
-    """Stop between steps when the user cancelled."""
-    if job.is_cancelled():
-        raise Cancelled("export cancelled")
+def _prepared(host: EngineHost) -> tuple[object, object]:
+    """(engine, prepared bracket) the editor shows now: an export started now writes this bracket, whatever is
+    loaded while it runs."""
+    if host.current is None or host.engine is None:
+        raise LUTFuseError("no bracket loaded: open a bracket before exporting")
+    return host.engine, host.current.prepared
 
 
 def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: ImageOptions,
                overwrite: bool, look: object = None) -> Callable[[Job], Path]:
-    """Full-resolution LUT render written to `path` (EXIF of the middle frame kept)."""
-    bracket = host.current.bracket
+    """Full-resolution LUT render written to `path` (core.export.export_image, as `lutfuse fuse` writes it)."""
+    engine, prepared = _prepared(host)
 
     def work(job: Job) -> Path:
-        from lutfuse.core.imageio import write_image
-
-        job.report(0.05)
-        with host.lock:
-            _check(job)
-            extra = {} if look is None else {"look": look}
-            image = host.engine.render(grid, detail, None, **extra)
-        _check(job)
-        job.report(0.7)
-        out = write_image(path, image, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
-                          quality=options.quality, overwrite=overwrite, inputs=[f.path for f in bracket.frames],
-                          origin="the LUT student weights")
-        job.report(1.0)
-        return out
+        return export_image(engine, prepared, path, grid=grid, detail=detail, look=look, options=options,
+                            overwrite=overwrite, progress=job.report, cancel=job.is_cancelled)
 
     return work
 
 
 def cube_work(host: EngineHost, path: Path, grid: int, overwrite: bool, look: object = None) -> Callable[[Job], Path]:
-    """The bracket's LUT as a .cube and, beside it, the 16-bit base image it applies to."""
-    bracket = host.current.bracket
+    """The bracket's LUT as a .cube and, beside it, the 16-bit base image it applies to (core.export.export_cube,
+    as `lutfuse cube --base` writes them)."""
+    engine, prepared = _prepared(host)
 
     def work(job: Job) -> Path:
-        from lutfuse.core.cube import cube_title, write_cube
-        from lutfuse.core.imageio import write_image
-        from lutfuse.core.profiles import cube_comments
-
-        job.report(0.05)
-        with host.lock:
-            lut = host.engine.lut(grid, **({} if look is None else {"look": look}))
-            base = host.engine.base()
-        _check(job)
-        job.report(0.3)
-        # the same title and colour-encoding comments as `lutfuse cube`
-        out = write_cube(path, lut, title=cube_title(bracket.frames[0].path.stem, grid),
-                         comments=cube_comments(bracket.middle().icc), overwrite=overwrite,
-                         inputs=[f.path for f in bracket.frames], origin="the LUT student weights")
-        job.report(0.5)
-        meta = OutputMetadata.from_bracket(bracket, made=f"base image (core/base.py) for {path.name}")
-        write_image(base_path_for(path), base, bit_depth=16, metadata=meta,
-                    overwrite=overwrite, inputs=[f.path for f in bracket.frames])
-        job.report(1.0)
-        return out
+        done = export_cube(engine, prepared, path, grid=grid, look=look, base=base_path_for(path),
+                           overwrite=overwrite, progress=job.report, cancel=job.is_cancelled)
+        return done.cube
 
     return work
 
 
 def hq_work(host: EngineHost, path: Path, options: ImageOptions, overwrite: bool, grid: int = 33,
             detail: float = 1.0, look: object = None) -> Callable[[Job], Path]:
-    """HQ export (core.hq.HQFusion): the editor's render at `grid`/`detail`/`look`, refined, at full resolution."""
-    bracket = host.current.bracket
+    """HQ export (core.export.export_hq, as `lutfuse fuse --method hq` writes it) of the editor's render at
+    `grid`/`detail`/`look`, at full resolution; the result is kept for the editor's before/after view."""
+    engine, prepared = _prepared(host)
 
     def work(job: Job) -> Path:
-        from lutfuse.core.hq import HQFusion
-        from lutfuse.core.imageio import check_target, write_image
-
-        inputs = [f.path for f in bracket.frames]
-        check_target(path, overwrite=overwrite, inputs=inputs)  # a read-only folder fails now, not after minutes
-        job.report(0.0)
-        from lutfuse.core.hq import live_renders
-
-        hq = HQFusion()
-        # the editor's render at its settings, under the host's lock (the engine holds this bracket meanwhile);
-        # the rest of HQ works from these arrays, so previews go on while it runs
-        with host.lock:
-            _check(job)
-            renders = live_renders(host.engine, grid, detail, look, cancel=job.is_cancelled)
-        fused = hq.fuse(bracket.images, progress=lambda f: job.report(0.97 * f), cancel=job.is_cancelled,
-                        renders=renders, valid=bracket.valid)
-        _check(job)
-        host.hq_result = (bracket, display_copy(fused, host.display_side))   # for comparing in the editor
-        out = write_image(path, fused, bit_depth=options.bit_depth, metadata=OutputMetadata.from_bracket(bracket),
-                          quality=options.quality, overwrite=overwrite, inputs=inputs, origin="the HQ weights")
-        job.report(1.0)
-        return out
+        done = export_hq(engine, prepared, path, grid=grid, detail=detail, look=look, options=options,
+                         overwrite=overwrite, progress=job.report, cancel=job.is_cancelled)
+        host.hq_result = (prepared.bracket, display_copy(done.image, host.display_side))  # for comparing
+        return done.path
 
     return work

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lutfuse.app.compare import CompareSources
 from lutfuse.app.controls import AdjustPanel
 from lutfuse.app.export_ui import ExportMixin
 from lutfuse.app.frame_strip import FrameStrip
@@ -39,16 +40,17 @@ from lutfuse.app.histogram import HistogramWidget
 from lutfuse.app.look_panel import ADJUST_AVAILABLE, LookPanel, auto_values, make_look
 from lutfuse.app.loupe import Loupe
 from lutfuse.app.lut_panel import LutPanel
+from lutfuse.app.navigator import Navigator
 from lutfuse.app.section import Section
 from lutfuse.app.settings import AppSettings
 from lutfuse.app.state import (
     DISPLAY_SIDE_MIN,
     GRID_DEFAULT,
     PREVIEW_MAX_SIDE,
+    FrameChoice,
     LoadedBracket,
     RenderResult,
-    display_copy,
-    format_ev,
+    choose_frames,
     push_recent,
     recent_label,
 )
@@ -61,6 +63,18 @@ SMALL_SCREEN = QSize(1600, 1000)
 LARGE_SCREEN_SHARE = 0.85
 # Below this usable height the Adjust and LUT panels share one column as tabs instead of being stacked.
 TABBED_BELOW_HEIGHT = 950
+
+
+def _reference_supported() -> bool:
+    """Whether core.bracket.load_bracket takes `reference=` (the reference-frame choice of the `reg` work)."""
+    import inspect
+
+    from lutfuse.core.bracket import load_bracket
+
+    return "reference" in inspect.signature(load_bracket).parameters
+
+
+REFERENCE_SUPPORTED = _reference_supported()
 
 
 def default_window_size(available: QRect) -> QSize:
@@ -155,7 +169,10 @@ class MainWindow(ExportMixin, QMainWindow):
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(1000)
         self.committed = self.default_settings()   # the settings the last undo step ended on
-        self.compare_images: dict[str, object] = {}
+        self.compare_sources = CompareSources(self)
+        self.compare_key: str | None = None      # what the split / side by side shows (or waits for)
+        self.strip_frames: list[tuple[Path, object, float, str]] = []   # every frame opened: path, thumb, EV, source
+        self.choice: FrameChoice | None = None   # bracket control: frames left out, the reference
         self._build_widgets()
         self._build_menus()
         self._connect()
@@ -202,7 +219,16 @@ class MainWindow(ExportMixin, QMainWindow):
         adjust_layout.setSpacing(2)
         self.look_panel = LookPanel()
         self.loupe = Loupe()
+        self.navigator = Navigator()
+        self.nav_readout = QLabel("")
+        self.nav_readout.setObjectName("valueLabel")
+        nav_box = QWidget()
+        nav_layout = QVBoxLayout(nav_box)
+        nav_layout.setContentsMargins(8, 4, 8, 4)
+        nav_layout.addWidget(self.navigator)
+        nav_layout.addWidget(self.nav_readout)
         self.sections = {
+            "navigator": Section("Navigator", nav_box),
             "histogram": Section("Histogram", self.histogram),
             "fusion": Section("Fusion", self.adjust),
             "look": Section("Adjustments", self.look_panel),
@@ -280,6 +306,9 @@ class MainWindow(ExportMixin, QMainWindow):
         self._action(file_menu, "&Save Preset…", self.save_preset_dialog, ["Ctrl+Shift+S"],
                      "Save grid, detail and adjustments as a TOML preset")
         file_menu.addSeparator()
+        self._action(file_menu, "&Batch…", self.show_batch, ["Ctrl+B"],
+                     "Fuse every bracket of a folder with the current settings, in the background")
+        file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, [QKeySequence.StandardKey.Quit])
         edit = self.menuBar().addMenu("&Edit")
         self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
@@ -299,10 +328,15 @@ class MainWindow(ExportMixin, QMainWindow):
         self._action(view, "Zoom &In", self.viewer.zoom_in, ["+", "=", "Ctrl++"])
         self._action(view, "Zoom &Out", self.viewer.zoom_out, ["-", "Ctrl+-"])
         view.addSeparator()
-        self.split_action = self._action(view, "&Before / After", self.viewer.set_split, ["B", "\\"],
-                                         "Split the view against the middle frame (B); drag the divider")
+        self.split_action = self._action(view, "&Before / After", self.show_split, ["B", "\\"],
+                                         "Split the view against the chosen frame, Mertens or HQ (B); drag the "
+                                         "divider")
         self.split_action.setCheckable(True)
         self.viewer.splitChanged.connect(self.split_action.setChecked)
+        self.side_action = self._action(view, "&Side by Side", self.show_side_by_side, ["Y"],
+                                        "The compared image left of the result, zoom and pan linked (Y)")
+        self.side_action.setCheckable(True)
+        self.viewer.sideChanged.connect(self.side_action.setChecked)
         self.clipping_action = self._action(view, "&Clipping", self.viewer.set_clipping, ["J"],
                                             "Show clipped highlights in red and clipped shadows in blue (J)")
         self.clipping_action.setCheckable(True)
@@ -321,6 +355,7 @@ class MainWindow(ExportMixin, QMainWindow):
         tools.addAction(fit)
         tools.addAction(actual)
         tools.addAction(self.split_action)
+        tools.addAction(self.side_action)
         tools.addWidget(self.compare)
         tools.addAction(self.clipping_action)
         view.addSeparator()
@@ -360,6 +395,13 @@ class MainWindow(ExportMixin, QMainWindow):
         self.strip.alignToggled.connect(self._on_align_toggled)
         self.strip.deghostChanged.connect(self._on_deghost_changed)
         self.strip.show_ghosts.toggled.connect(self.viewer.ghost_overlay.setVisible)
+        self.strip.referenceChosen.connect(self.set_reference)
+        self.strip.excludedChanged.connect(self.set_excluded)
+        self.viewer.visibleChanged.connect(self.navigator.set_visible_rect)
+        self.navigator.panTo.connect(self.viewer.center_on)
+        self.compare_sources.ready.connect(self._compare_ready)
+        self.compare_sources.changed.connect(self._fill_compare)
+        self.compare_sources.failed.connect(self.show_error)
         self.viewer.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.export_task.cancelRequested.connect(self.cancel_export)
         self.load_task.cancelRequested.connect(self.cancel_load)
@@ -403,8 +445,10 @@ class MainWindow(ExportMixin, QMainWindow):
         return self.adjust.detail.value() / 100
 
     # -- opening -----------------------------------------------------------------------------------------------
-    def open_bracket(self, paths: Sequence[str | Path], align: bool | None = None) -> None:
-        """Load a bracket in the background; the current one stays until the new one is ready."""
+    def open_bracket(self, paths: Sequence[str | Path], align: bool | None = None,
+                     choice: FrameChoice | None = None) -> None:
+        """Load a bracket in the background; the current one stays until the new one is ready. `choice`: only
+        some of its frames and/or another reference (bracket control); None for a bracket newly opened."""
         paths = [Path(p) for p in paths]
         if not paths:
             return
@@ -412,7 +456,7 @@ class MainWindow(ExportMixin, QMainWindow):
         if self.load_job is not None:   # a newer request wins: the older load is dropped when it ends
             self.load_job.cancel()
         self.load_job = self.host.load(paths, align, wire=lambda job: job.signals.ended.connect(self._load_ended),
-                                       deghost=self.strip.deghost.currentText())
+                                       deghost=self.strip.deghost.currentText(), choice=choice)
         self.load_task.start(f"Opening {paths[0].name}{' …' if len(paths) > 1 else ''}", busy=True)
 
     def cancel_load(self) -> None:
@@ -428,6 +472,7 @@ class MainWindow(ExportMixin, QMainWindow):
             if self.loaded is not None:
                 self.strip.set_align(self.loaded.align)
                 self.strip.set_deghost(self.loaded.deghost)
+                self._show_choice()   # a cancelled or failed reload: the strip shows the frames really used
 
     def open_dialog(self) -> None:
         """File → Open: pick several frames (multi-select)."""
@@ -441,13 +486,47 @@ class MainWindow(ExportMixin, QMainWindow):
         """Reload the current bracket with or without alignment."""
         self.settings.align = on
         if self.loaded is not None:
-            self.open_bracket(self.loaded.paths, align=on)
+            self.open_bracket(self.loaded.paths, align=on, choice=self.loaded.choice)
 
     def _on_deghost_changed(self, strength: str) -> None:
         """Reload the current bracket with the new deghost strength."""
         self.settings.deghost = strength
         if self.loaded is not None:
-            self.open_bracket(self.loaded.paths, align=self.loaded.align)
+            self.open_bracket(self.loaded.paths, align=self.loaded.align, choice=self.loaded.choice)
+
+    # -- bracket control ---------------------------------------------------------------------------------------
+    def _choose(self, excluded: Sequence[Path], reference: Path | None) -> None:
+        """Reload the bracket on screen with `excluded` frames left out and `reference` as the reference."""
+        if self.loaded is None:
+            return
+        try:
+            choice = choose_frames([f[0] for f in self.strip_frames], excluded, reference)
+        except ValueError as exc:
+            self.show_error(str(exc))
+            self._show_choice()
+            return
+        self.open_bracket(self.loaded.paths, align=self.loaded.align, choice=choice)
+
+    def set_reference(self, path: Path) -> None:
+        """Use frame `path` as the reference (registration, deghosting); reloads in the background."""
+        current = self.loaded.choice if self.loaded is not None else None
+        self._choose(current.excluded if current else (), Path(path))
+
+    def set_excluded(self, excluded: Sequence[Path]) -> None:
+        """Leave the frames `excluded` out of the fusion; reloads in the background."""
+        current = self.loaded.choice if self.loaded is not None else None
+        self._choose(tuple(excluded), current.reference_path if current else None)
+
+    def _show_choice(self) -> None:
+        """The strip shows the frames of the loaded bracket, its reference and registration."""
+        if self.loaded is None:
+            return
+        bracket = self.loaded.bracket
+        used = [f.path for f in bracket.frames]
+        index = getattr(bracket, "reference_index", None)
+        reference = used[index] if index is not None else (self.loaded.choice.reference_path
+                                                           if self.loaded.choice else None)
+        self.strip.show_choice(used, bracket.registration if self.loaded.align else None, reference)
 
     def _on_loaded(self, loaded: LoadedBracket) -> None:
         """Show the new bracket and render it: a quick preview first, then full resolution."""
@@ -456,8 +535,12 @@ class MainWindow(ExportMixin, QMainWindow):
         self.loaded = loaded
         self.full_shown = False
         frames = loaded.bracket.frames
-        self.strip.set_frames(loaded.thumbnails, [f.path for f in frames], loaded.relative_evs,
-                              [f.ev_source for f in frames])
+        if not same or not self.strip_frames:   # every frame of the opened bracket, excluded ones included
+            self.strip_frames = [(f.path, t, ev, f.ev_source) for f, t, ev in
+                                 zip(frames, loaded.thumbnails, loaded.relative_evs)]
+            self.strip.set_frames(*zip(*[(t, p, ev, src) for p, t, ev, src in self.strip_frames]))
+        self.strip.set_reference_supported(REFERENCE_SUPPORTED)
+        self._show_choice()
         self.strip.set_align(loaded.align)
         self.strip.set_deghost(loaded.deghost)
         h, w = loaded.bracket.frames[0].image.shape[:2]
@@ -465,9 +548,14 @@ class MainWindow(ExportMixin, QMainWindow):
         ghost = getattr(loaded.bracket, "ghost", None)
         self.strip.show_ghosts.setEnabled(ghost is not None)
         self.viewer.set_ghost_overlay(ghost, self.strip.show_ghosts.isChecked())
-        self._fill_compare()
+        if not same:
+            self.compare_key = None    # another bracket: compare with its reference frame first
+        self.compare_sources.set_bracket(loaded, self.host.display_side)
+        self.navigator.set_image(loaded.before, (w, h))
         if not same:
             self._settings_for(loaded)
+        else:   # reloaded with other alignment, deghosting or frames: those are stored beside the frames too
+            self.settings_changed()
         self.banner.hide()
         device = getattr(self.host.engine, "device", None)
         if device is not None:
@@ -597,8 +685,14 @@ class MainWindow(ExportMixin, QMainWindow):
         if not self._sidecar_writable():
             return
         values = {**self.committed, "align": self.loaded.align}
+        choice = self.loaded.choice
+        if choice is not None and choice.excluded:
+            values["excluded_frames"] = [p.name for p in choice.excluded]
+        if choice is not None and choice.reference_path is not None:
+            values["reference_frame"] = choice.reference_path.name
         try:
-            write_sidecar([f.path for f in self.loaded.bracket.frames], values)
+            write_sidecar([p for p, *_ in self.strip_frames] or [f.path for f in self.loaded.bracket.frames],
+                          values)
         except LUTFuseError as exc:
             self.statusBar().showMessage(f"Settings not saved beside the frames: {exc}", 10000)
 
@@ -617,9 +711,14 @@ class MainWindow(ExportMixin, QMainWindow):
         self.sidecar_used = stored is not None
         values = {**self.default_settings(), **(stored or {})}
         values.pop("align", None)
+        excluded = [p for p, *_ in self.strip_frames if p.name in values.pop("excluded_frames", [])]
+        reference = next((p for p, *_ in self.strip_frames if p.name == values.pop("reference_frame", None)), None)
         self.adjust.set_values(int(values["grid"]), float(values["detail"]))
         self.look_panel.set_values(values)
         self.committed = self.current_settings()
+        if excluded or (reference is not None and REFERENCE_SUPPORTED):
+            # the frames left out / the reference chosen last time: load the bracket that way
+            self._choose(excluded, reference if REFERENCE_SUPPORTED else None)
 
     def save_preset(self, path: Path) -> Path:
         """Write the current settings as a TOML preset (replacing `path` if it exists: the dialog asked)."""
@@ -637,8 +736,8 @@ class MainWindow(ExportMixin, QMainWindow):
         except LUTFuseError as exc:
             self.show_error(f"Could not load the preset: {exc}")
             return
-        values.pop("frames", None)
-        values.pop("align", None)
+        for key in ("frames", "align", "reference_frame", "excluded_frames"):   # a sidecar read as a preset
+            values.pop(key, None)
         self.edit_to({**self.current_settings(), **values}, f"Preset {Path(path).stem}")
 
     def save_preset_dialog(self) -> None:
@@ -669,6 +768,7 @@ class MainWindow(ExportMixin, QMainWindow):
 
         if math.isnan(x) or self.viewer.size is None:
             self.pixel_label.setText("")
+            self.nav_readout.setText("")
             self.loupe.clear()
             return
         image, sx, sy = self._readout_image(x, y)
@@ -676,6 +776,7 @@ class MainWindow(ExportMixin, QMainWindow):
             return
         self.loupe.show_at(image, sx, sy)
         self.pixel_label.setText(self.loupe.text)
+        self.nav_readout.setText(self.loupe.text)
 
     def _readout_image(self, x: float, y: float):
         """(H×W×3 float image, column, row) to read the fused pixel at image coordinates (x, y) from: the full
@@ -691,59 +792,67 @@ class MainWindow(ExportMixin, QMainWindow):
         return (shown.astype(np.float32) / 255, int(x * shown.shape[1] / w), int(y * shown.shape[0] / h))
 
     def _fill_compare(self) -> None:
-        """Compare-with choices for the loaded bracket: each frame, Mertens, and the HQ export once made."""
-        frames = self.loaded.bracket.frames
-        self.compare_images = {}
+        """Compare-with choices for the bracket on screen (app.compare): each frame, Mertens, the HQ export once
+        made. The frame compared by default is the reference (the middle one unless chosen)."""
+        if self.loaded is None:
+            return
+        entries = self.compare_sources.entries()
+        keys = [key for key, _ in entries]
+        if self.compare_key not in keys:
+            index = getattr(self.loaded.bracket, "reference_index", len(self.loaded.bracket.frames) // 2)
+            self.compare_key = f"frame:{index}"
+        self.compare.blockSignals(True)
         self.compare.clear()
-        for i, frame in enumerate(frames):
-            self.compare.addItem(f"{frame.path.name} ({format_ev(self.loaded.relative_evs[i])})", f"frame:{i}")
-        self.compare.addItem("Mertens (OpenCV)", "mertens")
-        self.compare.setCurrentIndex(len(frames) // 2)
-        self.viewer.set_before(self.loaded.before, "Before")
+        for key, label in entries:
+            self.compare.addItem(label, key)
+        self.compare.setCurrentIndex(keys.index(self.compare_key))
+        self.compare.blockSignals(False)
+        self._show_compare()
 
-    def set_compare(self, key: str) -> None:
-        """Compare the result with frame i ('frame:i'), with Mertens ('mertens') or the HQ export ('hq'); turns
-        the split on."""
+    def _show_compare(self) -> None:
+        """Put the chosen source in the split / side-by-side view (a Mertens not yet made: it is started and
+        shown when ready; meanwhile the label says so)."""
+        pixels = self.compare_sources.request(self.compare_key)
+        name = self.compare_sources.name(self.compare_key)
+        if pixels is None:
+            self.viewer.label_before.setText(f"{name} (computing…)")
+            self.viewer.side_label.setText(f"{name} (computing…)")
+            return
+        self.viewer.set_before(pixels, name)
+
+    def _compare_ready(self, key: str) -> None:
+        """A background source arrived: show it if it is the one chosen."""
+        if key == self.compare_key:
+            self._show_compare()
+
+    def compare_with(self) -> list[tuple[str, object]]:
+        """The compare sources available now: (name, h×w×3 uint8 display array), in menu order."""
+        return self.compare_sources.sources()
+
+    def set_compare(self, key: str | None, mode: str | None = None) -> None:
+        """Compare the result with frame i ('frame:i'), Mertens ('mertens') or the HQ export ('hq'); `mode`
+        "split" or "side" (None: keep the one shown, split when none is)."""
         if self.loaded is None or key is None:
             return
-        pixels = self.compare_images.get(key)
-        frames = self.loaded.bracket.frames
-        if pixels is None:
-            if key.startswith("frame:"):
-                pixels = display_copy(frames[int(key[6:])].image, self.host.display_side)
-            elif key == "mertens":
-                pixels = self._mertens_display()
-            else:
-                return
-            self.compare_images[key] = pixels
-        label = {"mertens": "Mertens", "hq": "HQ export"}.get(key) or frames[int(key[6:])].path.name
-        index = self.compare.findData(key)
-        if index >= 0:
-            self.compare.setCurrentIndex(index)
-        self.viewer.set_before(pixels, label)
-        self.viewer.set_split(True)
+        if self.compare.findData(key) < 0:
+            return
+        self.compare_key = key
+        self.compare.setCurrentIndex(self.compare.findData(key))
+        self._show_compare()
+        if mode is None:
+            mode = "side" if self.viewer.side_by_side else "split"
+        if mode == "side":
+            self.viewer.set_side_by_side(True)
+        else:
+            self.viewer.set_split(True)
 
-    def _mertens_display(self):
-        """OpenCV's Mertens fusion of display-sized copies of the frames (what it looks like on screen)."""
-        import numpy as np
+    def show_split(self, on: bool) -> None:
+        """View → Before / After (B)."""
+        self.viewer.set_split(on)
 
-        from lutfuse.core.classical import mertens
-
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            frames = self.loaded.bracket.images
-            h, w = frames.shape[1:3]
-            side = min(max(h, w), self.host.display_side)
-            small = np.stack([display_copy(f, side).astype(np.float32) / 255 for f in frames])
-            valid = self.loaded.bracket.valid
-            if valid is not None:  # registered frames: their uncovered borders take no part (as in the exports)
-                import cv2
-
-                valid = np.stack([cv2.resize(v.astype(np.uint8), small.shape[2:0:-1],
-                                             interpolation=cv2.INTER_NEAREST) > 0 for v in valid])
-            return display_copy(mertens(small, valid), side)
-        finally:
-            QApplication.restoreOverrideCursor()
+    def show_side_by_side(self, on: bool) -> None:
+        """View → Side by Side (Y)."""
+        self.viewer.set_side_by_side(on)
 
     def _show_hq_result(self) -> None:
         """After an HQ export of the bracket on screen: offer it for comparison and show it."""
@@ -751,10 +860,23 @@ class MainWindow(ExportMixin, QMainWindow):
         if result is None or self.loaded is None or result[0] is not self.loaded.bracket:
             return
         self.host.hq_result = None
-        self.compare_images["hq"] = result[1]
-        if self.compare.findData("hq") < 0:
-            self.compare.addItem("HQ export", "hq")
+        self.compare_sources.add_hq(self.loaded, result[1])
         self.set_compare("hq")
+
+    def show_batch(self):
+        """File → Batch…: the batch panel (app.batch_panel), one per window."""
+        from lutfuse.app.batch_panel import BatchDialog
+
+        if getattr(self, "batch_dialog", None) is None:
+            self.batch_dialog = BatchDialog(self, self.batch_settings, self.settings.last_folder)
+        self.batch_dialog.show()
+        self.batch_dialog.raise_()
+        return self.batch_dialog
+
+    def batch_settings(self) -> dict:
+        """The editor's settings as the batch applies them: grid, detail, look, alignment and deghosting."""
+        align = self.loaded.align if self.loaded is not None else self.strip.align.isChecked()
+        return {**self.committed, "align": "auto" if align else "off", "deghost": self.strip.deghost.currentText()}
 
     def shortcut_rows(self) -> list[tuple[str, str]]:
         """(what, keys) for every action with a shortcut, in menu order."""
@@ -765,6 +887,9 @@ class MainWindow(ExportMixin, QMainWindow):
                 if keys:
                     rows.append((action.text().replace("&", "").rstrip("…"), keys))
         rows.append(("Reset a slider", "double-click it"))
+        rows.append(("Leave full screen", "Esc"))
+        rows.append(("Pan", "click or drag in the Navigator"))
+        rows.append(("Leave a frame out / use it as reference", "its Use box / right-click its thumbnail"))
         rows.append(("Zoom", "mouse wheel; drag to pan"))
         return rows
 
@@ -788,6 +913,7 @@ class MainWindow(ExportMixin, QMainWindow):
         if self.loaded is None:
             return
         self.viewer.set_after(result.image, result.source)
+        self.navigator.set_image(result.image, self.viewer.size)
         self.histogram.set_histograms(result.histogram)
         if self.lut_panel.size != result.lut.shape[0] or self.lut_panel.lut is not result.lut:
             self.lut_panel.set_lut(result.lut)
@@ -821,4 +947,7 @@ class MainWindow(ExportMixin, QMainWindow):
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.host.shutdown()
+        self.compare_sources.shutdown()
+        if getattr(self, "batch_dialog", None) is not None:
+            self.batch_dialog.shutdown()
         super().closeEvent(event)

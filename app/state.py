@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from lutfuse.core.colour import LUMA
+from lutfuse.core.grid import MAX_GRID, MIN_GRID
 
-GRID_MIN, GRID_MAX, GRID_DEFAULT = 2, 129, 33
+GRID_MIN, GRID_MAX, GRID_DEFAULT = MIN_GRID, MAX_GRID, 33
 GRID_MARKS = (2, 17, 33, 65, 129)
 PREVIEW_MAX_SIDE = 640   # while a slider moves: small enough to render at interactive rates on a laptop CPU
 THUMB_SIDE = 160
@@ -80,6 +81,7 @@ class LoadedBracket:
     """A bracket prepared for the view: the core Bracket plus display copies made off the GUI thread."""
 
     bracket: object                # core.bracket.Bracket
+    prepared: object               # core.prepared.PreparedBracket: what renders and exports of this bracket use
     paths: list[Path]              # what the user opened (files, or one folder)
     align: bool
     before: np.ndarray             # middle frame, H×W×3 uint8
@@ -87,6 +89,40 @@ class LoadedBracket:
     relative_evs: list[float] = field(default_factory=list)      # EV relative to the middle frame
     deghost: str = "off"                                         # core.deghost strength it was loaded with
     warnings: list[str] = field(default_factory=list)  # the loader's notes, core.scene_check's duplicates/scenes
+    choice: FrameChoice | None = None   # the frames used and the reference, when not all / not the middle
+
+    def key(self) -> tuple:
+        """What identifies this bracket's pixels: the files, how they were loaded and which frames were used
+        (caches of images made from it, e.g. its Mertens fusion, are kept under this key)."""
+        choice = self.choice or FrameChoice()
+        return (tuple(self.paths), self.align, self.deghost, choice.reference_path, choice.excluded)
+
+
+@dataclass(frozen=True)
+class FrameChoice:
+    """Bracket control: which frames of the opened bracket take part and which one is the reference.
+
+    files: the frames to load, darkest first (all but the excluded); reference: the reference's 0-based index
+    among `files` (None = the middle frame, core.bracket's default); reference_path / excluded: the same as
+    file paths, for the view and the sidecar."""
+
+    files: tuple[Path, ...] = ()
+    reference: int | None = None
+    reference_path: Path | None = None
+    excluded: tuple[Path, ...] = ()
+
+
+def choose_frames(ordered: Sequence[Path], excluded: Sequence[Path], reference: Path | None) -> FrameChoice:
+    """The FrameChoice for a bracket whose frames are `ordered` (darkest first): all but `excluded`, with
+    `reference` (None or an excluded frame: the middle of those left). Raises ValueError when fewer than two
+    frames would be left."""
+    out = set(excluded)
+    files = tuple(p for p in ordered if p not in out)
+    if len(files) < 2:
+        raise ValueError("a bracket needs at least two frames: include another one first")
+    index = files.index(reference) if reference in files else None
+    return FrameChoice(files=files, reference=index, reference_path=files[index] if index is not None else None,
+                       excluded=tuple(p for p in ordered if p in out))
 
 
 def to_display(image: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ QLabel#viewerHint { color: #8f8f95; font-size: 15px; background: #1b1b1d; }
 QLabel#evLabel { color: #ffcc66; font-weight: 600; }
 QFrame#frameCard { background: #333337; border: 1px solid #3d3d42; border-radius: 6px; }
 QFrame#frameCard[middle="true"] { border: 1px solid #8a7a4a; }
+QFrame#frameCard[excluded="true"] { background: #2a2a2d; border: 1px dashed #55555a; }
 QFrame#banner { background: #5a2324; border: 1px solid #8e3a3b; border-radius: 4px; }
 QFrame#banner QLabel { color: #ffe7e7; }
 QStatusBar { background: #232326; color: #cfcfcf; }

@@ -1,5 +1,5 @@
-"""Main image view: the fused result with zoom (fit, 100 %, wheel) and pan, and a before/after split against the
-middle frame with a draggable divider."""
+"""Main image view: the fused result with zoom (fit, 100 %, wheel) and pan, and a comparison against another image
+(a frame, Mertens, the HQ export): a split with a draggable divider, or side by side with linked zoom and pan."""
 
 from __future__ import annotations
 
@@ -25,13 +25,32 @@ class ImageViewer(QWidget):
     zoomChanged = Signal(float)   # screen pixels per image pixel
     splitChanged = Signal(bool)
     hovered = Signal(float, float)   # image coordinates under the mouse (NaN, NaN when it leaves the image)
+    sideChanged = Signal(bool)
+    visibleChanged = Signal(QRectF)  # the part of the image in view, image coordinates
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.view = pg.GraphicsView(background="#1b1b1d")
         self.box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.box.setDefaultPadding(0.0)
-        self.view.setCentralItem(self.box)
+        # side by side: a second view box left of the main one, zoom and pan linked, showing the compared image
+        self.layout_item = pg.GraphicsLayout()
+        self.layout_item.setContentsMargins(0, 0, 0, 0)
+        self.layout_item.setSpacing(4)
+        self.view.setCentralItem(self.layout_item)
+        self.layout_item.addItem(self.box, 0, 0)
+        self.side_box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.side_box.setDefaultPadding(0.0)
+        self.side_image = pg.ImageItem(axisOrder="row-major")
+        self.side_box.addItem(self.side_image)
+        self.side_label = pg.TextItem("Before", color="#f0f0f0", fill=QColor(0, 0, 0, 140), anchor=(0, 0))
+        self.side_label.setZValue(11)
+        self.side_box.addItem(self.side_label, ignoreBounds=True)
+        self.side_by_side = False
+        self.result_label = pg.TextItem("Result", color="#f0f0f0", fill=QColor(0, 0, 0, 140), anchor=(0, 0))
+        self.result_label.setZValue(11)
+        self.result_label.setVisible(False)
+        self.box.addItem(self.result_label, ignoreBounds=True)
         self.after = pg.ImageItem(axisOrder="row-major")
         self.box.addItem(self.after)
         # The full render is shown from a screen-sized copy; zoomed in beyond that copy's resolution, the
@@ -82,6 +101,8 @@ class ImageViewer(QWidget):
         self.size: tuple[int, int] | None = None   # (width, height) of the full-resolution image
         self.split = False
         self._set_split_items()
+        self.side_box.setXLink(self.box)
+        self.side_box.setYLink(self.box)
         # until a bracket is shown, a hint stands where the image will be
         self.hint = QLabel("Open a bracket: File → Open (Ctrl+O), or drop frames or a folder here")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -104,6 +125,8 @@ class ImageViewer(QWidget):
             self._put(self.before, before)
         if after is not None:
             self._put(self.after, after)
+        if before is not None:
+            self._put(self.side_image, before)
         if resized:
             self.divider.setBounds((0, full_size[0]))
             self.divider.setValue(full_size[0] / 2)
@@ -143,13 +166,18 @@ class ImageViewer(QWidget):
         """What the split compares against (a frame, Mertens, the HQ export), stretched over the image."""
         if self.size is not None:
             self._put(self.before, pixels)
+            self._put(self.side_image, pixels)
         self.label_before.setText(label)
+        self.side_label.setText(label)
 
     def _mouse_moved(self, scene_pos) -> None:
         """Tell listeners which image pixel is under the mouse."""
         if self.size is None:
             return
-        point = self.box.mapSceneToView(scene_pos)
+        box = self.box
+        if self.side_by_side and self.side_box.sceneBoundingRect().contains(scene_pos):
+            box = self.side_box   # the same image point on the compared side
+        point = box.mapSceneToView(scene_pos)
         w, h = self.size
         x, y = point.x(), point.y()
         if 0 <= x < w and 0 <= y < h:
@@ -222,10 +250,34 @@ class ImageViewer(QWidget):
 
     # -- before/after ------------------------------------------------------------------------------------------
     def set_split(self, on: bool) -> None:
-        """Show or hide the before/after split."""
+        """Show or hide the before/after split (turns side by side off)."""
+        if on and self.side_by_side:
+            self.set_side_by_side(False)
         self.split = on
         self._set_split_items()
         self.splitChanged.emit(on)
+
+    def set_side_by_side(self, on: bool) -> None:
+        """Show the compared image in its own view left of the result (zoom and pan linked), or not; turns the
+        split off (the two are alternatives)."""
+        if on == self.side_by_side:
+            self.sideChanged.emit(on)
+            return
+        if on and self.split:
+            self.set_split(False)
+        self.side_by_side = on
+        if on:
+            self.layout_item.removeItem(self.box)
+            self.layout_item.addItem(self.side_box, 0, 0)
+            self.layout_item.addItem(self.box, 0, 1)
+        else:
+            self.layout_item.removeItem(self.side_box)
+            self.layout_item.removeItem(self.box)
+            self.layout_item.addItem(self.box, 0, 0)
+        self.side_box.setVisible(on)
+        self.result_label.setVisible(on)
+        self.sideChanged.emit(on)
+        self._place_labels()
 
     def toggle_split(self) -> None:
         """Flip the before/after split."""
@@ -255,6 +307,9 @@ class ImageViewer(QWidget):
         x = self.divider.value()
         self.label_before.setPos(x, top)
         self.label_after.setPos(x, top)
+        (x0, _x1), _ = self.side_box.viewRange()
+        self.side_label.setPos(max(0.0, x0), top)
+        self.result_label.setPos(max(0.0, x0), top)
 
     # -- zoom --------------------------------------------------------------------------------------------------
     def fit(self) -> None:
@@ -278,6 +333,16 @@ class ImageViewer(QWidget):
         half_h = self.box.height() / scale / 2
         self.box.setRange(QRectF(cx - half_w, cy - half_h, 2 * half_w, 2 * half_h), padding=0)
 
+    def visible_rect(self) -> QRectF:
+        """The part of the image plane in view, image coordinates."""
+        (x0, x1), (y0, y1) = self.box.viewRange()
+        return QRectF(x0, y0, x1 - x0, y1 - y0)
+
+    def center_on(self, x: float, y: float) -> None:
+        """Pan (zoom kept) so that image point (x, y) is in the middle of the view (the navigator)."""
+        r = self.visible_rect()
+        self.box.setRange(QRectF(x - r.width() / 2, y - r.height() / 2, r.width(), r.height()), padding=0)
+
     def actual_size(self) -> None:
         """100 %: one image pixel per screen pixel."""
         self.set_zoom(1.0)
@@ -295,4 +360,5 @@ class ImageViewer(QWidget):
         self._place_labels()
         if self.size is not None:
             self.zoomChanged.emit(self.zoom())
+            self.visibleChanged.emit(self.visible_rect())
             self._detail_timer.start()

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from lutfuse.app.state import (
     DISPLAY_SIDE_MIN,
     Coalescer,
+    FrameChoice,
     LoadedBracket,
     RenderRequest,
     RenderResult,
@@ -120,8 +121,9 @@ def default_engine_factory(device: str = "auto"):
 class EngineHost(QObject):
     """Owns the one Engine; loads brackets and renders on a single worker thread, exports on another pool.
 
-    Engine calls are serialised by a lock, so an export that needs a full render can run beside the preview
-    thread without the two touching the engine at once."""
+    The engine holds no bracket: a load prepares one (core.prepared.PreparedBracket, kept in `current`), and every
+    render and export is bound to the prepared bracket current when it was asked for, so opening another bracket
+    never changes what a running export writes. The engine serialises its own calls (its lock)."""
 
     loaded = Signal(object)        # LoadedBracket
     load_failed = Signal(str)
@@ -133,7 +135,6 @@ class EngineHost(QObject):
         super().__init__(parent)
         self._factory = engine_factory or default_engine_factory
         self.engine = None
-        self.lock = threading.RLock()
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)     # one engine thread: loads and renders run in order
         self.export_pool = QThreadPool(self)
@@ -163,50 +164,47 @@ class EngineHost(QObject):
         self._jobs.discard(job)
 
     def _engine(self):
-        """The engine, created on first use (on the worker thread: loading weights takes a moment)."""
-        with self.lock:
-            if self.engine is None:
-                self.threads = configure_threads()
-                try:
-                    self.engine = self._factory()
-                except LUTFuseError as exc:
-                    raise LUTFuseError(f"the fusion engine cannot start: {exc}") from exc
-                except ImportError as exc:  # a checkout without the model code: say what is missing
-                    raise LUTFuseError(f"the fusion engine cannot start: {exc}") from exc
-            return self.engine
+        """The engine, created on first use (on the engine thread, the only one that creates it: loading weights
+        takes a moment)."""
+        if self.engine is None:
+            self.threads = configure_threads()
+            try:
+                self.engine = self._factory()
+            except LUTFuseError as exc:
+                raise LUTFuseError(f"the fusion engine cannot start: {exc}") from exc
+            except ImportError as exc:  # a checkout without the model code: say what is missing
+                raise LUTFuseError(f"the fusion engine cannot start: {exc}") from exc
+        return self.engine
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self, paths: Sequence[str | Path], align: bool, wire: Callable[[Job], None] | None = None,
-             deghost: str = "off") -> Job:
-        """Load a bracket and hand it to the engine; emits loaded or load_failed. The old bracket stays until
-        the new one is ready. `wire(job)` connects the caller's slots before the job starts."""
+             deghost: str = "off", choice: FrameChoice | None = None) -> Job:
+        """Load a bracket and prepare it (Engine.prepare); emits loaded or load_failed. The old bracket stays
+        current until the new one is ready. `wire(job)` connects the caller's slots before the job starts.
+        `choice`: only some of the frames, and/or another reference frame (bracket control)."""
         paths = [Path(p) for p in paths]
 
         def work(job: Job) -> LoadedBracket:
             from lutfuse.core.bracket import load_bracket
             from lutfuse.core.errors import Cancelled
-            from lutfuse.core.scene_check import bracket_warnings
+            from lutfuse.core.scene_check import scene_warnings
 
-            bracket = load_bracket(paths, align=align, deghost=deghost)
+            files = list(choice.files) if choice is not None and choice.files else paths
+            chosen = {} if choice is None or choice.reference is None else {"reference": choice.reference}
+            bracket = load_bracket(files, align=align, deghost=deghost, **chosen)
             if job.is_cancelled():
                 raise Cancelled("opening cancelled")
-            engine = self._engine()
-            with self.lock:
-                try:
-                    engine.set_bracket(bracket)
-                    if job.is_cancelled():
-                        raise Cancelled("opening cancelled")
-                    job.committed = True   # the engine holds the new bracket: a later cancel is too late
-                except BaseException:
-                    if self.current is not None:  # leave the engine on the bracket the window still shows
-                        engine.set_bracket(self.current.bracket)
-                    raise
+            prepared = self._engine().prepare(bracket)
+            if job.is_cancelled():
+                raise Cancelled("opening cancelled")
             return LoadedBracket(
-                bracket=bracket, paths=paths, align=align,
-                before=display_copy(bracket.middle().image, self.display_side),
+                bracket=bracket, prepared=prepared, paths=paths, align=align,
+                before=display_copy(bracket.frames[getattr(bracket, "reference_index", len(bracket.frames) // 2)]
+                                    .image, self.display_side),
                 thumbnails=[thumbnail(f.image) for f in bracket.frames],
                 relative_evs=relative_evs([f.ev for f in bracket.frames]), deghost=deghost,
-                warnings=[*bracket.notes, *bracket_warnings(bracket.images, [f.path.name for f in bracket.frames])],
+                warnings=[*bracket.notes, *scene_warnings(bracket)],
+                choice=choice,
             )
 
         job = Job(work)
@@ -215,7 +213,7 @@ class EngineHost(QObject):
         return self._start(job, self.pool, wire)
 
     def _on_loaded(self, loaded: LoadedBracket) -> None:
-        """A new bracket is in the engine: renders of the old one are now stale."""
+        """A new bracket is current: renders of the old one are now stale."""
         self.current = loaded
         self.generation += 1
         self.coalescer.reset()
@@ -234,17 +232,19 @@ class EngineHost(QObject):
             self._run_render(start)
 
     def _run_render(self, request: RenderRequest) -> None:
-        """Start one render job on the engine thread."""
+        """Start one render job on the engine thread, of the bracket current now."""
         self.busy_changed.emit(True)
+        prepared = self.current.prepared if self.current is not None else None
 
         def work(job: Job) -> RenderResult:
             t0 = time.perf_counter()
-            with self.lock:
-                engine = self._engine()
-                # the look is only passed when there is one: an engine without core.adjust still renders
-                extra = {} if request.look is None else {"look": request.look}
-                lut = engine.lut(request.grid, **extra)
-                image = engine.render(request.grid, request.detail, request.max_side, **extra)
+            if prepared is None:
+                raise LUTFuseError("no bracket loaded")
+            engine = self._engine()
+            # the look is only passed when there is one: an engine without core.adjust still renders
+            extra = {} if request.look is None else {"look": request.look}
+            lut = engine.lut(prepared, request.grid, **extra)
+            image = engine.render(prepared, request.grid, request.detail, request.max_side, **extra)
             pixels = display_copy(image, self.display_side)
             return RenderResult(request, pixels, lut, histograms(pixels), time.perf_counter() - t0,
                                 source=image if request.full else None)

@@ -233,7 +233,7 @@ def apply_look(rgb: Any, look: Look | None) -> Any:
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
+        torch = None  # type: ignore[assignment]
     if torch is not None and isinstance(rgb, torch.Tensor):
         out = _apply(rgb.detach().cpu().double().numpy(), look)
         return torch.from_numpy(out).to(device=rgb.device, dtype=rgb.dtype)

@@ -163,7 +163,7 @@ def calibrate_amount(images: np.ndarray, lut_apply, valid: np.ndarray | None = N
     from lutfuse.core.classical import mertens
 
     images = np.asarray(images, np.float32)
-    h, w = _small_shape(*images.shape[1:3], CALIBRATION_SIDE)
+    h, w = _small_shape(*images.shape[1:3], CALIBRATION_SIDE)  # type: ignore[call-arg]
     small = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
     sv = None if valid is None else np.stack([cv2.resize(v.astype(np.float32), (w, h),
                                                          interpolation=cv2.INTER_AREA) > 0.5 for v in valid])

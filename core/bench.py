@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,7 +25,7 @@ CHANGE_GRIDS = (33, 129)     # grid-size change latency (sample + preview render
 CPU_RENDER_RATIO = 1 / 15    # full-res render ≤ 1/15 of OpenCV Mertens' time in the same run
 PREVIEW_TARGET_MS = 10.0     # 1280×720 preview
 SAMPLING_TARGET_MS = {33: 10.0, 129: 300.0}   # INR resample
-OPEN_TARGET_MS = 1500.0      # load + align + prepare (set_bracket)
+OPEN_TARGET_MS = 1500.0      # load + align + prepare (Engine.prepare)
 GPU_RENDER_FPS = 1000.0      # UHD LUT + detail, result left on the device
 GPU_CHANGE_MS = 5.0          # grid-size change (sample + render) on the device
 HQ_TARGET_MS = 2000.0        # HQ export of a 24 MP bracket on the GPU
@@ -53,7 +54,7 @@ def radiance_map(height: int, width: int, seed: int = 0) -> np.ndarray:
     texture = np.zeros((height, width), np.float32)
     for cells in (8, 32, 128):
         noise = rng.standard_normal((max(2, height * cells // max(height, width)), cells)).astype(np.float32)
-        texture += cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC) / cells ** 0.3
+        texture += cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC) / cells ** 0.3  # type: ignore[arg-type]
     fine = rng.standard_normal((height, width)).astype(np.float32)
     scene = scene * np.exp(0.25 * texture + 0.05 * fine)[..., None]
     return np.clip(scene, 0.005, None).astype(np.float32)
@@ -73,12 +74,13 @@ def write_bracket(folder: Path, height: int, width: int, n_frames: int) -> list[
     return paths
 
 
-def _timer(device: torch.device, repeat: int) -> Callable[[Callable[[], object]], tuple[float, object]]:
+
+def _timer(device: torch.device, repeat: int) -> Callable[[Callable[[], Any]], tuple[float, Any]]:
     """A function timing fn() `repeat` times -> (median ms, last result). On CUDA the stream is synchronised
     before each call and the time is read from CUDA events recorded around it (after a final synchronise), so
     queued GPU work is counted; on MPS the device is synchronised around a wall-clock timing."""
 
-    def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
         times, result = [], None
         for _ in range(repeat):
             if device.type == "cuda":
@@ -138,26 +140,26 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
         images = bracket.images
         ms, _ = timed(lambda: register_stack(images.copy(), None, "auto"))
         stages.append(Stage("align", ms, "registration (auto), reference = middle"))
-        ms, _ = timed(lambda: engine.set_bracket(bracket))
-        stages.append(Stage("set_bracket", ms, "base + latent + LUT(33) + detail layer, once per bracket"))
+        ms, prepared = timed(lambda: engine.prepare(bracket))
+        stages.append(Stage("prepare", ms, "base + latent + LUT(33) + detail layer, once per bracket"))
 
         def open_bracket() -> None:
-            engine.set_bracket(load_bracket(paths, align=True))
+            engine.prepare(load_bracket(paths, align=True))
 
         ms, _ = timed(open_bracket)
-        stages.append(Stage("open", ms, "load + align + set_bracket: a bracket opened from files"))
+        stages.append(Stage("open", ms, "load + align + prepare: a bracket opened from files"))
     ms, latent = timed(lambda: engine.encode(images))
     stages.append(Stage("latent", ms, "downsample + student.encode"))
     for g in SAMPLING_GRIDS:
         with torch.inference_mode():
-            ms, _ = timed(lambda g=g: student.sample(latent, g))
+            ms, _ = timed(lambda g=g: student.sample(latent, g))  # type: ignore[attr-defined, misc]
         stages.append(Stage(f"sample G={g}", ms, f"{g ** 3} lattice points, on {dev.type}"))
-    lut = engine.lut(REFERENCE_GRID)
+    lut = engine.lut(prepared, REFERENCE_GRID)
     with use_kernels(engine.kernels):
         if engine.on_device:
-            base, table = engine._to_device(engine.base()), torch.from_numpy(lut).to(dev)
+            base, table = engine._to_device(engine.base(prepared)), torch.from_numpy(lut).to(dev)
         else:
-            base, table = engine.base(), lut
+            base, table = engine.base(prepared), lut  # type: ignore[assignment]
         ms, tone = timed(lambda: apply_lut(base, table))
         stages.append(Stage("apply", ms, f"trilinear LUT G={REFERENCE_GRID}, full res"))
         frames = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2)
@@ -165,23 +167,23 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
         levels = split_levels(height, width, engine.levels)
         ms, _ = timed(lambda: detail_layer(frames, tone3, levels))
         stages.append(Stage("detail", ms, f"detail layer, {levels} pyramid levels (per bracket)"))
-    engine.render(33, 1.0)  # warm: LUT cached as after any first render
-    ms, _ = timed(lambda: engine.render(33, 1.0))
+    engine.render(prepared, 33, 1.0)  # warm: LUT cached as after any first render
+    ms, _ = timed(lambda: engine.render(prepared, 33, 1.0))
     stages.append(Stage("render", ms, "full res, G=33, detail 1, to an H×W×3 float32 array on the host"))
     if engine.on_device:
-        ms, out = timed(lambda: engine.render_tensor(33, 1.0))
+        ms, out = timed(lambda: engine.render_tensor(prepared, 33, 1.0))
         stages.append(Stage("render on device", ms, "full res, G=33, detail 1, result left on the device"))
         ms, _ = timed(lambda: out.float().permute(1, 2, 0).contiguous().cpu().numpy())
         stages.append(Stage("host copy", ms, "one UHD frame device -> host (widen, interleave, copy)"))
         del out
-    engine.render(33, 1.0, PREVIEW_SIDE)  # builds the preview cache once, as the editor's first preview does
-    ms, preview = timed(lambda: engine.render(33, 1.0, PREVIEW_SIDE))
+    engine.render(prepared, 33, 1.0, PREVIEW_SIDE)  # builds the preview cache once, as the editor's first does
+    ms, preview = timed(lambda: engine.render(prepared, 33, 1.0, PREVIEW_SIDE))
     ph, pw = preview.shape[:2]
     stages.append(Stage("preview", ms, f"{pw}×{ph}, G=33, detail 1, to the host"))
     for g in CHANGE_GRIDS:
         def change(g: int = g) -> object:
-            engine._forget_lut(g)
-            return engine.render_tensor(g, 1.0, PREVIEW_SIDE)
+            engine._forget_lut(prepared, g)
+            return engine.render_tensor(prepared, g, 1.0, PREVIEW_SIDE)
 
         ms, _ = timed(change)
         stages.append(Stage(f"grid change G={g}", ms, f"INR sample + {pw}×{ph} preview render, on {dev.type}"))
@@ -192,7 +194,7 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
 
 def run_hq_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
                  log: Callable[[str], None] = print) -> tuple[list[Stage], float]:
-    """Time the HQ export as the CLI runs it (engine set_bracket, then HQFusion.fuse at grid 33, detail 1; once)
+    """Time the HQ export as the CLI runs it (engine prepare, then HQFusion.fuse at grid 33, detail 1; once)
     and OpenCV Mertens on one synthetic bracket; returns the stages and the process's peak resident memory in GB,
     read before Mertens runs."""
     import resource
@@ -212,13 +214,13 @@ def run_hq_bench(width: int, height: int, n_frames: int, repeat: int, device: st
         bracket = load_bracket(paths, align=False)
     images = bracket.images
     timed = _timer(hq.device, 1)
-    ms_set, _ = timed(lambda: engine.set_bracket(bracket))
-    stages.append(Stage("set_bracket", ms_set, "engine: base, latent, detail layer (the live view pays it too)"))
-    ms, _ = timed(lambda: hq.fuse(images, engine=engine, grid=33, detail=1.0))
+    ms_set, prepared = timed(lambda: engine.prepare(bracket))
+    stages.append(Stage("prepare", ms_set, "engine: base, latent, detail layer (the live view pays it too)"))
+    ms, _ = timed(lambda: hq.fuse(images, engine=engine, prepared=prepared, grid=33, detail=1.0))
     middle = "real middle frame" if hq.uses_real_middle(n_frames) else "phase 1 generates the middle"
     stages.append(Stage("hq fuse", ms, f"2 full renders + networks and {STEPS} steps at {WORK_SIDE} px "
                                        f"({middle}) + full-res guided correction"))
-    stages.append(Stage("hq", ms_set + ms, "HQ export in all (set_bracket + fuse)"))
+    stages.append(Stage("hq", ms_set + ms, "HQ export in all (prepare + fuse)"))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6   # kilobytes on Linux
     ms, _ = _timer(hq.device, repeat)(lambda: mertens(images))
     stages.append(Stage("mertens", ms, f"OpenCV MergeMertens, {n_frames} frames"))

@@ -104,7 +104,7 @@ class Bracket:
                 f.image.ctypes.data != stack[i].ctypes.data or f.image.shape != stack[i].shape
                 for i, f in enumerate(self.frames)):
             self._stack = np.stack([f.image for f in self.frames]).astype(np.float32, copy=False)
-        return self._stack
+        return self._stack  # type: ignore[return-value]
 
     @property
     def bit_depth(self) -> int:
@@ -154,7 +154,7 @@ class Bracket:
                     bit_depth: int = 8, aligned: bool = False, valid: np.ndarray | None = None,
                     reference: int | None = None) -> Bracket:
         """A bracket of in-memory frames (each H×W×3 float in [0,1], already darkest first), e.g. a validation
-        stack, for `Engine.set_bracket`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
+        stack, for `Engine.prepare`: no files behind it (paths are placeholders `frame0`, `frame1`, ...),
         no EXIF, EVs 0, 1, 2, ... unless given (source "brightness"), not reordered, not aligned.
         valid: optional N×H×W bool; the invalid pixels' content is replaced by a prediction from the valid frames
         (`core.registration.fill_invalid`, from the reference frame first) in the bracket's own copy.
@@ -199,7 +199,7 @@ def _exif_evs(settings: list[tuple[float | None, float | None, float | None]]) -
         if any(present) and not all(present):
             return None
     for t, n, iso in settings:
-        evs.append(math.log2(t * (iso or 100.0) / 100.0 / (n or 1.0) ** 2))
+        evs.append(math.log2(t * (iso or 100.0) / 100.0 / (n or 1.0) ** 2))  # type: ignore[operator]
     return evs
 
 
@@ -318,7 +318,7 @@ def register_stack(stack: np.ndarray, valid: np.ndarray | None, align: str | boo
     if holes is not None:
         # the pixels a warp moved in from outside (or moved no-data into) get a prediction; frames not warped keep
         # their own fill (fill_no_data)
-        registration.fill_invalid(stack, valid, reference, holes)
+        registration.fill_invalid(stack, valid, reference, holes)  # type: ignore[arg-type]
     ghost = None
     if deghostmod.check_strength(deghost) != "off":
         if valid is None:
@@ -550,7 +550,7 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
         mask = decoded[i].valid
         valid.append(None if mask is None else exifmod.apply_orientation(mask, code))
         if mask is not None:
-            notes.append(f"{names[i]}: {1 - valid[i].mean():.1%} of the pixels have no data (alpha 0 or not a "
+            notes.append(f"{names[i]}: {1 - valid[i].mean():.1%} of the pixels have no data (alpha 0 or not a "  # type: ignore[union-attr]
                          "number); they take no part in the fusion")
     stack = flat.reshape(len(paths), height, width, 3)
 

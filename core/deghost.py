@@ -115,7 +115,7 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     absdiff = cv2.GaussianBlur(absdiff, (0, 0), 2.0)
     moved = ((chi > z_threshold) & (absdiff > min_diff) & both).astype(np.uint8)
     side = min(size)
-    moved = cv2.morphologyEx(moved, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    moved = cv2.morphologyEx(moved, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # type: ignore[assignment]
     count, labels, stats, _ = cv2.connectedComponentsWithStats(moved, connectivity=8)
     keep = np.zeros(count, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(4, MIN_AREA * size[0] * size[1])
@@ -125,9 +125,9 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     # join the parts of one object (moving things rarely differ from the background everywhere), cover its soft
     # edges and shadows, then feather
     rc = max(1, round(0.03 * side))
-    moved = cv2.morphologyEx(moved, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rc + 1,) * 2))
+    moved = cv2.morphologyEx(moved, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rc + 1,) * 2))  # type: ignore[assignment]
     r = max(1, round(0.01 * side))
-    moved = cv2.dilate(moved, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    moved = cv2.dilate(moved, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))  # type: ignore[assignment]
     soft = cv2.GaussianBlur(moved.astype(np.float32), (0, 0), max(1.0, r / 2))
     soft = np.maximum(soft, moved.astype(np.float32))
     if soft.shape != (h, w):

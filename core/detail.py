@@ -100,7 +100,7 @@ def lowpass(x: torch.Tensor, levels: int) -> torch.Tensor:
         shapes.append(tuple(x.shape))
         x = reduce(x)
     for shape in reversed(shapes):
-        x = expand(x, shape)
+        x = expand(x, shape)  # type: ignore[arg-type]
     return x
 
 
@@ -164,7 +164,7 @@ def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CO
         g_w = w.div_(total)
         for level in range(levels):
             down = reduce(g_y)
-            band = g_y - expand(down, tuple(g_y.shape))
+            band = g_y - expand(down, tuple(g_y.shape))  # type: ignore[arg-type]
             wt = g_w
             if contrast_power > 0:
                 # energy floored so that the weights stay normal floats in flat areas (where every band is ~0)
@@ -180,7 +180,7 @@ def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CO
     out = None
     for level in reversed(range(levels)):
         band = num[level].div_(den[level].add_(1e-30))
-        out = band if out is None else expand(out, tuple(band.shape)).add_(band)
+        out = band if out is None else expand(out, tuple(band.shape)).add_(band)  # type: ignore[arg-type]
     assert out is not None
     return out
 

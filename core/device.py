@@ -92,7 +92,7 @@ def use_kernels(kernels: str | None) -> Iterator[str]:
     """Within the block (this thread/context only) `torch_kernels` follows `kernels`; yields the checked value."""
     token = _kernels.set(check_kernels(kernels))
     try:
-        yield _kernels.get()
+        yield _kernels.get()  # type: ignore[misc]
     finally:
         _kernels.reset(token)
 

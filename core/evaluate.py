@@ -7,7 +7,7 @@ and k = 3, extremes + middle, when the stack has a frame between them), but load
 
 * MEF-SSIM of the fused image against the K inputs; PSNR and SSIM against the reference (Mertens of ALL the
   stack's frames); seconds of wall-clock time for the method on that case.
-* "lut" is the pure LUT (detail 0), "lut+detail" the engine's default render; both include `set_bracket`
+* "lut" is the pure LUT (detail 0), "lut+detail" the engine's default render; both include `Engine.prepare`
   (latent code and detail layer) in their time, as a user pays it once per bracket.
 * "hq" feeds phase 1's generated middle to phase 2 (and to the base fusion it refines) and uses only the
   extremes, so its k = 3 result is its k = 2 result of the same scene (computed once, reused with its time).
@@ -41,26 +41,30 @@ import numpy as np
 
 from lutfuse.core.detail import CONTRAST_POWER
 from lutfuse.core.errors import LUTFuseError, WeightsError
+from lutfuse.core.grid import check_grid
+from lutfuse.core.methods import METHODS as REGISTRY
+from lutfuse.core.methods import Models
+from lutfuse.core.weights import SHIPPED
 
-METHODS = ("mertens", "lut", "lut+detail", "hq", "hq-steps0", "hq-no-net", "hq-no-phase1", "hq-generated-middle",
-           "phase1")
-LABELS = {"phase1": "phase1 (middle)"}
-# HQFusion settings of each HQ row (the ablations of core.hq's design)
-HQ_VARIANTS = {
-    "hq": {},                                       # shipped: networks start the correction, STEPS refinement
-    "hq-steps0": {"steps": 0},                      # phase 2's correction alone, no refinement
-    "hq-no-net": {"phase2": False},                 # refinement from the live render, no network
-    "hq-no-phase1": {"phase1": False},              # 2-frame brackets: the live render as phase 2's intermediate
-    "hq-generated-middle": {"middle": "generated"},  # ≥ 3 frames: phase 1's middle instead of the real one
+# Scored rows -> (fusion method of the one registry, core.methods, and the settings it changes): "lut" is the pure
+# LUT (detail 0), "lut+detail" the engine's render at --detail; the HQ rows are the registry's HQ method and its
+# ablations. "phase1" scores phase 1's generated middle frame (not a fusion) against the real one.
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "mertens": ("mertens", {}),
+    "lut": ("lut", {"detail": 0.0}),
+    "lut+detail": ("lut", {}),
+    **{name: (name, {}) for name, m in REGISTRY.items() if m.kind == "hq"},
 }
-STUDENT_FILE = "lut_student.pt"
-PHASE1_FILE = "refine_phase1.pt"
-PHASE2_FILE = "refine_phase2.pt"
+METHODS = (*ROWS, "phase1")
+LABELS = {"phase1": "phase1 (middle)"}
+# HQFusion settings of each HQ row (the ablations of core.hq's design), as the registry holds them
+HQ_VARIANTS = {name: dict(REGISTRY[name].options) for name, (method, _) in ROWS.items()
+               if REGISTRY[method].kind == "hq"}
+STUDENT_FILE = SHIPPED["LUT student"]
+PHASE1_FILE = SHIPPED["HQ phase 1"]
+PHASE2_FILE = SHIPPED["HQ phase 2"]
 WEIGHT_FILES = {
-    "mertens": (),
-    "lut": (STUDENT_FILE,),
-    "lut+detail": (STUDENT_FILE,),
-    **{m: (STUDENT_FILE, PHASE1_FILE, PHASE2_FILE) for m in HQ_VARIANTS},
+    **{row: tuple(SHIPPED[w] for w in REGISTRY[method].weights) for row, (method, _) in ROWS.items()},
     "phase1": (PHASE1_FILE,),
 }
 METRICS = ("mef_ssim", "psnr", "ssim", "seconds", "delta_e", "halo", "chroma", "chroma_ratio", "de00")
@@ -109,7 +113,7 @@ def parse_methods(names: Sequence[str] | None) -> list[str] | None:
 
 
 def parse_grids(text: str | Sequence[int] | None) -> list[int] | None:
-    """'8,16,32,64' (or a list) -> grid sizes, each checked to be in [2, 129]."""
+    """'8,16,32,64' (or a list) -> grid sizes, each checked by core.grid.check_grid ([2, 129])."""
     if text is None:
         return None
     items = text.split(",") if isinstance(text, str) else list(text)
@@ -119,9 +123,10 @@ def parse_grids(text: str | Sequence[int] | None) -> list[int] | None:
             g = int(str(item).strip())
         except ValueError:
             raise LUTFuseError(f"grid sweep {text!r}: {item!r} is not a whole number (e.g. 8,16,32,64)") from None
-        if not 2 <= g <= 129:
-            raise LUTFuseError(f"grid sweep {text!r}: grid size {g} must be between 2 and 129")
-        grids.append(g)
+        try:
+            grids.append(check_grid(g))
+        except LUTFuseError as exc:
+            raise LUTFuseError(f"grid sweep {text!r}: {exc}") from None
     if not grids:
         raise LUTFuseError("grid sweep: no grid size given (e.g. 8,16,32,64)")
     return grids
@@ -197,22 +202,20 @@ class Phase1Only:
 
     def __init__(self, path: Path, device: str | None = None) -> None:
         from lutfuse.core.device import pick_device
-        from lutfuse.core.hq import build_phase1
-        from lutfuse.core.weights import load_state_dict
+        from lutfuse.core.hq import load_phase1
 
         self.device = pick_device(device)
-        self.phase1 = build_phase1(load_state_dict(path, "HQ phase 1"), path).to(self.device)
+        self.phase1 = load_phase1(path).to(self.device)
 
     def generate_middle(self, under: np.ndarray, over: np.ndarray) -> np.ndarray:
         """under, over H×W×3 float32 in [0,1] -> generated middle exposure H×W×3 float32 in [0,1]."""
         import torch
 
-        def t(im: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1), np.float32))[None].to(self.device)
+        from lutfuse.core.layout import to_image, to_tensor
 
         with torch.no_grad():
-            out = self.phase1(t(under), t(over))
-        return out[0].permute(1, 2, 0).clamp(0, 1).float().cpu().numpy()
+            out = self.phase1(to_tensor(under, self.device), to_tensor(over, self.device))
+        return to_image(out)
 
 
 def _available(methods: list[str], weights_dir: Path, explicit: bool, notes: list[str]) -> tuple[list[str], dict]:
@@ -293,8 +296,7 @@ def _warm_up(inputs: np.ndarray, engine: Any, nets: Sequence[Any], grid: int) ->
 
     crop = np.ascontiguousarray(inputs[:, :64, :64])
     if engine is not None:
-        engine.set_bracket(Bracket.from_images(crop))
-        engine.render(grid, 1.0)
+        engine.render(engine.prepare(Bracket.from_images(crop)), grid, 1.0)
     for net in nets:
         if net is not None:
             net.generate_middle(crop[0], crop[-1])
@@ -348,7 +350,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     align = check_mode(align)
     root = resolve_data_root(data_root)
     explicit = methods is not None
-    wanted = parse_methods(methods) if explicit else list(METHODS)
+    wanted = parse_methods(methods) or [] if explicit else list(METHODS)
     grids = parse_grids(grid_sweep)
     ks = parse_ks(ks)
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 16:
@@ -368,29 +370,29 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     if limit is not None:
         total = min(total, limit)
 
+    from lutfuse.core.base import DEFAULT_BASE
+    from lutfuse.core.methods import get_method
+    from lutfuse.core.pipeline import FuseSettings
+
     engine = gen = None
     hq_rows = [m for m in HQ_VARIANTS if m in active]
-    hqs: dict[str, Any] = {}
+    models = Models(weights_dir=wdir, engine_options={
+        "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power, "base": base or DEFAULT_BASE})
+    settings = FuseSettings({"grid": grid, "detail": float(detail), "device": device})
     if student_ok and (grids or {"lut", "lut+detail"} & set(active) or hq_rows):
-        from lutfuse.core.fusion import Engine, check_grid
-
         check_grid(grid)
-        from lutfuse.core.base import DEFAULT_BASE
-
-        engine = Engine(weights=wdir / STUDENT_FILE, device=device,
-                        contrast_power=CONTRAST_POWER if contrast_power is None else contrast_power,
-                        base=base or DEFAULT_BASE)
+        engine = models.engine(device)
     if hq_rows or ("phase1" in active and (wdir / PHASE2_FILE).is_file()):
-        from lutfuse.core.hq import HQFusion
-
         for m in hq_rows or ["hq"]:
-            hqs[m] = HQFusion(weights_dir=wdir, device=device, **HQ_VARIANTS[m])
+            models.hq(device, **HQ_VARIANTS[m])   # loaded before the first case, as its time is not the case's
     if "phase1" in active:
-        gen = next(iter(hqs.values())) if hqs else Phase1Only(wdir / PHASE1_FILE, device)
+        first = (hq_rows or ["hq"])[0]
+        gen = models.hq(device, **HQ_VARIANTS[first]) if hq_rows or (wdir / PHASE2_FILE).is_file() \
+            else Phase1Only(wdir / PHASE1_FILE, device)
 
     warm = False
     rows: list[dict] = []
-    sweep: dict[int, list[tuple[float, float]]] = {g: [] for g in grids or ()}
+    sweep: dict[int, list[tuple[float | None, float | None]]] = {g: [] for g in grids or ()}
     if progress is not None:
         progress(0, total, "")
     for key, variant, _ in plan:
@@ -415,32 +417,28 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                                    "crop": None if window is None else list(window), "scores": {}}
             scores = row["scores"]
             merged = mertens(inputs, valid)   # the yardstick of the chroma ratio
-            live = None
+            live = prepared = None
+            t_set = 0.0
             if engine is not None:
                 t0 = time.perf_counter()
-                engine.set_bracket(bracket)
+                prepared = engine.prepare(bracket)
                 t_set = time.perf_counter() - t0
-                live = engine.render(grid, float(detail))
-                for m, strength in (("lut", 0.0), ("lut+detail", float(detail))):
-                    if m in active:
-                        t0 = time.perf_counter()
-                        out = engine.render(grid, strength)
-                        scores[m] = _scores(out, inputs, ref, t_set + time.perf_counter() - t0, live, merged,
-                                            window)
+                live = engine.render(prepared, grid, float(detail))
                 for g in sweep:
-                    out = engine.render(g, 0.0)
+                    out = engine.render(prepared, g, 0.0)
                     sweep[g].append((_finite(psnr(out, ref)), _finite(mef_ssim(list(inputs), out))))
-            if "mertens" in active:
-                t0 = time.perf_counter()
-                out = mertens(inputs, valid)
-                scores["mertens"] = _scores(out, inputs, ref, time.perf_counter() - t0, live, merged, window)
-            for m in hq_rows:
+            for m, (name, changes) in ROWS.items():
+                if m not in active:
+                    continue
                 if m == "hq-generated-middle" and k < 3 or m == "hq-no-phase1" and k >= 3:
                     continue  # the same computation as "hq" for these k
+                method = get_method(name)
                 t0 = time.perf_counter()
-                out = hqs[m].fuse(inputs, engine=engine, grid=grid, detail=float(detail), valid=valid)
-                # the engine's set_bracket counts: the HQ export of a bracket pays it as the live view does
-                scores[m] = _scores(out, inputs, ref, t_set + time.perf_counter() - t0, live, merged, window)
+                out = method.fuse(bracket, settings.replace(**changes), models=models, engine=engine,
+                                  prepared=prepared, look=None)
+                # the engine's prepare counts for the learned rows: a user pays it once per bracket
+                paid = t_set if method.kind != "mertens" else 0.0
+                scores[m] = _scores(out, inputs, ref, paid + time.perf_counter() - t0, live, merged, window)
             middle = case["middle"]
             real_middle = not (np.array_equal(middle, inputs[0]) or np.array_equal(middle, inputs[-1]))
             if gen is not None and not phase1_done and real_middle and k == 2:

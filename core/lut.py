@@ -243,4 +243,4 @@ def resample_lut(lut: np.ndarray, size: int) -> np.ndarray:
     if size == g:
         return np.array(lut, dtype=np.float32)
     nodes = identity_lut(size).reshape(-1, 1, 3)
-    return apply_lut(nodes, np.asarray(lut, np.float32)).reshape(size, size, size, 3)
+    return apply_lut(nodes, np.asarray(lut, np.float32)).reshape(size, size, size, 3)  # type: ignore[return-value]

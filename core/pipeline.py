@@ -18,8 +18,9 @@ import numpy as np
 
 from lutfuse.core.colour import luma
 from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.methods import PUBLIC as METHODS  # noqa: F401  (fuse's --method choices)
+from lutfuse.core.methods import Models, get_method
 
-METHODS = ("lut", "mertens", "hq")
 Progress = Callable[[float], None]
 
 
@@ -67,79 +68,33 @@ class FuseResult:
     notes: list[str] = field(default_factory=list)  # what the loader noticed (Bracket.notes), not errors
 
 
-class Fuser:
-    """Keeps one model per (kind, device) so that a process fusing many brackets loads each model once."""
-
-    def __init__(self) -> None:
-        self._models: dict[tuple[str, str | None], Any] = {}
-
-    def engine(self, device: str | None):
-        """The cached `core.fusion.Engine` for a device (None = CUDA when present)."""
-        key = ("lut", device)
-        if key not in self._models:
-            from lutfuse.core.fusion import Engine
-
-            self._models[key] = Engine(device=device)
-        return self._models[key]
-
-    def hq(self, device: str | None):
-        """The cached `core.hq.HQFusion` for a device."""
-        key = ("hq", device)
-        if key not in self._models:
-            from lutfuse.core.hq import HQFusion
-
-            self._models[key] = HQFusion(device=device)
-        return self._models[key]
+# One model cache per process (core.methods.Models): batch workers and the time-lapse path keep theirs.
+Fuser = Models
 
 
 def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, device: str | None = None,
                  progress: Progress | None = None, fuser: Fuser | None = None,
                  latent: Any = None, look: Any = None) -> np.ndarray:
-    """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1].
+    """Fuse a loaded Bracket with the named method (core.methods) -> H×W×3 float32 RGB in [0,1].
 
-    lut: the learned LUT + detail layer (`core.fusion.Engine`; `latent`, a student latent code, replaces the
-    bracket's own, as the time-lapse smoother does); mertens: classical exposure fusion; hq: the lut render at
-    grid/detail refined by core.hq. `progress(fraction)` is called during hq. ValueError for an unknown method.
-    look: a core.adjust.Look (None = none), composed into the LUT for lut (the detail layer added after), applied
-    to the fused image for mertens and hq.
-    """
-    from lutfuse.core.adjust import apply_look
-
-    fuser = fuser or Fuser()
-    if method == "mertens":
-        from lutfuse.core.classical import mertens
-
-        return apply_look(mertens(bracket.images, bracket.valid), look)
-    if method == "lut":
-        import torch
-
-        engine = fuser.engine(device)
-        engine.set_bracket(bracket, latent=None if latent is None else torch.as_tensor(np.asarray(latent)))
-        return engine.render(grid_size=grid, detail=detail, look=look)
-    if method == "hq":
-        # HQ refines the lut render at the same grid and detail: the engine's set_bracket is its first 30 %
-        report = progress or (lambda _f: None)
-        engine = fuser.engine(device)
-        report(0.0)
-        engine.set_bracket(bracket)
-        report(0.3)
-        return apply_look(fuser.hq(device).fuse(bracket.images, progress=lambda f: report(0.3 + 0.7 * f),
-                                                engine=engine, grid=grid, detail=detail, valid=bracket.valid), look)
-    raise ValueError(f"unknown method {method!r}")
+    A keyword form of `core.methods.get_method(method).fuse(bracket, settings)`: `latent` (method lut) replaces
+    the bracket's latent code, as the time-lapse smoother does; `look` is a core.adjust.Look or None.
+    LUTFuseError for an unknown method."""
+    settings = FuseSettings({"grid": grid, "detail": detail, "device": device})
+    return get_method(method).fuse(bracket, settings, progress=progress, models=fuser, latent=latent, look=look)
 
 
 def check_settings(settings: FuseSettings, output: Path) -> None:
     """Fail before loading anything when the settings cannot work for `output` (grid range, 16-bit JPEG)."""
     from lutfuse.core.commands.common import output_bit_depth
-    from lutfuse.core.fusion import check_grid
+    from lutfuse.core.grid import check_grid
 
-    if settings.method not in METHODS:
-        raise LUTFuseError(f"unknown method {settings.method!r} (use {', '.join(METHODS)})")
-    if settings.method in ("lut", "hq"):
+    method = get_method(settings.method, public=True)
+    if "grid" in method.settings:
         try:
             check_grid(settings.grid)
-        except LUTFuseError:
-            raise LUTFuseError(f"--grid {settings.grid}: the grid size must be between 2 and 129") from None
+        except LUTFuseError as exc:
+            raise LUTFuseError(f"--grid {settings.grid}: {exc}") from None
     if settings.bit_depth == 16:
         output_bit_depth(output, 16, 8)
     from lutfuse.core.commands.look import look_from_args
@@ -155,7 +110,7 @@ def mean_log_luminance(image: np.ndarray) -> float:
     scale = min(1.0, 256 / max(image.shape[:2]))
     small = np.asarray(image, np.float32)
     if scale < 1.0:
-        small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # type: ignore[assignment]
     linear = luma(np.clip(small, 0.0, 1.0) ** 2.2)
     return float(np.log2(np.maximum(linear, 1.0 / 1024)).mean())
 
@@ -253,10 +208,8 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
     `on_loaded(bracket)` is called after loading (the CLI prints the EVs there).
     """
     from lutfuse.core.bracket import frame_paths, relative_evs
-    from lutfuse.core.commands.common import check_output, image_options, output_bit_depth
-    from lutfuse.core.imageio import write_image
-    from lutfuse.core.metadata import OutputMetadata
-    from lutfuse.core.weights import shipped
+    from lutfuse.core.commands.common import check_output
+    from lutfuse.core.export import ImageOptions, write_fused
 
     start = time.perf_counter()
     output = Path(output)
@@ -269,16 +222,13 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
     from lutfuse.core.commands.look import look_from_args
 
     look = look_from_args(settings, bracket.images)   # the look settings (core.adjust), --auto from this bracket
-    fused = fuse_bracket(bracket, settings.method, grid=settings.grid, detail=settings.detail,
-                         device=settings.device, progress=progress, fuser=fuser, latent=latent, look=look)
+    method = get_method(settings.method, public=True)
+    fused = method.fuse(bracket, settings, progress=progress, models=fuser, latent=latent, look=look)
     if target_luminance is not None:
         for _ in range(2):  # a second step makes up for what clipping took from the first
             fused = apply_gain(fused, target_luminance - mean_log_luminance(fused))
-    bits = output_bit_depth(output, settings.bit_depth, bracket.bit_depth)
-    origin = {"lut": str(shipped("LUT student")),
-              "hq": f"{shipped('HQ phase 1')} and {shipped('HQ phase 2').name}"}.get(settings.method, "the fusion")
-    write_image(output, fused, bit_depth=bits, metadata=OutputMetadata.from_bracket(bracket), overwrite=overwrite,
-                inputs=paths, origin=origin, **image_options(settings))
+    _, bits = write_fused(output, fused, bracket, ImageOptions.from_settings(settings), overwrite=overwrite,
+                          origin=method.origin())
     return FuseResult(output=output, frames=[f.path for f in bracket.frames],
                       evs=relative_evs([f.ev for f in bracket.frames]),
                       ev_source="exif" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness",

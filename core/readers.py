@@ -275,7 +275,7 @@ def _normalise(path: Path, samples: np.ndarray, notes: list[str], *, significant
                      f"{share:.1%} of pixels lie outside [0, 1] and are clipped to it (LUTFuse fuses "
                      "display-referred frames: tone-map scene-linear HDR before fusing)")
         values = np.clip(values, 0.0, 1.0)
-    return values, valid, 16
+    return values, valid, 16  # type: ignore[return-value]
 
 
 def _split_channels(path: Path, pixels: np.ndarray, *, bgr: bool) -> tuple[np.ndarray, np.ndarray | None]:

@@ -258,7 +258,7 @@ def score(ref: _View, view: _View, matrix: np.ndarray) -> float:
 
 def _keypoints(view: _View) -> tuple:
     """SIFT keypoints and descriptors of a view's equalised luma, inside its well-exposed mask."""
-    sift = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.02)
+    sift = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.02)  # type: ignore[attr-defined]
     u8 = np.clip(view.grey * 255 + 0.5, 0, 255).astype(np.uint8)
     return sift.detectAndCompute(u8, view.mask.astype(np.uint8) * 255)
 
@@ -273,8 +273,8 @@ def _features(ref_kp: tuple, view_kp: tuple, models: Sequence[str]) -> dict[str,
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
     if len(good) < MIN_MATCHES:
         return {}
-    src = np.float32([k1[m.queryIdx].pt for m in good])
-    dst = np.float32([k2[m.trainIdx].pt for m in good])
+    src = np.float32([k1[m.queryIdx].pt for m in good])  # type: ignore[arg-type]
+    dst = np.float32([k2[m.trainIdx].pt for m in good])  # type: ignore[arg-type]
     out = {}
     for model in models:
         if model == "homography":
@@ -359,7 +359,7 @@ def _ecc(ref: _View, view: _View, init: np.ndarray, model: str, levels: int) -> 
     for _ in range(levels - 1):
         refs.append(cv2.pyrDown(refs[-1]))
         views.append(cv2.pyrDown(views[-1]))
-        masks.append(cv2.resize(masks[-1], refs[-1].shape[::-1], interpolation=cv2.INTER_NEAREST))
+        masks.append(cv2.resize(masks[-1], refs[-1].shape[::-1], interpolation=cv2.INTER_NEAREST))  # type: ignore[arg-type]
     motion = _ECC_MOTION[model]
     half = _scaling(0.5, 0.5)
     matrix = init.copy()
@@ -494,7 +494,7 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     for s0, model, matrix in scored:
         # ECC (the costly step) refines the leading estimate and any within reach of it
         refined = _ecc(ref.view, view, matrix, model, levels) if s0 >= top - 0.02 else None
-        for m, s in ((matrix, s0), (refined, None)):
+        for m, s in ((matrix, s0), (refined, None)):  # type: ignore[assignment]
             if m is None:
                 continue
             if s is None:
@@ -596,7 +596,7 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
             dst.append(centre[0, 0] + (dx, dy))
     if len(src) < 6:
         return None
-    refined, _ = cv2.findHomography(np.float64(src), np.float64(dst), 0)
+    refined, _ = cv2.findHomography(np.float64(src), np.float64(dst), 0)  # type: ignore[arg-type]
     if refined is None or not np.isfinite(refined).all():
         return None
     return refined / refined[2, 2]
@@ -652,7 +652,7 @@ def warp_frame(image: np.ndarray, matrix: np.ndarray,
     covered = cv2.warpPerspective(ones, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                   borderValue=0)
     # a few pixels in from the border: Lanczos samples there mix in the replicated edge
-    covered = cv2.erode(covered, np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
+    covered = cv2.erode(covered, np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0  # type: ignore[assignment]
     return warped, covered
 
 

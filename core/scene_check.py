@@ -43,7 +43,7 @@ def _rank_detail(luma: np.ndarray) -> np.ndarray:
     """Luma replaced by its rank in [0,1) (exposure-equalised), minus its Gaussian blur (the detail)."""
     ranks = np.empty(luma.size, np.float32)
     ranks[np.argsort(luma.ravel(), kind="stable")] = np.arange(luma.size, dtype=np.float32) / luma.size
-    ranks = ranks.reshape(luma.shape)
+    ranks = ranks.reshape(luma.shape)  # type: ignore[assignment]
     return ranks - cv2.GaussianBlur(ranks, (0, 0), DETAIL_SIGMA)
 
 
@@ -86,3 +86,50 @@ def bracket_warnings(images: Sequence[np.ndarray] | np.ndarray, names: Sequence[
             out.append(f"{names[j]} does not look like the same scene as {names[i]} (structure correlation "
                        f"{rho:.2f} after equalising exposure): the fusion will show both")
     return out
+
+
+def unregistered_copies(bracket, side: int = 2 * CHECK_SIDE) -> np.ndarray | None:
+    """Small copies (longest side `side`) of a registered bracket's frames put back where the camera saw them
+    (each frame warped by the inverse of its `core.registration.FrameRegistration.matrix`), or None when no
+    frame was moved. The scene check must see the frames as shot: registration can bend a frame of another scene
+    far enough to look alike (a 566 px shift and 2.6° turn of a stranger frame raised its structure correlation
+    from -0.09 to 0.73 on deepfuse Seq_11 + Seq_14)."""
+    records = getattr(bracket, "registration", None) or []
+    if not any(getattr(r, "applied", False) and r.model != "reference" for r in records):
+        return None
+    images = bracket.images
+    h, w = images.shape[1:3]
+    scale = min(1.0, side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    to_small = np.diag([scale, scale, 1.0])
+    out = []
+    for image, record in zip(images, records):
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        if record.applied and record.model != "reference":
+            matrix = to_small @ record.matrix @ np.linalg.inv(to_small)
+            # registered(y) = frame(M⁻¹ y), so frame(x) = registered(M x): OpenCV's inverse-map warp
+            small = cv2.warpPerspective(small, matrix, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                        borderMode=cv2.BORDER_REFLECT)
+        out.append(small)
+    return np.stack(out)
+
+
+def scene_warnings(bracket) -> list[str]:
+    """`bracket_warnings` for a loaded core.bracket.Bracket, minus what its loader already said, one line each.
+
+    Duplicated frames: the loader notes them itself (`Bracket.notes`, "holds the same pixels as"; identical
+    frames sort next to each other), so only those it missed are added. Another scene: judged on the frames as
+    shot (`unregistered_copies`), not as registration bent them. Frames are named by file name. Never raises
+    for a plausible bracket."""
+    names = [f.path.name for f in bracket.frames]
+    noted = " ".join(getattr(bracket, "notes", []))
+    out = []
+    for warning in bracket_warnings(bracket.images, names):
+        if " has the same pixels as " in warning:
+            first, second = warning.split(":")[0].split(" has the same pixels as ")
+            if f"{first}: holds the same pixels as" in noted or f"{second}: holds the same pixels as" in noted:
+                continue
+            out.append(warning)
+    shot = unregistered_copies(bracket)
+    scenes = bracket_warnings(bracket.images if shot is None else shot, names)
+    return out + [w for w in scenes if " has the same pixels as " not in w]

@@ -1,9 +1,13 @@
-"""Fusion settings as TOML: presets (any file) and the per-bracket sidecar `.lutfuse.toml` beside the frames.
+"""Fusion settings as TOML, one module: the editor's settings files and per-bracket sidecar `.lutfuse.toml` beside
+the frames, and batch presets (`read_preset` / `write_preset`).
 
 The keys are the long options of `lutfuse fuse` (`grid`, `detail`, `align`) and the colour adjustments of
-`core.adjust.Look` (`exposure` … `tint`), so one file serves the editor, a preset and the batch command. The
+`core.adjust.Look` (`exposure` … `tint`), so one file serves the editor, a preset and the batch command.
+A batch preset may hold any of fuse's option dests (`method`, `bit_depth`, `quality`, ...) plus `name`, the
+output file-name pattern; the batch command checks those against fuse's options (the editor's keys are a subset). The
 sidecar also lists the frames it belongs to (`frames`), so a folder holding several brackets does not hand one
-bracket's settings to another. Unknown keys are ignored (a newer version's file still opens); wrong types or
+bracket's settings to another, and the editor's bracket control (`reference_frame`, a file name, and
+`excluded_frames`, file names). Unknown keys are ignored (a newer version's file still opens); wrong types or
 out-of-range values are a `SettingsError` naming the file and the key. TOML 1.0 (https://toml.io/en/v1.0.0).
 """
 
@@ -13,8 +17,11 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from lutfuse.core.adjust import FIELDS
 from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.grid import MAX_GRID, MIN_GRID
 from lutfuse.core.imageio import commit
 
 if sys.version_info >= (3, 11):
@@ -23,20 +30,25 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 SIDECAR_NAME = ".lutfuse.toml"
-LOOK_KEYS = ("exposure", "contrast", "highlights", "shadows", "whites", "blacks", "saturation", "vibrance",
-             "temperature", "tint")
+LOOK_KEYS = FIELDS   # core.adjust.Look's fields, the sliders' names
+NAME_KEY = "name"    # a batch preset's output file-name pattern
 # key -> (kind, lowest, highest); ranges as the CLI and core.adjust.Look accept them
 RANGES: dict[str, tuple[type, float, float]] = {
-    "grid": (int, 2, 129),
+    "grid": (int, MIN_GRID, MAX_GRID),
     "detail": (float, 0.0, 4.0),
     "exposure": (float, -5.0, 5.0),
     **{k: (float, -100.0, 100.0) for k in LOOK_KEYS if k != "exposure"},
 }
 BOOL_KEYS = ("align",)
+FRAME_KEYS = ("reference_frame", "excluded_frames")   # sidecar only: the editor's reference and left-out frames
 
 
 class SettingsError(LUTFuseError):
     """A settings file that cannot be read or holds a wrong value."""
+
+
+class PresetError(SettingsError):
+    """A batch preset that cannot be read or holds an unknown key or a bad value."""
 
 
 def check_settings(values: Mapping[str, object], source: str = "settings") -> dict[str, object]:
@@ -50,6 +62,13 @@ def check_settings(values: Mapping[str, object], source: str = "settings") -> di
             if value not in MODES:
                 raise SettingsError(f"{source}: {key} must be one of {', '.join(MODES)}, not {value!r}")
             out[key] = value != "off"
+        elif key in FRAME_KEYS:   # the editor's bracket control: file names of the bracket's frames
+            names = [value] if key == "reference_frame" else value
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise SettingsError(f"{source}: {key} must be "
+                                    f"{'a file name' if key == 'reference_frame' else 'a list of file names'}, "
+                                    f"not {value!r}")
+            out[key] = value
         elif key in BOOL_KEYS:
             if not isinstance(value, bool):
                 raise SettingsError(f"{source}: {key} must be true or false, not {value!r}")
@@ -127,7 +146,7 @@ def read_sidecar(frames: Sequence[str | Path]) -> dict[str, object] | None:
         return None
     values = read_settings(path)
     names = values.pop("frames", None)
-    if names is not None and sorted(names) != sorted(Path(f).name for f in frames):
+    if isinstance(names, list) and sorted(names) != sorted(Path(f).name for f in frames):
         return None
     return values
 
@@ -136,3 +155,37 @@ def write_sidecar(frames: Sequence[str | Path], values: Mapping[str, object]) ->
     """Store `values` beside `frames` (replacing the previous sidecar of the folder). Returns its path;
     raises OutputError when the folder is not writable."""
     return write_settings(sidecar_path(frames), values, frames=[Path(f).name for f in frames], overwrite=True)
+
+
+def read_preset(path: str | Path) -> dict[str, Any]:
+    """The key -> value table of a batch preset file (any of fuse's option dests, unchecked: the batch command
+    checks them against fuse's options); PresetError naming the file when it is missing or not TOML, or when it
+    holds tables/arrays (a preset is flat). An editor sidecar's `frames` list is dropped."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise PresetError(f"{path}: preset file not found") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path}: not a readable TOML preset ({exc})") from None
+    data.pop("frames", None)  # an editor sidecar names its own bracket's frames
+    for key, value in data.items():
+        if isinstance(value, (dict, list)):
+            raise PresetError(f"{path}: key '{key}' must be a single value (a preset is a flat table)")
+    return data
+
+
+def write_preset(path: str | Path, values: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+    """Write settings as a flat TOML preset (None values are left out: TOML has no null; paths become text),
+    through a temp file + rename; OutputError when `path` exists and not `overwrite`."""
+    import tomli_w
+
+    from lutfuse.core.imageio import check_writable
+
+    path = Path(path)
+    check_writable(path, overwrite=overwrite, replace_hint="use --force to replace it")
+    clean = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
+    text = "# LUTFuse fusion preset: keys are `lutfuse fuse` options (dashes as underscores)\n" + tomli_w.dumps(clean)
+    commit(path, text.encode(), overwrite)
+    return path

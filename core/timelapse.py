@@ -38,8 +38,8 @@ def measure_job(job: Job, settings: FuseSettings, overwrite: bool) -> Outcome:
         bracket = load(job.frames, settings)
         engine = process_fuser().engine(settings.device)
         latent = engine.encode(bracket.images)
-        engine.set_bracket(bracket, latent=latent)
-        preview = engine.render(grid_size=settings.grid, detail=settings.detail, max_side=PREVIEW_SIDE)
+        prepared = engine.prepare(bracket, latent=latent)
+        preview = engine.render(prepared, settings.grid, settings.detail, max_side=PREVIEW_SIDE)
         extra = {"latent": latent.detach().to("cpu", torch.float32).numpy(),
                  "log_luminance": mean_log_luminance(preview)}
     except Exception as exc:  # noqa: BLE001 - reported per bracket, like fuse_job

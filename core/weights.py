@@ -1,4 +1,12 @@
-"""The one way model weights are read: the shipped files' names and `load_state_dict` / `load_into` with checks.
+"""The one way model weights are read and written: the shipped files' names, `load_model` (architecture from the
+config beside the weights, then `load_state_dict` / `load_into` with checks) and `save_weights`.
+
+Architecture hyper-parameters are saved beside the weights, never guessed from tensor shapes: `NAME.pt` holds a
+plain state_dict and `NAME.json` (`config_path`) says which network it is and how it is built,
+``{"architecture": "Phase1UNet", "config": {"width": 32, "layers": 6}}``; `load_model(cls, path)` builds
+``cls(**config)`` and loads the state into it. A `.pt` without its `.json` is read as the class's default
+architecture (a file that does not fit then fails in one line naming the mismatch). Every network class keeps its
+constructor arguments in `model.config`, which `save_weights` writes.
 
 Weights are read with ``torch.load(weights_only=True)`` only (no arbitrary unpickling: a tampered file cannot run
 code). A file that fails is refused in one line naming it and the reason in our words; torch's own message is
@@ -7,11 +15,13 @@ not shown, because it advises re-loading with ``weights_only=False``, which is e
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -26,6 +36,9 @@ SHIPPED = {
     "HQ phase 1": "refine_phase1.pt",
     "HQ phase 2": "refine_phase2.pt",
 }
+
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def shipped(model: str) -> Path:
@@ -105,3 +118,65 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | P
     except RuntimeError:
         raise WeightsError(f"{path}: weights do not fit the {what}") from None
     return model
+
+
+def config_path(path: str | Path) -> Path:
+    """Where the architecture of the weights at `path` is saved: NAME.pt -> NAME.json."""
+    return Path(path).with_suffix(".json")
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """The constructor arguments a network was built with (`model.config`, set by each network class)."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict):
+        raise TypeError(f"{type(model).__name__} does not record its architecture (no .config dict)")
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
+
+
+def read_config(path: str | Path, architecture: str, what: str = "model") -> dict[str, Any] | None:
+    """The architecture config saved beside the weights at `path` (None when there is no NAME.json); WeightsError
+    naming the file when it is not valid JSON or names another architecture."""
+    cfg = config_path(path)
+    if not cfg.is_file():
+        return None
+    try:
+        doc = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise WeightsError(f"{cfg}: not a readable {what} architecture file ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise WeightsError(f"{cfg}: not a {what} architecture file (expected an object with architecture and "
+                           f"config)")
+    if doc.get("architecture") != architecture:
+        raise WeightsError(f"{cfg}: describes a {doc.get('architecture')!r} network, not the {what} ({architecture})")
+    return dict(doc["config"])
+
+
+def load_model(cls: type[M], path: str | Path, what: str = "model", hint: str = "") -> M:
+    """The network `cls` built from the architecture saved beside `path` (class defaults without NAME.json) with
+    the weights at `path` loaded (strict), in eval mode on the CPU; WeightsError in one line naming the file."""
+    path = Path(path)
+    state = load_state_dict(path, what, hint)
+    config = read_config(path, cls.__name__, what) or {}
+    try:
+        model = cls(**config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{config_path(path)}: not a valid {what} architecture ({exc})") from None
+    load_into(model, state, path, what)
+    model.eval()
+    return model
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Write `model`'s state_dict (CPU tensors) to `path` and its architecture to NAME.json beside it, each through
+    a temporary file and a rename (an existing pair is replaced: a trainer's export). Returns `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"architecture": type(model).__name__, "config": model_config(model)}
+    cfg = config_path(path)
+    tmp_cfg = cfg.with_suffix(".json.tmp")
+    tmp_cfg.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp_cfg, cfg)
+    os.replace(tmp, path)
+    return path

@@ -165,33 +165,28 @@ def test_auto_look_brightens_a_dark_bracket_and_warms_a_blue_one() -> None:
 
 # ---------------------------------------------------------------- the engine
 
-@pytest.fixture
-def engine(rendered_bracket) -> Engine:
+def test_engine_composes_the_look_into_the_lut(rendered_bracket) -> None:
     if not DEFAULT_WEIGHTS.is_file():
         pytest.skip("no shipped LUT student weights")
-    e = Engine(device="cpu")
-    e.set_bracket(Bracket.from_images(rendered_bracket))
-    return e
-
-
-def test_engine_composes_the_look_into_the_lut(engine: Engine) -> None:
+    engine = Engine(device="cpu")
+    prepared = engine.prepare(Bracket.from_images(rendered_bracket))
     look = Look(exposure=0.5, contrast=20, saturation=-30, temperature=15)
     for g in (5, 33):
-        plain, looked = engine.lut(g), engine.lut(g, look)
+        plain, looked = engine.lut(prepared, g), engine.lut(prepared, g, look)
         np.testing.assert_allclose(looked, apply_look(plain, look), atol=1e-6)
-        np.testing.assert_array_equal(engine.lut(g, Look()), plain)  # neutral = the plain LUT, bit for bit
-        pure = engine.render(g, 0.0, look=look)
-        np.testing.assert_array_equal(pure, apply_lut(engine.base(), looked))
-        assert np.abs(pure - engine.render(g, 0.0)).mean() > 0.01
-    np.testing.assert_array_equal(engine.render(33, 1.0, look=Look()), engine.render(33, 1.0))
+        np.testing.assert_array_equal(engine.lut(prepared, g, Look()), plain)  # neutral = the plain LUT, bit for bit
+        pure = engine.render(prepared, g, 0.0, look=look)
+        np.testing.assert_array_equal(pure, apply_lut(prepared.base, looked))
+        assert np.abs(pure - engine.render(prepared, g, 0.0)).mean() > 0.01
+    np.testing.assert_array_equal(engine.render(prepared, 33, 1.0, look=Look()), engine.render(prepared, 33, 1.0))
     # the detail layer is added after the look: the same layer with and without it (where nothing clips)
-    with_look = engine.render(33, 1.0, look=look) - engine.render(33, 0.0, look=look)
-    without = engine.render(33, 1.0) - engine.render(33, 0.0)
-    a, b = engine.render(33, 0.0, look=look), engine.render(33, 0.0)
+    with_look = engine.render(prepared, 33, 1.0, look=look) - engine.render(prepared, 33, 0.0, look=look)
+    without = engine.render(prepared, 33, 1.0) - engine.render(prepared, 33, 0.0)
+    a, b = engine.render(prepared, 33, 0.0, look=look), engine.render(prepared, 33, 0.0)
     free = (a > 0.3) & (a < 0.7) & (b > 0.3) & (b < 0.7)
     np.testing.assert_allclose(with_look[free], without[free], atol=1e-5)
     # previews take the look too
-    assert engine.render(33, 1.0, max_side=64, look=look).shape[:2] == (48, 64)
+    assert engine.render(prepared, 33, 1.0, max_side=64, look=look).shape[:2] == (48, 64)
 
 
 def write_png(path: Path, image: np.ndarray) -> Path:

@@ -17,6 +17,7 @@ from lutfuse.core.cli import main
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.fusion import DEFAULT_WEIGHTS, MAX_GRID, MIN_GRID, Engine, pick_device
 from lutfuse.core.lut import apply_lut, identity_lut
+from lutfuse.core.prepared import PreparedBracket
 
 ONE_LEVEL = 1 / 255
 # Every grid size would sample the INR 2..129 (69 M lattice points, about a minute on 2 cores) per engine, so the
@@ -76,13 +77,11 @@ def real_bracket(shared_data) -> Bracket:
     return load_bracket([files[1], files[4], files[7]], align=False)
 
 
-def engines(bracket: Bracket, student=None, **torch_kw) -> tuple[Engine, Engine]:
-    """(CPU fast-path engine, torch-kernel engine on the CPU), one student, both on the bracket."""
+def engines(bracket: Bracket, student=None, **torch_kw) -> tuple[Engine, Engine, PreparedBracket, PreparedBracket]:
+    """(CPU fast-path engine, torch-kernel engine on the CPU, the bracket prepared by each), one student."""
     fast = Engine(device="cpu", kernels="auto", student=student if student is not None else shipped())
     dev = Engine(device="cpu", kernels="torch", student=fast.student, **torch_kw)
-    fast.set_bracket(bracket)
-    dev.set_bracket(bracket)
-    return fast, dev
+    return fast, dev, fast.prepare(bracket), dev.prepare(bracket)
 
 
 def assert_close(a: np.ndarray, b: np.ndarray, tol: float = ONE_LEVEL) -> None:
@@ -93,43 +92,43 @@ def assert_close(a: np.ndarray, b: np.ndarray, tol: float = ONE_LEVEL) -> None:
 
 @needs_student
 def test_torch_path_matches_cpu_path_on_a_real_bracket(shared_data):
-    fast, dev = engines(real_bracket(shared_data))
+    fast, dev, pf, pd = engines(real_bracket(shared_data))
     assert not fast.on_device and dev.on_device and dev.dtype == torch.float32
     for g in GRIDS:
-        np.testing.assert_array_equal(dev.lut(g), fast.lut(g))  # the same INR on the same device
-        assert_close(dev.render(g, 1.0), fast.render(g, 1.0))
-        assert_close(dev.render(g, 0.0), fast.render(g, 0.0))
-        assert_close(dev.render(g, 0.6, max_side=200), fast.render(g, 0.6, max_side=200))
+        np.testing.assert_array_equal(dev.lut(pd, g), fast.lut(pf, g))  # the same INR on the same device
+        assert_close(dev.render(pd, g, 1.0), fast.render(pf, g, 1.0))
+        assert_close(dev.render(pd, g, 0.0), fast.render(pf, g, 0.0))
+        assert_close(dev.render(pd, g, 0.6, max_side=200), fast.render(pf, g, 0.6, max_side=200))
 
 
 def test_torch_path_matches_cpu_path_at_every_grid_size(rendered_bracket):
-    fast, dev = engines(Bracket.from_images(rendered_bracket), student=SharedSamples(CurveStudent()))
+    fast, dev, pf, pd = engines(Bracket.from_images(rendered_bracket), student=SharedSamples(CurveStudent()))
     worst = 0.0
     for g in range(MIN_GRID, MAX_GRID + 1):
-        a, b = fast.render(g, 1.0), dev.render(g, 1.0)
+        a, b = fast.render(pf, g, 1.0), dev.render(pd, g, 1.0)
         worst = max(worst, float(np.abs(a - b).max()))
     assert worst <= ONE_LEVEL
     # and the two paths are not trivially the same code: the CPU path never made a device copy of the base
-    assert fast._base_dev is None and dev._base_dev is not None
+    assert pf._cache.base_dev is None and pd._cache.base_dev is not None
 
 
 def test_render_tensor_stays_where_it_was_made(rendered_bracket):
-    fast, dev = engines(Bracket.from_images(rendered_bracket), student=CurveStudent())
-    t = dev.render_tensor(33, 1.0)
+    fast, dev, pf, pd = engines(Bracket.from_images(rendered_bracket), student=CurveStudent())
+    t = dev.render_tensor(pd, 33, 1.0)
     assert isinstance(t, torch.Tensor) and tuple(t.shape) == (3, 96, 128) and t.dtype == dev.dtype
-    np.testing.assert_array_equal(t.permute(1, 2, 0).numpy(), dev.render(33, 1.0))
-    np.testing.assert_array_equal(fast.render_tensor(33, 1.0).permute(1, 2, 0).numpy(), fast.render(33, 1.0))
+    np.testing.assert_array_equal(t.permute(1, 2, 0).numpy(), dev.render(pd, 33, 1.0))
+    np.testing.assert_array_equal(fast.render_tensor(pf, 33, 1.0).permute(1, 2, 0).numpy(), fast.render(pf, 33, 1.0))
     with pytest.raises(LUTFuseError, match="detail strength"):
-        dev.render_tensor(33, -1.0)
+        dev.render_tensor(pd, 33, -1.0)
 
 
 def test_lut_cache_is_bounded_and_resampled_luts_are_equal(rendered_bracket):
-    _, dev = engines(Bracket.from_images(rendered_bracket), student=CurveStudent())
-    first = dev.lut(17)
+    _, dev, _, pd = engines(Bracket.from_images(rendered_bracket), student=CurveStudent())
+    first = dev.lut(pd, 17)
     for g in range(20, 40):
-        dev.lut(g)
-    assert len(dev._sampled) <= 8 and len(dev._luts_dev) <= 8 and 17 not in dev._sampled
-    np.testing.assert_array_equal(dev.lut(17), first)
+        dev.lut(pd, g)
+    assert len(pd._cache.sampled) <= 8 and len(pd._cache.luts_dev) <= 8 and 17 not in pd._cache.sampled
+    np.testing.assert_array_equal(dev.lut(pd, 17), first)
 
 
 def test_kernels_choice_env_default_and_errors(monkeypatch, rendered_bracket):
@@ -192,14 +191,14 @@ def test_a_missing_3d_grid_sample_falls_back_with_one_note(monkeypatch, rendered
     monkeypatch.setattr(lutmod, "_apply_grid_sample", missing)
     monkeypatch.setattr(lutmod, "_NO_GRID_SAMPLE_3D", set())
     monkeypatch.setattr(devmod, "_noted", set())
-    fast, dev = None, None
+    fast = dev = pf = pd = None
     with pytest.warns(RuntimeWarning, match="3-D grid_sample is not available on cpu.*gather"):
-        fast, dev = engines(Bracket.from_images(rendered_bracket), student=CurveStudent())
+        fast, dev, pf, pd = engines(Bracket.from_images(rendered_bracket), student=CurveStudent())
     assert lutmod._NO_GRID_SAMPLE_3D == {"cpu"}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # noted once, not per render
         for g in (2, 17, 33, 65, 129):
-            assert_close(dev.render(g, 1.0), fast.render(g, 1.0))
+            assert_close(dev.render(pd, g, 1.0), fast.render(pf, g, 1.0))
 
 
 @pytest.mark.parametrize("g", [2, 3, 33, 66, 129])
@@ -216,15 +215,15 @@ def test_gather_trilinear_equals_grid_sample(g):
 @needs_student
 def test_float16_render_is_within_one_level_and_bfloat16_is_not_used(shared_data):
     bracket = real_bracket(shared_data)
-    fast, half = engines(bracket, precision="float16")
+    fast, half, pf, ph = engines(bracket, precision="float16")
     brain = Engine(device="cpu", kernels="torch", precision="bfloat16", student=fast.student)
-    brain.set_bracket(bracket)
-    assert half.dtype == torch.float16 and half.render_tensor(33, 1.0).dtype == torch.float16
+    pb = brain.prepare(bracket)
+    assert half.dtype == torch.float16 and half.render_tensor(ph, 33, 1.0).dtype == torch.float16
     worst_half = worst_bf16 = 0.0
     for g in (2, 9, 33):
-        ref = fast.render(g, 1.0)
-        worst_half = max(worst_half, float(np.abs(half.render(g, 1.0) - ref).max()))
-        worst_bf16 = max(worst_bf16, float(np.abs(brain.render(g, 1.0) - ref).max()))
+        ref = fast.render(pf, g, 1.0)
+        worst_half = max(worst_half, float(np.abs(half.render(ph, g, 1.0) - ref).max()))
+        worst_bf16 = max(worst_bf16, float(np.abs(brain.render(pb, g, 1.0) - ref).max()))
     # float16 (what precision=auto picks on a GPU) stays within one 8-bit level; bfloat16's 8-bit mantissa
     # does not, which is why auto never picks it
     assert worst_half <= ONE_LEVEL < worst_bf16
@@ -278,18 +277,18 @@ def demo_bracket() -> Bracket:
 def test_cuda_matches_the_cpu_path_at_every_sampled_grid():
     bracket = demo_bracket()
     fast = Engine(device="cpu", kernels="auto")  # the student samples on the CPU here, on the GPU in `gpu`
-    fast.set_bracket(bracket)
+    pf = fast.prepare(bracket)
     for precision in ("float32", "auto"):
         gpu = Engine(device="cuda", precision=precision)
-        gpu.set_bracket(bracket)
+        pg = gpu.prepare(bracket)
         assert gpu.on_device and gpu.dtype == (torch.float16 if precision == "auto" else torch.float32)
         for g in GRIDS:
             # cuDNN's convolutions use TF32 by default, so the GPU's latent code, and with it the LUT, differ from
             # the CPU's in the last bits; the renders still agree within one level
-            np.testing.assert_allclose(gpu.lut(g), fast.lut(g), atol=ONE_LEVEL / 2, rtol=0)
-            assert_close(gpu.render(g, 1.0), fast.render(g, 1.0))
-            assert_close(gpu.render(g, 1.0, max_side=400), fast.render(g, 1.0, max_side=400))
-        tensor = gpu.render_tensor(33, 1.0)
+            np.testing.assert_allclose(gpu.lut(pg, g), fast.lut(pf, g), atol=ONE_LEVEL / 2, rtol=0)
+            assert_close(gpu.render(pg, g, 1.0), fast.render(pf, g, 1.0))
+            assert_close(gpu.render(pg, g, 1.0, max_side=400), fast.render(pf, g, 1.0, max_side=400))
+        tensor = gpu.render_tensor(pg, 33, 1.0)
         assert tensor.is_cuda and tensor.dtype == gpu.dtype
 
 

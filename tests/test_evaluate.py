@@ -31,15 +31,16 @@ def one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Random (untrained) weights of every network, small where the loader reads the size from the weights."""
+    """Random (untrained) weights of every network, small ones with their architecture saved beside them."""
     from lutfuse.core.models.lut_student import LUTStudent
     from lutfuse.core.models.refine import AMNet, Phase1UNet
+    from lutfuse.core.weights import save_weights
 
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
-    torch.save(LUTStudent().state_dict(), folder / ev.STUDENT_FILE)
-    torch.save(Phase1UNet(width=8, layers=2).state_dict(), folder / ev.PHASE1_FILE)
-    torch.save(AMNet(width=8, layers=2).state_dict(), folder / ev.PHASE2_FILE)
+    save_weights(LUTStudent(), folder / ev.STUDENT_FILE)
+    save_weights(Phase1UNet(width=8, layers=2), folder / ev.PHASE1_FILE)   # architectures saved beside
+    save_weights(AMNet(width=8, layers=2), folder / ev.PHASE2_FILE)
     return folder
 
 
@@ -176,8 +177,11 @@ def test_missing_weights_skip_with_a_note_unless_asked_for(shared_data: Path, we
 
     partial = tmp_path / "weights"
     partial.mkdir()
+    from lutfuse.core.weights import config_path
+
     for name in (ev.STUDENT_FILE, ev.PHASE1_FILE):
         shutil.copy(weights / name, partial / name)
+        shutil.copy(config_path(weights / name), config_path(partial / name))
     monkeypatch.setattr(paths, "WEIGHTS", partial)
     assert run_cli("eval", shared_data, "--limit", 1, "--max-side", SIDE, "--device", "cpu") == 0
     text = capsys.readouterr().out

@@ -18,6 +18,7 @@ from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.fusion import DEFAULT_WEIGHTS, Engine
 from lutfuse.core.lut import apply_lut, identity_lut
 from lutfuse.core.metrics import mef_ssim
+from lutfuse.core.prepared import PreparedBracket
 
 
 class CurveStudent:
@@ -48,101 +49,107 @@ def make_engine(kind: str) -> Engine:
 
 
 @pytest.fixture
-def engine(rendered_bracket) -> Engine:
-    """CPU engine with the stand-in student on the rendered 96×128 bracket."""
-    e = make_engine("curve")
-    e.set_bracket(Bracket.from_images(rendered_bracket))
-    return e
+def engine() -> Engine:
+    """CPU engine with the stand-in student."""
+    return make_engine("curve")
+
+
+@pytest.fixture
+def prepared(engine, rendered_bracket) -> PreparedBracket:
+    """The rendered 96×128 bracket prepared by `engine`."""
+    return engine.prepare(Bracket.from_images(rendered_bracket))
 
 
 @pytest.mark.parametrize("kind", STUDENTS)
 def test_render_shapes_ranges_and_exact_pure_lut(kind, rendered_bracket):
     e = make_engine(kind)
     bracket = Bracket.from_images(rendered_bracket)
-    e.set_bracket(bracket)
-    assert e.bracket is bracket and e.device == torch.device("cpu")
+    p = e.prepare(bracket)
+    assert p.bracket is bracket and e.device == torch.device("cpu") and not hasattr(e, "bracket")
     # the base is core.base's: the mean with colour restored as far as this bracket's LUT needs
-    assert 0.0 <= e.base_amount <= 1.5
-    np.testing.assert_array_equal(e.base(), blend(np.stack(rendered_bracket), e.base_amount))
+    assert 0.0 <= p.base_amount <= 1.5
+    np.testing.assert_array_equal(p.base, blend(np.stack(rendered_bracket), p.base_amount))
     for g in (2, 17, 33, 129):
-        lut = e.lut(g)
+        lut = e.lut(p, g)
         assert lut.shape == (g, g, g, 3) and lut.dtype == np.float32
         assert lut.min() >= 0 and lut.max() <= 1
-        pure = e.render(g, 0.0)
+        pure = e.render(p, g, 0.0)
         # detail 0 is the exported .cube on the exported base, bit for bit
-        np.testing.assert_array_equal(pure, apply_lut(e.base(), e.lut(g)))
-        full = e.render(g, 1.0)
+        np.testing.assert_array_equal(pure, apply_lut(p.base, e.lut(p, g)))
+        full = e.render(p, g, 1.0)
         assert full.shape == (96, 128, 3) and full.dtype == np.float32
         assert full.min() >= 0 and full.max() <= 1
         assert np.abs(full - pure).mean() > 1e-3  # the detail really is added
 
 
-def test_lut_is_sampled_once_per_grid_size(engine):
+def test_lut_is_sampled_once_per_grid_size(engine, prepared):
     student = engine.student
-    first = engine.lut(17)
-    engine.render(17, 1.0)
-    engine.render(17, 0.5, max_side=40)
-    again = engine.lut(17)
+    first = engine.lut(prepared, 17)
+    engine.render(prepared, 17, 1.0)
+    engine.render(prepared, 17, 0.5, max_side=40)
+    again = engine.lut(prepared, 17)
     np.testing.assert_array_equal(first, again)
     assert student.sampled.count(17) == 1
     first[...] = 0  # lut() hands out a copy: the engine's cache is not touched
-    assert engine.lut(17).max() > 0.9
-    engine.lut(65)
+    assert engine.lut(prepared, 17).max() > 0.9
+    engine.lut(prepared, 65)
     assert student.sampled.count(65) == 1
 
 
-def test_detail_layer_per_grid_coarse_grids_get_their_own(engine, rendered_bracket):
+def test_detail_layer_per_grid_coarse_grids_get_their_own(engine, prepared, rendered_bracket):
     from lutfuse.core import detail
 
     stack = torch.from_numpy(np.stack(rendered_bracket)).permute(0, 3, 1, 2)
     levels = detail.split_levels(96, 128)
 
     def expected(g: int, layer_grid: int) -> np.ndarray:
-        tone = apply_lut(engine.base(), engine.lut(g))
-        ref = apply_lut(engine.base(), engine.lut(layer_grid))
+        tone = apply_lut(prepared.base, engine.lut(prepared, g))
+        ref = apply_lut(prepared.base, engine.lut(prepared, layer_grid))
         layer = detail.detail_layer(stack, torch.from_numpy(ref).permute(2, 0, 1), levels)
         return detail.add_detail(torch.from_numpy(tone), layer, 0.7).numpy()
 
     # G ≥ 9 shares the layer made through the G = 33 LUT; a coarse grid uses its own, preview first or not
     for g, layer_grid in ((17, 33), (129, 33), (4, 4), (2, 2), (3, 3), (4, 4)):
-        engine.render(g, 1.0, max_side=50)
-        np.testing.assert_allclose(engine.render(g, 0.7), expected(g, layer_grid), atol=2e-6, rtol=0)
-    assert sorted(engine._layers) == [3, 4, 33]  # two coarse layers kept beside the reference
+        engine.render(prepared, g, 1.0, max_side=50)
+        np.testing.assert_allclose(engine.render(prepared, g, 0.7), expected(g, layer_grid), atol=2e-6, rtol=0)
+    assert sorted(prepared._cache.layers) == [3, 4, 33]  # two coarse layers kept beside the reference
 
 
-def test_preview_respects_max_side_and_matches_the_downsized_render(engine):
-    full = engine.render(33, 1.0)
-    preview = engine.render(33, 1.0, max_side=64)
+def test_preview_respects_max_side_and_matches_the_downsized_render(engine, prepared):
+    full = engine.render(prepared, 33, 1.0)
+    preview = engine.render(prepared, 33, 1.0, max_side=64)
     assert preview.shape == (48, 64, 3)
     assert preview.min() >= 0 and preview.max() <= 1
     # the preview is close to the full render downsized: the same look, only smaller
     small = cv2.resize(full, (64, 48), interpolation=cv2.INTER_AREA)
     assert np.abs(preview - small).mean() < 0.01
-    np.testing.assert_array_equal(engine.render(33, 1.0, max_side=64), preview)  # reused cache, same result
-    assert engine.render(33, 1.0, max_side=500).shape == full.shape              # never upscaled
-    np.testing.assert_array_equal(engine.render(33, 0.0, max_side=64),
-                                  apply_lut(cv2.resize(engine.base(), (64, 48), interpolation=cv2.INTER_AREA),
-                                            engine.lut(33)))
+    np.testing.assert_array_equal(engine.render(prepared, 33, 1.0, max_side=64), preview)  # reused cache, same result
+    assert engine.render(prepared, 33, 1.0, max_side=500).shape == full.shape              # never upscaled
+    np.testing.assert_array_equal(engine.render(prepared, 33, 0.0, max_side=64),
+                                  apply_lut(cv2.resize(prepared.base, (64, 48), interpolation=cv2.INTER_AREA),
+                                            engine.lut(prepared, 33)))
 
 
 @pytest.mark.parametrize("grid", [1, 0, 130, 2.5, -3, float("nan"), "33", None])
-def test_bad_grid_size_is_a_clear_error(engine, grid):
+def test_bad_grid_size_is_a_clear_error(engine, prepared, grid):
     with pytest.raises(LUTFuseError, match="between 2 and 129"):
-        engine.lut(grid)
+        engine.lut(prepared, grid)
     with pytest.raises(LUTFuseError, match="between 2 and 129"):
-        engine.render(grid)
+        engine.render(prepared, grid)
 
 
-def test_bad_detail_preview_device_and_no_bracket_errors(engine):
+def test_bad_detail_preview_device_and_no_bracket_errors(engine, prepared):
     for detail in (-0.5, float("nan"), float("inf")):
         with pytest.raises(LUTFuseError, match="detail strength"):
-            engine.render(33, detail)
+            engine.render(prepared, 33, detail)
     with pytest.raises(LUTFuseError, match="preview size"):
-        engine.render(33, 1.0, max_side=0)
-    with pytest.raises(LUTFuseError, match="no bracket loaded"):
-        Engine(device="cpu", student=CurveStudent()).render()
-    with pytest.raises(LUTFuseError, match="no bracket loaded"):
-        Engine(device="cpu", student=CurveStudent()).base()
+        engine.render(prepared, 33, 1.0, max_side=0)
+    with pytest.raises(LUTFuseError, match="prepared bracket"):
+        engine.render(prepared.bracket)   # a Bracket, not prepared
+    with pytest.raises(LUTFuseError, match="another engine"):
+        Engine(device="cpu", student=CurveStudent()).render(prepared)
+    with pytest.raises(LUTFuseError, match="another engine"):
+        Engine(device="cpu", student=CurveStudent()).base(prepared)
     with pytest.raises(LUTFuseError, match="tpu"):
         Engine(device="tpu", student=CurveStudent())
     if not torch.cuda.is_available():
@@ -150,22 +157,34 @@ def test_bad_detail_preview_device_and_no_bracket_errors(engine):
             Engine(device="cuda", student=CurveStudent())
 
 
-def test_new_bracket_replaces_every_cache(engine, rendered_bracket):
-    engine.render(33, 1.0, max_side=64)
+def test_prepared_brackets_are_independent_and_read_only(engine, prepared, rendered_bracket):
+    before = engine.render(prepared, 33, 1.0)
+    preview = engine.render(prepared, 33, 1.0, max_side=64)
     smaller = [cv2.resize(im, (64, 40), interpolation=cv2.INTER_AREA) for im in rendered_bracket[:2]]
-    engine.set_bracket(Bracket.from_images(smaller))
-    assert engine.render(33, 1.0).shape == (40, 64, 3)
-    assert engine.render(33, 1.0, max_side=32).shape == (20, 32, 3)
-    np.testing.assert_array_equal(engine.render(33, 0.0), apply_lut(engine.base(), engine.lut(33)))
+    other = engine.prepare(Bracket.from_images(smaller))
+    assert engine.render(other, 33, 1.0).shape == (40, 64, 3)
+    assert engine.render(other, 33, 1.0, max_side=32).shape == (20, 32, 3)
+    np.testing.assert_array_equal(engine.render(other, 33, 0.0), apply_lut(other.base, engine.lut(other, 33)))
+    # preparing another bracket changes nothing of the first: same pixels, same caches
+    np.testing.assert_array_equal(engine.render(prepared, 33, 1.0), before)
+    np.testing.assert_array_equal(engine.render(prepared, 33, 1.0, max_side=64), preview)
+    assert prepared.shape == (96, 128) and other.shape == (40, 64)
+    with pytest.raises(ValueError, match="read-only"):
+        prepared.base[0, 0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        prepared.base = other.base
+    copy = engine.base(prepared)
+    copy[...] = 0  # base() hands out a writable copy
+    assert prepared.base.max() > 0
 
 
-def test_renders_from_two_threads_equal_serial_renders(engine):
-    expected = {g: engine.render(g, 1.0, max_side=m) for g, m in ((9, None), (33, 64), (65, None))}
+def test_renders_from_two_threads_equal_serial_renders(engine, prepared):
+    expected = {g: engine.render(prepared, g, 1.0, max_side=m) for g, m in ((9, None), (33, 64), (65, None))}
     results: dict[int, np.ndarray] = {}
 
     def work(g: int, m: int | None) -> None:
         for _ in range(3):
-            results[g] = engine.render(g, 1.0, max_side=m)
+            results[g] = engine.render(prepared, g, 1.0, max_side=m)
 
     threads = [threading.Thread(target=work, args=(g, m)) for g, m in ((9, None), (33, 64), (65, None))]
     for t in threads:
@@ -182,12 +201,12 @@ def test_detail_raises_mef_ssim_on_a_real_bracket(kind, shared_data):
     files = sorted(scene.iterdir())
     bracket = load_bracket([files[1], files[4], files[7]], align=False)
     e = make_engine(kind)
-    e.set_bracket(bracket)
-    pure, fused = e.render(33, 0.0), e.render(33, 1.0)
+    p = e.prepare(bracket)
+    pure, fused = e.render(p, 33, 0.0), e.render(p, 33, 1.0)
     assert pure.shape == fused.shape == bracket.images.shape[1:]
     frames = list(bracket.images)
     assert mef_ssim(frames, fused) > mef_ssim(frames, pure) + 0.005
-    preview = e.render(33, 1.0, max_side=200)
+    preview = e.render(p, 33, 1.0, max_side=200)
     assert max(preview.shape[:2]) == 200
 
 
@@ -196,7 +215,7 @@ def test_bench_lists_every_stage(capsys, tmp_path):
     assert main(["bench", "--size", "96x64", "--repeat", "1", "--frames", "2", "--device", "cpu", "--kernels", "auto",
                  "--json", str(report)]) == 0
     out = capsys.readouterr().out
-    stages = ("load", "align", "set_bracket", "open", "latent", "sample G=17", "sample G=33", "sample G=65",
+    stages = ("load", "align", "prepare", "open", "latent", "sample G=17", "sample G=33", "sample G=65",
               "sample G=129", "apply", "detail", "render", "preview", "grid change G=33", "grid change G=129",
               "mertens")
     for stage in stages:

@@ -96,10 +96,24 @@ def test_compare_with_a_frame_and_with_mertens(qtbot, window: MainWindow) -> Non
     frames = window.loaded.bracket.frames
     assert window.viewer.split and window.viewer.label_before.toPlainText() == frames[0].path.name
     assert np.array_equal(window.viewer.before.image, to_display(frames[0].image))
-    window.set_compare("mertens")
+    window.set_compare("mertens", mode="side")     # made in a background job, then shown side by side
+    assert window.viewer.side_by_side and not window.viewer.split and window.side_action.isChecked()
+    qtbot.waitUntil(lambda: window.viewer.label_before.toPlainText() == "Mertens", timeout=WAIT_MS)
     expected = to_display(mertens(load_bracket(demo_frames(), align=False).images))
     assert np.abs(window.viewer.before.image.astype(int) - expected.astype(int)).mean() < 1.0
-    assert window.viewer.label_before.toPlainText() == "Mertens"
+    assert np.array_equal(window.viewer.side_image.image, window.viewer.before.image)
+    assert window.viewer.side_label.toPlainText() == "Mertens"
+    names = [name for name, _ in window.compare_with()]    # the simple API: (name, display array) per source
+    assert names == [*(f.path.name for f in frames), "Mertens"]
+    # side by side: the two views show the same part of the image (zoom and pan linked)
+    window.viewer.set_zoom(2.0)
+    window.viewer.center_on(300, 200)
+    assert np.allclose(window.viewer.side_box.viewRange(), window.viewer.box.viewRange())
+    window.set_compare("frame:0", mode="split")
+    window.set_compare("mertens")                   # cached per bracket: shown at once, no second computation
+    assert window.viewer.label_before.toPlainText() == "Mertens" and not window.compare_sources.pending("mertens")
+    assert np.abs(window.viewer.before.image.astype(int) - expected.astype(int)).mean() < 1.0
+    assert window.viewer.split and not window.viewer.side_by_side
 
 
 def test_hq_export_is_shown_for_comparison(qtbot, window: MainWindow, tmp_path: Path, monkeypatch) -> None:
@@ -107,6 +121,9 @@ def test_hq_export_is_shown_for_comparison(qtbot, window: MainWindow, tmp_path: 
     from lutfuse.core.classical import mertens
 
     class QuickHQ:   # the real HQ takes tens of seconds on a shared CPU; a real fusion stands in
+        def __init__(self, **options):  # HQFusion's keywords (weights_dir, device, ablations)
+            pass
+
         def fuse(self, images, progress=None, cancel=None, valid=None, **live_settings):  # HQFusion.fuse's
             return mertens(images, valid)
 
@@ -203,7 +220,9 @@ def test_adjustments_reach_the_render_the_lut_and_auto(qtbot, window: MainWindow
     settle(window.look_panel.sliders["exposure"], 100)          # +1 EV
     qtbot.waitUntil(lambda: window.full_shown and window.viewer.after_pixels().astype(float).mean() > dark + 5,
                     timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: np.allclose(window.lut_panel.lut, window.host.engine.lut(33, look=Look(exposure=1.0))),
+    host = window.host
+    qtbot.waitUntil(lambda: np.allclose(window.lut_panel.lut,
+                                        host.engine.lut(host.current.prepared, 33, look=Look(exposure=1.0))),
                     timeout=WAIT_MS)
     window.look_panel.auto.click()
     assert window.undo_stack.undoText() == "Auto"

@@ -14,6 +14,7 @@ from lutfuse.core.hq import PHASE1_FILE, PHASE2_FILE, HQFusion, raised_cosine, t
 from lutfuse.core.metrics import mef_ssim as mef_ssim_metric
 from lutfuse.core.models.refine import AMNet, Phase1UNet
 from lutfuse.core.train.refine_losses import mef_ssim, ms_ssim, refine_loss
+from lutfuse.core.weights import config_path, save_weights
 
 SHIPPED = (paths.WEIGHTS / PHASE1_FILE).is_file() and (paths.WEIGHTS / PHASE2_FILE).is_file()
 
@@ -29,10 +30,10 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights folder with small randomly initialised networks (seeded)."""
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
-    torch.save(Phase1UNet(width=8).state_dict(), folder / PHASE1_FILE)
+    save_weights(Phase1UNet(width=8), folder / PHASE1_FILE)   # the architecture is saved beside the weights
     amnet = AMNet(width=8)
     torch.nn.init.normal_(amnet.out[-1].weight, std=0.05)  # a trained net's residual is not zero
-    torch.save(amnet.state_dict(), folder / PHASE2_FILE)
+    save_weights(amnet, folder / PHASE2_FILE)
     return folder
 
 
@@ -93,15 +94,19 @@ def test_one_frame_is_refused(hq: HQFusion, rendered_bracket: list[np.ndarray]) 
 def test_missing_or_wrong_weights(tmp_path: Path, random_weights: Path) -> None:
     with pytest.raises(WeightsError, match=PHASE1_FILE):
         HQFusion(tmp_path)
-    (tmp_path / PHASE1_FILE).write_bytes((random_weights / PHASE1_FILE).read_bytes())
+    for name in (PHASE1_FILE, config_path(PHASE1_FILE).name):   # the weights and their architecture
+        (tmp_path / name).write_bytes((random_weights / name).read_bytes())
     with pytest.raises(WeightsError, match=PHASE2_FILE):
         HQFusion(tmp_path)
     (tmp_path / PHASE2_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="not a valid HQ phase 2 weights file"):
         HQFusion(tmp_path)
-    # phase-1 weights where phase 2 belongs
+    # phase-1 weights where phase 2 belongs: refused by their architecture file, or without it by their shapes
     (tmp_path / PHASE2_FILE).write_bytes((random_weights / PHASE1_FILE).read_bytes())
-    with pytest.raises(WeightsError, match="phase-2"):
+    with pytest.raises(WeightsError, match="weights do not fit the HQ phase 2"):
+        HQFusion(tmp_path)
+    config_path(tmp_path / PHASE2_FILE).write_bytes(config_path(random_weights / PHASE1_FILE).read_bytes())
+    with pytest.raises(WeightsError, match="describes a 'Phase1UNet' network, not the HQ phase 2"):
         HQFusion(tmp_path)
 
 
@@ -158,13 +163,18 @@ def real_bracket(shared_data: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def engine(real_bracket: np.ndarray):
-    """The engine (shipped student) holding the real bracket, as the editor's does."""
-    from lutfuse.core.bracket import Bracket
+    """The engine (shipped student), as the editor's."""
     from lutfuse.core.fusion import Engine
 
-    eng = Engine(device="cpu")
-    eng.set_bracket(Bracket.from_images(real_bracket))
-    return eng
+    return Engine(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def prepared(engine, real_bracket: np.ndarray):
+    """The real bracket prepared by `engine`, as the editor's is."""
+    from lutfuse.core.bracket import Bracket
+
+    return engine.prepare(Bracket.from_images(real_bracket))
 
 
 @pytest.fixture(scope="module")
@@ -174,12 +184,12 @@ def live_hq(random_weights: Path) -> HQFusion:
 
 
 @pytest.mark.shared_data
-def test_hq_follows_the_editor_settings(live_hq: HQFusion, engine, real_bracket: np.ndarray) -> None:
+def test_hq_follows_the_editor_settings(live_hq: HQFusion, engine, prepared, real_bracket: np.ndarray) -> None:
     from lutfuse.core.consistency import median_delta_e
 
     settings = [(33, 1.0), (33, 0.0), (3, 1.0)]
-    lives = {s: engine.render(*s) for s in settings}
-    hqs = {s: live_hq.fuse(real_bracket, engine=engine, grid=s[0], detail=s[1]) for s in settings}
+    lives = {s: engine.render(prepared, *s) for s in settings}
+    hqs = {s: live_hq.fuse(real_bracket, engine=engine, prepared=prepared, grid=s[0], detail=s[1]) for s in settings}
     for s in settings:
         assert median_delta_e(lives[s], hqs[s]) <= 2.0
     # changing a setting changes HQ the way it changes the live view: the two differences point the same way
@@ -198,11 +208,11 @@ def test_hq_follows_the_editor_settings(live_hq: HQFusion, engine, real_bracket:
 
 
 @pytest.mark.shared_data
-def test_hq_is_the_live_picture_done_better(live_hq: HQFusion, engine, real_bracket: np.ndarray) -> None:
+def test_hq_is_the_live_picture_done_better(live_hq: HQFusion, engine, prepared, real_bracket: np.ndarray) -> None:
     from lutfuse.core.consistency import chroma, median_delta_e
 
-    live = engine.render(33, 1.0)
-    out = live_hq.fuse(real_bracket, engine=engine)
+    live = engine.render(prepared, 33, 1.0)
+    out = live_hq.fuse(real_bracket, engine=engine, prepared=prepared)
     assert out.shape == live.shape and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
     assert median_delta_e(live, out) <= 2.0            # the same picture (issue 15: median CIEDE2000 ≤ 2)
@@ -212,40 +222,44 @@ def test_hq_is_the_live_picture_done_better(live_hq: HQFusion, engine, real_brac
     # renders made beforehand (the GUI makes them under its engine lock) give the same picture
     from lutfuse.core.hq import live_renders
 
-    np.testing.assert_array_equal(live_hq.fuse(real_bracket, renders=live_renders(engine, 33, 1.0)), out)
+    np.testing.assert_array_equal(live_hq.fuse(real_bracket, renders=live_renders(engine, prepared, 33, 1.0)), out)
 
 
 @pytest.mark.shared_data
-def test_refinement_raises_mef_ssim_against_the_frames(engine, real_bracket: np.ndarray,
+def test_refinement_raises_mef_ssim_against_the_frames(engine, prepared, real_bracket: np.ndarray,
                                                        random_weights: Path) -> None:
     weights = None if SHIPPED else random_weights
     scores = {}
     for steps in (0, 8):
-        out = HQFusion(weights, device="cpu", steps=steps, phase2=False).fuse(real_bracket, engine=engine)
+        out = HQFusion(weights, device="cpu", steps=steps, phase2=False).fuse(real_bracket, engine=engine,
+                                                                              prepared=prepared)
         scores[steps] = mef_ssim_metric(list(real_bracket), out)
     # without a network and without steps the correction is zero: HQ is the live view exactly
-    np.testing.assert_allclose(HQFusion(weights, device="cpu", steps=0, phase2=False).fuse(real_bracket, engine=engine),
-                               engine.render(33, 1.0), atol=1e-6)
+    plain = HQFusion(weights, device="cpu", steps=0, phase2=False)
+    np.testing.assert_allclose(plain.fuse(real_bracket, engine=engine, prepared=prepared),
+                               engine.render(prepared, 33, 1.0), atol=1e-6)
     assert scores[8] > scores[0] + 0.0005, scores
 
 
 @pytest.mark.shared_data
-def test_progress_and_cancel(live_hq: HQFusion, engine, real_bracket: np.ndarray) -> None:
+def test_progress_and_cancel(live_hq: HQFusion, engine, prepared, real_bracket: np.ndarray) -> None:
     seen: list[float] = []
-    live_hq.fuse(real_bracket, progress=seen.append, engine=engine)
+    live_hq.fuse(real_bracket, progress=seen.append, engine=engine, prepared=prepared)
     assert len(seen) > live_hq.steps and seen[0] == 0.0 and seen[-1] == 1.0
     assert all(b >= a for a, b in zip(seen, seen[1:]))
     # cancel once the refinement has started: stops within a step
     seen.clear()
     with pytest.raises(Cancelled):
-        live_hq.fuse(real_bracket, progress=seen.append, cancel=lambda: len(seen) > 5, engine=engine)
+        live_hq.fuse(real_bracket, progress=seen.append, cancel=lambda: len(seen) > 5, engine=engine,
+                     prepared=prepared)
     assert seen[-1] < 1.0 and len(seen) <= 7
 
 
 @pytest.mark.shared_data
-def test_the_engine_must_hold_the_bracket(live_hq: HQFusion, engine, real_bracket: np.ndarray) -> None:
-    with pytest.raises(BracketError, match="engine"):
-        live_hq.fuse(real_bracket[:, :100, :100], engine=engine)
+def test_the_prepared_bracket_must_be_these_frames(live_hq: HQFusion, engine, prepared,
+                                                    real_bracket: np.ndarray) -> None:
+    with pytest.raises(BracketError, match="prepared bracket"):
+        live_hq.fuse(real_bracket[:, :100, :100], engine=engine, prepared=prepared)
 
 
 def test_full_resolution_application_by_strips_equals_whole() -> None:

@@ -76,7 +76,7 @@ def test_unwritable_folder_is_found_before_the_work(frames: Path, capsys: pytest
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("fusion ran although the output could not be written")
 
-    monkeypatch.setattr("lutfuse.core.commands.fuse.fuse_bracket", never)
+    monkeypatch.setattr("lutfuse.core.methods.Method.fuse", never)
     monkeypatch.setattr("lutfuse.core.bracket.load_bracket", never)
     assert main(["fuse", str(frames), "-o", str(out)]) == 1
     lines = error_lines(capsys.readouterr().err)
@@ -226,7 +226,7 @@ def test_non_finite_network_output_names_the_weights_and_writes_nothing(frames: 
         image[10:12, 20:25] = np.nan  # what a tampered or diverged network gives
         return image
 
-    monkeypatch.setattr("lutfuse.core.pipeline.fuse_bracket", broken)  # fuse and batch fuse through here
+    monkeypatch.setattr("lutfuse.core.methods.Method.fuse", broken)  # fuse and batch fuse through here
     out = tmp_path / "nan.png"
     assert main(["fuse", str(frames), "-o", str(out)]) == 1
     assert error_lines(capsys.readouterr().err) == [

@@ -125,8 +125,8 @@ def test_an_invalid_strip_takes_its_content_from_the_other_frames(shared_data: P
         bracket = Bracket.from_images(stack, valid=valid)
         assert bracket.valid is not None and not bracket.valid[2, :, :60].any()
         engine = Engine(device="cpu")
-        engine.set_bracket(bracket)
-        results.append((bracket.mean(), mertens(bracket.images, bracket.valid), engine.render(33, 1.0)))
+        prepared = engine.prepare(bracket)
+        results.append((bracket.mean(), mertens(bracket.images, bracket.valid), engine.render(prepared, 33, 1.0)))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, atol=1e-4)
     # the strip's base is the other frames' content, with the bright frame predicted from the reference
@@ -161,8 +161,7 @@ def test_a_moving_object_follows_the_reference_with_deghosting(shared_data: Path
         work = stack.copy()
         _, valid, ghost = register_stack(work, None, "auto", deghost)
         bracket = Bracket.from_images(work, valid=valid)
-        engine.set_bracket(bracket)
-        return engine.render(33, 1.0), mertens(bracket.images, bracket.valid), ghost
+        return engine.render(engine.prepare(bracket), 33, 1.0), mertens(bracket.images, bracket.valid), ghost
 
     reference_lut, reference_mertens, _ = fused(static, "off")
     ghosted_lut, ghosted_mertens, _ = fused(moving, "off")

@@ -50,3 +50,33 @@ def test_a_flat_or_clipped_pair_is_not_judged() -> None:
     white = np.ones((64, 96, 3), np.float32)
     assert structure_correlation(black, white) is None
     assert bracket_warnings(np.stack([black, white]), ["a", "b"]) == []
+
+
+def test_fuse_prints_the_warnings_even_when_registration_bends_the_stranger(shared_data, tmp_path, capsys) -> None:
+    """`lutfuse fuse` on a folder with a duplicated frame and on one with a frame of another scene: one line each
+    on stderr, and the file is written (the user may mean it). Registered (the default), the stranger frame is
+    warped towards the others; the check judges the frames as shot."""
+    import shutil
+
+    from lutfuse.core.cli import main
+    from lutfuse.core.scene_check import scene_warnings
+
+    seq = shared_data / "brackets" / "deepfuse"
+    dup, mixed = tmp_path / "dup", tmp_path / "mixed"
+    for folder, sources in ((dup, ("Seq_11/00.jpg", "Seq_11/01.jpg", "Seq_11/01.jpg")),
+                            (mixed, ("Seq_11/00.jpg", "Seq_14/01.jpg", "Seq_11/02.jpg"))):
+        folder.mkdir()
+        for name, source in zip(("a.jpg", "b.jpg", "c.jpg"), sources):
+            shutil.copy(seq / source, folder / name)
+    assert main(["fuse", str(dup), "-o", str(tmp_path / "dup.jpg"), "--align", "off"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "same pixels" in line] == [
+        f"lutfuse fuse: note: {dup / 'c.jpg'}: holds the same pixels as {dup / 'b.jpg'} (the same frame twice?)"]
+    assert main(["fuse", str(mixed), "-o", str(tmp_path / "mixed.jpg")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    warned = [line for line in err if line.startswith("lutfuse fuse: warning: ")]
+    assert len(warned) == 1 and "b.jpg does not look like the same scene" in warned[0]
+    assert (tmp_path / "mixed.jpg").is_file()
+    # real brackets, registered: no warning
+    # (all 67 real brackets of ../shared/data, registered, gave none; one here)
+    assert scene_warnings(load_bracket([shared_data / "brackets" / "deepfuse" / "Seq_74"], align="auto")) == []

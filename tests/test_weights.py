@@ -3,6 +3,7 @@ unsafely; every loader in core goes through core.weights."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -131,3 +132,84 @@ def test_cli_with_tampered_student_exits_1_with_one_line(tmp_path: Path, rendere
     assert lines[-1].startswith("lutfuse fuse: error: ") and "lut_student.pt" in lines[-1]
     assert "Traceback" not in result.stderr and "weights_only" not in result.stderr
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- architectures saved beside the weights
+
+def _count(state: dict, prefix: str) -> int:
+    return sum(1 for k in state if k.startswith(prefix) and k.endswith(".weight"))
+
+
+def _guessed(name: str, state: dict) -> torch.nn.Module:
+    """How the networks were built before their architectures were saved: the LUT networks with the class
+    defaults, the HQ networks with sizes read from tensor shapes. Kept here only to prove the saved configs
+    build the very same networks."""
+    from lutfuse.core.models.lut_teacher import LUTTeacher
+    from lutfuse.core.models.refine import AMNet, Phase1UNet
+
+    if name == "LUT student":
+        return LUTStudent()
+    if name == "LUT teacher":
+        return LUTTeacher()
+    if name == "HQ phase 1":
+        return Phase1UNet(width=state["enc_under.head.0.weight"].shape[0], layers=_count(state, "dense.0.layers."))
+    return AMNet(width=state["shared.0.weight"].shape[0], growth=state["dense.0.layers.0.weight"].shape[0],
+                 layers=_count(state, "dense.0.layers."))
+
+
+def _outputs(name: str, model: torch.nn.Module) -> list[torch.Tensor]:
+    """The network's outputs on a fixed input (seeded), as its caller uses it."""
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        if name == "LUT student":
+            latent = model.encode(torch.rand(1, 3, 3, 64, 64, generator=gen))
+            return [latent, model.sample(latent, 9)]
+        if name == "LUT teacher":
+            return [model.fuse(torch.rand(1, 2, 3, 64, 64, generator=gen))]
+        frames = [torch.rand(1, 3, 48, 64, generator=gen) for _ in range(4)]
+        return [model(*frames[:2])] if name == "HQ phase 1" else [model(*frames)]
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_architectures_are_saved_beside_the_weights(name: str) -> None:
+    from lutfuse.core.weights import config_path, load_model, read_config
+
+    path = shipped(name)
+    state = load_state_dict(path, name)
+    old = _guessed(name, state)
+    old.load_state_dict(state)
+    old.eval()
+    doc = json.loads(config_path(path).read_text())
+    assert doc["architecture"] == type(old).__name__
+    new = load_model(type(old), path, name)
+    assert read_config(path, type(old).__name__) == doc["config"] == json.loads(json.dumps(old.config))
+    for a, b in zip(_outputs(name, old), _outputs(name, new)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_save_weights_round_trip_and_bad_configs(tmp_path: Path) -> None:
+    from lutfuse.core.models.refine import AMNet, Phase1UNet
+    from lutfuse.core.weights import config_path, load_model, save_weights
+
+    torch.manual_seed(3)
+    net = AMNet(width=8, growth=6, layers=2, dilation=3)
+    path = save_weights(net, tmp_path / "net.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.json", "net.pt"]  # no temporary left behind
+    back = load_model(AMNet, path, "phase 2")
+    assert back.config == net.config and not back.training
+    frames = [torch.rand(1, 3, 32, 32) for _ in range(4)]
+    with torch.no_grad():
+        torch.testing.assert_close(back(*frames), net.eval()(*frames), rtol=0, atol=0)
+    # the architecture is read, never guessed: without it the class defaults do not fit, in one line
+    config_path(path).unlink()
+    with pytest.raises(WeightsError, match=r"net\.pt: weights do not fit the phase 2"):
+        load_model(AMNet, path, "phase 2")
+    save_weights(net, path)
+    with pytest.raises(WeightsError, match=r"net\.json: describes a 'AMNet' network"):
+        load_model(Phase1UNet, path, "phase 1")
+    config_path(path).write_text('{"architecture": "AMNet", "config": {"width": 8, "depth": 3}}')
+    with pytest.raises(WeightsError, match=r"net\.json: not a valid phase 2 architecture"):
+        load_model(AMNet, path, "phase 2")
+    config_path(path).write_text("{not json")
+    with pytest.raises(WeightsError, match=r"net\.json: not a readable phase 2 architecture file"):
+        load_model(AMNet, path, "phase 2")

@@ -88,7 +88,7 @@ def _setting_actions(parser_actions: list[argparse.Action] | None = None) -> dic
 def preset_values(path: Path) -> dict[str, Any]:
     """A preset file's values checked against fuse's options: PresetError naming the key and the file for an
     unknown key or a value of the wrong type / not among the choices."""
-    from lutfuse.core.preset import NAME_KEY, PresetError, read_preset
+    from lutfuse.core.sidecar import NAME_KEY, PresetError, read_preset
 
     actions = _setting_actions()
     values = read_preset(path)
@@ -113,7 +113,7 @@ def preset_values(path: Path) -> dict[str, Any]:
                 raise PresetError(f"{path}: key '{key}' must be a value for {action.option_strings[-1]}, got {value}")
             if action.type is not None:
                 try:
-                    value = action.type(value) if not isinstance(value, str) or action.type is not str else value
+                    value = action.type(value) if not isinstance(value, str) or action.type is not str else value  # type: ignore[operator]
                     if isinstance(value, float) and action.type is int and not value.is_integer():
                         raise ValueError
                 except (TypeError, ValueError):
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     folder_mode = args.group == "folder"
     pattern = check_pattern(args.name or (DEFAULT_FOLDER_NAME if folder_mode else DEFAULT_NAME))
     if args.save_preset is not None:
-        from lutfuse.core.preset import write_preset
+        from lutfuse.core.sidecar import write_preset
 
         write_preset(args.save_preset, {**settings.values, "name": pattern}, overwrite=args.force)
         tqdm.write(f"wrote preset {args.save_preset}")

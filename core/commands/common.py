@@ -121,10 +121,7 @@ def image_options(args: argparse.Namespace) -> dict:
 
 def output_bit_depth(output: Path, requested: int | None, source_bits: int) -> int:
     """8 or 16: what was asked for, else 16 for PNG/TIFF when the sources are 16-bit."""
-    kind = IMAGE_SUFFIXES.get(output.suffix.lower())
-    if requested == 16 and kind == "JPEG":
-        raise OutputError(f"{output}: JPEG holds only 8 bits per channel; write a .tif or .png for 16-bit")
-    if requested is not None:
-        return requested
-    return 16 if source_bits > 8 and kind in {"PNG", "TIFF"} else 8
+    from lutfuse.core.export import bit_depth_for
+
+    return bit_depth_for(output, requested, source_bits)
 

@@ -56,14 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_cube(args: argparse.Namespace) -> int:
-    """Load the bracket, sample the student LUT at --grid, write the .cube (and the base image)."""
+    """Load the bracket, sample the student LUT at --grid, write the .cube (and the base image): core.export."""
     from lutfuse.core.bracket import frame_paths
-    from lutfuse.core.cube import cube_title, write_cube
+    from lutfuse.core.export import export_cube
     from lutfuse.core.fusion import Engine
-    from lutfuse.core.imageio import write_image
-    from lutfuse.core.metadata import OutputMetadata
-    from lutfuse.core.profiles import cube_comments
-    from lutfuse.core.weights import shipped
+    from lutfuse.core.grid import check_grid
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
@@ -71,8 +68,10 @@ def run_cube(args: argparse.Namespace) -> int:
     if args.base is not None:
         check_output(args.base, args.frames, args.force, suffixes={".tif", ".tiff", ".png"})
     check_bracket_outputs(args)
-    if not 2 <= args.grid <= 129:
-        raise LUTFuseError(f"--grid {args.grid}: the grid size must be between 2 and 129")
+    try:
+        check_grid(args.grid)
+    except LUTFuseError as exc:
+        raise LUTFuseError(f"--grid {args.grid}: {exc}") from None
 
     look_from_args(args)  # fail fast on an out-of-range slider
     with tqdm(total=3, desc="cube", leave=False) as bar:
@@ -80,19 +79,13 @@ def run_cube(args: argparse.Namespace) -> int:
         print_notes("cube", bracket.notes)
         bar.update()
         engine = Engine(device=args.device, kernels=args.kernels)
-        engine.set_bracket(bracket)
-        lut = engine.lut(args.grid, look=look_from_args(args, bracket.images))
+        prepared = engine.prepare(bracket)
         bar.update()
-        title = args.title or cube_title(bracket.frames[0].path.stem, args.grid)
-        path = write_cube(args.output, lut, title=title, comments=cube_comments(bracket.middle().icc),
-                          overwrite=args.force, inputs=[f.path for f in bracket.frames],
-                          origin=str(shipped("LUT student")))
-        if args.base is not None:
-            meta = OutputMetadata.from_bracket(bracket, made=f"base image (core/base.py) for {args.output.name}")
-            write_image(args.base, engine.base(), bit_depth=16, metadata=meta,
-                        overwrite=args.force, inputs=[f.path for f in bracket.frames])
+        done = export_cube(engine, prepared, args.output, grid=args.grid,
+                           look=look_from_args(args, bracket.images), title=args.title, base=args.base,
+                           overwrite=args.force)
         bar.update()
-    tqdm.write(f"wrote {path} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
+    tqdm.write(f"wrote {done.cube} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
     return 0
 
 

@@ -7,6 +7,7 @@ an option added here becomes a batch option and a preset key with no change in b
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tqdm import tqdm
 
@@ -20,6 +21,7 @@ from lutfuse.core.commands.common import (
 )
 from lutfuse.core.commands.look import add_look_arguments
 from lutfuse.core.errors import shown_path
+from lutfuse.core.methods import METHODS as REGISTRY
 from lutfuse.core.pipeline import METHODS, FuseSettings, fuse_bracket  # noqa: F401  (fuse_bracket: public here too)
 
 # Dests of fuse's arguments that name this run's files rather than how to fuse (batch has its own).
@@ -31,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_bracket_arguments(parser)
     add_output_arguments(parser)
     parser.add_argument("--method", choices=METHODS, default="lut",
-                        help="lut: learned 3D LUT + detail (real time); mertens: classical exposure fusion; "
-                             "hq: the lut render at --grid/--detail, refined by the two-phase networks and a "
-                             "per-bracket MEF-SSIM refinement (seconds; best quality)")
+                        help="; ".join(f"{name}: {REGISTRY[name].help}" for name in METHODS))
     parser.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (methods lut and hq)")
     parser.add_argument("--detail", type=float, default=1.0,
                         help="local-contrast strength, 0 = pure LUT (methods lut and hq)")
@@ -75,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
     def loaded(bracket) -> None:
         print_notes("fuse", bracket.notes)
+        from lutfuse.core.scene_check import scene_warnings
+
+        for warning in scene_warnings(bracket):   # fused anyway (the user may mean it), but never without a word
+            print(f"lutfuse fuse: warning: {warning}", file=sys.stderr)
         evs = relative_evs([f.ev for f in bracket.frames])
         frames = ", ".join(f"{shown_path(f.path.name)} ({ev:+.1f} EV)" for f, ev in zip(bracket.frames, evs))
         source = "EXIF" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness"

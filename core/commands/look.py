@@ -4,6 +4,7 @@ a batch preset may carry the same keys; plus --auto (core.adjust.auto_look)."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def add_look_arguments(parser: argparse.ArgumentParser) -> None:
                             "given add to it")
 
 
-def look_from_args(args: argparse.Namespace, images: np.ndarray | None = None) -> Look | None:
+def look_from_args(args: Any, images: np.ndarray | None = None) -> Look | None:
     """The Look the flags ask for (None when neutral); with --auto, auto_look(images) plus the given sliders,
     clipped to each slider's range. LUTFuseError for a value out of range."""
     values = {name: float(getattr(args, name, 0.0) or 0.0) for name in FIELDS}

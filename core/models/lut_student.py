@@ -22,8 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lutfuse.core.paths import WEIGHTS
-
 INPUT_SIZE = 128        # side the encoder works at (the engine downsamples to this)
 OCTAVES = 4             # Fourier octaves of each colour coordinate
 DEFAULT_CHUNK = 1 << 13  # lattice points per chunk in sample(): intermediates stay in cache
@@ -85,6 +83,7 @@ class LUTStudent(nn.Module):
 
     def __init__(self, latent: int = 128, width: int = 64, hyper_hidden: int = 256, octaves: int = OCTAVES) -> None:
         super().__init__()
+        self.config = {"latent": latent, "width": width, "hyper_hidden": hyper_hidden, "octaves": octaves}
         self.latent_dim, self.width, self.octaves = latent, width, octaves
         self.encoder = Encoder(latent)
         feat = 1 + 2 * octaves
@@ -101,7 +100,7 @@ class LUTStudent(nn.Module):
         # residual starts at exactly 0 (a fresh student is the identity LUT) while gradients still reach
         # every layer: the shared output layer and the hypernetwork's last layer start at zero
         for p in (self.out.weight, self.out.bias, self.hyper[-1].weight, self.hyper[-1].bias):
-            nn.init.zeros_(p)
+            nn.init.zeros_(p)  # type: ignore[arg-type]
 
     # -- per bracket ---------------------------------------------------------------------------------------
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
@@ -139,7 +138,7 @@ class LUTStudent(nn.Module):
 
     def _tables(self, x: torch.Tensor) -> list[torch.Tensor]:
         """...×3 colours in [0,1] -> the first layer's three per-axis terms, each ...×W (no bias)."""
-        return [F.linear(fourier_features(x[..., i:i + 1], self.octaves), layer.weight)
+        return [F.linear(fourier_features(x[..., i:i + 1], self.octaves), layer.weight)  # type: ignore[arg-type]
                 for i, layer in enumerate(self.l1)]
 
     # -- per point -----------------------------------------------------------------------------------------
@@ -178,8 +177,8 @@ class LUTStudent(nn.Module):
                 if grad:
                     parts.append(res)
                 else:
-                    out[b0:b1].view(-1, 3).copy_(res)
-            res = torch.cat(parts).view(g, g, g, 3) if grad else out.view(g, g, g, 3)
+                    out[b0:b1].view(-1, 3).copy_(res)  # type: ignore[index]
+            res = torch.cat(parts).view(g, g, g, 3) if grad else out.view(g, g, g, 3)  # type: ignore[union-attr]
             luts.append(res + ident if grad else res.add_(ident))
         lut = torch.stack(luts)
         return lut.clamp(0.0, 1.0) if clamp else lut
@@ -187,9 +186,8 @@ class LUTStudent(nn.Module):
 
 def load_student(path: Path | None = None, device: torch.device | str | None = None) -> LUTStudent:
     """LUTStudent with weights from `path` (default resources/weights/lut_student.pt), in eval mode on `device`."""
-    from lutfuse.core.weights import load_into, load_state_dict
+    from lutfuse.core.weights import load_model, shipped
 
-    path = Path(path) if path is not None else WEIGHTS / "lut_student.pt"
-    state = load_state_dict(path, "LUT student", " (train them with `lutfuse train student`)")
-    model = load_into(LUTStudent(), state, path, "LUT student")
+    path = Path(path) if path is not None else shipped("LUT student")
+    model = load_model(LUTStudent, path, "LUT student", " (train them with `lutfuse train student`)")
     return model.to(device if device is not None else "cpu").eval()

@@ -17,7 +17,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lutfuse.core.models.lut_student import INPUT_SIZE
-from lutfuse.core.paths import WEIGHTS
 
 GRID = 33
 
@@ -71,6 +70,7 @@ class LUTTeacher(nn.Module):
 
     def __init__(self, bases: int = 3, weight_grids: int = 4, grid: int = GRID) -> None:
         super().__init__()
+        self.config = {"bases": bases, "weight_grids": weight_grids, "grid": grid}
         self.m, self.j, self.grid = bases, weight_grids, grid
         self.cnn = TeacherCNN(13, bases + 1 + weight_grids)
         basis = torch.stack([_identity(grid)] + [1e-3 * torch.randn(grid, grid, grid, 3) for _ in range(bases - 1)])
@@ -101,9 +101,8 @@ class LUTTeacher(nn.Module):
 
 def load_teacher(path: Path | None = None, device: torch.device | str | None = None) -> LUTTeacher:
     """LUTTeacher with weights from `path` (default resources/weights/lut_teacher.pt), eval mode, on `device`."""
-    from lutfuse.core.weights import load_into, load_state_dict
+    from lutfuse.core.weights import load_model, shipped
 
-    path = Path(path) if path is not None else WEIGHTS / "lut_teacher.pt"
-    state = load_state_dict(path, "LUT teacher", " (train them with `lutfuse train teacher`)")
-    model = load_into(LUTTeacher(), state, path, "LUT teacher")
+    path = Path(path) if path is not None else shipped("LUT teacher")
+    model = load_model(LUTTeacher, path, "LUT teacher", " (train them with `lutfuse train teacher`)")
     return model.to(device if device is not None else "cpu").eval()

@@ -85,6 +85,7 @@ class Phase1UNet(nn.Module):
 
     def __init__(self, width: int = 32, layers: int = 6) -> None:
         super().__init__()
+        self.config = {"width": width, "layers": layers}   # saved beside the weights (core.weights)
         self.width = width
         w = width
         self.enc_under = Encoder(w)
@@ -152,6 +153,7 @@ class AMNet(nn.Module):
         self.width = width
         c = width
         g = growth if growth is not None else max(c // 2, 4)
+        self.config = {"width": width, "growth": g, "layers": layers, "dilation": dilation}  # core.weights
         self.shared = nn.Sequential(conv(3, c), nn.GELU())
         self.att_under = Attention(c)
         self.att_over = Attention(c)
@@ -160,8 +162,8 @@ class AMNet(nn.Module):
         self.fuse = nn.Conv2d(3 * c, c, 1)
         self.global_conv = conv(c, c)
         self.out = nn.Sequential(conv(c, c), nn.GELU(), conv(c, 3))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        nn.init.zeros_(self.out[-1].weight)  # type: ignore[arg-type]
+        nn.init.zeros_(self.out[-1].bias)  # type: ignore[arg-type]
 
     def forward(self, under: torch.Tensor, middle: torch.Tensor, over: torch.Tensor,
                 base: torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,7 @@ def validation_tables(validation: dict) -> list[str]:
     lines: list[str] = []
     mean = validation.get("mean")
     if isinstance(mean, dict) and all(isinstance(v, dict) for v in mean.values()):
-        first = next(iter(mean.values()), {})
+        first: dict = next(iter(mean.values()), {})
         if first and all(isinstance(v, dict) for v in first.values()):   # grouped (phase 2: all/k2/k3)
             for group, rows in mean.items():
                 lines += [f"**{group}**", "", *_table(rows), ""]

@@ -20,6 +20,7 @@ import torch
 
 from lutfuse.core.classical import mertens
 from lutfuse.core.colour import luma
+from lutfuse.core.layout import to_planar
 
 SPLIT_PATH = Path(__file__).with_name("split.json")
 VAL_EVERY = 5            # every 5th scene of each source (sorted by key, offset 2) is validation
@@ -135,7 +136,7 @@ def render_hdr_scene(radiance: np.ndarray, key: str, variant: int) -> np.ndarray
     n = int(np.clip(np.ceil(ev_bright - ev_dark) + 1, 5, 9))
     evs = np.linspace(ev_dark, max(ev_bright, ev_dark + 4.0), n)
     gamma, shoulder = float(rng.uniform(1.8, 2.6)), float(rng.uniform(0.0, 0.12))
-    return render_bracket(radiance, evs, rng, gamma, shoulder)
+    return render_bracket(radiance, evs, rng, gamma, shoulder)  # type: ignore[arg-type]
 
 
 def _scene_from_frames(key: str, frames: np.ndarray) -> Scene:
@@ -204,11 +205,6 @@ def middle_index(inputs: Sequence[int]) -> int:
     return (inputs[0] + inputs[-1]) // 2
 
 
-def _chw(a: np.ndarray) -> torch.Tensor:
-    """...×H×W×3 numpy -> ...×3×H×W float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3), dtype=np.float32))
-
-
 Extras = Callable[[int, list[int]], dict[str, np.ndarray]]   # (scene index, input indices) -> H×W×3 planes
 
 
@@ -243,7 +239,7 @@ class FusionDataset(torch.utils.data.Dataset):
             planes = {name: a[..., :, ::-1, :] for name, a in planes.items()}
         if rng.random() < 0.5:
             planes = {name: a[..., ::-1, :, :] for name, a in planes.items()}
-        return {name: _chw(a) for name, a in planes.items()} | {"k": k}
+        return {name: to_planar(a) for name, a in planes.items()} | {"k": k}
 
 
 def scene_cases(scene: Scene) -> list[dict]:

@@ -145,15 +145,15 @@ def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, st
     os.replace(tmp, path)
 
 
-def export(state: dict[str, torch.Tensor], path: Path | None, log: logging.Logger) -> None:
-    """Write a plain state_dict (CPU tensors) to `path`, atomically."""
+def export(model: nn.Module, path: Path | None, log: logging.Logger) -> None:
+    """Write the model's plain state_dict (CPU tensors) to `path` and its architecture to NAME.json beside it
+    (core.weights.save_weights), atomically."""
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp)
-    os.replace(tmp, path)
-    log.info("exported %s", path)
+    from lutfuse.core.weights import config_path, save_weights
+
+    save_weights(model, path)
+    log.info("exported %s and %s", path, config_path(path).name)
 
 
 def write_metrics(args: argparse.Namespace, summary: dict, log: logging.Logger) -> None:

@@ -13,33 +13,42 @@ def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).abs().mean()
 
 
-def _gauss_kernel(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+def gaussian_kernel(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
     """Normalised 1-D Gaussian of `size` taps as a 1×1×1×size kernel on like's device/dtype."""
     t = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-(t**2) / (2 * sigma**2))
     return (g / g.sum()).view(1, 1, 1, size)
 
 
+def blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Separable 'valid' filter of N×1×H×W by the 1-D kernel g (gaussian_kernel) -> N×1×(H-s+1)×(W-s+1)."""
+    return F.conv2d(F.conv2d(x, g), g.transpose(-1, -2))
+
+
+def ssim_parts(a: torch.Tensor, b: torch.Tensor, size: int = 11,
+               sigma: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training SSIM, one home (Wang et al. 2004: Gaussian window σ = 1.5, C1 = 0.01², C2 = 0.03², 'valid'
+    windows): mean luminance·contrast·structure and contrast·structure terms per image; a, b N×1×H×W in [0,1]
+    -> (N,), (N,). core.metrics.ssim is the numpy metric it follows; refine_losses builds MS-SSIM on it."""
+    c1, c2 = 0.01**2, 0.03**2
+    size = min(size, a.shape[-1], a.shape[-2])
+    g = gaussian_kernel(size, sigma, a)
+    mu_a, mu_b = blur(a, g), blur(b, g)
+    var_a = blur(a * a, g) - mu_a**2
+    var_b = blur(b * b, g) - mu_b**2
+    cov = blur(a * b, g) - mu_a * mu_b
+    cs = (2 * cov + c2) / (var_a + var_b + c2)
+    lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
+
+
 def ssim(pred: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM over channels and valid windows (Gaussian σ=1.5); N×C×H×W in [0,1] -> scalar in [-1,1]."""
+    """Mean SSIM over channels and valid windows (ssim_parts per channel); N×C×H×W in [0,1] -> scalar in [-1,1]."""
     if pred.shape != target.shape or pred.dim() != 4:
         raise ValueError(f"ssim expects two N×C×H×W tensors of one shape, got {tuple(pred.shape)}, "
                          f"{tuple(target.shape)}")
     n, c, h, w = pred.shape
-    size = min(size, h, w)
-    g = _gauss_kernel(size, sigma, pred)
-    a, b = pred.reshape(n * c, 1, h, w), target.reshape(n * c, 1, h, w)
-
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(x, g), g.transpose(-1, -2))
-
-    c1, c2 = 0.01**2, 0.03**2
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return s.mean()
+    return ssim_parts(pred.reshape(n * c, 1, h, w), target.reshape(n * c, 1, h, w), size, sigma)[0].mean()
 
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -62,12 +71,12 @@ def lookup(luts: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
 
 def smoothness(luts: torch.Tensor) -> torch.Tensor:
     """Total variation: mean squared difference of neighbouring entries along b, g, r; N×G×G×G×3 -> scalar ≥ 0."""
-    return sum(torch.diff(luts, dim=d).pow(2).mean() for d in (1, 2, 3))
+    return sum(torch.diff(luts, dim=d).pow(2).mean() for d in (1, 2, 3))  # type: ignore[return-value]
 
 
 def monotonicity(luts: torch.Tensor) -> torch.Tensor:
     """Mean ReLU(lut[i] − lut[i+1]) along each lattice axis, all channels (Zeng et al.); N×G×G×G×3 -> scalar ≥ 0."""
-    return sum(torch.relu(-torch.diff(luts, dim=d)).mean() for d in (1, 2, 3))
+    return sum(torch.relu(-torch.diff(luts, dim=d)).mean() for d in (1, 2, 3))  # type: ignore[return-value]
 
 
 def reconstruction(luts: torch.Tensor, base: torch.Tensor, reference: torch.Tensor,

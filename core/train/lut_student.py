@@ -16,7 +16,6 @@ import torch
 
 from lutfuse.core.models.lut_student import LUTStudent
 from lutfuse.core.models.lut_teacher import load_teacher
-from lutfuse.core.paths import WEIGHTS
 from lutfuse.core.train import loop, losses
 from lutfuse.core.train.lut_teacher import (
     Group,
@@ -26,6 +25,7 @@ from lutfuse.core.train.lut_teacher import (
     train_lut,
     validate,
 )
+from lutfuse.core.weights import shipped
 
 VAL_GRIDS = (8, 16, 32, 33, 64)
 
@@ -33,7 +33,7 @@ VAL_GRIDS = (8, 16, 32, 33, 64)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lutfuse train student`."""
     add_lut_arguments(parser, out="runs/lut_student", steps=2500, lr=1e-3)
-    parser.add_argument("--teacher", type=Path, default=WEIGHTS / "lut_teacher.pt", help="frozen teacher weights")
+    parser.add_argument("--teacher", type=Path, default=shipped("LUT teacher"), help="frozen teacher weights")
     parser.add_argument("--no-teacher", action="store_true", help="ablation: no distillation (restricted) loss")
     parser.add_argument("--no-reg", action="store_true", help="ablation: no long-range regulariser")
     parser.add_argument("--distill", type=float, default=1.0, help="weight of the restricted (distillation) loss")
@@ -64,7 +64,7 @@ def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: l
         loss = recon + getattr(args, "colour", 0.0) * parts["colour"]
         if teacher is not None:
             with torch.no_grad():
-                target = teacher.fuse(gr["frames"]).clamp(0.0, 1.0)               # n×33×33×33×3
+                target = teacher.fuse(gr["frames"]).clamp(0.0, 1.0)               # type: ignore[operator]  # n×33×33×33×3
                 pts = torch.rand(n, args.points, 3)
                 ramp = torch.linspace(0.0, 1.0, g)
                 nodes = torch.stack(torch.meshgrid(ramp, ramp, ramp, indexing="ij")[::-1], -1)  # b×g×r×(r,g,b)
@@ -76,11 +76,11 @@ def student_loss(student: LUTStudent, teacher: torch.nn.Module | None, groups: l
         parts["tv"], parts["mono"] = losses.smoothness(lattice), losses.monotonicity(lattice)
         if not args.no_reg:
             loss = loss + args.tv * parts["tv"] + args.mono * parts["mono"]
-        total = total + (n / n_all) * loss
+        total = total + (n / n_all) * loss  # type: ignore[assignment]
         for k, v in parts.items():
             terms[k] += (n / n_all) * float(v.detach())
     terms["grid"] = float(g)
-    return total, terms
+    return total, terms  # type: ignore[return-value]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,13 +98,13 @@ def run(args: argparse.Namespace) -> int:
              "off" if teacher is None else "on", "off" if args.no_reg else "on")
     summary = train_lut(args, student, lambda groups: student_loss(student, teacher, groups, args))
     summary["parameters"] = loop.count_parameters(student)
-    loop.export(student.state_dict(), args.export, log)
+    loop.export(student, args.export, log)
     if not args.no_validate:
         fns = {f"student_G{g}": (lambda f, g=g: student.sample(student.encode(f), g)[0].numpy()) for g in
                (int(v) for v in str(args.val_grids).split(","))}
         if teacher is not None:
-            fns["teacher"] = lambda f: teacher.fuse(f)[0].clamp(0, 1).numpy()
-        summary["validation"] = validate(args, fns)
+            fns["teacher"] = lambda f: teacher.fuse(f)[0].clamp(0, 1).numpy()  # type: ignore[assignment, misc]
+        summary["validation"] = validate(args, fns)  # type: ignore[arg-type]
         print(json.dumps(summary["validation"]["mean"], indent=1))
     loop.write_metrics(args, summary, log)
     return 0

@@ -72,7 +72,7 @@ def train_lut(args: argparse.Namespace, model: nn.Module, loss_fn: loop.LossFn) 
     if kind != "mean":
         # the base of the whole scene, cropped like the frames: its low-resolution weights see the whole picture,
         # exactly as the engine's do
-        dataset.extras = lambda s, idx: {"base": make_base(dataset.scenes[s].frames[idx], kind)}
+        dataset.extras = lambda s, idx: {"base": make_base(dataset.scenes[s].frames[idx], kind)}  # type: ignore[attr-defined]
 
     def stream(start: int) -> Iterator[list[Group]]:
         return loop.batches(dataset, args.batch, args.seed + start, lambda items: group_batch(items, args.loss_side))
@@ -90,7 +90,7 @@ def _case_scores(out: np.ndarray, inputs: np.ndarray, reference: np.ndarray, mer
     from lutfuse.core.metrics import chroma_ratio, fusion_scores, median_ciede2000
 
     out = np.clip(out, 0.0, 1.0)
-    return fusion_scores(out, inputs, reference) | {"chroma": chroma_ratio(out, merged, mask),
+    return fusion_scores(out, inputs, reference) | {"chroma": chroma_ratio(out, merged, mask),  # type: ignore[arg-type]
                                                      "de00": median_ciede2000(out, reference)}
 
 
@@ -115,7 +115,7 @@ def validate(args: argparse.Namespace, lut_fns: dict[str, Callable[[torch.Tensor
             row = {"key": case["key"], "k": int(inputs.shape[0]),
                    "identity": _case_scores(base, inputs, case["reference"], merged, mask)}
             for name, fn in lut_fns.items():
-                row[name] = _case_scores(apply_lut(base, fn(frames)), inputs, case["reference"], merged, mask)
+                row[name] = _case_scores(apply_lut(base, fn(frames)), inputs, case["reference"], merged, mask)  # type: ignore[arg-type]
             rows.append(row)
     names = ["identity", *lut_fns]
 
@@ -162,11 +162,11 @@ def teacher_loss(model: LUTTeacher, groups: list[Group], tv: float, mono: float,
                  "colour": losses.colour(out, g["reference"]),
                 "tv": losses.smoothness(lut), "mono": losses.monotonicity(lut)}
         w = len(g["base"]) / n_all
-        total = total + w * (parts["l1"] + parts["ssim_loss"] + colour * parts["colour"] + tv * parts["tv"]
+        total = total + w * (parts["l1"] + parts["ssim_loss"] + colour * parts["colour"] + tv * parts["tv"]  # type: ignore[assignment]
                              + mono * parts["mono"])
         for k, v in parts.items():
             terms[k] += w * float(v.detach())
-    return total, terms
+    return total, terms  # type: ignore[return-value]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     init_weights(model, args)
     summary = train_lut(args, model, lambda groups: teacher_loss(model, groups, args.tv, args.mono, args.colour))
     summary["parameters"] = loop.count_parameters(model)
-    loop.export(model.state_dict(), args.export, log)
+    loop.export(model, args.export, log)
     if not args.no_validate:
         summary["validation"] = validate(args, {"teacher": lambda f: model.fuse(f)[0].clamp(0, 1).numpy()})
         print(json.dumps(summary["validation"]["mean"], indent=1))

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from lutfuse.core.metrics import MATLAB_GREY as MEF_GREY
 from lutfuse.core.metrics import SCALE_WEIGHTS
+from lutfuse.core.train.losses import blur, gaussian_kernel, ssim_parts
 
 # Rec. 601 luma, as OpenCV's grey conversion
 GREY = (0.299, 0.587, 0.114)
@@ -24,33 +25,6 @@ def grey(x: torch.Tensor) -> torch.Tensor:
     """N×3×H×W RGB in [0,1] -> N×1×H×W luma in [0,1]."""
     w = torch.tensor(GREY, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
-
-
-def _gaussian(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
-    """Normalised 1-D Gaussian of `size` taps as a 1×1×1×size kernel."""
-    t = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    return (g / g.sum()).view(1, 1, 1, size)
-
-
-def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable valid Gaussian filter of N×1×H×W."""
-    return F.conv2d(F.conv2d(x, g), g.transpose(-1, -2))
-
-
-def ssim_parts(a: torch.Tensor, b: torch.Tensor, size: int = 11,
-               sigma: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean luminance·contrast·structure and contrast·structure terms per image; a, b N×1×H×W in [0,1] -> (N,), (N,)."""
-    c1, c2 = 0.01**2, 0.03**2
-    size = min(size, a.shape[-1], a.shape[-2])
-    g = _gaussian(size, sigma, a)
-    mu_a, mu_b = _blur(a, g), _blur(b, g)
-    var_a = _blur(a * a, g) - mu_a**2
-    var_b = _blur(b * b, g) - mu_b**2
-    cov = _blur(a * b, g) - mu_a * mu_b
-    cs = (2 * cov + c2) / (var_a + var_b + c2)
-    lum = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
-    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -89,7 +63,7 @@ MEF_EPS = float(torch.finfo(torch.float64).eps)
 def _gau(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Valid Gaussian filter of every channel of N×C×H×W."""
     c = x.shape[1]
-    out = _blur(x.reshape(-1, 1, *x.shape[-2:]), g)
+    out = blur(x.reshape(-1, 1, *x.shape[-2:]), g)
     return out.reshape(x.shape[0], c, *out.shape[-2:])
 
 
@@ -98,7 +72,7 @@ def _mef_target(src: torch.Tensor) -> dict[str, torch.Tensor]:
     desired patch is built from the sources (strength = max, structure weighted by strength**p)."""
     n, k = src.shape[:2]
     taps = MEF_WINDOW * MEF_WINDOW
-    g = _gaussian(MEF_WINDOW, MEF_SIGMA, src)
+    g = gaussian_kernel(MEF_WINDOW, MEF_SIGMA, src)
 
     def box(x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x, MEF_WINDOW, stride=1)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lutfuse.core.layout import to_image, to_tensor
 from lutfuse.core.models.refine import Phase1UNet
 from lutfuse.core.train import loop
 from lutfuse.core.train.refine_losses import refine_loss
@@ -62,16 +63,6 @@ def train_refine(args: argparse.Namespace, model: nn.Module, loss_fn: Callable[[
 
     return loop.train(args, model, lambda batch: loss_fn(model, batch), stream, log=log, schedule=lr_at,
                       betas=(0.5, 0.999), log_every=20)
-
-
-def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """H×W×3 float in [0,1] -> 1×3×H×W float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None].to(device)
-
-
-def to_image(x: torch.Tensor) -> np.ndarray:
-    """1×3×H×W tensor -> H×W×3 float32 numpy in [0,1]."""
-    return x[0].detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy().astype(np.float32)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -126,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train_refine(args, model, phase1_loss, device)
     summary["parameters"] = loop.count_parameters(model)
     summary["validation"] = validate_phase1(model, args.data, device, args.max_side)
-    loop.export(model.state_dict(), args.export, log)
+    loop.export(model, args.export, log)
     loop.write_metrics(args, summary, log)
     print(json.dumps({k: v for k, v in summary["validation"].items() if k != "cases"}, indent=1))
     return 0

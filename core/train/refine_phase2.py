@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lutfuse.core.hq import HQFusion, build_phase1
+from lutfuse.core.hq import HQFusion, load_phase1
+from lutfuse.core.layout import to_image, to_tensor
 from lutfuse.core.models.refine import AMNet, Phase1UNet
 from lutfuse.core.train import loop
 from lutfuse.core.train.refine_losses import mef_ssim, refine_loss
-from lutfuse.core.train.refine_phase1 import add_refine_arguments, log, to_image, to_tensor, train_refine
+from lutfuse.core.train.refine_phase1 import add_refine_arguments, log, train_refine
+from lutfuse.core.weights import shipped
 
 
 class SceneBases:
@@ -49,7 +51,7 @@ class SceneBases:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lutfuse train refine-phase2`."""
     add_refine_arguments(parser, out="runs/refine_phase2", width=24, steps=1000, batch=4, crop=96, lr=5e-4)
-    parser.add_argument("--phase1", type=Path, default=Path("resources/weights/refine_phase1.pt"),
+    parser.add_argument("--phase1", type=Path, default=shipped("HQ phase 1"),
                         help="trained phase-1 weights (frozen here)")
     parser.add_argument("--real-middle-prob", type=float, default=0.5,
                         help="chance that a crop from a 3-frame bracket gets its real middle frame as the "
@@ -123,20 +125,19 @@ def validate_phase2(phase1: Phase1UNet, phase2: AMNet, data_root: Path, device: 
 def run(args: argparse.Namespace) -> int:
     """Train phase 2 on top of frozen phase 1, validate, export; returns the exit status."""
     device = loop.setup(args, log)
-    from lutfuse.core.weights import load_state_dict
 
-    phase1 = build_phase1(load_state_dict(args.phase1, "HQ phase 1"), args.phase1).to(device)
+    phase1 = load_phase1(args.phase1).to(device)
     phase1.requires_grad_(False)
     model = AMNet(width=args.width).to(device)
     log.info("phase 2 width %d, %d parameters (phase 1 frozen: %d)", args.width, loop.count_parameters(model),
              sum(p.numel() for p in phase1.parameters()))
     dataset = loop.train_dataset(args, log)
-    dataset.extras = SceneBases(dataset.scenes, phase1, device)
+    dataset.extras = SceneBases(dataset.scenes, phase1, device)  # type: ignore[attr-defined]
     summary = train_refine(args, model, make_phase2_loss(args.real_middle_prob, args.mef_weight, args.seed), device,
                            dataset)
     summary["parameters"] = loop.count_parameters(model)
     summary["validation"] = validate_phase2(phase1, model, args.data, device, args.max_side)
-    loop.export(model.state_dict(), args.export, log)
+    loop.export(model, args.export, log)
     loop.write_metrics(args, summary, log)
     print(json.dumps(summary["validation"]["mean"], indent=1))
     return 0

@@ -37,9 +37,9 @@ def main() -> int:
         feeds = {"all": list(range(n)), "5 spread": sorted(set(np.linspace(0, n - 1, 5).round().astype(int))),
                  "3 (dark, middle, bright)": [0, n // 2, n - 1]}
         for name, idx in feeds.items():
-            engine.set_bracket(Bracket.from_images(scene.frames[idx]))
+            prepared = engine.prepare(Bracket.from_images(scene.frames[idx]))
             for detail in (0.0, 1.0):
-                out = engine.render(33, detail)
+                out = engine.render(prepared, 33, detail)
                 scores.setdefault(f"{name}, detail {detail:g}", []).append(
                     (mef_ssim(list(scene.frames), out), psnr(out, scene.reference)))
         scores.setdefault("Mertens of all frames", []).append((mef_ssim(list(scene.frames), mertens(scene.frames)),

@@ -57,8 +57,8 @@ def fuse_all(stack: np.ndarray, align: str, deghost: str, engine) -> tuple[dict,
     work = stack.copy()
     records, valid, ghost = register_stack(work, None, align, deghost)
     bracket = Bracket.from_images(work, valid=valid)
-    engine.set_bracket(bracket)
-    out = {"mertens": mertens(bracket.images, bracket.valid), "lut+detail": engine.render(33, 1.0)}
+    prepared = engine.prepare(bracket)
+    out = {"mertens": mertens(bracket.images, bracket.valid), "lut+detail": engine.render(prepared, 33, 1.0)}
     moved = sum(r.applied for r in records)
     return out, moved, 0.0 if ghost is None else float((ghost >= 0.5).mean())
 
