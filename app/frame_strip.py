@@ -137,7 +137,7 @@ class FrameStrip(QWidget):
                                 "off, or how readily a difference counts as motion")
         self.deghost.currentTextChanged.connect(self.deghostChanged)
         self.show_ghosts = QCheckBox("Show ghost mask")
-        self.show_ghosts.setToolTip("Tint red where deghosting took the content from the middle frame")
+        self.show_ghosts.setToolTip("Tint red where deghosting took the content from the reference frame")
         self.show_ghosts.setEnabled(False)
         deghost_row = QHBoxLayout()
         deghost_row.addWidget(QLabel("Deghost"))

@@ -2,9 +2,11 @@
 another, `Bracket.reference_index`), and make every fusion path take that content from the reference.
 
 After registration, each frame is mapped to the reference's exposure (per-channel histogram specification over
-pixels valid in both, `core.registration.tone_curve`); where both are well exposed, a colour-channel difference larger
-than the strength's threshold plus the noise the mapping amplifies marks motion. The marks are cleaned with a
-morphological opening, small components dropped, then dilated and feathered. In a frame's ghost pixels its content
+pixels valid in both, `core.registration.tone_curve`); the difference is normalised by what a static scene shows
+(the difference's own robust spread per band of brightness, plus an allowance at edges) and averaged locally
+(a χ²-like statistic, so faint but extended movers are found); where it exceeds the strength's threshold, motion is
+marked. The marks are consolidated morphologically (opening, small components dropped, closing, dilation) and
+feathered. In a frame's ghost pixels its content
 is replaced by the reference re-rendered at the frame's exposure (feathered), so the mean of the frames (the LUT's
 base image), the detail layer, Mertens and the HQ networks' inputs all hold the reference's content there and no
 double image, while each exposure keeps its share of the fusion. This is the reference-based
@@ -23,17 +25,15 @@ from lutfuse.core.colour import luma
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.registration import apply_curve, map_exposure, tone_curve
 
-# Largest per-channel difference (gamma-encoded, at the reference exposure, above the noise allowance) beyond which
-# a pixel has moved, per strength.
-STRENGTHS = {"off": math.inf, "low": 0.20, "medium": 0.12, "high": 0.07}
-# Off by default: on the 10 static 3-frame validation brackets (hdrps, forth, deepfuse; docs/studies/registration.py
-# static) deghosting costs LUT + detail MEF-SSIM 0.9895 -> 0.9873 (medium) / 0.9852 (high), because it also flags
-# content that really changes between exposures (neon signs, flags, water) and a few high-contrast edges, and
-# replaces it with one exposure's view. Turn it on for scenes with people, leaves or water that moved.
+# Per strength: (threshold on the local mean of the squared noise-normalised difference, smallest local mean
+# absolute difference that counts). docs/studies/deghost.py measures both on pasted objects and static brackets.
+STRENGTHS = {"off": (math.inf, math.inf), "low": (14.0, 0.035), "medium": (8.0, 0.025), "high": (5.0, 0.015)}
+# Off by default: see the README's deghosting section for what each strength costs on static brackets.
 DEFAULT = "off"
 DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixels
-_NOISE = 3.0 / 255.0        # per-frame noise + 8-bit quantisation, before the tone curve amplifies it
 _LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
+_BINS = 8                   # the static residual's spread is measured per band of reference brightness
+_EDGE_PX = 0.5              # residual misregistration allowed at edges (px): differences there scale with gradient
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
 
 
@@ -48,35 +48,72 @@ def _small(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return image if image.shape[1::-1] == size else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
+def _spread(diff: np.ndarray, level: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Robust standard deviation (1.4826 × MAD) of `diff` over `mask`, per band of `level` (_BINS bands of equal
+    pixel count) -> H×W float32 of each pixel's band's spread (the global one where a band has few pixels)."""
+    d, v = diff[mask], level[mask]
+    glob = 1.4826 * float(np.median(np.abs(d - np.median(d)))) + 1e-4
+    edges = np.quantile(v, np.linspace(0.0, 1.0, _BINS + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    sig = np.full(_BINS, glob, np.float32)
+    band = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, _BINS - 1)
+    for b in range(_BINS):
+        db = d[band == b]
+        if db.size >= 200:
+            sig[b] = 1.4826 * float(np.median(np.abs(db - np.median(db)))) + 1e-4
+    every = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, _BINS - 1)
+    return sig[every]
+
+
 def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium",
                frame_valid: np.ndarray | None = None) -> np.ndarray:
     """Where `frame` shows content that differs from `reference` (both H×W×3 float32 [0,1], registered) once
     exposure is equalised -> H×W float32 in [0,1] (1 = moved; feathered edges). `frame_valid` (H×W bool) limits
-    the comparison to the frame's valid pixels."""
-    threshold = STRENGTHS[check_strength(strength)]
+    the comparison to the frame's valid pixels.
+
+    Per colour channel the frame is mapped onto the reference's exposure (histogram specification over pixels well
+    exposed in both) and the difference is divided by what a static scene shows there: the spread of the
+    difference itself over the image (robust, per band of reference brightness: noise, quantisation and tone-curve
+    error as they are in this bracket, at this exposure gap) and, at edges, the gradient times _EDGE_PX (residual
+    misregistration and resampling). The local mean (Gaussian, σ 2 px) of the squared normalised differences over
+    the channels, a χ²-like statistic that finds faint but extended differences, marks motion where it exceeds
+    the strength's threshold and the local mean absolute difference is large enough to matter. The marks are
+    consolidated morphologically (opening, small parts dropped, closing to join an object's parts, dilation to
+    cover soft edges and shadows) and feathered."""
+    z_threshold, min_diff = STRENGTHS[check_strength(strength)]
     h, w = reference.shape[:2]
-    if not math.isfinite(threshold):
+    if not math.isfinite(z_threshold):
         return np.zeros((h, w), np.float32)
     f = min(1.0, math.sqrt(DETECT_PIXELS / (h * w)))
     size = (max(1, round(w * f)), max(1, round(h * f)))
-    small_f = cv2.GaussianBlur(_small(frame, size), (0, 0), 1.5)
-    small_r = cv2.GaussianBlur(_small(reference, size), (0, 0), 1.5)
+    small_f = cv2.GaussianBlur(_small(frame, size), (0, 0), 1.0)
+    small_r = cv2.GaussianBlur(_small(reference, size), (0, 0), 1.0)
     y_f, y_r = luma(small_f), luma(small_r)
     both = (y_f > _LOW) & (y_f < _HIGH) & (y_r > _LOW) & (y_r < _HIGH)
     if frame_valid is not None:
         both &= cv2.resize(frame_valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-    if both.sum() < 64:
+    if both.sum() < 256:
         return np.zeros((h, w), np.float32)
-    # per channel, so that content of similar brightness but another colour counts as moved too
-    excess = np.zeros(y_f.shape, np.float32)
+    chi = np.zeros(y_f.shape, np.float32)
+    absdiff = np.zeros(y_f.shape, np.float32)
     for c in range(3):
-        curve = tone_curve(small_f[..., c], small_r[..., c], both, both)
-        mapped = apply_curve(small_f[..., c], curve)
-        # the tone curve's slope amplifies the frame's noise: a 4-stop brighter mapping needs a larger difference
-        slope = np.gradient(curve[1], curve[0])
-        noise = _NOISE * np.interp(small_f[..., c], curve[0], slope)
-        np.maximum(excess, np.abs(mapped - small_r[..., c]) - 3.0 * noise, out=excess)
-    moved = ((excess > threshold) & both).astype(np.uint8)
+        ref_c, frame_c = small_r[..., c], small_f[..., c]
+        # a channel clipped or crushed in either frame (a saturated red is, long before luma is) says nothing
+        usable = both & (ref_c > _LOW) & (ref_c < _HIGH) & (frame_c > _LOW) & (frame_c < _HIGH)
+        if usable.sum() < 256:
+            continue
+        curve = tone_curve(frame_c, ref_c, usable, usable)
+        diff = apply_curve(frame_c, curve) - ref_c
+        diff[~usable] = 0.0
+        gx = cv2.Sobel(ref_c, cv2.CV_32F, 1, 0, ksize=3) / 8
+        gy = cv2.Sobel(ref_c, cv2.CV_32F, 0, 1, ksize=3) / 8
+        edge = _EDGE_PX * cv2.dilate(cv2.magnitude(gx, gy), np.ones((3, 3), np.uint8))
+        sigma = np.sqrt(_spread(diff, ref_c, usable) ** 2 + edge ** 2)
+        chi += (diff / sigma) ** 2 / 3.0
+        absdiff += np.abs(diff) / 3.0
+    chi = cv2.GaussianBlur(chi, (0, 0), 2.0)
+    absdiff = cv2.GaussianBlur(absdiff, (0, 0), 2.0)
+    moved = ((chi > z_threshold) & (absdiff > min_diff) & both).astype(np.uint8)
     side = min(size)
     moved = cv2.morphologyEx(moved, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # type: ignore[assignment]
     count, labels, stats, _ = cv2.connectedComponentsWithStats(moved, connectivity=8)

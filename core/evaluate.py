@@ -17,6 +17,14 @@ and k = 3, extremes + middle, when the stack has a frame between them), but load
 * "phase1" scores the generated middle frame against the real middle exposure (PSNR, SSIM; no MEF-SSIM), once per
   scene (on its k = 2 case: the k = 3 case has the same extremes and the same middle).
 
+Alignment (`align`, as `lutfuse fuse --align`; default "auto", fuse's default): each case's inputs are registered
+to their middle frame first (`core.bracket.register_stack`, which leaves a frame that does not measurably improve
+untouched), and every method fuses the registered frames with their valid masks. MEF-SSIM, halo and chroma are then
+scored against the frames the method actually fused, on the largest rectangle every registered frame covers
+(`core.registration.common_rectangle`): scoring a registered result against the unregistered inputs would count
+the misregistration registration removed as the fusion's error. A case no frame of which moves is scored exactly
+as with align "off" (the frames are bit-identical). Rows record `registered` (frames moved) and `crop`.
+
 On a 3-frame stack the k = 3 inputs are the whole stack, so the reference IS Mertens of the inputs: Mertens is
 exact there (PSNR capped at PSNR_CAP). Those cases are flagged (`inputs_are_stack`) and the "sparse" means leave
 them out. No Qt here.
@@ -236,23 +244,50 @@ def _finite(x: float | None) -> float | None:
 
 
 def _scores(fused: np.ndarray, inputs: np.ndarray | None, reference: np.ndarray, seconds: float,
-            live: np.ndarray | None = None, merged: np.ndarray | None = None) -> dict:
+            live: np.ndarray | None = None, merged: np.ndarray | None = None,
+            window: tuple[int, int, int, int] | None = None) -> dict:
     """MEF-SSIM against the inputs (None when not given), PSNR and SSIM against the reference, seconds; with the
     inputs also the halo measure (core.consistency.edge_overshoot excess) and the mean chroma C*ab; with `live`
     (the live render at the same settings) the median CIEDE2000 from it; with `merged` (Mertens of the inputs)
     the chroma ratio to it (core.metrics.chroma_ratio, well-exposed pixels) and de00, the median CIEDE2000
-    against the reference."""
+    against the reference. `window` (x0, y0, x1, y1), end-exclusive: the scores against the inputs (MEF-SSIM, halo,
+    chroma) use only that rectangle of the fused image and the inputs (the area every registered frame covers)."""
     from lutfuse.core.consistency import chroma, edge_overshoot, median_delta_e
     from lutfuse.core.metrics import chroma_ratio, median_ciede2000, mef_ssim, psnr, ssim
 
+    whole = fused
+    if window is not None and inputs is not None:
+        x0, y0, x1, y1 = window
+        fused, inputs = fused[y0:y1, x0:x1], inputs[:, y0:y1, x0:x1]
+
     return {"mef_ssim": None if inputs is None else _finite(mef_ssim(list(inputs), fused)),
-            "psnr": _finite(psnr(fused, reference)), "ssim": _finite(ssim(fused, reference)),
+            "psnr": _finite(psnr(whole, reference)), "ssim": _finite(ssim(whole, reference)),
             "seconds": float(seconds),
-            "delta_e": None if live is None else median_delta_e(live, fused),
+            "delta_e": None if live is None else median_delta_e(live, whole),
             "halo": None if inputs is None else edge_overshoot(fused, inputs)["excess"],
             "chroma": None if inputs is None else chroma(fused),
-            "chroma_ratio": None if merged is None else _finite(chroma_ratio(fused, merged)),
-            "de00": None if merged is None else _finite(median_ciede2000(fused, reference))}
+            "chroma_ratio": None if merged is None else _finite(chroma_ratio(whole, merged)),
+            "de00": None if merged is None else _finite(median_ciede2000(whole, reference))}
+
+
+def registered_case(inputs: np.ndarray, align: str) -> tuple[Any, tuple[int, int, int, int] | None, int]:
+    """A case's inputs (K×H×W×3 float32 [0,1], darkest first) registered as `lutfuse fuse --align` would ->
+    (core.bracket.Bracket of the registered frames with their valid masks, the largest rectangle every frame covers
+    as (x0, y0, x1, y1) or None when it is the whole image, number of frames moved). align "off", or no frame
+    measurably improved: the inputs as they are."""
+    from lutfuse.core.bracket import Bracket, register_stack
+    from lutfuse.core.registration import common_rectangle, coverage
+
+    if align == "off":
+        return Bracket.from_images(inputs), None, 0
+    work = np.array(inputs, np.float32, copy=True)
+    records, valid, _ = register_stack(work, None, align)
+    moved = sum(r.applied for r in records)
+    if not moved:  # register_stack left every frame untouched, bit for bit
+        return Bracket.from_images(inputs), None, 0
+    h, w = work.shape[1:3]
+    rect = common_rectangle(coverage(records, h, w))
+    return Bracket.from_images(work, valid=valid), (None if rect == (0, 0, w, h) else rect), moved
 
 
 def _warm_up(inputs: np.ndarray, engine: Any, nets: Sequence[Any], grid: int) -> None:
@@ -294,9 +329,12 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
              weights_dir: str | Path | None = None, device: str | None = None,
              cache_dir: str | Path | None = None, contrast_power: float | None = None,
              ks: Sequence[int] | str | None = None, base: str | None = None,
-             scenes: Sequence[str] | str | None = None) -> dict:
+             scenes: Sequence[str] | str | None = None, align: str = "auto") -> dict:
     """Score `methods` (default: every one whose weights exist; named ones must have theirs) on the split's cases
     (only the scenes whose key starts with one of `scenes`, a list or comma-separated text, when given).
+
+    align: registration of each case's inputs before fusing, as `lutfuse fuse --align` (core.registration.MODES;
+    "auto" is fuse's default); scores against the inputs use the registered frames (see the module docstring).
 
     Returns a JSON-ready dict: `config`, `methods` (evaluated), `skipped` {method: reason}, `notes`, `cases`
     (key, k, stack_frames, inputs_are_stack, scores {method: {mef_ssim, psnr, ssim, seconds}}, and
@@ -305,13 +343,14 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
     `grid_sweep` [{grid, n, psnr, mef_ssim}] of the pure LUT (detail 0) or None, `seconds_total`.
     """
     from lutfuse.core import paths
-    from lutfuse.core.bracket import Bracket
     from lutfuse.core.classical import mertens
     from lutfuse.core.detail import CONTRAST_POWER  # here: core.detail imports torch (`lutfuse --help`)
     from lutfuse.core.metrics import mef_ssim, psnr
+    from lutfuse.core.registration import check_mode
     from lutfuse.core.train import data
 
     started = time.perf_counter()
+    align = check_mode(align)
     root = resolve_data_root(data_root)
     explicit = methods is not None
     wanted = parse_methods(methods) or [] if explicit else list(METHODS)
@@ -373,14 +412,16 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
             if limit is not None and len(rows) >= total:  # the plan counts rendered stacks as 5 frames: a bound
                 break
             inputs, ref, k = case["inputs"], case["reference"], case["k"]
+            bracket, window, moved = registered_case(inputs, align)
+            inputs, valid = bracket.images, bracket.valid   # the frames every method fuses (and is scored against)
             if not warm:  # first calls pay for allocations and kernel selection: keep them out of the times
                 _warm_up(inputs, engine, [gen], grid)
                 warm = True
             row: dict[str, Any] = {"key": case["key"], "k": k, "stack_frames": case["stack_frames"],
-                                   "inputs_are_stack": k == case["stack_frames"], "scores": {}}
+                                   "inputs_are_stack": k == case["stack_frames"], "registered": moved,
+                                   "crop": None if window is None else list(window), "scores": {}}
             scores = row["scores"]
-            merged = mertens(inputs)   # the yardstick of the chroma ratio
-            bracket = Bracket.from_images(inputs)
+            merged = mertens(inputs, valid)   # the yardstick of the chroma ratio
             live = prepared = None
             t_set = 0.0
             if engine is not None:
@@ -402,7 +443,7 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
                                   prepared=prepared, look=None)
                 # the engine's prepare counts for the learned rows: a user pays it once per bracket
                 paid = t_set if method.kind != "mertens" else 0.0
-                scores[m] = _scores(out, inputs, ref, paid + time.perf_counter() - t0, live, merged)
+                scores[m] = _scores(out, inputs, ref, paid + time.perf_counter() - t0, live, merged, window)
             middle = case["middle"]
             real_middle = not (np.array_equal(middle, inputs[0]) or np.array_equal(middle, inputs[-1]))
             if gen is not None and not phase1_done and real_middle and k == 2:
@@ -417,6 +458,12 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
 
     by_k = {str(k): _means([r for r in rows if r["k"] == k], active) for k in sorted({r["k"] for r in rows})}
     dense = sum(r["inputs_are_stack"] for r in rows)
+    if align != "off":
+        moved_cases = [r for r in rows if r["registered"]]
+        notes.append(f"alignment {align}: registration moved {sum(r['registered'] for r in moved_cases)} frames in "
+                     f"{len(moved_cases)} of {len(rows)} cases"
+                     + (f" ({', '.join(sorted({r['key'] for r in moved_cases}))}); those are scored against the "
+                        "registered frames, on the area every frame covers" if moved_cases else ""))
     if dense and "mertens" in active:
         notes.append(f"{dense} of {len(rows)} cases use the whole stack as inputs (3-frame stacks at k = 3): their "
                      f"reference is Mertens of the inputs, so Mertens is exact there (PSNR capped at "
@@ -425,7 +472,8 @@ def evaluate(data_root: str | Path, *, methods: Sequence[str] | None = None, spl
         "config": {"data_root": str(root), "split": split, "scenes": scenes, "max_side": max_side, "grid": grid,
                    "detail": detail,
                    "contrast_power": CONTRAST_POWER if contrast_power is None else contrast_power,
-                   "limit": limit, "ks": list(ks), "base": base, "weights_dir": str(wdir), "device": device,
+                   "limit": limit, "ks": list(ks), "base": base, "align": align, "weights_dir": str(wdir),
+                   "device": device,
                    "psnr_cap": PSNR_CAP},
         "methods": active,
         "skipped": skipped,
@@ -466,7 +514,7 @@ def format_report(result: dict) -> str:
     cfg = result["config"]
     n = len(result["cases"])
     lines = _table(result["means"], f"{cfg['split']} split: {n} cases, max side {cfg['max_side']} px, "
-                                    f"grid {cfg['grid']}, detail {cfg['detail']:g}, "
+                                    f"align {cfg.get('align', 'off')}, grid {cfg['grid']}, detail {cfg['detail']:g}, "
                                     f"detail contrast power {cfg['contrast_power']:g}")
     for k, means in result["by_k"].items():
         lines += [""] + _table(means, f"k = {k} inputs")

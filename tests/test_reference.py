@@ -92,7 +92,7 @@ def test_uncovered_pixels_are_filled_from_the_chosen_reference(moved_bracket) ->
 
 def test_deghosting_takes_moved_content_from_the_chosen_reference(shared_data: Path) -> None:
     src = np.stack([load_image(shared_data / "brackets" / "hdrps" / "Cades_Cove" / f"{i:02d}.png")[0]
-                    for i in (3, 4, 5)])
+                    for i in (1, 4, 7)])
     box = (60, 200, 160, 280)
     moving = src.copy()
     moving[1, box[1]:box[3], box[0]:box[2]] = src[1, 100:180, 300:400]  # trees pasted in the middle frame only
@@ -100,7 +100,7 @@ def test_deghosting_takes_moved_content_from_the_chosen_reference(shared_data: P
     for reference, expect_changed in ((0, True), (1, False)):
         work = moving.copy()
         _, _, ghost = register_stack(work, None, "off", "high", reference)
-        assert ghost is not None and (ghost[region] >= 0.5).mean() > 0.5
+        assert ghost is not None and (ghost[region] >= 0.5).mean() > 0.9
         core = ghost >= 0.99
         # with the darkest frame as reference the pasted trees are replaced in the middle frame (and the others
         # keep the static meadow); with the middle frame as reference they are kept and spread to the others

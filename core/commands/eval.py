@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenes", default=None, metavar="PREFIX,...",
                    help="score only the split's scenes whose key starts with one of these, e.g. hdrps or "
                         "hdrps/Flamingo,forth (the 9-frame hdrps stacks have every k from 2 to 9)")
+    from lutfuse.core.registration import MODES
+
+    p.add_argument("--align", choices=MODES, default="auto",
+                   help="register each case's inputs before fusing, as `lutfuse fuse --align` (default: fuse's); "
+                        "methods are then scored against the registered frames, on the area all of them cover")
+    p.add_argument("--no-align", dest="align", action="store_const", const="off", help="same as --align off")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N cases")
     p.add_argument("--max-side", type=int, default=512, help="longest side the scenes are scored at, in pixels")
     p.add_argument("--weights-dir", type=Path, default=None,
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                           grid=args.grid, detail=args.detail, limit=args.limit, grid_sweep=args.grid_sweep, ks=args.ks,
                           progress=progress, weights_dir=args.weights_dir, device=args.device,
                           cache_dir=args.cache_dir, contrast_power=args.contrast_power,
-                          base=args.base, scenes=args.scenes)
+                          base=args.base, scenes=args.scenes, align=args.align)
     finally:
         for bar in bars:
             bar.close()
