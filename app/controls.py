@@ -1,4 +1,4 @@
-"""Adjust panel: the grid-size slider (2–129, with 17/33/65 marked) and the detail slider (0–1)."""
+"""Adjust panel: the grid-size slider (2–129, with 17/33/65 marked) and the detail slider (0–2; 1 = the default)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 
 from lutfuse.app.state import GRID_DEFAULT, GRID_MARKS, GRID_MAX, GRID_MIN
 
-DETAIL_STEPS = 100
+DETAIL_STEPS = 100    # slider steps per unit of detail strength
+MAX_DETAIL = 2        # past 1 the exposures' local contrast is exaggerated (the CLI's --detail takes any value ≥ 0)
 
 
 class ResetSlider(QSlider):
@@ -88,9 +89,9 @@ class AdjustPanel(QWidget):
         self.grid_value.setObjectName("valueLabel")
         self.marks = MarkRow(self.grid, GRID_MARKS)
         self.detail = ResetSlider(DETAIL_STEPS)
-        self.detail.setRange(0, DETAIL_STEPS)
+        self.detail.setRange(0, MAX_DETAIL * DETAIL_STEPS)
         self.detail.setValue(round(detail * DETAIL_STEPS))
-        self.detail.setToolTip("Local contrast from the exposures; 0 = the pure LUT (what the .cube gives)")
+        self.detail.setToolTip("Local contrast from the exposures; 0 = the pure LUT (what the .cube gives), 1 = default, 2 = twice as strong")
         self.detail_value = QLabel()
         self.detail_value.setObjectName("valueLabel")
         grid_title, detail_title = QLabel("Grid size"), QLabel("Detail")
