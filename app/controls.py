@@ -91,7 +91,8 @@ class AdjustPanel(QWidget):
         self.detail = ResetSlider(DETAIL_STEPS)
         self.detail.setRange(0, MAX_DETAIL * DETAIL_STEPS)
         self.detail.setValue(round(detail * DETAIL_STEPS))
-        self.detail.setToolTip("Local contrast from the exposures; 0 = the pure LUT (what the .cube gives), 1 = default, 2 = twice as strong")
+        self.detail.setToolTip("Local contrast from the exposures; 0 = the pure LUT (what the .cube gives), "
+                               "1 = default, 2 = twice as strong")
         self.detail_value = QLabel()
         self.detail_value.setObjectName("valueLabel")
         grid_title, detail_title = QLabel("Grid size"), QLabel("Detail")
