@@ -41,7 +41,7 @@ from lutfuse.core import detail as detailmod
 from lutfuse.core.adjust import Look, apply_look
 from lutfuse.core.device import check_kernels, pick_device, render_dtype, use_kernels
 from lutfuse.core.errors import LUTFuseError
-from lutfuse.core.lut import apply_lut
+from lutfuse.core.lut import apply_lut, apply_lut_offset
 from lutfuse.core.paths import WEIGHTS
 
 MIN_GRID, MAX_GRID = 2, 129
@@ -281,16 +281,20 @@ class Engine:
         """Which detail layer a grid size uses: its own below EXACT_BELOW, else the reference grid's."""
         return grid_size if grid_size < EXACT_BELOW else REFERENCE_GRID
 
+    def _tables(self, grid_size: int, look: Look | None) -> tuple[np.ndarray | None, torch.Tensor | None]:
+        """(host LUT or None, device LUT in self.dtype or None) for a grid size and look: the host one on the CPU
+        path, the device one on the device path (both for a look)."""
+        if look is not None and not look.is_neutral():
+            return self._looked(grid_size, look)
+        if self.on_device:
+            self._sample(grid_size)
+            return None, self._luts_dev[grid_size]
+        return self._lut(grid_size), None
+
     def _apply(self, grid_size: int, base: Any, look: Look | None = None) -> torch.Tensor:
         """look(LUT_G)(base) as 3×h×w (CPU path: a view of an h×w×3 array; device path: a 3×h×w tensor in
         self.dtype)."""
-        if look is not None and not look.is_neutral():
-            table, table_dev = self._looked(grid_size, look)
-        elif self.on_device:
-            self._sample(grid_size)
-            table, table_dev = None, self._luts_dev[grid_size]
-        else:
-            table, table_dev = self._lut(grid_size), None
+        table, table_dev = self._tables(grid_size, look)
         if not self.on_device:
             return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
         return apply_lut(base, table_dev)[0]
@@ -378,6 +382,13 @@ class Engine:
         else:
             base = self._small_base(shape)
         looked = look is not None and not look.is_neutral()
+        if not self.on_device and detail != 0.0:
+            # CPU path: the lookup and the detail add in one pass over memory, once the layer exists
+            key = self._layer_key(g)
+            layer = self._layers.get(key) if full else self._small_layer(shape, key)
+            if layer is not None:
+                table = self._tables(g, look)[0]
+                return torch.from_numpy(apply_lut_offset(base, table, layer.numpy(), detail))
         out = self._apply(g, base, look)
         if detail != 0.0:
             key = self._layer_key(g)

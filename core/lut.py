@@ -355,6 +355,25 @@ def apply_lut(image: np.ndarray | torch.Tensor, lut: np.ndarray | torch.Tensor) 
     return out.to(image.dtype)
 
 
+def apply_lut_offset(image: np.ndarray, lut: np.ndarray | torch.Tensor, offset: np.ndarray,
+                     strength: float = 1.0) -> np.ndarray:
+    """clip(LUT(image) + strength · offset, 0, 1): image H×W×3 float32, offset H×W float32 (the same on every
+    channel, e.g. the engine's detail layer, core.detail.add_detail's "offset" mode) -> H×W×3 float32 in [0, 1].
+
+    On the CPU fast path the offset is added in the same pass over memory as the lookup; with the torch kernels
+    (core.device) it is apply_lut followed by the add. ValueError for mismatched shapes."""
+    _check_lut(lut)
+    if image.ndim != 3 or image.shape[2] != 3 or tuple(offset.shape) != tuple(image.shape[:2]):
+        raise ValueError(f"apply_lut_offset expects H×W×3 and H×W, got {image.shape} and {offset.shape}")
+    table = torch.as_tensor(np.asarray(lut), dtype=torch.float32) if isinstance(lut, np.ndarray) \
+        else lut.detach().to("cpu", torch.float32)
+    if torch_kernels("cpu"):
+        out = apply_lut(image, table)
+        out += (np.asarray(offset, np.float32) * np.float32(strength))[..., None]
+        return np.clip(out, 0.0, 1.0, out=out)
+    return _apply_numpy(image, table.contiguous(), offset, strength)
+
+
 def resample_lut(lut: np.ndarray, size: int) -> np.ndarray:
     """Trilinear re-grid of a G×G×G×3 LUT to size×size×size×3 float32; the same size returns a copy."""
     g = _check_lut(lut)
