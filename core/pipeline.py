@@ -73,13 +73,14 @@ class Fuser:
     def __init__(self) -> None:
         self._models: dict[tuple[str, str | None], Any] = {}
 
-    def engine(self, device: str | None):
-        """The cached `core.fusion.Engine` for a device (None = CUDA when present)."""
-        key = ("lut", device)
+    def engine(self, device: str | None, kernels: str | None = None):
+        """The cached `core.fusion.Engine` for a device (None = auto: CUDA, MPS, CPU) and kernels (auto | torch;
+        None = $LUTFUSE_KERNELS, core.device)."""
+        key = ("lut", device) if kernels is None else ("lut", device, kernels)
         if key not in self._models:
             from lutfuse.core.fusion import Engine
 
-            self._models[key] = Engine(device=device)
+            self._models[key] = Engine(device=device, kernels=kernels)
         return self._models[key]
 
     def hq(self, device: str | None):
@@ -94,14 +95,15 @@ class Fuser:
 
 def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, device: str | None = None,
                  progress: Progress | None = None, fuser: Fuser | None = None,
-                 latent: Any = None, look: Any = None) -> np.ndarray:
+                 latent: Any = None, look: Any = None, kernels: str | None = None) -> np.ndarray:
     """Fuse a loaded Bracket with the named method -> H×W×3 float32 RGB in [0,1].
 
     lut: the learned LUT + detail layer (`core.fusion.Engine`; `latent`, a student latent code, replaces the
     bracket's own, as the time-lapse smoother does); mertens: classical exposure fusion; hq: the lut render at
     grid/detail refined by core.hq. `progress(fraction)` is called during hq. ValueError for an unknown method.
     look: a core.adjust.Look (None = none), composed into the LUT for lut (the detail layer added after), applied
-    to the fused image for mertens and hq.
+    to the fused image for mertens and hq. kernels: the engine's (core.device: auto | torch, None =
+    $LUTFUSE_KERNELS) for lut and hq.
     """
     from lutfuse.core.adjust import apply_look
 
@@ -113,13 +115,13 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, d
     if method == "lut":
         import torch
 
-        engine = fuser.engine(device)
+        engine = fuser.engine(device, kernels)
         engine.set_bracket(bracket, latent=None if latent is None else torch.as_tensor(np.asarray(latent)))
         return engine.render(grid_size=grid, detail=detail, look=look)
     if method == "hq":
         # HQ refines the lut render at the same grid and detail: the engine's set_bracket is its first 30 %
         report = progress or (lambda _f: None)
-        engine = fuser.engine(device)
+        engine = fuser.engine(device, kernels)
         report(0.0)
         engine.set_bracket(bracket)
         report(0.3)
@@ -142,6 +144,10 @@ def check_settings(settings: FuseSettings, output: Path) -> None:
             raise LUTFuseError(f"--grid {settings.grid}: the grid size must be between 2 and 129") from None
     if settings.bit_depth == 16:
         output_bit_depth(output, 16, 8)
+    if settings.values.get("kernels") is not None:
+        from lutfuse.core.device import check_kernels
+
+        check_kernels(settings.values["kernels"])  # a preset's bad value fails here, naming it
     from lutfuse.core.commands.look import look_from_args
 
     look_from_args(settings)  # an out-of-range look slider fails here, naming the slider
@@ -256,7 +262,8 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
 
     look = look_from_args(settings, bracket.images)   # the look settings (core.adjust), --auto from this bracket
     fused = fuse_bracket(bracket, settings.method, grid=settings.grid, detail=settings.detail,
-                         device=settings.device, progress=progress, fuser=fuser, latent=latent, look=look)
+                         device=settings.device, progress=progress, fuser=fuser, latent=latent, look=look,
+                         kernels=settings.values.get("kernels"))
     if target_luminance is not None:
         for _ in range(2):  # a second step makes up for what clipping took from the first
             fused = apply_gain(fused, target_luminance - mean_log_luminance(fused))
