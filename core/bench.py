@@ -166,8 +166,19 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
         ms, _ = timed(lambda: detail_layer(frames, tone3, levels))
         stages.append(Stage("detail", ms, f"detail layer, {levels} pyramid levels (per bracket)"))
     engine.render(33, 1.0)  # warm: LUT cached as after any first render
-    ms, _ = timed(lambda: engine.render(33, 1.0))
+    ms, rendered = timed(lambda: engine.render(33, 1.0))
     stages.append(Stage("render", ms, "full res, G=33, detail 1, to an H×W×3 float32 array on the host"))
+    if engine.dtype != torch.float32:
+        # the reduced precision's error, measured on this bracket against the same path in float32
+        exact = Engine(device=str(dev), student=student, kernels=kernels, precision="float32")
+        exact.set_bracket(bracket)
+        ms, reference = timed(lambda: exact.render(33, 1.0))
+        error = float(np.abs(rendered - reference).max())
+        name = str(engine.dtype).removeprefix("torch.")
+        stages.append(Stage("render float32", ms, f"the same render in float32: max |{name} − float32| = "
+                                                  f"{error:.5f} = {error * 255:.2f}/255"))
+        log(f"{name} render vs float32: max abs error {error:.5f} ({error * 255:.2f}/255)")
+        del exact, reference
     if engine.on_device:
         ms, out = timed(lambda: engine.render_tensor(33, 1.0))
         stages.append(Stage("render on device", ms, "full res, G=33, detail 1, result left on the device"))

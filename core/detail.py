@@ -145,18 +145,26 @@ def _luma_and_weight_cpu(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     h, w = image.shape[:2]
     y = np.empty((h, w), np.float32)
     partial = np.empty((h, w), np.float32)
-    to_luma = np.asarray([LUMA], np.float32)
-    to_mean = np.full((1, 3), 1 / 3, np.float32)
+    to_luma = np.asarray(LUMA, np.float32)
     to_sum = np.ones((1, 3), np.float32)
     gain = np.float32(-1 / (2 * _SIGMA_EXPOSED ** 2))
 
     def work(rows: slice) -> None:
         band = image[rows]
-        y[rows] = cv2.transform(band, to_luma)
-        mean = cv2.transform(band, to_mean)
+        # as `luminance` computes it (float32 products, summed left to right), so both paths give the same luma
+        luma_rows = y[rows]
+        np.multiply(band[..., 0], to_luma[0], out=luma_rows)
+        luma_rows += band[..., 1] * to_luma[1]
+        luma_rows += band[..., 2] * to_luma[2]
+        # sums then a division, as torch's mean: a grey pixel then has a spread of exactly 0 (weight 1e-12, equal
+        # for every frame), where multiplying by 1/3 would leave rounding noise to pick a frame
+        mean = cv2.transform(band, to_sum)
+        mean /= np.float32(3)
         spread = band - mean[..., None]
         spread *= spread
-        saturation = np.sqrt(cv2.transform(spread, to_mean))
+        variance = cv2.transform(spread, to_sum)
+        variance /= np.float32(3)
+        saturation = np.sqrt(variance, out=variance)
         off = band - np.float32(0.5)
         off *= off
         exposed = cv2.transform(off, to_sum)
