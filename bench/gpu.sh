@@ -27,8 +27,10 @@ if [ "${1:-}" = "--fetch-wheels" ]; then   # on the development machine, with pi
 fi
 
 DRY=0
+SCALE=1   # time limits are SCALE × the GPU machine's
 if [ "${1:-}" = "--dry-run" ]; then
     DRY=1
+    SCALE=4   # a shared CPU box is far slower than the GPU machine's 16 idle cores
     export LUTFUSE_GPU_DEVICE="${LUTFUSE_GPU_DEVICE:-cpu}" LUTFUSE_GPU_SIZE="${LUTFUSE_GPU_SIZE:-320x180}" \
         LUTFUSE_GPU_HQ_SIZE="${LUTFUSE_GPU_HQ_SIZE:-192x128}" LUTFUSE_GPU_REPEAT="${LUTFUSE_GPU_REPEAT:-1}"
 fi
@@ -69,27 +71,27 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch
 PY
 
 step "CUDA tests (pytest -m cuda; skipped in a dry run without CUDA)"
-timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider -p no:pytest-qt -o addopts="" tests/test_device.py \
+timeout $(( 150 * SCALE )) python3 -m pytest -q -m cuda -p no:cacheprovider -p no:pytest-qt -o addopts="" tests/test_device.py \
     --junitxml="$OUT/cuda-tests.xml"
 echo "pytest exit $?"
 
 step "bench: UHD, 3 frames, CUDA (precision auto = float16 renders)"
-timeout 150 python3 -m lutfuse bench --device "$DEVICE" --size "$SIZE" --frames 3 --repeat "$REPEAT" \
+timeout $(( 150 * SCALE )) python3 -m lutfuse bench --device "$DEVICE" --size "$SIZE" --frames 3 --repeat "$REPEAT" \
     --json "$OUT/bench-cuda.json" --force
 echo "bench exit $?"
 
 step "bench: UHD, CUDA, float32 renders"
-timeout 90 python3 -m lutfuse bench --device "$DEVICE" --precision float32 --size "$SIZE" --frames 3 --repeat "$REPEAT" \
+timeout $(( 90 * SCALE )) python3 -m lutfuse bench --device "$DEVICE" --precision float32 --size "$SIZE" --frames 3 --repeat "$REPEAT" \
     --json "$OUT/bench-cuda-fp32.json" --force
 echo "bench exit $?"
 
 step "bench: the GPU code path on the CPU in float16 (error vs float32 reported; small size)"
-timeout 60 python3 -m lutfuse bench --device cpu --kernels torch --precision float16 --size 640x360 --frames 3 \
+timeout $(( 60 * SCALE )) python3 -m lutfuse bench --device cpu --kernels torch --precision float16 --size 640x360 --frames 3 \
     --repeat 1 --json "$OUT/bench-cpu-torch-fp16.json" --force
 echo "bench exit $?"
 
 step "bench: HQ export, 24 MP, CUDA"
-timeout 120 python3 -m lutfuse bench --hq --device "$DEVICE" --size "$HQ_SIZE" --frames 3 --repeat 1 \
+timeout $(( 120 * SCALE )) python3 -m lutfuse bench --hq --device "$DEVICE" --size "$HQ_SIZE" --frames 3 --repeat 1 \
     --json "$OUT/bench-hq.json" --force
 echo "bench exit $?"
 

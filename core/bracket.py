@@ -472,20 +472,20 @@ DECODE_THREADS = 2  # frames decoded at once: the decoders (OpenCV, tifffile, Li
 def _decode_ahead(paths: Sequence[Path], max_pixels: int) -> Iterator[Decoded]:
     """read_frame of each path, in order, with up to DECODE_THREADS decodes running ahead of the consumer (so at
     most that many decoded frames wait besides the one being consumed); the first failure is raised in order."""
-    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="lutfuse-decode") as pool:
-        pending: deque[Future[Decoded]] = deque()
-        ahead = iter(paths)
-        try:
-            for path in islice(ahead, DECODE_THREADS):
+    pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="lutfuse-decode")
+    pending: deque[Future[Decoded]] = deque()
+    ahead = iter(paths)
+    try:
+        for path in islice(ahead, DECODE_THREADS):
+            pending.append(pool.submit(read_frame, path, max_pixels=max_pixels))
+        while pending:
+            decoded = pending.popleft().result()
+            for path in islice(ahead, 1):
                 pending.append(pool.submit(read_frame, path, max_pixels=max_pixels))
-            while pending:
-                decoded = pending.popleft().result()
-                for path in islice(ahead, 1):
-                    pending.append(pool.submit(read_frame, path, max_pixels=max_pixels))
-                yield decoded
-        finally:
-            for future in pending:
-                future.cancel()
+            yield decoded
+    finally:
+        # no join: after a failure or a signal a decode still running finishes on its own and is dropped
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, deghost: str = "off",
