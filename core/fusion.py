@@ -49,6 +49,7 @@ DEFAULT_WEIGHTS = WEIGHTS / "lut_student.pt"
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
 PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
+TONE_CACHE = 2          # preview tone maps kept (CPU path): the current (G, look) and the one before
 # Grids coarser than this get a detail layer of their own: the reference layer serves G ≥ 9 to within 0.0003
 # MEF-SSIM but costs 0.05 at G = 2 (hdrps validation scenes; see the commit history). A few are kept.
 EXACT_BELOW = 9
@@ -138,6 +139,9 @@ class Engine:
         self._looks_dev: dict[tuple[int, Look], torch.Tensor] = {}      # the same in self.dtype (device path)
         self._small_bases: dict[tuple[int, int], Any] = {}
         self._small_layers: dict[tuple[int, int, int], torch.Tensor] = {}
+        # (G, look, h, w) -> look(LUT_G)(small base), h×w×3 float32: the CPU preview's tone map, so that a change of
+        # the detail strength alone is one multiply-add (TONE_CACHE previews kept)
+        self._tones: dict[tuple[int, Look | None, int, int], np.ndarray] = {}
 
     # -- per bracket -------------------------------------------------------------------------------------------
     def set_bracket(self, bracket, latent: torch.Tensor | None = None) -> None:
@@ -264,6 +268,8 @@ class Engine:
         """Drop one grid size's sampled LUT, so the next render samples it again (the bench times that)."""
         for cache in (self._sampled, self._luts, self._luts_dev):
             cache.pop(grid_size, None)
+        for key in [k for k in self._tones if k[0] == grid_size]:
+            self._tones.pop(key)
         for key in [k for k in self._looks if k[0] == grid_size]:
             self._looks.pop(key)
             self._looks_dev.pop(key, None)
@@ -338,6 +344,17 @@ class Engine:
             self._small_layers[(*shape, key)] = layer
         return layer
 
+    def _preview_tone(self, g: int, look: Look | None, shape: tuple[int, int], base: np.ndarray) -> np.ndarray:
+        """look(LUT_G)(base) of a preview-sized base (CPU path), cached per (G, look, size); do not modify."""
+        key = (g, look, *shape)
+        tone = self._tones.get(key)
+        if tone is None:
+            tone = apply_lut(base, self._tables(g, look)[0])
+            if len(self._tones) >= TONE_CACHE:
+                self._tones.pop(next(iter(self._tones)))
+            self._tones[key] = tone
+        return tone
+
     def render(self, grid_size: int = 33, detail: float = 1.0, max_side: int | None = None,
                look: Look | None = None) -> np.ndarray:
         """Fused image H×W×3 float32 in [0,1]: look(LUT_G)(base) + detail · D; max_side bounds the longest side
@@ -386,6 +403,11 @@ class Engine:
             # CPU path: the lookup and the detail add in one pass over memory, once the layer exists
             key = self._layer_key(g)
             layer = self._layers.get(key) if full else self._small_layer(shape, key)
+            if not full:
+                tone = self._preview_tone(g, look if looked else None, shape, base)
+                out = np.multiply(layer.numpy()[..., None], np.float32(detail))
+                out += tone
+                return torch.from_numpy(np.clip(out, 0.0, 1.0, out=out))
             if layer is not None:
                 table = self._tables(g, look)[0]
                 return torch.from_numpy(apply_lut_offset(base, table, layer.numpy(), detail))
