@@ -405,8 +405,7 @@ class Engine:
             layer = self._layers.get(key) if full else self._small_layer(shape, key)
             if not full:
                 tone = self._preview_tone(g, look if looked else None, shape, base)
-                out = np.multiply(layer.numpy()[..., None], np.float32(detail))
-                out += tone
+                out = np.add(tone, (layer.numpy() * np.float32(detail))[..., None])
                 return torch.from_numpy(np.clip(out, 0.0, 1.0, out=out))
             if layer is not None:
                 table = self._tables(g, look)[0]
