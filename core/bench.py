@@ -169,8 +169,19 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
         ms, _ = timed(lambda: detail_layer(frames, tone3, levels))
         stages.append(Stage("detail", ms, f"detail layer, {levels} pyramid levels (per bracket)"))
     engine.render(prepared, 33, 1.0)  # warm: LUT cached as after any first render
-    ms, _ = timed(lambda: engine.render(prepared, 33, 1.0))
+    ms, rendered = timed(lambda: engine.render(prepared, 33, 1.0))
     stages.append(Stage("render", ms, "full res, G=33, detail 1, to an H×W×3 float32 array on the host"))
+    if engine.dtype != torch.float32:
+        # the reduced precision's error, measured on this bracket against the same path in float32
+        exact = Engine(device=str(dev), student=student, kernels=kernels, precision="float32")
+        exact_prepared = exact.prepare(bracket)
+        ms, reference = timed(lambda: exact.render(exact_prepared, 33, 1.0))
+        error = float(np.abs(rendered - reference).max())
+        name = str(engine.dtype).removeprefix("torch.")
+        stages.append(Stage("render float32", ms, f"the same render in float32: max |{name} − float32| = "
+                                                  f"{error:.5f} = {error * 255:.2f}/255"))
+        log(f"{name} render vs float32: max abs error {error:.5f} ({error * 255:.2f}/255)")
+        del exact, exact_prepared, reference
     if engine.on_device:
         ms, out = timed(lambda: engine.render_tensor(prepared, 33, 1.0))
         stages.append(Stage("render on device", ms, "full res, G=33, detail 1, result left on the device"))
@@ -180,7 +191,17 @@ def run_bench(width: int, height: int, n_frames: int, repeat: int, device: str,
     engine.render(prepared, 33, 1.0, PREVIEW_SIDE)  # builds the preview cache once, as the editor's first does
     ms, preview = timed(lambda: engine.render(prepared, 33, 1.0, PREVIEW_SIDE))
     ph, pw = preview.shape[:2]
-    stages.append(Stage("preview", ms, f"{pw}×{ph}, G=33, detail 1, to the host"))
+    cached = not engine.on_device
+    stages.append(Stage("preview", ms, f"{pw}×{ph}, G=33, detail 1, to the host"
+                                       + ("; tone map cached per (G, look): a detail change" if cached else "")))
+    if cached:
+        def uncached() -> object:
+            engine._cache(prepared).tones.clear()
+            return engine.render(prepared, 33, 1.0, PREVIEW_SIDE)
+
+        ms, _ = timed(uncached)
+        stages.append(Stage("preview uncached", ms, f"{pw}×{ph}, G=33, detail 1, LUT lookup + detail add (a look "
+                                                    "or grid change after sampling)"))
     for g in CHANGE_GRIDS:
         def change(g: int = g) -> object:
             engine._forget_lut(prepared, g)
@@ -264,7 +285,8 @@ def checks(stages: list[Stage], device_type: str) -> list[tuple[str, bool]]:
 
     if device_type == "cpu":
         preview = (f"preview ≤ {PREVIEW_TARGET_MS:.0f} ms: {by['preview'].ms:.1f} ms ({ratio('preview')}, "
-                   f"{by['preview'].note.split(',')[0]})")
+                   f"{by['preview'].note.split(',')[0]}"
+                   + (f"; uncached {by['preview uncached'].ms:.1f} ms" if "preview uncached" in by else "") + ")")
         out = [(f"full-res render ≤ 1/15 Mertens: render/Mertens = {by['render'].ms / mertens_ms:.3f}",
                 by["render"].ms <= CPU_RENDER_RATIO * mertens_ms),
                (preview, by["preview"].ms <= PREVIEW_TARGET_MS)]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import Path
 
 import cv2
@@ -493,6 +494,28 @@ def frame_paths(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
+DECODE_THREADS = 2  # frames decoded at once: the decoders (OpenCV, tifffile, LibRaw) release the GIL
+
+
+def _decode_ahead(paths: Sequence[Path], max_pixels: int) -> Iterator[Decoded]:
+    """read_frame of each path, in order, with up to DECODE_THREADS decodes running ahead of the consumer (so at
+    most that many decoded frames wait besides the one being consumed); the first failure is raised in order."""
+    pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="lutfuse-decode")
+    pending: deque[Future[Decoded]] = deque()
+    ahead = iter(paths)
+    try:
+        for path in islice(ahead, DECODE_THREADS):
+            pending.append(pool.submit(read_frame, path, max_pixels=max_pixels))
+        while pending:
+            decoded = pending.popleft().result()
+            for path in islice(ahead, 1):
+                pending.append(pool.submit(read_frame, path, max_pixels=max_pixels))
+            yield decoded
+    finally:
+        # no join: after a failure or a signal a decode still running finishes on its own and is dropped
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, deghost: str = "off",
                  reference: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Bracket:
     """2-9 files (or one folder of them) -> Bracket ordered darkest first, each frame H×W×3 float32 in [0,1].
@@ -521,8 +544,7 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     flat: np.ndarray | None = None
     decoded: list[Decoded] = []
     stored: list[StoredFrame] = []
-    for path in paths:
-        d = read_frame(path, max_pixels=max_pixels)
+    for path, d in zip(paths, _decode_ahead(paths, max_pixels)):
         if flat is None:
             flat = np.empty((len(paths), d.pixels.size), np.float32)
         elif d.pixels.size != flat.shape[1]:

@@ -22,6 +22,7 @@ faster there than torch's conv2d on one-channel images); elsewhere, and on the C
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -130,6 +131,102 @@ def mertens_weight(frame: torch.Tensor, y: torch.Tensor | None = None) -> torch.
     return contrast.mul_(saturation).mul_(exposed).add_(1e-12)
 
 
+_THREADS = 2        # worker threads of the CPU weight computation (numpy and OpenCV release the GIL)
+_BAND_PIXELS = 1 << 17  # pixels per band: a band's intermediates stay in cache
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _luma_and_weight_cpu(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(luminance H×W, mertens_weight H×W) of one 3×H×W CPU frame (a view of an interleaved H×W×3 array is read
+    without a planar copy), as `luminance` and `mertens_weight` compute them, with numpy and OpenCV over row bands
+    on two threads so that every intermediate stays in cache."""
+    rgb = frame.permute(1, 2, 0)
+    image = rgb.numpy() if rgb.is_contiguous() else np.ascontiguousarray(rgb.numpy())
+    h, w = image.shape[:2]
+    y = np.empty((h, w), np.float32)
+    partial = np.empty((h, w), np.float32)
+    to_luma = np.asarray(LUMA, np.float32)
+    to_sum = np.ones((1, 3), np.float32)
+    gain = np.float32(-1 / (2 * _SIGMA_EXPOSED ** 2))
+
+    def work(rows: slice) -> None:
+        band = image[rows]
+        # as `luminance` computes it (float32 products, summed left to right), so both paths give the same luma
+        luma_rows = y[rows]
+        np.multiply(band[..., 0], to_luma[0], out=luma_rows)
+        luma_rows += band[..., 1] * to_luma[1]
+        luma_rows += band[..., 2] * to_luma[2]
+        # sums then a division, as torch's mean: a grey pixel then has a spread of exactly 0 (weight 1e-12, equal
+        # for every frame), where multiplying by 1/3 would leave rounding noise to pick a frame
+        mean = cv2.transform(band, to_sum)
+        mean /= np.float32(3)
+        spread = band - mean[..., None]
+        spread *= spread
+        variance = cv2.transform(spread, to_sum)
+        variance /= np.float32(3)
+        saturation = np.sqrt(variance, out=variance)
+        off = band - np.float32(0.5)
+        off *= off
+        exposed = cv2.transform(off, to_sum)
+        exposed *= gain
+        np.exp(exposed, out=exposed)
+        np.multiply(saturation, exposed, out=partial[rows])
+
+    _in_bands(h, w, work)
+    contrast = cv2.Laplacian(y, cv2.CV_32F, ksize=1)
+    weight = np.abs(contrast, out=contrast)
+    weight *= partial
+    weight += np.float32(1e-12)
+    return torch.from_numpy(y), torch.from_numpy(weight)
+
+
+def _in_bands(height: int, width: int, work) -> None:
+    """work(rows) for row bands of about _BAND_PIXELS pixels covering height×width, on the two worker threads."""
+    global _POOL
+    step = max(1, _BAND_PIXELS // max(1, width))
+    bands = [slice(r, min(height, r + step)) for r in range(0, height, step)]
+    if len(bands) == 1:
+        work(bands[0])
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="lutfuse-detail")
+    for done in _POOL.map(work, bands):
+        del done
+
+
+def _accumulate_cpu(y: np.ndarray, up: np.ndarray, g_w: np.ndarray, contrast_power: float,
+                    num: list[torch.Tensor], den: list[torch.Tensor], level: int) -> None:
+    """One level of fused_bandpass's sums on the CPU: band = y − up (consumes `up`), wt = g_w ·
+    max(blur(band²), ENERGY_FLOOR)^(contrast_power/2); num[level] += wt · band, den[level] += wt (appended for
+    the first frame). All H×W float32."""
+    band = np.subtract(y, up, out=up)
+    energy = np.square(band)
+    k = np.asarray(_BINOMIAL, np.float32)
+    energy = cv2.sepFilter2D(energy, -1, k, k, borderType=cv2.BORDER_REFLECT_101)
+    first = len(num) == level
+    if first:
+        num.append(torch.empty(band.shape, dtype=torch.float32))
+        den.append(torch.empty(band.shape, dtype=torch.float32))
+    n, d = num[level].numpy(), den[level].numpy()
+    half = np.float32(contrast_power / 2)
+
+    def work(rows: slice) -> None:
+        wt = np.maximum(energy[rows], np.float32(ENERGY_FLOOR))
+        if half == 2:
+            np.square(wt, out=wt)
+        else:
+            np.power(wt, half, out=wt)
+        wt *= g_w[rows]
+        if first:
+            np.multiply(wt, band[rows], out=n[rows])
+            d[rows] = wt
+        else:
+            n[rows] += wt * band[rows]
+            d[rows] += wt
+
+    _in_bands(*band.shape, work)
+
+
 def _blur(x: torch.Tensor) -> torch.Tensor:
     """5-tap binomial blur (σ ≈ 1 px) of an H×W map, reflect-101 borders, same shape."""
     if not torch_kernels(x.device):
@@ -149,14 +246,20 @@ def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CO
     valid: optional N×H×W bool (Bracket.valid); a frame's invalid pixels get (almost) no weight.
     """
     lumas, weights = [], []
+    total = None
     for i, frame in enumerate(frames):
-        planar = frame.contiguous()
-        lumas.append(luminance(planar))
-        weights.append(mertens_weight(planar, lumas[-1]))
+        if torch_kernels(frame.device):
+            planar = frame.contiguous()
+            lumas.append(luminance(planar))
+            weights.append(mertens_weight(planar, lumas[-1]))
+        else:
+            y, w = _luma_and_weight_cpu(frame)
+            lumas.append(y)
+            weights.append(w)
         if valid is not None:
             # a tiny floor keeps pixels that no frame covers defined (equal weights there)
             weights[-1].mul_(valid[i].to(weights[-1].dtype)).add_(1e-12)
-    total = torch.stack(weights).sum(dim=0)
+        total = weights[-1].clone() if total is None else total.add_(weights[-1])
     num: list[torch.Tensor] = []
     den: list[torch.Tensor] = []
     # frame by frame into per-level numerator and denominator, so a 9-frame UHD bracket needs no N-fold temporaries
@@ -164,6 +267,12 @@ def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CO
         g_w = w.div_(total)
         for level in range(levels):
             down = reduce(g_y)
+            if not torch_kernels(g_y.device) and contrast_power > 0:
+                # the same arithmetic in numpy over row bands on two threads (intermediates stay in cache)
+                _accumulate_cpu(g_y.numpy(), expand(down, tuple(g_y.shape)).numpy(), g_w.numpy(), contrast_power,
+                                num, den, level)
+                g_y, g_w = down, reduce(g_w)
+                continue
             band = g_y - expand(down, tuple(g_y.shape))  # type: ignore[arg-type]
             wt = g_w
             if contrast_power > 0:

@@ -47,7 +47,7 @@ from lutfuse.core.adjust import Look, apply_look
 from lutfuse.core.device import check_kernels, pick_device, render_dtype, use_kernels
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.grid import MAX_GRID, MIN_GRID, check_grid
-from lutfuse.core.lut import apply_lut
+from lutfuse.core.lut import apply_lut, apply_lut_offset
 from lutfuse.core.prepared import PreparedBracket, RenderCache, read_only
 from lutfuse.core.weights import shipped
 
@@ -58,6 +58,7 @@ DEFAULT_WEIGHTS = shipped("LUT student")
 REFERENCE_GRID = 33     # the LUT sampling the detail layer subtracts the tone map's own band-pass through
 ENCODE_SIDE = 256       # longest side of the stack the student encodes, when the student does not say
 PREVIEW_CACHE = 4       # preview sizes kept per bracket (the editor asks for one or two; resizing adds more)
+TONE_CACHE = 2          # preview tone maps kept (CPU path): the current (G, look) and the one before
 # Grids coarser than this get a detail layer of their own: the reference layer serves G ≥ 9 to within 0.0003
 # MEF-SSIM but costs 0.05 at G = 2 (hdrps validation scenes; see the commit history). A few are kept.
 EXACT_BELOW = 9
@@ -242,6 +243,8 @@ class Engine:
             c = self._cache(prepared)
             for cache in (c.sampled, c.luts, c.luts_dev):
                 cache.pop(grid_size, None)
+            for key in [k for k in c.tones if k[0] == grid_size]:
+                c.tones.pop(key)
             for key in [k for k in c.looks if k[0] == grid_size]:
                 c.looks.pop(key)
                 c.looks_dev.pop(key, None)
@@ -260,18 +263,21 @@ class Engine:
         """Which detail layer a grid size uses: its own below EXACT_BELOW, else the reference grid's."""
         return grid_size if grid_size < EXACT_BELOW else REFERENCE_GRID
 
+    def _tables(self, c: RenderCache, grid_size: int,
+                look: Look | None) -> tuple[np.ndarray | None, torch.Tensor | None]:
+        """(host LUT or None, device LUT in self.dtype or None) for a grid size and look: the host one on the CPU
+        path, the device one on the device path (both for a look)."""
+        if look is not None and not look.is_neutral():
+            return self._looked(c, grid_size, look)
+        if self.on_device:
+            self._sample(c, grid_size)
+            return None, c.luts_dev[grid_size]
+        return self._host(c, grid_size), None
+
     def _apply(self, c: RenderCache, grid_size: int, base: Any, look: Look | None = None) -> torch.Tensor:
         """look(LUT_G)(base) as 3×h×w (CPU path: a view of an h×w×3 array; device path: a 3×h×w tensor in
         self.dtype)."""
-        table: np.ndarray | None = None
-        table_dev: torch.Tensor | None = None
-        if look is not None and not look.is_neutral():
-            table, table_dev = self._looked(c, grid_size, look)
-        elif self.on_device:
-            self._sample(c, grid_size)
-            table_dev = c.luts_dev[grid_size]
-        else:
-            table = self._host(c, grid_size)
+        table, table_dev = self._tables(c, grid_size, look)
         if not self.on_device:
             assert table is not None
             return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
@@ -317,6 +323,20 @@ class Engine:
                 c.small_layers.pop(next(iter(c.small_layers)))
             c.small_layers[(shape[0], shape[1], key)] = layer
         return layer
+
+    def _preview_tone(self, c: RenderCache, g: int, look: Look | None, shape: tuple[int, int],
+                      base: np.ndarray) -> np.ndarray:
+        """look(LUT_G)(base) of a preview-sized base (CPU path), cached per (G, look, size); do not modify."""
+        key = (g, look, *shape)
+        tone = c.tones.get(key)
+        if tone is None:
+            table = self._tables(c, g, look)[0]
+            assert table is not None  # the CPU path
+            tone = apply_lut(base, table)
+            if len(c.tones) >= TONE_CACHE:
+                c.tones.pop(next(iter(c.tones)))
+            c.tones[key] = tone
+        return tone
 
     def render(self, prepared: PreparedBracket, grid_size: int = 33, detail: float = 1.0,
                max_side: int | None = None, look: Look | None = None) -> np.ndarray:
@@ -366,6 +386,17 @@ class Engine:
         else:
             base = self._small_base(c, shape)
         looked = look is not None and not look.is_neutral()
+        if not self.on_device and detail != 0.0:
+            # CPU path: the lookup and the detail add in one pass over memory, once the layer exists
+            key = self._layer_key(g)
+            layer = c.layers.get(key) if full else self._small_layer(c, shape, key)
+            if not full:
+                tone = self._preview_tone(c, g, look if looked else None, shape, base)
+                out = np.add(tone, (layer.numpy() * np.float32(detail))[..., None])
+                return torch.from_numpy(np.clip(out, 0.0, 1.0, out=out))
+            if layer is not None:
+                table = self._tables(c, g, look)[0]
+                return torch.from_numpy(apply_lut_offset(base, table, layer.numpy(), detail))
         out = self._apply(c, g, base, look)
         if detail != 0.0:
             key = self._layer_key(g)

@@ -24,6 +24,7 @@ an exact trilinear made of gathers and lerps runs on the device instead, with a 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -38,6 +39,10 @@ _CHUNK = 1 << 17  # pixels per CPU chunk: the intermediates (about 60 bytes per 
 MOSAIC_MAX_SIZE = 65
 _GATHER_CHUNK = 1 << 20  # pixels per chunk of the gather fallback: eight G-indexed gathers of 3 values each
 _NO_GRID_SAMPLE_3D: set[str] = set()  # device types whose 5-D grid_sample raised (probed on first use)
+_COLUMNS = 1024          # pixels per remap row (any image is cut into rows of this length)
+_THREADS = 2             # worker threads of the CPU apply (the machines it targets have 2 cores or more)
+_REMAP_EXACT: bool | None = None
+_POOL: ThreadPoolExecutor | None = None
 
 
 def identity_lut(size: int) -> np.ndarray:
@@ -117,8 +122,116 @@ class _Sampler:
         torch.lerp(v[:, :3], v[:, 3:], frac_b.view(nb, 1, n // nb), out=dest)
 
 
-def _apply_numpy(image: np.ndarray, lut: torch.Tensor) -> np.ndarray:
-    """Trilinear apply on the CPU: image H×W×3 float32 -> H×W×3 float32 in the LUT's range."""
+def _remap_is_exact() -> bool:
+    """Whether cv2.remap interpolates a float32 image with float maps exactly (OpenCV 5), not with its 1/32-pixel
+    fixed-point weights (OpenCV 4): probed once on a 2×2 ramp sampled a third of the way across."""
+    global _REMAP_EXACT
+    if _REMAP_EXACT is None:
+        ramp = np.array([[[0.0] * 3, [1.0] * 3], [[0.0] * 3, [1.0] * 3]], np.float32)
+        x = np.full((1, 1), 1 / 3, np.float32)
+        got = cv2.remap(ramp, x, np.zeros_like(x), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        _REMAP_EXACT = bool(abs(float(got[0, 0, 0]) - 1 / 3) < 1e-6)
+    return _REMAP_EXACT
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The two worker threads of the CPU apply (OpenCV and numpy release the GIL over whole bands)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="lutfuse-lut")
+    return _POOL
+
+
+class _RemapSampler:
+    """Exact trilinear lookups of H×W×3 bands on the CPU with cv2.remap, for one LUT (built once per apply).
+
+    The LUT's blue slices b and b+1 form two three-channel mosaics (`_mosaic`), so two bilinear cv2.remap calls
+    per band read both slices' red-green bilinear values and one lerp along blue finishes the trilinear. OpenCV's
+    remap is vectorised, so with the coordinate arithmetic in numpy a band costs a handful of passes over
+    memory that stays in cache."""
+
+    def __init__(self, lut: torch.Tensor) -> None:
+        """lut: G×G×G×3 float32 CPU tensor."""
+        self.g = lut.shape[0]
+        tex, offsets, scale = _mosaic(lut)
+        planes = tex.permute(1, 2, 0).numpy()                             # T·S × T·S × 6
+        # two three-channel textures: OpenCV 5 interpolates 1-4 channels exactly, more with 1/32-texel weights
+        self.low = np.ascontiguousarray(planes[..., :3])
+        self.high = np.ascontiguousarray(planes[..., 3:])
+        pixels = ((offsets + 1.0) / scale).round()                        # tile origins in texels
+        self.ox = np.ascontiguousarray(pixels[:, 0].numpy(), np.float32)
+        self.oy = np.ascontiguousarray(pixels[:, 1].numpy(), np.float32)
+
+    def band(self, src: np.ndarray, dst: np.ndarray, offset: np.ndarray | None = None, strength: float = 0.0) -> None:
+        """Trilinear values of src h×w×3 float32 (any values; NaN -> 0, then clamped to [0,1]) into dst h×w×3;
+        with offset (h×w), dst also gets strength·offset on every channel and is clipped to [0, 1]."""
+        g = self.g
+        # fmax maps NaN to 0 (as nan_to_num would) in the same pass as the lower clamp
+        s = np.fmax(src, np.float32(0.0))
+        np.minimum(s, np.float32(1.0), out=s)
+        s *= np.float32(g - 1)
+        lower = np.floor(s[..., 2])
+        np.minimum(lower, np.float32(g - 2), out=lower)
+        frac = s[..., 2] - lower
+        index = lower.astype(np.intp)
+        mx = np.take(self.ox, index)
+        mx += s[..., 0]
+        my = np.take(self.oy, index)
+        my += s[..., 1]
+        low = cv2.remap(self.low, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        high = cv2.remap(self.high, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        high -= low
+        high *= frac[..., None]
+        high += low
+        if offset is not None:
+            high += (offset * np.float32(strength))[..., None]
+            np.clip(high, 0.0, 1.0, out=high)
+        dst[...] = high
+
+
+def _bands(pixels: np.ndarray) -> list[np.ndarray]:
+    """A C-contiguous array of P pixels (P×... ) as 2-D views for cv2.remap: rows of _COLUMNS pixels grouped into
+    bands of about _CHUNK pixels, then the remainder as one row (remap wants 2-D maps under 32767 per side)."""
+    p = pixels.shape[0]
+    full = p // _COLUMNS * _COLUMNS
+    main = pixels[:full].reshape(-1, _COLUMNS, *pixels.shape[1:])
+    rows = max(1, _CHUNK // _COLUMNS)
+    out = [main[r:r + rows] for r in range(0, main.shape[0], rows)]
+    if full < p:
+        out.append(pixels[full:][None])
+    return out
+
+
+def _apply_numpy(image: np.ndarray, lut: torch.Tensor, offset: np.ndarray | None = None,
+                 strength: float = 0.0) -> np.ndarray:
+    """Trilinear apply on the CPU: image H×W×3 float32 -> H×W×3 float32 in the LUT's range; with offset (H×W)
+    strength·offset is added to every channel and the result clipped to [0, 1] in the same pass."""
+    if not _remap_is_exact():
+        out = _apply_numpy_torch(image, lut)
+        if offset is not None:
+            out += (np.asarray(offset, np.float32) * np.float32(strength))[..., None]
+            np.clip(out, 0.0, 1.0, out=out)
+        return out
+    sample = _RemapSampler(lut)
+    src = np.ascontiguousarray(image, dtype=np.float32)
+    out = np.empty(src.shape, np.float32)
+    jobs = list(zip(_bands(src.reshape(-1, 3)), _bands(out.reshape(-1, 3)),
+                    [None] * len(_bands(src.reshape(-1, 3))) if offset is None
+                    else _bands(np.ascontiguousarray(offset, np.float32).reshape(-1))))
+
+    def work(job: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> None:
+        sample.band(job[0], job[1], job[2], strength)
+
+    if len(jobs) == 1:
+        work(jobs[0])
+    else:
+        for done in _pool().map(work, jobs):
+            del done
+    return out
+
+
+def _apply_numpy_torch(image: np.ndarray, lut: torch.Tensor) -> np.ndarray:
+    """Trilinear apply on the CPU with torch's 2-D sampler (where cv2.remap is not exact): H×W×3 -> H×W×3."""
     sample = _Sampler(lut)
     flat = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).view(-1, 3)
     out = np.empty(image.shape, np.float32)
@@ -136,6 +249,11 @@ def _apply_numpy(image: np.ndarray, lut: torch.Tensor) -> np.ndarray:
 
 def _apply_torch_cpu(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     """Trilinear apply on the CPU: image N×3×H×W -> N×3×H×W float32."""
+    if _remap_is_exact():
+        # interleaving for cv2.remap and back costs two copies, far less than the torch sampler's extra time
+        out = [torch.from_numpy(_apply_numpy(im.float().permute(1, 2, 0).contiguous().numpy(), lut)).permute(2, 0, 1)
+               for im in image]
+        return torch.stack(out)
     sample = _Sampler(lut)
     n, _, h, w = image.shape
     planar = image.float().reshape(n, 3, h * w)
@@ -235,6 +353,25 @@ def apply_lut(image: np.ndarray | torch.Tensor, lut: np.ndarray | torch.Tensor) 
         return _apply_device(image, table)
     out = _apply_torch_cpu(image, table.to(torch.float32).contiguous())
     return out.to(image.dtype)
+
+
+def apply_lut_offset(image: np.ndarray, lut: np.ndarray | torch.Tensor, offset: np.ndarray,
+                     strength: float = 1.0) -> np.ndarray:
+    """clip(LUT(image) + strength · offset, 0, 1): image H×W×3 float32, offset H×W float32 (the same on every
+    channel, e.g. the engine's detail layer, core.detail.add_detail's "offset" mode) -> H×W×3 float32 in [0, 1].
+
+    On the CPU fast path the offset is added in the same pass over memory as the lookup; with the torch kernels
+    (core.device) it is apply_lut followed by the add. ValueError for mismatched shapes."""
+    _check_lut(lut)
+    if image.ndim != 3 or image.shape[2] != 3 or tuple(offset.shape) != tuple(image.shape[:2]):
+        raise ValueError(f"apply_lut_offset expects H×W×3 and H×W, got {image.shape} and {offset.shape}")
+    table = torch.as_tensor(np.asarray(lut), dtype=torch.float32) if isinstance(lut, np.ndarray) \
+        else lut.detach().to("cpu", torch.float32)
+    if torch_kernels("cpu"):
+        out = apply_lut(image, table)
+        out += (np.asarray(offset, np.float32) * np.float32(strength))[..., None]
+        return np.clip(out, 0.0, 1.0, out=out)
+    return _apply_numpy(image, table.contiguous(), offset, strength)
 
 
 def resample_lut(lut: np.ndarray, size: int) -> np.ndarray:

@@ -49,15 +49,19 @@ class Models:
         self.engine_options = dict(engine_options or {})
         self._models: dict[tuple[Any, ...], Any] = {}
 
-    def engine(self, device: str | None) -> Engine:
-        """The cached `core.fusion.Engine` for a device (None/auto = core.device.pick_device's choice)."""
-        key = ("lut", device)
+    def engine(self, device: str | None, kernels: str | None = None) -> Engine:
+        """The cached `core.fusion.Engine` for a device (None/auto = core.device.pick_device's choice) and kernels
+        (core.device: auto | torch; None = the engine options' or $LUTFUSE_KERNELS)."""
+        key = ("lut", device, kernels)
         if key not in self._models:
             from lutfuse.core.fusion import Engine
             from lutfuse.core.weights import SHIPPED
 
             weights = None if self.weights_dir is None else self.weights_dir / SHIPPED["LUT student"]
-            self._models[key] = Engine(weights=weights, device=device, **self.engine_options)
+            options = dict(self.engine_options)
+            if kernels is not None:
+                options["kernels"] = kernels
+            self._models[key] = Engine(weights=weights, device=device, **options)
         return self._models[key]
 
     def hq(self, device: str | None, **options: Any) -> HQFusion:
@@ -114,7 +118,7 @@ class Method:
              prepared: PreparedBracket | None = None, latent: Any = None, look: Any = _UNSET) -> np.ndarray:
         """Fuse a loaded bracket with `settings` -> H×W×3 float32 RGB in [0,1].
 
-        settings: reads `grid`, `detail`, `device` (as this method's `settings` list says) and the look sliders;
+        settings: reads `grid`, `detail`, `device`, `kernels` (as this method's `settings` list says) and the look sliders;
         models: the model cache to use (a fresh one by default); engine: the core.fusion.Engine to render with
         (default `models.engine(settings.device)`); prepared: the bracket already prepared by that engine (its
         latent, base and detail layer are reused, as the editor and `lutfuse eval` do); latent: a student latent
@@ -132,7 +136,7 @@ class Method:
             from lutfuse.core.classical import mertens
 
             return apply_look(mertens(bracket.images, bracket.valid), look)
-        engine = engine or models.engine(device)
+        engine = engine or models.engine(device, getattr(settings, "kernels", None))
         grid, detail = settings.grid, float(settings.detail)
         if self.kind == "lut":
             if prepared is None:

@@ -103,6 +103,10 @@ def check_settings(settings: FuseSettings, output: Path) -> None:
         raise LUTFuseError(f"--quality {quality}: the JPEG quality must be between 1 and 100")
     if settings.bit_depth == 16:
         output_bit_depth(output, 16, 8)
+    if settings.values.get("kernels") is not None:
+        from lutfuse.core.device import check_kernels
+
+        check_kernels(settings.values["kernels"])  # a preset's bad value fails here, naming it
     from lutfuse.core.commands.look import look_from_args
 
     look_from_args(settings)  # an out-of-range look slider fails here, naming the slider

@@ -53,6 +53,9 @@ class RenderCache:
     looks_dev: dict[tuple[int, Any], Any] = field(default_factory=dict)      # the same in the render dtype
     small_bases: dict[tuple[int, int], Any] = field(default_factory=dict)
     small_layers: dict[tuple[int, int, int], Any] = field(default_factory=dict)
+    # (G, look, h, w) -> look(LUT_G)(small base), h×w×3 float32: the CPU preview's tone map, so that a change of the
+    # detail strength alone is one multiply-add
+    tones: dict[tuple[int, Any, int, int], np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)

@@ -253,8 +253,8 @@ def _normalise(path: Path, samples: np.ndarray, notes: list[str], *, significant
     name = shown_path(path)
     if samples.dtype.kind == "u":
         bits = significant_bits or samples.dtype.itemsize * 8
-        values = samples.astype(np.float32)
-        values /= np.float32(2**bits - 1)  # in place: one full-size float array per frame, not two
+        # one pass from the stored samples (also a BGR-reversed view) to float32, no intermediate copy
+        values = np.divide(samples, np.float32(2**bits - 1), dtype=np.float32)
         return values, None, (8 if bits <= 8 else 16)
     if samples.dtype.kind == "b":
         return samples.astype(np.float32), None, 8

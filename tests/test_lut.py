@@ -166,3 +166,33 @@ def test_resample_to_the_same_size_is_a_copy() -> None:
     np.testing.assert_array_equal(same, lut)
     same[...] = 0
     assert lut.max() > 0.5
+
+
+# -- the CPU sampler's two implementations and the fused offset ------------------------------------------------------
+
+@pytest.mark.parametrize("size", [2, 33, 129])
+def test_torch_sampler_where_remap_is_not_exact_matches_the_reference(monkeypatch, size: int) -> None:
+    # OpenCV 4 interpolates remap with 1/32-texel weights: there the CPU path uses torch's 2-D sampler instead
+    import lutfuse.core.lut as lutmod
+
+    monkeypatch.setattr(lutmod, "_REMAP_EXACT", False)
+    pixels = random_pixels(size, seed=size + 2)
+    smooth = smooth_lut(size)
+    assert np.abs(apply_lut(pixels, smooth) - reference_trilinear(pixels, smooth)).max() < 5e-6
+
+
+def test_remap_probe_and_offset_pass() -> None:
+    import lutfuse.core.lut as lutmod
+    from lutfuse.core.lut import apply_lut_offset
+
+    assert isinstance(lutmod._remap_is_exact(), bool)
+    rng = np.random.default_rng(9)
+    image = rng.random((300, 517, 3), dtype=np.float32)   # several bands and a partial last row of the cut
+    offset = (rng.random((300, 517), dtype=np.float32) - 0.5) * 0.4
+    lut = smooth_lut(17)
+    expected = np.clip(reference_trilinear(image, lut) + 0.7 * offset[..., None], 0.0, 1.0)
+    got = apply_lut_offset(image, lut, offset, 0.7)
+    assert got.shape == image.shape and got.dtype == np.float32
+    assert np.abs(got - expected).max() < 5e-6
+    with pytest.raises(ValueError):
+        apply_lut_offset(image, lut, offset[:-1], 1.0)

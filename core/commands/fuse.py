@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", type=int, default=33, help="LUT grid size, 2-129 (methods lut and hq)")
     parser.add_argument("--detail", type=float, default=1.0,
                         help="local-contrast strength, 0 = pure LUT (methods lut and hq)")
-    add_device_arguments(parser, kernels=False)  # the kernels: $LUTFUSE_KERNELS (core.device)
+    add_device_arguments(parser)  # --device and --kernels (core.device): settings, batch options, preset keys
     add_look_arguments(parser)  # --exposure ... --tint, --auto: settings (and batch preset keys) like the rest
 
 
