@@ -118,7 +118,8 @@ class Method:
              prepared: PreparedBracket | None = None, latent: Any = None, look: Any = _UNSET) -> np.ndarray:
         """Fuse a loaded bracket with `settings` -> H×W×3 float32 RGB in [0,1].
 
-        settings: reads `grid`, `detail`, `device`, `kernels` (as this method's `settings` list says) and the look sliders;
+        settings: reads `grid`, `detail`, `device`, `kernels` (as this method's `settings` list says) and the look
+        sliders;
         models: the model cache to use (a fresh one by default); engine: the core.fusion.Engine to render with
         (default `models.engine(settings.device)`); prepared: the bracket already prepared by that engine (its
         latent, base and detail layer are reused, as the editor and `lutfuse eval` do); latent: a student latent
