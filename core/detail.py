@@ -159,11 +159,11 @@ def _luma_and_weight_cpu(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
         # sums then a division, as torch's mean: a grey pixel then has a spread of exactly 0 (weight 1e-12, equal
         # for every frame), where multiplying by 1/3 would leave rounding noise to pick a frame
         mean = cv2.transform(band, to_sum)
-        mean /= np.float32(3)
+        mean /= np.float32(3)  # type: ignore[misc]
         spread = band - mean[..., None]
-        spread *= spread
+        spread *= spread  # type: ignore[arg-type]
         variance = cv2.transform(spread, to_sum)
-        variance /= np.float32(3)
+        variance /= np.float32(3)  # type: ignore[misc]
         saturation = np.sqrt(variance, out=variance)
         off = band - np.float32(0.5)
         off *= off
@@ -224,7 +224,7 @@ def _accumulate_cpu(y: np.ndarray, up: np.ndarray, g_w: np.ndarray, contrast_pow
             n[rows] += wt * band[rows]
             d[rows] += wt
 
-    _in_bands(*band.shape, work)
+    _in_bands(band.shape[0], band.shape[1], work)
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
@@ -264,12 +264,12 @@ def fused_bandpass(frames: torch.Tensor, levels: int, contrast_power: float = CO
     den: list[torch.Tensor] = []
     # frame by frame into per-level numerator and denominator, so a 9-frame UHD bracket needs no N-fold temporaries
     for i, (g_y, w) in enumerate(zip(lumas, weights)):
-        g_w = w.div_(total)
+        g_w = w.div_(total)  # type: ignore[arg-type]
         for level in range(levels):
             down = reduce(g_y)
             if not torch_kernels(g_y.device) and contrast_power > 0:
                 # the same arithmetic in numpy over row bands on two threads (intermediates stay in cache)
-                _accumulate_cpu(g_y.numpy(), expand(down, tuple(g_y.shape)).numpy(), g_w.numpy(), contrast_power,
+                _accumulate_cpu(g_y.numpy(), expand(down, tuple(g_y.shape)).numpy(), g_w.numpy(), contrast_power,  # type: ignore[arg-type]
                                 num, den, level)
                 g_y, g_w = down, reduce(g_w)
                 continue

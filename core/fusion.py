@@ -243,8 +243,8 @@ class Engine:
             c = self._cache(prepared)
             for cache in (c.sampled, c.luts, c.luts_dev):
                 cache.pop(grid_size, None)
-            for key in [k for k in c.tones if k[0] == grid_size]:
-                c.tones.pop(key)
+            for tone_key in [k for k in c.tones if k[0] == grid_size]:
+                c.tones.pop(tone_key)
             for key in [k for k in c.looks if k[0] == grid_size]:
                 c.looks.pop(key)
                 c.looks_dev.pop(key, None)
@@ -328,14 +328,15 @@ class Engine:
                       base: np.ndarray) -> np.ndarray:
         """look(LUT_G)(base) of a preview-sized base (CPU path), cached per (G, look, size); do not modify."""
         key = (g, look, *shape)
-        tone = c.tones.get(key)
-        if tone is None:
-            table = self._tables(c, g, look)[0]
-            assert table is not None  # the CPU path
-            tone = apply_lut(base, table)
-            if len(c.tones) >= TONE_CACHE:
-                c.tones.pop(next(iter(c.tones)))
-            c.tones[key] = tone
+        cached = c.tones.get(key)
+        if cached is not None:
+            return cached
+        table = self._tables(c, g, look)[0]
+        assert table is not None  # the CPU path
+        tone = np.asarray(apply_lut(base, table))
+        if len(c.tones) >= TONE_CACHE:
+            c.tones.pop(next(iter(c.tones)))
+        c.tones[key] = tone
         return tone
 
     def render(self, prepared: PreparedBracket, grid_size: int = 33, detail: float = 1.0,
@@ -389,14 +390,16 @@ class Engine:
         if not self.on_device and detail != 0.0:
             # CPU path: the lookup and the detail add in one pass over memory, once the layer exists
             key = self._layer_key(g)
-            layer = c.layers.get(key) if full else self._small_layer(c, shape, key)
+            known = c.layers.get(key) if full else self._small_layer(c, shape, key)
             if not full:
+                assert known is not None
                 tone = self._preview_tone(c, g, look if looked else None, shape, base)
-                out = np.add(tone, (layer.numpy() * np.float32(detail))[..., None])
-                return torch.from_numpy(np.clip(out, 0.0, 1.0, out=out))
-            if layer is not None:
-                table = self._tables(c, g, look)[0]
-                return torch.from_numpy(apply_lut_offset(base, table, layer.numpy(), detail))
+                mixed = np.add(tone, (known.numpy() * np.float32(detail))[..., None])
+                return torch.from_numpy(np.clip(mixed, 0.0, 1.0, out=mixed))
+            if known is not None:
+                host_table = self._tables(c, g, look)[0]
+                assert host_table is not None  # the CPU path
+                return torch.from_numpy(np.asarray(apply_lut_offset(base, host_table, known.numpy(), detail)))
         out = self._apply(c, g, base, look)
         if detail != 0.0:
             key = self._layer_key(g)

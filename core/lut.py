@@ -180,9 +180,9 @@ class _RemapSampler:
         my += s[..., 1]
         low = cv2.remap(self.low, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         high = cv2.remap(self.high, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        high -= low
+        high -= low  # type: ignore[arg-type]
         high *= frac[..., None]
-        high += low
+        high += low  # type: ignore[arg-type]
         if offset is not None:
             high += (offset * np.float32(strength))[..., None]
             np.clip(high, 0.0, 1.0, out=high)
@@ -257,12 +257,12 @@ def _apply_torch_cpu(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     sample = _Sampler(lut)
     n, _, h, w = image.shape
     planar = image.float().reshape(n, 3, h * w)
-    out = torch.empty((n, 3, h * w), dtype=torch.float32)
+    out = torch.empty((n, 3, h * w), dtype=torch.float32)  # type: ignore[assignment]
     for i in range(n):
         for p0 in range(0, h * w, _CHUNK):
             rgb = planar[i, :, p0:p0 + _CHUNK].t()
-            sample(rgb, out[i, :, p0:p0 + rgb.shape[0]])
-    return out.view(n, 3, h, w)
+            sample(rgb, out[i, :, p0:p0 + rgb.shape[0]])  # type: ignore[call-overload]
+    return out.view(n, 3, h, w)  # type: ignore[attr-defined]
 
 
 def _apply_grid_sample(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:

@@ -330,7 +330,7 @@ def patch_motion(ref: _View, view: _View, grid: int = 3, min_response: float = 0
         return None
     # least median of squares first: an edge that moves with exposure (a clipped highlight's border bleeds) gives
     # a patch that disagrees; at least 5 must agree on one similarity to within 0.25 px
-    src_a, dst_a = np.float64(src), np.float64(dst)
+    src_a, dst_a = np.float64(src), np.float64(dst)  # type: ignore[arg-type]
     rough, _ = cv2.estimateAffinePartial2D(src_a, dst_a, method=cv2.LMEDS)
     if rough is None:
         return None
