@@ -160,7 +160,8 @@ def write_sidecar(frames: Sequence[str | Path], values: Mapping[str, object]) ->
 def read_preset(path: str | Path) -> dict[str, Any]:
     """The key -> value table of a batch preset file (any of fuse's option dests, unchecked: the batch command
     checks them against fuse's options); PresetError naming the file when it is missing or not TOML, or when it
-    holds tables/arrays (a preset is flat). An editor sidecar's `frames` list is dropped."""
+    holds tables/arrays (a preset is flat). An editor sidecar's `frames` list and its bracket control
+    (FRAME_KEYS: that bracket's reference and left-out files) are dropped: they name one bracket's files."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
@@ -169,7 +170,8 @@ def read_preset(path: str | Path) -> dict[str, Any]:
         raise PresetError(f"{path}: preset file not found") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PresetError(f"{path}: not a readable TOML preset ({exc})") from None
-    data.pop("frames", None)  # an editor sidecar names its own bracket's frames
+    for key in ("frames", *FRAME_KEYS):  # an editor sidecar names its own bracket's frames
+        data.pop(key, None)
     for key, value in data.items():
         if isinstance(value, (dict, list)):
             raise PresetError(f"{path}: key '{key}' must be a single value (a preset is a flat table)")

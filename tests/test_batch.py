@@ -170,7 +170,10 @@ def test_preset_round_trip_and_unknown_key(rendered_tmp_shoot, tmp_path: Path, c
 
     assert read_settings(preset)["align"] is False and read_settings(preset)["grid"] == 9
     editor = tmp_path / "editor.toml"
-    write_settings(editor, {"grid": 9, "detail": 0.5, "align": False})
+    # a sidecar as the editor writes it, with its bracket control: those keys name that bracket's files, so a
+    # preset read of it leaves them out instead of refusing the file
+    write_settings(editor, {"grid": 9, "detail": 0.5, "align": False, "reference_frame": "01.png",
+                            "excluded_frames": ["02.png"]})
     e = tmp_path / "e"
     assert run_cli("batch", folder, "-o", e, "--preset", editor, "--name", "{index:03d}_{first}.png") == 0
     for name in names:
