@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -73,6 +74,19 @@ def expose(radiance: np.ndarray, ev: float) -> np.ndarray:
     """Frame of a radiance map at exposure 2**ev with a gamma-2.2 response, 8-bit quantised; H×W×3 float32 in [0,1]."""
     linear = np.clip(radiance * 2.0**ev, 0.0, 1.0)
     return np.round(linear ** (1 / 2.2) * 255) / 255
+
+
+def move(frame: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The frame as a camera moved by `truth` (frame->reference homography) would have seen it (reflected borders)."""
+    h, w = frame.shape[:2]
+    return cv2.warpPerspective(frame, np.linalg.inv(truth), (w, h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+
+
+def corner_error(m: np.ndarray, truth: np.ndarray, width: int, height: int) -> float:
+    """Largest distance in px between where homographies `m` and `truth` send the image's four corners."""
+    c = np.array([[[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]], np.float64)
+    return float(np.abs(cv2.perspectiveTransform(c, m) - cv2.perspectiveTransform(c, truth)).max())
 
 
 @pytest.fixture

@@ -10,22 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import corner_error, move
 
 from lutfuse.core.bracket import Bracket, load_bracket, load_image, register_stack
 from lutfuse.core.errors import BracketError
 
 pytestmark = pytest.mark.shared_data
-
-
-def _moved(frame: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    h, w = frame.shape[:2]
-    return cv2.warpPerspective(frame, np.linalg.inv(truth), (w, h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
-
-
-def _corner_error(m: np.ndarray, truth: np.ndarray, w: int, h: int) -> float:
-    c = np.array([[[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]]], np.float64)
-    return float(np.abs(cv2.perspectiveTransform(c, m) - cv2.perspectiveTransform(c, truth)).max())
 
 
 def _similarity(w: int, h: int, angle: float, dx: float, dy: float) -> np.ndarray:
@@ -45,7 +35,7 @@ def moved_bracket(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
     paths = []
     for i, (frame, truth) in enumerate(zip(src, truths)):
         path = folder / f"{i}.png"
-        cv2.imwrite(str(path), np.clip(_moved(frame, truth)[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8))
+        cv2.imwrite(str(path), np.clip(move(frame, truth)[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8))
         paths.append(str(path))
     return paths, truths
 
@@ -60,7 +50,7 @@ def test_the_darkest_frame_as_reference_stays_put_and_the_others_register_to_it(
     recs = first.registration
     assert recs[0].model == "reference" and not recs[0].applied
     for rec, truth in zip(recs[1:], truths[1:]):
-        assert rec.applied and _corner_error(rec.matrix, truth, w, h) < 0.5, rec.describe()
+        assert rec.applied and corner_error(rec.matrix, truth, w, h) < 0.5, rec.describe()
     # the reference frame's pixels are the file's own, bit for bit; with the middle reference they are not
     np.testing.assert_array_equal(first.images[0], load_image(paths[0])[0])
     assert default.registration[0].applied
@@ -131,7 +121,7 @@ def test_fuse_reference_option(moved_bracket, tmp_path: Path, capsys: pytest.Cap
     assert frames[0]["model"] == "reference" and frames[0]["homography"] == np.eye(3).tolist()
     h, w = cv2.imread(paths[0]).shape[:2]
     for frame, truth in zip(frames[1:], truths[1:]):
-        assert frame["applied"] and _corner_error(np.array(frame["homography"]), truth, w, h) < 0.5
+        assert frame["applied"] and corner_error(np.array(frame["homography"]), truth, w, h) < 0.5
     for bad in ("0", "4", "-1"):
         capsys.readouterr()
         assert main(["fuse", *paths, "-o", str(tmp_path / "bad.png"), "--reference", bad]) == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import corner_error, move
 
 from lutfuse.core.bracket import Bracket, load_bracket, load_image, register_stack
 from lutfuse.core.classical import mertens
@@ -29,18 +30,6 @@ def hand_held(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     a = np.array([[s * math.cos(ang), -s * math.sin(ang), tx], [s * math.sin(ang), s * math.cos(ang), ty], [0, 0, 1]])
     p = np.array([[1, 0, 0], [0, 1, 0], [*rng.uniform(-2e-5, 2e-5, 2), 1]])
     return c @ a @ p @ np.linalg.inv(c)
-
-
-def move(frame: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """The frame as a camera moved by `truth` (frame->reference) would have seen it."""
-    h, w = frame.shape[:2]
-    return cv2.warpPerspective(frame, np.linalg.inv(truth), (w, h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
-
-
-def corner_error(m: np.ndarray, truth: np.ndarray, width: int, height: int) -> float:
-    c = np.array([[[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]], np.float64)
-    return float(np.abs(cv2.perspectiveTransform(c, m) - cv2.perspectiveTransform(c, truth)).max())
 
 
 def frames(shared_data: Path, scene: str, *indices: int) -> list[np.ndarray]:
