@@ -523,10 +523,8 @@ class MainWindow(ExportMixin, QMainWindow):
             return
         bracket = self.loaded.bracket
         used = [f.path for f in bracket.frames]
-        index = getattr(bracket, "reference_index", None)
-        reference = used[index] if index is not None else (self.loaded.choice.reference_path
-                                                           if self.loaded.choice else None)
-        self.strip.show_choice(used, bracket.registration if self.loaded.align else None, reference)
+        self.strip.show_choice(used, bracket.registration if self.loaded.align else None,
+                               bracket.reference().path)
 
     def _on_loaded(self, loaded: LoadedBracket) -> None:
         """Show the new bracket and render it: a quick preview first, then full resolution."""
@@ -799,8 +797,7 @@ class MainWindow(ExportMixin, QMainWindow):
         entries = self.compare_sources.entries()
         keys = [key for key, _ in entries]
         if self.compare_key not in keys:
-            index = getattr(self.loaded.bracket, "reference_index", len(self.loaded.bracket.frames) // 2)
-            self.compare_key = f"frame:{index}"
+            self.compare_key = f"frame:{self.loaded.bracket.reference_index}"
         self.compare.blockSignals(True)
         self.compare.clear()
         for key, label in entries:

@@ -84,7 +84,7 @@ class LoadedBracket:
     prepared: object               # core.prepared.PreparedBracket: what renders and exports of this bracket use
     paths: list[Path]              # what the user opened (files, or one folder)
     align: bool
-    before: np.ndarray             # middle frame, H×W×3 uint8
+    before: np.ndarray             # reference frame (middle unless chosen), H×W×3 uint8
     thumbnails: list[np.ndarray] = field(default_factory=list)   # small H×W×3 uint8, darkest first
     relative_evs: list[float] = field(default_factory=list)      # EV relative to the middle frame
     deghost: str = "off"                                         # core.deghost strength it was loaded with

@@ -199,8 +199,7 @@ class EngineHost(QObject):
                 raise Cancelled("opening cancelled")
             return LoadedBracket(
                 bracket=bracket, prepared=prepared, paths=paths, align=align,
-                before=display_copy(bracket.frames[getattr(bracket, "reference_index", len(bracket.frames) // 2)]
-                                    .image, self.display_side),
+                before=display_copy(bracket.reference().image, self.display_side),
                 thumbnails=[thumbnail(f.image) for f in bracket.frames],
                 relative_evs=relative_evs([f.ev for f in bracket.frames]), deghost=deghost,
                 warnings=[*bracket.notes, *scene_warnings(bracket)],
