@@ -1,6 +1,9 @@
-"""Decoding frames on several threads at once (core.readers.quiet_decoder no longer serialises decodes): the
-decoders' chatter still never reaches the terminal, each block reads back what was written while it ran, and a
-good JPEG decoded beside a corrupt one is never refused because of the other's libjpeg warning."""
+"""What the CPU speed changes must keep (issue 16; speed itself is measured with `lutfuse bench`, never here).
+
+Decoding frames on several threads at once (core.readers.quiet_decoder no longer serialises decodes): the decoders'
+chatter still never reaches the terminal, each block reads back what was written while it ran, and a good JPEG
+decoded beside a corrupt one is never refused because of the other's libjpeg warning. Huge pages for torch's
+large CPU tensors are asked for at import, and a user's own setting wins."""
 
 from __future__ import annotations
 
@@ -108,3 +111,24 @@ def test_good_jpegs_decoded_beside_a_corrupt_one(tmp_path: Path, capfd: pytest.C
             assert not isinstance(result, BracketError), result
             np.testing.assert_array_equal(result.pixels, expected[path])  # type: ignore[attr-defined]
     assert "Corrupt JPEG" not in capfd.readouterr().err and "Premature" not in capfd.readouterr().err
+
+
+def test_large_torch_tensors_use_huge_pages_unless_the_user_says_otherwise() -> None:
+    """`import lutfuse` asks torch's CPU allocator for transparent huge pages (THP_MEM_ALLOC_ENABLE) before torch
+    loads; a user's own value is kept. Where the kernel offers THP, a fresh 64 MB tensor then faults per 2 MiB."""
+    import subprocess
+    import sys
+
+    probe = ("import resource, lutfuse, os, torch\n"
+             "f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+             "torch.empty(1 << 24).fill_(1.0)\n"
+             "print(os.environ['THP_MEM_ALLOC_ENABLE'], resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)\n")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    on = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    off = subprocess.run([sys.executable, "-c", probe], env={**env, "THP_MEM_ALLOC_ENABLE": "0"},
+                         capture_output=True, text=True, check=True)
+    (flag_on, faults_on), (flag_off, faults_off) = on.stdout.split(), off.stdout.split()
+    assert (flag_on, flag_off) == ("1", "0")
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.is_file() and "[never]" not in thp.read_text():
+        assert int(faults_on) * 4 < int(faults_off)    # 64 MB: ~16 400 small-page faults against a few dozen
