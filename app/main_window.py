@@ -941,9 +941,11 @@ class MainWindow(ExportMixin, QMainWindow):
         return self.batch_dialog
 
     def batch_settings(self) -> dict:
-        """The editor's settings as the batch applies them: grid, detail, look, alignment and deghosting."""
+        """The editor's settings as the batch applies them: grid, detail, look, alignment, deghosting and the
+        render device (View → Render Device)."""
         align = self.loaded.align if self.loaded is not None else self.strip.align.isChecked()
-        return {**self.committed, "align": "auto" if align else "off", "deghost": self.strip.deghost.currentText()}
+        return {**self.committed, "align": "auto" if align else "off", "deghost": self.strip.deghost.currentText(),
+                "device": self.settings.device}
 
     def shortcut_rows(self) -> list[tuple[str, str]]:
         """(what, keys) for every action with a shortcut, in menu order."""

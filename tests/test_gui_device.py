@@ -71,6 +71,9 @@ def test_switching_the_render_device_keeps_the_bracket(qtbot, tmp_path: Path) ->
     assert win.device_actions["cpu"].isChecked() and settings.device == "cpu"
     assert AppSettings(tmp_path / "settings.ini").device == "cpu"    # remembered for the next launch
     assert win.device_label.text() == describe(torch.device("cpu"))
+    from lutfuse.app.batch_panel import batch_settings
+
+    assert batch_settings(win.batch_settings()).device == "cpu"      # the editor's batch renders there too
     qtbot.waitUntil(lambda: win.full_shown, timeout=WAIT_MS)          # the new engine renders the bracket
     # the new engine's render is the old one's (same device, same weights): nothing of the bracket was lost
     again = win.host.engine.render(win.host.current.prepared, 9, 0.5)
