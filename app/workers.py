@@ -245,6 +245,9 @@ class EngineHost(QObject):
                 self.generation += 1
                 self.coalescer.reset()
             self.engine_changed.emit(engine)
+            if self.current is not None and getattr(self.current.prepared, "_engine", engine) is not engine:
+                # a load that was running when the switch was asked for finished on the old engine: prepare it again
+                self.switch_engine(lambda: engine)
 
         job = Job(work)
         job.signals.finished.connect(done)

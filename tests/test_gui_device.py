@@ -93,3 +93,18 @@ def test_a_device_that_cannot_start_leaves_the_old_engine(qtbot, tmp_path: Path)
     qtbot.waitUntil(lambda: bool(errors), timeout=WAIT_MS)
     assert "cuda" in errors[0].lower() and settings.device == "auto"
     assert win.device_actions["auto"].isChecked()
+
+
+def test_a_switch_asked_for_during_a_load_ends_on_the_new_engine(qtbot, tmp_path: Path) -> None:
+    from lutfuse.core.fusion import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip("the real engine needs the shipped LUT student weights")
+    win = MainWindow(AppSettings(tmp_path / "settings.ini"))
+    qtbot.addWidget(win)
+    win.show()
+    win.open_bracket(demo_frames(), align=False)   # the load runs (on the engine made for "auto") ...
+    win.set_device("cpu")                          # ... when the user picks another device
+    qtbot.waitUntil(lambda: win.loaded is not None and win.host.current is not None
+                    and win.host.current.prepared._engine is win.host.engine and win.full_shown, timeout=WAIT_MS)
+    assert win.host.engine.device.type == "cpu" and win.loaded.prepared is win.host.current.prepared
