@@ -257,7 +257,10 @@ def _linear_means(images: Sequence[np.ndarray] | np.ndarray, valid: Sequence[np.
 
 
 _TIE_EV = 1 / 6  # EXIF exposures closer than this are one exposure (cameras step in 1/3 EV at the finest)
-_CONTRADICTION = 0.9  # a frame EXIF calls brighter whose mean light is below 90 % of the darker one's
+# A frame EXIF calls brighter (by 1/6 EV or more, i.e. ≥ 12 % more light) whose mean light is below 97 % of the
+# darker one's: the order is contradicted even in frames that are mostly clipped, where the means differ little
+# (at 90 % a reversed bracket of a bright scene passed as EXIF-ordered).
+_CONTRADICTION = 0.97
 
 
 def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | None]],

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lutfuse.core.errors import OutputError
+from lutfuse.core.errors import OutputError, shown_path
 from lutfuse.core.metadata import OutputMetadata, embed
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -88,6 +88,19 @@ def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] 
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists ({replace_hint})")
     probe_folder(path)
+
+
+def check_distinct_outputs(outputs: Sequence[tuple[str, Path | None]]) -> None:
+    """OutputError when two of one command's outputs (role, path; None = not asked for) name the same file.
+
+    Each output is written on its own through `commit`, so two roles on one path would have the later one replace
+    the earlier (or, without --force, refuse after the first was written and leave it behind)."""
+    given = [(role, Path(path)) for role, path in outputs if path is not None]
+    for i, (role, path) in enumerate(given):
+        for other, earlier in given[:i]:
+            if _same_file(path, earlier):
+                raise OutputError(f"{shown_path(path)}: given as both {other} and {role}; "
+                                  "each output needs a file of its own")
 
 
 def check_finite(path: Path, values: np.ndarray, what: str, origin: str | None = None) -> None:
@@ -196,6 +209,6 @@ def write_image(path: str | Path, image: np.ndarray, *, bit_depth: int = 8,
         metadata = OutputMetadata(exif=exif)
     pixels = _quantise(image, bit_depth)
     payload = embed(kind, _encode(kind, pixels, quality, subsampling, compression), metadata,
-                    pixels.shape[1], pixels.shape[0], source=str(path))
+                    pixels.shape[1], pixels.shape[0], source=shown_path(path))
     commit(path, payload, overwrite)
     return path

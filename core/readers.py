@@ -185,6 +185,16 @@ def quiet_decoder() -> Iterator[list[str]]:
             captured.extend(str(w.message) for w in caught)
 
 
+def stderr_free() -> contextlib.AbstractContextManager[object]:
+    """A context in which no decoder (in any thread) has fd 2 redirected: the lock `quiet_decoder` holds.
+
+    A frame that fails while the next one is still decoding in the pool raises in the main thread while that
+    decode has stderr pointed at its capture file; a message printed then would vanish into it (the CLI exited 1
+    with no word). Printers of user-facing lines on stderr take this first; it waits at most for one decode.
+    """
+    return _STDERR_LOCK
+
+
 # ---------------------------------------------------------------------------------------------- headers
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
@@ -381,6 +391,32 @@ def _usable_icc(path: Path, icc: bytes | None, notes: list[str]) -> bytes | None
     return None
 
 
+_NOT_MAIN_IMAGE = 0b101  # TIFF NewSubfileType bits: 1 = reduced-resolution copy, 4 = transparency mask
+_PAGES_LOOKED_AT = 16  # a multi-page file's full image follows its previews closely; never walk thousands of pages
+
+
+def _main_page(tif) -> tuple:  # type: ignore[no-untyped-def]
+    """(page, where) of a TIFF's full-resolution image: the first page that is neither a reduced-resolution copy
+    (thumbnail, pyramid level) nor a mask, looking at the first pages, then at the first page's SubIFDs (the
+    TIFF/EP layout: IFD0 a preview, the image in a SubIFD). `where` is "" for the first page, else words naming
+    the page; the largest page when every one is marked reduced. TIFF 6.0 section "NewSubfileType"."""
+    first = tif.pages.first
+    if not int(first.subfiletype) & _NOT_MAIN_IMAGE:
+        return first, ""
+    seen = [(first, "")]
+    for index in range(1, min(len(tif.pages), _PAGES_LOOKED_AT)):
+        page = tif.pages[index]
+        if hasattr(page, "subfiletype"):
+            seen.append((page, f"page {index + 1}"))
+    sub = getattr(first, "pages", None) if first.subifds else None
+    for index in range(min(len(sub or ()), _PAGES_LOOKED_AT)):
+        seen.append((sub[index], f"SubIFD {index + 1}"))  # type: ignore[index]
+    for page, where in seen:
+        if not int(page.subfiletype) & _NOT_MAIN_IMAGE:
+            return page, where
+    return max(seen, key=lambda item: int(item[0].imagelength) * int(item[0].imagewidth))
+
+
 def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     """TIFF through tifffile + imagecodecs: any compression (LZW, Deflate, JPEG, ...), contiguous or planar,
     1-16-bit integer or float, grey/RGB/palette, with or without alpha (associated alpha is un-premultiplied)."""
@@ -390,7 +426,10 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     notes: list[str] = []
     try:
         with quiet_decoder(), tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages.first
+            page, where = _main_page(tif)
+            if where:
+                notes.append(f"{name}: the first image in the file is a reduced-resolution copy (a thumbnail or "
+                             f"pyramid level); the full-resolution image ({where}) is read")
             height, width = page.imagelength, page.imagewidth
             check_size(path, width, height, max_pixels)
             end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
@@ -418,6 +457,14 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             elif photometric == kinds.MINISWHITE and pixels.dtype.kind == "u":
                 pixels = np.iinfo(pixels.dtype).max - pixels if page.bitspersample in (8, 16, 32) else (
                     (2**page.bitspersample - 1) - pixels)
+            colour_samples = 3 if photometric in (kinds.RGB, kinds.YCBCR) else 1
+            extras = tuple(int(e) for e in (page.extrasamples or ()))
+            if pixels.ndim == 3 and pixels.shape[2] > colour_samples and extras and extras[0] == 0:
+                # TIFF 6.0 ExtraSamples 0 is "unspecified data" (e.g. a selection saved as a channel by an image
+                # editor), not transparency: only 1 (associated) and 2 (unassociated) are alpha.
+                notes.append(f"{name}: {pixels.shape[2] - colour_samples} extra channel(s) of unspecified meaning "
+                             "(ExtraSamples 0, not alpha) ignored")
+                pixels = pixels[..., :colour_samples]
             tags = page.tags
             code = int(tags[274].value) if 274 in tags else 1
             icc = tags[34675].value if 34675 in tags else None
@@ -520,6 +567,12 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         raise BracketError(f"{name}: unsupported format '{shown_path(path.suffix) or '(no extension)'}' "
                            f"(use {FORMAT_NAMES})")
     data = read_regular_file(path)
+    note = None
+    actual = None if suffix in RAW_SUFFIXES else sniff(data)  # raws are TIFF-like inside; only LibRaw reads them
+    if actual is not None and actual != _kind_of_suffix(suffix):
+        suffix = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "HEIF": ".heic"}[actual]
+        note = (f"{name}: the file holds a {actual} image although its name ends in '{shown_path(path.suffix)}'; "
+                f"it is read as {actual}")
     try:
         if suffix in CV_SUFFIXES:
             decoded = _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels)
@@ -535,4 +588,33 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         raise BracketError(f"{name}: not enough memory to decode this image") from None
     # The decoder's output, not only the header, must be a usable frame (a damaged header can disagree with it).
     check_size(path, decoded.pixels.shape[1], decoded.pixels.shape[0], max_pixels)
+    if note is not None:
+        decoded.notes.insert(0, note)
     return decoded
+
+
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def sniff(data: bytes) -> str | None:
+    """"JPEG", "PNG", "TIFF" or "HEIF" from a file's first bytes (its signature), None when none of them.
+
+    Files are often misnamed (a PNG saved as .jpg by a web download, a JPEG renamed .tif), and their content, not
+    the name, tells how to decode them. Signatures: JPEG SOI FF D8 FF, the PNG 8-byte signature, TIFF II*\0 / MM\0*
+    (BigTIFF II+\0 / MM\0+), ISO BMFF `ftyp` box with a HEIF brand.
+    """
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "TIFF"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF"
+    return None
+
+
+def _kind_of_suffix(suffix: str) -> str | None:
+    if suffix in CV_SUFFIXES:
+        return CV_SUFFIXES[suffix]
+    return "TIFF" if suffix in TIFF_SUFFIXES else "HEIF" if suffix in HEIF_SUFFIXES else None
