@@ -74,13 +74,13 @@ def check_bracket_outputs(args: argparse.Namespace) -> None:
                        replace_hint="use --force to replace it")
 
 
-def load_for_output(args: argparse.Namespace, log=print):
+def load_for_output(args: argparse.Namespace, log=print, pending: list | None = None):
     """Load the bracket as --align/--deghost/--crop say, print each frame's transform, write --transforms and
     --ghost-mask (`core.pipeline.load`) -> the Bracket every fusion path then uses."""
     from lutfuse.core.pipeline import load
 
     return load(args.frames, args, log=log, transforms=args.transforms, ghost_mask=args.ghost_mask,
-                overwrite=args.force)
+                overwrite=args.force, pending=pending)
 
 
 def print_notes(command: str, notes: Iterable[str]) -> None:

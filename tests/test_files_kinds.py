@@ -1,0 +1,237 @@
+"""Kinds of files photographers have that LUTFuse read or handled wrongly, each built on the fly from a real frame:
+misnamed files, TIFFs whose first page is a thumbnail, TIFF extra channels that are not alpha, a frame that fails
+while the next one decodes, outputs that share a file, side outputs of a run that does not finish, file names that
+are not UTF-8 in the EXIF description, and EXIF exposures that contradict the pixels of a bright scene."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyexiv2
+import pytest
+import tifffile
+from PIL import Image
+
+from lutfuse.core import pipeline
+from lutfuse.core.bracket import load_bracket
+from lutfuse.core.cli import build_parser
+from lutfuse.core.commands.fuse import settings_from
+from lutfuse.core.errors import OutputError
+from lutfuse.core.readers import read_frame
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _frame(shared_data: Path, index: int = 1, size: tuple[int, int] = (96, 160)) -> np.ndarray:
+    """H×W×3 uint8 RGB crop of a real deepfuse/Seq_11 frame (the top-left: bright sky and roofs)."""
+    bgr = cv2.imread(str(shared_data / "brackets" / "deepfuse" / "Seq_11" / f"{index:02d}.jpg"))
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:size[0], :size[1]])
+
+
+def _cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO.parent), QT_QPA_PLATFORM="offscreen")
+    return subprocess.run([sys.executable, "-m", "lutfuse", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+@pytest.mark.parametrize("content, name", [("PNG", "a.jpg"), ("TIFF", "a.jpg"), ("JPEG", "a.tif"),
+                                            ("PNG", "a.tiff"), ("JPEG", "a.png")])
+def test_misnamed_file_is_read_by_its_content_with_a_note(content: str, name: str, shared_data: Path,
+                                                          tmp_path: Path) -> None:
+    rgb = _frame(shared_data)
+    path = tmp_path / name
+    if content == "TIFF":
+        tifffile.imwrite(path, rgb.astype(np.uint16) * 257, photometric="rgb", compression="zlib")
+    else:
+        Image.fromarray(rgb).save(path, format=content, **({"quality": 100, "subsampling": 0}
+                                                            if content == "JPEG" else {}))
+    decoded = read_frame(path)
+    if content == "JPEG":  # lossy: the reference is the same bytes decoded as a .jpg
+        rgb = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert decoded.pixels.shape == rgb.shape
+    assert np.abs(decoded.pixels - rgb / 255).max() <= 1e-6
+    assert decoded.bit_depth == (16 if content == "TIFF" else 8)
+    assert decoded.notes[0] == (f"{path}: the file holds a {content} image although its name ends in "
+                                f"'{path.suffix}'; it is read as {content}")
+
+
+def test_raw_suffix_is_never_redirected_to_the_tiff_reader(shared_data: Path, tmp_path: Path) -> None:
+    """Camera RAW files are TIFF inside (NEF, CR2, DNG): their suffix, not their signature, picks LibRaw."""
+    path = tmp_path / "a.nef"
+    tifffile.imwrite(path, _frame(shared_data), photometric="rgb")
+    with pytest.raises(Exception) as caught:
+        read_frame(path)
+    assert "camera RAW" in str(caught.value) and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("layout", ["thumbnail page first", "full image in a SubIFD"])
+def test_tiff_whose_first_page_is_a_thumbnail_reads_the_full_image(layout: str, shared_data: Path,
+                                                                    tmp_path: Path) -> None:
+    rgb16 = _frame(shared_data).astype(np.uint16) * 257
+    path = tmp_path / "thumb.tif"
+    with tifffile.TiffWriter(path) as tif:
+        if layout == "thumbnail page first":  # NewSubfileType 1 = reduced-resolution copy
+            tif.write(rgb16[::4, ::4], photometric="rgb", subfiletype=1)
+            tif.write(rgb16, photometric="rgb")
+        else:  # TIFF/EP: IFD0 a reduced preview, the image in its SubIFD
+            tif.write(rgb16[::4, ::4], photometric="rgb", subfiletype=1, subifds=1)
+            tif.write(rgb16, photometric="rgb", subfiletype=0)
+    decoded = read_frame(path)
+    assert decoded.pixels.shape == rgb16.shape
+    np.testing.assert_array_equal(np.round(decoded.pixels * 65535).astype(np.uint16), rgb16)
+    assert "reduced-resolution copy" in decoded.notes[0] and str(path) in decoded.notes[0]
+
+
+def test_tiff_with_a_normal_first_page_and_a_thumbnail_after_it_is_unchanged(shared_data: Path,
+                                                                             tmp_path: Path) -> None:
+    rgb16 = _frame(shared_data).astype(np.uint16) * 257
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(rgb16, photometric="rgb")
+        tif.write(rgb16[::4, ::4], photometric="rgb", subfiletype=1)
+    decoded = read_frame(path)
+    np.testing.assert_array_equal(np.round(decoded.pixels * 65535).astype(np.uint16), rgb16)
+    assert decoded.notes == []
+
+
+@pytest.mark.parametrize("extra", [0, 1234, 65535])
+def test_unspecified_extra_samples_are_not_alpha(extra: int, shared_data: Path, tmp_path: Path) -> None:
+    """ExtraSamples 0 ("unspecified data", e.g. a saved selection) must not blank the frame where it is 0."""
+    rgb16 = _frame(shared_data).astype(np.uint16) * 257
+    samples = np.dstack([rgb16, np.full(rgb16.shape[:2], extra, np.uint16)])
+    samples[:40, :50, 3] = 0  # a selection-like shape: would be a hole if read as alpha
+    path = tmp_path / "extra.tif"
+    tifffile.imwrite(path, samples, photometric="rgb", extrasamples=["unspecified"])
+    decoded = read_frame(path)
+    assert decoded.valid is None
+    np.testing.assert_array_equal(np.round(decoded.pixels * 65535).astype(np.uint16), rgb16)
+    assert decoded.notes == [f"{path}: 1 extra channel(s) of unspecified meaning (ExtraSamples 0, not alpha) ignored"]
+
+
+def test_unassociated_alpha_is_still_a_validity_mask(shared_data: Path, tmp_path: Path) -> None:
+    rgb16 = _frame(shared_data).astype(np.uint16) * 257
+    alpha = np.full(rgb16.shape[:2], 65535, np.uint16)
+    alpha[:40, :50] = 0
+    path = tmp_path / "alpha.tif"
+    tifffile.imwrite(path, np.dstack([rgb16, alpha]), photometric="rgb", extrasamples=["unassalpha"])
+    decoded = read_frame(path)
+    assert decoded.valid is not None and not decoded.valid[:40, :50].any() and decoded.valid[40:].all()
+
+
+# ---------------------------------------------------------------------------------------------- the error line
+
+def test_error_line_is_printed_while_the_next_frame_is_still_decoding(shared_data: Path, tmp_path: Path) -> None:
+    """A frame that fails at once (empty) beside one that takes a while to decode: the decode in the pool has
+    stderr redirected into its capture file, and the error line used to vanish there (exit 1, no word)."""
+    (tmp_path / "a.jpg").write_bytes(b"")
+    big = cv2.resize(_frame(shared_data), (3000, 2000), interpolation=cv2.INTER_LINEAR).astype(np.uint16) * 257
+    cv2.imwrite(str(tmp_path / "b.png"), big[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    for _ in range(2):
+        done = _cli("fuse", "a.jpg", "b.png", "-o", "out.jpg", "--no-align", cwd=tmp_path)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == ["lutfuse fuse: error: a.jpg: empty file"]
+    assert not (tmp_path / "out.jpg").exists()
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+def _bracket(shared_data: Path, folder: Path, size: tuple[int, int] = (96, 160)) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i in range(3):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(_frame(shared_data, i, size)).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize("command, flags", [
+    ("fuse", ["-o", "same.png", "--deghost", "low", "--ghost-mask", "same.png"]),
+    ("fuse", ["-o", "out.png", "--transforms", "side.json", "--deghost", "low", "--ghost-mask", "./side.json"]),
+    ("cube", ["-o", "x.cube", "--base", "b.tif", "--transforms", "b.tif"]),
+])
+def test_two_outputs_on_one_file_are_refused_before_any_work(command: str, flags: list[str], shared_data: Path,
+                                                             tmp_path: Path) -> None:
+    frames = _bracket(shared_data, tmp_path / "f")
+    before = sorted(os.listdir(tmp_path))
+    done = _cli(command, *frames, "--no-align", *flags, cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "given as both" in lines[0] and "each output needs a file of its own" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written, not even the side output
+
+
+def test_side_outputs_are_not_left_behind_when_the_image_is_not_written(shared_data: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--transforms / --ghost-mask describe the output image: a run that fails (or is stopped) before the image
+    is written leaves neither; a run that succeeds writes both."""
+    frames = _bracket(shared_data, tmp_path / "f")
+    settings = settings_from(build_parser("fuse").parse_args(
+        ["fuse", "x", "-o", "y", "--method", "mertens", "--no-align", "--deghost", "low"]))
+    side = {"transforms": tmp_path / "t.json", "ghost_mask": tmp_path / "g.png"}
+
+    def fail(*args, **kwargs):
+        raise OutputError(f"{args[0]}: disk full (simulated)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("lutfuse.core.export.write_fused", fail)
+        with pytest.raises(OutputError, match="disk full"):
+            pipeline.fuse_files(frames, tmp_path / "out.png", settings, **side)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+    pipeline.fuse_files(frames, tmp_path / "out.png", settings, **side)
+    assert (tmp_path / "out.png").is_file() and side["transforms"].is_file()
+    mask = cv2.imread(str(side["ghost_mask"]), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (96, 160) and mask.dtype == np.uint8
+
+
+def test_file_name_that_is_not_utf8_stays_in_the_exif_description(shared_data: Path, tmp_path: Path) -> None:
+    if sys.platform == "darwin" or os.fsencode("é") != "é".encode():
+        pytest.skip("needs a filesystem that takes arbitrary bytes in names")
+    frames = _bracket(shared_data, tmp_path / "f")
+    odd = Path(os.fsdecode(bytes(tmp_path / "f") + b"/caf\xe9.png"))
+    frames[0].rename(odd)
+    done = _cli("fuse", odd, *frames[1:], "--no-align", "--method", "mertens", "-o", "out.jpg", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "trimmed" not in done.stderr
+    with pyexiv2.ImageData((tmp_path / "out.jpg").read_bytes()) as image:
+        description = image.read_exif()["Exif.Image.ImageDescription"]
+    assert "caf\\xe9.png" in description and "1.png" in description and "2.png" in description
+
+
+# ---------------------------------------------------------------------------------------------- exposure order
+
+def test_exif_order_reversed_against_the_pixels_of_a_bright_scene_yields_to_brightness(shared_data: Path,
+                                                                                     tmp_path: Path) -> None:
+    """A mostly bright crop: the frames' mean light differs by only ~10 % per 2 EV, and EXIF exposure times in the
+    reverse order used to pass as consistent, putting the brightest frame first."""
+    paths = []
+    for i, time in enumerate(["1/25", "1/100", "1/400"]):  # frame 0 is the darkest, EXIF calls it the brightest
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(_frame(shared_data, i)).save(paths[-1], quality=95)
+        with pyexiv2.Image(str(paths[-1])) as image:
+            image.modify_exif({"Exif.Photo.ExposureTime": time, "Exif.Photo.FNumber": "8/1",
+                               "Exif.Photo.ISOSpeedRatings": "100"})
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert all(f.ev_source == "brightness" for f in bracket.frames)
+    assert any("EXIF says it is" in note and "pixels are darker" in note for note in bracket.notes)
+
+
+def test_exif_order_that_agrees_with_the_pixels_is_kept(shared_data: Path, tmp_path: Path) -> None:
+    paths = []
+    for i, time in enumerate(["1/400", "1/100", "1/25"]):
+        paths.append(tmp_path / f"{2 - i}.jpg")  # names in the reverse order: the result never depends on them
+        Image.fromarray(_frame(shared_data, i)).save(paths[-1], quality=95)
+        with pyexiv2.Image(str(paths[-1])) as image:
+            image.modify_exif({"Exif.Photo.ExposureTime": time, "Exif.Photo.FNumber": "8/1",
+                               "Exif.Photo.ISOSpeedRatings": "100"})
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["2.jpg", "1.jpg", "0.jpg"]
+    assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
+    assert np.allclose(np.diff([f.ev for f in bracket.frames]), 2.0)
