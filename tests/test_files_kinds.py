@@ -27,9 +27,12 @@ from lutfuse.core.readers import read_frame
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _frame(shared_data: Path, index: int = 1, size: tuple[int, int] = (96, 160)) -> np.ndarray:
-    """H×W×3 uint8 RGB crop of a real deepfuse/Seq_11 frame (the top-left: bright sky and roofs)."""
+def _frame(shared_data: Path, index: int = 1, size: tuple[int, int] = (96, 160), whole: bool = False) -> np.ndarray:
+    """H×W×3 uint8 RGB crop of a real deepfuse/Seq_11 frame (the top-left: a bright window), or with `whole` the
+    whole frame scaled to `size`."""
     bgr = cv2.imread(str(shared_data / "brackets" / "deepfuse" / "Seq_11" / f"{index:02d}.jpg"))
+    if whole:
+        return np.ascontiguousarray(cv2.resize(bgr, size[::-1], interpolation=cv2.INTER_AREA)[..., ::-1])
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:size[0], :size[1]])
 
 
@@ -142,12 +145,12 @@ def test_error_line_is_printed_while_the_next_frame_is_still_decoding(shared_dat
 
 # ---------------------------------------------------------------------------------------------- outputs
 
-def _bracket(shared_data: Path, folder: Path, size: tuple[int, int] = (96, 160)) -> list[Path]:
-    folder.mkdir(exist_ok=True)
+def _bracket(shared_data: Path, folder: Path, size: tuple[int, int] = (96, 160), whole: bool = False) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(3):
         paths.append(folder / f"{i}.png")
-        Image.fromarray(_frame(shared_data, i, size)).save(paths[-1])
+        Image.fromarray(_frame(shared_data, i, size, whole)).save(paths[-1])
     return paths
 
 
@@ -235,3 +238,24 @@ def test_exif_order_that_agrees_with_the_pixels_is_kept(shared_data: Path, tmp_p
     assert [f.path.name for f in bracket.frames] == ["2.jpg", "1.jpg", "0.jpg"]
     assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
     assert np.allclose(np.diff([f.ev for f in bracket.frames]), 2.0)
+
+
+# ---------------------------------------------------------------------------------------------- batch inputs
+
+@pytest.mark.parametrize("mode", ["auto", "3", "folder"])
+def test_batch_never_takes_an_earlier_result_for_a_frame(mode: str, shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse batch shoot -o shoot` run twice: the first run's result (which carries its middle frame's EXIF)
+    sits among the frames and used to be grouped and fused as one more exposure."""
+    from lutfuse.core.grouping import plan_groups
+
+    shoot = tmp_path / "shoot"
+    folder = shoot / "b1" if mode == "folder" else shoot
+    frames = _bracket(shared_data, folder, (160, 240), whole=True)
+    settings = settings_from(build_parser("fuse").parse_args(["fuse", "x", "-o", "y", "--method", "mertens",
+                                                              "--no-align"]))
+    result = folder / "0_lut.png"
+    pipeline.fuse_files(frames, result, settings)
+    plan = plan_groups([shoot], mode)
+    assert [group.paths for group in plan.groups] == [frames]
+    assert plan.leftovers == [(result, f"a result written by LUTFuse {__import__('lutfuse').__version__}, "
+                                       "not a camera frame")]
