@@ -438,9 +438,16 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             photometric = int(page.photometric)
             kinds = tifffile.PHOTOMETRIC
             jpeg_ycbcr = photometric == kinds.YCBCR and int(page.compression) in (6, 7)
-            if photometric not in (kinds.MINISBLACK, kinds.MINISWHITE, kinds.RGB, kinds.PALETTE) and not jpeg_ycbcr:
+            inks = int(page.samplesperpixel) - len(page.extrasamples or ())
+            # InkSet (tag 332) 1 or absent = CMYK (TIFF 6.0 section 16); other ink sets (spot colours) are not
+            cmyk = photometric == kinds.SEPARATED and inks == 4 and int(page.tags.valueof(332, 1)) == 1
+            if (photometric not in (kinds.MINISBLACK, kinds.MINISWHITE, kinds.RGB, kinds.PALETTE) and not jpeg_ycbcr
+                    and not cmyk):
                 label = getattr(kinds(photometric), "name", photometric)
-                raise BracketError(f"{name}: unsupported TIFF colour model {label} (use RGB or greyscale)")
+                what = "" if photometric != kinds.SEPARATED else (
+                    f" with {inks} inks" if inks != 4 else " with a non-CMYK ink set (InkSet 2)")
+                raise BracketError(f"{name}: unsupported TIFF colour model {label}{what} (use RGB, CMYK or "
+                                   "greyscale)")
             if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
                 raise BracketError(f"{name}: signed integer TIFF samples are not supported (use unsigned or float)")
             pixels = page.asarray()
@@ -457,7 +464,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             elif photometric == kinds.MINISWHITE and pixels.dtype.kind == "u":
                 pixels = np.iinfo(pixels.dtype).max - pixels if page.bitspersample in (8, 16, 32) else (
                     (2**page.bitspersample - 1) - pixels)
-            colour_samples = 3 if photometric in (kinds.RGB, kinds.YCBCR) else 1
+            colour_samples = 4 if cmyk else 3 if photometric in (kinds.RGB, kinds.YCBCR) else 1
             extras = tuple(int(e) for e in (page.extrasamples or ()))
             if pixels.ndim == 3 and pixels.shape[2] > colour_samples and extras and extras[0] == 0:
                 # TIFF 6.0 ExtraSamples 0 is "unspecified data" (e.g. a selection saved as a channel by an image
@@ -478,13 +485,36 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     except Exception as exc:  # noqa: BLE001  tifffile raises TiffFileError, ValueError, struct.error... on bad files
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise BracketError(f"{name}: cannot read TIFF: {reason}") from None
+    icc = bytes(icc) if isinstance(icc, (bytes, bytearray)) else None
+    source_bits = 8 if pixels.dtype == np.uint8 else 16
+    if cmyk:
+        if pixels.dtype.kind != "u" or pixels.dtype.itemsize > 2:
+            raise BracketError(f"{name}: CMYK TIFF with {pixels.dtype} samples is not supported (use 8 or 16-bit)")
+        pixels, icc = _cmyk_to_rgb(path, pixels, icc, notes), None
     significant = bps if pixels.dtype.kind == "u" and photometric != kinds.PALETTE and bps < 16 and bps != 8 else None
     image, valid, bits = _finish(path, pixels, notes, associated=associated, significant_bits=significant)
+    bits = source_bits if cmyk else bits
     parsed = exifmod.parse(data)
     xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else (xmp.encode() if isinstance(xmp, str) else None)
-    icc = bytes(icc) if isinstance(icc, (bytes, bytearray)) else None
     return Decoded(path, image, bits, code if 1 <= code <= 8 else 1, valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
+
+
+def _cmyk_to_rgb(path: Path, samples: np.ndarray, icc: bytes | None, notes: list[str]) -> np.ndarray:
+    """H×W×(4+extras) uint8/16 CMYK samples (0 = no ink, as TIFF stores them) -> H×W×(3+extras) float32 sRGB in
+    [0,1], extras (alpha) scaled alike. With an embedded CMYK profile LittleCMS converts (`profiles.cmyk_to_srgb`);
+    without one the naive device conversion R = (1-C)(1-K) is used, as JPEG decoders do, and a note says so."""
+    name = shown_path(path)
+    top = np.float32(np.iinfo(samples.dtype).max)
+    rgb, outside, how = profiles.cmyk_to_srgb(samples[..., :4], icc)
+    if how is None:
+        notes.append(f"{name}: CMYK without an ICC profile: converted to sRGB with the naive formula "
+                     "(colours are approximate; embed the printer profile for an exact conversion)")
+    else:
+        clipped = f"; {outside:.1%} of its pixels lie outside sRGB and are clipped" if outside > 1e-4 else ""
+        notes.append(f"{name}: converted from CMYK ({how}) to sRGB{clipped}")
+    extras = samples[..., 4:].astype(np.float32) / top
+    return np.concatenate([rgb, extras], axis=2) if extras.shape[2] else rgb
 
 
 def _read_heif(path: Path, data: bytes, max_pixels: int) -> Decoded:

@@ -21,7 +21,7 @@ from lutfuse.core import pipeline
 from lutfuse.core.bracket import load_bracket
 from lutfuse.core.cli import build_parser
 from lutfuse.core.commands.fuse import settings_from
-from lutfuse.core.errors import OutputError
+from lutfuse.core.errors import BracketError, OutputError
 from lutfuse.core.readers import read_frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +126,64 @@ def test_unassociated_alpha_is_still_a_validity_mask(shared_data: Path, tmp_path
     tifffile.imwrite(path, np.dstack([rgb16, alpha]), photometric="rgb", extrasamples=["unassalpha"])
     decoded = read_frame(path)
     assert decoded.valid is not None and not decoded.valid[:40, :50].any() and decoded.valid[40:].all()
+
+
+CMYK_PROFILES = [Path("/usr/share/color/icc/ghostscript/default_cmyk.icc"),  # Debian libgs-common
+                 Path("/usr/share/ghostscript/iccprofiles/default_cmyk.icc")]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_cmyk_tiff_without_a_profile_is_converted_naively_with_a_note(dtype: type, shared_data: Path,
+                                                                      tmp_path: Path) -> None:
+    rgb = _frame(shared_data)
+    cmyk = np.array(Image.fromarray(rgb).convert("CMYK"))
+    expected = np.array(Image.fromarray(cmyk, "CMYK").convert("RGB")) / 255  # Pillow: R = (1-C)(1-K)...
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:20, :30] = 0
+    samples = np.dstack([cmyk, alpha]).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    path = tmp_path / "cmyk.tif"
+    tifffile.imwrite(path, samples, photometric="separated", extrasamples=["unassalpha"], compression="lzw")
+    decoded = read_frame(path)
+    assert decoded.bit_depth == (8 if dtype == np.uint8 else 16) and decoded.icc is None
+    assert np.abs(decoded.pixels - expected).max() <= 0.5 / 255
+    assert decoded.valid is not None and not decoded.valid[:20, :30].any() and decoded.valid[20:].all()
+    assert "CMYK without an ICC profile" in decoded.notes[0] and str(path) in decoded.notes[0]
+
+
+def test_cmyk_tiff_with_its_profile_is_converted_by_littlecms(shared_data: Path, tmp_path: Path) -> None:
+    import io
+
+    from PIL import ImageCms
+
+    from lutfuse.core.profiles import srgb_profile
+
+    profile = next((p for p in CMYK_PROFILES if p.is_file()), None)
+    if profile is None:
+        pytest.skip("no CMYK ICC profile on this machine (Debian: libgs-common)")
+    icc = profile.read_bytes()
+    cms = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    srgb = ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile()))
+    rgb = _frame(shared_data)
+    cmyk = np.array(ImageCms.applyTransform(Image.fromarray(rgb), ImageCms.buildTransform(srgb, cms, "RGB", "CMYK")))
+    back = ImageCms.buildTransform(cms, srgb, "CMYK", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                   flags=0x2000)  # black point compensation
+    expected = np.array(ImageCms.applyTransform(Image.fromarray(cmyk, "CMYK"), back)) / 255
+    path = tmp_path / "print.tif"
+    tifffile.imwrite(path, cmyk.astype(np.uint16) * 257, photometric="separated", iccprofile=icc)
+    decoded = read_frame(path)
+    # Pillow's transform is 8-bit with LittleCMS's optimised tables; ours is float: within 3/255
+    assert np.abs(decoded.pixels - expected).max() <= 3 / 255
+    assert decoded.icc is None and decoded.bit_depth == 16
+    assert decoded.notes[0].startswith(f"{path}: converted from CMYK (")
+
+
+def test_tiff_with_spot_colour_inks_is_refused_naming_the_ink_set(tmp_path: Path) -> None:
+    path = tmp_path / "spot.tif"
+    tifffile.imwrite(path, np.zeros((32, 32, 4), np.uint8), photometric="separated", extratags=[(332, "H", 1, 2)])
+    with pytest.raises(BracketError) as caught:
+        read_frame(path)
+    assert str(caught.value) == (f"{path}: unsupported TIFF colour model SEPARATED with a non-CMYK ink set "
+                                 "(InkSet 2) (use RGB, CMYK or greyscale)")
 
 
 # ---------------------------------------------------------------------------------------------- the error line
