@@ -317,3 +317,40 @@ def test_batch_never_takes_an_earlier_result_for_a_frame(mode: str, shared_data:
     assert [group.paths for group in plan.groups] == [frames]
     assert plan.leftovers == [(result, f"a result written by LUTFuse {__import__('lutfuse').__version__}, "
                                        "not a camera frame")]
+
+
+def _tagged(shared_data: Path, folder: Path, tags: list[dict[str, str]]) -> list[Path]:
+    """JPEG frames 0, 1, 2 (darkest first) of the whole Seq_11 scene with the given EXIF tags written by exiv2."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, tag in enumerate(tags):
+        paths.append(folder / f"{i}.jpg")
+        Image.fromarray(_frame(shared_data, i, (160, 240), whole=True)).save(paths[-1], quality=95)
+        with pyexiv2.Image(str(paths[-1])) as image:
+            image.modify_exif(tag)
+    return paths
+
+
+def test_implausible_exif_step_yields_to_brightness_with_a_note(shared_data: Path, tmp_path: Path) -> None:
+    """One frame's ExposureTime is absurd (10 s beside 1/400 and 1/100: +10 EV in one step) but in the right
+    order: EXIF used to be taken, giving EVs no camera bracket has."""
+    paths = _tagged(shared_data, tmp_path, [{"Exif.Photo.ExposureTime": t, "Exif.Photo.FNumber": "8/1"}
+                                            for t in ("1/400", "1/100", "10/1")])
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert [f.ev_source for f in bracket.frames] == ["brightness"] * 3
+    assert bracket.frames[2].ev - bracket.frames[0].ev < 8
+    assert any(note.startswith(f"{paths[2]}: EXIF puts it 10.0 EV above {paths[1]}") for note in bracket.notes)
+
+
+def test_apex_shutter_and_aperture_values_give_the_exposure(shared_data: Path, tmp_path: Path) -> None:
+    """Files with only the APEX ShutterSpeedValue / ApertureValue (no ExposureTime / FNumber): Tv 8.64, 6.64,
+    4.64 are 1/400, 1/100, 1/25 s; Av 6 is f/8."""
+    paths = _tagged(shared_data, tmp_path, [{"Exif.Photo.ShutterSpeedValue": tv, "Exif.Photo.ApertureValue": "6/1"}
+                                            for tv in ("864/100", "664/100", "464/100")])
+    decoded = read_frame(paths[0])
+    assert decoded.settings[0] == pytest.approx(2 ** -8.64) and decoded.settings[1] == pytest.approx(8.0)
+    bracket = load_bracket(paths[::-1], align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
+    assert np.allclose(np.diff([f.ev for f in bracket.frames]), 2.0)
