@@ -574,6 +574,12 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     assert flat is not None
     names = [shown_path(d.path) for d in decoded]
     notes = [note for d in decoded for note in d.notes]
+    # R = G = B everywhere, with midtones (a frame that is all black or all clipped white is neutral, not grey)
+    grey = [bool(np.array_equal(f.thumb[..., 0], f.thumb[..., 1]) and np.array_equal(f.thumb[..., 1], f.thumb[..., 2])
+                 and ((f.thumb[..., 0] > 0.02) & (f.thumb[..., 0] < 0.98)).mean() > 0.05) for f in stored]
+    if any(grey) and not all(grey):
+        notes += [f"{names[i]}: greyscale, while the other frames are in colour: it adds no colour to the fusion "
+                  "(a black-and-white export by mistake?)" for i in range(len(grey)) if grey[i]]
     codes = reconcile_orientations(stored, notes)
     height, width = _upright_shape(stored[0].shape, codes[0])
     valid: list[np.ndarray | None] = []

@@ -354,3 +354,23 @@ def test_apex_shutter_and_aperture_values_give_the_exposure(shared_data: Path, t
     assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
     assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
     assert np.allclose(np.diff([f.ev for f in bracket.frames]), 2.0)
+
+
+def test_greyscale_frame_among_colour_frames_is_noted(shared_data: Path, tmp_path: Path) -> None:
+    paths = _bracket(shared_data, tmp_path / "f", (160, 240), whole=True)
+    grey = cv2.cvtColor(cv2.imread(str(paths[2])), cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(paths[2]), grey)  # an 8-bit one-channel PNG
+    bracket = load_bracket(paths, align="off")
+    assert [note for note in bracket.notes if "greyscale" in note] == [
+        f"{paths[2]}: greyscale, while the other frames are in colour: it adds no colour to the fusion "
+        "(a black-and-white export by mistake?)"]
+    frame = next(f for f in bracket.frames if f.path == paths[2])
+    np.testing.assert_array_equal(frame.image[..., 0], frame.image[..., 2])
+    np.testing.assert_allclose(frame.image[..., 1], grey / 255, atol=1e-6)
+    all_grey = [tmp_path / f"g{i}.png" for i in range(3)]
+    for i, path in enumerate(all_grey):
+        cv2.imwrite(str(path), cv2.cvtColor(cv2.imread(str(paths[i])), cv2.COLOR_BGR2GRAY))
+    assert not any("greyscale" in note for note in load_bracket(all_grey, align="off").notes)
+    black = tmp_path / "black.png"  # a frame exposed so short that it is all black is neutral, not greyscale
+    cv2.imwrite(str(black), np.zeros((160, 240, 3), np.uint8))
+    assert not any("greyscale" in note for note in load_bracket([black, *paths[:2]], align="off").notes)
