@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import stat
+import struct
 import sys
 import tempfile
 import threading
@@ -426,6 +427,9 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     notes: list[str] = []
     try:
         with quiet_decoder(), tifffile.TiffFile(io.BytesIO(data)) as tif:
+            if len(tif.pages) == 0:
+                raise BracketError(f"{name}: no image in this TIFF (it ends after the header, or its first image "
+                                   "directory lies outside the file: truncated or damaged)")
             page, where = _main_page(tif)
             if where:
                 notes.append(f"{name}: the first image in the file is a reduced-resolution copy (a thumbnail or "
@@ -484,6 +488,8 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
         raise
     except Exception as exc:  # noqa: BLE001  tifffile raises TiffFileError, ValueError, struct.error... on bad files
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if isinstance(exc, (LookupError, struct.error)):  # "0", "unpack requires a buffer" say nothing to a user
+            reason = f"damaged or truncated TIFF structure ({reason})"
         raise BracketError(f"{name}: cannot read TIFF: {reason}") from None
     icc = bytes(icc) if isinstance(icc, (bytes, bytearray)) else None
     source_bits = 8 if pixels.dtype == np.uint8 else 16

@@ -186,6 +186,45 @@ def test_tiff_with_spot_colour_inks_is_refused_naming_the_ink_set(tmp_path: Path
                                  "(InkSet 2) (use RGB, CMYK or greyscale)")
 
 
+@pytest.mark.parametrize("data", [b"II*\x00", b"II*\x00\x00\x00\x00\x00", b"MM\x00*\x00\x00\x00\x08",
+                                  b"II*\x00\xff\xff\xff\x00"])
+def test_tiff_without_an_image_directory_says_so(data: bytes, tmp_path: Path) -> None:
+    """A TIFF cut after its header, or pointing outside itself, used to say "cannot read TIFF: 0"."""
+    path = tmp_path / "cut.tif"
+    path.write_bytes(data)
+    with pytest.raises(BracketError) as caught:
+        read_frame(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert "no image in this TIFF" in message or "damaged TIFF" in message or "not a TIFF" in message
+    assert not message.endswith(": 0")
+
+
+@pytest.mark.parametrize("kind", ["tif-tiled-zlib", "tif-lzw", "bigtiff", "png", "jpeg-progressive"])
+def test_every_truncation_is_one_line_naming_the_file(kind: str, shared_data: Path, tmp_path: Path) -> None:
+    import io
+
+    rgb = _frame(shared_data, size=(64, 96))
+    buffer = io.BytesIO()
+    if kind.startswith("tif") or kind == "bigtiff":
+        tifffile.imwrite(buffer, rgb.astype(np.uint16) * 257, photometric="rgb", bigtiff=kind == "bigtiff",
+                         compression="lzw" if kind == "tif-lzw" else "zlib" if kind == "tif-tiled-zlib" else None,
+                         tile=(32, 32) if kind == "tif-tiled-zlib" else None)
+        suffix = ".tif"
+    else:
+        Image.fromarray(rgb).save(buffer, "PNG" if kind == "png" else "JPEG", progressive=True)
+        suffix = ".png" if kind == "png" else ".jpg"
+    data = buffer.getvalue()
+    path = tmp_path / f"frame{suffix}"
+    for cut in np.linspace(0, len(data) - 1, 25).astype(int):
+        path.write_bytes(data[:cut])
+        with pytest.raises(BracketError) as caught:
+            read_frame(path)
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value), (cut, caught.value)
+    path.write_bytes(data)
+    assert read_frame(path).pixels.shape == rgb.shape
+
+
 # ---------------------------------------------------------------------------------------------- the error line
 
 def test_error_line_is_printed_while_the_next_frame_is_still_decoding(shared_data: Path, tmp_path: Path) -> None:
