@@ -43,18 +43,32 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
     return kind
 
 
-def probe_folder(path: Path) -> None:
-    """OutputError naming `path` unless a file can be created (and removed) in its folder: a read-only
-    filesystem, missing permission or a full inode table shows up here, before any long work."""
-    probe = path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe.tmp")
+def _probe(probe: Path) -> str | None:
+    """Create and remove the file `probe`; None when that worked, else why not (the OS's words)."""
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        raise OutputError(f"{path}: folder {path.parent} is not writable ({exc.strerror or exc})") from None
+        return str(exc.strerror or exc)
     try:
         os.close(fd)
     finally:
         probe.unlink(missing_ok=True)
+    return None
+
+
+def probe_folder(path: Path) -> None:
+    """OutputError naming `path` unless a file can be created (and removed) in its folder: a read-only
+    filesystem, missing permission or a full inode table shows up here, before any long work."""
+    why = _probe(path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe.tmp"))
+    if why is not None:
+        raise OutputError(f"{path}: folder {path.parent} is not writable ({why})")
+
+
+def check_output_folder(folder: Path) -> None:
+    """OutputError naming `folder` unless files can be created in it (for commands that write many files)."""
+    why = _probe(Path(folder) / f".lutfuse.{secrets.token_hex(4)}.probe.tmp")
+    if why is not None:
+        raise OutputError(f"{shown_path(folder)}: the output folder is not writable ({why})")
 
 
 def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = (),

@@ -36,10 +36,23 @@ def _frame(shared_data: Path, index: int = 1, size: tuple[int, int] = (96, 160),
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:size[0], :size[1]])
 
 
-def _cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _cli(*args: str | Path, cwd: Path | None = None, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO.parent), QT_QPA_PLATFORM="offscreen")
-    return subprocess.run([sys.executable, "-m", "lutfuse", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=300)
+    return subprocess.run([*prefix, sys.executable, "-m", "lutfuse", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+
+
+def _without_file_permission_override() -> tuple[str, ...]:
+    """A command prefix under which file permissions apply: nothing for a normal user; for root (CI) util-linux
+    `setpriv` dropping CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH; skips the test where neither is possible."""
+    if os.geteuid() != 0:
+        return ()
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without util-linux setpriv: file permissions cannot be made to apply")
+    return (setpriv, "--bounding-set", "-dac_override,-dac_read_search")
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -413,3 +426,21 @@ def test_greyscale_frame_among_colour_frames_is_noted(shared_data: Path, tmp_pat
     black = tmp_path / "black.png"  # a frame exposed so short that it is all black is neutral, not greyscale
     cv2.imwrite(str(black), np.zeros((160, 240, 3), np.uint8))
     assert not any("greyscale" in note for note in load_bracket([black, *paths[:2]], align="off").notes)
+
+
+def test_unreadable_frame_and_unwritable_output_folder_are_one_line_each(shared_data: Path, tmp_path: Path) -> None:
+    prefix = _without_file_permission_override()
+    frames = _bracket(shared_data, tmp_path / "in" / "A")
+    frames[1].chmod(0)
+    done = _cli("fuse", *frames, "-o", tmp_path / "out.png", "--no-align", cwd=tmp_path, prefix=prefix)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (1, [f"lutfuse fuse: error: {frames[1]}: "
+                                                                        "permission denied"])
+    frames[1].chmod(0o644)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    done = _cli("batch", tmp_path / "in", "-o", locked, "--group", "folder", "--no-align", cwd=tmp_path,
+                prefix=prefix)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (1, [f"lutfuse batch: error: {locked}: the output "
+                                                                        "folder is not writable (Permission denied)"])
+    assert list(locked.iterdir()) == [] and not (tmp_path / "out.png").exists()
