@@ -202,6 +202,12 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG or JPEG header without decoding; None where the header does not say."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    frame = _jpeg_frame(data)
+    return None if frame is None else frame[:2]
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, sample precision in bits) from a JPEG's start-of-frame segment, None where there is none."""
     if data[:2] != b"\xff\xd8":
         return None
     # Walk the JPEG marker segments up to the first start-of-frame, which holds the size.
@@ -220,7 +226,8 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             if pos + 9 > len(data):
                 return None
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+            return (int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big"),
+                    data[pos + 4])
         if marker == 0xDA:
             return None
         pos += 2 + length
@@ -370,12 +377,26 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     if actual == "JPEG" and any(mark in said for mark in _JPEG_DAMAGE):
         raise BracketError(f"{name}: corrupt JPEG data (the decoder stopped early and would fill the rest "
                            "with grey)")
+    precision = (_jpeg_frame(data) or (0, 0, 8))[2] if actual == "JPEG" else 8
+    bgr, significant = True, None
+    if (pixels is None or pixels.size == 0) and precision in (12, 16):
+        # 12-bit (and lossless up to 16-bit) JPEG: OpenCV's libjpeg is built for 8 bits only; imagecodecs'
+        # libjpeg-turbo 3 decodes every precision (ITU-T T.81 annex G / H)
+        import imagecodecs
+
+        with quiet_decoder():
+            try:
+                pixels, bgr, significant = imagecodecs.jpeg8_decode(data), False, precision
+            except Exception:  # noqa: BLE001  imagecodecs.Jpeg8Error and friends: report as below
+                pixels = None
     if pixels is None or pixels.size == 0:
         raise BracketError(f"{name}: cannot decode {actual} (corrupt or unsupported variant)")
     with quiet_decoder():
         block, icc, xmp = _pillow_metadata(data)
+        if block is None and precision != 8:  # Pillow does not open 12-bit JPEG; exiv2 reads its EXIF
+            block = data
     notes: list[str] = []
-    image, valid, bits = _finish(path, pixels, notes, bgr=True)
+    image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
     parsed = exifmod.parse(block)
     return Decoded(path, image, bits, exifmod.orientation(parsed), valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)

@@ -141,6 +141,21 @@ def test_unassociated_alpha_is_still_a_validity_mask(shared_data: Path, tmp_path
     assert decoded.valid is not None and not decoded.valid[:40, :50].any() and decoded.valid[40:].all()
 
 
+def test_twelve_bit_jpeg_reads_with_its_exif(shared_data: Path, tmp_path: Path) -> None:
+    """12-bit JPEG (ITU-T T.81 extended): OpenCV's libjpeg is 8-bit only and it used to be refused as corrupt."""
+    import imagecodecs
+
+    rgb12 = _frame(shared_data).astype(np.uint16) * 16
+    path = tmp_path / "twelve.jpg"
+    path.write_bytes(imagecodecs.jpeg8_encode(rgb12, bitspersample=12, level=95))
+    with pyexiv2.Image(str(path)) as image:
+        image.modify_exif({"Exif.Photo.ExposureTime": "1/100", "Exif.Image.Orientation": "6"})
+    decoded = read_frame(path)
+    assert decoded.bit_depth == 16 and decoded.orientation == 6 and decoded.settings[0] == pytest.approx(0.01)
+    np.testing.assert_allclose(decoded.pixels, imagecodecs.jpeg8_decode(path.read_bytes()) / 4095, atol=1e-6)
+    assert np.abs(decoded.pixels - rgb12 / 4095).max() < 8 / 255  # and it is the picture (lossy at level 95)
+
+
 CMYK_PROFILES = [Path("/usr/share/color/icc/ghostscript/default_cmyk.icc"),  # Debian libgs-common
                  Path("/usr/share/ghostscript/iccprofiles/default_cmyk.icc")]
 
