@@ -449,8 +449,8 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     try:
         with quiet_decoder(), tifffile.TiffFile(io.BytesIO(data)) as tif:
             if len(tif.pages) == 0:
-                raise BracketError(f"{name}: no image in this TIFF (it ends after the header, or its first image "
-                                   "directory lies outside the file: truncated or damaged)")
+                raise BracketError(f"{name}: cannot read TIFF: no image directory in the file (it ends after the "
+                                   "header, or points outside itself: truncated or damaged)")
             page, where = _main_page(tif)
             if where:
                 notes.append(f"{name}: the first image in the file is a reduced-resolution copy (a thumbnail or "

@@ -224,7 +224,8 @@ def test_tiff_without_an_image_directory_says_so(data: bytes, tmp_path: Path) ->
         read_frame(path)
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and "\n" not in message
-    assert "no image in this TIFF" in message or "damaged or truncated TIFF structure" in message
+    assert message.startswith(f"{path}: cannot read TIFF: ")
+    assert "no image directory in the file" in message or "damaged or truncated TIFF structure" in message
     assert not message.endswith(": 0")
 
 
