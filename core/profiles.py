@@ -125,7 +125,7 @@ def cmyk_to_srgb(samples: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, fl
             space = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
         except Exception:  # noqa: BLE001  an unreadable profile: naive conversion
             space = None
-    if space == "CMYK":
+    if icc and space == "CMYK":
         try:
             out = np.empty(samples.shape[:2] + (3,), np.float32)
             rows = max(1, (1 << 20) // max(1, samples.shape[1]))
