@@ -178,10 +178,30 @@ class _Capture:
         self.warnings: Any = None
         self.caught: list[warnings.WarningMessage] = []
         self.levels: list[tuple[logging.Logger, int]] = []
+        self.holds = 0  # printers waiting in `released`: new blocks wait until they are done
 
     def _blocked(self, me: int, exclusive: bool) -> bool:
         others = [c for c in self.active if c.thread != me]
-        return any(c.exclusive for c in others) or (exclusive and bool(others))
+        return self.holds > 0 or any(c.exclusive for c in others) or (exclusive and bool(others))
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Wait until no other thread's block has fd 2 redirected, and hold off new blocks until the context ends."""
+        me = threading.get_ident()
+        with self.cond:
+            self.holds += 1
+            try:
+                self.cond.wait_for(lambda: not any(c.thread != me for c in self.active))
+            except BaseException:
+                self.holds -= 1
+                self.cond.notify_all()
+                raise
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.holds -= 1
+                self.cond.notify_all()
 
     def _open(self) -> None:
         self.sink = tempfile.TemporaryFile()
@@ -261,13 +281,13 @@ def quiet_decoder(exclusive: bool = False) -> Iterator[Chatter]:
 
 
 def stderr_free() -> contextlib.AbstractContextManager[object]:
-    """A context in which no decoder (in any thread) has fd 2 redirected: the lock `quiet_decoder` holds.
+    """A context in which no decoder in another thread has fd 2 redirected (new `quiet_decoder` blocks wait for it).
 
     A frame that fails while the next one is still decoding in the pool raises in the main thread while that
     decode has stderr pointed at its capture file; a message printed then would vanish into it (the CLI exited 1
     with no word). Printers of user-facing lines on stderr take this first; it waits at most for one decode.
     """
-    return _STDERR_LOCK
+    return _CAPTURE.released()
 
 
 # ---------------------------------------------------------------------------------------------- headers
