@@ -39,6 +39,7 @@ from torch import nn
 
 from lutfuse.core import paths
 from lutfuse.core.colour import LUMA, luma
+from lutfuse.core.consistency import median_delta_e
 from lutfuse.core.device import pick_device
 from lutfuse.core.errors import BracketError, Cancelled, WeightsError
 from lutfuse.core.guided import GuidedFilter
@@ -81,6 +82,7 @@ class Limits:
     detail: tuple[float, float] = DETAIL_LIMITS
     tone_penalty: float = TONE_PENALTY
     detail_penalty: float = DETAIL_PENALTY
+    delta_e: float = math.inf     # refinement stops before its result's median ΔE00 from the live view passes this
 
 
 Progress = Callable[[float], None]
@@ -145,7 +147,8 @@ def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, in
                       progress: Progress | None = None, cancel: Cancel | None = None) -> np.ndarray:
     """Per-bracket refinement at the working size: Adam on a coarse (γ, β) grid to raise MEF-SSIM of the corrected
     render against `frames`, minus tone_penalty·mean(γ²) + detail_penalty·mean(β²) (limits: the bounds and
-    penalties, default Limits()). patience > 0: stop early once the loss has not fallen by EARLY_STOP_TOL for
+    penalties, default Limits()); with a finite limits.delta_e the steps end at the first whose result (at this
+    size) is further than that median CIEDE2000 from `live` (core.consistency), keeping the best before it. patience > 0: stop early once the loss has not fallen by EARLY_STOP_TOL for
     `patience` steps in a row (steps is then the most that run).
 
     frames K×h×w×3, live and tone h×w×3 (the live render and its detail-0 twin), all float32 in [0,1]; init
@@ -172,7 +175,7 @@ def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, in
         quality = quality_of(out)[0]
         loss = (-quality + lim.tone_penalty * grid[:, 0].square().mean()
                 + lim.detail_penalty * grid[:, 1].square().mean())
-        return loss, quality
+        return loss, out
 
     best = theta.detach().clone()
     if steps > 0:
@@ -182,8 +185,11 @@ def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, in
         for i in range(steps + 1):
             if cancel is not None and cancel():
                 raise Cancelled("HQ fusion cancelled")
-            loss, _ = score(theta)
+            loss, out = score(theta)
             value = float(loss.detach())
+            if math.isfinite(lim.delta_e) and i > 0 and \
+                    median_delta_e(live, out[0].detach().permute(1, 2, 0).numpy()) > lim.delta_e:
+                break   # this step left the live view's look: keep the best one before it
             stale = 0 if value < best_loss - EARLY_STOP_TOL else stale + 1
             if value < best_loss:  # the last step's result is scored too (the extra pass)
                 best_loss, best = value, theta.detach().clone()
@@ -355,7 +361,8 @@ class HQFusion:
                  work_side: int = WORK_SIDE, grid_cells: int = GRID_CELLS, phase1: bool = True,
                  networks: bool | None = None, gain_limit: float = GAIN_LIMIT,
                  detail_limits: tuple[float, float] = DETAIL_LIMITS, tone_penalty: float = TONE_PENALTY,
-                 detail_penalty: float = DETAIL_PENALTY, patience: int = 0) -> None:
+                 detail_penalty: float = DETAIL_PENALTY, patience: int = 0,
+                 delta_e: float = math.inf) -> None:
         """networks (default DEFAULT_NETWORKS, i.e. off; on when `models` are given): start the correction from
         the two-phase networks, loading refine_phase1.pt and refine_phase2.pt from weights_dir (the shipped ones
         by default) or using the given (phase1, phase2) networks as they are (a trainer's validation). Off, no
@@ -387,7 +394,7 @@ class HQFusion:
         self.steps, self.lr, self.work_side, self.grid_cells = int(steps), float(lr), int(work_side), int(grid_cells)
         self.phase1_on, self.networks = bool(phase1), bool(networks)
         self.limits = Limits(float(gain_limit), (float(detail_limits[0]), float(detail_limits[1])),
-                             float(tone_penalty), float(detail_penalty))
+                             float(tone_penalty), float(detail_penalty), float(delta_e))
         self.patience = int(patience)
         self._engine: Any = None
 

@@ -370,3 +370,23 @@ def test_early_stop_ends_when_the_loss_stops_falling(engine, prepared, real_brac
                           progress=ticks[patience].append)
     assert len(ticks[0]) == 60
     assert 0 < len(ticks[1]) < 60   # a tiny step size: the loss stops falling by 1e-4 a step long before 60
+
+
+@pytest.mark.shared_data
+def test_delta_e_bound_keeps_the_live_look(engine, prepared, real_bracket: np.ndarray) -> None:
+    import cv2
+
+    from lutfuse.core.consistency import median_delta_e
+    from lutfuse.core.hq import Limits, apply_correction, grid_shape, refine_correction
+
+    live, tone = (cv2.resize(engine.render(prepared, 33, d), (96, 64), interpolation=cv2.INTER_AREA)
+                  for d in (1.0, 0.0))
+    frames = np.stack([cv2.resize(f, (96, 64), interpolation=cv2.INTER_AREA) for f in real_bracket])
+    init = torch.zeros(1, 2, *grid_shape(64, 96))
+    found = {}
+    for bound in (float("inf"), 0.3):
+        limits = Limits(delta_e=bound)
+        coeffs = refine_correction(frames, live, tone, init, steps=60, lr=0.003, radius=2, limits=limits)
+        found[bound] = median_delta_e(live, apply_correction(live.copy(), tone, coeffs, limits=limits))
+    # unbounded, the refinement goes further from the live view than the bound; bounded, it stops short of it
+    assert found[float("inf")] > 0.35 and 0.1 < found[0.3] <= 0.3 + 1e-3, found
