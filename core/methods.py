@@ -18,6 +18,8 @@ Models are loaded once per process through a `Models` cache (one engine and one 
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,15 +183,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hq", "the lut render at --grid/--detail (and look), refined per bracket on MEF-SSIM against its frames "
                  "and applied edge-aware at full size (best quality)", "hq", _LIVE, ("LUT student",)),
     _hq("hq-steps16", "HQ with twice the refinement steps", steps=16),
-    _hq("hq-es24", "HQ with up to 24 steps, stopped when the loss stops falling", steps=24, patience=2),
-    _hq("hq-es24-de", "hq-es24, stopped before the median ΔE00 from the live view passes 1.8", steps=24, patience=2,
-        delta_e=1.8),
-    _hq("hq-es32-de", "up to 32 steps, stopped by the loss or a median ΔE00 from the live view of 1.8", steps=32,
-        patience=2, delta_e=1.8),
-    _hq("hq-detail", "HQ with a wider, cheaper detail gain", detail_limits=(-0.75, 3.0), detail_penalty=0.005),
-    _hq("hq-grid64", "HQ with a correction grid twice as fine", grid_cells=64),
-    _hq("hq-es24-detail", "hq-es24 and hq-detail together", steps=24, patience=2, detail_limits=(-0.75, 3.0),
-        detail_penalty=0.005),
+    _hq("hq-es24", "HQ with up to 24 steps, stopped when the loss stops falling, no ΔE00 bound", steps=24,
+        patience=2, delta_e=math.inf),
     _hq("hq-thesis", "HQ started by the two-phase networks (phase 1 middle, phase 2 attention)", networks=True),
     _hq("hq-thesis-steps0", "HQ: the two-phase networks' correction alone, no refinement", networks=True, steps=0),
     _hq("hq-thesis-no-phase1", "HQ thesis (2 frames): the live render as phase 2's intermediate", networks=True,
