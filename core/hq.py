@@ -10,7 +10,8 @@ networks and a per-bracket refinement find at low resolution.
    (resources/weights/refine_phase2.md) found that start no better than zero after the refinement and twice as
    slow, so the default runs no network.
 3. STEPS Adam steps raise the differentiable MEF-SSIM (core.train.refine_losses.mef_ssim) of the corrected
-   render against THIS bracket's frames at the working size, with a penalty that keeps it near the live view.
+   render against THIS bracket's frames at the working size, with a penalty that keeps it near the live view, and
+   end before the first step whose result is more than DELTA_E_LIMIT median CIEDE2000 from the live view.
 4. The grid is upsampled edge-aware (the fast guided filter of He and Sun 2015, guide = the live render's
    luminance; core.guided) and applied at full resolution:
 
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,8 +153,9 @@ def refine_correction(frames: np.ndarray, live: np.ndarray, tone: np.ndarray, in
     """Per-bracket refinement at the working size: Adam on a coarse (γ, β) grid to raise MEF-SSIM of the corrected
     render against `frames`, minus tone_penalty·mean(γ²) + detail_penalty·mean(β²) (limits: the bounds and
     penalties, default Limits()); with a finite limits.delta_e the steps end at the first whose result (at this
-    size) is further than that median CIEDE2000 from `live` (core.consistency), keeping the best before it. patience > 0: stop early once the loss has not fallen by EARLY_STOP_TOL for
-    `patience` steps in a row (steps is then the most that run).
+    size) is further than that median CIEDE2000 from `live` (core.consistency), keeping the best before it.
+    patience > 0: stop early once the loss has not fallen by EARLY_STOP_TOL for `patience` steps in a row (steps
+    is then the most that run).
 
     frames K×h×w×3, live and tone h×w×3 (the live render and its detail-0 twin), all float32 in [0,1]; init
     1×2×gh×gw start grid (γ, β). Returns the guided-filter coefficients (A, B) of the best grid seen, as a
@@ -375,8 +377,9 @@ class HQFusion:
         steps: Adam steps of the per-bracket refinement (0 = the start as it is: the live view itself without
         networks); work_side: longest side (px) at which the networks and the refinement run; grid_cells: longest
         side of the correction grid; phase1 False: ablation (the live render stands in for phase 1's
-        intermediate); gain_limit, detail_limits, tone_penalty, detail_penalty: the correction's Limits; patience:
-        early stop of the refinement (refine_correction). Raises WeightsError (networks on, weights missing or unfit), ValueError (bad settings)."""
+        intermediate); gain_limit, detail_limits, tone_penalty, detail_penalty, delta_e: the correction's Limits;
+        patience: early stop of the refinement (refine_correction). Raises WeightsError (networks on, weights
+        missing or unfit), ValueError (bad settings)."""
         self.device = pick_device(device)
         if networks is None:
             networks = models is not None or DEFAULT_NETWORKS
@@ -508,7 +511,8 @@ class HQFusion:
                                    progress=lambda f: report(start + 0.2 + span * f), cancel=cancel)
         check()
         del tone_s, frames_s
-        out = apply_correction(live, tone, coeffs, limits=self.limits, progress=lambda f: report(0.9 + 0.1 * f), cancel=cancel)
+        out = apply_correction(live, tone, coeffs, limits=self.limits, progress=lambda f: report(0.9 + 0.1 * f),
+                               cancel=cancel)
         report(1.0)
         return out
 

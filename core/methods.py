@@ -19,7 +19,6 @@ Models are loaded once per process through a `Models` cache (one engine and one 
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
