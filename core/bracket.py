@@ -257,16 +257,23 @@ def _linear_means(images: Sequence[np.ndarray] | np.ndarray, valid: Sequence[np.
 
 
 _TIE_EV = 1 / 6  # EXIF exposures closer than this are one exposure (cameras step in 1/3 EV at the finest)
-_CONTRADICTION = 0.9  # a frame EXIF calls brighter whose mean light is below 90 % of the darker one's
+# A frame EXIF calls brighter (by 1/6 EV or more, i.e. ≥ 12 % more light) whose mean light is below 97 % of the
+# darker one's: the order is contradicted even in frames that are mostly clipped, where the means differ little
+# (at 90 % a reversed bracket of a bright scene passed as EXIF-ordered).
+_CONTRADICTION = 0.97
+# Neighbouring exposures of a camera bracket are 1/3 to 3 EV apart (AEB steps top out at 3 EV; manual brackets
+# reach 4-5); a step over 8 EV is a wrong tag (a time in the wrong unit, a rewritten ExposureTime), not a bracket.
+_MAX_STEP = 8.0
 
 
 def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | None]],
                  images: Sequence[np.ndarray] | np.ndarray,
                  valid: Sequence[np.ndarray | None], names: Sequence[str], notes: list[str]
                  ) -> tuple[list[float], str]:
-    """(EV per frame, "exif" or "brightness"): EXIF exposures where they are complete, distinct and agree with the
-    pixels; else brightness, with a note when EXIF was there but tied or contradicted (a "pseudo-bracket" made
-    by exporting one raw file several times carries one exposure time on every frame)."""
+    """(EV per frame, "exif" or "brightness"): EXIF exposures where they are complete, distinct, no more than
+    _MAX_STEP EV apart from one to the next, and agree with the pixels; else brightness, with a note when EXIF was
+    there but tied, implausible or contradicted (a "pseudo-bracket" made by exporting one raw file several times
+    carries one exposure time on every frame)."""
     evs = _exif_evs(list(settings))
     if evs is None:
         return brightness_evs(images, valid), "brightness"
@@ -275,6 +282,10 @@ def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | No
         if evs[b] - evs[a] < _TIE_EV:
             notes.append(f"{names[a]}, {names[b]}: EXIF gives both the same exposure ({evs[a]:+.2f} EV), as in a "
                          "pseudo-bracket exported from one raw file; frames are ordered by their brightness")
+            return brightness_evs(images, valid), "brightness"
+        if evs[b] - evs[a] > _MAX_STEP:
+            notes.append(f"{names[b]}: EXIF puts it {evs[b] - evs[a]:.1f} EV above {names[a]}, more than any "
+                         f"bracket steps (at most {_MAX_STEP:g} EV); frames are ordered by their brightness")
             return brightness_evs(images, valid), "brightness"
     means = _linear_means(images, valid)
     for a, b in pairwise(by_exif):
@@ -486,8 +497,12 @@ def frame_paths(inputs: Sequence[str | Path]) -> list[Path]:
     if len(paths) < MIN_FRAMES:
         raise BracketError(f"{shown_path(paths[0])}: a bracket needs at least {MIN_FRAMES} frames, got 1")
     if len(paths) > MAX_FRAMES:
-        raise BracketError(f"{shown_path(paths[0].parent)}: a bracket has at most {MAX_FRAMES} frames, "
-                           f"got {len(paths)}")
+        given = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+        # name the folder given, or the files given (their folder may be "." and say nothing)
+        where = (shown_path(given[0]) if len(given) == 1 else
+                 f"{shown_path(paths[0])} … {shown_path(paths[-1])}")
+        raise BracketError(f"{where}: a bracket has at most {MAX_FRAMES} frames, got {len(paths)} (to split a "
+                           "shoot into brackets, use lutfuse batch)")
     for path in paths:
         if path.suffix.lower() in IMAGE_SUFFIXES:  # others get read_frame's "unsupported format" message
             check_regular_file(path)
@@ -559,6 +574,12 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     assert flat is not None
     names = [shown_path(d.path) for d in decoded]
     notes = [note for d in decoded for note in d.notes]
+    # R = G = B everywhere, with midtones (a frame that is all black or all clipped white is neutral, not grey)
+    grey = [bool(np.array_equal(f.thumb[..., 0], f.thumb[..., 1]) and np.array_equal(f.thumb[..., 1], f.thumb[..., 2])
+                 and ((f.thumb[..., 0] > 0.02) & (f.thumb[..., 0] < 0.98)).mean() > 0.05) for f in stored]
+    if any(grey) and not all(grey):
+        notes += [f"{names[i]}: greyscale, while the other frames are in colour: it adds no colour to the fusion "
+                  "(a black-and-white export by mistake?)" for i in range(len(grey)) if grey[i]]
     codes = reconcile_orientations(stored, notes)
     height, width = _upright_shape(stored[0].shape, codes[0])
     valid: list[np.ndarray | None] = []

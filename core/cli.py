@@ -103,14 +103,22 @@ def main(argv: list[str] | None = None) -> int:
         with _signals_unwind(args.command), _one_line_warnings(args.command):
             return int(args.func(args) or 0)
     except LUTFuseError as exc:
-        print(f"lutfuse {args.command}: error: {exc}", file=sys.stderr)
+        _say(f"lutfuse {args.command}: error: {exc}")
         return 1
     except KeyboardInterrupt:
-        print(f"lutfuse {args.command}: interrupted", file=sys.stderr)
+        _say(f"lutfuse {args.command}: interrupted")
         return 130
     except Terminated as exc:
-        print(f"lutfuse {args.command}: {exc}; nothing was left half-written", file=sys.stderr)
+        _say(f"lutfuse {args.command}: {exc}; nothing was left half-written")
         return 128 + exc.signum
+
+
+def _say(line: str) -> None:
+    """Print the command's last line on stderr once no decoder thread has stderr redirected (a frame that fails
+    while the next one still decodes would otherwise lose its message in that decode's capture file)."""
+    readers = sys.modules.get("lutfuse.core.readers")  # not imported = no decode ever ran
+    with readers.stderr_free() if readers is not None else contextlib.nullcontext():
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

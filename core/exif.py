@@ -85,12 +85,34 @@ def number(value: str | None) -> float | None:
     return result if result > 0 and math.isfinite(result) else None
 
 
+def _apex(value: str | None, low: float, high: float) -> float | None:
+    """A signed APEX value (exiv2 rational text) within [low, high], else None."""
+    if not value:
+        return None
+    try:
+        result = float(Fraction(value.split()[0]))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return result if low <= result <= high else None
+
+
 def exposure(data: dict[str, str] | None) -> tuple[float | None, float | None, float | None]:
-    """(exposure time s, f-number, ISO) from parsed EXIF, each None when missing or invalid."""
+    """(exposure time s, f-number, ISO) from parsed EXIF, each None when missing or invalid.
+
+    ExposureTime and FNumber first; where one is missing, the APEX ShutterSpeedValue (t = 2^-Tv) or ApertureValue
+    (N = 2^(Av/2)) that some cameras and converters write instead (EXIF 2.32, 4.6.5 "APEX")."""
     if not data:
         return None, None, None
     iso = number(data.get("Exif.Photo.ISOSpeedRatings") or data.get("Exif.Photo.PhotographicSensitivity"))
-    return number(data.get("Exif.Photo.ExposureTime")), number(data.get("Exif.Photo.FNumber")), iso
+    t = number(data.get("Exif.Photo.ExposureTime"))
+    if t is None:
+        tv = _apex(data.get("Exif.Photo.ShutterSpeedValue"), -20.0, 30.0)  # about 12 days to 1 ns
+        t = None if tv is None else 2.0 ** -tv
+    n = number(data.get("Exif.Photo.FNumber"))
+    if n is None:
+        av = _apex(data.get("Exif.Photo.ApertureValue"), -2.0, 20.0)  # f/0.5 to f/1024
+        n = None if av is None else 2.0 ** (av / 2.0)
+    return t, n, iso
 
 
 def describe(data: dict[str, str] | None) -> str:

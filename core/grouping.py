@@ -13,7 +13,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -39,6 +39,7 @@ class Shot:
     exposure: float | None
     ev: float | None
     ev_source: str          # "exif", "brightness" or "unreadable"
+    software: str = ""      # EXIF Software tag: "LUTFuse ..." marks a result of an earlier run, not a frame
 
 
 @dataclass
@@ -128,7 +129,25 @@ def read_shot(path: Path) -> Shot:
     data = _read_exif(path)
     t, n, iso = exifmod.exposure(data)
     ev = math.log2(t * (iso or 100.0) / 100.0 / (n or 1.0) ** 2) if t else None
-    return Shot(path, _capture_time(data), t, ev, "exif" if ev is not None else "unknown")
+    software = str((data or {}).get("Exif.Image.Software") or "").strip("\x00 ")
+    return Shot(path, _capture_time(data), t, ev, "exif" if ev is not None else "unknown", software)
+
+
+RESULT_SOFTWARE = "LUTFuse"  # the Software tag every LUTFuse output carries (core.metadata.software)
+
+
+def _frames_only(shots: list[Shot], plan: Plan) -> list[Shot]:
+    """The shots that are camera frames; LUTFuse's own results (Software tag "LUTFuse ...") become leftovers.
+
+    A result keeps its middle frame's capture time and exposure, so when the output folder is (inside) the input
+    folder, a second run would otherwise group last run's results with the frames and fuse them as exposures."""
+    frames = []
+    for s in shots:
+        if s.software.startswith(RESULT_SOFTWARE):
+            plan.leftovers.append((s.path, f"a result written by {s.software}, not a camera frame"))
+        else:
+            frames.append(s)
+    return frames
 
 
 def loader_evs(paths: Sequence[Path]) -> tuple[list[float], str]:
@@ -172,11 +191,11 @@ def _with_brightness(shots: list[Shot]) -> list[Shot]:
         try:
             image = load_image(s.path)[0]
         except BracketError:
-            out.append(Shot(s.path, s.time, s.exposure, None, "unreadable"))
+            out.append(replace(s, ev=None, ev_source="unreadable"))
             continue
         step = max(1, max(image.shape[:2]) // 256)
         linear = luma(np.clip(image[::step, ::step], 0, 1) ** 2.2)
-        out.append(Shot(s.path, s.time, s.exposure, float(np.log2(max(float(linear.mean()), 1e-6))), "brightness"))
+        out.append(replace(s, ev=float(np.log2(max(float(linear.mean()), 1e-6))), ev_source="brightness"))
     return out
 
 
@@ -256,8 +275,8 @@ def _accept(groups: list[list[Shot]], folder: str, plan: Plan) -> None:
 
 def group_auto(files: Sequence[Path]) -> Plan:
     """Brackets from capture times (when every frame has one) and the exposure pattern; see the module doc."""
-    shots = _with_brightness([read_shot(p) for p in files])
     plan = Plan([], [])
+    shots = _with_brightness(_frames_only([read_shot(p) for p in files], plan))
     by_folder: dict[Path, list[Shot]] = {}
     for s in shots:
         by_folder.setdefault(s.path.parent, []).append(s)
@@ -286,10 +305,10 @@ def group_fixed(files: Sequence[Path], n: int) -> Plan:
     an incomplete last group is a leftover."""
     if not MIN_FRAMES <= n <= MAX_FRAMES:
         raise BracketError(f"--group {n}: a bracket has {MIN_FRAMES} to {MAX_FRAMES} frames")
-    shots = _with_brightness([read_shot(p) for p in files])
+    plan = Plan([], [])
+    shots = _with_brightness(_frames_only([read_shot(p) for p in files], plan))
     if shots and all(s.time is not None for s in shots):
         shots = sorted(shots, key=lambda s: (s.time, s.path.parent.as_posix(), s.path.name))
-    plan = Plan([], [])
     for start in range(0, len(shots), n):
         chunk = shots[start:start + n]
         if len(chunk) == n:
@@ -313,15 +332,14 @@ def group_folders(inputs: Sequence[str | Path]) -> Plan:
         plan.leftovers += [(p, "not inside a bracket subfolder (--group folder)") for p in loose]
         for sub in sorted((d for d in item.iterdir() if d.is_dir() and not d.name.startswith(".")),
                           key=lambda d: d.name):
-            files = image_files([sub])
-            if not files:
+            shots = _frames_only([read_shot(p) for p in image_files([sub])], plan)
+            if not shots:
                 continue
-            if MIN_FRAMES <= len(files) <= MAX_FRAMES:
-                shots = _with_brightness([read_shot(p) for p in files])
-                plan.groups.append(Group(shots, sub.name))
+            if MIN_FRAMES <= len(shots) <= MAX_FRAMES:
+                plan.groups.append(Group(_with_brightness(shots), sub.name))
             else:
-                plan.leftovers += [(p, (f"folder {sub.name} holds {len(files)} images; a bracket has "
-                                       f"{MIN_FRAMES}-{MAX_FRAMES}")) for p in files]
+                plan.leftovers += [(s.path, (f"folder {sub.name} holds {len(shots)} images; a bracket has "
+                                            f"{MIN_FRAMES}-{MAX_FRAMES}")) for s in shots]
     return plan
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lutfuse.core.errors import OutputError
+from lutfuse.core.errors import OutputError, shown_path
 from lutfuse.core.metadata import OutputMetadata, embed
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -43,18 +43,32 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
     return kind
 
 
-def probe_folder(path: Path) -> None:
-    """OutputError naming `path` unless a file can be created (and removed) in its folder: a read-only
-    filesystem, missing permission or a full inode table shows up here, before any long work."""
-    probe = path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe.tmp")
+def _probe(probe: Path) -> str | None:
+    """Create and remove the file `probe`; None when that worked, else why not (the OS's words)."""
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        raise OutputError(f"{path}: folder {path.parent} is not writable ({exc.strerror or exc})") from None
+        return str(exc.strerror or exc)
     try:
         os.close(fd)
     finally:
         probe.unlink(missing_ok=True)
+    return None
+
+
+def probe_folder(path: Path) -> None:
+    """OutputError naming `path` unless a file can be created (and removed) in its folder: a read-only
+    filesystem, missing permission or a full inode table shows up here, before any long work."""
+    why = _probe(path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe.tmp"))
+    if why is not None:
+        raise OutputError(f"{path}: folder {path.parent} is not writable ({why})")
+
+
+def check_output_folder(folder: Path) -> None:
+    """OutputError naming `folder` unless files can be created in it (for commands that write many files)."""
+    why = _probe(Path(folder) / f".lutfuse.{secrets.token_hex(4)}.probe.tmp")
+    if why is not None:
+        raise OutputError(f"{shown_path(folder)}: the output folder is not writable ({why})")
 
 
 def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = (),
@@ -88,6 +102,19 @@ def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] 
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: already exists ({replace_hint})")
     probe_folder(path)
+
+
+def check_distinct_outputs(outputs: Sequence[tuple[str, Path | None]]) -> None:
+    """OutputError when two of one command's outputs (role, path; None = not asked for) name the same file.
+
+    Each output is written on its own through `commit`, so two roles on one path would have the later one replace
+    the earlier (or, without --force, refuse after the first was written and leave it behind)."""
+    given = [(role, Path(path)) for role, path in outputs if path is not None]
+    for i, (role, path) in enumerate(given):
+        for other, earlier in given[:i]:
+            if _same_file(path, earlier):
+                raise OutputError(f"{shown_path(path)}: given as both {other} and {role}; "
+                                  "each output needs a file of its own")
 
 
 def check_finite(path: Path, values: np.ndarray, what: str, origin: str | None = None) -> None:
@@ -196,6 +223,6 @@ def write_image(path: str | Path, image: np.ndarray, *, bit_depth: int = 8,
         metadata = OutputMetadata(exif=exif)
     pixels = _quantise(image, bit_depth)
     payload = embed(kind, _encode(kind, pixels, quality, subsampling, compression), metadata,
-                    pixels.shape[1], pixels.shape[0], source=str(path))
+                    pixels.shape[1], pixels.shape[0], source=shown_path(path))
     commit(path, payload, overwrite)
     return path

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pyexiv2
 
 from lutfuse.core import exif as exifmod
+from lutfuse.core.errors import shown_path
 
 JPEG_EXIF_LIMIT = 65533  # bytes of payload in one JPEG APP1 segment (65535 minus the length field)
 # exiv2's carrier TIFF adds a few layout tags to a block; the margin keeps the estimate on the safe side.
@@ -87,7 +88,8 @@ class OutputMetadata:
         lines = []
         for frame, ev in zip(frames, evs):
             settings = exifmod.describe(exifmod.parse(frame.exif)) if frame.exif else ""
-            lines.append(f"{frame.path.name} {ev:+.1f} EV" + (f" {settings}" if settings else ""))
+            # shown_path: a name that is not valid UTF-8 would make the whole EXIF block unencodable
+            lines.append(f"{shown_path(frame.path.name)} {ev:+.1f} EV" + (f" {settings}" if settings else ""))
         middle = bracket.middle()
         return cls(exif=middle.exif, xmp=middle.xmp, icc=middle.icc, exposures=tuple(lines), made=made)
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lutfuse.core.colour import luma
-from lutfuse.core.errors import LUTFuseError
+from lutfuse.core.errors import LUTFuseError, shown_path
 from lutfuse.core.methods import PUBLIC as METHODS  # noqa: F401  (fuse's --method choices)
 from lutfuse.core.methods import Models, get_method
 
@@ -154,15 +154,32 @@ def reference_index(reference: int | None, count: int) -> int | None:
     return reference - 1
 
 
+SideOutput = tuple[Path, bytes, str]  # (path, file bytes, the line to log once written)
+
+
+def write_side_outputs(pending: Sequence[SideOutput], overwrite: bool,
+                       log: Callable[[str], None] | None = None) -> None:
+    """Write the side files `load` kept back (`--transforms`, `--ghost-mask`) via temp file + rename (`commit`)."""
+    from lutfuse.core.imageio import commit
+
+    for path, data, line in pending:
+        commit(path, data, overwrite)
+        if log is not None:
+            log(line)
+
+
 def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], None] | None = None,
-         transforms: Path | None = None, ghost_mask: Path | None = None, overwrite: bool = False):
+         transforms: Path | None = None, ghost_mask: Path | None = None, overwrite: bool = False,
+         pending: list[SideOutput] | None = None):
     """The bracket of `frames` loaded as `fuse` loads it: darkest first, registered as `settings.align` says
     (`core.registration`) to the frame `settings.reference` names (1-based, darkest first; None = the middle
     one), deghosted as `settings.deghost` says (`core.deghost`) and cropped to the area every
     frame covers when `settings.crop`. `settings` is a FuseSettings or an argparse namespace; settings it lacks
     take fuse's defaults. `log(line)` gets one line per frame's transform and what was cropped or filled;
     `transforms` (JSON: each input file's 3×3 homography onto the output) and `ghost_mask` (8-bit PNG) are written
-    when given, through a temporary file (`core.imageio.commit`). Raises BracketError / OutputError."""
+    when given, through a temporary file (`core.imageio.commit`); with a `pending` list they are only encoded and
+    appended to it, for the caller to write (`write_side_outputs`) once its main output is written, so that a
+    run that fails or is stopped later leaves neither behind. Raises BracketError / OutputError."""
     import json
 
     import cv2
@@ -171,7 +188,6 @@ def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], No
     from lutfuse.core.bracket import frame_paths, load_bracket
     from lutfuse.core.deghost import DEFAULT
     from lutfuse.core.errors import OutputError
-    from lutfuse.core.imageio import commit
 
     log = log or (lambda line: None)
     align = getattr(settings, "align", "auto")
@@ -196,17 +212,21 @@ def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], No
         uncovered = int((~bracket.valid.any(axis=0)).sum())
         if uncovered:
             log(f"{uncovered} pixels are covered by no frame: filled from the nearest covered content")
+    outputs: list[SideOutput] = []
     if transforms is not None:
         doc = registration.transforms_document(records, [str(f.path) for f in bracket.frames], h, w, crop)
-        commit(transforms, json.dumps(doc, indent=1).encode(), overwrite)
-        log(f"wrote {transforms}")
+        outputs.append((transforms, json.dumps(doc, indent=1).encode(), f"wrote {shown_path(transforms)}"))
     if ghost_mask is not None:
         mask = bracket.ghost if bracket.ghost is not None else np.zeros(bracket.images.shape[1:3], np.float32)
         ok, buf = cv2.imencode(".png", np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8))
         if not ok:
-            raise OutputError(f"{ghost_mask}: OpenCV could not encode the mask")
-        commit(ghost_mask, buf.tobytes(), overwrite)
-        log(f"wrote {ghost_mask} (moving content in {float((mask >= 0.5).mean()) * 100:.2f} % of the image)")
+            raise OutputError(f"{shown_path(ghost_mask)}: OpenCV could not encode the mask")
+        outputs.append((ghost_mask, buf.tobytes(), f"wrote {shown_path(ghost_mask)} (moving content in "
+                                                  f"{float((mask >= 0.5).mean()) * 100:.2f} % of the image)"))
+    if pending is None:
+        write_side_outputs(outputs, overwrite, log)
+    else:
+        pending.extend(outputs)
     return bracket
 
 
@@ -236,7 +256,9 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
     paths = frame_paths(list(frames))  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(output, paths, overwrite)
     check_settings(settings, output)
-    bracket = load(paths, settings, log=log, transforms=transforms, ghost_mask=ghost_mask, overwrite=overwrite)
+    side: list[SideOutput] = []  # written after the image: a run that fails or is stopped leaves none behind
+    bracket = load(paths, settings, log=log, transforms=transforms, ghost_mask=ghost_mask, overwrite=overwrite,
+                   pending=side)
     if on_loaded is not None:
         on_loaded(bracket)
     from lutfuse.core.commands.look import look_from_args
@@ -249,6 +271,7 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
             fused = apply_gain(fused, target_luminance - mean_log_luminance(fused))
     _, bits = write_fused(output, fused, bracket, ImageOptions.from_settings(settings), overwrite=overwrite,
                           origin=method.origin())
+    write_side_outputs(side, overwrite, log)
     return FuseResult(output=output, frames=[f.path for f in bracket.frames],
                       evs=relative_evs([f.ev for f in bracket.frames]),
                       ev_source="exif" if all(f.ev_source == "exif" for f in bracket.frames) else "brightness",

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import stat
+import struct
 import sys
 import tempfile
 import threading
@@ -22,6 +23,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -147,42 +149,125 @@ def read_regular_file(path: Path) -> bytes:
             raise BracketError(f"{shown_path(path)}: cannot read ({exc.strerror or exc})") from None
 
 
-_STDERR_LOCK = threading.RLock()  # re-entrant: a decoder may nest another (e.g. a profile check)
+class Chatter(list):
+    """What decoders printed during one `quiet_decoder` block (a list of str, filled when the block ends).
+
+    shared: another thread decoded at the same time, so the text may hold its chatter too (fd 2 is one per
+    process); a caller that acts on the text (libjpeg's damage warnings) decodes again alone to be sure."""
+
+    shared = False
+    exclusive = False
+    thread = 0
+    start = 0
+    caught_from = 0
 
 
-@contextlib.contextmanager
-def quiet_decoder() -> Iterator[list[str]]:
-    """Capture what decoders print (C-level stderr, Python warnings, tifffile's log) while decoding.
+class _Capture:
+    """One capture of fd 2, Python warnings and the decoders' loggers, shared by every decode running at once.
 
-    Yields a list that holds the captured text once the block ends, so a caller can look for a decoder's
-    warning (libjpeg's "Premature end of JPEG file") instead of letting it break the one-line message rule.
-    """
-    captured: list[str] = []
-    loggers = [logging.getLogger(name) for name in ("tifffile", "pillow_heif", "PIL")]
-    levels = [lg.level for lg in loggers]
-    with _STDERR_LOCK, warnings.catch_warnings(record=True) as caught, tempfile.TemporaryFile() as sink:
+    A per-block redirect would have to be serialised (fd 2 and the warnings filters are process-wide), which left
+    the frame-decode pool one decode at a time; here the first block to enter redirects, the last to leave
+    restores, and each block reads back the bytes written while it ran. Blocks that overlapped another thread's
+    are marked `shared`; `exclusive` blocks wait until no other thread's block runs, and hold off new ones."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.active: list[Chatter] = []
+        self.sink: Any = None
+        self.saved: int | None = None
+        self.warnings: Any = None
+        self.caught: list[warnings.WarningMessage] = []
+        self.levels: list[tuple[logging.Logger, int]] = []
+
+    def _blocked(self, me: int, exclusive: bool) -> bool:
+        others = [c for c in self.active if c.thread != me]
+        return any(c.exclusive for c in others) or (exclusive and bool(others))
+
+    def _open(self) -> None:
+        self.sink = tempfile.TemporaryFile()
+        self.warnings = warnings.catch_warnings(record=True)
+        self.caught = self.warnings.__enter__()
         warnings.simplefilter("always")
+        loggers = [logging.getLogger(name) for name in ("tifffile", "pillow_heif", "PIL")]
+        self.levels = [(lg, lg.level) for lg in loggers]
         for lg in loggers:
             lg.setLevel(logging.CRITICAL + 1)
         try:
             sys.stderr.flush()
-            saved: int | None = os.dup(2)
-            os.dup2(sink.fileno(), 2)
+            self.saved = os.dup(2)
+            os.dup2(self.sink.fileno(), 2)
         except (OSError, ValueError, AttributeError):  # no fd 2 (pythonw) or a stream without a descriptor
-            saved = None
-        try:
-            yield captured
-        finally:
-            if saved is not None:
-                with contextlib.suppress(Exception):
-                    sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
-            sink.seek(0)
-            captured.append(sink.read(1 << 16).decode("utf-8", "replace"))
-            captured.extend(str(w.message) for w in caught)
+            self.saved = None
+
+    def _close(self) -> None:
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            self.saved = None
+        for lg, level in self.levels:
+            lg.setLevel(level)
+        self.warnings.__exit__(None, None, None)
+        self.sink.close()
+        self.sink = None
+
+    def enter(self, exclusive: bool) -> Chatter:
+        me = threading.get_ident()
+        chat = Chatter()
+        with self.cond:
+            self.cond.wait_for(lambda: not self._blocked(me, exclusive))
+            if not self.active:
+                self._open()
+            for other in self.active:
+                if other.thread != me:
+                    other.shared = chat.shared = True
+            chat.thread, chat.exclusive = me, exclusive
+            chat.start = os.lseek(self.sink.fileno(), 0, os.SEEK_END)
+            chat.caught_from = len(self.caught)
+            self.active.append(chat)
+        return chat
+
+    def leave(self, chat: Chatter) -> None:
+        with self.cond:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            fd = self.sink.fileno()
+            end = os.lseek(fd, 0, os.SEEK_END)
+            chat.append(os.pread(fd, min(end - chat.start, 1 << 16), chat.start).decode("utf-8", "replace"))
+            chat.extend(str(w.message) for w in self.caught[chat.caught_from:])
+            self.active.remove(chat)
+            if not self.active:
+                self._close()
+            self.cond.notify_all()
+
+
+_CAPTURE = _Capture()
+
+
+@contextlib.contextmanager
+def quiet_decoder(exclusive: bool = False) -> Iterator[Chatter]:
+    """Capture what decoders print (C-level stderr, Python warnings, tifffile's log) while decoding.
+
+    Yields a `Chatter` list that holds the captured text once the block ends, so a caller can look for a decoder's
+    warning (libjpeg's "Premature end of JPEG file") instead of letting it break the one-line message rule.
+    Decodes on several threads capture at once (nothing is printed meanwhile); a block whose text may hold another
+    thread's chatter has `shared` set, and `exclusive=True` runs a block with no other thread's block at once.
+    Re-entrant within a thread.
+    """
+    chat = _CAPTURE.enter(exclusive)
+    try:
+        yield chat
+    finally:
+        _CAPTURE.leave(chat)
+
+
+def stderr_free() -> contextlib.AbstractContextManager[object]:
+    """A context in which no decoder (in any thread) has fd 2 redirected: the lock `quiet_decoder` holds.
+
+    A frame that fails while the next one is still decoding in the pool raises in the main thread while that
+    decode has stderr pointed at its capture file; a message printed then would vanish into it (the CLI exited 1
+    with no word). Printers of user-facing lines on stderr take this first; it waits at most for one decode.
+    """
+    return _STDERR_LOCK
 
 
 # ---------------------------------------------------------------------------------------------- headers
@@ -191,6 +276,12 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG or JPEG header without decoding; None where the header does not say."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    frame = _jpeg_frame(data)
+    return None if frame is None else frame[:2]
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, sample precision in bits) from a JPEG's start-of-frame segment, None where there is none."""
     if data[:2] != b"\xff\xd8":
         return None
     # Walk the JPEG marker segments up to the first start-of-frame, which holds the size.
@@ -209,7 +300,8 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             if pos + 9 > len(data):
                 return None
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+            return (int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big"),
+                    data[pos + 4])
         if marker == 0xDA:
             return None
         pos += 2 + length
@@ -335,6 +427,19 @@ def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | N
             xmp if isinstance(xmp, bytes) else None)
 
 
+def _imdecode(data: bytes, exclusive: bool = False) -> tuple[np.ndarray | None, str, bool]:
+    """cv2.imdecode of a JPEG/PNG file's bytes -> (pixels as stored or None, the decoder's chatter in lower case,
+    whether that chatter may hold another thread's: `Chatter.shared`)."""
+    with quiet_decoder(exclusive) as chatter:
+        try:
+            # IMREAD_UNCHANGED keeps 16 bits and alpha, and makes OpenCV ignore EXIF orientation (applied later).
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:
+            pixels = None
+            chatter.append(str(exc))
+    return pixels, " ".join(chatter).lower(), chatter.shared
+
+
 def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     """JPEG or PNG: pixels through OpenCV (16-bit PNG kept), metadata through Pillow, libjpeg warnings checked."""
     name = shown_path(path)
@@ -348,23 +453,32 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     reason = _truncation(data, actual)
     if reason:
         raise BracketError(f"{name}: {reason}")
-    with quiet_decoder() as chatter:
-        try:
-            # IMREAD_UNCHANGED keeps 16 bits and alpha, and makes OpenCV ignore EXIF orientation (applied later).
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        except cv2.error as exc:
-            pixels = None
-            chatter.append(str(exc))
-    said = " ".join(chatter).lower()
+    pixels, said, shared = _imdecode(data)
+    if shared and actual == "JPEG" and any(mark in said for mark in _JPEG_DAMAGE):
+        pixels, said, _ = _imdecode(data, exclusive=True)  # the warning may have been another thread's: alone now
     if actual == "JPEG" and any(mark in said for mark in _JPEG_DAMAGE):
         raise BracketError(f"{name}: corrupt JPEG data (the decoder stopped early and would fill the rest "
                            "with grey)")
+    precision = (_jpeg_frame(data) or (0, 0, 8))[2] if actual == "JPEG" else 8
+    bgr, significant = True, None
+    if (pixels is None or pixels.size == 0) and precision in (12, 16):
+        # 12-bit (and lossless up to 16-bit) JPEG: OpenCV's libjpeg is built for 8 bits only; imagecodecs'
+        # libjpeg-turbo 3 decodes every precision (ITU-T T.81 annex G / H)
+        import imagecodecs
+
+        with quiet_decoder():
+            try:
+                pixels, bgr, significant = imagecodecs.jpeg8_decode(data), False, precision
+            except Exception:  # noqa: BLE001  imagecodecs.Jpeg8Error and friends: report as below
+                pixels = None
     if pixels is None or pixels.size == 0:
         raise BracketError(f"{name}: cannot decode {actual} (corrupt or unsupported variant)")
     with quiet_decoder():
         block, icc, xmp = _pillow_metadata(data)
+        if block is None and precision != 8:  # Pillow does not open 12-bit JPEG; exiv2 reads its EXIF
+            block = data
     notes: list[str] = []
-    image, valid, bits = _finish(path, pixels, notes, bgr=True)
+    image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
     parsed = exifmod.parse(block)
     return Decoded(path, image, bits, exifmod.orientation(parsed), valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
@@ -381,6 +495,32 @@ def _usable_icc(path: Path, icc: bytes | None, notes: list[str]) -> bytes | None
     return None
 
 
+_NOT_MAIN_IMAGE = 0b101  # TIFF NewSubfileType bits: 1 = reduced-resolution copy, 4 = transparency mask
+_PAGES_LOOKED_AT = 16  # a multi-page file's full image follows its previews closely; never walk thousands of pages
+
+
+def _main_page(tif) -> tuple:  # type: ignore[no-untyped-def]
+    """(page, where) of a TIFF's full-resolution image: the first page that is neither a reduced-resolution copy
+    (thumbnail, pyramid level) nor a mask, looking at the first pages, then at the first page's SubIFDs (the
+    TIFF/EP layout: IFD0 a preview, the image in a SubIFD). `where` is "" for the first page, else words naming
+    the page; the largest page when every one is marked reduced. TIFF 6.0 section "NewSubfileType"."""
+    first = tif.pages.first
+    if not int(first.subfiletype) & _NOT_MAIN_IMAGE:
+        return first, ""
+    seen = [(first, "")]
+    for index in range(1, min(len(tif.pages), _PAGES_LOOKED_AT)):
+        page = tif.pages[index]
+        if hasattr(page, "subfiletype"):
+            seen.append((page, f"page {index + 1}"))
+    sub = getattr(first, "pages", None) if first.subifds else None
+    for index in range(min(len(sub or ()), _PAGES_LOOKED_AT)):
+        seen.append((sub[index], f"SubIFD {index + 1}"))  # type: ignore[index]
+    for page, where in seen:
+        if not int(page.subfiletype) & _NOT_MAIN_IMAGE:
+            return page, where
+    return max(seen, key=lambda item: int(item[0].imagelength) * int(item[0].imagewidth))
+
+
 def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     """TIFF through tifffile + imagecodecs: any compression (LZW, Deflate, JPEG, ...), contiguous or planar,
     1-16-bit integer or float, grey/RGB/palette, with or without alpha (associated alpha is un-premultiplied)."""
@@ -390,7 +530,13 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     notes: list[str] = []
     try:
         with quiet_decoder(), tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages.first
+            if len(tif.pages) == 0:
+                raise BracketError(f"{name}: cannot read TIFF: no image directory in the file (it ends after the "
+                                   "header, or points outside itself: truncated or damaged)")
+            page, where = _main_page(tif)
+            if where:
+                notes.append(f"{name}: the first image in the file is a reduced-resolution copy (a thumbnail or "
+                             f"pyramid level); the full-resolution image ({where}) is read")
             height, width = page.imagelength, page.imagewidth
             check_size(path, width, height, max_pixels)
             end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
@@ -399,9 +545,16 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             photometric = int(page.photometric)
             kinds = tifffile.PHOTOMETRIC
             jpeg_ycbcr = photometric == kinds.YCBCR and int(page.compression) in (6, 7)
-            if photometric not in (kinds.MINISBLACK, kinds.MINISWHITE, kinds.RGB, kinds.PALETTE) and not jpeg_ycbcr:
+            inks = int(page.samplesperpixel) - len(page.extrasamples or ())
+            # InkSet (tag 332) 1 or absent = CMYK (TIFF 6.0 section 16); other ink sets (spot colours) are not
+            cmyk = photometric == kinds.SEPARATED and inks == 4 and int(page.tags.valueof(332, 1)) == 1
+            if (photometric not in (kinds.MINISBLACK, kinds.MINISWHITE, kinds.RGB, kinds.PALETTE) and not jpeg_ycbcr
+                    and not cmyk):
                 label = getattr(kinds(photometric), "name", photometric)
-                raise BracketError(f"{name}: unsupported TIFF colour model {label} (use RGB or greyscale)")
+                what = "" if photometric != kinds.SEPARATED else (
+                    f" with {inks} inks" if inks != 4 else " with a non-CMYK ink set (InkSet 2)")
+                raise BracketError(f"{name}: unsupported TIFF colour model {label}{what} (use RGB, CMYK or "
+                                   "greyscale)")
             if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
                 raise BracketError(f"{name}: signed integer TIFF samples are not supported (use unsigned or float)")
             pixels = page.asarray()
@@ -418,6 +571,14 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             elif photometric == kinds.MINISWHITE and pixels.dtype.kind == "u":
                 pixels = np.iinfo(pixels.dtype).max - pixels if page.bitspersample in (8, 16, 32) else (
                     (2**page.bitspersample - 1) - pixels)
+            colour_samples = 4 if cmyk else 3 if photometric in (kinds.RGB, kinds.YCBCR) else 1
+            extras = tuple(int(e) for e in (page.extrasamples or ()))
+            if pixels.ndim == 3 and pixels.shape[2] > colour_samples and extras and extras[0] == 0:
+                # TIFF 6.0 ExtraSamples 0 is "unspecified data" (e.g. a selection saved as a channel by an image
+                # editor), not transparency: only 1 (associated) and 2 (unassociated) are alpha.
+                notes.append(f"{name}: {pixels.shape[2] - colour_samples} extra channel(s) of unspecified meaning "
+                             "(ExtraSamples 0, not alpha) ignored")
+                pixels = pixels[..., :colour_samples]
             tags = page.tags
             code = int(tags[274].value) if 274 in tags else 1
             icc = tags[34675].value if 34675 in tags else None
@@ -430,14 +591,39 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
         raise
     except Exception as exc:  # noqa: BLE001  tifffile raises TiffFileError, ValueError, struct.error... on bad files
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if isinstance(exc, (LookupError, struct.error)):  # "0", "unpack requires a buffer" say nothing to a user
+            reason = f"damaged or truncated TIFF structure ({reason})"
         raise BracketError(f"{name}: cannot read TIFF: {reason}") from None
+    icc = bytes(icc) if isinstance(icc, (bytes, bytearray)) else None
+    source_bits = 8 if pixels.dtype == np.uint8 else 16
+    if cmyk:
+        if pixels.dtype.kind != "u" or pixels.dtype.itemsize > 2:
+            raise BracketError(f"{name}: CMYK TIFF with {pixels.dtype} samples is not supported (use 8 or 16-bit)")
+        pixels, icc = _cmyk_to_rgb(path, pixels, icc, notes), None
     significant = bps if pixels.dtype.kind == "u" and photometric != kinds.PALETTE and bps < 16 and bps != 8 else None
     image, valid, bits = _finish(path, pixels, notes, associated=associated, significant_bits=significant)
+    bits = source_bits if cmyk else bits
     parsed = exifmod.parse(data)
     xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else (xmp.encode() if isinstance(xmp, str) else None)
-    icc = bytes(icc) if isinstance(icc, (bytes, bytearray)) else None
     return Decoded(path, image, bits, code if 1 <= code <= 8 else 1, valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
+
+
+def _cmyk_to_rgb(path: Path, samples: np.ndarray, icc: bytes | None, notes: list[str]) -> np.ndarray:
+    """H×W×(4+extras) uint8/16 CMYK samples (0 = no ink, as TIFF stores them) -> H×W×(3+extras) float32 sRGB in
+    [0,1], extras (alpha) scaled alike. With an embedded CMYK profile LittleCMS converts (`profiles.cmyk_to_srgb`);
+    without one the naive device conversion R = (1-C)(1-K) is used, as JPEG decoders do, and a note says so."""
+    name = shown_path(path)
+    top = np.float32(np.iinfo(samples.dtype).max)
+    rgb, outside, how = profiles.cmyk_to_srgb(samples[..., :4], icc)
+    if how is None:
+        notes.append(f"{name}: CMYK without an ICC profile: converted to sRGB with the naive formula "
+                     "(colours are approximate; embed the printer profile for an exact conversion)")
+    else:
+        clipped = f"; {outside:.1%} of its pixels lie outside sRGB and are clipped" if outside > 1e-4 else ""
+        notes.append(f"{name}: converted from CMYK ({how}) to sRGB{clipped}")
+    extras = samples[..., 4:].astype(np.float32) / top
+    return np.concatenate([rgb, extras], axis=2) if extras.shape[2] else rgb
 
 
 def _read_heif(path: Path, data: bytes, max_pixels: int) -> Decoded:
@@ -520,6 +706,12 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         raise BracketError(f"{name}: unsupported format '{shown_path(path.suffix) or '(no extension)'}' "
                            f"(use {FORMAT_NAMES})")
     data = read_regular_file(path)
+    note = None
+    actual = None if suffix in RAW_SUFFIXES else sniff(data)  # raws are TIFF-like inside; only LibRaw reads them
+    if actual is not None and actual != _kind_of_suffix(suffix):
+        suffix = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "HEIF": ".heic"}[actual]
+        note = (f"{name}: the file holds a {actual} image although its name ends in '{shown_path(path.suffix)}'; "
+                f"it is read as {actual}")
     try:
         if suffix in CV_SUFFIXES:
             decoded = _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels)
@@ -535,4 +727,33 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         raise BracketError(f"{name}: not enough memory to decode this image") from None
     # The decoder's output, not only the header, must be a usable frame (a damaged header can disagree with it).
     check_size(path, decoded.pixels.shape[1], decoded.pixels.shape[0], max_pixels)
+    if note is not None:
+        decoded.notes.insert(0, note)
     return decoded
+
+
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def sniff(data: bytes) -> str | None:
+    """"JPEG", "PNG", "TIFF" or "HEIF" from a file's first bytes (its signature), None when none of them.
+
+    Files are often misnamed (a PNG saved as .jpg by a web download, a JPEG renamed .tif), and their content, not
+    the name, tells how to decode them. Signatures: JPEG SOI FF D8 FF, the PNG 8-byte signature, TIFF II*\0 / MM\0*
+    (BigTIFF II+\0 / MM\0+), ISO BMFF `ftyp` box with a HEIF brand.
+    """
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "TIFF"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF"
+    return None
+
+
+def _kind_of_suffix(suffix: str) -> str | None:
+    if suffix in CV_SUFFIXES:
+        return CV_SUFFIXES[suffix]
+    return "TIFF" if suffix in TIFF_SUFFIXES else "HEIF" if suffix in HEIF_SUFFIXES else None

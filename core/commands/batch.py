@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from lutfuse.core.commands import fuse as fusecmd
 from lutfuse.core.commands.common import HelpFormatter, progress_bar
-from lutfuse.core.errors import LUTFuseError, OutputError
+from lutfuse.core.errors import LUTFuseError, OutputError, shown_path
 
 DEFAULT_NAME = "{first}_{method}.jpg"
 DEFAULT_FOLDER_NAME = "{folder}_{method}.jpg"
@@ -227,6 +227,11 @@ def run(args: argparse.Namespace) -> int:
     if args.preview_video is not None and args.preview_video.suffix.lower() not in (".mp4", ".mov", ".mkv"):
         raise OutputError(f"{args.preview_video}: the preview video is written as .mp4, .mov or .mkv")
 
+    if not args.dry_run and args.output.is_dir():
+        from lutfuse.core.imageio import check_output_folder
+
+        # a read-only or full OUT_DIR fails here, once, before grouping decodes frames, not in every bracket
+        check_output_folder(args.output)
     plan = plan_groups(args.inputs, args.group)
     if args.timelapse:
         plan.groups.sort(key=lambda g: (g.frames[0].time is None, g.frames[0].time or 0.0))
@@ -246,7 +251,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.output.is_dir():
         if args.output.exists():
             raise OutputError(f"{args.output}: is not a folder")
-        args.output.mkdir(parents=True)
+        try:
+            args.output.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"{shown_path(args.output)}: cannot create the folder ({exc.strerror or exc})") from None
     if summary_in_output:
         try:
             _check_summary(args.summary, replace)

@@ -8,7 +8,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lutfuse.core.errors import OutputError
-from lutfuse.core.imageio import FORMATS, JPEG_SUBSAMPLINGS, TIFF_COMPRESSIONS, check_writable
+from lutfuse.core.imageio import (
+    FORMATS,
+    JPEG_SUBSAMPLINGS,
+    TIFF_COMPRESSIONS,
+    check_distinct_outputs,
+    check_writable,
+)
 
 IMAGE_SUFFIXES = FORMATS
 
@@ -53,7 +59,9 @@ def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_bracket_outputs(args: argparse.Namespace) -> None:
-    """Fail before any work when --transforms or --ghost-mask cannot be written."""
+    """Fail before any work when --transforms or --ghost-mask cannot be written, or when two outputs share a file."""
+    check_distinct_outputs([("the output (-o)", getattr(args, "output", None)), ("--base", getattr(args, "base", None)),
+                            ("--transforms", args.transforms), ("--ghost-mask", args.ghost_mask)])
     if args.transforms is not None:
         check_writable(args.transforms, overwrite=args.force, inputs=args.frames,
                        replace_hint="use --force to replace it")
@@ -66,13 +74,13 @@ def check_bracket_outputs(args: argparse.Namespace) -> None:
                        replace_hint="use --force to replace it")
 
 
-def load_for_output(args: argparse.Namespace, log=print):
+def load_for_output(args: argparse.Namespace, log=print, pending: list | None = None):
     """Load the bracket as --align/--deghost/--crop say, print each frame's transform, write --transforms and
     --ghost-mask (`core.pipeline.load`) -> the Bracket every fusion path then uses."""
     from lutfuse.core.pipeline import load
 
     return load(args.frames, args, log=log, transforms=args.transforms, ghost_mask=args.ghost_mask,
-                overwrite=args.force)
+                overwrite=args.force, pending=pending)
 
 
 def print_notes(command: str, notes: Iterable[str]) -> None:

@@ -64,6 +64,7 @@ def run_cube(args: argparse.Namespace) -> int:
     from lutfuse.core.export import export_cube
     from lutfuse.core.fusion import Engine
     from lutfuse.core.grid import check_grid
+    from lutfuse.core.pipeline import write_side_outputs
 
     args.frames = frame_paths(args.frames)  # bad frames (link loop, FIFO, missing...) fail before anything else
     check_output(args.output, args.frames, args.force, suffixes={".cube"})
@@ -78,7 +79,8 @@ def run_cube(args: argparse.Namespace) -> int:
 
     look_from_args(args)  # fail fast on an out-of-range slider
     with progress_bar(3, "cube") as bar:
-        bracket = load_for_output(args, log=tqdm.write)
+        side: list = []  # --transforms / --ghost-mask, written after the .cube so that a failed run leaves none
+        bracket = load_for_output(args, log=tqdm.write, pending=side)
         print_notes("cube", bracket.notes)
         bar.update()
         engine = Engine(device=args.device, kernels=args.kernels)
@@ -87,6 +89,7 @@ def run_cube(args: argparse.Namespace) -> int:
         done = export_cube(engine, prepared, args.output, grid=args.grid,
                            look=look_from_args(args, bracket.images), title=args.title, base=args.base,
                            overwrite=args.force)
+        write_side_outputs(side, args.force, tqdm.write)
         bar.update()
     tqdm.write(f"wrote {done.cube} ({args.grid}³ entries)" + (f" and base image {args.base}" if args.base else ""))
     if args.base is None:

@@ -1,0 +1,462 @@
+"""Kinds of files photographers have that LUTFuse read or handled wrongly, each built on the fly from a real frame:
+misnamed files, TIFFs whose first page is a thumbnail, TIFF extra channels that are not alpha, a frame that fails
+while the next one decodes, outputs that share a file, side outputs of a run that does not finish, file names that
+are not UTF-8 in the EXIF description, and EXIF exposures that contradict the pixels of a bright scene."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyexiv2
+import pytest
+import tifffile
+from PIL import Image
+
+from lutfuse.core import pipeline
+from lutfuse.core.bracket import load_bracket
+from lutfuse.core.cli import build_parser
+from lutfuse.core.commands.fuse import settings_from
+from lutfuse.core.errors import BracketError, OutputError
+from lutfuse.core.readers import read_frame
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _frame(shared_data: Path, index: int = 1, size: tuple[int, int] = (96, 160), whole: bool = False) -> np.ndarray:
+    """H×W×3 uint8 RGB crop of a real deepfuse/Seq_11 frame (the top-left: a bright window), or with `whole` the
+    whole frame scaled to `size`."""
+    bgr = cv2.imread(str(shared_data / "brackets" / "deepfuse" / "Seq_11" / f"{index:02d}.jpg"))
+    if whole:
+        return np.ascontiguousarray(cv2.resize(bgr, size[::-1], interpolation=cv2.INTER_AREA)[..., ::-1])
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:size[0], :size[1]])
+
+
+def _cli(*args: str | Path, cwd: Path | None = None, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO.parent), QT_QPA_PLATFORM="offscreen")
+    return subprocess.run([*prefix, sys.executable, "-m", "lutfuse", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+
+
+def _without_file_permission_override() -> tuple[str, ...]:
+    """A command prefix under which file permissions apply: nothing for a normal user; for root (CI) util-linux
+    `setpriv` dropping CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH; skips the test where neither is possible."""
+    if os.geteuid() != 0:
+        return ()
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without util-linux setpriv: file permissions cannot be made to apply")
+    return (setpriv, "--bounding-set", "-dac_override,-dac_read_search")
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+@pytest.mark.parametrize("content, name", [("PNG", "a.jpg"), ("TIFF", "a.jpg"), ("JPEG", "a.tif"),
+                                            ("PNG", "a.tiff"), ("JPEG", "a.png")])
+def test_misnamed_file_is_read_by_its_content_with_a_note(content: str, name: str, shared_data: Path,
+                                                          tmp_path: Path) -> None:
+    rgb = _frame(shared_data)
+    path = tmp_path / name
+    if content == "TIFF":
+        tifffile.imwrite(path, rgb.astype(np.uint16) * 257, photometric="rgb", compression="zlib")
+    else:
+        Image.fromarray(rgb).save(path, format=content, **({"quality": 100, "subsampling": 0}
+                                                            if content == "JPEG" else {}))
+    decoded = read_frame(path)
+    if content == "JPEG":  # lossy: the reference is the same bytes decoded as a .jpg
+        rgb = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert decoded.pixels.shape == rgb.shape
+    assert np.abs(decoded.pixels - rgb / 255).max() <= 1e-6
+    assert decoded.bit_depth == (16 if content == "TIFF" else 8)
+    assert decoded.notes[0] == (f"{path}: the file holds a {content} image although its name ends in "
+                                f"'{path.suffix}'; it is read as {content}")
+
+
+def test_raw_suffix_is_never_redirected_to_the_tiff_reader(shared_data: Path, tmp_path: Path) -> None:
+    """Camera RAW files are TIFF inside (NEF, CR2, DNG): their suffix, not their signature, picks LibRaw."""
+    path = tmp_path / "a.nef"
+    tifffile.imwrite(path, _frame(shared_data), photometric="rgb")
+    with pytest.raises(Exception) as caught:
+        read_frame(path)
+    assert "camera RAW" in str(caught.value) and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("layout", ["thumbnail page first", "full image in a SubIFD"])
+def test_tiff_whose_first_page_is_a_thumbnail_reads_the_full_image(layout: str, shared_data: Path,
+                                                                    tmp_path: Path) -> None:
+    rgb16 = _frame(shared_data).astype(np.uint16) * 257
+    path = tmp_path / "thumb.tif"
+    with tifffile.TiffWriter(path) as tif:
+        if layout == "thumbnail page first":  # NewSubfileType 1 = reduced-resolution copy
+            tif.write(rgb16[::4, ::4], photometric="rgb", subfiletype=1)
+            tif.write(rgb16, photometric="rgb")
+        else:  # TIFF/EP: IFD0 a reduced preview, the image in its SubIFD
+            tif.write(rgb16[::4, ::4], photometric="rgb", subfiletype=1, subifds=1)
+            tif.write(rgb16, photometric="rgb", subfiletype=0)
+    decoded = read_frame(path)
+    assert decoded.pixels.shape == rgb16.shape
+    np.testing.assert_array_equal(np.round(decoded.pixels * 65535).astype(np.uint16), rgb16)
+    assert "reduced-resolution copy" in decoded.notes[0] and str(path) in decoded.notes[0]
+
+
+def test_tiff_with_a_normal_first_page_and_a_thumbnail_after_it_is_unchanged(shared_data: Path,
+                                                                             tmp_path: Path) -> None:
+    rgb16 = _frame(shared_data).astype(np.uint16) * 257
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(rgb16, photometric="rgb")
+        tif.write(rgb16[::4, ::4], photometric="rgb", subfiletype=1)
+    decoded = read_frame(path)
+    np.testing.assert_array_equal(np.round(decoded.pixels * 65535).astype(np.uint16), rgb16)
+    assert decoded.notes == []
+
+
+@pytest.mark.parametrize("extra", [0, 1234, 65535])
+def test_unspecified_extra_samples_are_not_alpha(extra: int, shared_data: Path, tmp_path: Path) -> None:
+    """ExtraSamples 0 ("unspecified data", e.g. a saved selection) must not blank the frame where it is 0."""
+    rgb16 = _frame(shared_data).astype(np.uint16) * 257
+    samples = np.dstack([rgb16, np.full(rgb16.shape[:2], extra, np.uint16)])
+    samples[:40, :50, 3] = 0  # a selection-like shape: would be a hole if read as alpha
+    path = tmp_path / "extra.tif"
+    tifffile.imwrite(path, samples, photometric="rgb", extrasamples=["unspecified"])
+    decoded = read_frame(path)
+    assert decoded.valid is None
+    np.testing.assert_array_equal(np.round(decoded.pixels * 65535).astype(np.uint16), rgb16)
+    assert decoded.notes == [f"{path}: 1 extra channel(s) of unspecified meaning (ExtraSamples 0, not alpha) ignored"]
+
+
+def test_unassociated_alpha_is_still_a_validity_mask(shared_data: Path, tmp_path: Path) -> None:
+    rgb16 = _frame(shared_data).astype(np.uint16) * 257
+    alpha = np.full(rgb16.shape[:2], 65535, np.uint16)
+    alpha[:40, :50] = 0
+    path = tmp_path / "alpha.tif"
+    tifffile.imwrite(path, np.dstack([rgb16, alpha]), photometric="rgb", extrasamples=["unassalpha"])
+    decoded = read_frame(path)
+    assert decoded.valid is not None and not decoded.valid[:40, :50].any() and decoded.valid[40:].all()
+
+
+def test_twelve_bit_jpeg_reads_with_its_exif(shared_data: Path, tmp_path: Path) -> None:
+    """12-bit JPEG (ITU-T T.81 extended): OpenCV's libjpeg is 8-bit only and it used to be refused as corrupt."""
+    import imagecodecs
+
+    rgb12 = _frame(shared_data).astype(np.uint16) * 16
+    path = tmp_path / "twelve.jpg"
+    path.write_bytes(imagecodecs.jpeg8_encode(rgb12, bitspersample=12, level=95))
+    with pyexiv2.Image(str(path)) as image:
+        image.modify_exif({"Exif.Photo.ExposureTime": "1/100", "Exif.Image.Orientation": "6"})
+    decoded = read_frame(path)
+    assert decoded.bit_depth == 16 and decoded.orientation == 6 and decoded.settings[0] == pytest.approx(0.01)
+    np.testing.assert_allclose(decoded.pixels, imagecodecs.jpeg8_decode(path.read_bytes()) / 4095, atol=1e-6)
+    assert np.abs(decoded.pixels - rgb12 / 4095).max() < 8 / 255  # and it is the picture (lossy at level 95)
+
+
+CMYK_PROFILES = [Path("/usr/share/color/icc/ghostscript/default_cmyk.icc"),  # Debian libgs-common
+                 Path("/usr/share/ghostscript/iccprofiles/default_cmyk.icc")]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_cmyk_tiff_without_a_profile_is_converted_naively_with_a_note(dtype: type, shared_data: Path,
+                                                                      tmp_path: Path) -> None:
+    rgb = _frame(shared_data)
+    cmyk = np.array(Image.fromarray(rgb).convert("CMYK"))
+    expected = np.array(Image.fromarray(cmyk, "CMYK").convert("RGB")) / 255  # Pillow: R = (1-C)(1-K)...
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:20, :30] = 0
+    samples = np.dstack([cmyk, alpha]).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    path = tmp_path / "cmyk.tif"
+    tifffile.imwrite(path, samples, photometric="separated", extrasamples=["unassalpha"], compression="lzw")
+    decoded = read_frame(path)
+    assert decoded.bit_depth == (8 if dtype == np.uint8 else 16) and decoded.icc is None
+    assert np.abs(decoded.pixels - expected).max() <= 0.5 / 255
+    assert decoded.valid is not None and not decoded.valid[:20, :30].any() and decoded.valid[20:].all()
+    assert "CMYK without an ICC profile" in decoded.notes[0] and str(path) in decoded.notes[0]
+
+
+def test_cmyk_tiff_with_its_profile_is_converted_by_littlecms(shared_data: Path, tmp_path: Path) -> None:
+    import io
+
+    from PIL import ImageCms
+
+    from lutfuse.core.profiles import srgb_profile
+
+    profile = next((p for p in CMYK_PROFILES if p.is_file()), None)
+    if profile is None:
+        pytest.skip("no CMYK ICC profile on this machine (Debian: libgs-common)")
+    icc = profile.read_bytes()
+    cms = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    srgb = ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile()))
+    rgb = _frame(shared_data)
+    cmyk = np.array(ImageCms.applyTransform(Image.fromarray(rgb), ImageCms.buildTransform(srgb, cms, "RGB", "CMYK")))
+    back = ImageCms.buildTransform(cms, srgb, "CMYK", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                   flags=0x2000)  # black point compensation
+    expected = np.array(ImageCms.applyTransform(Image.fromarray(cmyk, "CMYK"), back)) / 255
+    path = tmp_path / "print.tif"
+    tifffile.imwrite(path, cmyk.astype(np.uint16) * 257, photometric="separated", iccprofile=icc)
+    decoded = read_frame(path)
+    # Pillow's transform is 8-bit with LittleCMS's optimised tables; ours is float: within 3/255
+    assert np.abs(decoded.pixels - expected).max() <= 3 / 255
+    assert decoded.icc is None and decoded.bit_depth == 16
+    assert decoded.notes[0].startswith(f"{path}: converted from CMYK (")
+
+
+def test_tiff_with_spot_colour_inks_is_refused_naming_the_ink_set(tmp_path: Path) -> None:
+    path = tmp_path / "spot.tif"
+    tifffile.imwrite(path, np.zeros((32, 32, 4), np.uint8), photometric="separated", extratags=[(332, "H", 1, 2)])
+    with pytest.raises(BracketError) as caught:
+        read_frame(path)
+    assert str(caught.value) == (f"{path}: unsupported TIFF colour model SEPARATED with a non-CMYK ink set "
+                                 "(InkSet 2) (use RGB, CMYK or greyscale)")
+
+
+@pytest.mark.parametrize("data", [b"II*\x00", b"II*\x00\x00\x00\x00\x00", b"MM\x00*\x00\x00\x00\x08",
+                                  b"II*\x00\xff\xff\xff\x00"])
+def test_tiff_without_an_image_directory_says_so(data: bytes, tmp_path: Path) -> None:
+    """A TIFF cut after its header, or pointing outside itself, used to say "cannot read TIFF: 0"."""
+    path = tmp_path / "cut.tif"
+    path.write_bytes(data)
+    with pytest.raises(BracketError) as caught:
+        read_frame(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert message.startswith(f"{path}: cannot read TIFF: ")
+    assert "no image directory in the file" in message or "damaged or truncated TIFF structure" in message
+    assert not message.endswith(": 0")
+
+
+@pytest.mark.parametrize("kind", ["tif-tiled-zlib", "tif-lzw", "bigtiff", "png", "jpeg-progressive"])
+def test_every_truncation_is_one_line_naming_the_file(kind: str, shared_data: Path, tmp_path: Path) -> None:
+    import io
+
+    rgb = _frame(shared_data, size=(64, 96))
+    buffer = io.BytesIO()
+    if kind.startswith("tif") or kind == "bigtiff":
+        tifffile.imwrite(buffer, rgb.astype(np.uint16) * 257, photometric="rgb", bigtiff=kind == "bigtiff",
+                         compression="lzw" if kind == "tif-lzw" else "zlib" if kind == "tif-tiled-zlib" else None,
+                         tile=(32, 32) if kind == "tif-tiled-zlib" else None)
+        suffix = ".tif"
+    else:
+        Image.fromarray(rgb).save(buffer, "PNG" if kind == "png" else "JPEG", progressive=True)
+        suffix = ".png" if kind == "png" else ".jpg"
+    data = buffer.getvalue()
+    path = tmp_path / f"frame{suffix}"
+    for cut in np.linspace(0, len(data) - 1, 25).astype(int):
+        path.write_bytes(data[:cut])
+        with pytest.raises(BracketError) as caught:
+            read_frame(path)
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value), (cut, caught.value)
+    path.write_bytes(data)
+    assert read_frame(path).pixels.shape == rgb.shape
+
+
+# ---------------------------------------------------------------------------------------------- the error line
+
+def test_error_line_is_printed_while_the_next_frame_is_still_decoding(shared_data: Path, tmp_path: Path) -> None:
+    """A frame that fails at once (empty) beside one that takes a while to decode: the decode in the pool has
+    stderr redirected into its capture file, and the error line used to vanish there (exit 1, no word)."""
+    (tmp_path / "a.jpg").write_bytes(b"")
+    big = cv2.resize(_frame(shared_data), (3000, 2000), interpolation=cv2.INTER_LINEAR).astype(np.uint16) * 257
+    cv2.imwrite(str(tmp_path / "b.png"), big[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    for _ in range(2):
+        done = _cli("fuse", "a.jpg", "b.png", "-o", "out.jpg", "--no-align", cwd=tmp_path)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == ["lutfuse fuse: error: a.jpg: empty file"]
+    assert not (tmp_path / "out.jpg").exists()
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+def _bracket(shared_data: Path, folder: Path, size: tuple[int, int] = (96, 160), whole: bool = False) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(3):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(_frame(shared_data, i, size, whole)).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize("command, flags", [
+    ("fuse", ["-o", "same.png", "--deghost", "low", "--ghost-mask", "same.png"]),
+    ("fuse", ["-o", "out.png", "--transforms", "side.json", "--deghost", "low", "--ghost-mask", "./side.json"]),
+    ("cube", ["-o", "x.cube", "--base", "b.tif", "--transforms", "b.tif"]),
+])
+def test_two_outputs_on_one_file_are_refused_before_any_work(command: str, flags: list[str], shared_data: Path,
+                                                             tmp_path: Path) -> None:
+    frames = _bracket(shared_data, tmp_path / "f")
+    before = sorted(os.listdir(tmp_path))
+    done = _cli(command, *frames, "--no-align", *flags, cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "given as both" in lines[0] and "each output needs a file of its own" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written, not even the side output
+
+
+def test_side_outputs_are_not_left_behind_when_the_image_is_not_written(shared_data: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--transforms / --ghost-mask describe the output image: a run that fails (or is stopped) before the image
+    is written leaves neither; a run that succeeds writes both."""
+    frames = _bracket(shared_data, tmp_path / "f")
+    settings = settings_from(build_parser("fuse").parse_args(
+        ["fuse", "x", "-o", "y", "--method", "mertens", "--no-align", "--deghost", "low"]))
+    side = {"transforms": tmp_path / "t.json", "ghost_mask": tmp_path / "g.png"}
+
+    def fail(*args, **kwargs):
+        raise OutputError(f"{args[0]}: disk full (simulated)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("lutfuse.core.export.write_fused", fail)
+        with pytest.raises(OutputError, match="disk full"):
+            pipeline.fuse_files(frames, tmp_path / "out.png", settings, **side)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+    pipeline.fuse_files(frames, tmp_path / "out.png", settings, **side)
+    assert (tmp_path / "out.png").is_file() and side["transforms"].is_file()
+    mask = cv2.imread(str(side["ghost_mask"]), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (96, 160) and mask.dtype == np.uint8
+
+
+def test_file_name_that_is_not_utf8_stays_in_the_exif_description(shared_data: Path, tmp_path: Path) -> None:
+    if sys.platform == "darwin" or os.fsencode("é") != "é".encode():
+        pytest.skip("needs a filesystem that takes arbitrary bytes in names")
+    frames = _bracket(shared_data, tmp_path / "f")
+    odd = Path(os.fsdecode(bytes(tmp_path / "f") + b"/caf\xe9.png"))
+    frames[0].rename(odd)
+    done = _cli("fuse", odd, *frames[1:], "--no-align", "--method", "mertens", "-o", "out.jpg", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "trimmed" not in done.stderr
+    with pyexiv2.ImageData((tmp_path / "out.jpg").read_bytes()) as image:
+        description = image.read_exif()["Exif.Image.ImageDescription"]
+    assert "caf\\xe9.png" in description and "1.png" in description and "2.png" in description
+
+
+# ---------------------------------------------------------------------------------------------- exposure order
+
+def test_exif_order_reversed_against_the_pixels_of_a_bright_scene_yields_to_brightness(shared_data: Path,
+                                                                                     tmp_path: Path) -> None:
+    """A mostly bright crop: the frames' mean light differs by only ~10 % per 2 EV, and EXIF exposure times in the
+    reverse order used to pass as consistent, putting the brightest frame first."""
+    paths = []
+    for i, time in enumerate(["1/25", "1/100", "1/400"]):  # frame 0 is the darkest, EXIF calls it the brightest
+        paths.append(tmp_path / f"{i}.jpg")
+        Image.fromarray(_frame(shared_data, i)).save(paths[-1], quality=95)
+        with pyexiv2.Image(str(paths[-1])) as image:
+            image.modify_exif({"Exif.Photo.ExposureTime": time, "Exif.Photo.FNumber": "8/1",
+                               "Exif.Photo.ISOSpeedRatings": "100"})
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert all(f.ev_source == "brightness" for f in bracket.frames)
+    assert any("EXIF says it is" in note and "pixels are darker" in note for note in bracket.notes)
+
+
+def test_exif_order_that_agrees_with_the_pixels_is_kept(shared_data: Path, tmp_path: Path) -> None:
+    paths = []
+    for i, time in enumerate(["1/400", "1/100", "1/25"]):
+        paths.append(tmp_path / f"{2 - i}.jpg")  # names in the reverse order: the result never depends on them
+        Image.fromarray(_frame(shared_data, i)).save(paths[-1], quality=95)
+        with pyexiv2.Image(str(paths[-1])) as image:
+            image.modify_exif({"Exif.Photo.ExposureTime": time, "Exif.Photo.FNumber": "8/1",
+                               "Exif.Photo.ISOSpeedRatings": "100"})
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["2.jpg", "1.jpg", "0.jpg"]
+    assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
+    assert np.allclose(np.diff([f.ev for f in bracket.frames]), 2.0)
+
+
+# ---------------------------------------------------------------------------------------------- batch inputs
+
+@pytest.mark.parametrize("mode", ["auto", "3", "folder"])
+def test_batch_never_takes_an_earlier_result_for_a_frame(mode: str, shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse batch shoot -o shoot` run twice: the first run's result (which carries its middle frame's EXIF)
+    sits among the frames and used to be grouped and fused as one more exposure."""
+    from lutfuse.core.grouping import plan_groups
+
+    shoot = tmp_path / "shoot"
+    folder = shoot / "b1" if mode == "folder" else shoot
+    frames = _bracket(shared_data, folder, (160, 240), whole=True)
+    settings = settings_from(build_parser("fuse").parse_args(["fuse", "x", "-o", "y", "--method", "mertens",
+                                                              "--no-align"]))
+    result = folder / "0_lut.png"
+    pipeline.fuse_files(frames, result, settings)
+    plan = plan_groups([shoot], mode)
+    assert [group.paths for group in plan.groups] == [frames]
+    assert plan.leftovers == [(result, f"a result written by LUTFuse {__import__('lutfuse').__version__}, "
+                                       "not a camera frame")]
+
+
+def _tagged(shared_data: Path, folder: Path, tags: list[dict[str, str]]) -> list[Path]:
+    """JPEG frames 0, 1, 2 (darkest first) of the whole Seq_11 scene with the given EXIF tags written by exiv2."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, tag in enumerate(tags):
+        paths.append(folder / f"{i}.jpg")
+        Image.fromarray(_frame(shared_data, i, (160, 240), whole=True)).save(paths[-1], quality=95)
+        with pyexiv2.Image(str(paths[-1])) as image:
+            image.modify_exif(tag)
+    return paths
+
+
+def test_implausible_exif_step_yields_to_brightness_with_a_note(shared_data: Path, tmp_path: Path) -> None:
+    """One frame's ExposureTime is absurd (10 s beside 1/400 and 1/100: +10 EV in one step) but in the right
+    order: EXIF used to be taken, giving EVs no camera bracket has."""
+    paths = _tagged(shared_data, tmp_path, [{"Exif.Photo.ExposureTime": t, "Exif.Photo.FNumber": "8/1"}
+                                            for t in ("1/400", "1/100", "10/1")])
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert [f.ev_source for f in bracket.frames] == ["brightness"] * 3
+    assert bracket.frames[2].ev - bracket.frames[0].ev < 8
+    assert any(note.startswith(f"{paths[2]}: EXIF puts it 10.0 EV above {paths[1]}") for note in bracket.notes)
+
+
+def test_apex_shutter_and_aperture_values_give_the_exposure(shared_data: Path, tmp_path: Path) -> None:
+    """Files with only the APEX ShutterSpeedValue / ApertureValue (no ExposureTime / FNumber): Tv 8.64, 6.64,
+    4.64 are 1/400, 1/100, 1/25 s; Av 6 is f/8."""
+    paths = _tagged(shared_data, tmp_path, [{"Exif.Photo.ShutterSpeedValue": tv, "Exif.Photo.ApertureValue": "6/1"}
+                                            for tv in ("864/100", "664/100", "464/100")])
+    decoded = read_frame(paths[0])
+    assert decoded.settings[0] == pytest.approx(2 ** -8.64) and decoded.settings[1] == pytest.approx(8.0)
+    bracket = load_bracket(paths[::-1], align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
+    assert np.allclose(np.diff([f.ev for f in bracket.frames]), 2.0)
+
+
+def test_greyscale_frame_among_colour_frames_is_noted(shared_data: Path, tmp_path: Path) -> None:
+    paths = _bracket(shared_data, tmp_path / "f", (160, 240), whole=True)
+    grey = cv2.cvtColor(cv2.imread(str(paths[2])), cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(paths[2]), grey)  # an 8-bit one-channel PNG
+    bracket = load_bracket(paths, align="off")
+    assert [note for note in bracket.notes if "greyscale" in note] == [
+        f"{paths[2]}: greyscale, while the other frames are in colour: it adds no colour to the fusion "
+        "(a black-and-white export by mistake?)"]
+    frame = next(f for f in bracket.frames if f.path == paths[2])
+    np.testing.assert_array_equal(frame.image[..., 0], frame.image[..., 2])
+    np.testing.assert_allclose(frame.image[..., 1], grey / 255, atol=1e-6)
+    all_grey = [tmp_path / f"g{i}.png" for i in range(3)]
+    for i, path in enumerate(all_grey):
+        cv2.imwrite(str(path), cv2.cvtColor(cv2.imread(str(paths[i])), cv2.COLOR_BGR2GRAY))
+    assert not any("greyscale" in note for note in load_bracket(all_grey, align="off").notes)
+    black = tmp_path / "black.png"  # a frame exposed so short that it is all black is neutral, not greyscale
+    cv2.imwrite(str(black), np.zeros((160, 240, 3), np.uint8))
+    assert not any("greyscale" in note for note in load_bracket([black, *paths[:2]], align="off").notes)
+
+
+def test_unreadable_frame_and_unwritable_output_folder_are_one_line_each(shared_data: Path, tmp_path: Path) -> None:
+    prefix = _without_file_permission_override()
+    frames = _bracket(shared_data, tmp_path / "in" / "A")
+    frames[1].chmod(0)
+    done = _cli("fuse", *frames, "-o", tmp_path / "out.png", "--no-align", cwd=tmp_path, prefix=prefix)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (1, [f"lutfuse fuse: error: {frames[1]}: "
+                                                                        "permission denied"])
+    frames[1].chmod(0o644)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    done = _cli("batch", tmp_path / "in", "-o", locked, "--group", "folder", "--no-align", cwd=tmp_path,
+                prefix=prefix)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (1, [f"lutfuse batch: error: {locked}: the output "
+                                                                        "folder is not writable (Permission denied)"])
+    assert list(locked.iterdir()) == [] and not (tmp_path / "out.png").exists()
