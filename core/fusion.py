@@ -258,6 +258,15 @@ class Engine:
                 return self._host(c, grid_size).copy()
             return self._looked(c, grid_size, look)[0].copy()
 
+    def detail_layer(self, prepared: PreparedBracket, grid_size: int = 33) -> np.ndarray:
+        """The full-size detail layer D that render(prepared, grid_size, detail) adds: H×W float32 (luminance offset,
+        about ±0.5), read-only (the engine's cached layer on the CPU path: do not keep it past the bracket). On the
+        CPU path render(.., d) == clip(render(.., 0) + d·D, 0, 1), so a caller that needs both renders (HQ) makes
+        one lookup instead of two; on the device path the render adds D in its render dtype."""
+        with self._lock, use_kernels(self.kernels):
+            c = self._cache(prepared)
+            return read_only(self._layer(c, self._layer_key(check_grid(grid_size))).float().cpu().numpy())
+
     @staticmethod
     def _layer_key(grid_size: int) -> int:
         """Which detail layer a grid size uses: its own below EXACT_BELOW, else the reference grid's."""

@@ -18,6 +18,7 @@ Models are loaded once per process through a `Models` cache (one engine and one 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +182,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hq", "the lut render at --grid/--detail (and look), refined per bracket on MEF-SSIM against its frames "
                  "and applied edge-aware at full size (best quality)", "hq", _LIVE, ("LUT student",)),
     _hq("hq-steps16", "HQ with twice the refinement steps", steps=16),
+    # the k = 2 study (resources/weights/refine_phase2.md): the gain beyond the ΔE00 bound, and what it costs
+    _hq("hq-unbounded", "HQ without the ΔE00 bound from the live view", delta_e=math.inf),
+    _hq("hq-es24", "HQ with up to 24 steps, stopped when the loss stops falling, no ΔE00 bound", steps=24,
+        patience=2, delta_e=math.inf),
     _hq("hq-thesis", "HQ started by the two-phase networks (phase 1 middle, phase 2 attention)", networks=True),
     _hq("hq-thesis-steps0", "HQ: the two-phase networks' correction alone, no refinement", networks=True, steps=0),
     _hq("hq-thesis-no-phase1", "HQ thesis (2 frames): the live render as phase 2's intermediate", networks=True,

@@ -319,3 +319,74 @@ def test_consistency_measures() -> None:
     haloed = (clean + rim).clip(0, 1)
     assert abs(edge_overshoot(clean, frames)["excess"]) < 0.01
     assert edge_overshoot(haloed, frames)["excess"] > 0.2
+
+
+@pytest.mark.shared_data
+def test_live_renders_are_the_engines_renders_from_one_lookup(engine, prepared) -> None:
+    from lutfuse.core.hq import live_renders
+
+    for grid, detail in ((33, 1.0), (33, 0.6), (9, 1.5), (33, 0.0)):
+        live, tone = live_renders(engine, prepared, grid, detail)
+        np.testing.assert_array_equal(live, engine.render(prepared, grid, detail))
+        np.testing.assert_array_equal(tone, engine.render(prepared, grid, 0.0))
+        assert live.flags.writeable and not np.shares_memory(live, tone)   # HQ corrects `live` in place
+    layer = engine.detail_layer(prepared, 33)
+    assert layer.shape == prepared.shape and layer.dtype == np.float32 and not layer.flags.writeable
+
+
+def test_adam_is_torchs_adam() -> None:
+    from lutfuse.core.hq import Adam
+
+    torch.manual_seed(0)
+    target = torch.randn(1, 2, 5, 7)
+    ours = torch.randn(1, 2, 5, 7, requires_grad=True)
+    theirs = ours.detach().clone().requires_grad_(True)
+    opt, adam = torch.optim.Adam([theirs], lr=0.01), Adam(ours, 0.01)
+    for _ in range(12):
+        for p in (ours, theirs):
+            p.grad = None
+            ((p - target) ** 4).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            adam.step()
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
+    assert not torch.equal(ours, target)
+
+
+@pytest.mark.shared_data
+def test_early_stop_ends_when_the_loss_stops_falling(engine, prepared, real_bracket: np.ndarray) -> None:
+    import cv2
+
+    from lutfuse.core.hq import grid_shape, refine_correction
+
+    live, tone = (cv2.resize(engine.render(prepared, 33, d), (96, 64), interpolation=cv2.INTER_AREA)
+                  for d in (1.0, 0.0))
+    frames = np.stack([cv2.resize(f, (96, 64), interpolation=cv2.INTER_AREA) for f in real_bracket])
+    init = torch.zeros(1, 2, *grid_shape(64, 96))
+    ticks: dict[int, list[float]] = {}
+    for patience in (0, 1):
+        ticks[patience] = []
+        refine_correction(frames, live, tone, init, steps=60, lr=0.003, radius=2, patience=patience,
+                          progress=ticks[patience].append)
+    assert len(ticks[0]) == 60
+    assert 0 < len(ticks[1]) < 60   # a tiny step size: the loss stops falling by 1e-4 a step long before 60
+
+
+@pytest.mark.shared_data
+def test_delta_e_bound_keeps_the_live_look(engine, prepared, real_bracket: np.ndarray) -> None:
+    import cv2
+
+    from lutfuse.core.consistency import median_delta_e
+    from lutfuse.core.hq import Limits, apply_correction, grid_shape, refine_correction
+
+    live, tone = (cv2.resize(engine.render(prepared, 33, d), (96, 64), interpolation=cv2.INTER_AREA)
+                  for d in (1.0, 0.0))
+    frames = np.stack([cv2.resize(f, (96, 64), interpolation=cv2.INTER_AREA) for f in real_bracket])
+    init = torch.zeros(1, 2, *grid_shape(64, 96))
+    found = {}
+    for bound in (float("inf"), 0.3):
+        limits = Limits(delta_e=bound)
+        coeffs = refine_correction(frames, live, tone, init, steps=60, lr=0.003, radius=2, limits=limits)
+        found[bound] = median_delta_e(live, apply_correction(live.copy(), tone, coeffs, limits=limits))
+    # unbounded, the refinement goes further from the live view than the bound; bounded, it stops short of it
+    assert found[float("inf")] > 0.35 and 0.1 < found[0.3] <= 0.3 + 1e-3, found
