@@ -117,14 +117,15 @@ def batch_settings(values: dict):
 
 def run_items(items: list[BatchItem], settings, *, overwrite: bool, job: Job,
               started: Callable[[int], None], ended: Callable[[int, str, str], None]) -> None:
-    """Fuse every item in turn (core.pipeline.fuse_files with one cached Fuser); `started(i)` and
+    """Fuse every item in turn (core.pipeline.fuse_files with one cached Models); `started(i)` and
     `ended(i, status, message)` report each; a failure is a one-line message and the next item goes on; Cancel
     (job.is_cancelled) stops inside the bracket being fused (nothing is written for it) and skips the rest."""
     from lutfuse.core.batch import describe
     from lutfuse.core.errors import Cancelled
-    from lutfuse.core.pipeline import Fuser, fuse_files
+    from lutfuse.core.methods import Models
+    from lutfuse.core.pipeline import fuse_files
 
-    fuser = Fuser()
+    models = Models()
     for n, item in enumerate(items):
         if job.is_cancelled():
             ended(n, "cancelled", "")
@@ -144,7 +145,7 @@ def run_items(items: list[BatchItem], settings, *, overwrite: bool, job: Job,
 
         try:
             # cancel points: after loading (on_loaded) and at every progress report (HQ reports as it goes)
-            fuse_files(item.frames, item.output, settings, overwrite=overwrite, fuser=fuser, progress=progress,
+            fuse_files(item.frames, item.output, settings, overwrite=overwrite, models=models, progress=progress,
                        on_loaded=loaded)
         except Cancelled:
             ended(n, "cancelled", "")

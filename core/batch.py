@@ -2,7 +2,7 @@
 
 Every job goes through `core.pipeline.fuse_files`, the same function `lutfuse fuse` uses. A failing bracket
 becomes an Outcome with its error and the batch goes on. Memory stays flat: a worker process holds one model
-(`pipeline.Fuser`) and one bracket at a time, and at most two jobs per worker are in flight.
+(`core.methods.Models`) and one bracket at a time, and at most two jobs per worker are in flight.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from lutfuse.core.errors import LUTFuseError
-from lutfuse.core.pipeline import Fuser, FuseResult, FuseSettings, fuse_files
+from lutfuse.core.methods import Models
+from lutfuse.core.pipeline import FuseResult, FuseSettings, fuse_files
 
 
 @dataclass
@@ -49,15 +50,15 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)     # one line each (e.g. EXIF trimmed), for the main process
 
 
-_FUSER: Fuser | None = None  # the model cache of this process (a pool worker, a Ray worker, or the main process)
+_MODELS: Models | None = None  # the model cache of this process (a pool worker, a Ray worker, or the main process)
 
 
-def process_fuser() -> Fuser:
-    """This process's Fuser, made on first use."""
-    global _FUSER
-    if _FUSER is None:
-        _FUSER = Fuser()
-    return _FUSER
+def process_models() -> Models:
+    """This process's Models, made on first use."""
+    global _MODELS
+    if _MODELS is None:
+        _MODELS = Models()
+    return _MODELS
 
 
 def describe(exc: BaseException) -> str:
@@ -75,7 +76,7 @@ def fuse_job(job: Job, settings: FuseSettings, overwrite: bool) -> Outcome:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = fuse_files(job.frames, job.output, settings, overwrite=overwrite, fuser=process_fuser(),
+            result = fuse_files(job.frames, job.output, settings, overwrite=overwrite, models=process_models(),
                                 latent=job.latent, target_luminance=job.target_luminance)
         except Exception as exc:  # noqa: BLE001 - one bad bracket must not stop an unattended batch; summary says it
             outcome = Outcome(job, "failed", time.perf_counter() - start, describe(exc))

@@ -26,7 +26,7 @@ def _ray():
 
 
 def _run_task(task: Task, job: Job, settings: FuseSettings, overwrite: bool) -> Outcome:
-    """Body of one Ray task: a worker process keeps its models between tasks (`batch.process_fuser`)."""
+    """Body of one Ray task: a worker process keeps its models between tasks (`batch.process_models`)."""
     return task(job, settings, overwrite)
 
 

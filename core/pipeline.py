@@ -68,12 +68,8 @@ class FuseResult:
     notes: list[str] = field(default_factory=list)  # what the loader noticed (Bracket.notes), not errors
 
 
-# One model cache per process (core.methods.Models): batch workers and the time-lapse path keep theirs.
-Fuser = Models
-
-
 def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, device: str | None = None,
-                 progress: Progress | None = None, fuser: Fuser | None = None,
+                 progress: Progress | None = None, models: Models | None = None,
                  latent: Any = None, look: Any = None) -> np.ndarray:
     """Fuse a loaded Bracket with the named method (core.methods) -> H×W×3 float32 RGB in [0,1].
 
@@ -81,7 +77,7 @@ def fuse_bracket(bracket, method: str, *, grid: int = 33, detail: float = 1.0, d
     the bracket's latent code, as the time-lapse smoother does; `look` is a core.adjust.Look or None.
     LUTFuseError for an unknown method."""
     settings = FuseSettings({"grid": grid, "detail": detail, "device": device})
-    return get_method(method).fuse(bracket, settings, progress=progress, models=fuser, latent=latent, look=look)
+    return get_method(method).fuse(bracket, settings, progress=progress, models=models, latent=latent, look=look)
 
 
 def check_settings(settings: FuseSettings, output: Path) -> None:
@@ -215,7 +211,7 @@ def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], No
 
 
 def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseSettings, *,
-               overwrite: bool = False, fuser: Fuser | None = None, latent: Any = None,
+               overwrite: bool = False, models: Models | None = None, latent: Any = None,
                target_luminance: float | None = None, transforms: Path | None = None,
                ghost_mask: Path | None = None, log: Callable[[str], None] | None = None,
                on_loaded: Callable[[Any], None] | None = None, progress: Progress | None = None) -> FuseResult:
@@ -247,7 +243,7 @@ def fuse_files(frames: Sequence[str | Path], output: str | Path, settings: FuseS
 
     look = look_from_args(settings, bracket.images)   # the look settings (core.adjust), --auto from this bracket
     method = get_method(settings.method, public=True)
-    fused = method.fuse(bracket, settings, progress=progress, models=fuser, latent=latent, look=look)
+    fused = method.fuse(bracket, settings, progress=progress, models=models, latent=latent, look=look)
     if target_luminance is not None:
         for _ in range(2):  # a second step makes up for what clipping took from the first
             fused = apply_gain(fused, target_luminance - mean_log_luminance(fused))

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lutfuse.core.batch import Job, Outcome, describe, process_fuser
+from lutfuse.core.batch import Job, Outcome, describe, process_models
 from lutfuse.core.pipeline import FuseSettings, load, mean_log_luminance
 
 RADIUS = 4             # brackets each side that the smoother looks at
@@ -36,7 +36,7 @@ def measure_job(job: Job, settings: FuseSettings, overwrite: bool) -> Outcome:
     start = time.perf_counter()
     try:
         bracket = load(job.frames, settings)
-        engine = process_fuser().engine(settings.device)
+        engine = process_models().engine(settings.device)
         latent = engine.encode(bracket.images)
         prepared = engine.prepare(bracket, latent=latent)
         preview = engine.render(prepared, settings.grid, settings.detail, max_side=PREVIEW_SIDE)
