@@ -58,7 +58,6 @@ MIN_CORNER_PX = 1.0           # and some corner must move by more than this many
 STATIC_CORNER_PX = 0.5
 MIN_TEXTURE = 2e-4            # mean squared gradient of the equalised reference below this: textureless
 MIN_MATCHES = 12
-WINDOWS = 36                  # full-size windows the refinement of large frames measures (refine_full_size)
 ECC_MARGIN = 0.01             # ECC's refinement replaces an estimate only when it raises the check's score this much
 CURVE_SAMPLES = 1 << 18       # tone curves are estimated from at most this many samples
 _DARK, _BRIGHT = 0.02, 0.98   # "well exposed": strictly inside these (gamma-encoded values)
@@ -547,30 +546,25 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
 
 
 def refine_full_size(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
-                     curve: tuple[np.ndarray, np.ndarray], windows: int = WINDOWS, patch: int | None = None,
+                     curve: tuple[np.ndarray, np.ndarray], grid: int = 4, patch: int | None = None,
                      passes: int = 2) -> np.ndarray | None:
-    """Sub-pixel refinement of a full-size frame->reference homography from full-size windows.
+    """Sub-pixel refinement of a full-size frame->reference homography from full-size patches.
 
-    reference, frame: H×W×3 float32 [0,1]; curve: the frame's luma tone curve onto the reference's. Up to
-    `windows` `patch`-px windows of the reference (default: an eighth of the short side, 128-512 px) are chosen
-    among a lattice of overlapping candidates spanning the frame (3 % in from its edges, where a moved frame leaves
-    no data): those well exposed in both frames, most textured first (`_choose_windows`), so that a frame 4 stops
-    darker, mostly crushed, still gets enough of them. In each, the frame is warped into the window by the current
-    matrix and the residual shift is measured (`_window_shift`: phase correlation, then translation ECC on the
-    exposure-mapped intensities); windows that disagree with one homography (RANSAC, 0.5 px) are dropped and a
-    least-squares homography through the rest replaces the matrix. `passes` rounds (the second measures residuals
-    near zero on windows warped by the corrected matrix). None when a round has fewer than 8 usable windows (too
-    flat, badly exposed, or mismatched) or the result moves the corners by more than a few pixels."""
+    reference, frame: H×W×3 float32 [0,1]; curve: the frame's luma tone curve onto the reference's. On a grid×grid
+    lattice of `patch`-px windows of the reference (default: an eighth of the short side, 128-512 px) spanning the
+    frame (3 % in from its edges, where a moved frame leaves no data), the frame is warped into the window by the
+    current matrix, and phase correlation of the two gradient-magnitude windows gives the residual shift there; a
+    least-squares homography through the corrected correspondences replaces the matrix. `passes` rounds: OpenCV's
+    sub-pixel peak (a weighted centroid) is biased towards whole pixels, so a second round, which measures
+    residuals near zero, removes most of that bias. None when the first round has fewer than 6 usable windows (too
+    flat, badly exposed, or a weak or large correlation peak) or moves the corners by more than a few pixels."""
     h, w = reference.shape[:2]
     patch = patch or int(min(512, max(128, min(h, w) // 8)))
     if min(h, w) < 2 * patch:
         return None
-    chosen = _choose_windows(reference, frame, matrix, patch, windows)
-    if len(chosen) < 8:
-        return None
     current = None
     for _ in range(passes):
-        refined = _refine_once(reference, frame, matrix if current is None else current, curve, chosen, patch)
+        refined = _refine_once(reference, frame, matrix if current is None else current, curve, grid, patch)
         if refined is None:
             break
         current = refined
@@ -581,108 +575,38 @@ def refine_full_size(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarra
     return current if moved < 0.002 * max(h, w) + 2 else None
 
 
-def _choose_windows(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray, patch: int,
-                    count: int, lattice: int = 11) -> list[tuple[int, int]]:
-    """Top-left corners (x0, y0) of at most `count` patch-px windows for `refine_full_size`, from a lattice×lattice
-    grid of overlapping candidates: those at least half well exposed in the reference and in the frame warped by
-    `matrix` (full-size frame->reference) and textured; the frame is split into about `count` cells and each gives
-    its best-exposed candidate, so the windows spread over the frame (bunched in one corner they fit a homography
-    that is wrong at the others) and a mostly crushed or clipped frame still gets enough. Not the most textured:
-    on hdrps Cemetery_Tree_1 those were the tree's branches, which move between exposures (corner error at 24 MP
-    2.0 px instead of 0.1). Measured on copies at about 1/16 of the
-    window's side, so choosing costs two small resizes."""
-    h, w = reference.shape[:2]
-    f = min(1.0, 16.0 / patch)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    ref_small = _small_luma(reference, size)
-    frame_small = cv2.warpPerspective(_small_luma(frame, size), _rescale(matrix, _scaling(f, f)), size,
-                                      flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    usable = (well_exposed(ref_small) & well_exposed(frame_small)).astype(np.float32)
-    energy = _gradient(ref_small) ** 2
-    mx, my = round(0.03 * w), round(0.03 * h)
-    cells = max(1, round(math.sqrt(count)))
-    best: dict[tuple[int, int], tuple[float, int, int]] = {}
-    for gy in range(lattice):
-        for gx in range(lattice):
-            x0 = mx + round((w - patch - 2 * mx) * gx / (lattice - 1))
-            y0 = my + round((h - patch - 2 * my) * gy / (lattice - 1))
-            cut = (slice(int(y0 * f), int((y0 + patch) * f) + 1), slice(int(x0 * f), int((x0 + patch) * f) + 1))
-            if usable[cut].mean() < 0.5:
-                continue
-            if float((energy[cut] * usable[cut]).mean()) < MIN_TEXTURE:
-                continue
-            exposed = round(float(usable[cut].mean()), 1)
-            cell = (gx * cells // lattice, gy * cells // lattice)
-            if cell not in best or exposed > best[cell][0]:
-                best[cell] = (exposed, x0, y0)
-    return [(x0, y0) for _, x0, y0 in best.values()]
-
-
-def _window_shift(ref_grey: np.ndarray, frame_grey: np.ndarray, usable: np.ndarray,
-                  window: np.ndarray) -> tuple[float, float] | None:
-    """Sub-pixel shift t of one window (frame_grey(x + t) ≈ ref_grey(x), px) or None where it is not measurable:
-    phase correlation of the gradient magnitudes gives a start within a pixel, translation ECC (Evangelidis &
-    Psarakis 2008, `cv2.findTransformECC`) on the exposure-mapped intensities refines it. ECC is invariant to a
-    gain and offset between the windows and has no whole-pixel bias (OpenCV's phase-correlation peak, a weighted
-    centroid, is pulled towards whole pixels by up to 0.3 px)."""
-    a, b = _gradient(frame_grey), _gradient(ref_grey)
-    if float((b[usable] ** 2).mean()) < MIN_TEXTURE:
-        return None
-    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
-    if response < 0.15 or math.hypot(dx, dy) > max(4.0, ref_grey.shape[0] / 16):
-        return None
-    start = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
-    try:
-        rho, warp = cv2.findTransformECC(ref_grey, frame_grey, start, cv2.MOTION_TRANSLATION,
-                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5),
-                                         usable.astype(np.uint8), 5)
-    except cv2.error:  # no convergence (flat or mismatched content)
-        return None
-    tx, ty = float(warp[0, 2]), float(warp[1, 2])
-    if not (rho > 0.5 and math.hypot(tx + dx, ty + dy) < 1.5):
-        return None  # ECC wandered away from the correlation peak, or the windows do not match
-    return tx, ty
-
-
 def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
-                 curve: tuple[np.ndarray, np.ndarray], chosen: Sequence[tuple[int, int]],
-                 patch: int) -> np.ndarray | None:
-    """One round of `refine_full_size` over the windows `chosen` (top-left corners): the corrected homography, or
-    None with fewer than 8 usable windows."""
+                 curve: tuple[np.ndarray, np.ndarray], grid: int, patch: int) -> np.ndarray | None:
+    """One round of `refine_full_size`: the corrected homography, or None with fewer than 6 usable windows."""
+    h, w = reference.shape[:2]
     inverse = np.linalg.inv(matrix)
     window = cv2.createHanningWindow((patch, patch), cv2.CV_32F)
+    mx, my = round(0.03 * w), round(0.03 * h)
     src, dst = [], []
-    for x0, y0 in chosen:
-        ref_grey = luma(reference[y0:y0 + patch, x0:x0 + patch])
-        shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
-        warped = cv2.warpPerspective(frame, shift @ matrix, (patch, patch), flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        frame_grey = luma(warped)
-        usable = well_exposed(ref_grey) & well_exposed(frame_grey)
-        if usable.mean() < 0.3:
-            continue
-        t = _window_shift(ref_grey, apply_curve(frame_grey, curve), usable, window)
-        if t is None:
-            continue
-        centre = np.array([x0 + (patch - 1) / 2, y0 + (patch - 1) / 2], np.float64)
-        # the window's centre in the reference is seen at centre + t in the warped frame window
-        src.append(cv2.perspectiveTransform((centre + t)[None, None], inverse)[0, 0])
-        dst.append(centre)
-    if len(src) < 8:
+    for gy in range(grid):
+        for gx in range(grid):
+            x0 = mx + round((w - patch - 2 * mx) * gx / (grid - 1))
+            y0 = my + round((h - patch - 2 * my) * gy / (grid - 1))
+            ref_grey = luma(reference[y0:y0 + patch, x0:x0 + patch])
+            shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
+            warped = cv2.warpPerspective(frame, shift @ matrix, (patch, patch), flags=cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            frame_grey = luma(warped)
+            usable = well_exposed(ref_grey) & well_exposed(frame_grey)
+            if usable.mean() < 0.5:
+                continue
+            a, b = _gradient(apply_curve(frame_grey, curve)), _gradient(ref_grey)
+            if float((b[usable] ** 2).mean()) < MIN_TEXTURE:
+                continue
+            (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+            if response < 0.15 or math.hypot(dx, dy) > 4.0:
+                continue
+            centre = np.array([[[x0 + (patch - 1) / 2, y0 + (patch - 1) / 2]]], np.float64)
+            src.append(cv2.perspectiveTransform(centre, inverse)[0, 0])
+            dst.append(centre[0, 0] + (dx, dy))
+    if len(src) < 6:
         return None
-    src_a, dst_a = np.array(src, np.float64), np.array(dst, np.float64)
-    # windows whose shift disagrees with one homography (an edge that moves with exposure, a moving object) are
-    # dropped before the least-squares fit through the rest; the tolerance widens where the windows are few and
-    # noisy (a frame 4 stops brighter, mostly clipped, measures ±1 px per window at 24 MP)
-    keep = None
-    for tolerance in (0.5, 1.0):
-        rough, inliers = cv2.findHomography(src_a, dst_a, cv2.RANSAC, tolerance, maxIters=2000, confidence=0.999)
-        if rough is not None and inliers is not None and int(inliers.sum()) >= 8:
-            keep = inliers.ravel().astype(bool)
-            break
-    if keep is None:
-        return None
-    refined, _ = cv2.findHomography(src_a[keep], dst_a[keep], 0)
+    refined, _ = cv2.findHomography(np.array(src, np.float64), np.array(dst, np.float64), 0)
     if refined is None or not np.isfinite(refined).all():
         return None
     return refined / refined[2, 2]
