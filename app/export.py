@@ -61,7 +61,8 @@ def _prepared(host: EngineHost) -> tuple[object, object]:
     loaded while it runs."""
     if host.current is None or host.engine is None:
         raise LUTFuseError("no bracket loaded: open a bracket before exporting")
-    return host.engine, host.current.prepared
+    prepared = host.current.prepared
+    return getattr(prepared, "_engine", None) or host.engine, prepared
 
 
 def image_work(host: EngineHost, path: Path, grid: int, detail: float, options: ImageOptions,

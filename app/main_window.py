@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
+    QActionGroup,
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
@@ -159,7 +160,11 @@ class MainWindow(ExportMixin, QMainWindow):
                  engine_factory: Callable[[], object] | None = None) -> None:
         super().__init__()
         self.settings = settings or AppSettings()
-        self.host = EngineHost(engine_factory or (lambda: default_engine_factory(self.settings.device)), self)
+        # the render device's engine: a test's own factory, else the real engine on the preferred device
+        self._engine_for: Callable[[str], Callable[[], object]] = (
+            (lambda _device: engine_factory) if engine_factory is not None
+            else (lambda device: lambda: default_engine_factory(device)))
+        self.host = EngineHost(self._engine_for(self.settings.device), self)
         self.loaded: LoadedBracket | None = None
         self.full_shown = False
         self.export_job: Job | None = None
@@ -375,16 +380,80 @@ class MainWindow(ExportMixin, QMainWindow):
         self.fullscreen_action = self._action(view, "&Full Screen", self.set_full_screen, ["F11"],
                                               "Full screen (F11; Esc leaves)")
         self.fullscreen_action.setCheckable(True)
+        view.addSeparator()
+        self._build_device_menu(view)
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, ["F1"], "Every shortcut of the editor")
         self._rebuild_recent()
         self._set_exports_enabled(False)
+
+    def _build_device_menu(self, view) -> None:
+        """View → Render Device: auto, CPU, CUDA, Apple GPU; the ones this machine lacks are disabled and their
+        tooltip says why (core.device.unavailable)."""
+        from lutfuse.core.device import unavailable
+
+        menu = view.addMenu("Render &Device")
+        menu.setToolTipsVisible(True)
+        menu.setStatusTip("Where the live view and exports render; the open bracket stays open")
+        group = QActionGroup(self)
+        group.setExclusive(True)
+        self.device_actions: dict[str, QAction] = {}
+        names = {"auto": "&Auto (CUDA, then Apple GPU, then CPU)", "cpu": "&CPU", "cuda": "C&UDA GPU",
+                 "mps": "Apple &GPU (MPS)"}
+        for device, text in names.items():
+            action = QAction(text, self)
+            action.setCheckable(True)
+            why = unavailable(device)
+            action.setEnabled(why is None)
+            action.setToolTip(why or ("CUDA if there is one, else Apple's GPU, else the CPU" if device == "auto"
+                                      else f"Render on the {text.replace('&', '')}"))
+            action.setChecked(device == self.settings.device)
+            action.triggered.connect(lambda _checked=False, d=device: self.set_device(d))
+            group.addAction(action)
+            menu.addAction(action)
+            self.device_actions[device] = action
+
+    def set_device(self, device: str) -> None:
+        """Render on `device` (core.device.DEVICES): a new engine is made in the background and the open bracket
+        is prepared on it, keeping its edits; the choice is remembered. If the engine cannot start, the old one
+        stays and the menu goes back."""
+        previous = self.settings.device
+        if device == previous and self.host.engine is not None:
+            return
+        self.settings.device = device
+        self.statusBar().showMessage(f"Switching the render device to {device}…")
+
+        def failed(message: str) -> None:
+            self.settings.device = previous
+            self.device_actions[previous].setChecked(True)
+            self.show_error(f"Cannot render on {device}: {message}")
+
+        self.host.switch_engine(self._engine_for(device), lambda job: job.signals.failed.connect(failed))
+
+    def _on_engine_changed(self, engine: object) -> None:
+        """A device switch finished: name the device, and render the open bracket with the new engine."""
+        self._show_device(engine)
+        self.statusBar().showMessage(f"Rendering on {self.device_label.text()}", 5000)
+        if self.loaded is not None and self.host.current is not None:
+            self.loaded = self.host.current
+            self.full_shown = False
+            self.request_render(True)
+
+    def _show_device(self, engine: object) -> None:
+        """The status bar's device label (core.device.describe of the engine's device)."""
+        device = getattr(engine, "device", None)
+        if device is not None:
+            from lutfuse.core.device import describe
+
+            self.device_label.setText(describe(device))
+            self.device_label.setToolTip("Render device (View → Render Device)")
 
     def _connect(self) -> None:
         """Wire the host's results and the panels' requests."""
         self.host.loaded.connect(self._on_loaded)
         self.host.load_failed.connect(self._on_load_failed)
         self.host.rendered.connect(self._on_rendered)
+        self.host.engine_changed.connect(self._on_engine_changed)
         self.host.render_failed.connect(lambda msg: self.show_error(f"Render failed: {msg}"))
         self.host.busy_changed.connect(lambda busy: self.render_label.setText("Rendering…" if busy else
                                                                             self.render_label.text()))
@@ -559,11 +628,7 @@ class MainWindow(ExportMixin, QMainWindow):
         else:   # reloaded with other alignment, deghosting or frames: those are stored beside the frames too
             self.settings_changed()
         self.banner.hide()
-        device = getattr(self.host.engine, "device", None)
-        if device is not None:
-            from lutfuse.core.device import describe
-
-            self.device_label.setText(describe(device))
+        self._show_device(self.host.engine)
         self.settings.recent = push_recent(self.settings.recent, [str(p) for p in loaded.paths])
         self._rebuild_recent()
         self._set_exports_enabled(self.export_job is None)
@@ -876,9 +941,11 @@ class MainWindow(ExportMixin, QMainWindow):
         return self.batch_dialog
 
     def batch_settings(self) -> dict:
-        """The editor's settings as the batch applies them: grid, detail, look, alignment and deghosting."""
+        """The editor's settings as the batch applies them: grid, detail, look, alignment, deghosting and the
+        render device (View → Render Device)."""
         align = self.loaded.align if self.loaded is not None else self.strip.align.isChecked()
-        return {**self.committed, "align": "auto" if align else "off", "deghost": self.strip.deghost.currentText()}
+        return {**self.committed, "align": "auto" if align else "off", "deghost": self.strip.deghost.currentText(),
+                "device": self.settings.device}
 
     def shortcut_rows(self) -> list[tuple[str, str]]:
         """(what, keys) for every action with a shortcut, in menu order."""

@@ -8,6 +8,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -129,6 +130,7 @@ class EngineHost(QObject):
     load_failed = Signal(str)
     rendered = Signal(object)      # RenderResult
     render_failed = Signal(str)
+    engine_changed = Signal(object)   # the new engine, after switch_engine (the current bracket re-prepared)
     busy_changed = Signal(bool)
 
     def __init__(self, engine_factory: Callable[[], object] | None = None, parent: QObject | None = None) -> None:
@@ -222,6 +224,39 @@ class EngineHost(QObject):
         self.coalescer.reset()
         self.loaded.emit(loaded)
 
+    def switch_engine(self, factory: Callable[[], object], wire: Callable[[Job], None] | None = None) -> Job:
+        """Replace the engine by factory() (another device) on the engine thread, and prepare the current bracket
+        with it, so the open bracket, its edits and its frames stay; emits engine_changed(engine), or the job's
+        failed(message) when the engine cannot start (the old one stays). Renders and exports already asked for
+        finish on the engine that prepared their bracket. `wire(job)` connects the caller's slots first."""
+        current = self.current
+
+        def work(job: Job) -> tuple[object, object]:
+            self.threads = configure_threads()
+            try:
+                engine = factory()
+            except (LUTFuseError, ImportError) as exc:
+                raise LUTFuseError(f"the fusion engine cannot start: {exc}") from exc
+            prepared = engine.prepare(current.bracket) if current is not None else None  # type: ignore[attr-defined]
+            self.engine = engine   # on the engine thread, before any load or render queued after this job
+            return engine, prepared
+
+        def done(result: tuple[object, object]) -> None:
+            engine, prepared = result
+            self._factory = factory
+            if current is not None and self.current is current:
+                self.current = replace(current, prepared=prepared)
+                self.generation += 1
+                self.coalescer.reset()
+            self.engine_changed.emit(engine)
+            if self.current is not None and getattr(self.current.prepared, "_engine", engine) is not engine:
+                # a load that was running when the switch was asked for finished on the old engine: prepare it again
+                self.switch_engine(lambda: engine)
+
+        job = Job(work)
+        job.signals.finished.connect(done)
+        return self._start(job, self.pool, wire)
+
     # -- rendering ---------------------------------------------------------------------------------------------
     def request_render(self, grid: int, detail: float, max_side: int | None, look: object = None) -> None:
         """Ask for a render (with a core.adjust.Look, or None); if one is running, this replaces any waiting
@@ -243,7 +278,8 @@ class EngineHost(QObject):
             t0 = time.perf_counter()
             if prepared is None:
                 raise LUTFuseError("no bracket loaded")
-            engine = self._engine()
+            # the engine that prepared the bracket (another one after a device switch would refuse it)
+            engine = getattr(prepared, "_engine", None) or self._engine()
             # the look is only passed when there is one: an engine without core.adjust still renders
             extra = {} if request.look is None else {"look": request.look}
             lut = engine.lut(prepared, request.grid, **extra)

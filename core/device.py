@@ -74,7 +74,24 @@ def describe(device: torch.device) -> str:
             return "CUDA"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
+
+
+def unavailable(device: str) -> str | None:
+    """Why a device choice (DEVICES) cannot run here, as a sentence for a tooltip, or None when it can.
+
+    'auto' and 'cpu' always can; 'cuda' needs a CUDA build of torch and a visible GPU; 'mps' needs torch's MPS
+    backend, which Apple-silicon Macs (macOS 12.3+) have."""
+    if device == "cuda" and not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            return f"This torch ({torch.__version__}) is built without CUDA."
+        return "No CUDA GPU is visible to torch on this machine."
+    if device == "mps" and not mps_available():
+        return "No Apple GPU (MPS) here: it needs a Mac with Apple silicon and a torch with MPS."
+    if device not in DEVICES:
+        return f"Unknown device '{device}' (use {', '.join(DEVICES)})."
+    return None
 
 
 def check_kernels(kernels: str | None) -> str:

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -147,42 +148,115 @@ def read_regular_file(path: Path) -> bytes:
             raise BracketError(f"{shown_path(path)}: cannot read ({exc.strerror or exc})") from None
 
 
-_STDERR_LOCK = threading.RLock()  # re-entrant: a decoder may nest another (e.g. a profile check)
+class Chatter(list):
+    """What decoders printed during one `quiet_decoder` block (a list of str, filled when the block ends).
+
+    shared: another thread decoded at the same time, so the text may hold its chatter too (fd 2 is one per
+    process); a caller that acts on the text (libjpeg's damage warnings) decodes again alone to be sure."""
+
+    shared = False
+    exclusive = False
+    thread = 0
+    start = 0
+    caught_from = 0
 
 
-@contextlib.contextmanager
-def quiet_decoder() -> Iterator[list[str]]:
-    """Capture what decoders print (C-level stderr, Python warnings, tifffile's log) while decoding.
+class _Capture:
+    """One capture of fd 2, Python warnings and the decoders' loggers, shared by every decode running at once.
 
-    Yields a list that holds the captured text once the block ends, so a caller can look for a decoder's
-    warning (libjpeg's "Premature end of JPEG file") instead of letting it break the one-line message rule.
-    """
-    captured: list[str] = []
-    loggers = [logging.getLogger(name) for name in ("tifffile", "pillow_heif", "PIL")]
-    levels = [lg.level for lg in loggers]
-    with _STDERR_LOCK, warnings.catch_warnings(record=True) as caught, tempfile.TemporaryFile() as sink:
+    A per-block redirect would have to be serialised (fd 2 and the warnings filters are process-wide), which left
+    the frame-decode pool one decode at a time; here the first block to enter redirects, the last to leave
+    restores, and each block reads back the bytes written while it ran. Blocks that overlapped another thread's
+    are marked `shared`; `exclusive` blocks wait until no other thread's block runs, and hold off new ones."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.active: list[Chatter] = []
+        self.sink: Any = None
+        self.saved: int | None = None
+        self.warnings: Any = None
+        self.caught: list[warnings.WarningMessage] = []
+        self.levels: list[tuple[logging.Logger, int]] = []
+
+    def _blocked(self, me: int, exclusive: bool) -> bool:
+        others = [c for c in self.active if c.thread != me]
+        return any(c.exclusive for c in others) or (exclusive and bool(others))
+
+    def _open(self) -> None:
+        self.sink = tempfile.TemporaryFile()
+        self.warnings = warnings.catch_warnings(record=True)
+        self.caught = self.warnings.__enter__()
         warnings.simplefilter("always")
+        loggers = [logging.getLogger(name) for name in ("tifffile", "pillow_heif", "PIL")]
+        self.levels = [(lg, lg.level) for lg in loggers]
         for lg in loggers:
             lg.setLevel(logging.CRITICAL + 1)
         try:
             sys.stderr.flush()
-            saved: int | None = os.dup(2)
-            os.dup2(sink.fileno(), 2)
+            self.saved = os.dup(2)
+            os.dup2(self.sink.fileno(), 2)
         except (OSError, ValueError, AttributeError):  # no fd 2 (pythonw) or a stream without a descriptor
-            saved = None
-        try:
-            yield captured
-        finally:
-            if saved is not None:
-                with contextlib.suppress(Exception):
-                    sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
-            sink.seek(0)
-            captured.append(sink.read(1 << 16).decode("utf-8", "replace"))
-            captured.extend(str(w.message) for w in caught)
+            self.saved = None
+
+    def _close(self) -> None:
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            self.saved = None
+        for lg, level in self.levels:
+            lg.setLevel(level)
+        self.warnings.__exit__(None, None, None)
+        self.sink.close()
+        self.sink = None
+
+    def enter(self, exclusive: bool) -> Chatter:
+        me = threading.get_ident()
+        chat = Chatter()
+        with self.cond:
+            self.cond.wait_for(lambda: not self._blocked(me, exclusive))
+            if not self.active:
+                self._open()
+            for other in self.active:
+                if other.thread != me:
+                    other.shared = chat.shared = True
+            chat.thread, chat.exclusive = me, exclusive
+            chat.start = os.lseek(self.sink.fileno(), 0, os.SEEK_END)
+            chat.caught_from = len(self.caught)
+            self.active.append(chat)
+        return chat
+
+    def leave(self, chat: Chatter) -> None:
+        with self.cond:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            fd = self.sink.fileno()
+            end = os.lseek(fd, 0, os.SEEK_END)
+            chat.append(os.pread(fd, min(end - chat.start, 1 << 16), chat.start).decode("utf-8", "replace"))
+            chat.extend(str(w.message) for w in self.caught[chat.caught_from:])
+            self.active.remove(chat)
+            if not self.active:
+                self._close()
+            self.cond.notify_all()
+
+
+_CAPTURE = _Capture()
+
+
+@contextlib.contextmanager
+def quiet_decoder(exclusive: bool = False) -> Iterator[Chatter]:
+    """Capture what decoders print (C-level stderr, Python warnings, tifffile's log) while decoding.
+
+    Yields a `Chatter` list that holds the captured text once the block ends, so a caller can look for a decoder's
+    warning (libjpeg's "Premature end of JPEG file") instead of letting it break the one-line message rule.
+    Decodes on several threads capture at once (nothing is printed meanwhile); a block whose text may hold another
+    thread's chatter has `shared` set, and `exclusive=True` runs a block with no other thread's block at once.
+    Re-entrant within a thread.
+    """
+    chat = _CAPTURE.enter(exclusive)
+    try:
+        yield chat
+    finally:
+        _CAPTURE.leave(chat)
 
 
 # ---------------------------------------------------------------------------------------------- headers
@@ -335,6 +409,19 @@ def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | N
             xmp if isinstance(xmp, bytes) else None)
 
 
+def _imdecode(data: bytes, exclusive: bool = False) -> tuple[np.ndarray | None, str, bool]:
+    """cv2.imdecode of a JPEG/PNG file's bytes -> (pixels as stored or None, the decoder's chatter in lower case,
+    whether that chatter may hold another thread's: `Chatter.shared`)."""
+    with quiet_decoder(exclusive) as chatter:
+        try:
+            # IMREAD_UNCHANGED keeps 16 bits and alpha, and makes OpenCV ignore EXIF orientation (applied later).
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:
+            pixels = None
+            chatter.append(str(exc))
+    return pixels, " ".join(chatter).lower(), chatter.shared
+
+
 def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     """JPEG or PNG: pixels through OpenCV (16-bit PNG kept), metadata through Pillow, libjpeg warnings checked."""
     name = shown_path(path)
@@ -348,14 +435,9 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     reason = _truncation(data, actual)
     if reason:
         raise BracketError(f"{name}: {reason}")
-    with quiet_decoder() as chatter:
-        try:
-            # IMREAD_UNCHANGED keeps 16 bits and alpha, and makes OpenCV ignore EXIF orientation (applied later).
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        except cv2.error as exc:
-            pixels = None
-            chatter.append(str(exc))
-    said = " ".join(chatter).lower()
+    pixels, said, shared = _imdecode(data)
+    if shared and actual == "JPEG" and any(mark in said for mark in _JPEG_DAMAGE):
+        pixels, said, _ = _imdecode(data, exclusive=True)  # the warning may have been another thread's: alone now
     if actual == "JPEG" and any(mark in said for mark in _JPEG_DAMAGE):
         raise BracketError(f"{name}: corrupt JPEG data (the decoder stopped early and would fill the rest "
                            "with grey)")
