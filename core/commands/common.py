@@ -47,8 +47,7 @@ def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trim the output to the largest rectangle every registered frame covers "
                              "(default: the reference frame's size, borders filled from the frames that cover them)")
     parser.add_argument("--deghost", choices=tuple(STRENGTHS), default=DEFAULT,
-                        help=f"take moving content from the reference frame: off, or detection strength "
-                             f"low/medium/high (default: {DEFAULT})")
+                        help="take moving content from the reference frame: off, or detection strength low/medium/high")
     parser.add_argument("--ghost-mask", type=Path, default=None, metavar="PATH",
                         help="write where deghosting found moving content (8-bit grey PNG, 255 = moved)")
 
