@@ -133,7 +133,7 @@ class FrameStrip(QWidget):
         self.align.toggled.connect(self.alignToggled)
         self.deghost = QComboBox()
         self.deghost.addItems(list(STRENGTHS))
-        self.deghost.setToolTip("Take moving content (people, leaves, water) from the middle frame: "
+        self.deghost.setToolTip("Take moving content (people, leaves, water) from the reference frame: "
                                 "off, or how readily a difference counts as motion")
         self.deghost.currentTextChanged.connect(self.deghostChanged)
         self.show_ghosts = QCheckBox("Show ghost mask")

@@ -180,11 +180,15 @@ class EngineHost(QObject):
 
     # -- loading -----------------------------------------------------------------------------------------------
     def load(self, paths: Sequence[str | Path], align: bool, wire: Callable[[Job], None] | None = None,
-             deghost: str = "off", choice: FrameChoice | None = None) -> Job:
+             deghost: str | None = None, choice: FrameChoice | None = None) -> Job:
         """Load a bracket and prepare it (Engine.prepare); emits loaded or load_failed. The old bracket stays
         current until the new one is ready. `wire(job)` connects the caller's slots before the job starts.
-        `choice`: only some of the frames, and/or another reference frame (bracket control)."""
+        `choice`: only some of the frames, and/or another reference frame (bracket control). deghost: a
+        core.deghost strength (None = its DEFAULT)."""
+        from lutfuse.core.deghost import DEFAULT
+
         paths = [Path(p) for p in paths]
+        deghost = DEFAULT if deghost is None else deghost
 
         def work(job: Job) -> LoadedBracket:
             from lutfuse.core.bracket import load_bracket

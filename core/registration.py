@@ -264,7 +264,7 @@ def score(ref: _View, view: _View, matrix: np.ndarray) -> float:
 
 def _keypoints(view: _View) -> tuple:
     """SIFT keypoints and descriptors of a view's equalised luma, inside its well-exposed mask."""
-    sift = cv2.SIFT_create(nfeatures=2000, contrastThreshold=0.02)  # type: ignore[attr-defined]
+    sift = cv2.SIFT.create(nfeatures=2000, contrastThreshold=0.02)
     u8 = np.clip(view.grey * 255 + 0.5, 0, 255).astype(np.uint8)
     return sift.detectAndCompute(u8, view.mask.astype(np.uint8) * 255)
 
@@ -279,8 +279,8 @@ def _features(ref_kp: tuple, view_kp: tuple, models: Sequence[str]) -> dict[str,
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
     if len(good) < MIN_MATCHES:
         return {}
-    src = np.float32([k1[m.queryIdx].pt for m in good])  # type: ignore[arg-type]
-    dst = np.float32([k2[m.trainIdx].pt for m in good])  # type: ignore[arg-type]
+    src = np.array([k1[m.queryIdx].pt for m in good], np.float32)
+    dst = np.array([k2[m.trainIdx].pt for m in good], np.float32)
     out = {}
     for model in models:
         if model == "homography":
@@ -330,7 +330,7 @@ def patch_motion(ref: _View, view: _View, grid: int = 3, min_response: float = 0
         return None
     # least median of squares first: an edge that moves with exposure (a clipped highlight's border bleeds) gives
     # a patch that disagrees; at least 5 must agree on one similarity to within 0.25 px
-    src_a, dst_a = np.float64(src), np.float64(dst)  # type: ignore[arg-type]
+    src_a, dst_a = np.array(src, np.float64), np.array(dst, np.float64)
     rough, _ = cv2.estimateAffinePartial2D(src_a, dst_a, method=cv2.LMEDS)
     if rough is None:
         return None
@@ -365,7 +365,8 @@ def _ecc(ref: _View, view: _View, init: np.ndarray, model: str, levels: int) -> 
     for _ in range(levels - 1):
         refs.append(cv2.pyrDown(refs[-1]))
         views.append(cv2.pyrDown(views[-1]))
-        masks.append(cv2.resize(masks[-1], refs[-1].shape[::-1], interpolation=cv2.INTER_NEAREST))  # type: ignore[arg-type]
+        masks.append(np.asarray(cv2.resize(masks[-1], (refs[-1].shape[1], refs[-1].shape[0]),
+                                           interpolation=cv2.INTER_NEAREST), np.uint8))
     motion = _ECC_MOTION[model]
     half = _scaling(0.5, 0.5)
     matrix = init.copy()
@@ -500,10 +501,11 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     for s0, model, matrix in scored:
         # ECC (the costly step) refines the leading estimate and any within reach of it
         refined = _ecc(ref.view, view, matrix, model, levels) if s0 >= top - 0.02 else None
-        for m, s in ((matrix, s0), (refined, None)):  # type: ignore[assignment]
+        options: list[tuple[np.ndarray | None, float | None]] = [(matrix, s0), (refined, None)]
+        for m, known in options:
             if m is None:
                 continue
-            if s is None:
+            if known is None:
                 s = score(ref.view, view, m)
                 # ECC's result must clearly beat its start: after an accurate SIFT + MAGSAC homography (corner
                 # error 0.05-0.27 px on hdrps frames 2-4 stops apart) its optimum on gradient magnitudes of
@@ -511,6 +513,8 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
                 # (few, on a rendered scene) it gains far more
                 if not s > s0 + ECC_MARGIN:
                     continue
+            else:
+                s = known
             bonus = 0.002 if model == "homography" else 0.0  # the most general model wins near-ties
             if math.isfinite(s) and (best is None or s + bonus > best[0]):
                 best = (s + bonus, model, m)
@@ -602,7 +606,7 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
             dst.append(centre[0, 0] + (dx, dy))
     if len(src) < 6:
         return None
-    refined, _ = cv2.findHomography(np.float64(src), np.float64(dst), 0)  # type: ignore[arg-type]
+    refined, _ = cv2.findHomography(np.array(src, np.float64), np.array(dst, np.float64), 0)
     if refined is None or not np.isfinite(refined).all():
         return None
     return refined / refined[2, 2]
@@ -655,10 +659,10 @@ def warp_frame(image: np.ndarray, matrix: np.ndarray,
         np.clip(warped, 0.0, 1.0, out=warped)
     # covered = the inverse-mapped pixel centre lies inside the frame (to within the resampling footprint)
     ones = np.ones((h, w), np.uint8)
-    covered = cv2.warpPerspective(ones, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                                  borderValue=0)
+    inside = cv2.warpPerspective(ones, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                                 borderValue=0)
     # a few pixels in from the border: Lanczos samples there mix in the replicated edge
-    covered = cv2.erode(covered, np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0  # type: ignore[assignment]
+    covered = np.asarray(cv2.erode(inside, np.ones((7, 7), np.uint8), borderType=cv2.BORDER_REPLICATE)) > 0
     return warped, covered
 
 

@@ -268,7 +268,9 @@ def test_align_toggle_reloads_the_bracket(qtbot, window: MainWindow) -> None:
 
 def test_deghost_choice_reloads_the_bracket(qtbot, window: MainWindow) -> None:
     old = window.loaded
-    assert old.deghost == "off" and old.bracket.ghost is None
+    from lutfuse.core.deghost import DEFAULT
+
+    assert old.deghost == DEFAULT == window.strip.deghost.currentText()  # the first-run default
     window.strip.deghost.setCurrentText("medium")
     qtbot.waitUntil(lambda: window.loaded is not old, timeout=WAIT_MS)
     assert window.loaded.deghost == "medium" and window.loaded.bracket.ghost is not None
