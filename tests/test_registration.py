@@ -236,3 +236,38 @@ def test_common_rectangle_is_the_largest_inside_the_mask() -> None:
     x0, y0, x1, y1 = common_rectangle(mask)
     assert mask[y0:y1, x0:x1].all()
     assert (x1 - x0) * (y1 - y0) == max(130 * 60, 90 * 80)
+
+
+def test_cube_base_image_is_the_deghosted_one(shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse cube --base` writes the base image of the deghosted frames: where an object moved, the base (and so
+    the .cube applied to it) follows the reference frame instead of holding a double image."""
+    import tifffile
+
+    from lutfuse.core.cli import main
+
+    static = np.stack(frames(shared_data, "Cades_Cove", 1, 4, 7))
+    box = (60, 200, 160, 280)
+    moving = static.copy()
+    moving[2] = pasted(static[2], box, (300, 100))
+    region = (slice(box[1], box[3]), slice(box[0], box[2]))
+    far = np.ones(static.shape[1:3], bool)
+    far[box[1] - 40:box[3] + 40, max(0, box[0] - 40):box[2] + 40] = False
+
+    def base(stack: np.ndarray, name: str, deghost: str) -> np.ndarray:
+        folder = tmp_path / name
+        folder.mkdir()
+        paths = []
+        for i, frame in enumerate(stack):
+            path = folder / f"{i}.png"
+            cv2.imwrite(str(path), np.clip(frame[..., ::-1] * 65535 + 0.5, 0, 65535).astype(np.uint16))
+            paths.append(str(path))
+        out = folder / "base.tif"
+        assert main(["cube", *paths, "-o", str(folder / "lut.cube"), "--base", str(out), "--deghost", deghost]) == 0
+        return tifffile.imread(out).astype(np.float32) / 65535
+
+    reference = base(static, "static", "off")
+    ghosted = base(moving, "ghosted", "off")
+    clean = base(moving, "clean", "high")
+    assert np.abs(ghosted[region] - reference[region]).mean() > 0.03  # the pasted trees show in the plain base
+    assert np.abs(clean[region] - reference[region]).mean() < 0.01  # measured 0.002 (the plain base: 0.058)
+    assert np.abs(clean[far] - reference[far]).mean() < 0.003
