@@ -73,27 +73,27 @@ def apply_orientation(image: np.ndarray, code: int) -> np.ndarray:
     return np.ascontiguousarray(ops.get(code, ops[1])(image))
 
 
-def number(value: str | None) -> float | None:
-    """An exiv2 rational or integer text ("1/250", "8/1", "400", "400 400": the first value) as a positive finite
-    float, else None."""
+def _rational(value: str | None) -> float | None:
+    """The first value of an exiv2 rational or integer text ("1/250", "-8/3", "400 400") as a float, else None."""
     if not value:
         return None
     try:
-        result = float(Fraction(value.split()[0]))
+        return float(Fraction(value.split()[0]))
     except (ValueError, ZeroDivisionError):
         return None
-    return result if result > 0 and math.isfinite(result) else None
+
+
+def number(value: str | None) -> float | None:
+    """An exiv2 rational or integer text ("1/250", "8/1", "400", "400 400": the first value) as a positive finite
+    float, else None."""
+    result = _rational(value)
+    return result if result is not None and result > 0 and math.isfinite(result) else None
 
 
 def _apex(value: str | None, low: float, high: float) -> float | None:
     """A signed APEX value (exiv2 rational text) within [low, high], else None."""
-    if not value:
-        return None
-    try:
-        result = float(Fraction(value.split()[0]))
-    except (ValueError, ZeroDivisionError):
-        return None
-    return result if low <= result <= high else None
+    result = _rational(value)
+    return result if result is not None and low <= result <= high else None
 
 
 def exposure(data: dict[str, str] | None) -> tuple[float | None, float | None, float | None]:

@@ -335,17 +335,32 @@ def test_file_name_that_is_not_utf8_stays_in_the_exif_description(shared_data: P
 
 # ---------------------------------------------------------------------------------------------- exposure order
 
+def _tagged(shared_data: Path, folder: Path, tags: list[dict[str, str]], names: list[str] | None = None,
+            size: tuple[int, int] = (160, 240), whole: bool = True) -> list[Path]:
+    """JPEG frames 0, 1, 2 (darkest first) of Seq_11 (the whole scene, or `_frame`'s crop) with the given EXIF tags
+    written by exiv2, named `names` (default 0.jpg, 1.jpg, ...)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, tag in enumerate(tags):
+        paths.append(folder / (names[i] if names else f"{i}.jpg"))
+        Image.fromarray(_frame(shared_data, i, size, whole=whole)).save(paths[-1], quality=95)
+        with pyexiv2.Image(str(paths[-1])) as image:
+            image.modify_exif(tag)
+    return paths
+
+
+def _exposure(time: str) -> dict[str, str]:
+    """EXIF exposure tags: the given time at f/8, ISO 100."""
+    return {"Exif.Photo.ExposureTime": time, "Exif.Photo.FNumber": "8/1", "Exif.Photo.ISOSpeedRatings": "100"}
+
+
 def test_exif_order_reversed_against_the_pixels_of_a_bright_scene_yields_to_brightness(shared_data: Path,
                                                                                      tmp_path: Path) -> None:
     """A mostly bright crop: the frames' mean light differs by only ~10 % per 2 EV, and EXIF exposure times in the
     reverse order used to pass as consistent, putting the brightest frame first."""
-    paths = []
-    for i, time in enumerate(["1/25", "1/100", "1/400"]):  # frame 0 is the darkest, EXIF calls it the brightest
-        paths.append(tmp_path / f"{i}.jpg")
-        Image.fromarray(_frame(shared_data, i)).save(paths[-1], quality=95)
-        with pyexiv2.Image(str(paths[-1])) as image:
-            image.modify_exif({"Exif.Photo.ExposureTime": time, "Exif.Photo.FNumber": "8/1",
-                               "Exif.Photo.ISOSpeedRatings": "100"})
+    # frame 0 is the darkest, EXIF calls it the brightest
+    paths = _tagged(shared_data, tmp_path, [_exposure(t) for t in ["1/25", "1/100", "1/400"]], size=(96, 160),
+                    whole=False)
     bracket = load_bracket(paths, align="off")
     assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
     assert all(f.ev_source == "brightness" for f in bracket.frames)
@@ -353,13 +368,9 @@ def test_exif_order_reversed_against_the_pixels_of_a_bright_scene_yields_to_brig
 
 
 def test_exif_order_that_agrees_with_the_pixels_is_kept(shared_data: Path, tmp_path: Path) -> None:
-    paths = []
-    for i, time in enumerate(["1/400", "1/100", "1/25"]):
-        paths.append(tmp_path / f"{2 - i}.jpg")  # names in the reverse order: the result never depends on them
-        Image.fromarray(_frame(shared_data, i)).save(paths[-1], quality=95)
-        with pyexiv2.Image(str(paths[-1])) as image:
-            image.modify_exif({"Exif.Photo.ExposureTime": time, "Exif.Photo.FNumber": "8/1",
-                               "Exif.Photo.ISOSpeedRatings": "100"})
+    # names in the reverse order: the result never depends on them
+    paths = _tagged(shared_data, tmp_path, [_exposure(t) for t in ["1/400", "1/100", "1/25"]],
+                    names=["2.jpg", "1.jpg", "0.jpg"], size=(96, 160), whole=False)
     bracket = load_bracket(paths, align="off")
     assert [f.path.name for f in bracket.frames] == ["2.jpg", "1.jpg", "0.jpg"]
     assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
@@ -385,18 +396,6 @@ def test_batch_never_takes_an_earlier_result_for_a_frame(mode: str, shared_data:
     assert [group.paths for group in plan.groups] == [frames]
     assert plan.leftovers == [(result, f"a result written by LUTFuse {__import__('lutfuse').__version__}, "
                                        "not a camera frame")]
-
-
-def _tagged(shared_data: Path, folder: Path, tags: list[dict[str, str]]) -> list[Path]:
-    """JPEG frames 0, 1, 2 (darkest first) of the whole Seq_11 scene with the given EXIF tags written by exiv2."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, tag in enumerate(tags):
-        paths.append(folder / f"{i}.jpg")
-        Image.fromarray(_frame(shared_data, i, (160, 240), whole=True)).save(paths[-1], quality=95)
-        with pyexiv2.Image(str(paths[-1])) as image:
-            image.modify_exif(tag)
-    return paths
 
 
 def test_implausible_exif_step_yields_to_brightness_with_a_note(shared_data: Path, tmp_path: Path) -> None:

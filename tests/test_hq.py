@@ -353,16 +353,26 @@ def test_adam_is_torchs_adam() -> None:
     assert not torch.equal(ours, target)
 
 
-@pytest.mark.shared_data
-def test_early_stop_ends_when_the_loss_stops_falling(engine, prepared, real_bracket: np.ndarray) -> None:
+@pytest.fixture(scope="module")
+def small_refinement(engine, prepared, real_bracket: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                         torch.Tensor]:
+    """(frames, live, tone, zero correction) of the real bracket at 96×64: the refinement's inputs, small and fast."""
     import cv2
 
-    from lutfuse.core.hq import grid_shape, refine_correction
+    from lutfuse.core.hq import grid_shape
 
     live, tone = (cv2.resize(engine.render(prepared, 33, d), (96, 64), interpolation=cv2.INTER_AREA)
                   for d in (1.0, 0.0))
     frames = np.stack([cv2.resize(f, (96, 64), interpolation=cv2.INTER_AREA) for f in real_bracket])
     init = torch.zeros(1, 2, *grid_shape(64, 96))
+    return frames, live, tone, init
+
+
+@pytest.mark.shared_data
+def test_early_stop_ends_when_the_loss_stops_falling(small_refinement) -> None:
+    from lutfuse.core.hq import refine_correction
+
+    frames, live, tone, init = small_refinement
     ticks: dict[int, list[float]] = {}
     for patience in (0, 1):
         ticks[patience] = []
@@ -373,16 +383,11 @@ def test_early_stop_ends_when_the_loss_stops_falling(engine, prepared, real_brac
 
 
 @pytest.mark.shared_data
-def test_delta_e_bound_keeps_the_live_look(engine, prepared, real_bracket: np.ndarray) -> None:
-    import cv2
-
+def test_delta_e_bound_keeps_the_live_look(small_refinement) -> None:
     from lutfuse.core.consistency import median_delta_e
-    from lutfuse.core.hq import Limits, apply_correction, grid_shape, refine_correction
+    from lutfuse.core.hq import Limits, apply_correction, refine_correction
 
-    live, tone = (cv2.resize(engine.render(prepared, 33, d), (96, 64), interpolation=cv2.INTER_AREA)
-                  for d in (1.0, 0.0))
-    frames = np.stack([cv2.resize(f, (96, 64), interpolation=cv2.INTER_AREA) for f in real_bracket])
-    init = torch.zeros(1, 2, *grid_shape(64, 96))
+    frames, live, tone, init = small_refinement
     found = {}
     for bound in (float("inf"), 0.3):
         limits = Limits(delta_e=bound)
