@@ -44,13 +44,21 @@ def describe(icc: bytes | None) -> str:
     return name or "unnamed ICC profile"
 
 
-def check_rgb(icc: bytes) -> str | None:
-    """None when `icc` is a usable RGB profile (LittleCMS can transform with it), else why not."""
+def colour_space(icc: bytes) -> str | None:
+    """The profile's data colour space ("RGB", "CMYK", "GRAY", ...; ICC.1:2010 header field), None when Pillow
+    cannot parse it."""
     try:
         from PIL import ImageCms
 
-        space = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
-    except Exception:  # noqa: BLE001  any failure to parse means the same to the user
+        return str(ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space).strip()
+    except Exception:  # noqa: BLE001  Pillow raises OSError/PyCMSError/TypeError... on damaged profiles
+        return None
+
+
+def check_rgb(icc: bytes) -> str | None:
+    """None when `icc` is a usable RGB profile (LittleCMS can transform with it), else why not."""
+    space = colour_space(icc)
+    if space is None:
         return "unreadable"
     if space != "RGB":
         return f"a {space or 'non-RGB'} profile on RGB pixels"
@@ -117,15 +125,7 @@ def cmyk_to_srgb(samples: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, fl
     """
     import imagecodecs
 
-    space = None
-    if icc:
-        try:
-            from PIL import ImageCms
-
-            space = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space.strip()
-        except Exception:  # noqa: BLE001  an unreadable profile: naive conversion
-            space = None
-    if icc and space == "CMYK":
+    if icc and colour_space(icc) == "CMYK":  # an unreadable or non-CMYK profile: the naive conversion
         try:
             out = np.empty(samples.shape[:2] + (3,), np.float32)
             rows = max(1, (1 << 20) // max(1, samples.shape[1]))
