@@ -47,7 +47,7 @@ from lutfuse.core.adjust import Look, apply_look
 from lutfuse.core.device import check_kernels, pick_device, render_dtype, use_kernels
 from lutfuse.core.errors import LUTFuseError
 from lutfuse.core.grid import MAX_GRID, MIN_GRID, check_grid
-from lutfuse.core.lut import apply_lut, apply_lut_offset
+from lutfuse.core.lut import LUTCoords, apply_lut, apply_lut_offset
 from lutfuse.core.prepared import PreparedBracket, RenderCache, read_only
 from lutfuse.core.weights import shipped
 
@@ -66,6 +66,9 @@ SMALL_GRID_LAYERS = 2
 LUT_CACHE = 8           # sampled grid sizes kept (a slider drag through every size would otherwise keep ~0.8 GB)
 CALIBRATION_GRID = 17   # the LUT sampling the calibrated base judges its colour strength with (core.base)
 LOOK_CACHE = 8          # (grid, look) LUTs kept: a slider drag makes many, only the latest few are reused
+# Grid sizes whose full-res mosaic coordinates (core.lut.LUTCoords, 12 bytes per pixel) are kept: the latest one,
+# which every detail or look change at that size reuses
+COORDS_CACHE = 1
 
 __all__ = ["MAX_GRID", "MIN_GRID", "Engine", "check_grid", "pick_device", "preview_shape"]  # pick_device: core.device
 
@@ -283,13 +286,26 @@ class Engine:
             return None, c.luts_dev[grid_size]
         return self._host(c, grid_size), None
 
+    def _coords(self, c: RenderCache, grid_size: int, base: Any) -> LUTCoords | None:
+        """The full-res base's LUT coordinates for a grid size (CPU path; None for any other image), made empty
+        here and filled by the first apply that uses them; the latest COORDS_CACHE sizes are kept."""
+        if self.on_device or base is not c.base:
+            return None
+        coords = c.coords.get(grid_size)
+        if coords is None:
+            while len(c.coords) >= COORDS_CACHE:
+                c.coords.pop(next(iter(c.coords)))  # free the old size's memory before allocating the new
+            assert c.base is not None
+            coords = c.coords[grid_size] = LUTCoords(c.base, grid_size)
+        return coords
+
     def _apply(self, c: RenderCache, grid_size: int, base: Any, look: Look | None = None) -> torch.Tensor:
         """look(LUT_G)(base) as 3×h×w (CPU path: a view of an h×w×3 array; device path: a 3×h×w tensor in
         self.dtype)."""
         table, table_dev = self._tables(c, grid_size, look)
         if not self.on_device:
             assert table is not None
-            return torch.from_numpy(apply_lut(base, table)).permute(2, 0, 1)
+            return torch.from_numpy(apply_lut(base, table, coords=self._coords(c, grid_size, base))).permute(2, 0, 1)
         assert table_dev is not None
         return apply_lut(base, table_dev)[0]
 
@@ -408,7 +424,8 @@ class Engine:
             if known is not None:
                 host_table = self._tables(c, g, look)[0]
                 assert host_table is not None  # the CPU path
-                return torch.from_numpy(np.asarray(apply_lut_offset(base, host_table, known.numpy(), detail)))
+                return torch.from_numpy(apply_lut_offset(base, host_table, known.numpy(), detail,
+                                                         coords=self._coords(c, g, base)))
         out = self._apply(c, g, base, look)
         if detail != 0.0:
             key = self._layer_key(g)

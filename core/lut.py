@@ -24,7 +24,10 @@ an exact trilinear made of gathers and lerps runs on the device instead, with a 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import cv2
 import numpy as np
@@ -123,14 +126,14 @@ class _Sampler:
 
 
 def _remap_is_exact() -> bool:
-    """Whether cv2.remap interpolates a float32 image with float maps exactly (OpenCV 5), not with its 1/32-pixel
-    fixed-point weights (OpenCV 4): probed once on a 2×2 ramp sampled a third of the way across."""
+    """Whether cv2.remap interpolates a four-channel float32 image with float maps exactly (OpenCV 5), not with its
+    1/32-pixel fixed-point weights (OpenCV 4): probed once on a 2×2 ramp sampled a third of the way across."""
     global _REMAP_EXACT
     if _REMAP_EXACT is None:
-        ramp = np.array([[[0.0] * 3, [1.0] * 3], [[0.0] * 3, [1.0] * 3]], np.float32)
+        ramp = np.array([[[0.0] * 4, [1.0] * 4], [[0.0] * 4, [1.0] * 4]], np.float32)
         x = np.full((1, 1), 1 / 3, np.float32)
         got = cv2.remap(ramp, x, np.zeros_like(x), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        _REMAP_EXACT = bool(abs(float(got[0, 0, 0]) - 1 / 3) < 1e-6)
+        _REMAP_EXACT = bool(np.abs(got[0, 0] - np.float32(1 / 3)).max() < 1e-6)
     return _REMAP_EXACT
 
 
@@ -142,51 +145,170 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _in_pool(work: Callable[[Any], None], jobs: Sequence[Any]) -> None:
+    """work(job) for every job, on the two worker threads (inline for a single job)."""
+    if len(jobs) == 1:
+        work(jobs[0])
+        return
+    for done in _pool().map(work, jobs):
+        del done
+
+
+class _Scratch(threading.local):
+    """Per-thread work arrays of the CPU apply, kept between bands and applies: on the VMs this runs on a first
+    touch of fresh memory costs about 10 µs per 4 KiB page, more than the arithmetic on it."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The thread's float32 array `name` of this shape (contents undefined)."""
+        key = (name, shape)
+        array = self.arrays.get(key)
+        if array is None:
+            if len(self.arrays) > 32:  # bands come in two shapes per image size; forget other sizes' arrays
+                self.arrays.clear()
+            array = self.arrays[key] = np.empty(shape, np.float32)
+        return array
+
+
+_SCRATCH = _Scratch()
+
+
+def _band_coords(src: np.ndarray, size: int, out: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mosaic coordinates of a band src h×w×3 float32 (any values; NaN -> 0, then clamped to [0, 1]) for a LUT of
+    grid size G: (x, y, blue fraction), each h×w float32, written into out (3×h×w) or the thread's scratch. They
+    depend on the image and G only, not on the LUT's values, so one set serves every LUT of that size
+    (`lut_coords`).
+
+    Blue slice b's tile origin is computed, not looked up: tile (b // T, b % T) at texel ((b % T)·S + 1,
+    (b // T)·S + 1) as `_mosaic` lays it out; (b + 1/2) / T keeps the division's rounding away from the integer
+    boundaries, so the floor is exact."""
+    tiles = math.ceil(math.sqrt(size - 1))
+    side = size + 2
+    h, w = src.shape[:2]
+    if out is None:
+        out = _SCRATCH.get("coords", (3, h, w))
+    x, y, blue = out[0], out[1], out[2]
+    clamped = _SCRATCH.get("clamped", (h, w, 3))
+    lower = _SCRATCH.get("lower", (h, w))
+    row = _SCRATCH.get("row", (h, w))
+    # fmax maps NaN to 0 (as nan_to_num would) in the same pass as the lower clamp
+    np.fmax(src, np.float32(0.0), out=clamped)
+    np.minimum(clamped, np.float32(1.0), out=clamped)
+    clamped *= np.float32(size - 1)
+    cv2.split(clamped, [x, y, blue])
+    np.floor(blue, out=lower)
+    np.minimum(lower, np.float32(size - 2), out=lower)
+    np.subtract(blue, lower, out=blue)
+    np.add(lower, np.float32(0.5), out=row)
+    row *= np.float32(1.0 / tiles)
+    np.floor(row, out=row)
+    # x += ((lower - T·row)·S + 1), y += (row·S + 1), with `lower` reused for the column term
+    lower -= np.multiply(row, np.float32(tiles), out=_SCRATCH.get("col", (h, w)))
+    lower *= np.float32(side)
+    lower += np.float32(1.0)
+    x += lower
+    row *= np.float32(side)
+    row += np.float32(1.0)
+    y += row
+    return x, y, blue
+
+
+class LUTCoords:
+    """Where every pixel of one image falls in the 2-D mosaic of any LUT of grid size G: made once per (image, G)
+    and reused by every CPU apply of a G-sized LUT to that image, so a look or detail change re-renders with no
+    coordinate arithmetic. About 12 bytes per pixel (x, y, blue fraction; float32), in one allocation.
+
+    `LUTCoords(image, size)` only allocates: the first apply given it fills it band by band while it samples (no
+    extra pass over memory), later ones read it. `lut_coords` makes a filled one."""
+
+    def __init__(self, image: np.ndarray, size: int) -> None:
+        """image: the H×W×3 image the coordinates are for (only its shape is kept); size: grid size G ≥ 2."""
+        self.shape = tuple(image.shape)
+        self.size = int(size)
+        self.filled = False
+        pixels = int(np.prod(self.shape[:2]))
+        store = np.empty(3 * pixels, np.float32)  # numpy puts allocations this large on huge pages
+        self.blocks: list[np.ndarray] = []
+        start = 0
+        for rows, cols in _band_shapes(pixels):
+            self.blocks.append(store[start:start + 3 * rows * cols].reshape(3, rows, cols))
+            start += 3 * rows * cols
+
+    def fits(self, image: np.ndarray, size: int) -> bool:
+        """Whether these coordinates are for an image of this shape and this grid size."""
+        return self.shape == tuple(image.shape) and self.size == size
+
+
+def lut_coords(image: np.ndarray, size: int) -> LUTCoords | None:
+    """The filled mosaic coordinates (LUTCoords) of image H×W×3 (float, any values) for LUTs of grid size `size`
+    (2..129); None where the CPU fast path does not use them (an OpenCV whose remap is not exact). The image must
+    not change while the coordinates are in use (they are not checked against its values)."""
+    if not _remap_is_exact():
+        return None
+    if size < 2:
+        raise ValueError(f"LUT size must be at least 2, got {size}")
+    coords = LUTCoords(image, size)
+    bands = _bands(np.ascontiguousarray(image, dtype=np.float32).reshape(-1, 3))
+
+    def work(i: int) -> None:
+        _band_coords(bands[i], size, coords.blocks[i])
+
+    _in_pool(work, list(range(len(bands))))
+    coords.filled = True
+    return coords
+
+
 class _RemapSampler:
     """Exact trilinear lookups of H×W×3 bands on the CPU with cv2.remap, for one LUT (built once per apply).
 
-    The LUT's blue slices b and b+1 form two three-channel mosaics (`_mosaic`), so two bilinear cv2.remap calls
-    per band read both slices' red-green bilinear values and one lerp along blue finishes the trilinear. OpenCV's
-    remap is vectorised, so with the coordinate arithmetic in numpy a band costs a handful of passes over
-    memory that stays in cache."""
+    The LUT's blue slices b and b+1 form two mosaics (`_mosaic`), so two bilinear cv2.remap calls per band read
+    both slices' red-green bilinear values and one lerp along blue finishes the trilinear. The mosaics carry a
+    fourth (zero) channel: OpenCV 5's exact float-map remap runs about 1.7 times faster on four channels than on
+    three (one full SIMD vector per texel), more than paying for dropping the channel at the end. Every pass
+    works on whole contiguous arrays (numpy's broadcasts of an h×w array over 3 channels run 5-10 times slower
+    than cv2.merge plus a contiguous pass), one band at a time so intermediates stay in cache."""
 
     def __init__(self, lut: torch.Tensor) -> None:
         """lut: G×G×G×3 float32 CPU tensor."""
         self.g = lut.shape[0]
-        tex, offsets, scale = _mosaic(lut)
-        planes = tex.permute(1, 2, 0).numpy()                             # T·S × T·S × 6
-        # two three-channel textures: OpenCV 5 interpolates 1-4 channels exactly, more with 1/32-texel weights
-        self.low = np.ascontiguousarray(planes[..., :3])
-        self.high = np.ascontiguousarray(planes[..., 3:])
-        pixels = ((offsets + 1.0) / scale).round()                        # tile origins in texels
-        self.ox = np.ascontiguousarray(pixels[:, 0].numpy(), np.float32)
-        self.oy = np.ascontiguousarray(pixels[:, 1].numpy(), np.float32)
+        tex, _, _ = _mosaic(lut)
+        planes = tex.permute(1, 2, 0)                                     # T·S × T·S × 6
+        pad = planes.new_zeros(planes.shape[:2] + (1,))
+        self.low = torch.cat([planes[..., :3], pad], dim=-1).numpy()
+        self.high = torch.cat([planes[..., 3:], pad], dim=-1).numpy()
 
-    def band(self, src: np.ndarray, dst: np.ndarray, offset: np.ndarray | None = None, strength: float = 0.0) -> None:
-        """Trilinear values of src h×w×3 float32 (any values; NaN -> 0, then clamped to [0,1]) into dst h×w×3;
-        with offset (h×w), dst also gets strength·offset on every channel and is clipped to [0, 1]."""
-        g = self.g
-        # fmax maps NaN to 0 (as nan_to_num would) in the same pass as the lower clamp
-        s = np.fmax(src, np.float32(0.0))
-        np.minimum(s, np.float32(1.0), out=s)
-        s *= np.float32(g - 1)
-        lower = np.floor(s[..., 2])
-        np.minimum(lower, np.float32(g - 2), out=lower)
-        frac = s[..., 2] - lower
-        index = lower.astype(np.intp)
-        mx = np.take(self.ox, index)
-        mx += s[..., 0]
-        my = np.take(self.oy, index)
-        my += s[..., 1]
-        low = cv2.remap(self.low, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        high = cv2.remap(self.high, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        high -= low  # type: ignore[arg-type]
-        high *= frac[..., None]
-        high += low  # type: ignore[arg-type]
+    def band(self, src: np.ndarray, dst: np.ndarray, coords: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+             offset: np.ndarray | None = None, strength: float = 0.0) -> None:
+        """Trilinear values of src h×w×3 float32 (any values; NaN -> 0, then clamped to [0,1]) into dst h×w×3
+        (C-contiguous); coords: this band's `_band_coords` (computed here when None); with offset (h×w), dst also
+        gets strength·offset on every channel and is clipped to [0, 1]."""
+        x, y, frac = coords if coords is not None else _band_coords(src, self.g)
+        h, w = src.shape[:2]
+        low = cv2.remap(self.low, x, y, cv2.INTER_LINEAR, dst=_SCRATCH.get("low", (h, w, 4)),
+                        borderMode=cv2.BORDER_REPLICATE)
+        high = cv2.remap(self.high, x, y, cv2.INTER_LINEAR, dst=_SCRATCH.get("high", (h, w, 4)),
+                         borderMode=cv2.BORDER_REPLICATE)
+        np.subtract(high, low, out=high)
+        np.multiply(high, cv2.merge([frac, frac, frac, frac], _SCRATCH.get("frac4", (h, w, 4))), out=high)
+        np.add(high, low, out=high)
+        cv2.cvtColor(high, cv2.COLOR_RGBA2RGB, dst)
         if offset is not None:
-            high += (offset * np.float32(strength))[..., None]
-            np.clip(high, 0.0, 1.0, out=high)
-        dst[...] = high
+            add = np.multiply(offset, np.float32(strength), out=_SCRATCH.get("offset", (h, w)))
+            np.add(dst, cv2.merge([add, add, add], _SCRATCH.get("offset3", (h, w, 3))), out=dst)
+            np.clip(dst, 0.0, 1.0, out=dst)
+
+
+def _band_shapes(pixels: int) -> list[tuple[int, int]]:
+    """(rows, columns) of each of `_bands`' views of P pixels."""
+    full = pixels // _COLUMNS
+    rows = max(1, _CHUNK // _COLUMNS)
+    out = [(min(rows, full - r), _COLUMNS) for r in range(0, full, rows)]
+    if full * _COLUMNS < pixels:
+        out.append((1, pixels - full * _COLUMNS))
+    return out
 
 
 def _bands(pixels: np.ndarray) -> list[np.ndarray]:
@@ -203,9 +325,10 @@ def _bands(pixels: np.ndarray) -> list[np.ndarray]:
 
 
 def _apply_numpy(image: np.ndarray, lut: torch.Tensor, offset: np.ndarray | None = None,
-                 strength: float = 0.0) -> np.ndarray:
+                 strength: float = 0.0, coords: LUTCoords | None = None) -> np.ndarray:
     """Trilinear apply on the CPU: image H×W×3 float32 -> H×W×3 float32 in the LUT's range; with offset (H×W)
-    strength·offset is added to every channel and the result clipped to [0, 1] in the same pass."""
+    strength·offset is added to every channel and the result clipped to [0, 1] in the same pass; coords: the
+    image's `lut_coords` for this grid size (used when they fit, else computed band by band)."""
     if not _remap_is_exact():
         out = _apply_numpy_torch(image, lut)
         if offset is not None:
@@ -215,18 +338,25 @@ def _apply_numpy(image: np.ndarray, lut: torch.Tensor, offset: np.ndarray | None
     sample = _RemapSampler(lut)
     src = np.ascontiguousarray(image, dtype=np.float32)
     out = np.empty(src.shape, np.float32)
-    jobs = list(zip(_bands(src.reshape(-1, 3)), _bands(out.reshape(-1, 3)),
-                    [None] * len(_bands(src.reshape(-1, 3))) if offset is None
-                    else _bands(np.ascontiguousarray(offset, np.float32).reshape(-1))))
+    src_bands, out_bands = _bands(src.reshape(-1, 3)), _bands(out.reshape(-1, 3))
+    usable = coords is not None and coords.fits(src, lut.shape[0])
+    off_bands = [None] * len(src_bands) if offset is None \
+        else _bands(np.ascontiguousarray(offset, np.float32).reshape(-1))
 
-    def work(job: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> None:
-        sample.band(job[0], job[1], job[2], strength)
+    def work(i: int) -> None:
+        if not usable:
+            band_coords = None
+        else:
+            assert coords is not None
+            block = coords.blocks[i]
+            band_coords = (block[0], block[1], block[2]) if coords.filled \
+                else _band_coords(src_bands[i], coords.size, block)
+        sample.band(src_bands[i], out_bands[i], band_coords, off_bands[i], strength)
 
-    if len(jobs) == 1:
-        work(jobs[0])
-    else:
-        for done in _pool().map(work, jobs):
-            del done
+    _in_pool(work, list(range(len(src_bands))))
+    if usable:
+        assert coords is not None
+        coords.filled = True
     return out
 
 
@@ -328,10 +458,14 @@ def _apply_device(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     return _apply_gather(image, lut)
 
 
-def apply_lut(image: np.ndarray | torch.Tensor, lut: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+def apply_lut(image: np.ndarray | torch.Tensor, lut: np.ndarray | torch.Tensor, *,
+              coords: LUTCoords | None = None) -> np.ndarray | torch.Tensor:
     """Trilinear LUT apply; numpy H×W×3 -> H×W×3 float32, torch N×3×H×W (any device) -> N×3×H×W in the image's
     dtype (computed in it on the device path: float16 in, float16 math); inputs clamped to [0,1]. Which code runs
-    follows `core.device.torch_kernels`; ValueError/TypeError for bad shapes or dtypes."""
+    follows `core.device.torch_kernels`; ValueError/TypeError for bad shapes or dtypes.
+
+    coords: the numpy image's LUTCoords for this LUT's grid size (the CPU fast path reads them, or fills them
+    when new); ignored where they do not fit or another path runs."""
     _check_lut(lut)
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
@@ -343,7 +477,7 @@ def apply_lut(image: np.ndarray | torch.Tensor, lut: np.ndarray | torch.Tensor) 
         if torch_kernels("cpu"):
             x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
             return _apply_device(x, table).squeeze(0).permute(1, 2, 0).contiguous().numpy()
-        return _apply_numpy(image, table.contiguous())
+        return _apply_numpy(image, table.contiguous(), coords=coords)
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"apply_lut expects an N×3×H×W tensor, got shape {tuple(image.shape)}")
     if not image.is_floating_point():
@@ -356,12 +490,12 @@ def apply_lut(image: np.ndarray | torch.Tensor, lut: np.ndarray | torch.Tensor) 
 
 
 def apply_lut_offset(image: np.ndarray, lut: np.ndarray | torch.Tensor, offset: np.ndarray,
-                     strength: float = 1.0) -> np.ndarray:
+                     strength: float = 1.0, *, coords: LUTCoords | None = None) -> np.ndarray:
     """clip(LUT(image) + strength · offset, 0, 1): image H×W×3 float32, offset H×W float32 (the same on every
     channel, e.g. the engine's detail layer, core.detail.add_detail's "offset" mode) -> H×W×3 float32 in [0, 1].
 
     On the CPU fast path the offset is added in the same pass over memory as the lookup; with the torch kernels
-    (core.device) it is apply_lut followed by the add. ValueError for mismatched shapes."""
+    (core.device) it is apply_lut followed by the add. coords: as apply_lut's. ValueError for mismatched shapes."""
     _check_lut(lut)
     if image.ndim != 3 or image.shape[2] != 3 or tuple(offset.shape) != tuple(image.shape[:2]):
         raise ValueError(f"apply_lut_offset expects H×W×3 and H×W, got {image.shape} and {offset.shape}")
@@ -371,7 +505,7 @@ def apply_lut_offset(image: np.ndarray, lut: np.ndarray | torch.Tensor, offset: 
         out = apply_lut(image, table)
         out += (np.asarray(offset, np.float32) * np.float32(strength))[..., None]
         return np.clip(out, 0.0, 1.0, out=out)
-    return _apply_numpy(image, table.contiguous(), offset, strength)
+    return _apply_numpy(image, table.contiguous(), offset, strength, coords)
 
 
 def resample_lut(lut: np.ndarray, size: int) -> np.ndarray:

@@ -56,6 +56,9 @@ class RenderCache:
     # (G, look, h, w) -> look(LUT_G)(small base), h×w×3 float32: the CPU preview's tone map, so that a change of the
     # detail strength alone is one multiply-add
     tones: dict[tuple[int, Any, int, int], np.ndarray] = field(default_factory=dict)
+    # G -> core.lut.LUTCoords of the full-res base (CPU path): where each pixel falls in a G-sized LUT's mosaic,
+    # the same for every LUT of that size, so a look or detail change skips the coordinate arithmetic
+    coords: dict[int, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)

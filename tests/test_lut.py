@@ -196,3 +196,40 @@ def test_remap_probe_and_offset_pass() -> None:
     assert np.abs(got - expected).max() < 5e-6
     with pytest.raises(ValueError):
         apply_lut_offset(image, lut, offset[:-1], 1.0)
+
+
+# -- mosaic coordinates kept per (image, grid size) -----------------------------------------------------------------
+
+def test_kept_coordinates_serve_every_lut_of_their_size_on_a_real_bracket(shared_data) -> None:
+    # The engine keeps where each pixel of the base falls in a G-sized LUT's mosaic (core.lut.LUTCoords) and reuses it
+    # for every LUT of that size (a look change): the result must be the lookup made from scratch, and both the
+    # textbook trilinear, on a real photograph (an hdrps frame, full size) with NaN and out-of-range pixels added.
+    from lutfuse.core.bracket import load_image
+    from lutfuse.core.lut import LUTCoords, apply_lut_offset, lut_coords
+
+    frames = sorted((shared_data / "brackets" / "hdrps" / "Cades_Cove").iterdir())
+    image = np.ascontiguousarray(load_image(frames[4])[0], dtype=np.float32)
+    image[0, :5] = [np.nan, -0.5, 1.5]
+    rng = np.random.default_rng(4)
+    offset = (rng.random(image.shape[:2], dtype=np.float32) - 0.5) * 0.3
+    for size in (2, 17, 33, 129):
+        first, look = smooth_lut(size), np.clip(smooth_lut(size) ** 1.7 + 0.1, 0.0, 1.0).astype(np.float32)
+        kept = LUTCoords(image, size)
+        assert not kept.filled
+        plain = apply_lut(image, first)
+        np.testing.assert_array_equal(apply_lut(image, first, coords=kept), plain)   # fills them while sampling
+        assert kept.filled
+        filled = lut_coords(image, size)
+        assert filled is not None and filled.filled
+        for coords in (kept, filled):
+            np.testing.assert_array_equal(apply_lut(image, look, coords=coords), apply_lut(image, look))
+            np.testing.assert_array_equal(apply_lut_offset(image, look, offset, 0.8, coords=coords),
+                                          apply_lut_offset(image, look, offset, 0.8))
+        assert np.abs(apply_lut(image, look, coords=kept) - reference_trilinear(image, look)).max() < 2e-5
+        # they are read, not recomputed: given another image of the same shape they still look up the first one
+        np.testing.assert_array_equal(apply_lut(image[::-1].copy(), look, coords=kept), apply_lut(image, look))
+    # coordinates of another grid size or image shape are ignored, not misread
+    other = lut_coords(image, 9)
+    np.testing.assert_array_equal(apply_lut(image, smooth_lut(17), coords=other), apply_lut(image, smooth_lut(17)))
+    crop = np.ascontiguousarray(image[:100])
+    np.testing.assert_array_equal(apply_lut(crop, smooth_lut(9), coords=other), apply_lut(crop, smooth_lut(9)))
