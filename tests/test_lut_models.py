@@ -265,3 +265,31 @@ def test_shipped_teacher_loads_and_is_monotone_ish(rendered_bracket) -> None:
         lut = model.fuse(frames)
     assert float(losses.monotonicity(lut)) < 1e-3
     assert (WEIGHTS / "lut_teacher.pt").stat().st_size < 5e6
+
+
+@pytest.mark.skipif(not (WEIGHTS / "lut_student.pt").is_file(), reason="no shipped student weights yet")
+def test_inference_lattice_equals_the_differentiable_one_and_query_on_a_real_bracket(shared_data) -> None:
+    # sample() without autograd builds the lattice its own way (identity folded into the output layer's bias, written
+    # in place); with autograd it is the plain composition training uses, and query() evaluates single points with
+    # no lattice code at all. On a real bracket's latent all three agree to float32 rounding, with several blue
+    # slices per chunk and with one (chunk=500 at G = 33; G = 129 always has one).
+    from lutfuse.core.bracket import load_bracket
+
+    files = sorted((shared_data / "brackets" / "hdrps" / "Cades_Cove").iterdir())
+    images = load_bracket([files[1], files[4], files[7]], align=False).images
+    model = load_student()
+    frames = torch.from_numpy(images).permute(0, 3, 1, 2)[None]
+    with torch.no_grad():
+        latent = model.encode(frames)
+    for g, chunk in ((2, None), (9, None), (33, None), (33, 500)):
+        with torch.no_grad():
+            fast = model.sample(latent, g, chunk=chunk)
+        slow = model.sample(latent, g, chunk=chunk).detach()  # parameters require grad: the differentiable path
+        assert fast.shape == slow.shape == (1, g, g, g, 3)
+        assert float((fast - slow).abs().max()) < 1e-6
+    with torch.no_grad():
+        lut = model.sample(latent, 129)[0]
+        nodes = torch.from_numpy(np.random.default_rng(5).integers(0, 129, (3000, 3)))   # (b, g, r) indices
+        rgb = nodes.flip(-1).float() / 128
+        expected = model.query(latent, rgb[None])[0]
+    assert float((lut[nodes[:, 0], nodes[:, 1], nodes[:, 2]] - expected).abs().max()) < 1e-6

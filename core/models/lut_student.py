@@ -126,6 +126,13 @@ class LUTStudent(nn.Module):
         return nets
 
     @staticmethod
+    def _hidden(pre1: torch.Tensor, net: dict[str, torch.Tensor]) -> torch.Tensor:
+        """First-layer pre-activations P×W (FiLM applied; overwritten) -> the last hidden layer's activations P×W
+        (inference only: every ReLU in place)."""
+        h = torch.addmm(net["b2"], pre1.relu_(), net["w2"]).relu_()
+        return torch.addmm(net["b3"], h, net["w3"]).relu_()
+
+    @staticmethod
     def _tail(pre1: torch.Tensor, net: dict[str, torch.Tensor]) -> torch.Tensor:
         """First-layer pre-activations P×W (FiLM applied) -> residual P×3 through the folded inner layers."""
         inplace = not torch.is_grad_enabled()
@@ -160,26 +167,48 @@ class LUTStudent(nn.Module):
         w = self.width
         ramp = torch.linspace(0.0, 1.0, g, dtype=latent.dtype, device=latent.device)
         t_r, t_g, t_b = self._tables(ramp.view(g, 1).expand(g, 3))
-        ident = torch.stack(torch.meshgrid(ramp, ramp, ramp, indexing="ij")[::-1], dim=-1)  # b×g×r×(r,g,b)
         # chunks of whole blue slices small enough to stay in cache (measured: ~8k points is the sweet spot)
         slices = max(1, (chunk or DEFAULT_CHUNK) // (g * g))
-        grad = torch.is_grad_enabled()
+        if torch.is_grad_enabled():
+            return self._sample_grad(latent, g, slices, ramp, (t_r, t_g, t_b), clamp)
+        # Inference: the identity is added as the output layer's per-point bias (one G×G×3 plane per blue slice,
+        # never a G³×3 lattice), the result written in place into the one output array and clamped there: at
+        # G = 129 each extra G³×3 pass costs as much as a tenth of the matrix products.
+        zeros = torch.zeros((g, g), dtype=latent.dtype, device=latent.device)
+        green, red = torch.meshgrid(ramp, ramp, indexing="ij")
+        ident_plane = torch.stack([red, green, zeros], dim=-1).view(1, g * g, 3)
+        blue = torch.zeros((g, 1, 3), dtype=latent.dtype, device=latent.device)
+        blue[:, 0, 2] = ramp
+        nets = self._modulation(latent)
+        lut = torch.empty((len(nets), g, g * g, 3), dtype=latent.dtype, device=latent.device)
+        for out, net in zip(lut, nets):
+            plane = ((t_g.view(g, 1, w) + t_r.view(1, g, w)) * net["s1"] + net["t1"]).view(1, g * g, w)
+            tb = t_b * net["s1"]
+            bias_plane = ident_plane + net["bo"]
+            for b0 in range(0, g, slices):
+                b1 = min(g, b0 + slices)
+                pre = (plane + tb[b0:b1].view(-1, 1, w)).view(-1, w)
+                h = self._hidden(pre, net)
+                torch.addmm((bias_plane + blue[b0:b1]).view(-1, 3), h, net["wo"], out=out[b0:b1].view(-1, 3))
+        lut = lut.view(len(nets), g, g, g, 3)
+        return lut.clamp_(0.0, 1.0) if clamp else lut
+
+    def _sample_grad(self, latent: torch.Tensor, g: int, slices: int, ramp: torch.Tensor,
+                     tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor], clamp: bool) -> torch.Tensor:
+        """sample() with autograd (training): the same lattice, built from differentiable pieces."""
+        w = self.width
+        t_r, t_g, t_b = tables
+        ident = torch.stack(torch.meshgrid(ramp, ramp, ramp, indexing="ij")[::-1], dim=-1)  # b×g×r×(r,g,b)
         luts = []
         for net in self._modulation(latent):
             plane = ((t_g.view(g, 1, w) + t_r.view(1, g, w)) * net["s1"] + net["t1"]).view(1, g * g, w)
             tb = t_b * net["s1"]
             parts = []
-            out = None if grad else torch.empty((g, g * g, 3), dtype=latent.dtype, device=latent.device)
             for b0 in range(0, g, slices):
                 b1 = min(g, b0 + slices)
                 pre = (plane + tb[b0:b1].view(-1, 1, w)).view(-1, w)
-                res = self._tail(pre, net)
-                if grad:
-                    parts.append(res)
-                else:
-                    out[b0:b1].view(-1, 3).copy_(res)  # type: ignore[index]
-            res = torch.cat(parts).view(g, g, g, 3) if grad else out.view(g, g, g, 3)  # type: ignore[union-attr]
-            luts.append(res + ident if grad else res.add_(ident))
+                parts.append(self._tail(pre, net))
+            luts.append(torch.cat(parts).view(g, g, g, 3) + ident)
         lut = torch.stack(luts)
         return lut.clamp(0.0, 1.0) if clamp else lut
 
