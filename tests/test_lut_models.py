@@ -287,6 +287,18 @@ def test_inference_lattice_equals_the_differentiable_one_and_query_on_a_real_bra
         slow = model.sample(latent, g, chunk=chunk).detach()  # parameters require grad: the differentiable path
         assert fast.shape == slow.shape == (1, g, g, g, 3)
         assert float((fast - slow).abs().max()) < 1e-6
+    # the chunks run on worker threads (each torch-single-threaded) when the caller's torch has several threads, and
+    # inline when it has one: the same lattice, and the caller's thread setting is left as it was
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        threaded = model.sample(latent, 33)
+        torch.set_num_threads(1)
+        try:
+            inline = model.sample(latent, 33)
+        finally:
+            torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+    assert float((threaded - inline).abs().max()) < 1e-6
     with torch.no_grad():
         lut = model.sample(latent, 129)[0]
         nodes = torch.from_numpy(np.random.default_rng(5).integers(0, 129, (3000, 3)))   # (b, g, r) indices

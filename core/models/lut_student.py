@@ -16,6 +16,7 @@ broadcast sum of three G×64 tables and pays matrix products only for the two in
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -181,15 +182,29 @@ class LUTStudent(nn.Module):
         blue[:, 0, 2] = ramp
         nets = self._modulation(latent)
         lut = torch.empty((len(nets), g, g * g, 3), dtype=latent.dtype, device=latent.device)
+        workers = _workers(latent.device)
+        inference = torch.is_inference_mode_enabled()  # grad and inference modes are per thread: the workers copy them
         for out, net in zip(lut, nets):
             plane = ((t_g.view(g, 1, w) + t_r.view(1, g, w)) * net["s1"] + net["t1"]).view(1, g * g, w)
             tb = t_b * net["s1"]
             bias_plane = ident_plane + net["bo"]
-            for b0 in range(0, g, slices):
+
+            def chunk_of(b0: int, out: torch.Tensor = out, net: dict[str, torch.Tensor] = net,
+                         plane: torch.Tensor = plane, tb: torch.Tensor = tb, bias_plane: torch.Tensor = bias_plane
+                         ) -> None:
                 b1 = min(g, b0 + slices)
-                pre = (plane + tb[b0:b1].view(-1, 1, w)).view(-1, w)
-                h = self._hidden(pre, net)
-                torch.addmm((bias_plane + blue[b0:b1]).view(-1, 3), h, net["wo"], out=out[b0:b1].view(-1, 3))
+                with torch.inference_mode(inference), torch.no_grad():
+                    pre = (plane + tb[b0:b1].view(-1, 1, w)).view(-1, w)
+                    h = self._hidden(pre, net)
+                    torch.addmm((bias_plane + blue[b0:b1]).view(-1, 3), h, net["wo"], out=out[b0:b1].view(-1, 3))
+
+            starts = range(0, g, slices)
+            if workers is None or len(starts) == 1:
+                for b0 in starts:
+                    chunk_of(b0)
+            else:
+                for done in workers.map(chunk_of, starts):
+                    del done
         lut = lut.view(len(nets), g, g, g, 3)
         return lut.clamp_(0.0, 1.0) if clamp else lut
 
@@ -211,6 +226,29 @@ class LUTStudent(nn.Module):
             luts.append(torch.cat(parts).view(g, g, g, 3) + ident)
         lut = torch.stack(luts)
         return lut.clamp(0.0, 1.0) if clamp else lut
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+
+
+def _workers(device: torch.device) -> ThreadPoolExecutor | None:
+    """Threads that sample lattice chunks side by side on the CPU, each running torch single-threaded; None where
+    the caller's torch runs one thread (or off the CPU). Chunks of a few thousand points are too small for torch's
+    own intra-op threads, which meet at a barrier after every product and activation (at G = 129 that is about
+    1000 barriers, where one chunk per thread needs none)."""
+    global _POOL, _POOL_SIZE
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2:
+        return None
+    if _POOL is None or _POOL_SIZE != threads:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False)
+        # torch.set_num_threads is per thread for OpenMP and MKL: the caller's setting stays as it was
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lutfuse-inr",
+                                   initializer=torch.set_num_threads, initargs=(1,))
+        _POOL_SIZE = threads
+    return _POOL
 
 
 def load_student(path: Path | None = None, device: torch.device | str | None = None) -> LUTStudent:
