@@ -291,10 +291,10 @@ def test_inference_lattice_equals_the_differentiable_one_and_query_on_a_real_bra
     # inline when it has one: the same lattice, and the caller's thread setting is left as it was
     threads = torch.get_num_threads()
     with torch.inference_mode():
-        threaded = model.sample(latent, 33)
+        threaded = model.sample(latent, 129)
         torch.set_num_threads(1)
         try:
-            inline = model.sample(latent, 33)
+            inline = model.sample(latent, 129)
         finally:
             torch.set_num_threads(threads)
     assert torch.get_num_threads() == threads
