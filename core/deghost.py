@@ -27,7 +27,7 @@ from lutfuse.core.registration import apply_curve, map_exposure, tone_curve
 
 # Per strength: (threshold on the local mean of the squared noise-normalised difference, smallest local mean
 # absolute difference that counts). docs/studies/deghost.py measures both on pasted objects and static brackets.
-STRENGTHS = {"off": (math.inf, math.inf), "low": (40.0, 0.035), "medium": (20.0, 0.03), "high": (10.0, 0.02)}
+STRENGTHS = {"off": (math.inf, math.inf), "low": (14.0, 0.035), "medium": (8.0, 0.025), "high": (5.0, 0.015)}
 # The CLI's, batch's and editor's default. Low costs 0.0003 (Mertens) / 0.0004 (LUT + detail) mean MEF-SSIM on the
 # 36 validation brackets (`python -m lutfuse.docs.studies.registration static DATA`; medium 0.0008 / 0.0009, high
 # 0.0017 / 0.0018), and nothing on the tripod ones it marks nowhere, while it catches 82 % of moving objects pasted
@@ -38,8 +38,6 @@ DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixe
 _LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
 _BINS = 8                   # the static residual's spread is measured per band of reference brightness
 _EDGE_PX = 0.5              # residual misregistration allowed at edges (px): differences there scale with gradient
-_QUANT = 1.0 / 255    # the smallest spread a difference of 8-bit frames can have
-_GROW = 0.4          # hysteresis: a seeded object grows into pixels past this fraction of both thresholds
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
 
 
@@ -71,75 +69,19 @@ def _spread(diff: np.ndarray, level: np.ndarray, mask: np.ndarray) -> np.ndarray
     return sig[every]
 
 
-def _direction(source: np.ndarray, target: np.ndarray, source_ok: np.ndarray, info: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """One channel's difference between `target` and `source` mapped onto target's exposure, over the pixels where
-    `source` is well exposed (`source_ok`; `info` limits the pixels compared) -> (difference normalised by what a
-    static scene shows there, absolute difference), H×W float32 each, 0 outside source_ok.
-
-    The curve is fitted over every pixel where the source is well exposed, the target's clipped and crushed ones
-    included, so it maps the source into the target's censoring too: a target pixel that is clipped where the
-    source predicts it is clipped agrees, one that is clipped where the source predicts mid-grey does not. The
-    normaliser is the difference's robust spread per band of source brightness (noise, quantisation and tone-curve
-    error as they are in this pair), floored at half the global spread (a band the curve flattens to a constant,
-    a clipped one, shows no spread at all), plus, at edges, the target's gradient times _EDGE_PX."""
-    ok = source_ok & info
-    curve = tone_curve(source, target, ok, ok)
-    diff = target - apply_curve(source, curve)
-    diff[~ok] = 0.0
-    band = _spread(diff, source, ok)
-    floor = 0.5 * float(np.median(band[ok])) if ok.any() else 0.0
-    gx = cv2.Sobel(target, cv2.CV_32F, 1, 0, ksize=3) / 8
-    gy = cv2.Sobel(target, cv2.CV_32F, 0, 1, ksize=3) / 8
-    edge = _EDGE_PX * cv2.dilate(cv2.magnitude(gx, gy), np.ones((3, 3), np.uint8))
-    sigma = np.sqrt(np.maximum(band, max(floor, _QUANT)) ** 2 + edge ** 2)
-    return diff / sigma, np.abs(diff)
-
-
-def _evidence(frame: np.ndarray, reference: np.ndarray, info: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel evidence of motion between two registered, blurred H×W×3 frames over `info` (H×W bool) ->
-    (mean over the informative channels of the squared normalised difference, their mean absolute difference).
-
-    Each channel is compared in both directions (the frame mapped onto the reference's exposure, and the reference
-    onto the frame's), each over the pixels its source exposes well, and the stronger evidence is kept: where both
-    are well exposed the two agree up to noise, where one is clipped or crushed only the other direction can tell,
-    and it tells through the censoring (see _direction)."""
-    chi = np.zeros(frame.shape[:2], np.float32)
-    absdiff = np.zeros(frame.shape[:2], np.float32)
-    for c in range(3):
-        ref_c, frame_c = reference[..., c], frame[..., c]
-        ref_ok = (ref_c > _LOW) & (ref_c < _HIGH)
-        frame_ok = (frame_c > _LOW) & (frame_c < _HIGH)
-        z = np.zeros_like(chi)
-        d = np.zeros_like(chi)
-        k = np.zeros_like(chi)
-        for source, target, ok in ((frame_c, ref_c, frame_ok), (ref_c, frame_c, ref_ok)):
-            if (ok & info).sum() < 256:
-                continue
-            zd, dd = _direction(source, target, ok, info)
-            z += zd * zd
-            d += dd
-            k += ok
-        z /= np.maximum(k, 1.0)
-        d /= np.maximum(k, 1.0)
-        seen = (ref_ok | frame_ok) & info
-        chi += np.where(seen, z, 0.0)
-        absdiff += np.where(seen, d, 0.0)
-    return chi / 3.0, absdiff / 3.0
-
-
 def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium",
                frame_valid: np.ndarray | None = None) -> np.ndarray:
     """Where `frame` shows content that differs from `reference` (both H×W×3 float32 [0,1], registered) once
     exposure is equalised -> H×W float32 in [0,1] (1 = moved; feathered edges). `frame_valid` (H×W bool) limits
     the comparison to the frame's valid pixels.
 
-    Per colour channel and in both directions, one frame is mapped onto the other's exposure (histogram
-    specification, core.registration.tone_curve) and the difference is divided by what a static scene shows there
-    (_direction). The local mean (Gaussian, σ 2 px) of the squared normalised differences, a χ²-like statistic
-    that finds faint but extended differences, marks motion by hysteresis: seeds where it exceeds the strength's
-    threshold and the local mean absolute difference is large enough to matter, grown into the connected pixels
-    that pass a looser threshold (_GROW), so a whole object is covered while noise does not seed. The marks are
+    Per colour channel the frame is mapped onto the reference's exposure (histogram specification over pixels well
+    exposed in both) and the difference is divided by what a static scene shows there: the spread of the
+    difference itself over the image (robust, per band of reference brightness: noise, quantisation and tone-curve
+    error as they are in this bracket, at this exposure gap) and, at edges, the gradient times _EDGE_PX (residual
+    misregistration and resampling). The local mean (Gaussian, σ 2 px) of the squared normalised differences over
+    the channels, a χ²-like statistic that finds faint but extended differences, marks motion where it exceeds
+    the strength's threshold and the local mean absolute difference is large enough to matter. The marks are
     consolidated morphologically (opening, small parts dropped, closing to join an object's parts, dilation to
     cover soft edges and shadows) and feathered."""
     z_threshold, min_diff = STRENGTHS[check_strength(strength)]
@@ -150,30 +92,40 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     size = (max(1, round(w * f)), max(1, round(h * f)))
     small_f = cv2.GaussianBlur(_small(frame, size), (0, 0), 1.0)
     small_r = cv2.GaussianBlur(_small(reference, size), (0, 0), 1.0)
-    info = np.ones(small_f.shape[:2], bool)
+    y_f, y_r = luma(small_f), luma(small_r)
+    both = (y_f > _LOW) & (y_f < _HIGH) & (y_r > _LOW) & (y_r < _HIGH)
     if frame_valid is not None:
-        info &= cv2.resize(frame_valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-    if info.sum() < 256:
+        both &= cv2.resize(frame_valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    if both.sum() < 256:
         return np.zeros((h, w), np.float32)
-    chi, absdiff = _evidence(small_f, small_r, info)
+    chi = np.zeros(y_f.shape, np.float32)
+    absdiff = np.zeros(y_f.shape, np.float32)
+    for c in range(3):
+        ref_c, frame_c = small_r[..., c], small_f[..., c]
+        # a channel clipped or crushed in either frame (a saturated red is, long before luma is) says nothing
+        usable = both & (ref_c > _LOW) & (ref_c < _HIGH) & (frame_c > _LOW) & (frame_c < _HIGH)
+        if usable.sum() < 256:
+            continue
+        curve = tone_curve(frame_c, ref_c, usable, usable)
+        diff = apply_curve(frame_c, curve) - ref_c
+        diff[~usable] = 0.0
+        gx = cv2.Sobel(ref_c, cv2.CV_32F, 1, 0, ksize=3) / 8
+        gy = cv2.Sobel(ref_c, cv2.CV_32F, 0, 1, ksize=3) / 8
+        edge = _EDGE_PX * cv2.dilate(cv2.magnitude(gx, gy), np.ones((3, 3), np.uint8))
+        sigma = np.sqrt(_spread(diff, ref_c, usable) ** 2 + edge ** 2)
+        chi += (diff / sigma) ** 2 / 3.0
+        absdiff += np.abs(diff) / 3.0
     local_chi = np.asarray(cv2.GaussianBlur(chi, (0, 0), 2.0))
     local_diff = np.asarray(cv2.GaussianBlur(absdiff, (0, 0), 2.0))
-    seeds = ((local_chi > z_threshold) & (local_diff > min_diff) & info).astype(np.uint8)
-    loose = ((local_chi > _GROW * z_threshold) & (local_diff > _GROW * min_diff) & info).astype(np.uint8)
+    marked = ((local_chi > z_threshold) & (local_diff > min_diff) & both).astype(np.uint8)
     side = min(size)
-    opened = cv2.morphologyEx(seeds, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    opened = cv2.morphologyEx(marked, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
     keep = np.zeros(count, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= max(4, MIN_AREA * size[0] * size[1])
-    seeded = keep[labels]
-    if not seeded.any():
+    moved = keep[labels].astype(np.uint8)
+    if not moved.any():
         return np.zeros((h, w), np.float32)
-    # hysteresis: the loose components that hold a kept seed
-    count, labels = cv2.connectedComponents(loose | seeded.astype(np.uint8), connectivity=8)
-    hit = np.zeros(count, bool)
-    hit[np.unique(labels[seeded])] = True
-    hit[0] = False
-    moved = hit[labels].astype(np.uint8)
     # join the parts of one object (moving things rarely differ from the background everywhere), cover its soft
     # edges and shadows, then feather
     rc = max(1, round(0.03 * side))
