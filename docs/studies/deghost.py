@@ -1,7 +1,7 @@
 """Study behind core.deghost's detection (issue 11): recall on moving objects pasted into real frames and false
 positives on static brackets. Run from the repo's parent with the shared data:
 
-    python -m lutfuse.docs.studies.deghost DATA [--limit N] [--strengths low,medium,high]
+    python -m lutfuse.docs.studies.deghost DATA [--limit N] [--strengths low,medium,high] [--rounds R]
 
 Cases: the 3-frame validation cases (core.train.data.validation_cases, k = 3: real static brackets, 512 px).
 Registered first (--align, default auto, as fuse). Static: each case as it is; the ghost area (fraction of
@@ -12,6 +12,11 @@ carries the frame's own exposure, noise and texture. Objects where the reference
 clipped are not counted (nothing there can be compared); an object is "low contrast" when the mean absolute
 difference between the pasted and the original content, in gamma-encoded luma, is under 0.08. An object is caught
 when ≥ 50 % of its pixels are marked; false positives are marked pixels farther than 10 px from every object.
+--rounds R repeats the moving part R times with other objects (round r: seed 5 + 100 r, the pasted frame swapped on
+odd rounds); round 0 alone is the default, so the default numbers stay comparable across versions.
+Double images: both stacks (with and without the objects) are deghosted and fused by Mertens; an object's residual
+is the mean absolute difference in luma between the two fusions over the object and a 5 px ring around it (what
+is left of the pasted content, its edges included). A residual over 0.02 is counted as a visible double image.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ def paste_objects(frame: np.ndarray, rng: np.random.Generator, count: int = 4
 def main() -> None:
     cv2.setNumThreads(1)
     from lutfuse.core.bracket import register_stack
+    from lutfuse.core.classical import mertens
     from lutfuse.core.colour import luma
     from lutfuse.core.train.data import validation_cases
 
@@ -58,14 +64,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--strengths", default="low,medium,high")
     parser.add_argument("--align", default="auto", help="registration before deghosting, as fuse's --align")
+    parser.add_argument("--rounds", type=int, default=1, help="sets of pasted objects per case")
     args = parser.parse_args()
     strengths = args.strengths.split(",")
     cases = [c for c in validation_cases(args.data) if c["k"] == 3][: args.limit]
-    rng = np.random.default_rng(5)
-    stats = {s: {"static": [], "caught": [], "caught_low": [], "fp": [], "pixel": []} for s in strengths}
-    for n, case in enumerate(cases):
+    stats = {s: {"static": [], "caught": [], "caught_low": [], "fp": [], "pixel": [], "residual": []}
+             for s in ["off", *strengths]}
+    static_fused: dict[tuple[str, str], np.ndarray] = {}
+    for rnd, n, case in ((r, n, c) for r in range(args.rounds) for n, c in enumerate(cases)):
+        if n == 0:
+            rng = np.random.default_rng(5 + 100 * rnd)
         inputs = np.ascontiguousarray(case["inputs"], np.float32)
-        target = 0 if n % 2 == 0 else 2
+        target = (0 if n % 2 == 0 else 2) if rnd % 2 == 0 else (2 if n % 2 == 0 else 0)
         moved, masks, contrasts = paste_objects(inputs[target], rng)
         stack = inputs.copy()
         stack[target] = moved
@@ -73,12 +83,18 @@ def main() -> None:
         usable = [float((((ref_y > 0.04) & (ref_y < 0.96) & (frame_y > 0.04) & (frame_y < 0.96))[m]).mean()) > 0.5
                   for m in masks]
         near = cv2.dilate(np.logical_or.reduce(masks).astype(np.uint8), np.ones((21, 21), np.uint8)) > 0
-        line = [case["key"]]
-        for s in strengths:
-            _, _, ghost = register_stack(inputs.copy(), None, args.align, s)
-            stats[s]["static"].append(float((ghost >= 0.5).mean()))
-            _, _, ghost = register_stack(stack.copy(), None, args.align, s)
-            marked = ghost >= 0.5
+        line = [f"{case['key']} round {rnd}"]
+        for s in ["off", *strengths]:
+            if (case["key"], s) not in static_fused:
+                work = inputs.copy()
+                _, valid, ghost = register_stack(work, None, args.align, s)
+                static_fused[case["key"], s] = luma(mertens(work, valid))
+                if s != "off":
+                    stats[s]["static"].append(float((ghost >= 0.5).mean()))
+            work = stack.copy()
+            _, valid, ghost = register_stack(work, None, args.align, s)
+            residual = np.abs(luma(mertens(work, valid)) - static_fused[case["key"], s])
+            marked = np.zeros(residual.shape, bool) if ghost is None else ghost >= 0.5
             for m, c, u in zip(masks, contrasts, usable):
                 if not u:
                     continue
@@ -87,16 +103,24 @@ def main() -> None:
                 stats[s]["caught"].append(hit >= 0.5)
                 if c < 0.08:
                     stats[s]["caught_low"].append(hit >= 0.5)
+                ring = cv2.dilate(m.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
+                stats[s]["residual"].append(float(residual[ring].mean()))
             stats[s]["fp"].append(float(marked[~near].mean()))
-            line.append(f"{s}: static {stats[s]['static'][-1]:.4f} fp {stats[s]['fp'][-1]:.4f}")
+            if s != "off":
+                line.append(f"{s}: static {stats[s]['static'][-1]:.4f} fp {stats[s]['fp'][-1]:.4f}")
         print("  ".join(line), flush=True)
-    print(f"\n{len(cases)} cases, {sum(len(v) for v in [stats[strengths[0]]['caught']])} usable objects "
-          f"({len(stats[strengths[0]]['caught_low'])} low contrast)")
-    for s in strengths:
+    print(f"\n{len(cases)} cases × {args.rounds} rounds, {len(stats['off']['caught'])} usable objects "
+          f"({len(stats['off']['caught_low'])} low contrast)")
+    for s in ["off", *strengths]:
         a = stats[s]
-        print(f"{s:7} caught {np.mean(a['caught']):.0%}  low-contrast caught {np.mean(a['caught_low']):.0%}  "
-              f"pixel recall {np.mean(a['pixel']):.0%}  false positives {np.mean(a['fp']):.4f}  "
-              f"static ghost area mean {np.mean(a['static']):.4f} max {np.max(a['static']):.4f}")
+        res = np.array(a["residual"])
+        line = f"{s:7} double images (residual > 0.02) {np.mean(res > 0.02):.0%}  mean residual {res.mean():.4f}"
+        if s != "off":
+            line = (f"{s:7} caught {np.mean(a['caught']):.0%}  low-contrast caught {np.mean(a['caught_low']):.0%}  "
+                    f"pixel recall {np.mean(a['pixel']):.0%}  false positives {np.mean(a['fp']):.4f}  "
+                    f"static ghost area mean {np.mean(a['static']):.4f} max {np.max(a['static']):.4f}\n        "
+                    + line[8:])
+        print(line)
 
 
 if __name__ == "__main__":
