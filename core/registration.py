@@ -529,7 +529,13 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     fview = _make_view(_resized(grey, ref.fsize), curve)
     found = _features(ref.keypoints(), _keypoints(fview), models, ref.fgrey.shape)
     candidates: list[tuple[str, np.ndarray]] = [(m, _rescale(x, np.linalg.inv(f_scale))) for m, x in found.items()]
+    ecc_only = -1  # index of a candidate that stands only as ECC's starting point
     levels = 1
+    if "homography" in models and "similarity" in found and "homography" not in found:
+        # features too few or too bunched for a homography (`MIN_SPREAD`): ECC may still fit one from the
+        # similarity over all the well-exposed pixels (kept only when it clearly scores better, `ECC_MARGIN`)
+        ecc_only = len(candidates)
+        candidates.append(("homography", candidates[0][1]))
     if not candidates:
         # no features to go by: ECC from the phase-correlation shift, coarse to fine
         candidates = [(models[-1], _phase_shift(ref.view, view))]
@@ -540,10 +546,12 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
         s = check(matrix)
         scored.append((-math.inf if math.isnan(s) else s, model, matrix))
     top = max(s for s, _, _ in scored)
-    for s0, model, matrix in scored:
+    for k, (s0, model, matrix) in enumerate(scored):
         # ECC (the costly step) refines the leading estimate and any within reach of it
         refined = _ecc(ref.view, view, matrix, model, levels) if s0 >= top - 0.02 else None
         options: list[tuple[np.ndarray | None, float | None]] = [(matrix, s0), (refined, None)]
+        if k == ecc_only:
+            options = options[1:]
         for m, known in options:
             if m is None:
                 continue
