@@ -470,6 +470,21 @@ def _png_chunk_colour(path: Path, image: np.ndarray, info: dict, notes: list[str
     return converted
 
 
+def _grey_colour_key(pixels: np.ndarray, data: bytes, info: dict) -> np.ndarray:
+    """A greyscale PNG with a tRNS colour key (PNG spec 11.3.2.1: pixels of that grey level are fully transparent)
+    -> H×W×2 grey + alpha, so that those pixels become "no data" like any other transparency; else `pixels`.
+
+    libpng (through OpenCV) honours the key of palette and RGB PNGs but drops a grey image's; Pillow reports the
+    key, in the file's own bit depth, which libpng scaled up to 8 bits for 1/2/4-bit files."""
+    key = info.get("transparency")
+    if pixels.ndim != 2 or not isinstance(key, int) or len(data) < 25:
+        return pixels
+    bits, top = data[24], int(np.iinfo(pixels.dtype).max)
+    level = key * (top // (2**bits - 1)) if bits < 8 else key
+    alpha = np.where(pixels == level, 0, top).astype(pixels.dtype)
+    return np.dstack([pixels, alpha])
+
+
 def _imdecode(data: bytes, exclusive: bool = False) -> tuple[np.ndarray | None, str, bool]:
     """cv2.imdecode of a JPEG/PNG file's bytes -> (pixels as stored or None, the decoder's chatter in lower case,
     whether that chatter may hold another thread's: `Chatter.shared`)."""
@@ -521,6 +536,8 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
         if block is None and precision != 8:  # Pillow does not open 12-bit JPEG; exiv2 reads its EXIF
             block = data
     notes: list[str] = []
+    if actual == "PNG":
+        pixels = _grey_colour_key(pixels, data, info)
     image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
     if actual == "PNG":
         image = _png_chunk_colour(path, image, info, notes)
@@ -566,6 +583,40 @@ def _main_page(tif) -> tuple:  # type: ignore[no-untyped-def]
     return max(seen, key=lambda item: int(item[0].imagelength) * int(item[0].imagewidth))
 
 
+def tiff_image_count(tif) -> int:  # type: ignore[no-untyped-def]
+    """How many full-resolution images (pages that are neither reduced-resolution copies nor masks, of the first
+    such page's size) an open tifffile.TiffFile holds among its first pages: > 1 for a multi-page stack, e.g. a
+    whole bracket saved as one TIFF by a stacking tool or a scanner."""
+    size = None
+    count = 0
+    for index in range(min(len(tif.pages), _PAGES_LOOKED_AT)):
+        page = tif.pages[index]
+        if not hasattr(page, "subfiletype") or int(page.subfiletype) & _NOT_MAIN_IMAGE:
+            continue
+        shape = (int(page.imagelength), int(page.imagewidth))
+        size = size or shape
+        count += shape == size
+    return count
+
+
+def images_in_file(path: Path) -> int:
+    """How many full-size images a (regular) TIFF file holds (`tiff_image_count`); 1 for any other file, or one
+    that cannot be read (read_frame reports why). Reads the page headers only."""
+    import tifffile
+
+    if path.suffix.lower() in RAW_SUFFIXES:
+        return 1
+    try:
+        check_regular_file(path)
+        with open(path, "rb") as handle:
+            if sniff(handle.read(16)) != "TIFF":
+                return 1
+        with quiet_decoder(), tifffile.TiffFile(path) as tif:
+            return max(1, tiff_image_count(tif))
+    except Exception:  # noqa: BLE001  a damaged file gets its own message when it is decoded
+        return 1
+
+
 def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     """TIFF through tifffile + imagecodecs: any compression (LZW, Deflate, JPEG, ...), contiguous or planar,
     1-16-bit integer or float, grey/RGB/palette, with or without alpha (associated alpha is un-premultiplied)."""
@@ -584,6 +635,10 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
                              f"pyramid level); the full-resolution image ({where}) is read")
             height, width = page.imagelength, page.imagewidth
             check_size(path, width, height, max_pixels)
+            images = tiff_image_count(tif)
+            if images > 1:
+                notes.append(f"{name}: holds {images} full-size images (pages); only the first is read (LUTFuse "
+                             "takes one exposure per file: save each exposure of a bracket as its own file)")
             end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
             if end > len(data):
                 raise BracketError(f"{name}: truncated TIFF (image data ends at byte {end}, file has {len(data)})")
