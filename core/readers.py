@@ -470,17 +470,35 @@ def _png_chunk_colour(path: Path, image: np.ndarray, info: dict, notes: list[str
     return converted
 
 
-def _grey_colour_key(pixels: np.ndarray, data: bytes, info: dict) -> np.ndarray:
+def _png_grey_key(data: bytes) -> int | None:
+    """The grey level a greyscale PNG's tRNS chunk names transparent (in the file's own bit depth), else None.
+
+    Read from the chunk itself (PNG spec 11.3.2.1: two bytes, the level in the image's bit depth) because Pillow
+    reports it scaled for 1-bit files and unscaled for 2/4-bit ones. Chunks are walked up to the first IDAT."""
+    if len(data) < 33 or data[25] != 0:  # colour type 0: greyscale without alpha
+        return None
+    pos = 33
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            return None
+        if kind == b"tRNS" and length >= 2:
+            return int.from_bytes(data[pos + 8:pos + 10], "big") & ((1 << data[24]) - 1)
+        pos += 12 + length
+    return None
+
+
+def _grey_colour_key(pixels: np.ndarray, data: bytes) -> np.ndarray:
     """A greyscale PNG with a tRNS colour key (PNG spec 11.3.2.1: pixels of that grey level are fully transparent)
     -> H×W×2 grey + alpha, so that those pixels become "no data" like any other transparency; else `pixels`.
 
-    libpng (through OpenCV) honours the key of palette and RGB PNGs but drops a grey image's; Pillow reports the
-    key, in the file's own bit depth, which libpng scaled up to 8 bits for 1/2/4-bit files."""
-    key = info.get("transparency")
-    if pixels.ndim != 2 or not isinstance(key, int) or len(data) < 25:
+    libpng (through OpenCV) honours the key of palette and RGB PNGs but drops a grey image's; it scales 1/2/4-bit
+    samples up to 8 bits, so the key is scaled alike."""
+    key = _png_grey_key(data) if pixels.ndim == 2 else None
+    if key is None:
         return pixels
     bits, top = data[24], int(np.iinfo(pixels.dtype).max)
-    level = key * (top // (2**bits - 1)) if bits < 8 else key
+    level = key * (top // ((1 << bits) - 1)) if bits < 8 else key
     alpha = np.where(pixels == level, 0, top).astype(pixels.dtype)
     return np.dstack([pixels, alpha])
 
@@ -537,7 +555,7 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
             block = data
     notes: list[str] = []
     if actual == "PNG":
-        pixels = _grey_colour_key(pixels, data, info)
+        pixels = _grey_colour_key(pixels, data)
     image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
     if actual == "PNG":
         image = _png_chunk_colour(path, image, info, notes)

@@ -571,3 +571,119 @@ def test_unreadable_frame_and_unwritable_output_folder_are_one_line_each(shared_
     assert (done.returncode, done.stderr.strip().splitlines()) == (1, [f"lutfuse batch: error: {locked}: the output "
                                                                         "folder is not writable (Permission denied)"])
     assert list(locked.iterdir()) == [] and not (tmp_path / "out.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------- more kinds
+
+def _grey_png(path: Path, samples: np.ndarray, depth: int, chunks: list[tuple[bytes, bytes]]) -> None:
+    """A greyscale (colour type 0) PNG of 1/2/4-bit `samples` (values below 2**depth) with `chunks` before IDAT."""
+    packed = np.packbits(np.unpackbits(samples[..., None], axis=2)[..., 8 - depth:].reshape(len(samples), -1),
+                         axis=1)
+    raw = b"".join(b"\0" + row.tobytes() for row in packed)
+    h, w = samples.shape
+
+    def chunk(name: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + name + payload + struct.pack(">I", zlib.crc32(name + payload))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, 0, 0, 0, 0))
+                     + b"".join(chunk(n, p) for n, p in chunks) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("depth", [1, 4, 8, 16])
+def test_grey_png_colour_key_is_no_data(depth: int, shared_data: Path, tmp_path: Path) -> None:
+    """tRNS on a greyscale PNG names one grey level as transparent (PNG spec 11.3.2.1); libpng through OpenCV
+    honoured it for palette and RGB PNGs but dropped it for grey ones, so 'no data' pixels were fused as grey."""
+    grey = np.asarray(Image.fromarray(_frame(shared_data, whole=True)).convert("L"))
+    path = tmp_path / "key.png"
+    if depth < 8:
+        low = grey >> (8 - depth)
+        level = int(np.median(low))
+        _grey_png(path, low, depth, [(b"tRNS", struct.pack(">H", level))])
+        expected, key = low / (2**depth - 1), low == level
+    elif depth == 8:
+        Image.fromarray(grey).save(path, transparency=int(grey[0, 0]))
+        expected, key = grey / 255, grey == grey[0, 0]
+    else:
+        wide = grey.astype(np.uint16) * 257
+        ok, encoded = cv2.imencode(".png", wide)
+        assert ok
+        data = encoded.tobytes()
+        chunk = b"tRNS" + struct.pack(">H", int(wide[0, 0]))
+        path.write_bytes(data[:33] + struct.pack(">I", 2) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[33:])
+        expected, key = wide / 65535, wide == wide[0, 0]
+    assert 0 < key.sum() < key.size
+    decoded = read_frame(path)
+    assert decoded.valid is not None and np.array_equal(~decoded.valid, key)
+    assert np.abs(decoded.pixels[..., 1] - expected).max() <= 1e-6
+
+
+def test_multi_page_tiff_stack_reads_its_first_page_with_a_note_and_alone_is_refused(shared_data: Path,
+                                                                                     tmp_path: Path) -> None:
+    """A whole bracket saved as one multi-page TIFF (stacking tools, scanners): the first page used to be read
+    without a word, and given alone the file got 'a bracket needs at least 2 frames, got 1'."""
+    stack = np.stack([_frame(shared_data, i, (160, 240), whole=True) for i in range(3)])
+    path = tmp_path / "bracket.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for page in stack:
+            tif.write(page, photometric="rgb")
+    decoded = read_frame(path)
+    assert np.abs(decoded.pixels - stack[0] / 255).max() <= 1e-6
+    assert decoded.notes == [f"{path}: holds 3 full-size images (pages); only the first is read (LUTFuse takes one "
+                             "exposure per file: save each exposure of a bracket as its own file)"]
+    done = _cli("fuse", path, "-o", tmp_path / "out.png")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"lutfuse fuse: error: {path}: one TIFF holding 3 images (a whole bracket in one file?); LUTFuse takes one "
+        "exposure per file: save each exposure as its own file and give those"]
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_frames_a_few_pixels_apart_are_centre_cropped_to_their_common_size(shared_data: Path,
+                                                                          tmp_path: Path) -> None:
+    """Some cameras' HDR modes and raw converters' lens corrections crop each frame slightly differently; such a
+    bracket used to be refused ('all frames of a bracket must have the same size'). One frame here is also stored
+    turned (EXIF Orientation 6), so the crop happens after the turn."""
+    whole = [_frame(shared_data, i, (164, 244), whole=True) for i in range(3)]
+    sizes = [(160, 240), (162, 242), (161, 241)]  # upright H, W, each cut from the middle of `whole`
+    corners = [((164 - h) // 2, (244 - w) // 2) for h, w in sizes]
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        top, left = corners[i]
+        pixels = whole[i][top:top + h, left:left + w]
+        paths.append(tmp_path / f"{i}.png")
+        if i == 1:
+            Image.fromarray(np.ascontiguousarray(np.rot90(pixels, 1))).save(paths[-1], exif=_exif(0.01, 6))
+        else:
+            Image.fromarray(pixels).save(paths[-1])
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.png", "1.png", "2.png"]
+    for i, frame in enumerate(bracket.frames):
+        top = corners[i][0] + (sizes[i][0] - 160) // 2
+        left = corners[i][1] + (sizes[i][1] - 240) // 2
+        assert np.abs(frame.image - whole[i][top:top + 160, left:left + 240] / 255).max() <= 1e-6
+    assert bracket.notes[-2:] == [
+        f"{paths[1]}: 242×162 px, a little larger than the bracket's common 240×160 (a camera or converter that crops "
+        "each frame differently): centre-cropped to it, 2 px of its width and 2 px of its height cut",
+        f"{paths[2]}: 241×161 px, a little larger than the bracket's common 240×160 (a camera or converter that crops "
+        "each frame differently): centre-cropped to it, 1 px of its width and 1 px of its height cut"]
+    # a real difference in size is still refused, naming both files
+    far = tmp_path / "far.png"
+    Image.fromarray(whole[2][:150, :240]).save(far)
+    with pytest.raises(BracketError, match=r"far\.png: size 240×150 differs from .*0\.png: 240×160"):
+        load_bracket([paths[0], paths[1], far], align="off")
+
+
+def test_file_name_starting_with_a_dash_gets_a_hint(shared_data: Path, tmp_path: Path) -> None:
+    """argparse takes '-a.jpg' for an option and said only 'unrecognized arguments: -a.jpg'."""
+    paths = _bracket(shared_data, tmp_path)
+    dashed = tmp_path / "-0.png"
+    paths[0].rename(dashed)
+    done = _cli("fuse", "-0.png", "1.png", "2.png", "-o", "out.png", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "lutfuse: error: unrecognized arguments: -0.png ('-0.png' is a file whose name starts with '-', which reads "
+        "as an option: write it as ./-0.png)")
+    done = _cli("fuse", "./-0.png", "1.png", "2.png", "-o", "out.png", "--method", "mertens", "--no-align",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
