@@ -551,7 +551,10 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
         raise BracketError(f"{name}: cannot decode {actual} (corrupt or unsupported variant)")
     with quiet_decoder():
         block, icc, xmp, info = _pillow_metadata(data)
-        if block is None and precision != 8:  # Pillow does not open 12-bit JPEG; exiv2 reads its EXIF
+        if block is None and (precision != 8 or actual == "PNG"):
+            # exiv2 reads the whole file where Pillow's header pass finds no EXIF: a 12-bit JPEG (Pillow does not
+            # open it), and a PNG whose EXIF is an eXIf chunk after the image data or a "Raw profile type exif"
+            # text chunk (ImageMagick, exiv2 0.27 as in darktable's exports)
             block = data
     notes: list[str] = []
     if actual == "PNG":

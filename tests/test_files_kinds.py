@@ -687,3 +687,28 @@ def test_file_name_starting_with_a_dash_gets_a_hint(shared_data: Path, tmp_path:
     done = _cli("fuse", "./-0.png", "1.png", "2.png", "-o", "out.png", "--method", "mertens", "--no-align",
                 cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("where", ["raw profile text chunk", "eXIf after the image data"])
+def test_png_exif_outside_an_early_exif_chunk_is_read(where: str, shared_data: Path, tmp_path: Path) -> None:
+    """ImageMagick and exiv2 0.27 (darktable's PNG export) store EXIF as a zTXt "Raw profile type exif" hex dump;
+    other writers put the eXIf chunk after IDAT. Pillow's header pass sees neither, so such PNG frames lost their
+    exposure (ordered by brightness) and their orientation (a portrait frame fused sideways)."""
+    rgb = _frame(shared_data)
+    block = _exif(0.01, 6)
+    block = block if block[:6] == b"Exif\0\0" else b"Exif\0\0" + block
+    path = tmp_path / "tagged.png"
+    if where == "raw profile text chunk":
+        digits = block.hex()
+        text = f"\nexif\n{len(block):8d}\n" + "\n".join(digits[i:i + 72] for i in range(0, len(digits), 72)) + "\n"
+        _png_with_chunks(path, rgb, [(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(text.encode()))])
+    else:
+        _png_with_chunks(path, rgb, [])
+        data = path.read_bytes()
+        chunk = b"eXIf" + block[6:]
+        end = data.rfind(b"IEND") - 4
+        path.write_bytes(data[:end] + struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk))
+                         + data[end:])
+    decoded = read_frame(path)
+    assert decoded.orientation == 6 and decoded.settings[0] == pytest.approx(0.01)
+    assert np.abs(decoded.pixels - rgb / 255).max() <= 1e-6
