@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -478,6 +479,14 @@ def fill_no_data(stack: np.ndarray, valid: Sequence[np.ndarray | None], evs: Seq
                 todo &= ~take
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same path, or a link or another spelling of it)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _thumb_digest(image: np.ndarray) -> bytes:
     """A short digest of a frame's content, to order frames of equal EV and brightness without their names."""
     small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
@@ -650,7 +659,11 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     order = sorted(range(len(decoded)), key=lambda i: (evs[i], means[i], digests[i]))
     for i, j in pairwise(order):
         if digests[i] == digests[j] and np.array_equal(stack[i], stack[j]):
-            notes.append(f"{names[j]}: holds the same pixels as {names[i]} (the same frame twice?)")
+            if _same_file(decoded[i].path, decoded[j].path):
+                notes.append(f"{names[j]}: the same file as {names[i]}, given twice: that exposure counts twice "
+                             "in the fusion")
+            else:
+                notes.append(f"{names[j]}: holds the same pixels as {names[i]} (the same frame twice?)")
     _permute(stack, order)
     decoded, valid, names = [decoded[i] for i in order], [valid[i] for i in order], [names[i] for i in order]
     evs = [float(evs[i]) for i in order]

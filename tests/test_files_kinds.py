@@ -712,3 +712,15 @@ def test_png_exif_outside_an_early_exif_chunk_is_read(where: str, shared_data: P
     decoded = read_frame(path)
     assert decoded.orientation == 6 and decoded.settings[0] == pytest.approx(0.01)
     assert np.abs(decoded.pixels - rgb / 255).max() <= 1e-6
+
+
+def test_the_same_file_given_twice_is_named_as_such(shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse fuse a.png b.png a.png` (a glob plus a name, or a typo), here once through a link: the note used to
+    say the file 'holds the same pixels as' itself and ask whether it was the same frame twice."""
+    paths = _bracket(shared_data, tmp_path)
+    for again in (paths[0], tmp_path / "link.png"):
+        if again != paths[0]:
+            again.symlink_to(paths[0])
+        bracket = load_bracket([paths[0], paths[1], again], align="off")
+        assert [n for n in bracket.notes if "twice" in n] == [
+            f"{again}: the same file as {paths[0]}, given twice: that exposure counts twice in the fusion"]
