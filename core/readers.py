@@ -33,7 +33,7 @@ from lutfuse.core import exif as exifmod
 from lutfuse.core import profiles
 from lutfuse.core.errors import BracketError, shown_path
 
-CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG"}
+CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
 HEIF_SUFFIXES = {".heic", ".heif", ".hif"}
 PILLOW_SUFFIXES = {".webp": "WebP", ".avif": "AVIF"}
@@ -859,19 +859,31 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
     path = Path(path)
     name = shown_path(path)
     suffix = path.suffix.lower()
+    data = None
     if suffix not in IMAGE_SUFFIXES:
         if os.path.isdir(path):
             raise BracketError(f"{name}: is a folder, not an image file")
-        raise BracketError(f"{name}: unsupported format '{shown_path(path.suffix) or '(no extension)'}' "
-                           f"(use {FORMAT_NAMES})")
-    data = read_regular_file(path)
+        unsupported = BracketError(f"{name}: unsupported format '{shown_path(path.suffix) or '(no extension)'}' "
+                                   f"(use {FORMAT_NAMES})")
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            regular = False
+        if not regular:
+            raise unsupported
+        # A name that hides the type (browser downloads "photo.jpg_large", "image.jpeg.download", no extension at
+        # all): the content decides, as for a misnamed file; anything else keeps the plain refusal.
+        data = read_regular_file(path)
+        if sniff(data) is None:
+            raise unsupported from None
+    data = read_regular_file(path) if data is None else data
     note = None
     actual = None if suffix in RAW_SUFFIXES else sniff(data)  # raws are TIFF-like inside; only LibRaw reads them
     if actual is not None and actual != _kind_of_suffix(suffix):
         suffix = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "HEIF": ".heic", "WebP": ".webp",
                   "AVIF": ".avif"}[actual]
-        note = (f"{name}: the file holds a {actual} image although its name ends in '{shown_path(path.suffix)}'; "
-                f"it is read as {actual}")
+        ending = f"ends in '{shown_path(path.suffix)}'" if path.suffix else "has no extension"
+        note = f"{name}: the file holds a {actual} image although its name {ending}; it is read as {actual}"
     try:
         if suffix in CV_SUFFIXES:
             decoded = _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels)

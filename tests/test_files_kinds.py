@@ -724,3 +724,25 @@ def test_the_same_file_given_twice_is_named_as_such(shared_data: Path, tmp_path:
         bracket = load_bracket([paths[0], paths[1], again], align="off")
         assert [n for n in bracket.notes if "twice" in n] == [
             f"{again}: the same file as {paths[0]}, given twice: that exposure counts twice in the fusion"]
+
+
+@pytest.mark.parametrize("name, note", [
+    ("photo.jpg_large", "the file holds a JPEG image although its name ends in '.jpg_large'; it is read as JPEG"),
+    ("IMG_0001", "the file holds a JPEG image although its name has no extension; it is read as JPEG"),
+    ("saved.jfif", None),  # Windows' name for a downloaded JPEG (JPEG File Interchange Format)
+])
+def test_image_under_a_name_that_hides_its_type_is_read_by_content(name: str, note: str | None,
+                                                                   shared_data: Path, tmp_path: Path) -> None:
+    """Browser downloads and copies keep odd endings; such a file used to be refused as 'unsupported format'
+    although its content is a JPEG. Content that no reader knows is still refused that way."""
+    source = tmp_path / "a.jpg"
+    Image.fromarray(_frame(shared_data)).save(source, quality=95)
+    path = tmp_path / name
+    path.write_bytes(source.read_bytes())
+    decoded = read_frame(path)
+    assert np.array_equal(decoded.pixels, read_frame(source).pixels)
+    assert decoded.notes == ([] if note is None else [f"{path}: {note}"])
+    gif = tmp_path / "a.gif"
+    gif.write_bytes(b"GIF89a" + bytes(64))
+    with pytest.raises(BracketError, match=r"a\.gif: unsupported format '\.gif'"):
+        read_frame(gif)
