@@ -706,6 +706,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             xmp = tags[700].value if 700 in tags else None
             associated = bool(page.extrasamples) and int(page.extrasamples[0]) == 1
             bps = int(page.bitspersample)
+            placement = _layer_placement(path, tags, width, height, max_pixels)
     except BracketError:
         raise
     except MemoryError:
@@ -723,11 +724,59 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
         pixels, icc = _cmyk_to_rgb(path, pixels, icc, notes), None
     significant = bps if pixels.dtype.kind == "u" and photometric != kinds.PALETTE and bps < 16 and bps != 8 else None
     image, valid, bits = _finish(path, pixels, notes, associated=associated, significant_bits=significant)
+    if placement is not None:
+        image, valid = _place_layer(path, image, valid, placement, notes)
     bits = source_bits if cmyk else bits
     parsed = exifmod.parse(data)
     xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else (xmp.encode() if isinstance(xmp, str) else None)
     return Decoded(path, image, bits, code if 1 <= code <= 8 else 1, valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
+
+
+def _tag_number(tags, code: int) -> float | None:  # type: ignore[no-untyped-def]
+    """A TIFF tag's first value as a float (a RATIONAL comes from tifffile as (numerator, denominator)), else None."""
+    if code not in tags:
+        return None
+    value = tags[code].value
+    try:
+        if isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], tuple):
+            return float(value[0]) / float(value[1]) if value[1] else None
+        return float(value[0] if isinstance(value, (tuple, list)) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _layer_placement(path: Path, tags, width: int, height: int,  # type: ignore[no-untyped-def]
+                     max_pixels: int) -> tuple[int, int, int, int] | None:
+    """(x, y, canvas W, canvas H) of a cropped TIFF layer, else None.
+
+    Hugin's nona (and so enfuse's usual inputs) writes each remapped frame cropped to where it has data, placed by
+    XPosition/YPosition (tags 286/287, in ResolutionUnit units: times X/YResolution gives pixels) on a canvas whose
+    size is in PIXAR_IMAGEFULLWIDTH/LENGTH (tags 33300/33301). Only a placement that fits its canvas is used."""
+    full_w, full_h = _tag_number(tags, 33300), _tag_number(tags, 33301)
+    if full_w is None or full_h is None or (286 not in tags and 287 not in tags):
+        return None
+    full_w, full_h = int(full_w), int(full_h)
+    x = round((_tag_number(tags, 286) or 0.0) * (_tag_number(tags, 282) or 1.0))
+    y = round((_tag_number(tags, 287) or 0.0) * (_tag_number(tags, 283) or 1.0))
+    if (full_w, full_h) == (width, height) or x < 0 or y < 0 or x + width > full_w or y + height > full_h:
+        return None
+    check_size(path, full_w, full_h, max_pixels)
+    return x, y, full_w, full_h
+
+
+def _place_layer(path: Path, image: np.ndarray, valid: np.ndarray | None, placement: tuple[int, int, int, int],
+                 notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A cropped layer's H×W×3 pixels and validity put at (x, y) on its full canvas; the rest of it is no data."""
+    x, y, full_w, full_h = placement
+    h, w = image.shape[:2]
+    canvas = np.zeros((full_h, full_w, 3), np.float32)
+    canvas[y:y + h, x:x + w] = image
+    covered = np.zeros((full_h, full_w), bool)
+    covered[y:y + h, x:x + w] = True if valid is None else valid
+    notes.append(f"{shown_path(path)}: a cropped layer ({w}×{h} at {x}, {y}; TIFF XPosition/YPosition, as Hugin's "
+                 f"nona writes) placed on its full {full_w}×{full_h} canvas; the rest is no data")
+    return canvas, covered
 
 
 def _cmyk_to_rgb(path: Path, samples: np.ndarray, icc: bytes | None, notes: list[str]) -> np.ndarray:

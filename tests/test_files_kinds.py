@@ -746,3 +746,28 @@ def test_image_under_a_name_that_hides_its_type_is_read_by_content(name: str, no
     gif.write_bytes(b"GIF89a" + bytes(64))
     with pytest.raises(BracketError, match=r"a\.gif: unsupported format '\.gif'"):
         read_frame(gif)
+
+
+def test_cropped_tiff_layers_are_placed_on_their_canvas(shared_data: Path, tmp_path: Path) -> None:
+    """Hugin's nona writes each remapped frame cropped to where it has data, placed by XPosition/YPosition (in
+    resolution units) on a canvas of PIXAR_IMAGEFULLWIDTH/LENGTH, as enfuse reads them. Such a bracket used to be
+    refused for its differing sizes (or, a few pixels apart, would have been centre-cropped out of place)."""
+    crops = [(4, 6, 150, 230), (0, 0, 160, 240), (2, 1, 159, 238)]  # top, left, bottom, right on a 240×160 canvas
+    scene = [_frame(shared_data, i, (160, 240), whole=True) for i in range(3)]
+    paths = []
+    for i, (top, left, bottom, right) in enumerate(crops):
+        paths.append(tmp_path / f"layer{i}.tif")
+        tags = [(286, 5, 1, (left, 150), True), (287, 5, 1, (top, 150), True), (33300, 4, 1, 240, True),
+                (33301, 4, 1, 160, True)]
+        tifffile.imwrite(paths[-1], scene[i][top:bottom, left:right], photometric="rgb", resolution=(150, 150),
+                         extratags=tags)
+    decoded = read_frame(paths[0])
+    assert decoded.pixels.shape == (160, 240, 3) and decoded.valid is not None
+    assert decoded.valid.sum() == 146 * 224 and decoded.valid[4:150, 6:230].all()
+    assert decoded.notes == [f"{paths[0]}: a cropped layer (224×146 at 6, 4; TIFF XPosition/YPosition, as Hugin's "
+                             "nona writes) placed on its full 240×160 canvas; the rest is no data"]
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["layer0.tif", "layer1.tif", "layer2.tif"]
+    for i, (top, left, bottom, right) in enumerate(crops):
+        inside = bracket.frames[i].image[top:bottom, left:right]
+        assert np.abs(inside - scene[i][top:bottom, left:right] / 255).max() <= 1e-6
