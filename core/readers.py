@@ -432,22 +432,22 @@ def _finish(path: Path, pixels: np.ndarray, notes: list[str], *, bgr: bool = Fal
 
 # ---------------------------------------------------------------------------------------------- readers
 
-def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None, dict]:
-    """(EXIF block, ICC profile, XMP packet, Pillow's whole info dict) of a JPEG/PNG as Pillow reads them from the
-    header; Nones and {} if unreadable."""
+def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None, dict, str]:
+    """(EXIF block, ICC profile, XMP packet, Pillow's whole info dict, Pillow's mode) of a JPEG/PNG as Pillow reads
+    them from the header; Nones, {} and "" if unreadable."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            info = dict(im.info)
+            info, mode = dict(im.info), im.mode
     except Exception:  # noqa: BLE001  the pixel decoder reports what is wrong with the file
-        return None, None, None, {}
+        return None, None, None, {}, ""
     exif = info.get("exif")
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
     return (exif if isinstance(exif, bytes) else None, info.get("icc_profile") or None,
-            xmp if isinstance(xmp, bytes) else None, info)
+            xmp if isinstance(xmp, bytes) else None, info, mode)
 
 
 def _png_chunk_colour(path: Path, image: np.ndarray, info: dict, notes: list[str]) -> np.ndarray:
@@ -550,7 +550,7 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     if pixels is None or pixels.size == 0:
         raise BracketError(f"{name}: cannot decode {actual} (corrupt or unsupported variant)")
     with quiet_decoder():
-        block, icc, xmp, info = _pillow_metadata(data)
+        block, icc, xmp, info, mode = _pillow_metadata(data)
         if block is None and (precision != 8 or actual == "PNG"):
             # exiv2 reads the whole file where Pillow's header pass finds no EXIF: a 12-bit JPEG (Pillow does not
             # open it), and a PNG whose EXIF is an eXIf chunk after the image data or a "Raw profile type exif"
@@ -559,7 +559,17 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     notes: list[str] = []
     if actual == "PNG":
         pixels = _grey_colour_key(pixels, data)
+    if actual == "JPEG" and mode == "CMYK":
+        # Print-workflow JPEG: libjpeg through OpenCV turns CMYK into RGB with the naive formula and drops the
+        # CMYK profile; Pillow gives the ink samples (undoing Adobe's inverted storage, APP14) for LittleCMS, as
+        # for a CMYK TIFF.
+        from PIL import Image
+
+        with quiet_decoder(), Image.open(io.BytesIO(data)) as im:
+            pixels, bgr = _cmyk_to_rgb(path, np.asarray(im), icc, notes), False
+        icc = None
     image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
+    bits = 8 if actual == "JPEG" and mode == "CMYK" else bits
     if actual == "PNG":
         image = _png_chunk_colour(path, image, info, notes)
     parsed = exifmod.parse(block)

@@ -771,3 +771,43 @@ def test_cropped_tiff_layers_are_placed_on_their_canvas(shared_data: Path, tmp_p
     for i, (top, left, bottom, right) in enumerate(crops):
         inside = bracket.frames[i].image[top:bottom, left:right]
         assert np.abs(inside - scene[i][top:bottom, left:right] / 255).max() <= 1e-6
+
+
+@pytest.mark.parametrize("profiled", [True, False])
+def test_cmyk_jpeg_is_converted_like_a_cmyk_tiff(profiled: bool, shared_data: Path, tmp_path: Path) -> None:
+    """A print-workflow JPEG (CMYK, Adobe APP14): OpenCV's libjpeg turned it into RGB by the naive formula without a
+    word and the CMYK profile was dropped with 'embedded ICC profile ignored'. It now takes the CMYK TIFF's path:
+    LittleCMS through its profile, or the naive formula with the same note."""
+    import io
+
+    from PIL import ImageCms
+
+    from lutfuse.core.profiles import srgb_profile
+
+    rgb = _frame(shared_data)
+    path = tmp_path / "print.jpg"
+    if profiled:
+        profile = next((p for p in CMYK_PROFILES if p.is_file()), None)
+        if profile is None:
+            pytest.skip("no CMYK ICC profile on this machine (Debian: libgs-common)")
+        icc = profile.read_bytes()
+        cms = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile()))
+        cmyk = ImageCms.applyTransform(Image.fromarray(rgb), ImageCms.buildTransform(srgb, cms, "RGB", "CMYK"))
+        cmyk.save(path, quality=100, icc_profile=icc)
+    else:
+        Image.fromarray(rgb).convert("CMYK").save(path, quality=100)
+    with Image.open(path) as im:  # the ink samples as stored (lossy): the reference starts from them
+        stored = im.copy()
+    if profiled:
+        back = ImageCms.buildTransform(cms, srgb, "CMYK", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                       flags=0x2000)  # black point compensation
+        expected = np.array(ImageCms.applyTransform(stored, back)) / 255
+    else:
+        ink = np.asarray(stored) / 255
+        expected = (1 - ink[..., :3]) * (1 - ink[..., 3:])
+    decoded = read_frame(path)
+    assert np.abs(decoded.pixels - expected).max() <= 3 / 255
+    assert decoded.icc is None and decoded.bit_depth == 8
+    assert len(decoded.notes) == 1 and decoded.notes[0].startswith(
+        f"{path}: converted from CMYK (" if profiled else f"{path}: CMYK without an ICC profile")
