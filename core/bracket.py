@@ -278,6 +278,13 @@ def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | No
     carries one exposure time on every frame)."""
     evs = _exif_evs(list(settings))
     if evs is None:
+        for index, what in ((0, "exposure time"), (1, "f-number"), (2, "ISO")):
+            have = [s[index] is not None for s in settings]
+            if any(have) and not all(have):  # one frame re-saved by a tool that drops EXIF, or a frame of elsewhere
+                missing = ", ".join(name for name, ok in zip(names, have) if not ok)
+                notes.append(f"{missing}: no EXIF {what}, while the other frames have one (EXIF dropped by an "
+                             "editor or converter?); frames are ordered by their brightness")
+                break
         return brightness_evs(images, valid), "brightness"
     by_exif = sorted(range(len(evs)), key=lambda i: evs[i])
     for a, b in pairwise(by_exif):

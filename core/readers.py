@@ -900,7 +900,11 @@ def _read_raw(path: Path, data: bytes, max_pixels: int) -> Decoded:
     except BracketError:
         raise
     except (rawpy.LibRawError, OSError, ValueError, RuntimeError) as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        # LibRaw's errors carry its C message as bytes: b'Unsupported file format or not RAW file'
+        text = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        reason = " ".join(text.split())[:200] or type(exc).__name__
+        if isinstance(exc, rawpy.LibRawFileUnsupportedError):
+            reason += ": a camera newer than this LibRaw?"
         raise BracketError(f"{name}: cannot read camera RAW ({reason})") from None
     notes: list[str] = []
     image, valid, bits = _finish(path, rgb, notes)

@@ -194,9 +194,11 @@ def test_raw_suffix_is_never_redirected_to_the_tiff_reader(shared_data: Path, tm
     """Camera RAW files are TIFF inside (NEF, CR2, DNG): their suffix, not their signature, picks LibRaw."""
     path = tmp_path / "a.nef"
     tifffile.imwrite(path, _frame(shared_data), photometric="rgb")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(BracketError) as caught:
         read_frame(path)
-    assert "camera RAW" in str(caught.value) and str(path) in str(caught.value)
+    # LibRaw's own words, not the repr of its bytes (b'Unsupported file format or not RAW file')
+    assert str(caught.value) == (f"{path}: cannot read camera RAW (Unsupported file format or not RAW file: a camera "
+                                 "newer than this LibRaw?)")
 
 
 @pytest.mark.parametrize("layout", ["thumbnail page first", "full image in a SubIFD"])
@@ -811,3 +813,13 @@ def test_cmyk_jpeg_is_converted_like_a_cmyk_tiff(profiled: bool, shared_data: Pa
     assert decoded.icc is None and decoded.bit_depth == 8
     assert len(decoded.notes) == 1 and decoded.notes[0].startswith(
         f"{path}: converted from CMYK (" if profiled else f"{path}: CMYK without an ICC profile")
+
+
+def test_exif_missing_on_one_frame_is_named(shared_data: Path, tmp_path: Path) -> None:
+    """One frame re-saved by a tool that drops EXIF: the bracket fell back to brightness without saying why."""
+    paths = _tagged(shared_data, tmp_path, [_exposure("1/400"), {}, _exposure("1/25")])
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert [f.ev_source for f in bracket.frames] == ["brightness"] * 3
+    assert bracket.notes == [f"{paths[1]}: no EXIF exposure time, while the other frames have one (EXIF dropped by "
+                             "an editor or converter?); frames are ordered by their brightness"]
