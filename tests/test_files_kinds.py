@@ -823,3 +823,19 @@ def test_exif_missing_on_one_frame_is_named(shared_data: Path, tmp_path: Path) -
     assert [f.ev_source for f in bracket.frames] == ["brightness"] * 3
     assert bracket.notes == [f"{paths[1]}: no EXIF exposure time, while the other frames have one (EXIF dropped by "
                              "an editor or converter?); frames are ordered by their brightness"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "3"])
+def test_batch_takes_a_file_given_twice_once(mode: str, shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse batch shoot shoot/0.png` (a folder and a file in it), or a link to a frame: the file used to join
+    two brackets, or one bracket twice."""
+    from lutfuse.core.grouping import plan_groups
+
+    shoot = tmp_path / "shoot"
+    frames = _bracket(shared_data, shoot, (160, 240), whole=True)
+    link = tmp_path / "link.png"
+    link.symlink_to(frames[2])
+    plan = plan_groups([shoot, frames[0], link], mode)
+    assert [group.paths for group in plan.groups] == [frames]
+    assert plan.leftovers == [(frames[0], "given more than once"),
+                              (link, f"the same file as {frames[2]}, given twice")]
