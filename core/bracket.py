@@ -654,6 +654,10 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
         if code != 1:  # one frame of scratch: the turned copy, written back over the frame's own slot
             flat[i] = exifmod.apply_orientation(flat[i].reshape(*f.shape, 3), code).reshape(-1)
         mask = decoded[i].valid
+        if mask is not None and not mask.any():
+            # Nothing of it can be fused, and as the middle frame it would be made up whole from the others.
+            raise BracketError(f"{names[i]}: no pixel has data (alpha 0 everywhere, or every sample NaN): the frame "
+                               "holds no image to fuse")
         valid.append(None if mask is None else exifmod.apply_orientation(mask, code))
         if mask is not None:
             notes.append(f"{names[i]}: {1 - valid[i].mean():.1%} of the pixels have no data (alpha 0 or not a "  # type: ignore[union-attr]

@@ -839,3 +839,15 @@ def test_batch_takes_a_file_given_twice_once(mode: str, shared_data: Path, tmp_p
     assert [group.paths for group in plan.groups] == [frames]
     assert plan.leftovers == [(frames[0], "given more than once"),
                               (link, f"the same file as {frames[2]}, given twice")]
+
+
+def test_frame_without_any_pixel_of_data_is_refused(shared_data: Path, tmp_path: Path) -> None:
+    """A frame exported fully transparent (alpha 0 everywhere, e.g. a hidden layer): it used to pass with '100.0% of
+    the pixels have no data' and, as the middle frame, be made up whole from the others."""
+    paths = _bracket(shared_data, tmp_path)
+    rgb = _frame(shared_data, 1)
+    Image.fromarray(np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])).save(paths[1])
+    with pytest.raises(BracketError) as caught:
+        load_bracket(paths, align="off")
+    assert str(caught.value) == (f"{paths[1]}: no pixel has data (alpha 0 everywhere, or every sample NaN): the "
+                                 "frame holds no image to fuse")
