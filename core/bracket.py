@@ -638,9 +638,10 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
             h, w = sizes[i]
             top, left = (h - height) // 2, (w - width) // 2
             common[i] = exifmod.apply_orientation(pixels, code)[top:top + height, left:left + width].reshape(-1)
-            if decoded[i].valid is not None:
-                mask = exifmod.apply_orientation(decoded[i].valid, code)
-                decoded[i].valid = exifmod.apply_orientation(mask[top:top + height, left:left + width], 1)
+            frame_mask = decoded[i].valid
+            if frame_mask is not None:
+                upright = exifmod.apply_orientation(frame_mask, code)
+                decoded[i].valid = exifmod.apply_orientation(upright[top:top + height, left:left + width], 1)
             if (h, w) != (height, width):
                 cut = " and ".join(f"{n} px of its {side}" for n, side in ((w - width, "width"),
                                                                            (h - height, "height")) if n)
