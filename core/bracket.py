@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ from lutfuse.core.readers import (  # noqa: F401  (re-exported: the loader's pub
     TIFF_SUFFIXES,
     Decoded,
     check_regular_file,
+    images_in_file,
     read_frame,
 )
 
@@ -276,6 +278,13 @@ def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | No
     carries one exposure time on every frame)."""
     evs = _exif_evs(list(settings))
     if evs is None:
+        for index, what in ((0, "exposure time"), (1, "f-number"), (2, "ISO")):
+            have = [s[index] is not None for s in settings]
+            if any(have) and not all(have):  # one frame re-saved by a tool that drops EXIF, or a frame of elsewhere
+                missing = ", ".join(name for name, ok in zip(names, have) if not ok)
+                notes.append(f"{missing}: no EXIF {what}, while the other frames have one (EXIF dropped by an "
+                             "editor or converter?); frames are ordered by their brightness")
+                break
         return brightness_evs(images, valid), "brightness"
     by_exif = sorted(range(len(evs)), key=lambda i: evs[i])
     for a, b in pairwise(by_exif):
@@ -377,6 +386,18 @@ def _upright_shape(shape: tuple[int, ...], code: int) -> tuple[int, int]:
     return (shape[1], shape[0]) if code >= 5 else (shape[0], shape[1])
 
 
+# Frames of one bracket may differ in size by a few pixels (some cameras' HDR modes and raw converters' lens
+# corrections crop each frame slightly differently): up to this share of a side, and at least SIZE_SLACK_PX,
+# they are centre-cropped to their common size (registration then removes the offset left); more is refused.
+SIZE_SLACK = 0.01
+SIZE_SLACK_PX = 2
+
+
+def _close_sizes(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two (H, W) frame sizes differ by no more than the slack on each side (see SIZE_SLACK)."""
+    return all(abs(x - y) <= max(SIZE_SLACK_PX, SIZE_SLACK * max(x, y)) for x, y in zip(a, b))
+
+
 def _bitmap(image: np.ndarray) -> np.ndarray:
     """64×64 median-threshold bitmap of an H×W×3 frame: the same for any exposure of one scene (Ward 2003)."""
     grey = cv2.resize(image.mean(axis=2, dtype=np.float32), (64, 64), interpolation=cv2.INTER_AREA)
@@ -422,7 +443,7 @@ def reconcile_orientations(frames: Sequence[StoredFrame], notes: list[str]) -> l
             continue
         scores = {}
         for candidate in (common, f.orientation):
-            if _upright_shape(f.shape, candidate) == ref_shape:
+            if _close_sizes(_upright_shape(f.shape, candidate), ref_shape):
                 scores[candidate] = float((_bitmap(exifmod.apply_orientation(f.thumb, candidate)) == ref_bits).mean())
         name, other, tag = shown_path(f.path), shown_path(ref.path), _tag(f.orientation)
         if not scores:
@@ -465,6 +486,14 @@ def fill_no_data(stack: np.ndarray, valid: Sequence[np.ndarray | None], evs: Seq
                 todo &= ~take
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same path, or a link or another spelling of it)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _thumb_digest(image: np.ndarray) -> bytes:
     """A short digest of a frame's content, to order frames of equal EV and brightness without their names."""
     small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
@@ -495,6 +524,11 @@ def frame_paths(inputs: Sequence[str | Path]) -> list[Path]:
     if not paths:
         raise BracketError("no frames given: a bracket needs 2-9 images")
     if len(paths) < MIN_FRAMES:
+        images = images_in_file(paths[0])
+        if images > 1:
+            raise BracketError(f"{shown_path(paths[0])}: one TIFF holding {images} images (a whole bracket in one "
+                               "file?); LUTFuse takes one exposure per file: save each exposure as its own file "
+                               "and give those")
         raise BracketError(f"{shown_path(paths[0])}: a bracket needs at least {MIN_FRAMES} frames, got 1")
     if len(paths) > MAX_FRAMES:
         given = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
@@ -559,14 +593,23 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     flat: np.ndarray | None = None
     decoded: list[Decoded] = []
     stored: list[StoredFrame] = []
+    odd: dict[int, np.ndarray] = {}  # frames a few pixels off the first one's size, kept whole until cropped
     for path, d in zip(paths, _decode_ahead(paths, max_pixels)):
         if flat is None:
             flat = np.empty((len(paths), d.pixels.size), np.float32)
         elif d.pixels.size != flat.shape[1]:
             (h0, w0), (h, w) = _upright_shape(stored[0].shape, stored[0].orientation), d.upright_shape()
-            turned = f" (after its {_tag(d.orientation)})" if d.orientation != 1 else ""
-            raise BracketError(f"{shown_path(path)}: size {w}×{h}{turned} differs from {shown_path(paths[0])}: "
-                               f"{w0}×{h0}; all frames of a bracket must have the same size")
+            first, this = stored[0].shape, d.pixels.shape[:2]
+            if not (_close_sizes(this, first) or _close_sizes(this[::-1], first)):
+                turned = f" (after its {_tag(d.orientation)})" if d.orientation != 1 else ""
+                raise BracketError(f"{shown_path(path)}: size {w}×{h}{turned} differs from "
+                                   f"{shown_path(paths[0])}: {w0}×{h0}; all frames of a bracket must have the "
+                                   "same size")
+            odd[len(decoded)] = d.pixels
+            stored.append(StoredFrame.of(d))
+            d.pixels = np.empty((0, 0, 3), np.float32)
+            decoded.append(d)
+            continue
         flat[len(decoded)] = d.pixels.reshape(-1)
         stored.append(StoredFrame.of(d))
         d.pixels = np.empty((0, 0, 3), np.float32)  # drop the decoded copy
@@ -581,16 +624,41 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
         notes += [f"{names[i]}: greyscale, while the other frames are in colour: it adds no colour to the fusion "
                   "(a black-and-white export by mistake?)" for i in range(len(grey)) if grey[i]]
     codes = reconcile_orientations(stored, notes)
-    height, width = _upright_shape(stored[0].shape, codes[0])
+    sizes = [_upright_shape(f.shape, code) for f, code in zip(stored, codes)]
+    for i, (h, w) in enumerate(sizes):
+        if not _close_sizes((h, w), sizes[0]):
+            raise BracketError(f"{names[i]}: size {w}×{h} differs from {names[0]}: {sizes[0][1]}×{sizes[0][0]}; "
+                               "all frames of a bracket must have the same size")
+    height, width = min(h for h, _ in sizes), min(w for _, w in sizes)
+    if odd or any(size != (height, width) for size in sizes):
+        # Rare: one more buffer, at the common size, filled with each frame turned upright and centre-cropped.
+        common = np.empty((len(paths), height * width * 3), np.float32)
+        for i, (f, code) in enumerate(zip(stored, codes)):
+            pixels = odd.pop(i) if i in odd else flat[i].reshape(*f.shape, 3)
+            h, w = sizes[i]
+            top, left = (h - height) // 2, (w - width) // 2
+            common[i] = exifmod.apply_orientation(pixels, code)[top:top + height, left:left + width].reshape(-1)
+            frame_mask = decoded[i].valid
+            if frame_mask is not None:
+                upright = exifmod.apply_orientation(frame_mask, code)
+                decoded[i].valid = exifmod.apply_orientation(upright[top:top + height, left:left + width], 1)
+            if (h, w) != (height, width):
+                cut = " and ".join(f"{n} px of its {side}" for n, side in ((w - width, "width"),
+                                                                           (h - height, "height")) if n)
+                notes.append(f"{names[i]}: {w}×{h} px, a little larger than the bracket's common {width}×{height} "
+                             f"(a camera or converter that crops each frame differently): centre-cropped to it, "
+                             f"{cut} cut")
+        flat, codes = common, [1] * len(codes)
+        stored = [replace(f, orientation=1, shape=(height, width)) for f in stored]
     valid: list[np.ndarray | None] = []
     for i, (f, code) in enumerate(zip(stored, codes)):
-        h, w = _upright_shape(f.shape, code)
-        if (h, w) != (height, width):
-            raise BracketError(f"{names[i]}: size {w}×{h} differs from {names[0]}: {width}×{height}; "
-                               "all frames of a bracket must have the same size")
         if code != 1:  # one frame of scratch: the turned copy, written back over the frame's own slot
             flat[i] = exifmod.apply_orientation(flat[i].reshape(*f.shape, 3), code).reshape(-1)
         mask = decoded[i].valid
+        if mask is not None and not mask.any():
+            # Nothing of it can be fused, and as the middle frame it would be made up whole from the others.
+            raise BracketError(f"{names[i]}: no pixel has data (alpha 0 everywhere, or every sample NaN): the frame "
+                               "holds no image to fuse")
         valid.append(None if mask is None else exifmod.apply_orientation(mask, code))
         if mask is not None:
             notes.append(f"{names[i]}: {1 - valid[i].mean():.1%} of the pixels have no data (alpha 0 or not a "  # type: ignore[union-attr]
@@ -603,7 +671,11 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     order = sorted(range(len(decoded)), key=lambda i: (evs[i], means[i], digests[i]))
     for i, j in pairwise(order):
         if digests[i] == digests[j] and np.array_equal(stack[i], stack[j]):
-            notes.append(f"{names[j]}: holds the same pixels as {names[i]} (the same frame twice?)")
+            if _same_file(decoded[i].path, decoded[j].path):
+                notes.append(f"{names[j]}: the same file as {names[i]}, given twice: that exposure counts twice "
+                             "in the fusion")
+            else:
+                notes.append(f"{names[j]}: holds the same pixels as {names[i]} (the same frame twice?)")
     _permute(stack, order)
     decoded, valid, names = [decoded[i] for i in order], [valid[i] for i in order], [names[i] for i in order]
     evs = [float(evs[i]) for i in order]

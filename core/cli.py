@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import NoReturn
 
 from lutfuse.core.errors import LUTFuseError, Terminated
 
@@ -17,10 +19,24 @@ from lutfuse.core.errors import LUTFuseError, Terminated
 COMMAND_MODULES = ("fuse", "batch", "cube", "metrics", "train", "eval", "bench", "gui")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a hint for a file whose name starts with '-' (argparse takes it for an option and says only
+    "unrecognized arguments" or "expected one argument"). `argv`: the arguments being parsed, set by `main`."""
+
+    argv: tuple[str, ...] = ()
+
+    def error(self, message: str) -> NoReturn:
+        dashed = [a for a in self.argv if a.startswith("-") and a != "-" and os.path.isfile(a)]
+        if dashed:
+            message += (f" ('{dashed[0]}' is a file whose name starts with '-', which reads as an option: "
+                        f"write it as ./{dashed[0]})")
+        super().error(message)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered. command: the one about to run, when known; the
     others may then register only their entry (`train` without its trainers, which import torch)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lutfuse",
         description="Fuse exposure brackets with a learned 3D LUT. Run without arguments to open the editor.",
     )
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lutfuse {__import__('lutfuse').__version__}")
         return 0
     parser = build_parser(argv[0] if not argv[0].startswith("-") else "")
+    _Parser.argv = tuple(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

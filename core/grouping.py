@@ -22,7 +22,7 @@ import numpy as np
 from lutfuse.core import exif as exifmod
 from lutfuse.core.bracket import IMAGE_SUFFIXES, MAX_FRAMES, MIN_FRAMES
 from lutfuse.core.colour import luma
-from lutfuse.core.errors import BracketError
+from lutfuse.core.errors import BracketError, shown_path
 
 SAME_EV = 0.3        # stops: two frames closer than this are the same exposure (a repeat starts a new bracket)
 MIN_GAP_S = 1.0      # seconds of idle time that always separate two brackets ...
@@ -343,16 +343,41 @@ def group_folders(inputs: Sequence[str | Path]) -> Plan:
     return plan
 
 
+def _once_each(files: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the files with every repeat of one file dropped, the repeats as leftovers with the reason). A file named
+    twice (a folder and a glob of it, the same name twice, a link to another) used to join two brackets, or one
+    bracket twice."""
+    seen: dict[tuple[int, int], Path] = {}
+    once: list[Path] = []
+    repeats: list[tuple[Path, str]] = []
+    for path in files:
+        try:
+            info = path.stat()
+        except OSError:
+            once.append(path)
+            continue
+        first = seen.setdefault((info.st_dev, info.st_ino), path)
+        if first is path:
+            once.append(path)
+        else:
+            repeats.append((path, "given more than once" if path == first else
+                            f"the same file as {shown_path(first)}, given twice"))
+    return once, repeats
+
+
 def plan_groups(inputs: Sequence[str | Path], mode: str) -> Plan:
     """Group INPUT files/folders by `mode`: "auto", "folder", or a number N as a string; BracketError when a
     path is missing or the mode is unknown."""
     if mode == "folder":
         return group_folders(inputs)
-    files = image_files(inputs)
+    files, repeats = _once_each(image_files(inputs))
     if mode == "auto":
-        return group_auto(files)
-    try:
-        n = int(mode)
-    except ValueError:
-        raise BracketError(f"--group {mode}: use auto, folder, or a number of frames per bracket") from None
-    return group_fixed(files, n)
+        plan = group_auto(files)
+    else:
+        try:
+            n = int(mode)
+        except ValueError:
+            raise BracketError(f"--group {mode}: use auto, folder, or a number of frames per bracket") from None
+        plan = group_fixed(files, n)
+    plan.leftovers += repeats
+    return plan

@@ -33,7 +33,7 @@ from lutfuse.core import exif as exifmod
 from lutfuse.core import profiles
 from lutfuse.core.errors import BracketError, shown_path
 
-CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG"}
+CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
 HEIF_SUFFIXES = {".heic", ".heif", ".hif"}
 PILLOW_SUFFIXES = {".webp": "WebP", ".avif": "AVIF"}
@@ -432,22 +432,22 @@ def _finish(path: Path, pixels: np.ndarray, notes: list[str], *, bgr: bool = Fal
 
 # ---------------------------------------------------------------------------------------------- readers
 
-def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None, dict]:
-    """(EXIF block, ICC profile, XMP packet, Pillow's whole info dict) of a JPEG/PNG as Pillow reads them from the
-    header; Nones and {} if unreadable."""
+def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None, dict, str]:
+    """(EXIF block, ICC profile, XMP packet, Pillow's whole info dict, Pillow's mode) of a JPEG/PNG as Pillow reads
+    them from the header; Nones, {} and "" if unreadable."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            info = dict(im.info)
+            info, mode = dict(im.info), im.mode
     except Exception:  # noqa: BLE001  the pixel decoder reports what is wrong with the file
-        return None, None, None, {}
+        return None, None, None, {}, ""
     exif = info.get("exif")
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
     return (exif if isinstance(exif, bytes) else None, info.get("icc_profile") or None,
-            xmp if isinstance(xmp, bytes) else None, info)
+            xmp if isinstance(xmp, bytes) else None, info, mode)
 
 
 def _png_chunk_colour(path: Path, image: np.ndarray, info: dict, notes: list[str]) -> np.ndarray:
@@ -468,6 +468,39 @@ def _png_chunk_colour(path: Path, image: np.ndarray, info: dict, notes: list[str
     notes.append(f"{shown_path(path)}: colour encoding taken from its PNG {' and '.join(chunks)} "
                  f"chunk{'s' if len(chunks) > 1 else ''} and converted to sRGB{clipped}")
     return converted
+
+
+def _png_grey_key(data: bytes) -> int | None:
+    """The grey level a greyscale PNG's tRNS chunk names transparent (in the file's own bit depth), else None.
+
+    Read from the chunk itself (PNG spec 11.3.2.1: two bytes, the level in the image's bit depth) because Pillow
+    reports it scaled for 1-bit files and unscaled for 2/4-bit ones. Chunks are walked up to the first IDAT."""
+    if len(data) < 33 or data[25] != 0:  # colour type 0: greyscale without alpha
+        return None
+    pos = 33
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            return None
+        if kind == b"tRNS" and length >= 2:
+            return int.from_bytes(data[pos + 8:pos + 10], "big") & ((1 << data[24]) - 1)
+        pos += 12 + length
+    return None
+
+
+def _grey_colour_key(pixels: np.ndarray, data: bytes) -> np.ndarray:
+    """A greyscale PNG with a tRNS colour key (PNG spec 11.3.2.1: pixels of that grey level are fully transparent)
+    -> H×W×2 grey + alpha, so that those pixels become "no data" like any other transparency; else `pixels`.
+
+    libpng (through OpenCV) honours the key of palette and RGB PNGs but drops a grey image's; it scales 1/2/4-bit
+    samples up to 8 bits, so the key is scaled alike."""
+    key = _png_grey_key(data) if pixels.ndim == 2 else None
+    if key is None:
+        return pixels
+    bits, top = data[24], int(np.iinfo(pixels.dtype).max)
+    level = key * (top // ((1 << bits) - 1)) if bits < 8 else key
+    alpha = np.where(pixels == level, 0, top).astype(pixels.dtype)
+    return np.dstack([pixels, alpha])
 
 
 def _imdecode(data: bytes, exclusive: bool = False) -> tuple[np.ndarray | None, str, bool]:
@@ -517,11 +550,26 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     if pixels is None or pixels.size == 0:
         raise BracketError(f"{name}: cannot decode {actual} (corrupt or unsupported variant)")
     with quiet_decoder():
-        block, icc, xmp, info = _pillow_metadata(data)
-        if block is None and precision != 8:  # Pillow does not open 12-bit JPEG; exiv2 reads its EXIF
+        block, icc, xmp, info, mode = _pillow_metadata(data)
+        if block is None and (precision != 8 or actual == "PNG"):
+            # exiv2 reads the whole file where Pillow's header pass finds no EXIF: a 12-bit JPEG (Pillow does not
+            # open it), and a PNG whose EXIF is an eXIf chunk after the image data or a "Raw profile type exif"
+            # text chunk (ImageMagick, exiv2 0.27 as in darktable's exports)
             block = data
     notes: list[str] = []
+    if actual == "PNG":
+        pixels = _grey_colour_key(pixels, data)
+    if actual == "JPEG" and mode == "CMYK":
+        # Print-workflow JPEG: libjpeg through OpenCV turns CMYK into RGB with the naive formula and drops the
+        # CMYK profile; Pillow gives the ink samples (undoing Adobe's inverted storage, APP14) for LittleCMS, as
+        # for a CMYK TIFF.
+        from PIL import Image
+
+        with quiet_decoder(), Image.open(io.BytesIO(data)) as im:
+            pixels, bgr = _cmyk_to_rgb(path, np.asarray(im), icc, notes), False
+        icc = None
     image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
+    bits = 8 if actual == "JPEG" and mode == "CMYK" else bits
     if actual == "PNG":
         image = _png_chunk_colour(path, image, info, notes)
     parsed = exifmod.parse(block)
@@ -566,6 +614,40 @@ def _main_page(tif) -> tuple:  # type: ignore[no-untyped-def]
     return max(seen, key=lambda item: int(item[0].imagelength) * int(item[0].imagewidth))
 
 
+def tiff_image_count(tif) -> int:  # type: ignore[no-untyped-def]
+    """How many full-resolution images (pages that are neither reduced-resolution copies nor masks, of the first
+    such page's size) an open tifffile.TiffFile holds among its first pages: > 1 for a multi-page stack, e.g. a
+    whole bracket saved as one TIFF by a stacking tool or a scanner."""
+    size = None
+    count = 0
+    for index in range(min(len(tif.pages), _PAGES_LOOKED_AT)):
+        page = tif.pages[index]
+        if not hasattr(page, "subfiletype") or int(page.subfiletype) & _NOT_MAIN_IMAGE:
+            continue
+        shape = (int(page.imagelength), int(page.imagewidth))
+        size = size or shape
+        count += shape == size
+    return count
+
+
+def images_in_file(path: Path) -> int:
+    """How many full-size images a (regular) TIFF file holds (`tiff_image_count`); 1 for any other file, or one
+    that cannot be read (read_frame reports why). Reads the page headers only."""
+    import tifffile
+
+    if path.suffix.lower() in RAW_SUFFIXES:
+        return 1
+    try:
+        check_regular_file(path)
+        with open(path, "rb") as handle:
+            if sniff(handle.read(16)) != "TIFF":
+                return 1
+        with quiet_decoder(), tifffile.TiffFile(path) as tif:
+            return max(1, tiff_image_count(tif))
+    except Exception:  # noqa: BLE001  a damaged file gets its own message when it is decoded
+        return 1
+
+
 def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     """TIFF through tifffile + imagecodecs: any compression (LZW, Deflate, JPEG, ...), contiguous or planar,
     1-16-bit integer or float, grey/RGB/palette, with or without alpha (associated alpha is un-premultiplied)."""
@@ -584,6 +666,10 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
                              f"pyramid level); the full-resolution image ({where}) is read")
             height, width = page.imagelength, page.imagewidth
             check_size(path, width, height, max_pixels)
+            images = tiff_image_count(tif)
+            if images > 1:
+                notes.append(f"{name}: holds {images} full-size images (pages); only the first is read (LUTFuse "
+                             "takes one exposure per file: save each exposure of a bracket as its own file)")
             end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
             if end > len(data):
                 raise BracketError(f"{name}: truncated TIFF (image data ends at byte {end}, file has {len(data)})")
@@ -630,6 +716,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             xmp = tags[700].value if 700 in tags else None
             associated = bool(page.extrasamples) and int(page.extrasamples[0]) == 1
             bps = int(page.bitspersample)
+            placement = _layer_placement(path, tags, width, height, max_pixels)
     except BracketError:
         raise
     except MemoryError:
@@ -647,11 +734,59 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
         pixels, icc = _cmyk_to_rgb(path, pixels, icc, notes), None
     significant = bps if pixels.dtype.kind == "u" and photometric != kinds.PALETTE and bps < 16 and bps != 8 else None
     image, valid, bits = _finish(path, pixels, notes, associated=associated, significant_bits=significant)
+    if placement is not None:
+        image, valid = _place_layer(path, image, valid, placement, notes)
     bits = source_bits if cmyk else bits
     parsed = exifmod.parse(data)
     xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else (xmp.encode() if isinstance(xmp, str) else None)
     return Decoded(path, image, bits, code if 1 <= code <= 8 else 1, valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
+
+
+def _tag_number(tags, code: int) -> float | None:  # type: ignore[no-untyped-def]
+    """A TIFF tag's first value as a float (a RATIONAL comes from tifffile as (numerator, denominator)), else None."""
+    if code not in tags:
+        return None
+    value = tags[code].value
+    try:
+        if isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], tuple):
+            return float(value[0]) / float(value[1]) if value[1] else None
+        return float(value[0] if isinstance(value, (tuple, list)) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _layer_placement(path: Path, tags, width: int, height: int,  # type: ignore[no-untyped-def]
+                     max_pixels: int) -> tuple[int, int, int, int] | None:
+    """(x, y, canvas W, canvas H) of a cropped TIFF layer, else None.
+
+    Hugin's nona (and so enfuse's usual inputs) writes each remapped frame cropped to where it has data, placed by
+    XPosition/YPosition (tags 286/287, in ResolutionUnit units: times X/YResolution gives pixels) on a canvas whose
+    size is in PIXAR_IMAGEFULLWIDTH/LENGTH (tags 33300/33301). Only a placement that fits its canvas is used."""
+    full_w, full_h = _tag_number(tags, 33300), _tag_number(tags, 33301)
+    if full_w is None or full_h is None or (286 not in tags and 287 not in tags):
+        return None
+    full_w, full_h = int(full_w), int(full_h)
+    x = round((_tag_number(tags, 286) or 0.0) * (_tag_number(tags, 282) or 1.0))
+    y = round((_tag_number(tags, 287) or 0.0) * (_tag_number(tags, 283) or 1.0))
+    if (full_w, full_h) == (width, height) or x < 0 or y < 0 or x + width > full_w or y + height > full_h:
+        return None
+    check_size(path, full_w, full_h, max_pixels)
+    return x, y, full_w, full_h
+
+
+def _place_layer(path: Path, image: np.ndarray, valid: np.ndarray | None, placement: tuple[int, int, int, int],
+                 notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A cropped layer's H×W×3 pixels and validity put at (x, y) on its full canvas; the rest of it is no data."""
+    x, y, full_w, full_h = placement
+    h, w = image.shape[:2]
+    canvas = np.zeros((full_h, full_w, 3), np.float32)
+    canvas[y:y + h, x:x + w] = image
+    covered = np.zeros((full_h, full_w), bool)
+    covered[y:y + h, x:x + w] = True if valid is None else valid
+    notes.append(f"{shown_path(path)}: a cropped layer ({w}×{h} at {x}, {y}; TIFF XPosition/YPosition, as Hugin's "
+                 f"nona writes) placed on its full {full_w}×{full_h} canvas; the rest is no data")
+    return canvas, covered
 
 
 def _cmyk_to_rgb(path: Path, samples: np.ndarray, icc: bytes | None, notes: list[str]) -> np.ndarray:
@@ -765,7 +900,11 @@ def _read_raw(path: Path, data: bytes, max_pixels: int) -> Decoded:
     except BracketError:
         raise
     except (rawpy.LibRawError, OSError, ValueError, RuntimeError) as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        # LibRaw's errors carry its C message as bytes: b'Unsupported file format or not RAW file'
+        text = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        reason = " ".join(text.split())[:200] or type(exc).__name__
+        if isinstance(exc, rawpy.LibRawFileUnsupportedError):
+            reason += ": a camera newer than this LibRaw?"
         raise BracketError(f"{name}: cannot read camera RAW ({reason})") from None
     notes: list[str] = []
     image, valid, bits = _finish(path, rgb, notes)
@@ -783,19 +922,31 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
     path = Path(path)
     name = shown_path(path)
     suffix = path.suffix.lower()
+    data = None
     if suffix not in IMAGE_SUFFIXES:
         if os.path.isdir(path):
             raise BracketError(f"{name}: is a folder, not an image file")
-        raise BracketError(f"{name}: unsupported format '{shown_path(path.suffix) or '(no extension)'}' "
-                           f"(use {FORMAT_NAMES})")
-    data = read_regular_file(path)
+        unsupported = BracketError(f"{name}: unsupported format '{shown_path(path.suffix) or '(no extension)'}' "
+                                   f"(use {FORMAT_NAMES})")
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            regular = False
+        if not regular:
+            raise unsupported
+        # A name that hides the type (browser downloads "photo.jpg_large", "image.jpeg.download", no extension at
+        # all): the content decides, as for a misnamed file; anything else keeps the plain refusal.
+        data = read_regular_file(path)
+        if sniff(data) is None:
+            raise unsupported from None
+    data = read_regular_file(path) if data is None else data
     note = None
     actual = None if suffix in RAW_SUFFIXES else sniff(data)  # raws are TIFF-like inside; only LibRaw reads them
     if actual is not None and actual != _kind_of_suffix(suffix):
         suffix = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "HEIF": ".heic", "WebP": ".webp",
                   "AVIF": ".avif"}[actual]
-        note = (f"{name}: the file holds a {actual} image although its name ends in '{shown_path(path.suffix)}'; "
-                f"it is read as {actual}")
+        ending = f"ends in '{shown_path(path.suffix)}'" if path.suffix else "has no extension"
+        note = f"{name}: the file holds a {actual} image although its name {ending}; it is read as {actual}"
     try:
         if suffix in CV_SUFFIXES:
             decoded = _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels)

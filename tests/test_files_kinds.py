@@ -194,9 +194,11 @@ def test_raw_suffix_is_never_redirected_to_the_tiff_reader(shared_data: Path, tm
     """Camera RAW files are TIFF inside (NEF, CR2, DNG): their suffix, not their signature, picks LibRaw."""
     path = tmp_path / "a.nef"
     tifffile.imwrite(path, _frame(shared_data), photometric="rgb")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(BracketError) as caught:
         read_frame(path)
-    assert "camera RAW" in str(caught.value) and str(path) in str(caught.value)
+    # LibRaw's own words, not the repr of its bytes (b'Unsupported file format or not RAW file')
+    assert str(caught.value) == (f"{path}: cannot read camera RAW (Unsupported file format or not RAW file: a camera "
+                                 "newer than this LibRaw?)")
 
 
 @pytest.mark.parametrize("layout", ["thumbnail page first", "full image in a SubIFD"])
@@ -571,3 +573,281 @@ def test_unreadable_frame_and_unwritable_output_folder_are_one_line_each(shared_
     assert (done.returncode, done.stderr.strip().splitlines()) == (1, [f"lutfuse batch: error: {locked}: the output "
                                                                         "folder is not writable (Permission denied)"])
     assert list(locked.iterdir()) == [] and not (tmp_path / "out.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------- more kinds
+
+def _grey_png(path: Path, samples: np.ndarray, depth: int, chunks: list[tuple[bytes, bytes]]) -> None:
+    """A greyscale (colour type 0) PNG of 1/2/4-bit `samples` (values below 2**depth) with `chunks` before IDAT."""
+    packed = np.packbits(np.unpackbits(samples[..., None], axis=2)[..., 8 - depth:].reshape(len(samples), -1),
+                         axis=1)
+    raw = b"".join(b"\0" + row.tobytes() for row in packed)
+    h, w = samples.shape
+
+    def chunk(name: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + name + payload + struct.pack(">I", zlib.crc32(name + payload))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, 0, 0, 0, 0))
+                     + b"".join(chunk(n, p) for n, p in chunks) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("depth", [1, 4, 8, 16])
+def test_grey_png_colour_key_is_no_data(depth: int, shared_data: Path, tmp_path: Path) -> None:
+    """tRNS on a greyscale PNG names one grey level as transparent (PNG spec 11.3.2.1); libpng through OpenCV
+    honoured it for palette and RGB PNGs but dropped it for grey ones, so 'no data' pixels were fused as grey."""
+    grey = np.asarray(Image.fromarray(_frame(shared_data, whole=True)).convert("L"))
+    path = tmp_path / "key.png"
+    if depth < 8:
+        low = grey >> (8 - depth)
+        level = int(np.median(low))
+        _grey_png(path, low, depth, [(b"tRNS", struct.pack(">H", level))])
+        expected, key = low / (2**depth - 1), low == level
+    elif depth == 8:
+        Image.fromarray(grey).save(path, transparency=int(grey[0, 0]))
+        expected, key = grey / 255, grey == grey[0, 0]
+    else:
+        wide = grey.astype(np.uint16) * 257
+        ok, encoded = cv2.imencode(".png", wide)
+        assert ok
+        data = encoded.tobytes()
+        chunk = b"tRNS" + struct.pack(">H", int(wide[0, 0]))
+        path.write_bytes(data[:33] + struct.pack(">I", 2) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[33:])
+        expected, key = wide / 65535, wide == wide[0, 0]
+    assert 0 < key.sum() < key.size
+    decoded = read_frame(path)
+    assert decoded.valid is not None and np.array_equal(~decoded.valid, key)
+    assert np.abs(decoded.pixels[..., 1] - expected).max() <= 1e-6
+
+
+def test_multi_page_tiff_stack_reads_its_first_page_with_a_note_and_alone_is_refused(shared_data: Path,
+                                                                                     tmp_path: Path) -> None:
+    """A whole bracket saved as one multi-page TIFF (stacking tools, scanners): the first page used to be read
+    without a word, and given alone the file got 'a bracket needs at least 2 frames, got 1'."""
+    stack = np.stack([_frame(shared_data, i, (160, 240), whole=True) for i in range(3)])
+    path = tmp_path / "bracket.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for page in stack:
+            tif.write(page, photometric="rgb")
+    decoded = read_frame(path)
+    assert np.abs(decoded.pixels - stack[0] / 255).max() <= 1e-6
+    assert decoded.notes == [f"{path}: holds 3 full-size images (pages); only the first is read (LUTFuse takes one "
+                             "exposure per file: save each exposure of a bracket as its own file)"]
+    done = _cli("fuse", path, "-o", tmp_path / "out.png")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"lutfuse fuse: error: {path}: one TIFF holding 3 images (a whole bracket in one file?); LUTFuse takes one "
+        "exposure per file: save each exposure as its own file and give those"]
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_frames_a_few_pixels_apart_are_centre_cropped_to_their_common_size(shared_data: Path,
+                                                                          tmp_path: Path) -> None:
+    """Some cameras' HDR modes and raw converters' lens corrections crop each frame slightly differently; such a
+    bracket used to be refused ('all frames of a bracket must have the same size'). One frame here is also stored
+    turned (EXIF Orientation 6), so the crop happens after the turn."""
+    whole = [_frame(shared_data, i, (164, 244), whole=True) for i in range(3)]
+    sizes = [(160, 240), (162, 242), (161, 241)]  # upright H, W, each cut from the middle of `whole`
+    corners = [((164 - h) // 2, (244 - w) // 2) for h, w in sizes]
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        top, left = corners[i]
+        pixels = whole[i][top:top + h, left:left + w]
+        paths.append(tmp_path / f"{i}.png")
+        if i == 1:
+            Image.fromarray(np.ascontiguousarray(np.rot90(pixels, 1))).save(paths[-1], exif=_exif(0.01, 6))
+        else:
+            Image.fromarray(pixels).save(paths[-1])
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.png", "1.png", "2.png"]
+    for i, frame in enumerate(bracket.frames):
+        top = corners[i][0] + (sizes[i][0] - 160) // 2
+        left = corners[i][1] + (sizes[i][1] - 240) // 2
+        assert np.abs(frame.image - whole[i][top:top + 160, left:left + 240] / 255).max() <= 1e-6
+    assert [note for note in bracket.notes if "centre-cropped" in note] == [
+        f"{paths[1]}: 242×162 px, a little larger than the bracket's common 240×160 (a camera or converter that crops "
+        "each frame differently): centre-cropped to it, 2 px of its width and 2 px of its height cut",
+        f"{paths[2]}: 241×161 px, a little larger than the bracket's common 240×160 (a camera or converter that crops "
+        "each frame differently): centre-cropped to it, 1 px of its width and 1 px of its height cut"]
+    # a real difference in size is still refused, naming both files
+    far = tmp_path / "far.png"
+    Image.fromarray(whole[2][:150, :240]).save(far)
+    with pytest.raises(BracketError, match=r"far\.png: size 240×150 differs from .*0\.png: 240×160"):
+        load_bracket([paths[0], paths[1], far], align="off")
+
+
+def test_file_name_starting_with_a_dash_gets_a_hint(shared_data: Path, tmp_path: Path) -> None:
+    """argparse takes '-a.jpg' for an option and said only 'unrecognized arguments: -a.jpg'."""
+    paths = _bracket(shared_data, tmp_path)
+    dashed = tmp_path / "-0.png"
+    paths[0].rename(dashed)
+    done = _cli("fuse", "-0.png", "1.png", "2.png", "-o", "out.png", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "lutfuse: error: unrecognized arguments: -0.png ('-0.png' is a file whose name starts with '-', which reads "
+        "as an option: write it as ./-0.png)")
+    done = _cli("fuse", "./-0.png", "1.png", "2.png", "-o", "out.png", "--method", "mertens", "--no-align",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("where", ["raw profile text chunk", "eXIf after the image data"])
+def test_png_exif_outside_an_early_exif_chunk_is_read(where: str, shared_data: Path, tmp_path: Path) -> None:
+    """ImageMagick and exiv2 0.27 (darktable's PNG export) store EXIF as a zTXt "Raw profile type exif" hex dump;
+    other writers put the eXIf chunk after IDAT. Pillow's header pass sees neither, so such PNG frames lost their
+    exposure (ordered by brightness) and their orientation (a portrait frame fused sideways)."""
+    rgb = _frame(shared_data)
+    block = _exif(0.01, 6)
+    block = block if block[:6] == b"Exif\0\0" else b"Exif\0\0" + block
+    path = tmp_path / "tagged.png"
+    if where == "raw profile text chunk":
+        digits = block.hex()
+        text = f"\nexif\n{len(block):8d}\n" + "\n".join(digits[i:i + 72] for i in range(0, len(digits), 72)) + "\n"
+        _png_with_chunks(path, rgb, [(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(text.encode()))])
+    else:
+        _png_with_chunks(path, rgb, [])
+        data = path.read_bytes()
+        chunk = b"eXIf" + block[6:]
+        end = data.rfind(b"IEND") - 4
+        path.write_bytes(data[:end] + struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk))
+                         + data[end:])
+    decoded = read_frame(path)
+    assert decoded.orientation == 6 and decoded.settings[0] == pytest.approx(0.01)
+    assert np.abs(decoded.pixels - rgb / 255).max() <= 1e-6
+
+
+def test_the_same_file_given_twice_is_named_as_such(shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse fuse a.png b.png a.png` (a glob plus a name, or a typo), here once through a link: the note used to
+    say the file 'holds the same pixels as' itself and ask whether it was the same frame twice."""
+    paths = _bracket(shared_data, tmp_path)
+    for again in (paths[0], tmp_path / "link.png"):
+        if again != paths[0]:
+            again.symlink_to(paths[0])
+        bracket = load_bracket([paths[0], paths[1], again], align="off")
+        assert [n for n in bracket.notes if "twice" in n] == [
+            f"{again}: the same file as {paths[0]}, given twice: that exposure counts twice in the fusion"]
+
+
+@pytest.mark.parametrize("name, note", [
+    ("photo.jpg_large", "the file holds a JPEG image although its name ends in '.jpg_large'; it is read as JPEG"),
+    ("IMG_0001", "the file holds a JPEG image although its name has no extension; it is read as JPEG"),
+    ("saved.jfif", None),  # Windows' name for a downloaded JPEG (JPEG File Interchange Format)
+])
+def test_image_under_a_name_that_hides_its_type_is_read_by_content(name: str, note: str | None,
+                                                                   shared_data: Path, tmp_path: Path) -> None:
+    """Browser downloads and copies keep odd endings; such a file used to be refused as 'unsupported format'
+    although its content is a JPEG. Content that no reader knows is still refused that way."""
+    source = tmp_path / "a.jpg"
+    Image.fromarray(_frame(shared_data)).save(source, quality=95)
+    path = tmp_path / name
+    path.write_bytes(source.read_bytes())
+    decoded = read_frame(path)
+    assert np.array_equal(decoded.pixels, read_frame(source).pixels)
+    assert decoded.notes == ([] if note is None else [f"{path}: {note}"])
+    gif = tmp_path / "a.gif"
+    gif.write_bytes(b"GIF89a" + bytes(64))
+    with pytest.raises(BracketError, match=r"a\.gif: unsupported format '\.gif'"):
+        read_frame(gif)
+
+
+def test_cropped_tiff_layers_are_placed_on_their_canvas(shared_data: Path, tmp_path: Path) -> None:
+    """Hugin's nona writes each remapped frame cropped to where it has data, placed by XPosition/YPosition (in
+    resolution units) on a canvas of PIXAR_IMAGEFULLWIDTH/LENGTH, as enfuse reads them. Such a bracket used to be
+    refused for its differing sizes (or, a few pixels apart, would have been centre-cropped out of place)."""
+    crops = [(4, 6, 150, 230), (0, 0, 160, 240), (2, 1, 159, 238)]  # top, left, bottom, right on a 240×160 canvas
+    scene = [_frame(shared_data, i, (160, 240), whole=True) for i in range(3)]
+    paths = []
+    for i, (top, left, bottom, right) in enumerate(crops):
+        paths.append(tmp_path / f"layer{i}.tif")
+        tags = [(286, 5, 1, (left, 150), True), (287, 5, 1, (top, 150), True), (33300, 4, 1, 240, True),
+                (33301, 4, 1, 160, True)]
+        tifffile.imwrite(paths[-1], scene[i][top:bottom, left:right], photometric="rgb", resolution=(150, 150),
+                         extratags=tags)
+    decoded = read_frame(paths[0])
+    assert decoded.pixels.shape == (160, 240, 3) and decoded.valid is not None
+    assert decoded.valid.sum() == 146 * 224 and decoded.valid[4:150, 6:230].all()
+    assert decoded.notes == [f"{paths[0]}: a cropped layer (224×146 at 6, 4; TIFF XPosition/YPosition, as Hugin's "
+                             "nona writes) placed on its full 240×160 canvas; the rest is no data"]
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["layer0.tif", "layer1.tif", "layer2.tif"]
+    for i, (top, left, bottom, right) in enumerate(crops):
+        inside = bracket.frames[i].image[top:bottom, left:right]
+        assert np.abs(inside - scene[i][top:bottom, left:right] / 255).max() <= 1e-6
+
+
+@pytest.mark.parametrize("profiled", [True, False])
+def test_cmyk_jpeg_is_converted_like_a_cmyk_tiff(profiled: bool, shared_data: Path, tmp_path: Path) -> None:
+    """A print-workflow JPEG (CMYK, Adobe APP14): OpenCV's libjpeg turned it into RGB by the naive formula without a
+    word and the CMYK profile was dropped with 'embedded ICC profile ignored'. It now takes the CMYK TIFF's path:
+    LittleCMS through its profile, or the naive formula with the same note."""
+    import io
+
+    from PIL import ImageCms
+
+    from lutfuse.core.profiles import srgb_profile
+
+    rgb = _frame(shared_data)
+    path = tmp_path / "print.jpg"
+    if profiled:
+        profile = next((p for p in CMYK_PROFILES if p.is_file()), None)
+        if profile is None:
+            pytest.skip("no CMYK ICC profile on this machine (Debian: libgs-common)")
+        icc = profile.read_bytes()
+        cms = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile()))
+        cmyk = ImageCms.applyTransform(Image.fromarray(rgb), ImageCms.buildTransform(srgb, cms, "RGB", "CMYK"))
+        cmyk.save(path, quality=100, icc_profile=icc)
+    else:
+        Image.fromarray(rgb).convert("CMYK").save(path, quality=100)
+    with Image.open(path) as im:  # the ink samples as stored (lossy): the reference starts from them
+        stored = im.copy()
+    if profiled:
+        back = ImageCms.buildTransform(cms, srgb, "CMYK", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                       flags=0x2000)  # black point compensation
+        expected = np.array(ImageCms.applyTransform(stored, back)) / 255
+    else:
+        ink = np.asarray(stored) / 255
+        expected = (1 - ink[..., :3]) * (1 - ink[..., 3:])
+    decoded = read_frame(path)
+    assert np.abs(decoded.pixels - expected).max() <= 3 / 255
+    assert decoded.icc is None and decoded.bit_depth == 8
+    assert len(decoded.notes) == 1 and decoded.notes[0].startswith(
+        f"{path}: converted from CMYK (" if profiled else f"{path}: CMYK without an ICC profile")
+
+
+def test_exif_missing_on_one_frame_is_named(shared_data: Path, tmp_path: Path) -> None:
+    """One frame re-saved by a tool that drops EXIF: the bracket fell back to brightness without saying why."""
+    paths = _tagged(shared_data, tmp_path, [_exposure("1/400"), {}, _exposure("1/25")])
+    bracket = load_bracket(paths, align="off")
+    assert [f.path.name for f in bracket.frames] == ["0.jpg", "1.jpg", "2.jpg"]
+    assert [f.ev_source for f in bracket.frames] == ["brightness"] * 3
+    assert bracket.notes == [f"{paths[1]}: no EXIF exposure time, while the other frames have one (EXIF dropped by "
+                             "an editor or converter?); frames are ordered by their brightness"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "3"])
+def test_batch_takes_a_file_given_twice_once(mode: str, shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse batch shoot shoot/0.png` (a folder and a file in it), or a link to a frame: the file used to join
+    two brackets, or one bracket twice."""
+    from lutfuse.core.grouping import plan_groups
+
+    shoot = tmp_path / "shoot"
+    frames = _bracket(shared_data, shoot, (160, 240), whole=True)
+    link = tmp_path / "link.png"
+    link.symlink_to(frames[2])
+    plan = plan_groups([shoot, frames[0], link], mode)
+    assert [group.paths for group in plan.groups] == [frames]
+    assert plan.leftovers == [(frames[0], "given more than once"),
+                              (link, f"the same file as {frames[2]}, given twice")]
+
+
+def test_frame_without_any_pixel_of_data_is_refused(shared_data: Path, tmp_path: Path) -> None:
+    """A frame exported fully transparent (alpha 0 everywhere, e.g. a hidden layer): it used to pass with '100.0% of
+    the pixels have no data' and, as the middle frame, be made up whole from the others."""
+    paths = _bracket(shared_data, tmp_path)
+    rgb = _frame(shared_data, 1)
+    Image.fromarray(np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])).save(paths[1])
+    with pytest.raises(BracketError) as caught:
+        load_bracket(paths, align="off")
+    assert str(caught.value) == (f"{paths[1]}: no pixel has data (alpha 0 everywhere, or every sample NaN): the "
+                                 "frame holds no image to fuse")
