@@ -58,10 +58,13 @@ MIN_CORNER_PX = 1.0           # and some corner must move by more than this many
 STATIC_CORNER_PX = 0.5
 MIN_TEXTURE = 2e-4            # mean squared gradient of the equalised reference below this: textureless
 MIN_MATCHES = 12
-WINDOWS = 36                  # full-size windows the refinement of large frames measures (refine_full_size)
+LATTICE = 15
+WINDOWS = 64                  # full-size windows the refinement of large frames measures (refine_full_size)
 MID_PIXELS = 4_000_000        # frames over twice this size are also refined on a copy of about this size
 HOMOGRAPHY_WINDOWS = 16       # fewer usable refinement windows than this correct the estimate by a similarity
 _DEBUG: list | None = None
+FULL_LEVEL = False
+ECC_ALL = True
 ECC_MARGIN = 0.01             # ECC's refinement replaces an estimate only when it raises the check's score this much
 CURVE_SAMPLES = 1 << 18       # tone curves are estimated from at most this many samples
 _DARK, _BRIGHT = 0.02, 0.98   # "well exposed": strictly inside these (gamma-encoded values)
@@ -582,22 +585,24 @@ def refine_full_size(ref: Reference, frame: np.ndarray, frame_levels: Sequence[n
     sizes = [*(s for s in ref.level_sizes), (w, h)]
     images = [*ref.levels, ref.image]
     frames = [*frame_levels, frame]
+    if len(sizes) > 2 and FULL_LEVEL is False:
+        sizes, images, frames = sizes[:-1], images[:-1], frames[:-1]
     best: tuple[float, np.ndarray] | None = None
     current = matrix
     for k, ((lw, lh), reference, image) in enumerate(zip(sizes, images, frames)):
         scaling = _scaling(lw / w, lh / h)
         level = _rescale(current, scaling)
-        result = _refine_level(reference, image, level, curve, "grid" if k == 0 else "windows")
+        result = _refine_level(reference, image, level, curve, "grid" if k == 0 else "windows",
+                               small=(images[0], frames[0]) if k > 0 else None)
         if result is None:
             continue
         refined, spread = result
         precision = spread * w / lw
         full = _rescale(refined, np.linalg.inv(scaling))
         if _DEBUG is not None:
-            _DEBUG.append((k, (lw, lh), round(precision, 4), round(describe_matrix(np.linalg.inv(matrix) @ full, h, w)[3], 3)))
+            _DEBUG.append((k, precision, full))
         current = full
-        if best is None or precision < best[0]:
-            best = (precision, full)
+        best = (precision, full)
     if best is None:
         return None
     # a refinement, not a new estimate: it may move the corners by a few pixels at most
@@ -606,8 +611,8 @@ def refine_full_size(ref: Reference, frame: np.ndarray, frame_levels: Sequence[n
 
 
 def _refine_level(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
-                  curve: tuple[np.ndarray, np.ndarray], method: str,
-                  passes: int = 2) -> tuple[np.ndarray, float] | None:
+                  curve: tuple[np.ndarray, np.ndarray], method: str, passes: int = 2,
+                  small: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float] | None:
     """`passes` rounds of window refinement at one level: reference and frame (H×W×3 or H×W luma, float32 [0,1])
     of one size, matrix the frame->reference homography in that size's pixels -> (refined matrix, RMS residual of
     the last round's kept windows in px) or None. method "grid": a 4×4 lattice of phase-correlation windows
@@ -622,12 +627,15 @@ def _refine_level(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
     if method == "grid":
         chosen = _grid_windows(h, w, patch)
     else:
-        chosen = _choose_windows(reference, frame, matrix, patch, WINDOWS)
+        chosen = _choose_windows(reference, frame, matrix, patch, WINDOWS, small=small, lattice=LATTICE)
     if len(chosen) < 6:
         return None
     current, spread = matrix, math.inf
-    for _ in range(passes):
-        result = _refine_once(reference, frame, current, curve, chosen, patch, method)
+    for k in range(passes):
+        # ECC (the costly part) only in the last round, which starts within a fraction of a pixel
+        result = _refine_once(reference, frame, current, curve, chosen, patch,
+                              "ecc" if method == "windows" and (k == passes - 1 or ECC_ALL) else "phase" if method == "windows"
+                              else method)
         if result is None:
             return None
         current, spread = result
@@ -644,19 +652,21 @@ def _grid_windows(h: int, w: int, patch: int, grid: int = 4) -> list[tuple[int, 
 
 
 def _choose_windows(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray, patch: int,
-                    count: int, lattice: int = 11) -> list[tuple[int, int]]:
+                    count: int, lattice: int = 11,
+                    small: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int]]:
     """Top-left corners (x0, y0) of at most `count` patch-px windows for `_refine_level`, from a lattice×lattice
     grid of overlapping candidates: those at least half well exposed in the reference and in the frame warped by
     `matrix` (frame->reference) and textured; the frame is split into about `count` cells and each gives its
     best-exposed candidate, so the windows spread over the frame (bunched in one corner they fit a homography
     that is wrong at the others) and a mostly crushed or clipped frame still gets enough. Not the most textured:
     on hdrps Cemetery_Tree_1 those were the tree's branches, which move between exposures. Measured on copies at
-    about 1/16 of the window's side, so choosing costs two small resizes."""
+    about 1/16 of the window's side, so choosing costs two small resizes (of the lumas `small` (reference, frame)
+    at any smaller size, where given: no pass over the full-size frames)."""
     h, w = reference.shape[:2]
     f = min(1.0, 16.0 / patch)
     size = (max(1, round(w * f)), max(1, round(h * f)))
-    ref_small = _small_luma(reference, size)
-    frame_small = cv2.warpPerspective(_small_luma(frame, size), _rescale(matrix, _scaling(f, f)), size,
+    ref_small, frame_small = (_small_luma(a, size) for a in (small or (reference, frame)))
+    frame_small = cv2.warpPerspective(frame_small, _rescale(matrix, _scaling(size[0] / w, size[1] / h)), size,
                                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     usable = (well_exposed(ref_small) & well_exposed(frame_small)).astype(np.float32)
     energy = _gradient(ref_small) ** 2
@@ -693,6 +703,11 @@ def _window_shift(ref_grey: np.ndarray, frame_grey: np.ndarray, usable: np.ndarr
         if response < 0.15 or math.hypot(dx, dy) > 4.0:
             return None
         return -dx, -dy
+    if method == "phase":
+        (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+        if response < 0.1 or math.hypot(dx, dy) > max(4.0, ref_grey.shape[0] / 16):
+            return None
+        return -dx, -dy
     # cv2.phaseCorrelate writes into its inputs: copies of what ECC uses again
     (dx, dy), response = cv2.phaseCorrelate(a.copy(), b.copy(), window)
     if response < 0.1 or math.hypot(dx, dy) > max(4.0, ref_grey.shape[0] / 16):
@@ -700,7 +715,7 @@ def _window_shift(ref_grey: np.ndarray, frame_grey: np.ndarray, usable: np.ndarr
     start = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
     try:
         rho, warp = cv2.findTransformECC(b, a, start, cv2.MOTION_TRANSLATION,
-                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5),
+                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3),
                                          usable.astype(np.uint8), 5)
     except cv2.error:  # no convergence (flat or mismatched content)
         return None
