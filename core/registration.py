@@ -65,6 +65,7 @@ HOMOGRAPHY_WINDOWS = 16       # fewer usable refinement windows than this correc
 _DEBUG: list | None = None
 FULL_LEVEL = False
 ECC_ALL = True
+WINDOW_ECC = "intensity"
 ECC_MARGIN = 0.01             # ECC's refinement replaces an estimate only when it raises the check's score this much
 CURVE_SAMPLES = 1 << 18       # tone curves are estimated from at most this many samples
 _DARK, _BRIGHT = 0.02, 0.98   # "well exposed": strictly inside these (gamma-encoded values)
@@ -714,7 +715,8 @@ def _window_shift(ref_grey: np.ndarray, frame_grey: np.ndarray, usable: np.ndarr
         return None
     start = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
     try:
-        rho, warp = cv2.findTransformECC(b, a, start, cv2.MOTION_TRANSLATION,
+        ecc_in = (b, a) if WINDOW_ECC == "gradient" else (ref_grey, frame_grey)
+        rho, warp = cv2.findTransformECC(*ecc_in, start, cv2.MOTION_TRANSLATION,
                                          (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3),
                                          usable.astype(np.uint8), 5)
     except cv2.error:  # no convergence (flat or mismatched content)
