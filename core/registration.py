@@ -15,7 +15,11 @@ Per frame, on copies downscaled to at most `ESTIMATE_PIXELS`:
    there are too few matches), refined by OpenCV's ECC (Evangelidis & Psarakis 2008, `cv2.findTransformECC`) on
    the gradient-magnitude images with the well-exposed mask; ECC's result is kept only when it clearly scores
    better (`ECC_MARGIN`).
-4. Frames larger than the estimation copy: the estimate is refined on full-size patches (`refine_full_size`).
+4. Frames larger than the feature copy: the estimate is refined on windows, coarse to fine (`refine_full_size`):
+   a 4×4 grid of phase-correlation windows on the estimation copy, then windows chosen over the frame (well
+   exposed in both, one per cell) at full size or, for frames over 2 × `MID_PIXELS`, on a copy of about
+   `MID_PIXELS`, measured by phase correlation + translation ECC on exposure-mapped intensities, with a RANSAC
+   fit of the correction.
 5. The check ("never worse than doing nothing"): the normalised cross-correlation of gradient magnitudes over
    pixels well exposed in both frames, for the identity and for the estimate. The estimate is applied only when
    it raises that score by `MIN_GAIN` and moves some image corner by more than `MIN_CORNER_PX` at full size;
@@ -58,14 +62,9 @@ MIN_CORNER_PX = 1.0           # and some corner must move by more than this many
 STATIC_CORNER_PX = 0.5
 MIN_TEXTURE = 2e-4            # mean squared gradient of the equalised reference below this: textureless
 MIN_MATCHES = 12
-LATTICE = 15
-WINDOWS = 64                  # full-size windows the refinement of large frames measures (refine_full_size)
-MID_PIXELS = 4_000_000        # frames over twice this size are also refined on a copy of about this size
+WINDOWS = 64                  # windows the finest level of the refinement of large frames measures (refine_full_size)
+MID_PIXELS = 4_000_000        # frames over twice this size are refined on a copy of about this size, not full size
 HOMOGRAPHY_WINDOWS = 16       # fewer usable refinement windows than this correct the estimate by a similarity
-_DEBUG: list | None = None
-FULL_LEVEL = False
-ECC_ALL = True
-WINDOW_ECC = "intensity"
 ECC_MARGIN = 0.01             # ECC's refinement replaces an estimate only when it raises the check's score this much
 CURVE_SAMPLES = 1 << 18       # tone curves are estimated from at most this many samples
 _DARK, _BRIGHT = 0.02, 0.98   # "well exposed": strictly inside these (gamma-encoded values)
@@ -569,79 +568,67 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
 
 def refine_full_size(ref: Reference, frame: np.ndarray, frame_levels: Sequence[np.ndarray], matrix: np.ndarray,
                      curve: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
-    """Sub-pixel refinement of a full-size frame->reference homography, coarse to fine over levels of a pyramid.
+    """Sub-pixel refinement of a full-size frame->reference homography (3×3), coarse to fine, or None.
 
-    ref: the prepared reference (its luma copies `ref.levels` and the full-size `ref.image`); frame: H×W×3 float32
-    [0,1] at full size; frame_levels: the frame's luma area-resized to each size of `ref.levels` (float32 [0,1]);
-    curve: the frame's luma tone curve onto the reference's. Levels, from the coarsest: the estimation copy
-    (`ESTIMATE_PIXELS`, measured on a 4×4 grid of phase-correlation windows, `_grid_round`), a copy of about
-    `MID_PIXELS` where the frame is more than twice as large, then the full size (windows chosen over the frame,
-    phase correlation + ECC, robust fit: `_window_round`); each level starts from the previous one's result, so
-    the fine windows start within about a pixel. Every level's fit leaves window residuals; its result's precision
-    at full size is taken as their RMS × the level's scale / √(windows), and the most precise result is returned
-    (on frames upscaled from 536 px, where full size holds no detail the 1 MP copy lacks, a coarse level wins;
-    on real 24 MP frames, the fine one). None when no level has enough usable windows. Only windows of the
-    full-size frame are resampled (plus the luma copies given), so memory stays bounded at 24 MP."""
+    ref: the prepared reference (its luma copies `ref.levels`, sizes `ref.level_sizes`, and the full-size
+    `ref.image`); frame: H×W×3 float32 [0,1] at full size; frame_levels: the frame's luma area-resized to each of
+    `ref.level_sizes` (float32 [0,1]); curve: the frame's luma tone curve onto the reference's. Levels: the
+    estimation copy (`ESTIMATE_PIXELS`, a 4×4 grid of phase-correlation windows: what frames of about 1 MP get at
+    full size), then, finest, a copy of about `MID_PIXELS` for frames over twice that or else the full size
+    (windows chosen over the frame, phase correlation + translation ECC, robust fit). Each level starts from the
+    previous one's result, and the finest that succeeds gives the answer. The finest level is at most 4 MP
+    because on the study's 24 MP frames (docs/studies/registration.py accuracy) a further full-size level made
+    the corner error worse, not better, at 2.5× the cost: a 4 MP copy already pins a homography to a few tenths
+    of a full-size pixel. Only windows are resampled, and the luma copies given, so memory stays bounded at
+    24 MP. None when no level has enough usable windows, or the result moves a corner by more than a few
+    pixels (a refinement, not a new estimate)."""
     h, w = ref.shape
-    sizes = [*(s for s in ref.level_sizes), (w, h)]
-    images = [*ref.levels, ref.image]
-    frames = [*frame_levels, frame]
-    if len(sizes) > 2 and FULL_LEVEL is False:
-        sizes, images, frames = sizes[:-1], images[:-1], frames[:-1]
-    best: tuple[float, np.ndarray] | None = None
+    sizes = [*ref.level_sizes, (w, h)][:2]
+    images = [*ref.levels, ref.image][:2]
+    frames = [*frame_levels, frame][:2]
+    found = None
     current = matrix
     for k, ((lw, lh), reference, image) in enumerate(zip(sizes, images, frames)):
         scaling = _scaling(lw / w, lh / h)
-        level = _rescale(current, scaling)
-        result = _refine_level(reference, image, level, curve, "grid" if k == 0 else "windows",
-                               small=(images[0], frames[0]) if k > 0 else None)
-        if result is None:
-            continue
-        refined, spread = result
-        precision = spread * w / lw
-        full = _rescale(refined, np.linalg.inv(scaling))
-        if _DEBUG is not None:
-            _DEBUG.append((k, precision, full))
-        current = full
-        best = (precision, full)
-    if best is None:
+        refined = _refine_level(reference, image, _rescale(current, scaling), curve, grid=k == 0,
+                                small=(images[0], frames[0]) if k > 0 else None)
+        if refined is not None:
+            current = found = _rescale(refined, np.linalg.inv(scaling))
+    if found is None:
         return None
-    # a refinement, not a new estimate: it may move the corners by a few pixels at most
-    _, _, _, moved = describe_matrix(np.linalg.inv(matrix) @ best[1], h, w)
-    return best[1] if moved < 0.002 * max(h, w) + 2 else None
+    _, _, _, moved = describe_matrix(np.linalg.inv(matrix) @ found, h, w)
+    return found if moved < 0.002 * max(h, w) + 2 else None
 
 
 def _refine_level(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
-                  curve: tuple[np.ndarray, np.ndarray], method: str, passes: int = 2,
-                  small: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float] | None:
+                  curve: tuple[np.ndarray, np.ndarray], grid: bool, passes: int = 2,
+                  small: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
     """`passes` rounds of window refinement at one level: reference and frame (H×W×3 or H×W luma, float32 [0,1])
-    of one size, matrix the frame->reference homography in that size's pixels -> (refined matrix, RMS residual of
-    the last round's kept windows in px) or None. method "grid": a 4×4 lattice of phase-correlation windows
-    (`_grid_round`); "windows": windows chosen over the frame, phase correlation + ECC, robust fit
-    (`_window_round`). Later rounds measure residuals near zero on windows warped by the corrected matrix
-    (OpenCV's phase-correlation peak, a weighted centroid, is biased towards whole pixels: a second round removes
-    most of that bias)."""
+    of one size, matrix the frame->reference homography in its pixels -> the refined matrix, or None.
+
+    grid: a 4×4 lattice of phase-correlation windows (`_grid_windows`); otherwise windows chosen over the frame
+    (`_choose_windows`, from the lumas `small` where given), measured by phase correlation + ECC
+    (`_window_shift`) with a robust fit. The second round measures residuals near zero on windows warped by the
+    corrected matrix (OpenCV's phase-correlation peak, a weighted centroid, is biased towards whole pixels: a
+    second round removes most of that bias)."""
     h, w = reference.shape[:2]
     patch = int(min(512, max(128, min(h, w) // 8)))
     if min(h, w) < 2 * patch:
         return None
-    if method == "grid":
+    if grid:
         chosen = _grid_windows(h, w, patch)
     else:
-        chosen = _choose_windows(reference, frame, matrix, patch, WINDOWS, small=small, lattice=LATTICE)
+        chosen = _choose_windows(reference, frame, matrix, patch, WINDOWS, small=small)
     if len(chosen) < 6:
         return None
-    current, spread = matrix, math.inf
-    for k in range(passes):
-        # ECC (the costly part) only in the last round, which starts within a fraction of a pixel
-        result = _refine_once(reference, frame, current, curve, chosen, patch,
-                              "ecc" if method == "windows" and (k == passes - 1 or ECC_ALL) else "phase" if method == "windows"
-                              else method)
-        if result is None:
+    current = matrix
+    for _ in range(passes):
+        refined = _refine_once(reference, frame, current, curve, chosen, patch, grid)
+        if refined is None:
             return None
-        current, spread = result
+        current = refined
     _, _, _, moved = describe_matrix(np.linalg.inv(matrix) @ current, h, w)
-    return (current, spread) if moved < 0.002 * max(h, w) + 2 else None
+    return current if moved < 0.002 * max(h, w) + 2 else None
 
 
 def _grid_windows(h: int, w: int, patch: int, grid: int = 4) -> list[tuple[int, int]]:
@@ -652,17 +639,16 @@ def _grid_windows(h: int, w: int, patch: int, grid: int = 4) -> list[tuple[int, 
             for gy in range(grid) for gx in range(grid)]
 
 
-def _choose_windows(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray, patch: int,
-                    count: int, lattice: int = 11,
-                    small: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int]]:
+def _choose_windows(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray, patch: int, count: int,
+                    lattice: int = 15, small: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int]]:
     """Top-left corners (x0, y0) of at most `count` patch-px windows for `_refine_level`, from a lattice×lattice
     grid of overlapping candidates: those at least half well exposed in the reference and in the frame warped by
     `matrix` (frame->reference) and textured; the frame is split into about `count` cells and each gives its
     best-exposed candidate, so the windows spread over the frame (bunched in one corner they fit a homography
     that is wrong at the others) and a mostly crushed or clipped frame still gets enough. Not the most textured:
     on hdrps Cemetery_Tree_1 those were the tree's branches, which move between exposures. Measured on copies at
-    about 1/16 of the window's side, so choosing costs two small resizes (of the lumas `small` (reference, frame)
-    at any smaller size, where given: no pass over the full-size frames)."""
+    about 1/16 of the window's side, resized from the lumas `small` (reference, frame) where given, so choosing
+    makes no pass over the full-size frames."""
     h, w = reference.shape[:2]
     f = min(1.0, 16.0 / patch)
     size = (max(1, round(w * f)), max(1, round(h * f)))
@@ -691,32 +677,26 @@ def _choose_windows(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray
 
 
 def _window_shift(ref_grey: np.ndarray, frame_grey: np.ndarray, usable: np.ndarray, window: np.ndarray,
-                  method: str) -> tuple[float, float] | None:
+                  grid: bool) -> tuple[float, float] | None:
     """Sub-pixel shift t of one window (frame_grey(x + t) ≈ ref_grey(x), px), or None where it is not measurable.
-    frame_grey is already mapped to the reference's exposure. Phase correlation of the gradient magnitudes;
-    method "windows" refines it by translation ECC (Evangelidis & Psarakis 2008, `cv2.findTransformECC`) on the
-    gradient magnitudes over the well-exposed mask, which has no whole-pixel bias."""
+
+    frame_grey is already mapped to the reference's exposure; usable: H×W bool, well exposed in both. Phase
+    correlation of the gradient magnitudes (grid: that alone); otherwise refined by translation ECC (Evangelidis &
+    Psarakis 2008, `cv2.findTransformECC`) on the exposure-mapped intensities over `usable`: invariant to a gain
+    and offset left between them, and free of the correlation peak's whole-pixel bias. (ECC on the gradient
+    magnitudes instead disagreed with itself by 0.5-1.1 px at 24 MP on hdrps El_Capitan 01 and 08, the
+    intensities by 0.07-0.3 px.)"""
     a, b = _gradient(frame_grey), _gradient(ref_grey)
     if float((b[usable] ** 2).mean()) < MIN_TEXTURE:
         return None
-    if method == "grid":
-        (dx, dy), response = cv2.phaseCorrelate(a, b, window)
-        if response < 0.15 or math.hypot(dx, dy) > 4.0:
-            return None
-        return -dx, -dy
-    if method == "phase":
-        (dx, dy), response = cv2.phaseCorrelate(a, b, window)
-        if response < 0.1 or math.hypot(dx, dy) > max(4.0, ref_grey.shape[0] / 16):
-            return None
-        return -dx, -dy
-    # cv2.phaseCorrelate writes into its inputs: copies of what ECC uses again
-    (dx, dy), response = cv2.phaseCorrelate(a.copy(), b.copy(), window)
+    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+    if grid:
+        return None if response < 0.15 or math.hypot(dx, dy) > 4.0 else (-dx, -dy)
     if response < 0.1 or math.hypot(dx, dy) > max(4.0, ref_grey.shape[0] / 16):
         return None
     start = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
     try:
-        ecc_in = (b, a) if WINDOW_ECC == "gradient" else (ref_grey, frame_grey)
-        rho, warp = cv2.findTransformECC(*ecc_in, start, cv2.MOTION_TRANSLATION,
+        rho, warp = cv2.findTransformECC(ref_grey, frame_grey, start, cv2.MOTION_TRANSLATION,
                                          (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3),
                                          usable.astype(np.uint8), 5)
     except cv2.error:  # no convergence (flat or mismatched content)
@@ -743,9 +723,9 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
                  curve: tuple[np.ndarray, np.ndarray], chosen: Sequence[tuple[int, int]],
-                 patch: int, method: str) -> tuple[np.ndarray, float] | None:
-    """One round of `_refine_level` over the windows `chosen` (top-left corners): (the corrected homography, RMS
-    residual of the windows kept, px), or None with fewer than 6 usable windows."""
+                 patch: int, grid: bool) -> np.ndarray | None:
+    """One round of `_refine_level` over the windows `chosen` (top-left corners): the corrected homography, or
+    None with fewer than 6 usable windows."""
     window = cv2.createHanningWindow((patch, patch), cv2.CV_32F)
     at, seen = [], []
     for x0, y0 in chosen:
@@ -754,9 +734,9 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
         frame_grey = _grey(cv2.warpPerspective(frame, shift @ matrix, (patch, patch), flags=cv2.INTER_LINEAR,
                                                borderMode=cv2.BORDER_CONSTANT, borderValue=0))
         usable = well_exposed(ref_grey) & well_exposed(frame_grey)
-        if usable.mean() < (0.5 if method == "grid" else 0.3):
+        if usable.mean() < (0.5 if grid else 0.3):
             continue
-        t = _window_shift(ref_grey, apply_curve(frame_grey, curve), usable, window, method)
+        t = _window_shift(ref_grey, apply_curve(frame_grey, curve), usable, window, grid)
         if t is None:
             continue
         centre = np.array([x0 + (patch - 1) / 2, y0 + (patch - 1) / 2], np.float64)
@@ -768,13 +748,13 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
         return None
     at_a, seen_a = np.array(at, np.float64), np.array(seen, np.float64)
     # the correction is fitted in the reference's coordinates, from where the current matrix puts each window's
-    # centre to where it belongs: close to the identity, and composed with the current homography, so its
+    # centre to where it belongs: close to the identity, and composed with the current homography, so that its
     # perspective is kept; a homography through fewer than HOMOGRAPHY_WINDOWS window centres extrapolates wildly
     # to the image corners (6-9 px at 24 MP on hdrps El_Capitan 00, 10 usable windows), so fewer give a
     # similarity correction
     general = len(at_a) >= HOMOGRAPHY_WINDOWS
-    keep = np.ones(len(at_a), bool)
-    if method != "grid":
+    keep: np.ndarray | None = np.ones(len(at_a), bool)
+    if not grid:
         keep = None
         for tolerance in (0.5, 1.0):
             # windows whose shift disagrees with one motion (an edge that moves with exposure, a moving object)
@@ -799,11 +779,7 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
     if correction is None or not np.isfinite(correction).all():
         return None
     refined = correction @ matrix
-    residual = cv2.perspectiveTransform(at_a[keep][None], correction)[0] - seen_a[keep]
-    # the standard error of the fit: RMS residual (with the model's degrees of freedom taken off) / √windows
-    n = int(keep.sum())
-    spread = float(np.sqrt((residual ** 2).sum() / max(1, 2 * n - (8 if general else 4)) / n))
-    return refined / refined[2, 2], spread
+    return refined / refined[2, 2]
 
 
 def register(images: Sequence[np.ndarray] | np.ndarray, mode: str | bool = "auto",
