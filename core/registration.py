@@ -610,7 +610,8 @@ def _refine_level(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
     (`_choose_windows`, from the lumas `small` where given), measured by phase correlation + ECC
     (`_window_shift`) with a robust fit. The second round measures residuals near zero on windows warped by the
     corrected matrix (OpenCV's phase-correlation peak, a weighted centroid, is biased towards whole pixels: a
-    second round removes most of that bias)."""
+    second round removes most of that bias). None when the first round has fewer than 6 usable windows or the
+    result moves a corner by more than a few pixels."""
     h, w = reference.shape[:2]
     patch = int(min(512, max(128, min(h, w) // 8)))
     if min(h, w) < 2 * patch:
@@ -621,12 +622,14 @@ def _refine_level(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
         chosen = _choose_windows(reference, frame, matrix, patch, WINDOWS, small=small)
     if len(chosen) < 6:
         return None
-    current = matrix
+    current = None
     for _ in range(passes):
-        refined = _refine_once(reference, frame, current, curve, chosen, patch, grid)
+        refined = _refine_once(reference, frame, matrix if current is None else current, curve, chosen, patch, grid)
         if refined is None:
-            return None
+            break  # a later round that fails leaves the earlier one's result
         current = refined
+    if current is None:
+        return None
     _, _, _, moved = describe_matrix(np.linalg.inv(matrix) @ current, h, w)
     return current if moved < 0.002 * max(h, w) + 2 else None
 
@@ -746,6 +749,13 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
         seen.append(centre)
     if len(at) < 6:
         return None
+    if grid:
+        # the frame point at a window's centre belongs at centre - t (to first order in t): a homography through
+        # all of them (frames of about 1 MP are refined by this alone, measured in docs/studies/registration.py)
+        centres = np.array(seen, np.float64)
+        src = cv2.perspectiveTransform(centres[None], np.linalg.inv(matrix))[0]
+        fitted, _ = cv2.findHomography(src, 2 * centres - np.array(at, np.float64), 0)
+        return None if fitted is None or not np.isfinite(fitted).all() else fitted / fitted[2, 2]
     at_a, seen_a = np.array(at, np.float64), np.array(seen, np.float64)
     # the correction is fitted in the reference's coordinates, from where the current matrix puts each window's
     # centre to where it belongs: close to the identity, and composed with the current homography, so that its
@@ -753,25 +763,22 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
     # to the image corners (6-9 px at 24 MP on hdrps El_Capitan 00, 10 usable windows), so fewer give a
     # similarity correction
     general = len(at_a) >= HOMOGRAPHY_WINDOWS
-    keep: np.ndarray | None = np.ones(len(at_a), bool)
-    if not grid:
-        keep = None
-        for tolerance in (0.5, 1.0):
-            # windows whose shift disagrees with one motion (an edge that moves with exposure, a moving object)
-            # are dropped before the least-squares fit through the rest; the tolerance widens where the windows
-            # are noisy (a frame 4 stops brighter, mostly clipped)
-            if general:
-                rough, inliers = cv2.findHomography(at_a, seen_a, cv2.RANSAC, tolerance, maxIters=2000,
-                                                    confidence=0.999)
-            else:
-                rough, inliers = cv2.estimateAffinePartial2D(at_a, seen_a, method=cv2.RANSAC,
-                                                             ransacReprojThreshold=tolerance, maxIters=2000,
-                                                             confidence=0.999)
-            if rough is not None and inliers is not None and int(inliers.sum()) >= 6:
-                keep = inliers.ravel().astype(bool)
-                break
-        if keep is None:
-            return None
+    keep = None
+    for tolerance in (0.5, 1.0):
+        # windows whose shift disagrees with one motion (an edge that moves with exposure, a moving object) are
+        # dropped before the least-squares fit through the rest; the tolerance widens where the windows are noisy
+        # (a frame 4 stops brighter, mostly clipped)
+        if general:
+            rough, inliers = cv2.findHomography(at_a, seen_a, cv2.RANSAC, tolerance, maxIters=2000, confidence=0.999)
+        else:
+            rough, inliers = cv2.estimateAffinePartial2D(at_a, seen_a, method=cv2.RANSAC,
+                                                         ransacReprojThreshold=tolerance, maxIters=2000,
+                                                         confidence=0.999)
+        if rough is not None and inliers is not None and int(inliers.sum()) >= 6:
+            keep = inliers.ravel().astype(bool)
+            break
+    if keep is None:
+        return None
     if general:
         correction, _ = cv2.findHomography(at_a[keep], seen_a[keep], 0)
     else:
