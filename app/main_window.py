@@ -97,12 +97,13 @@ def scrolled(widget: QWidget) -> QScrollArea:
     return area
 
 
-OPEN_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.heic *.heif *.hif *.dng *.cr2 *.cr3 *.nef *.arw *.raf *.orf "
-               "*.rw2);;All files (*)")
+OPEN_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.heic *.heif *.hif *.webp *.avif *.dng *.cr2 *.cr3 *.nef "
+               "*.arw *.raf *.orf *.rw2);;All files (*)")
 
 
 class Banner(QFrame):
-    """An inline error message above the image, with a close button; hidden when empty."""
+    """An inline message above the image, with a close button; hidden when empty. Its `level` ("error" red,
+    "warning" amber, "note" blue) tells a failure from something to check and from what the loader did."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,9 +121,12 @@ class Banner(QFrame):
         layout.addWidget(close)
         self.hide()
 
-    def show_message(self, text: str) -> None:
+    def show_message(self, text: str, level: str = "error") -> None:
         """Show `text` until closed or replaced."""
         self.label.setText(text)
+        self.setProperty("level", level)
+        self.style().unpolish(self)   # a dynamic property takes effect in the style sheet only when re-polished
+        self.style().polish(self)
         self.show()
 
 
@@ -637,7 +641,10 @@ class MainWindow(ExportMixin, QMainWindow):
         self.statusBar().showMessage(f"Opened {len(frames)} frames, {w}×{h}"
                                      f"{', aligned' if loaded.align else ''}", 5000)
         if loaded.warnings:
-            self.show_warning("Check this bracket: " + "; ".join(loaded.warnings))
+            notes = f" (also: {'; '.join(loaded.notes)})" if loaded.notes else ""
+            self.show_warning("Check this bracket: " + "; ".join(loaded.warnings) + notes)
+        elif loaded.notes:
+            self.show_note("About these files: " + "; ".join(loaded.notes))
         self.host.request_render(self.grid, self.detail, PREVIEW_MAX_SIDE, self.look())
         self.host.request_render(self.grid, self.detail, None, self.look())
 
@@ -1000,10 +1007,16 @@ class MainWindow(ExportMixin, QMainWindow):
         self.errorShown.emit(message)
 
     def show_warning(self, message: str) -> None:
-        """Something the user should know that does not stop the work: banner and status bar."""
-        self.banner.show_message(message)
+        """Something the user should check that does not stop the work: amber banner and status bar."""
+        self.banner.show_message(message, "warning")
         self.statusBar().showMessage(message, 15000)
         self.warningShown.emit(message)
+
+    def show_note(self, message: str) -> None:
+        """What the loader noticed and did with the files (a conversion, a file read by its content, a frame twice):
+        a blue banner and the status bar."""
+        self.banner.show_message(message, "note")
+        self.statusBar().showMessage(message, 15000)
 
     # -- closing -----------------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:

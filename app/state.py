@@ -88,7 +88,8 @@ class LoadedBracket:
     thumbnails: list[np.ndarray] = field(default_factory=list)   # small H×W×3 uint8, darkest first
     relative_evs: list[float] = field(default_factory=list)      # EV relative to the middle frame
     deghost: str = "off"                                         # core.deghost strength it was loaded with
-    warnings: list[str] = field(default_factory=list)  # the loader's notes, core.scene_check's duplicates/scenes
+    warnings: list[str] = field(default_factory=list)  # core.scene_check's duplicates / other scenes: check these
+    notes: list[str] = field(default_factory=list)     # the loader's notes: what it did with the files (information)
     choice: FrameChoice | None = None   # the frames used and the reference, when not all / not the middle
 
     def key(self) -> tuple:

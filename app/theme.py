@@ -19,6 +19,10 @@ QFrame#frameCard[middle="true"] { border: 1px solid #8a7a4a; }
 QFrame#frameCard[excluded="true"] { background: #2a2a2d; border: 1px dashed #55555a; }
 QFrame#banner { background: #5a2324; border: 1px solid #8e3a3b; border-radius: 4px; }
 QFrame#banner QLabel { color: #ffe7e7; }
+QFrame#banner[level="warning"] { background: #4f4220; border: 1px solid #8a7434; }
+QFrame#banner[level="warning"] QLabel { color: #fff2cf; }
+QFrame#banner[level="note"] { background: #27384a; border: 1px solid #3e5a76; }
+QFrame#banner[level="note"] QLabel { color: #e3eefa; }
 QStatusBar { background: #232326; color: #cfcfcf; }
 QStatusBar QLabel { color: #cfcfcf; padding: 0 6px; }
 QSlider::groove:horizontal { height: 4px; background: #4a4a50; border-radius: 2px; }

@@ -208,7 +208,7 @@ class EngineHost(QObject):
                 before=display_copy(bracket.reference().image, self.display_side),
                 thumbnails=[thumbnail(f.image) for f in bracket.frames],
                 relative_evs=relative_evs([f.ev for f in bracket.frames]), deghost=deghost,
-                warnings=[*bracket.notes, *scene_warnings(bracket)],
+                warnings=scene_warnings(bracket), notes=list(bracket.notes),
                 choice=choice,
             )
 

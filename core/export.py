@@ -70,14 +70,15 @@ class HQExport:
 
 
 def bit_depth_for(path: Path, requested: int | None, source_bits: int) -> int:
-    """8 or 16: what was asked for, else 16 for PNG/TIFF when the sources are 16-bit; OutputError for 16-bit
-    JPEG."""
+    """8 or 16: what was asked for, else 16 for TIFF (the hand-off to an editor: a fusion of several exposures
+    holds more than 8 bits of tone even from 8-bit frames; the editor's export default too), 16 for PNG when the
+    sources are 16-bit, else 8; OutputError for 16-bit JPEG."""
     kind = FORMATS.get(path.suffix.lower())
     if requested == 16 and kind == "JPEG":
         raise OutputError(f"{path}: JPEG holds only 8 bits per channel; write a .tif or .png for 16-bit")
     if requested is not None:
         return requested
-    return 16 if source_bits > 8 and kind in {"PNG", "TIFF"} else 8
+    return 16 if kind == "TIFF" or (source_bits > 8 and kind == "PNG") else 8
 
 
 def base_path_for(cube: Path) -> Path:

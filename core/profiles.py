@@ -111,6 +111,43 @@ def convert(pixels: np.ndarray, source: bytes | None, target: bytes | None) -> t
     return out, outside / max(1, pixels.shape[0] * pixels.shape[1])
 
 
+_SRGB_CHROMATICITY = (0.3127, 0.3290, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)  # white, red, green, blue (x, y)
+
+
+def png_chunk_profile(gamma: float | None, chromaticity: tuple[float, ...] | None) -> bytes | None:
+    """An RGB ICC profile for a PNG's gAMA (encoding exponent, e.g. 0.45455) and cHRM (white, red, green, blue
+    x, y) chunks, for a PNG with neither iCCP nor sRGB chunk; None when they describe sRGB as PNG writers mean it
+    (gAMA within 2 % of 1/2.2, cHRM absent or within 0.01 of the sRGB primaries) or are not usable.
+
+    PNG specification (third edition) 11.3.3: gAMA gives sample = linear ** gamma; without gAMA the sRGB curve is
+    assumed. The profile is made by LittleCMS (`imagecodecs.cms_profile`).
+    """
+    import imagecodecs
+
+    if gamma is not None and not (0.05 <= gamma <= 5.0):  # a broken chunk, not an encoding anyone uses
+        gamma = None
+    if chromaticity is not None and (len(chromaticity) != 8 or not all(0.0 < c < 1.0 for c in chromaticity)):
+        chromaticity = None
+    srgb_curve = gamma is None or abs(gamma * 2.2 - 1.0) <= 0.02
+    srgb_primaries = chromaticity is None or max(abs(a - b) for a, b in zip(chromaticity, _SRGB_CHROMATICITY)) <= 0.01
+    if srgb_curve and srgb_primaries:
+        return None
+    white, red, green, blue = (tuple(chromaticity[i:i + 2]) for i in range(0, 8, 2)) if chromaticity else (
+        tuple(_SRGB_CHROMATICITY[i:i + 2]) for i in range(0, 8, 2))
+    curve = None
+    if gamma is None:  # the sRGB decoding curve (IEC 61966-2-1) as a sampled table
+        code = np.linspace(0.0, 1.0, 4096)
+        linear = np.where(code <= 0.04045, code / 12.92, ((code + 0.055) / 1.055) ** 2.4)
+        curve = np.round(linear * 65535).astype(np.uint16)
+    try:
+        return bytes(imagecodecs.cms_profile("rgb", whitepoint=(*white, 1.0),
+                                             primaries=(*red, 1.0, *green, 1.0, *blue, 1.0),
+                                             gamma=1.0 / gamma if gamma is not None else None,
+                                             transferfunction=curve))
+    except Exception:  # noqa: BLE001  LittleCMS refuses degenerate primaries: the pixels stay as they are
+        return None
+
+
 _RELATIVE = 1  # LittleCMS INTENT_RELATIVE_COLORIMETRIC
 _BLACK_POINT_COMPENSATION = 0x2000  # LittleCMS cmsFLAGS_BLACKPOINTCOMPENSATION: CMYK's ink black becomes sRGB black
 

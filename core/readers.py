@@ -1,4 +1,5 @@
-"""Decoding one image file: JPEG, PNG, TIFF (every compression tifffile + imagecodecs know), HEIC/HEIF, camera RAW.
+"""Decoding one image file: JPEG, PNG, TIFF (every compression tifffile + imagecodecs know), HEIC/HEIF, WebP, AVIF,
+camera RAW.
 
 Every reader returns a `Decoded`: the pixels as stored (EXIF orientation *not yet* applied, so that a bracket can
 compare its frames' tags first), the orientation tag, a validity mask from alpha and non-finite samples, the
@@ -35,12 +36,13 @@ from lutfuse.core.errors import BracketError, shown_path
 CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
 HEIF_SUFFIXES = {".heic", ".heif", ".hif"}
+PILLOW_SUFFIXES = {".webp": "WebP", ".avif": "AVIF"}
 RAW_SUFFIXES = {
     ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".kdc", ".mef", ".mos", ".mrw",
     ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
 }
-IMAGE_SUFFIXES = set(CV_SUFFIXES) | TIFF_SUFFIXES | HEIF_SUFFIXES | RAW_SUFFIXES
-FORMAT_NAMES = "JPEG, PNG, TIFF, HEIC or camera RAW"
+IMAGE_SUFFIXES = set(CV_SUFFIXES) | TIFF_SUFFIXES | HEIF_SUFFIXES | set(PILLOW_SUFFIXES) | RAW_SUFFIXES
+FORMAT_NAMES = "JPEG, PNG, TIFF, HEIC, WebP, AVIF or camera RAW"
 MIN_SIDE = 16  # px; smaller frames break the pyramids and alignment, and no camera makes them
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -430,21 +432,42 @@ def _finish(path: Path, pixels: np.ndarray, notes: list[str], *, bgr: bool = Fal
 
 # ---------------------------------------------------------------------------------------------- readers
 
-def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """(EXIF block, ICC profile, XMP packet) of a JPEG/PNG as Pillow reads them from the header; Nones if unreadable."""
+def _pillow_metadata(data: bytes) -> tuple[bytes | None, bytes | None, bytes | None, dict]:
+    """(EXIF block, ICC profile, XMP packet, Pillow's whole info dict) of a JPEG/PNG as Pillow reads them from the
+    header; Nones and {} if unreadable."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             info = dict(im.info)
     except Exception:  # noqa: BLE001  the pixel decoder reports what is wrong with the file
-        return None, None, None
+        return None, None, None, {}
     exif = info.get("exif")
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
     return (exif if isinstance(exif, bytes) else None, info.get("icc_profile") or None,
-            xmp if isinstance(xmp, bytes) else None)
+            xmp if isinstance(xmp, bytes) else None, info)
+
+
+def _png_chunk_colour(path: Path, image: np.ndarray, info: dict, notes: list[str]) -> np.ndarray:
+    """A PNG without iCCP or sRGB chunk whose gAMA/cHRM chunks describe another encoding than sRGB (e.g. gAMA 1.0,
+    linear light, as some HDR tools write): its pixels converted to sRGB by LittleCMS, with a note. The network
+    expects display-referred sRGB-like code values, so such frames are converted on reading, not fused as stored.
+    """
+    if "icc_profile" in info or "srgb" in info:
+        return image
+    gamma, chromaticity = info.get("gamma"), info.get("chromaticity")
+    source = profiles.png_chunk_profile(float(gamma) if gamma else None,
+                                        tuple(float(c) for c in chromaticity) if chromaticity else None)
+    if source is None:
+        return image
+    converted, outside = profiles.convert(image, source, None)
+    chunks = ([f"gAMA {float(gamma):.5f}"] if gamma else []) + (["cHRM"] if chromaticity else [])
+    clipped = f"; {outside:.1%} of its pixels lie outside sRGB and are clipped" if outside > 1e-4 else ""
+    notes.append(f"{shown_path(path)}: colour encoding taken from its PNG {' and '.join(chunks)} "
+                 f"chunk{'s' if len(chunks) > 1 else ''} and converted to sRGB{clipped}")
+    return converted
 
 
 def _imdecode(data: bytes, exclusive: bool = False) -> tuple[np.ndarray | None, str, bool]:
@@ -494,11 +517,13 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     if pixels is None or pixels.size == 0:
         raise BracketError(f"{name}: cannot decode {actual} (corrupt or unsupported variant)")
     with quiet_decoder():
-        block, icc, xmp = _pillow_metadata(data)
+        block, icc, xmp, info = _pillow_metadata(data)
         if block is None and precision != 8:  # Pillow does not open 12-bit JPEG; exiv2 reads its EXIF
             block = data
     notes: list[str] = []
     image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
+    if actual == "PNG":
+        image = _png_chunk_colour(path, image, info, notes)
     parsed = exifmod.parse(block)
     return Decoded(path, image, bits, exifmod.orientation(parsed), valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
@@ -680,6 +705,44 @@ def _read_heif(path: Path, data: bytes, max_pixels: int) -> Decoded:
                    _usable_icc(path, info.get("icc_profile"), notes), xmp if isinstance(xmp, bytes) else None, notes)
 
 
+def _read_pillow(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
+    """WebP or AVIF through Pillow (libwebp, libavif): 8-bit samples, alpha, EXIF, ICC and XMP kept.
+
+    Pixels come back as stored and the EXIF Orientation is applied with the bracket's other frames: Pillow reports
+    an AVIF's irot/imir boxes (which the HEIF/AVIF spec makes authoritative) as that tag. Pillow decodes 10/12-bit
+    AVIF to 8 bits, so such a frame's depth is noted. An animated file gives its first frame, with a note.
+    """
+    from PIL import Image
+
+    name = shown_path(path)
+    notes: list[str] = []
+    try:
+        with quiet_decoder(), Image.open(io.BytesIO(data), formats=[kind.upper()]) as im:
+            check_size(path, im.width, im.height, max_pixels)
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            info = dict(im.info)
+            exif_block = im.getexif().tobytes() if "exif" in info else None
+            if im.mode not in ("RGB", "RGBA", "L", "LA"):
+                im = im.convert("RGBA" if "A" in im.mode or "transparency" in info else "RGB")
+            pixels = np.asarray(im)
+    except BracketError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001  Pillow raises OSError/ValueError/SyntaxError on bad files
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BracketError(f"{name}: cannot read {kind}: {reason}") from None
+    if frames > 1:
+        notes.append(f"{name}: animated {kind} with {frames} frames; its first frame is used")
+    image, valid, bits = _finish(path, pixels, notes)
+    parsed = exifmod.parse(exif_block or info.get("exif"))
+    xmp = info.get("xmp")
+    xmp = xmp.encode("utf-8") if isinstance(xmp, str) else xmp
+    return Decoded(path, image, bits, exifmod.orientation(parsed), valid, parsed, exifmod.exposure(parsed),
+                   _usable_icc(path, info.get("icc_profile") or None, notes),
+                   xmp if isinstance(xmp, bytes) else None, notes)
+
+
 # LibRaw's `flip` (0 none, 3 180°, 5 90° counter-clockwise, 6 90° clockwise) as an EXIF orientation code.
 _LIBRAW_FLIP_TO_EXIF = {0: 1, 3: 3, 5: 8, 6: 6}
 
@@ -729,7 +792,8 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
     note = None
     actual = None if suffix in RAW_SUFFIXES else sniff(data)  # raws are TIFF-like inside; only LibRaw reads them
     if actual is not None and actual != _kind_of_suffix(suffix):
-        suffix = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "HEIF": ".heic"}[actual]
+        suffix = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "HEIF": ".heic", "WebP": ".webp",
+                  "AVIF": ".avif"}[actual]
         note = (f"{name}: the file holds a {actual} image although its name ends in '{shown_path(path.suffix)}'; "
                 f"it is read as {actual}")
     try:
@@ -741,6 +805,8 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
             decoded = _read_tiff(path, data, max_pixels)
         elif suffix in HEIF_SUFFIXES:
             decoded = _read_heif(path, data, max_pixels)
+        elif suffix in PILLOW_SUFFIXES:
+            decoded = _read_pillow(path, data, PILLOW_SUFFIXES[suffix], max_pixels)
         else:
             decoded = _read_raw(path, data, max_pixels)
     except MemoryError:
@@ -753,14 +819,15 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
 
 
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_AVIF_BRANDS = (b"avif", b"avis")
 
 
 def sniff(data: bytes) -> str | None:
-    """"JPEG", "PNG", "TIFF" or "HEIF" from a file's first bytes (its signature), None when none of them.
+    """"JPEG", "PNG", "TIFF", "HEIF", "WebP" or "AVIF" from a file's first bytes (its signature), None when none.
 
     Files are often misnamed (a PNG saved as .jpg by a web download, a JPEG renamed .tif), and their content, not
     the name, tells how to decode them. Signatures: JPEG SOI FF D8 FF, the PNG 8-byte signature, TIFF II*\0 / MM\0*
-    (BigTIFF II+\0 / MM\0+), ISO BMFF `ftyp` box with a HEIF brand.
+    (BigTIFF II+\0 / MM\0+), ISO BMFF `ftyp` box with a HEIF or AVIF brand, RIFF container of type WEBP.
     """
     if data[:3] == b"\xff\xd8\xff":
         return "JPEG"
@@ -768,12 +835,23 @@ def sniff(data: bytes) -> str | None:
         return "PNG"
     if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         return "TIFF"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "HEIF"
+    if data[4:8] == b"ftyp":
+        # ISO/IEC 14496-12 ftyp: major brand, minor version, then compatible brands up to the box's size. An AVIF
+        # often carries the generic major brand mif1 and says "avif" only among the compatible ones.
+        size = int.from_bytes(data[:4], "big")
+        brands = [data[8:12]] + [data[i:i + 4] for i in range(16, min(size, len(data), 256) - 3, 4)]
+        if any(b in _AVIF_BRANDS for b in brands) and data[8:12] not in _HEIF_BRANDS[:6]:
+            return "AVIF"
+        if data[8:12] in _HEIF_BRANDS:
+            return "HEIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
     return None
 
 
 def _kind_of_suffix(suffix: str) -> str | None:
     if suffix in CV_SUFFIXES:
         return CV_SUFFIXES[suffix]
+    if suffix in PILLOW_SUFFIXES:
+        return PILLOW_SUFFIXES[suffix]
     return "TIFF" if suffix in TIFF_SUFFIXES else "HEIF" if suffix in HEIF_SUFFIXES else None

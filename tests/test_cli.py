@@ -74,6 +74,23 @@ def test_fuse_mertens_on_real_bracket(cades: list[Path], tmp_path: Path) -> None
     assert mef_ssim(frames, fused) > mef_ssim(frames, frames[0]) + 0.05
 
 
+def test_tiff_from_8_bit_frames_is_16_bit_by_default_as_in_the_editor(cades: list[Path], tmp_path: Path) -> None:
+    """A fusion holds more than 8 bits of tone even from 8-bit JPEGs; TIFF is the hand-off to an editor."""
+    import tifffile
+
+    from lutfuse.app.export import DEFAULT_BITS
+
+    assert run_cli("fuse", *cades, "-o", tmp_path / "a.tif", "--method", "mertens", "--no-align") == 0
+    assert run_cli("fuse", *cades, "-o", tmp_path / "a.png", "--method", "mertens", "--no-align") == 0
+    assert run_cli("fuse", *cades, "-o", tmp_path / "b.tif", "--method", "mertens", "--no-align",
+                   "--bit-depth", "8") == 0
+    assert tifffile.imread(tmp_path / "a.tif").dtype == np.uint16 and DEFAULT_BITS[".tif"] == 16
+    assert tifffile.imread(tmp_path / "b.tif").dtype == np.uint8
+    assert cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint8  # 8-bit frames, 8-bit PNG
+    wide, narrow = read_rgb(tmp_path / "a.tif"), read_rgb(tmp_path / "b.tif")
+    assert np.abs(wide - narrow).max() <= 1 / 255 + 1e-6 and len(np.unique(wide)) > len(np.unique(narrow))
+
+
 def test_fuse_refuses_to_overwrite(cades: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "fused.jpg"
     out.write_bytes(b"keep me")

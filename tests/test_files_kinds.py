@@ -6,8 +6,10 @@ are not UTF-8 in the EXIF description, and EXIF exposures that contradict the pi
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -76,6 +78,116 @@ def test_misnamed_file_is_read_by_its_content_with_a_note(content: str, name: st
     assert decoded.bit_depth == (16 if content == "TIFF" else 8)
     assert decoded.notes[0] == (f"{path}: the file holds a {content} image although its name ends in "
                                 f"'{path.suffix}'; it is read as {content}")
+
+
+def _exif(exposure: float, orientation: int = 1) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8769)[0x829A] = exposure  # Exif IFD ExposureTime, seconds
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("kind", ["WebP", "AVIF"])
+def test_webp_and_avif_frames_read_with_their_exif_and_orientation(kind: str, shared_data: Path,
+                                                                   tmp_path: Path) -> None:
+    """Web and phone formats: the pixels as stored, the EXIF exposure, and the orientation to apply (an AVIF keeps
+    it in its irot/imir boxes, which Pillow reports as the EXIF tag)."""
+    rgb = _frame(shared_data)
+    path = tmp_path / f"a.{kind.lower()}"
+    options = {"lossless": True} if kind == "WebP" else {"quality": 95, "subsampling": "4:4:4"}
+    Image.fromarray(rgb).save(path, format=kind.upper(), exif=_exif(0.01, 6), **options)
+    decoded = read_frame(path)
+    assert decoded.pixels.shape == rgb.shape and decoded.bit_depth == 8 and not decoded.notes
+    assert decoded.orientation == 6 and decoded.settings[0] == pytest.approx(0.01)
+    error = np.abs(decoded.pixels - rgb / 255)
+    assert error.max() <= 1e-6 if kind == "WebP" else error.mean() < 2 / 255
+
+
+def test_misnamed_webp_and_avif_with_a_generic_brand_are_read_by_content(shared_data: Path, tmp_path: Path) -> None:
+    rgb = _frame(shared_data)
+    webp = tmp_path / "a.jpg"
+    Image.fromarray(rgb).save(webp, format="WEBP", lossless=True)
+    decoded = read_frame(webp)
+    assert np.abs(decoded.pixels - rgb / 255).max() <= 1e-6
+    assert decoded.notes[0].endswith("it is read as WebP")
+    # An AVIF whose major brand is the generic mif1 says "avif" only among its compatible brands.
+    avif = tmp_path / "b.heic"
+    Image.fromarray(rgb).save(avif, format="AVIF", quality=95)
+    data = bytearray(avif.read_bytes())
+    assert data[4:12] == b"ftypavif"
+    data[8:12] = b"mif1"
+    avif.write_bytes(bytes(data))
+    decoded = read_frame(avif)
+    assert decoded.notes[0].endswith("it is read as AVIF") and np.abs(decoded.pixels - rgb / 255).mean() < 3 / 255
+
+
+def test_animated_webp_gives_its_first_frame_with_a_note(shared_data: Path, tmp_path: Path) -> None:
+    first, second = _frame(shared_data, 0), _frame(shared_data, 2)
+    path = tmp_path / "anim.webp"
+    Image.fromarray(first).save(path, format="WEBP", lossless=True, save_all=True,
+                                append_images=[Image.fromarray(second)])
+    decoded = read_frame(path)
+    assert np.abs(decoded.pixels - first / 255).max() <= 1e-6
+    assert decoded.notes == [f"{path}: animated WebP with 2 frames; its first frame is used"]
+
+
+def test_damaged_webp_is_one_line_naming_the_file(shared_data: Path, tmp_path: Path) -> None:
+    path = tmp_path / "cut.webp"
+    Image.fromarray(_frame(shared_data)).save(path, format="WEBP", quality=90)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(BracketError) as caught:
+        read_frame(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: cannot read WebP") and "\n" not in message
+
+
+def test_bracket_of_webp_and_avif_frames_fuses_from_the_cli(shared_data: Path, tmp_path: Path) -> None:
+    for index, kind in zip((0, 1, 2), ("WEBP", "AVIF", "WEBP")):
+        bgr = cv2.imread(str(shared_data / "brackets" / "deepfuse" / "Seq_11" / f"{index:02d}.jpg"))
+        rgb = cv2.resize(bgr, (240, 160), interpolation=cv2.INTER_AREA)[..., ::-1]
+        Image.fromarray(np.ascontiguousarray(rgb)).save(tmp_path / f"{index}.{kind.lower()}", format=kind,
+                                                        quality=95)
+    out = tmp_path / "out.png"
+    result = _cli("fuse", tmp_path / "0.webp", tmp_path / "1.avif", tmp_path / "2.webp", "-o", out)
+    assert result.returncode == 0, result.stderr
+    fused = cv2.imread(str(out))
+    assert fused.shape == (160, 240, 3) and 40 < fused.mean() < 215
+
+
+def _png_with_chunks(path: Path, rgb: np.ndarray, chunks: list[tuple[bytes, bytes]]) -> None:
+    """Write 8/16-bit RGB as a PNG with extra chunks right after IHDR, where the specification puts colour chunks."""
+    ok, encoded = cv2.imencode(".png", rgb[..., ::-1])
+    assert ok
+    data = encoded.tobytes()
+    extra = b"".join(struct.pack(">I", len(p)) + n + p + struct.pack(">I", zlib.crc32(n + p)) for n, p in chunks)
+    path.write_bytes(data[:33] + extra + data[33:])  # after the 8-byte signature and the 25-byte IHDR chunk
+
+
+def test_linear_png_tagged_by_its_gama_chunk_is_converted_to_srgb(shared_data: Path, tmp_path: Path) -> None:
+    """gAMA 1.0 without iCCP or sRGB chunk (linear light, as some HDR tools write): PNG spec 11.3.3.5."""
+    rgb = _frame(shared_data)
+    code = rgb / 255.0
+    linear = np.where(code <= 0.04045, code / 12.92, ((code + 0.055) / 1.055) ** 2.4)
+    path = tmp_path / "linear.png"
+    _png_with_chunks(path, np.round(linear * 65535).astype(np.uint16), [(b"gAMA", struct.pack(">I", 100000))])
+    decoded = read_frame(path)
+    assert decoded.notes == [f"{path}: colour encoding taken from its PNG gAMA 1.00000 chunk and converted to sRGB"]
+    assert decoded.icc is None and np.abs(decoded.pixels - code).max() < 1.5 / 255
+
+
+@pytest.mark.parametrize("chunks", [
+    [(b"gAMA", struct.pack(">I", 45455))],  # what libpng writers put for sRGB
+    [(b"gAMA", struct.pack(">I", 45455)),
+     (b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))],
+    [(b"sRGB", b"\x00"), (b"gAMA", struct.pack(">I", 100000))],  # the sRGB chunk takes precedence over gAMA
+])
+def test_png_whose_chunks_say_srgb_is_read_as_stored(chunks: list[tuple[bytes, bytes]], shared_data: Path,
+                                                     tmp_path: Path) -> None:
+    rgb = _frame(shared_data)
+    path = tmp_path / "tagged.png"
+    _png_with_chunks(path, rgb, chunks)
+    decoded = read_frame(path)
+    assert not decoded.notes and np.abs(decoded.pixels - rgb / 255).max() <= 1e-6
 
 
 def test_raw_suffix_is_never_redirected_to_the_tiff_reader(shared_data: Path, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Editor correctness (pytest-qt, offscreen): exports follow the typed extension and default beside the
 originals, the LUT slice keeps its level across grid sizes, a doubtful bracket warns, full renders are shown
-from a screen-sized copy with 1:1 detail cut from the full render."""
+from a screen-sized copy with 1:1 detail cut from the full render, the loader's notes are a note."""
 
 from __future__ import annotations
 
@@ -74,15 +74,44 @@ def test_lut_slice_keeps_its_level_after_grid_2(qtbot, window: MainWindow) -> No
     assert window.lut_panel.spin.value() == 10       # the same input level (20/32 = 10/16)
 
 
-def test_a_folder_with_a_duplicated_frame_warns(qtbot, window: MainWindow, tmp_path: Path) -> None:
+def test_a_folder_with_a_duplicated_frame_says_so(qtbot, window: MainWindow, tmp_path: Path) -> None:
     frames = demo_frames()
     for i, src in enumerate((frames[0], frames[1], frames[1])):
         shutil.copy(src, tmp_path / f"{i:02d}{src.suffix}")
+    window.open_bracket([tmp_path])
+    qtbot.waitUntil(lambda: window.loaded is not None and window.loaded.paths == [tmp_path], timeout=WAIT_MS)
+    text = window.banner.label.text()
+    assert window.banner.isVisible() and "same pixels" in text and "02.jpg" in text
+    assert "02.jpg" in window.statusBar().currentMessage()
+
+
+def test_frames_of_two_scenes_warn(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    frames = demo_frames()
+    for i, src in enumerate(frames):
+        shutil.copy(src, tmp_path / f"{i:02d}{src.suffix}")
+    other = cv2.imread(str(frames[1]))
+    cv2.imwrite(str(tmp_path / f"01{frames[1].suffix}"), np.ascontiguousarray(other[::-1, ::-1]))  # another view
     with qtbot.waitSignal(window.warningShown, timeout=WAIT_MS) as blocker:
         window.open_bracket([tmp_path])
-    assert "same pixels" in blocker.args[0] and "02.jpg" in blocker.args[0]
-    assert window.banner.isVisible() and "02.jpg" in window.statusBar().currentMessage()
+    assert "01" in blocker.args[0]
+    assert window.banner.isVisible() and window.banner.property("level") == "warning"
+
+
+def test_the_loaders_notes_are_a_note_not_a_warning(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    """A PNG saved as .jpg is read by its content: the editor says so in a blue note, not as something wrong."""
+    frames = demo_frames()
+    for i, src in enumerate(frames):
+        shutil.copy(src, tmp_path / f"{i:02d}{src.suffix}")
+    misnamed = tmp_path / f"01{frames[1].suffix}"
+    cv2.imwrite(str(tmp_path / "01.png"), cv2.imread(str(misnamed)))
+    (tmp_path / "01.png").replace(misnamed)
+    warned: list[str] = []
+    window.warningShown.connect(warned.append)
+    window.open_bracket([tmp_path])
     qtbot.waitUntil(lambda: window.loaded is not None and window.loaded.paths == [tmp_path], timeout=WAIT_MS)
+    assert window.banner.isVisible() and window.banner.property("level") == "note"
+    assert "holds a PNG image" in window.banner.label.text() and misnamed.name in window.banner.label.text()
+    assert not warned
 
 
 def test_full_render_is_shown_from_a_screen_sized_copy_with_1to1_detail(qtbot, window: MainWindow) -> None:

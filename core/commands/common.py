@@ -112,8 +112,8 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, what: str = "image"
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     if what == "image":
         parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
-                            help="8 or 16 bits per channel (16 needs PNG or TIFF); default: 16 for TIFF/PNG "
-                                 "when the sources are 16-bit, else 8")
+                            help="8 or 16 bits per channel (16 needs PNG or TIFF); default: 16 for TIFF, 16 "
+                                 "for PNG when the sources are 16-bit, else 8")
         parser.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100")
         parser.add_argument("--subsampling", choices=JPEG_SUBSAMPLINGS, default="444",
                             help="JPEG chroma subsampling (444 keeps full colour resolution)")
