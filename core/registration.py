@@ -20,7 +20,11 @@ Per frame, on copies downscaled to at most `ESTIMATE_PIXELS`:
    there are too few matches), refined by OpenCV's ECC (Evangelidis & Psarakis 2008, `cv2.findTransformECC`) on
    the gradient-magnitude images with the well-exposed mask; ECC's result is kept only when it clearly scores
    better (`ECC_MARGIN`).
-4. Frames larger than the estimation copy: the estimate is refined on full-size patches (`refine_full_size`).
+4. Frames larger than the feature copy: the estimate is refined on windows, coarse to fine (`refine_full_size`):
+   a 4×4 grid of phase-correlation windows on the estimation copy, then windows chosen over the frame (well
+   exposed in both, one per cell) at full size or, for frames over 2 × `MID_PIXELS`, on a copy of about
+   `MID_PIXELS`, measured by phase correlation + translation ECC on exposure-mapped intensities, with a RANSAC
+   fit of the correction.
 5. The check ("never worse than doing nothing"): the normalised cross-correlation of gradient magnitudes over
    pixels well exposed in both frames, for the identity and for the estimate. The estimate is applied only when
    it raises that score by `MIN_GAIN` and moves some image corner by more than `MIN_CORNER_PX` at full size;
@@ -73,6 +77,9 @@ MIN_SPREAD = 0.2              # a feature homography's inliers must span this fr
 WIDE_MIN_SCORE = 0.5          # and there an estimate must score at least this (`estimate`)
 MIN_TEXTURE = 2e-4            # mean squared gradient of the equalised reference below this: textureless
 MIN_MATCHES = 12
+WINDOWS = 64                  # windows the finest level of the refinement of large frames measures (refine_full_size)
+MID_PIXELS = 4_000_000        # frames over twice this size are refined on a copy of about this size, not full size
+HOMOGRAPHY_WINDOWS = 16       # fewer usable refinement windows than this correct the estimate by a similarity
 ECC_MARGIN = 0.01             # ECC's refinement replaces an estimate only when it raises the check's score this much
 CURVE_SAMPLES = 1 << 18       # tone curves are estimated from at most this many samples
 _DARK, _BRIGHT = 0.02, 0.98   # "well exposed": strictly inside these (gamma-encoded values)
@@ -459,10 +466,18 @@ def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _small_luma(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Rec. 709 luma of an H×W×3 frame, area-resized to size (w, h): luma first, so that one channel is resized
-    rather than three (a UHD frame: 30 ms instead of 47)."""
-    grey = cv2.transform(np.ascontiguousarray(image, np.float32), np.array([LUMA], np.float32))
-    return _resized(grey, size)
+    """Rec. 709 luma of an H×W×3 frame (or an H×W luma image), area-resized to size (w, h): luma first, so that
+    one channel is resized rather than three (a UHD frame: 30 ms instead of 47)."""
+    return _small_lumas(image, [size])[0]
+
+
+def _small_lumas(image: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """`_small_luma` at several sizes from one full-size luma (the only full-size copy, and a transient one)."""
+    if image.ndim == 2:
+        grey = image
+    else:
+        grey = cv2.transform(np.ascontiguousarray(image, np.float32), np.array([LUMA], np.float32))
+    return [_resized(grey, size) for size in sizes]
 
 
 def _fit(h: int, w: int, max_pixels: int) -> tuple[int, int]:
@@ -481,7 +496,13 @@ class Reference:
         self.image = image  # full size, for the patch refinement of large frames (a view, not a copy)
         h, w = self.shape
         self.size = _fit(h, w, max_pixels)
-        self.grey = _small_luma(image, self.size)
+        # the coarser levels of the full-size refinement (refine_full_size): the estimation copy, and a copy of
+        # about MID_PIXELS where the frame is more than twice that
+        self.level_sizes = [] if self.size == (w, h) else [self.size]
+        if h * w > 2 * MID_PIXELS > 2 * max_pixels:
+            self.level_sizes.append(_fit(h, w, MID_PIXELS))
+        self.grey, *mid = _small_lumas(image, [self.size, *self.level_sizes[1:]])
+        self.levels = [self.grey, *mid][:len(self.level_sizes)]
         self.view = _make_view(self.grey)
         self.fsize = _fit(self.size[1], self.size[0], feature_pixels)
         self.fgrey = _resized(self.grey, self.fsize)
@@ -512,7 +533,7 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     if min(h, w) < MIN_SIDE:
         return identity(f"frame under {MIN_SIDE} px")
     to_small = _scaling(ref.size[0] / w, ref.size[1] / h)
-    grey = _small_luma(frame, ref.size)
+    grey, *mid = _small_lumas(frame, [ref.size, *ref.level_sizes[1:]])
     # the frame's tone curve onto the reference, over the pixels well exposed in each
     curve = tone_curve(grey, ref.grey)
     view = _make_view(grey, curve)
@@ -589,7 +610,7 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     if (ref.fsize[0] < 0.7 * w or ref.size[0] < 0.7 * w) and best[1] != "translation":
         # features come from a copy of at most 0.3 MP: an error of 0.2 px there is 0.4 px at 1 MP and 1.8 px at
         # 24 MP; refine on full-size patches
-        refined = refine_full_size(ref.image, frame, matrix, curve)
+        refined = refine_full_size(ref, frame, [grey, *mid][:len(ref.level_sizes)], matrix, curve)
         if refined is not None:
             s_refined = check(_rescale(refined, to_small))
             if not math.isnan(s_refined) and s_refined >= s - 0.002:
@@ -611,70 +632,226 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
                              corner, s_id, s, reason)
 
 
-def refine_full_size(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
-                     curve: tuple[np.ndarray, np.ndarray], grid: int = 4, patch: int | None = None,
-                     passes: int = 2) -> np.ndarray | None:
-    """Sub-pixel refinement of a full-size frame->reference homography from full-size patches.
+def refine_full_size(ref: Reference, frame: np.ndarray, frame_levels: Sequence[np.ndarray], matrix: np.ndarray,
+                     curve: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
+    """Sub-pixel refinement of a full-size frame->reference homography (3×3), coarse to fine, or None.
 
-    reference, frame: H×W×3 float32 [0,1]; curve: the frame's luma tone curve onto the reference's. On a grid×grid
-    lattice of `patch`-px windows of the reference (default: an eighth of the short side, 128-512 px) spanning the
-    frame (3 % in from its edges, where a moved frame leaves no data), the frame is warped into the window by the
-    current matrix, and phase correlation of the two gradient-magnitude windows gives the residual shift there; a
-    least-squares homography through the corrected correspondences replaces the matrix. `passes` rounds: OpenCV's
-    sub-pixel peak (a weighted centroid) is biased towards whole pixels, so a second round, which measures
-    residuals near zero, removes most of that bias. None when the first round has fewer than 6 usable windows (too
-    flat, badly exposed, or a weak or large correlation peak) or moves the corners by more than a few pixels."""
+    ref: the prepared reference (its luma copies `ref.levels`, sizes `ref.level_sizes`, and the full-size
+    `ref.image`); frame: H×W×3 float32 [0,1] at full size; frame_levels: the frame's luma area-resized to each of
+    `ref.level_sizes` (float32 [0,1]); curve: the frame's luma tone curve onto the reference's. Levels: the
+    estimation copy (`ESTIMATE_PIXELS`, a 4×4 grid of phase-correlation windows: what frames of about 1 MP get at
+    full size), then, finest, a copy of about `MID_PIXELS` for frames over twice that or else the full size
+    (windows chosen over the frame, phase correlation + translation ECC, robust fit). Each level starts from the
+    previous one's result, and the finest that succeeds gives the answer. The finest level is at most 4 MP
+    because on the study's 24 MP frames (docs/studies/registration.py accuracy) a further full-size level made
+    the corner error worse, not better, at 2.5× the cost: a 4 MP copy already pins a homography to a few tenths
+    of a full-size pixel. Only windows are resampled, and the luma copies given, so memory stays bounded at
+    24 MP. None when no level has enough usable windows, or the result moves a corner by more than a few
+    pixels (a refinement, not a new estimate)."""
+    h, w = ref.shape
+    sizes = [*ref.level_sizes, (w, h)][:2]
+    images = [*ref.levels, ref.image][:2]
+    frames = [*frame_levels, frame][:2]
+    found = None
+    current = matrix
+    for k, ((lw, lh), reference, image) in enumerate(zip(sizes, images, frames)):
+        scaling = _scaling(lw / w, lh / h)
+        refined = _refine_level(reference, image, _rescale(current, scaling), curve, grid=k == 0,
+                                small=(images[0], frames[0]) if k > 0 else None)
+        if refined is not None:
+            current = found = _rescale(refined, np.linalg.inv(scaling))
+    if found is None:
+        return None
+    _, _, _, moved = describe_matrix(np.linalg.inv(matrix) @ found, h, w)
+    return found if moved < 0.002 * max(h, w) + 2 else None
+
+
+def _refine_level(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
+                  curve: tuple[np.ndarray, np.ndarray], grid: bool, passes: int = 2,
+                  small: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
+    """`passes` rounds of window refinement at one level: reference and frame (H×W×3 or H×W luma, float32 [0,1])
+    of one size, matrix the frame->reference homography in its pixels -> the refined matrix, or None.
+
+    grid: a 4×4 lattice of phase-correlation windows (`_grid_windows`); otherwise windows chosen over the frame
+    (`_choose_windows`, from the lumas `small` where given), measured by phase correlation + ECC
+    (`_window_shift`) with a robust fit. The second round measures residuals near zero on windows warped by the
+    corrected matrix (OpenCV's phase-correlation peak, a weighted centroid, is biased towards whole pixels: a
+    second round removes most of that bias). None when the first round has fewer than 6 usable windows or the
+    result moves a corner by more than a few pixels."""
     h, w = reference.shape[:2]
-    patch = patch or int(min(512, max(128, min(h, w) // 8)))
+    patch = int(min(512, max(128, min(h, w) // 8)))
     if min(h, w) < 2 * patch:
+        return None
+    if grid:
+        chosen = _grid_windows(h, w, patch)
+    else:
+        chosen = _choose_windows(reference, frame, matrix, patch, WINDOWS, small=small)
+    if len(chosen) < 6:
         return None
     current = None
     for _ in range(passes):
-        refined = _refine_once(reference, frame, matrix if current is None else current, curve, grid, patch)
+        refined = _refine_once(reference, frame, matrix if current is None else current, curve, chosen, patch, grid)
         if refined is None:
-            break
+            break  # a later round that fails leaves the earlier one's result
         current = refined
     if current is None:
         return None
-    # a refinement, not a new estimate: it may move the corners by a few pixels at most
     _, _, _, moved = describe_matrix(np.linalg.inv(matrix) @ current, h, w)
     return current if moved < 0.002 * max(h, w) + 2 else None
 
 
-def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
-                 curve: tuple[np.ndarray, np.ndarray], grid: int, patch: int) -> np.ndarray | None:
-    """One round of `refine_full_size`: the corrected homography, or None with fewer than 6 usable windows."""
-    h, w = reference.shape[:2]
-    inverse = np.linalg.inv(matrix)
-    window = cv2.createHanningWindow((patch, patch), cv2.CV_32F)
+def _grid_windows(h: int, w: int, patch: int, grid: int = 4) -> list[tuple[int, int]]:
+    """Top-left corners of a grid×grid lattice of patch-px windows spanning the frame, 3 % in from its edges
+    (where a moved frame leaves no data)."""
     mx, my = round(0.03 * w), round(0.03 * h)
-    src, dst = [], []
-    for gy in range(grid):
-        for gx in range(grid):
-            x0 = mx + round((w - patch - 2 * mx) * gx / (grid - 1))
-            y0 = my + round((h - patch - 2 * my) * gy / (grid - 1))
-            ref_grey = luma(reference[y0:y0 + patch, x0:x0 + patch])
-            shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
-            warped = cv2.warpPerspective(frame, shift @ matrix, (patch, patch), flags=cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            frame_grey = luma(warped)
-            usable = well_exposed(ref_grey) & well_exposed(frame_grey)
-            if usable.mean() < 0.5:
+    return [(mx + round((w - patch - 2 * mx) * gx / (grid - 1)), my + round((h - patch - 2 * my) * gy / (grid - 1)))
+            for gy in range(grid) for gx in range(grid)]
+
+
+def _choose_windows(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray, patch: int, count: int,
+                    lattice: int = 15, small: tuple[np.ndarray, np.ndarray] | None = None) -> list[tuple[int, int]]:
+    """Top-left corners (x0, y0) of at most `count` patch-px windows for `_refine_level`, from a lattice×lattice
+    grid of overlapping candidates: those at least half well exposed in the reference and in the frame warped by
+    `matrix` (frame->reference) and textured; the frame is split into about `count` cells and each gives its
+    best-exposed candidate, so the windows spread over the frame (bunched in one corner they fit a homography
+    that is wrong at the others) and a mostly crushed or clipped frame still gets enough. Not the most textured:
+    on hdrps Cemetery_Tree_1 those were the tree's branches, which move between exposures. Measured on copies at
+    about 1/16 of the window's side, resized from the lumas `small` (reference, frame) where given, so choosing
+    makes no pass over the full-size frames."""
+    h, w = reference.shape[:2]
+    f = min(1.0, 16.0 / patch)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    ref_small, frame_small = (_small_luma(a, size) for a in (small or (reference, frame)))
+    frame_small = cv2.warpPerspective(frame_small, _rescale(matrix, _scaling(size[0] / w, size[1] / h)), size,
+                                      flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    usable = (well_exposed(ref_small) & well_exposed(frame_small)).astype(np.float32)
+    energy = _gradient(ref_small) ** 2
+    mx, my = round(0.03 * w), round(0.03 * h)
+    cells = max(1, round(math.sqrt(count)))
+    best: dict[tuple[int, int], tuple[float, int, int]] = {}
+    for gy in range(lattice):
+        for gx in range(lattice):
+            x0 = mx + round((w - patch - 2 * mx) * gx / (lattice - 1))
+            y0 = my + round((h - patch - 2 * my) * gy / (lattice - 1))
+            cut = (slice(int(y0 * f), int((y0 + patch) * f) + 1), slice(int(x0 * f), int((x0 + patch) * f) + 1))
+            if usable[cut].mean() < 0.5:
                 continue
-            a, b = _gradient(apply_curve(frame_grey, curve)), _gradient(ref_grey)
-            if float((b[usable] ** 2).mean()) < MIN_TEXTURE:
+            if float((energy[cut] * usable[cut]).mean()) < MIN_TEXTURE:
                 continue
-            (dx, dy), response = cv2.phaseCorrelate(a, b, window)
-            if response < 0.15 or math.hypot(dx, dy) > 4.0:
-                continue
-            centre = np.array([[[x0 + (patch - 1) / 2, y0 + (patch - 1) / 2]]], np.float64)
-            src.append(cv2.perspectiveTransform(centre, inverse)[0, 0])
-            dst.append(centre[0, 0] + (dx, dy))
-    if len(src) < 6:
+            exposed = round(float(usable[cut].mean()), 1)
+            cell = (gx * cells // lattice, gy * cells // lattice)
+            if cell not in best or exposed > best[cell][0]:
+                best[cell] = (exposed, x0, y0)
+    return [(x0, y0) for _, x0, y0 in best.values()]
+
+
+def _window_shift(ref_grey: np.ndarray, frame_grey: np.ndarray, usable: np.ndarray, window: np.ndarray,
+                  grid: bool) -> tuple[float, float] | None:
+    """Sub-pixel shift t of one window (frame_grey(x + t) ≈ ref_grey(x), px), or None where it is not measurable.
+
+    frame_grey is already mapped to the reference's exposure; usable: H×W bool, well exposed in both. Phase
+    correlation of the gradient magnitudes (grid: that alone); otherwise refined by translation ECC (Evangelidis &
+    Psarakis 2008, `cv2.findTransformECC`) on the exposure-mapped intensities over `usable`: invariant to a gain
+    and offset left between them, and free of the correlation peak's whole-pixel bias. (ECC on the gradient
+    magnitudes instead disagreed with itself by 0.5-1.1 px at 24 MP on hdrps El_Capitan 01 and 08, the
+    intensities by 0.07-0.3 px.)"""
+    a, b = _gradient(frame_grey), _gradient(ref_grey)
+    if float((b[usable] ** 2).mean()) < MIN_TEXTURE:
         return None
-    refined, _ = cv2.findHomography(np.array(src, np.float64), np.array(dst, np.float64), 0)
-    if refined is None or not np.isfinite(refined).all():
+    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+    if grid:
+        return None if response < 0.15 or math.hypot(dx, dy) > 4.0 else (-dx, -dy)
+    if response < 0.1 or math.hypot(dx, dy) > max(4.0, ref_grey.shape[0] / 16):
         return None
+    start = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
+    try:
+        rho, warp = cv2.findTransformECC(ref_grey, frame_grey, start, cv2.MOTION_TRANSLATION,
+                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3),
+                                         usable.astype(np.uint8), 5)
+    except cv2.error:  # no convergence (flat or mismatched content)
+        return None
+    tx, ty = float(warp[0, 2]), float(warp[1, 2])
+    if not (rho > 0.3 and math.hypot(tx + dx, ty + dy) < 1.5):
+        return None  # ECC wandered away from the correlation peak, or the windows do not match
+    return tx, ty
+
+
+def _similarity_lsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (x' = a x - b y + tx, y' = b x + a y + ty) through N×2 point pairs -> 3×3."""
+    x, y = src[:, 0], src[:, 1]
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    rows = np.vstack([np.column_stack([x, -y, one, zero]), np.column_stack([y, x, zero, one])])
+    (a, b, tx, ty), *_ = np.linalg.lstsq(rows, np.concatenate([dst[:, 0], dst[:, 1]]), rcond=None)
+    return np.array([[a, -b, tx], [b, a, ty], [0.0, 0.0, 1.0]])
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """Luma of an H×W×3 window, or the window itself when it already is luma (H×W)."""
+    return image if image.ndim == 2 else luma(image)
+
+
+def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
+                 curve: tuple[np.ndarray, np.ndarray], chosen: Sequence[tuple[int, int]],
+                 patch: int, grid: bool) -> np.ndarray | None:
+    """One round of `_refine_level` over the windows `chosen` (top-left corners): the corrected homography, or
+    None with fewer than 6 usable windows."""
+    window = cv2.createHanningWindow((patch, patch), cv2.CV_32F)
+    at, seen = [], []
+    for x0, y0 in chosen:
+        ref_grey = _grey(reference[y0:y0 + patch, x0:x0 + patch])
+        shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
+        frame_grey = _grey(cv2.warpPerspective(frame, shift @ matrix, (patch, patch), flags=cv2.INTER_LINEAR,
+                                               borderMode=cv2.BORDER_CONSTANT, borderValue=0))
+        usable = well_exposed(ref_grey) & well_exposed(frame_grey)
+        if usable.mean() < (0.5 if grid else 0.3):
+            continue
+        t = _window_shift(ref_grey, apply_curve(frame_grey, curve), usable, window, grid)
+        if t is None:
+            continue
+        centre = np.array([x0 + (patch - 1) / 2, y0 + (patch - 1) / 2], np.float64)
+        # the window's centre in the reference is seen at centre + t in the warped frame window: the current
+        # matrix puts there the frame point that belongs at centre
+        at.append(centre + t)
+        seen.append(centre)
+    if len(at) < 6:
+        return None
+    if grid:
+        # the frame point at a window's centre belongs at centre - t (to first order in t): a homography through
+        # all of them (frames of about 1 MP are refined by this alone, measured in docs/studies/registration.py)
+        centres = np.array(seen, np.float64)
+        src = cv2.perspectiveTransform(centres[None], np.linalg.inv(matrix))[0]
+        fitted, _ = cv2.findHomography(src, 2 * centres - np.array(at, np.float64), 0)
+        return None if fitted is None or not np.isfinite(fitted).all() else fitted / fitted[2, 2]
+    at_a, seen_a = np.array(at, np.float64), np.array(seen, np.float64)
+    # the correction is fitted in the reference's coordinates, from where the current matrix puts each window's
+    # centre to where it belongs: close to the identity, and composed with the current homography, so that its
+    # perspective is kept; a homography through fewer than HOMOGRAPHY_WINDOWS window centres extrapolates wildly
+    # to the image corners (6-9 px at 24 MP on hdrps El_Capitan 00, 10 usable windows), so fewer give a
+    # similarity correction
+    general = len(at_a) >= HOMOGRAPHY_WINDOWS
+    keep = None
+    for tolerance in (0.5, 1.0):
+        # windows whose shift disagrees with one motion (an edge that moves with exposure, a moving object) are
+        # dropped before the least-squares fit through the rest; the tolerance widens where the windows are noisy
+        # (a frame 4 stops brighter, mostly clipped)
+        if general:
+            rough, inliers = cv2.findHomography(at_a, seen_a, cv2.RANSAC, tolerance, maxIters=2000, confidence=0.999)
+        else:
+            rough, inliers = cv2.estimateAffinePartial2D(at_a, seen_a, method=cv2.RANSAC,
+                                                         ransacReprojThreshold=tolerance, maxIters=2000,
+                                                         confidence=0.999)
+        if rough is not None and inliers is not None and int(inliers.sum()) >= 6:
+            keep = inliers.ravel().astype(bool)
+            break
+    if keep is None:
+        return None
+    if general:
+        correction, _ = cv2.findHomography(at_a[keep], seen_a[keep], 0)
+    else:
+        correction = _similarity_lsq(at_a[keep], seen_a[keep])
+    if correction is None or not np.isfinite(correction).all():
+        return None
+    refined = correction @ matrix
     return refined / refined[2, 2]
 
 
