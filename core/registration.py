@@ -610,7 +610,10 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     if (ref.fsize[0] < 0.7 * w or ref.size[0] < 0.7 * w) and best[1] != "translation":
         # features come from a copy of at most 0.3 MP: an error of 0.2 px there is 0.4 px at 1 MP and 1.8 px at
         # 24 MP; refine on full-size patches
-        refined = refine_full_size(ref, frame, [grey, *mid][:len(ref.level_sizes)], matrix, curve)
+        # the windows are chosen where both frames are well exposed, so their curve is fitted there (the estimate's
+        # whole-frame curve serves frames far apart in exposure, whose shared well-exposed area is small)
+        window_curve = tone_curve(grey, ref.grey, well_exposed(grey), ref.view.mask)
+        refined = refine_full_size(ref, frame, [grey, *mid][:len(ref.level_sizes)], matrix, window_curve)
         if refined is not None:
             s_refined = check(_rescale(refined, to_small))
             if not math.isnan(s_refined) and s_refined >= s - 0.002:
