@@ -77,6 +77,7 @@ MIN_SPREAD = 0.2              # a feature homography's inliers must span this fr
 WIDE_MIN_SCORE = 0.5          # and there an estimate must score at least this (`estimate`)
 MIN_TEXTURE = 2e-4            # mean squared gradient of the equalised reference below this: textureless
 MIN_MATCHES = 12
+RANSAC_SEED = 11              # OpenCV's RNG seed before every RANSAC fit: one registration per input
 WINDOWS = 64                  # windows the finest level of the refinement of large frames measures (refine_full_size)
 MID_PIXELS = 4_000_000        # frames over twice this size are refined on a copy of about this size, not full size
 HOMOGRAPHY_WINDOWS = 16       # fewer usable refinement windows than this correct the estimate by a similarity
@@ -333,6 +334,7 @@ def _features(ref_kp: tuple, view_kp: tuple, models: Sequence[str], shape: tuple
     dst = np.array([k2[m.trainIdx].pt for m in good], np.float32)
     out = {}
     for model in models:
+        cv2.setRNGSeed(RANSAC_SEED)  # one registration per input, as in the window fit
         if model == "homography":
             matrix, inliers = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 1.5, maxIters=5000, confidence=0.999)
         else:
@@ -837,6 +839,9 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
         # windows whose shift disagrees with one motion (an edge that moves with exposure, a moving object) are
         # dropped before the least-squares fit through the rest; the tolerance widens where the windows are noisy
         # (a frame 4 stops brighter, mostly clipped)
+        # RANSAC draws from OpenCV's per-thread RNG, whose state depends on what ran before on that thread: seeded,
+        # the same frames give the same registration in every process
+        cv2.setRNGSeed(RANSAC_SEED)
         if general:
             rough, inliers = cv2.findHomography(at_a, seen_a, cv2.RANSAC, tolerance, maxIters=2000, confidence=0.999)
         else:
