@@ -1,5 +1,5 @@
 """Decoding one image file: JPEG, PNG, TIFF (every compression tifffile + imagecodecs know), HEIC/HEIF, WebP, AVIF,
-camera RAW.
+JPEG XL, camera RAW.
 
 Every reader returns a `Decoded`: the pixels as stored (EXIF orientation *not yet* applied, so that a bracket can
 compare its frames' tags first), the orientation tag, a validity mask from alpha and non-finite samples, the
@@ -30,19 +30,20 @@ import cv2
 import numpy as np
 
 from lutfuse.core import exif as exifmod
-from lutfuse.core import profiles
+from lutfuse.core import jpegxl, profiles
 from lutfuse.core.errors import BracketError, shown_path
 
 CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
 HEIF_SUFFIXES = {".heic", ".heif", ".hif"}
 PILLOW_SUFFIXES = {".webp": "WebP", ".avif": "AVIF"}
+JXL_SUFFIXES = {".jxl"}
 RAW_SUFFIXES = {
     ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".kdc", ".mef", ".mos", ".mrw",
     ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
 }
-IMAGE_SUFFIXES = set(CV_SUFFIXES) | TIFF_SUFFIXES | HEIF_SUFFIXES | set(PILLOW_SUFFIXES) | RAW_SUFFIXES
-FORMAT_NAMES = "JPEG, PNG, TIFF, HEIC, WebP, AVIF or camera RAW"
+IMAGE_SUFFIXES = set(CV_SUFFIXES) | TIFF_SUFFIXES | HEIF_SUFFIXES | set(PILLOW_SUFFIXES) | JXL_SUFFIXES | RAW_SUFFIXES
+FORMAT_NAMES = "JPEG, PNG, TIFF, HEIC, WebP, AVIF, JPEG XL or camera RAW"
 MIN_SIDE = 16  # px; smaller frames break the pyramids and alignment, and no camera makes them
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -878,6 +879,39 @@ def _read_pillow(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded
                    xmp if isinstance(xmp, bytes) else None, notes)
 
 
+def _read_jxl(path: Path, data: bytes, max_pixels: int) -> Decoded:
+    """JPEG XL through imagecodecs/libjxl: 8/16-bit or float samples, grey, alpha; the container's EXIF and XMP.
+
+    libjxl applies the codestream's orientation (authoritative in JPEG XL), so the pixels come back upright. An
+    animation gives its first frame, with a note. The pixels come back in the file's own colour encoding, which
+    imagecodecs does not report: frames are taken as sRGB, as nearly every JPEG XL written from a photo is.
+    """
+    import imagecodecs
+
+    name = shown_path(path)
+    notes: list[str] = []
+    head = jpegxl.header(data)
+    if head is None:
+        raise BracketError(f"{name}: cannot read JPEG XL: the header is damaged or cut short")
+    check_size(path, head.width, head.height, max_pixels)
+    try:
+        with quiet_decoder():
+            pixels = imagecodecs.jpegxl_decode(data, index=0)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001  imagecodecs raises JpegxlError (and ValueError) on bad files
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if "NEED_MORE_INPUT" in reason:
+            reason = "the file is cut short"
+        raise BracketError(f"{name}: cannot read JPEG XL: {reason}") from None
+    if head.animated:
+        notes.append(f"{name}: animated JPEG XL; its first frame is used")
+    image, valid, bits = _finish(path, pixels, notes)
+    exif_block, xmp = jpegxl.metadata(data)
+    parsed = exifmod.parse(exif_block)
+    return Decoded(path, image, bits, 1, valid, parsed, exifmod.exposure(parsed), None, xmp, notes)
+
+
 # LibRaw's `flip` (0 none, 3 180°, 5 90° counter-clockwise, 6 90° clockwise) as an EXIF orientation code.
 _LIBRAW_FLIP_TO_EXIF = {0: 1, 3: 3, 5: 8, 6: 6}
 
@@ -944,7 +978,7 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
     actual = None if suffix in RAW_SUFFIXES else sniff(data)  # raws are TIFF-like inside; only LibRaw reads them
     if actual is not None and actual != _kind_of_suffix(suffix):
         suffix = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "HEIF": ".heic", "WebP": ".webp",
-                  "AVIF": ".avif"}[actual]
+                  "AVIF": ".avif", "JPEG XL": ".jxl"}[actual]
         ending = f"ends in '{shown_path(path.suffix)}'" if path.suffix else "has no extension"
         note = f"{name}: the file holds a {actual} image although its name {ending}; it is read as {actual}"
     try:
@@ -958,6 +992,8 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
             decoded = _read_heif(path, data, max_pixels)
         elif suffix in PILLOW_SUFFIXES:
             decoded = _read_pillow(path, data, PILLOW_SUFFIXES[suffix], max_pixels)
+        elif suffix in JXL_SUFFIXES:
+            decoded = _read_jxl(path, data, max_pixels)
         else:
             decoded = _read_raw(path, data, max_pixels)
     except MemoryError:
@@ -974,11 +1010,13 @@ _AVIF_BRANDS = (b"avif", b"avis")
 
 
 def sniff(data: bytes) -> str | None:
-    """"JPEG", "PNG", "TIFF", "HEIF", "WebP" or "AVIF" from a file's first bytes (its signature), None when none.
+    """"JPEG", "PNG", "TIFF", "HEIF", "WebP", "AVIF" or "JPEG XL" from a file's first bytes (its signature), None
+    when none.
 
     Files are often misnamed (a PNG saved as .jpg by a web download, a JPEG renamed .tif), and their content, not
     the name, tells how to decode them. Signatures: JPEG SOI FF D8 FF, the PNG 8-byte signature, TIFF II*\0 / MM\0*
-    (BigTIFF II+\0 / MM\0+), ISO BMFF `ftyp` box with a HEIF or AVIF brand, RIFF container of type WEBP.
+    (BigTIFF II+\0 / MM\0+), ISO BMFF `ftyp` box with a HEIF or AVIF brand, RIFF container of type WEBP, JPEG XL
+    codestream FF 0A or its container's `JXL ` box.
     """
     if data[:3] == b"\xff\xd8\xff":
         return "JPEG"
@@ -997,6 +1035,8 @@ def sniff(data: bytes) -> str | None:
             return "HEIF"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
+    if jpegxl.is_jpegxl(data):
+        return "JPEG XL"
     return None
 
 
@@ -1005,4 +1045,6 @@ def _kind_of_suffix(suffix: str) -> str | None:
         return CV_SUFFIXES[suffix]
     if suffix in PILLOW_SUFFIXES:
         return PILLOW_SUFFIXES[suffix]
+    if suffix in JXL_SUFFIXES:
+        return "JPEG XL"
     return "TIFF" if suffix in TIFF_SUFFIXES else "HEIF" if suffix in HEIF_SUFFIXES else None
