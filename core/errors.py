@@ -31,7 +31,8 @@ def shown_path(path: object) -> str:
     """A file name as it may appear in a message: printable on any terminal, even a strict UTF-8 one.
 
     POSIX file names are bytes; Python keeps undecodable bytes as lone surrogates, which a strict UTF-8 stream
-    refuses to print. They come out as backslash escapes (b'\\xff' -> "\\xff") and the rest stays readable.
+    refuses to print. They come out as backslash escapes (b'\\xff' -> "\\xff") and the rest stays readable;
+    control characters too (a newline -> "\\n"), so that a message stays one line.
     """
     try:
         if isinstance(path, (str, bytes, os.PathLike)):
@@ -40,7 +41,12 @@ def shown_path(path: object) -> str:
             raw = str(path).encode("utf-8", "surrogateescape")
     except (TypeError, UnicodeError):
         raw = str(path).encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace")
+    # A newline, tab or terminal escape in a name would split the one-line message or drive the terminal.
+    return raw.decode("utf-8", "backslashreplace").translate(_CONTROL_ESCAPES)
+
+
+# C0 controls, DEL, C1 controls and the Unicode line/paragraph separators -> "\\n", "\\t", "\\x1b", "\\u2028"
+_CONTROL_ESCAPES = {c: ascii(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 
 
 class Terminated(BaseException):

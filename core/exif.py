@@ -52,6 +52,27 @@ def parse(block: bytes | None) -> dict[str, str] | None:
     return data or None
 
 
+def from_xmp(packet: bytes | None) -> dict[str, str] | None:
+    """The EXIF tags an XMP packet states (tiff:Orientation, exif:ExposureTime, exif:FNumber, exif:ISOSpeedRatings,
+    ...) as exiv2 EXIF keys and text values (exiv2's own XMP -> EXIF mapping); None when there are none or the
+    packet is malformed. Lightroom, darktable and exiftool copy these into XMP, and some exports keep only that."""
+    if not packet:
+        return None
+    import tifffile
+
+    carrier = io.BytesIO()
+    tifffile.imwrite(carrier, np.zeros((1, 1), np.uint8), metadata=None, software=False)
+    try:
+        with pyexiv2.ImageData(carrier.getvalue()) as image:
+            image.modify_raw_xmp(bytes(packet).decode("utf-8", errors="replace"))
+            tags = image.read_xmp()
+        converted = pyexiv2.convert_xmp_to_exif({k: v for k, v in tags.items()
+                                                 if k.startswith(("Xmp.tiff.", "Xmp.exif.", "Xmp.exifEX."))})
+    except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError, pybind11 casts others, on a malformed packet)
+        return None
+    return {k: v if isinstance(v, str) else " ".join(map(str, v)) for k, v in converted.items()} or None
+
+
 def orientation(data: dict[str, str] | None) -> int:
     """EXIF orientation code 1..8 of parsed EXIF (1 when absent or invalid)."""
     value = (data or {}).get(ORIENTATION, "1").split()
@@ -96,14 +117,28 @@ def _apex(value: str | None, low: float, high: float) -> float | None:
     return result if result is not None and low <= result <= high else None
 
 
+_SENSITIVITY_KEYS = ("Exif.Photo.RecommendedExposureIndex", "Exif.Photo.ISOSpeed",
+                     "Exif.Photo.StandardOutputSensitivity")
+
+
 def exposure(data: dict[str, str] | None) -> tuple[float | None, float | None, float | None]:
     """(exposure time s, f-number, ISO) from parsed EXIF, each None when missing or invalid.
 
     ExposureTime and FNumber first; where one is missing, the APEX ShutterSpeedValue (t = 2^-Tv) or ApertureValue
-    (N = 2^(Av/2)) that some cameras and converters write instead (EXIF 2.32, 4.6.5 "APEX")."""
+    (N = 2^(Av/2)) that some cameras and converters write instead (EXIF 2.32, 4.6.5 "APEX"). ISO from
+    ISOSpeedRatings, or where that is missing or saturated at 65535, from RecommendedExposureIndex, ISOSpeed or
+    StandardOutputSensitivity (EXIF 2.3)."""
     if not data:
         return None, None, None
     iso = number(data.get("Exif.Photo.ISOSpeedRatings") or data.get("Exif.Photo.PhotographicSensitivity"))
+    if iso is None or iso == 65535:
+        # EXIF 2.3: ISOSpeedRatings is a SHORT, so above ISO 65535 it says 65535 and the value is in the tag that
+        # SensitivityType names; some cameras write only these tags
+        for key in _SENSITIVITY_KEYS:
+            value = number(data.get(key))
+            if value is not None:
+                iso = value
+                break
     t = number(data.get("Exif.Photo.ExposureTime"))
     if t is None:
         tv = _apex(data.get("Exif.Photo.ShutterSpeedValue"), -20.0, 30.0)  # about 12 days to 1 ns

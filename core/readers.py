@@ -29,11 +29,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from lutfuse.core import cicp, jpegxl, profiles
 from lutfuse.core import exif as exifmod
-from lutfuse.core import jpegxl, profiles
 from lutfuse.core.errors import BracketError, shown_path
 
-CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG"}
+CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".mpo": "JPEG", ".png": "PNG"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
 HEIF_SUFFIXES = {".heic", ".heif", ".hif"}
 PILLOW_SUFFIXES = {".webp": "WebP", ".avif": "AVIF"}
@@ -471,6 +471,33 @@ def _png_chunk_colour(path: Path, image: np.ndarray, info: dict, notes: list[str
     return converted
 
 
+def _png_chunk(data: bytes, wanted: bytes) -> bytes | None:
+    """The payload of a PNG's first `wanted` chunk before the image data (IDAT), else None."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            return None
+        if kind == wanted:
+            return data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    return None
+
+
+def _png_colour(path: Path, data: bytes, image: np.ndarray, info: dict, icc: bytes | None, notes: list[str],
+                ) -> tuple[np.ndarray, bytes | None]:
+    """A PNG's pixels in sRGB or its ICC profile: (pixels, profile to keep). A cICP chunk (PNG third edition 11.3.2.6:
+    it overrides iCCP, sRGB, gAMA and cHRM) is decoded by `cicp.to_srgb`, the ICC profile then dropped; else gAMA and
+    cHRM by `_png_chunk_colour`."""
+    chunk = _png_chunk(data, b"cICP")
+    if chunk is None or len(chunk) != 4:
+        return _png_chunk_colour(path, image, info, notes), icc
+    converted, note = cicp.to_srgb(image, chunk[0], chunk[1], chunk[2], chunk[3], bits=data[24])
+    if note:
+        notes.append(f"{shown_path(path)}: {note}")
+    return converted, None
+
+
 def _png_grey_key(data: bytes) -> int | None:
     """The grey level a greyscale PNG's tRNS chunk names transparent (in the file's own bit depth), else None.
 
@@ -572,7 +599,7 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
     image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
     bits = 8 if actual == "JPEG" and mode == "CMYK" else bits
     if actual == "PNG":
-        image = _png_chunk_colour(path, image, info, notes)
+        image, icc = _png_colour(path, data, image, info, icc, notes)
     parsed = exifmod.parse(block)
     return Decoded(path, image, bits, exifmod.orientation(parsed), valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
@@ -964,8 +991,8 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
                                    f"(use {FORMAT_NAMES})")
         try:
             regular = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError:
-            regular = False
+        except OSError as exc:  # missing, a link loop, a dangling link: say that, not "unsupported format"
+            raise _open_error(path, exc) from None
         if not regular:
             raise unsupported
         # A name that hides the type (browser downloads "photo.jpg_large", "image.jpeg.download", no extension at
@@ -1000,9 +1027,38 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         raise BracketError(f"{name}: not enough memory to decode this image") from None
     # The decoder's output, not only the header, must be a usable frame (a damaged header can disagree with it).
     check_size(path, decoded.pixels.shape[1], decoded.pixels.shape[0], max_pixels)
+    if decoded.xmp:
+        _xmp_fallback(decoded, stored_as_is=suffix in CV_SUFFIXES or suffix in TIFF_SUFFIXES or suffix == ".webp")
     if note is not None:
         decoded.notes.insert(0, note)
     return decoded
+
+
+def _xmp_fallback(decoded: Decoded, *, stored_as_is: bool) -> None:
+    """Fill what EXIF lacks from the file's XMP packet, in place: exposure time, f-number and ISO (exif:ExposureTime,
+    ... as Lightroom, darktable and exiftool write them; some exports keep only XMP), and, for pixels stored as is
+    (`stored_as_is`: JPEG, PNG, TIFF, WebP; other decoders turn the pixels themselves), tiff:Orientation where EXIF
+    has no Orientation tag. Where both give an orientation and they disagree, EXIF wins (the Metadata Working
+    Group's rule; cameras write EXIF, XMP is a copy) and a note says so."""
+    tags = exifmod.from_xmp(decoded.xmp)
+    if not tags:
+        return
+    name = shown_path(decoded.path)
+    if stored_as_is and exifmod.ORIENTATION in tags:
+        code = exifmod.orientation(tags)
+        if exifmod.ORIENTATION not in (decoded.exif or {}):
+            decoded.orientation = code
+        elif code != decoded.orientation:
+            decoded.notes.append(f"{name}: its XMP tiff:Orientation {code} disagrees with its EXIF Orientation "
+                                 f"{decoded.orientation}; the EXIF tag is used")
+    if None in decoded.settings:
+        extra = exifmod.exposure(tags)
+        filled = tuple(own if own is not None else other for own, other in zip(decoded.settings, extra))
+        if filled != decoded.settings:
+            words = [w for w, old, new in zip(("exposure time", "f-number", "ISO"), decoded.settings, filled)
+                     if old is None and new is not None]
+            decoded.notes.append(f"{name}: {', '.join(words)} taken from its XMP metadata (none in EXIF)")
+            decoded.settings = filled  # type: ignore[assignment]
 
 
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")

@@ -1,0 +1,224 @@
+"""More kinds of files from photographers' bug reports, each built on the fly from real frames in the faulty form:
+XMP-only orientation and exposure (Lightroom/darktable/exiftool exports), ISO above 65535, PNG cICP chunks (HDR PQ
+and HLG, Display P3), MPO files, file names with control characters, and missing or looping paths without an
+image extension."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import piexif
+import pytest
+from PIL import Image
+
+from lutfuse.core import cicp
+from lutfuse.core.bracket import load_bracket
+from lutfuse.core.errors import BracketError
+from lutfuse.core.readers import read_frame
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _frame(shared_data: Path, index: int = 1, size: tuple[int, int] = (96, 160)) -> np.ndarray:
+    """H×W×3 uint8 RGB, the whole real deepfuse/Seq_11 frame `index` scaled to `size` (H, W)."""
+    bgr = cv2.imread(str(shared_data / "brackets" / "deepfuse" / "Seq_11" / f"{index:02d}.jpg"))
+    return np.ascontiguousarray(cv2.resize(bgr, size[::-1], interpolation=cv2.INTER_AREA)[..., ::-1])
+
+
+def _cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO.parent), QT_QPA_PLATFORM="offscreen")
+    return subprocess.run([sys.executable, "-m", "lutfuse", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+def _xmp(**attributes: str) -> bytes:
+    """An XMP packet as Lightroom writes it: tiff:/exif: properties as attributes of one rdf:Description."""
+    text = " ".join(f'{key.replace("_", ":")}="{value}"' for key, value in attributes.items())
+    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+            f'{text}/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>').encode()
+
+
+# ---------------------------------------------------------------------------------------------- XMP metadata
+
+def test_orientation_only_in_xmp_turns_the_frame(shared_data: Path, tmp_path: Path) -> None:
+    """A frame stored turned whose only orientation is XMP tiff:Orientation comes out upright; where EXIF says
+    otherwise, EXIF wins with a note."""
+    rgb = _frame(shared_data)
+    stored = np.ascontiguousarray(np.rot90(rgb, 1))  # what Orientation 6 (turn 90° clockwise to view) stores
+    path = tmp_path / "turned.png"
+    Image.fromarray(stored).save(path, pnginfo=None)
+    data = path.read_bytes()
+    packet = _xmp(tiff_Orientation="6")
+    chunk = b"iTXt" + b"XML:com.adobe.xmp\0\0\0\0\0" + packet
+    data = data[:33] + len(chunk[4:]).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big") + data[33:]
+    path.write_bytes(data)
+    decoded = read_frame(path)
+    assert decoded.orientation == 6
+    upright, _ = decoded.upright()
+    assert np.array_equal(np.round(upright * 255).astype(np.uint8), rgb)
+
+    both = tmp_path / "both.jpg"
+    exif = piexif.dump({"0th": {piexif.ImageIFD.Orientation: 1}})
+    Image.fromarray(rgb).save(both, quality=95, exif=exif, xmp=packet)
+    decoded = read_frame(both)
+    assert decoded.orientation == 1
+    assert decoded.notes == [f"{both}: its XMP tiff:Orientation 6 disagrees with its EXIF Orientation 1; the EXIF "
+                             "tag is used"]
+
+
+def test_exposure_only_in_xmp_orders_the_bracket(shared_data: Path, tmp_path: Path) -> None:
+    """Exports that keep only XMP (exif:ExposureTime, exif:FNumber, exif:ISOSpeedRatings) still give EXIF-grade
+    exposures: the bracket's EVs come from them, not from brightness."""
+    times = {0: "1/400", 1: "1/100", 2: "1/25"}  # two stops apart
+    paths = []
+    for index, time in times.items():
+        path = tmp_path / f"{'cab'[index]}.jpg"  # names in another order than the exposures
+        packet = _xmp(exif_ExposureTime=time, exif_FNumber="8/1")
+        Image.fromarray(_frame(shared_data, index)).save(path, quality=95, xmp=packet)
+        paths.append(path)
+    decoded = read_frame(paths[0])
+    assert decoded.settings == (pytest.approx(1 / 400), pytest.approx(8.0), None)
+    assert decoded.notes == [f"{paths[0]}: exposure time, f-number taken from its XMP metadata (none in EXIF)"]
+    bracket = load_bracket(paths, align=False)
+    assert [f.path for f in bracket.frames] == paths
+    assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
+    evs = [f.ev for f in bracket.frames]
+    assert [ev - evs[1] for ev in evs] == pytest.approx([-2.0, 0.0, 2.0])
+
+
+def test_iso_above_65535_is_read_from_the_sensitivity_tags(shared_data: Path, tmp_path: Path) -> None:
+    """EXIF's ISOSpeedRatings is 16-bit: above ISO 65535 cameras write 65535 there and the value in
+    RecommendedExposureIndex (SensitivityType 2)."""
+    path = tmp_path / "high.jpg"
+    exif = {"Exif": {piexif.ExifIFD.ExposureTime: (1, 8000), piexif.ExifIFD.ISOSpeedRatings: 65535,
+                     piexif.ExifIFD.SensitivityType: 2, piexif.ExifIFD.RecommendedExposureIndex: 204800}}
+    Image.fromarray(_frame(shared_data)).save(path, quality=95, exif=piexif.dump(exif))
+    assert read_frame(path).settings == (pytest.approx(1 / 8000), None, 204800.0)
+
+
+# ---------------------------------------------------------------------------------------------- PNG cICP
+
+def _srgb_to_linear(code: np.ndarray) -> np.ndarray:
+    return np.where(code <= 0.04045, code / 12.92, ((code + 0.055) / 1.055) ** 2.4)
+
+
+def _with_cicp(png: bytes, primaries: int, transfer: int) -> bytes:
+    payload = b"cICP" + bytes([primaries, transfer, 0, 1])
+    chunk = (4).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
+    return png[:33] + chunk + png[33:]  # right after IHDR, before any image data
+
+
+def _pq_encode(nits: np.ndarray) -> np.ndarray:
+    m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    y = (np.clip(nits, 0, 10000) / 10000) ** m1
+    return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+
+
+@pytest.mark.parametrize("gain", [1.0, 4.0])
+def test_hdr_pq_png_is_mapped_to_sdr_not_read_as_srgb(gain: float, shared_data: Path, tmp_path: Path) -> None:
+    """A 16-bit PNG whose cICP chunk says BT.2020 + PQ (HDR, as browsers and Adobe tools write) holds light in
+    cd/m²: read as sRGB code values it came out dark and colourless. Its reference white (203 cd/m²) is now SDR
+    white; brighter light (gain 4: a frame two stops over) is clipped with a note saying how much."""
+    rgb = _frame(shared_data) / 255.0
+    linear = _srgb_to_linear(rgb) * gain
+    bt2020 = linear @ np.linalg.inv(cicp.to_srgb_matrix(9)).T
+    code = _pq_encode(bt2020 * cicp.REFERENCE_WHITE)
+    path = tmp_path / "hdr.png"
+    ok, png = cv2.imencode(".png", np.round(code * 65535).astype(np.uint16)[..., ::-1])
+    path.write_bytes(_with_cicp(png.tobytes(), 9, 16))
+    decoded = read_frame(path)
+    expected = np.clip(linear, 0, 1)
+    expected = np.where(expected <= 0.0031308, expected * 12.92, 1.055 * expected ** (1 / 2.4) - 0.055)
+    assert decoded.bit_depth == 16 and decoded.icc is None
+    assert np.abs(decoded.pixels - expected).max() < 1.5 / 255
+    (note,) = decoded.notes
+    head = (f"{path}: HDR image (BT.2020 primaries, PQ transfer, from its cICP chunk): mapped to SDR sRGB with its "
+            "reference white (203 cd/m², ITU-R BT.2408) at white; ")
+    tail = "% of its pixels are brighter than that or outside sRGB and are clipped (tone-map HDR to SDR before fusing "
+    assert note.startswith(head) and tail in note
+    clipped = float((linear > 1).any(axis=-1).mean()) * 100  # the 16-bit code values put some 1.0s just above
+    assert float(note[len(head):note.index(tail)]) == pytest.approx(clipped, abs=0.5)
+
+
+def test_hlg_png_reference_white_is_sdr_white(shared_data: Path, tmp_path: Path) -> None:
+    """HLG: 75 % signal is the reference white (ITU-R BT.2408); a grey ramp of real frame luminance round-trips."""
+    grey = _frame(shared_data).mean(axis=2, keepdims=True).repeat(3, axis=2) / 255.0
+    scene_white = (np.exp((0.75 - 0.55991073) / 0.17883277) + 0.28466892) / 12  # HLG inverse OETF of 75 %
+    # on a 1000 cd/m² display, grey light L (relative to 203 cd/m²) is shown from scene light E with L ∝ E^1.2
+    scene = scene_white * _srgb_to_linear(grey) ** (1 / 1.2)
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    code = np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - b, 1e-12)) + c)
+    path = tmp_path / "hlg.png"
+    ok, png = cv2.imencode(".png", np.round(code * 65535).astype(np.uint16))
+    path.write_bytes(_with_cicp(png.tobytes(), 9, 18))
+    decoded = read_frame(path)
+    assert np.abs(decoded.pixels - grey).max() < 1.5 / 255
+
+
+def test_display_p3_png_from_cicp_is_converted_to_srgb(shared_data: Path, tmp_path: Path) -> None:
+    """cICP 12/13 (Display P3, sRGB curve; a phone screenshot or a browser export) is converted, not read as
+    sRGB (which desaturated every colour); the iCCP it overrides is dropped."""
+    rgb = _frame(shared_data) / 255.0
+    p3 = _srgb_to_linear(rgb) @ np.linalg.inv(cicp.to_srgb_matrix(12)).T
+    code = np.where(p3 <= 0.0031308, p3 * 12.92, 1.055 * np.clip(p3, 0, 1) ** (1 / 2.4) - 0.055)
+    path = tmp_path / "p3.png"
+    ok, png = cv2.imencode(".png", np.round(code * 65535).astype(np.uint16)[..., ::-1])
+    path.write_bytes(_with_cicp(png.tobytes(), 12, 13))
+    decoded = read_frame(path)
+    assert np.abs(decoded.pixels - rgb).max() < 1.5 / 255
+    assert decoded.notes == [f"{path}: colour encoding taken from its cICP chunk (Display P3 primaries, sRGB "
+                             "transfer) and converted to sRGB"]
+    # plain sRGB code points change nothing
+    path.write_bytes(_with_cicp(png.tobytes(), 1, 13))
+    assert np.array_equal(read_frame(path).pixels, np.round(code * 65535).astype(np.float32) / 65535)
+
+
+# ---------------------------------------------------------------------------------------------- files and names
+
+def test_mpo_frames_are_read_and_found_in_a_folder(shared_data: Path, tmp_path: Path) -> None:
+    """MPO (multi-picture JPEG: cameras' 3D and multi-frame modes, and many JPEGs with a large preview) is a JPEG
+    whose first image is the picture: `.mpo` files are frames, in a folder too (they were skipped as unknown)."""
+    for index in range(3):
+        first, preview = Image.fromarray(_frame(shared_data, index)), Image.fromarray(_frame(shared_data, index,
+                                                                                           (48, 80)))
+        first.save(tmp_path / f"{index:02d}.MPO", format="MPO", save_all=True, append_images=[preview], quality=95)
+    decoded = read_frame(tmp_path / "01.MPO")
+    assert decoded.pixels.shape == (96, 160, 3) and not decoded.notes
+    with Image.open(tmp_path / "01.MPO") as im:  # the first picture as Pillow decodes it (another IDCT: ±1)
+        assert np.abs(decoded.pixels * 255 - np.asarray(im)).max() <= 2
+    assert [f.path.name for f in load_bracket(tmp_path, align=False).frames] == ["00.MPO", "01.MPO", "02.MPO"]
+
+
+def test_control_characters_in_a_file_name_keep_the_error_on_one_line(shared_data: Path, tmp_path: Path) -> None:
+    """A name with a newline (or an escape sequence) is shown escaped: the error stays one line."""
+    for index in (0, 1):
+        Image.fromarray(_frame(shared_data, index)).save(tmp_path / f"{index}.jpg", quality=95)
+    bad = tmp_path / "bad\nname\x1b[2J.jpg"
+    bad.write_bytes(b"not an image")
+    result = _cli("fuse", "0.jpg", "1.jpg", bad.name, "-o", "out.jpg", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == ("lutfuse fuse: error: bad\\nname\\x1b[2J.jpg: not a readable JPEG file (no valid JPEG "
+                             "header)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.jpg", "1.jpg", bad.name]
+
+
+def test_missing_or_looping_path_without_an_image_extension_says_so(tmp_path: Path) -> None:
+    """A path without an image suffix that cannot be looked at is not an "unsupported format": it is missing,
+    a dangling link, or a link loop."""
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    (tmp_path / "gone").symlink_to("nothing")
+    cases = {"nosuch": "file not found", "a": "symbolic link loop (the link points back to itself)",
+             "gone": "broken symbolic link (its target does not exist)"}
+    for name, reason in cases.items():
+        with pytest.raises(BracketError) as caught:
+            read_frame(tmp_path / name)
+        assert str(caught.value) == f"{tmp_path / name}: {reason}"
