@@ -70,7 +70,36 @@ def from_xmp(packet: bytes | None) -> dict[str, str] | None:
                                                  if k.startswith(("Xmp.tiff.", "Xmp.exif.", "Xmp.exifEX."))})
     except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError, pybind11 casts others, on a malformed packet)
         return None
-    return {k: v if isinstance(v, str) else " ".join(map(str, v)) for k, v in converted.items()} or None
+    result = {k: v if isinstance(v, str) else " ".join(map(str, v)) for k, v in converted.items()}
+    stamp = tags.get("Xmp.exif.DateTimeOriginal") or tags.get("Xmp.photoshop.DateCreated")
+    if isinstance(stamp, str) and "Exif.Photo.DateTimeOriginal" not in result:
+        # exiv2 does not convert XMP's ISO 8601 dates ("2024-05-01T10:00:00.25+02:00"); EXIF keeps local time
+        from datetime import datetime
+
+        try:
+            when = datetime.fromisoformat(stamp.strip())
+        except ValueError:
+            when = None
+        if when is not None:
+            result["Exif.Photo.DateTimeOriginal"] = when.strftime("%Y:%m:%d %H:%M:%S")
+            if when.microsecond:
+                result["Exif.Photo.SubSecTimeOriginal"] = f"{when.microsecond:06d}".rstrip("0")
+    return result or None
+
+
+def parse_file(data: bytes) -> dict[str, str] | None:
+    """`parse` of a whole file's bytes, with the tags its EXIF lacks filled from its XMP packet (`from_xmp`):
+    capture time and exposure for files whose exporter kept only XMP. None when neither has any."""
+    parsed = parse(data)
+    try:
+        with pyexiv2.ImageData(bytes(data)) as image:
+            packet = image.read_raw_xmp()
+    except Exception:  # noqa: BLE001 (exiv2 raises RuntimeError, pybind11 casts others, on bad data)
+        packet = None
+    extra = from_xmp(packet.encode("utf-8") if isinstance(packet, str) and packet else None)
+    if not extra:
+        return parsed
+    return {**extra, **(parsed or {})}
 
 
 def orientation(data: dict[str, str] | None) -> int:

@@ -117,9 +117,10 @@ def _capture_time(data: dict[str, str] | None) -> float | None:
 
 
 def _read_exif(path: Path) -> dict[str, str] | None:
-    """Parsed EXIF of a frame file (JPEG, PNG, TIFF, RAW... as exiv2 reads them), without decoding pixels."""
+    """Parsed EXIF of a frame file (JPEG, PNG, TIFF, RAW... as exiv2 reads them), what it lacks filled from the
+    file's XMP (`core.exif.parse_file`), without decoding pixels."""
     try:
-        return exifmod.parse(path.read_bytes())
+        return exifmod.parse_file(path.read_bytes())
     except OSError:
         return None
 

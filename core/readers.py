@@ -745,6 +745,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             associated = bool(page.extrasamples) and int(page.extrasamples[0]) == 1
             bps = int(page.bitspersample)
             placement = _layer_placement(path, tags, width, height, max_pixels)
+            mask = _tiff_mask(tif, page)
     except BracketError:
         raise
     except MemoryError:
@@ -762,6 +763,8 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
         pixels, icc = _cmyk_to_rgb(path, pixels, icc, notes), None
     significant = bps if pixels.dtype.kind == "u" and photometric != kinds.PALETTE and bps < 16 and bps != 8 else None
     image, valid, bits = _finish(path, pixels, notes, associated=associated, significant_bits=significant)
+    if mask is not None and not mask.all():
+        valid = mask if valid is None else valid & mask
     if placement is not None:
         image, valid = _place_layer(path, image, valid, placement, notes)
     bits = source_bits if cmyk else bits
@@ -769,6 +772,22 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else (xmp.encode() if isinstance(xmp, str) else None)
     return Decoded(path, image, bits, code if 1 <= code <= 8 else 1, valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
+
+
+def _tiff_mask(tif, page) -> np.ndarray | None:  # type: ignore[no-untyped-def]
+    """H×W bool "has data" from a TIFF transparency mask, else None: a page among the first ones (or a SubIFD of
+    the image) with NewSubfileType bit 4 and PhotometricInterpretation 4, the image's size (TIFF 6.0 section
+    "NewSubfileType": 1 = the pixel is opaque, 0 = transparent). The image's own alpha is read by `_finish`."""
+    candidates = [tif.pages[i] for i in range(min(len(tif.pages), _PAGES_LOOKED_AT))]
+    candidates += list(getattr(page, "pages", None) or ())[:_PAGES_LOOKED_AT] if page.subifds else []
+    for other in candidates:
+        if (other is page or not hasattr(other, "subfiletype") or not int(other.subfiletype) & 4
+                or int(other.photometric) != 4):
+            continue
+        if (int(other.imagelength), int(other.imagewidth)) == (int(page.imagelength), int(page.imagewidth)):
+            samples = other.asarray()
+            return samples.reshape(samples.shape[:2]) != 0 if samples.ndim >= 2 else None
+    return None
 
 
 def _tag_number(tags, code: int) -> float | None:  # type: ignore[no-untyped-def]

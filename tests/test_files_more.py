@@ -222,3 +222,43 @@ def test_missing_or_looping_path_without_an_image_extension_says_so(tmp_path: Pa
         with pytest.raises(BracketError) as caught:
             read_frame(tmp_path / name)
         assert str(caught.value) == f"{tmp_path / name}: {reason}"
+
+
+def test_tiff_transparency_mask_page_is_no_data(shared_data: Path, tmp_path: Path) -> None:
+    """A TIFF whose transparency is a 1-bit mask page (NewSubfileType 4, PhotometricInterpretation 4; TIFF 6.0)
+    rather than an alpha channel: masked pixels are no data, as alpha 0 is (they were fused as image)."""
+    import tifffile
+
+    rgb = _frame(shared_data)
+    mask = np.ones(rgb.shape[:2], bool)
+    mask[:, :40] = False  # a left border without data, as a stitcher leaves
+    path = tmp_path / "masked.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(rgb, photometric="rgb")
+        tif.write(mask, subfiletype=4, photometric=4)
+    decoded = read_frame(path)
+    assert decoded.valid is not None and np.array_equal(decoded.valid, mask)
+    assert np.array_equal(np.round(decoded.pixels * 255).astype(np.uint8), rgb) and not decoded.notes
+
+
+def test_batch_groups_xmp_only_frames_by_their_xmp_capture_time(shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse batch` reads capture time and exposure from XMP where EXIF has none (exif:DateTimeOriginal is ISO
+    8601 there): two brackets shot five minutes apart, their files' names interleaved, are told apart by time."""
+    from lutfuse.core.grouping import group_auto, read_shot
+
+    times = ["1/400", "1/100", "1/25"]
+    files = []
+    for shot in range(6):
+        bracket, step = shot % 2, shot // 2
+        stamp = f"2024-05-01T10:0{5 * bracket}:0{step}.5"
+        path = tmp_path / f"{shot + 1}.jpg"
+        packet = _xmp(exif_ExposureTime=times[step], exif_FNumber="8/1", exif_DateTimeOriginal=stamp)
+        Image.fromarray(_frame(shared_data, step, (48, 80))).save(path, quality=90, xmp=packet)
+        files.append(path)
+    shot = read_shot(files[2])
+    assert shot.exposure == pytest.approx(1 / 100) and shot.time is not None
+    assert shot.time - read_shot(files[0]).time == pytest.approx(1.0)
+    plan = group_auto(files)
+    assert [[p.name for p in g.paths] for g in plan.groups] == [["1.jpg", "3.jpg", "5.jpg"],
+                                                                ["2.jpg", "4.jpg", "6.jpg"]]
+    assert not plan.leftovers
