@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lutfuse.core.errors import Cancelled, OutputError
+from lutfuse.core.errors import Cancelled, OutputError, shown_path
 from lutfuse.core.imageio import FORMATS, check_target
 
 if TYPE_CHECKING:
@@ -149,7 +149,8 @@ def export_cube(engine: Engine, prepared: PreparedBracket, path: str | Path, *, 
     bracket = prepared.bracket
     inputs = prepared.paths
     if path.suffix.lower() != ".cube":
-        raise OutputError(f"{path}: unsupported output type '{path.suffix}' (use .cube)")
+        suffix = shown_path(path.suffix) or "(no extension)"
+        raise OutputError(f"{shown_path(path)}: unsupported output type '{suffix}' (use .cube)")
     check_writable(path, overwrite=overwrite, inputs=inputs)
     if base is not None:
         if base.suffix.lower() not in (".tif", ".tiff", ".png"):

@@ -37,7 +37,7 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
     """Format name ("PNG"/"JPEG"/"TIFF") of a writable output path, else OutputError naming it and the reason."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise OutputError(f"{path}: unsupported output type '{path.suffix or '(no extension)'}' "
+        raise OutputError(f"{shown_path(path)}: unsupported output type '{path.suffix or '(no extension)'}' "
                           f"(use {', '.join(sorted(FORMATS))})")
     check_writable(path, overwrite=overwrite, inputs=inputs)
     return kind
@@ -61,7 +61,7 @@ def probe_folder(path: Path) -> None:
     filesystem, missing permission or a full inode table shows up here, before any long work."""
     why = _probe(path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe.tmp"))
     if why is not None:
-        raise OutputError(f"{path}: folder {path.parent} is not writable ({why})")
+        raise OutputError(f"{shown_path(path)}: folder {shown_path(path.parent)} is not writable ({why})")
 
 
 def check_output_folder(folder: Path) -> None:
@@ -81,26 +81,27 @@ def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] 
     """
     path = Path(path)
     if any(_same_file(path, Path(p)) for p in inputs):
-        raise OutputError(f"{path}: refusing to overwrite an input file")
+        raise OutputError(f"{shown_path(path)}: refusing to overwrite an input file")
     try:
         path.stat()
     except FileNotFoundError:
         if path.is_symlink():
-            raise OutputError(f"{path}: is a symbolic link to a missing file (refusing to write through it)") from None
+            raise OutputError(f"{shown_path(path)}: is a symbolic link to a missing file (refusing to write "
+                              "through it)") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise OutputError(f"{path}: symbolic link loop") from None
+            raise OutputError(f"{shown_path(path)}: symbolic link loop") from None
         if exc.errno != errno.ENOTDIR:
-            raise OutputError(f"{path}: cannot be used as output ({exc.strerror or exc})") from None
+            raise OutputError(f"{shown_path(path)}: cannot be used as output ({exc.strerror or exc})") from None
     parent = path.parent
     if not parent.exists():
-        raise OutputError(f"{path}: folder {parent} does not exist")
+        raise OutputError(f"{shown_path(path)}: folder {shown_path(parent)} does not exist")
     if not parent.is_dir():
-        raise OutputError(f"{path}: {parent} is not a folder")
+        raise OutputError(f"{shown_path(path)}: {shown_path(parent)} is not a folder")
     if path.is_dir():
-        raise OutputError(f"{path}: is a folder")
+        raise OutputError(f"{shown_path(path)}: is a folder")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists ({replace_hint})")
+        raise OutputError(f"{shown_path(path)}: already exists ({replace_hint})")
     probe_folder(path)
 
 
@@ -123,8 +124,8 @@ def check_finite(path: Path, values: np.ndarray, what: str, origin: str | None =
     if values.dtype.kind in "fc" and not np.isfinite(values).all():
         bad = int(values.size - np.count_nonzero(np.isfinite(values)))
         by = f" (made from {origin})" if origin else ""
-        raise OutputError(f"{path}: not written: the {what} has {bad} NaN or infinite value{'s' if bad > 1 else ''}"
-                          f"{by}")
+        plural = "s" if bad > 1 else ""
+        raise OutputError(f"{shown_path(path)}: not written: the {what} has {bad} NaN or infinite value{plural}{by}")
 
 
 def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -180,13 +181,15 @@ def commit(path: Path, payload: bytes | Iterable[bytes], overwrite: bool) -> Non
             # A hard link fails if the name appeared since the check: no file is ever replaced silently.
             os.link(tmp, path)
         except FileExistsError:
-            raise OutputError(f"{path}: already exists (appeared while writing; nothing was replaced)") from None
+            raise OutputError(f"{shown_path(path)}: already exists (appeared while writing; nothing was "
+                              "replaced)") from None
         except OSError:
             if path.exists():  # filesystems without hard links: check again, then rename
-                raise OutputError(f"{path}: already exists (appeared while writing; nothing was replaced)") from None
+                raise OutputError(f"{shown_path(path)}: already exists (appeared while writing; nothing was "
+                                  "replaced)") from None
             os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise OutputError(f"{shown_path(path)}: cannot write ({exc.strerror or exc})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -208,15 +211,16 @@ def write_image(path: str | Path, image: np.ndarray, *, bit_depth: int = 8,
     path = Path(path)
     kind = check_target(path, overwrite=overwrite, inputs=inputs)
     if bit_depth not in (8, 16):
-        raise OutputError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
+        raise OutputError(f"{shown_path(path)}: bit depth must be 8 or 16, got {bit_depth}")
     if kind == "JPEG" and bit_depth == 16:
-        raise OutputError(f"{path}: JPEG holds only 8 bits per channel; write a .tif or .png for 16-bit")
+        raise OutputError(f"{shown_path(path)}: JPEG holds only 8 bits per channel; write a .tif or .png for 16-bit")
     if not 1 <= quality <= 100:
-        raise OutputError(f"{path}: JPEG quality must be 1-100, got {quality}")
+        raise OutputError(f"{shown_path(path)}: JPEG quality must be 1-100, got {quality}")
     if subsampling not in JPEG_SUBSAMPLINGS:
-        raise OutputError(f"{path}: JPEG subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)}, got {subsampling}")
+        raise OutputError(f"{shown_path(path)}: JPEG subsampling must be one of {', '.join(JPEG_SUBSAMPLINGS)}, "
+                          f"got {subsampling}")
     if compression not in TIFF_COMPRESSIONS:
-        raise OutputError(f"{path}: TIFF compression must be one of {', '.join(TIFF_COMPRESSIONS)}, "
+        raise OutputError(f"{shown_path(path)}: TIFF compression must be one of {', '.join(TIFF_COMPRESSIONS)}, "
                           f"got {compression}")
     check_finite(path, image, "image", origin)
     if metadata is None:

@@ -610,8 +610,8 @@ def _usable_icc(path: Path, icc: bytes | None, notes: list[str]) -> bytes | None
     if not icc:
         return None
     why = profiles.check_rgb(icc)
-    if why is None:
-        return icc
+    if why is None or profiles.colour_space(icc) == "GRAY":
+        return icc  # a grey profile is applied to the pixels by read_frame (`_grey_profile`)
     notes.append(f"{shown_path(path)}: embedded ICC profile ignored ({why}); the pixels are taken as sRGB")
     return None
 
@@ -1046,11 +1046,40 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         raise BracketError(f"{name}: not enough memory to decode this image") from None
     # The decoder's output, not only the header, must be a usable frame (a damaged header can disagree with it).
     check_size(path, decoded.pixels.shape[1], decoded.pixels.shape[0], max_pixels)
+    if decoded.icc is not None and profiles.colour_space(decoded.icc) == "GRAY":
+        _grey_profile(decoded)
     if decoded.xmp:
         _xmp_fallback(decoded, stored_as_is=suffix in CV_SUFFIXES or suffix in TIFF_SUFFIXES or suffix == ".webp")
     if note is not None:
         decoded.notes.insert(0, note)
     return decoded
+
+
+def _grey_profile(decoded: Decoded) -> None:
+    """A greyscale frame with a grey ICC profile (Photoshop's default "Dot Gain 20%", "Gray Gamma 2.2", a linear
+    grey...): its pixels converted to sRGB by LittleCMS, in place, with a note; the profile then dropped. A grey
+    profile on colour pixels is ignored (taken as sRGB) with a note."""
+    import imagecodecs
+
+    name, icc = shown_path(decoded.path), decoded.icc
+    decoded.icc = None
+    if icc is None:
+        return
+    pixels = decoded.pixels
+    label = profiles.describe(icc)
+    if not (np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2])):
+        decoded.notes.append(f"{name}: embedded ICC profile ignored (a greyscale profile on colour pixels); the "
+                             "pixels are taken as sRGB")
+        return
+    try:
+        rgb = imagecodecs.cms_transform(np.ascontiguousarray(pixels[..., 0]), icc, profiles.srgb_profile(),
+                                        colorspace="gray", outcolorspace="rgb", outdtype=np.float32)
+    except Exception:  # noqa: BLE001  imagecodecs raises CmsError, ValueError... for unusable profiles
+        decoded.notes.append(f"{name}: embedded greyscale ICC profile ignored (LittleCMS cannot use it); the "
+                             "pixels are taken as sRGB")
+        return
+    decoded.pixels = np.clip(rgb.reshape(pixels.shape), 0.0, 1.0).astype(np.float32)
+    decoded.notes.append(f"{name}: greyscale with the ICC profile \"{label}\": converted to sRGB")
 
 
 def _xmp_fallback(decoded: Decoded, *, stored_as_is: bool) -> None:

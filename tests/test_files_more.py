@@ -262,3 +262,53 @@ def test_batch_groups_xmp_only_frames_by_their_xmp_capture_time(shared_data: Pat
     assert [[p.name for p in g.paths] for g in plan.groups] == [["1.jpg", "3.jpg", "5.jpg"],
                                                                 ["2.jpg", "4.jpg", "6.jpg"]]
     assert not plan.leftovers
+
+
+def test_output_that_is_a_folder_or_has_no_extension_or_a_newline(shared_data: Path, tmp_path: Path) -> None:
+    """`-o` naming a folder says so (it said "unsupported output type ''"); a name without extension says that;
+    an output name with a newline stays on one line. Nothing is written, exit status 1."""
+    for index in range(3):
+        Image.fromarray(_frame(shared_data, index)).save(tmp_path / f"{index}.jpg", quality=95)
+    frames = ["0.jpg", "1.jpg", "2.jpg"]
+    (tmp_path / "out").mkdir()
+    cases = {"out": "out: is a folder; give the output file's name (e.g. out/fused.jpg)",
+             "fused": "fused: unsupported output type '(no extension)' (use .jpeg, .jpg, .png, .tif, .tiff)",
+             "no\ndir/x.jpg": "no\\ndir/x.jpg: folder no\\ndir does not exist"}
+    for output, message in cases.items():
+        result = _cli("fuse", *frames, "-o", output, cwd=tmp_path)
+        assert (result.returncode, result.stderr) == (1, f"lutfuse fuse: error: {message}\n")
+    result = _cli("cube", *frames, "-o", "out", cwd=tmp_path)
+    assert result.stderr == "lutfuse cube: error: out: is a folder; give the output file's name (e.g. out/fused.cube)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [*frames, "out"] and not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif"])
+def test_greyscale_frame_with_a_grey_icc_profile_is_converted(suffix: str, shared_data: Path, tmp_path: Path) -> None:
+    """A greyscale frame tagged with a grey ICC profile (Photoshop's default "Dot Gain 20%", "Gray Gamma 1.8", here
+    a linear-light grey) was read as sRGB with a note that the profile did not fit: midtones came out far too dark.
+    It is converted through its profile; a grey profile on colour pixels stays ignored, with a note."""
+    import imagecodecs
+    import tifffile
+
+    grey = cv2.cvtColor(_frame(shared_data), cv2.COLOR_RGB2GRAY) / 255.0
+    linear = np.round(_srgb_to_linear(grey) * 65535).astype(np.uint16)
+    profile = imagecodecs.cms_profile("gray", gamma=1.0)
+    path = tmp_path / f"grey{suffix}"
+    if suffix == ".tif":
+        tifffile.imwrite(path, linear, photometric="minisblack", iccprofile=profile)
+    elif suffix == ".png":
+        Image.fromarray(linear).save(path, icc_profile=profile)
+    else:
+        Image.fromarray(np.round(linear / 257).astype(np.uint8)).save(path, quality=98, icc_profile=profile)
+    decoded = read_frame(path)
+    assert decoded.icc is None
+    assert decoded.notes == [f'{path}: greyscale with the ICC profile "gray built-in": converted to sRGB']
+    error = np.abs(decoded.pixels - grey[..., None])
+    # (8-bit linear light, as the JPEG holds it, is coarse in the shadows; read as sRGB the midtones were ~70 off)
+    assert error.mean() < (2 if suffix == ".jpg" else 0.1) / 255
+    assert error[grey > 0.2].max() < (10 if suffix == ".jpg" else 1) / 255  # JPEG: lossy too
+
+    colour = tmp_path / "colour.jpg"
+    Image.fromarray(_frame(shared_data)).save(colour, quality=95, icc_profile=profile)
+    assert read_frame(colour).notes == [f"{colour}: embedded ICC profile ignored (a greyscale profile on colour "
+                                        "pixels); the pixels are taken as sRGB"]

@@ -144,9 +144,16 @@ def check_device_arguments(args: argparse.Namespace) -> None:
 
 def check_output(output: Path, inputs: list[Path], force: bool, suffixes: set[str] | None = None) -> None:
     """Fail before any work when OUTPUT cannot be written: wrong type, an input, existing, no folder."""
+    from lutfuse.core.errors import shown_path
+
     suffixes = set(IMAGE_SUFFIXES) if suffixes is None else suffixes
+    if output.is_dir():
+        raise OutputError(f"{shown_path(output)}: is a folder; give the output file's name (e.g. "
+                          f"{shown_path(output / ('fused' + ('.jpg' if '.jpg' in suffixes else min(suffixes))))})")
     if output.suffix.lower() not in suffixes:
-        raise OutputError(f"{output}: unsupported output type '{output.suffix}' (use {', '.join(sorted(suffixes))})")
+        suffix = shown_path(output.suffix) or "(no extension)"
+        raise OutputError(f"{shown_path(output)}: unsupported output type '{suffix}' "
+                          f"(use {', '.join(sorted(suffixes))})")
     check_writable(output, overwrite=force, inputs=inputs, replace_hint="use --force to replace it")
 
 
