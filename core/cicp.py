@@ -81,18 +81,19 @@ def _decode(code: np.ndarray, transfer: int, to_srgb: np.ndarray) -> np.ndarray:
 
 
 def to_srgb(image: np.ndarray, primaries: int, transfer: int, matrix: int, full_range: int,
-            bits: int = 8) -> tuple[np.ndarray, str | None]:
+            bits: int = 8, source: str = "cICP chunk") -> tuple[np.ndarray, str | None]:
     """H×W×3 float32 code values in [0,1] with the cICP code points -> (H×W×3 float32 sRGB in [0,1], a note for
     the user or None when the pixels are sRGB already).
 
-    `bits`: the file's sample depth, for narrow-range (video levels, full_range 0) code values. Code points
+    `bits`: the file's sample depth, for narrow-range (video levels, full_range 0) code values; `source`: where
+    the code points come from, for the note ("cICP chunk", "nclx colour box"). Code points
     LUTFuse cannot decode (a matrix other than 0 = RGB, unknown primaries or transfer) leave the pixels as they are,
     taken as sRGB, with a note.
     """
     if (primaries, transfer, matrix, full_range) == (1, 13, 0, 1):
         return image, None
     if matrix != 0 or primaries not in PRIMARIES or transfer not in TRANSFERS:
-        return image, (f"its cICP chunk ({primaries}, {transfer}, {matrix}, {full_range}) names a colour encoding "
+        return image, (f"its {source} ({primaries}, {transfer}, {matrix}, {full_range}) names a colour encoding "
                        "LUTFuse cannot decode (H.273 primaries 1, 5-7, 9, 11, 12; transfers "
                        f"{', '.join(map(str, sorted(TRANSFERS)))}; matrix 0); the pixels are taken as sRGB")
     code = image.astype(np.float64)
@@ -109,10 +110,27 @@ def to_srgb(image: np.ndarray, primaries: int, transfer: int, matrix: int, full_
         ", narrow range" if not full_range else "")
     share = float(outside.mean())
     if transfer in _HDR:
-        note = (f"HDR image ({what}, from its cICP chunk): mapped to SDR sRGB with its reference white "
+        note = (f"HDR image ({what}, from its {source}): mapped to SDR sRGB with its reference white "
                 f"({REFERENCE_WHITE:g} cd/m², ITU-R BT.2408) at white; {share:.1%} of its pixels are brighter than "
                 "that or outside sRGB and are clipped (tone-map HDR to SDR before fusing to keep them)")
     else:
         clipped = f"; {share:.1%} of its pixels lie outside sRGB and are clipped" if share > 1e-4 else ""
-        note = f"colour encoding taken from its cICP chunk ({what}) and converted to sRGB{clipped}"
+        note = f"colour encoding taken from its {source} ({what}) and converted to sRGB{clipped}"
     return np.ascontiguousarray(srgb), note
+
+
+def bmff_nclx(data: bytes) -> tuple[int, int] | None:
+    """(colour primaries, transfer characteristics) of a HEIF/AVIF file's `colr` box of type `nclx` (ISO/IEC
+    23008-12 / 14496-12 ColourInformationBox: primaries u16, transfer u16, matrix u16, full-range bit), else None.
+    "Unspecified" (2) reads as sRGB's code point, as decoders take it. The matrix and range are not returned: the
+    decoder (libheif, libavif) applied them when it turned YUV into RGB."""
+    start = 0
+    while True:
+        at = data.find(b"colrnclx", start)
+        if at < 4 or at + 14 > len(data):
+            return None
+        if int.from_bytes(data[at - 4:at], "big") >= 19:  # box size: header 8 + type 4 + 7 bytes of code points
+            primaries = int.from_bytes(data[at + 8:at + 10], "big")
+            transfer = int.from_bytes(data[at + 10:at + 12], "big")
+            return (1 if primaries == 2 else primaries), (13 if transfer == 2 else transfer)
+        start = at + 8

@@ -1048,6 +1048,8 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
     check_size(path, decoded.pixels.shape[1], decoded.pixels.shape[0], max_pixels)
     if decoded.icc is not None and profiles.colour_space(decoded.icc) == "GRAY":
         _grey_profile(decoded)
+    if decoded.icc is None and (suffix in HEIF_SUFFIXES or suffix == ".avif"):
+        _nclx_colour(decoded, data)
     if decoded.xmp:
         _xmp_fallback(decoded, stored_as_is=suffix in CV_SUFFIXES or suffix in TIFF_SUFFIXES or suffix == ".webp")
     if note is not None:
@@ -1080,6 +1082,20 @@ def _grey_profile(decoded: Decoded) -> None:
         return
     decoded.pixels = np.clip(rgb.reshape(pixels.shape), 0.0, 1.0).astype(np.float32)
     decoded.notes.append(f"{name}: greyscale with the ICC profile \"{label}\": converted to sRGB")
+
+
+def _nclx_colour(decoded: Decoded, data: bytes) -> None:
+    """A HEIF/AVIF frame without an ICC profile whose `colr nclx` box names another encoding than sRGB (Display
+    P3 from phones, BT.2020 PQ/HLG HDR from Lightroom or cameras): its pixels converted to sRGB in place by
+    `cicp.to_srgb` (HDR mapped with its reference white at SDR white, brighter light clipped), with a note.
+    libheif and libavif give RGB in the file's own primaries and transfer; untagged, they were read as sRGB."""
+    code_points = cicp.bmff_nclx(data)
+    if code_points is None:
+        return
+    converted, note = cicp.to_srgb(decoded.pixels, code_points[0], code_points[1], 0, 1, source="nclx colour box")
+    if note:
+        decoded.pixels = converted
+        decoded.notes.append(f"{shown_path(decoded.path)}: {note}")
 
 
 def _xmp_fallback(decoded: Decoded, *, stored_as_is: bool) -> None:

@@ -312,3 +312,40 @@ def test_greyscale_frame_with_a_grey_icc_profile_is_converted(suffix: str, share
     Image.fromarray(_frame(shared_data)).save(colour, quality=95, icc_profile=profile)
     assert read_frame(colour).notes == [f"{colour}: embedded ICC profile ignored (a greyscale profile on colour "
                                         "pixels); the pixels are taken as sRGB"]
+
+
+def _patch_nclx(data: bytes, primaries: int, transfer: int) -> bytes:
+    at = data.index(b"colrnclx")
+    return data[:at + 8] + primaries.to_bytes(2, "big") + transfer.to_bytes(2, "big") + data[at + 12:]
+
+
+@pytest.mark.parametrize("kind", ["HEIF", "AVIF"])
+def test_heif_and_avif_nclx_display_p3_and_pq_are_converted(kind: str, shared_data: Path, tmp_path: Path) -> None:
+    """A phone's HEIC/AVIF without an ICC profile names its encoding in a `colr nclx` box: Display P3 (12/13) or
+    HDR BT.2020 PQ (9/16). Those pixels were read as sRGB (dull colours; HDR dark and flat); now converted."""
+    import pillow_heif
+
+    rgb = _frame(shared_data) / 255.0
+    linear = _srgb_to_linear(rgb)
+    p3 = linear @ np.linalg.inv(cicp.to_srgb_matrix(12)).T
+    p3_code = np.where(p3 <= 0.0031308, p3 * 12.92, 1.055 * np.clip(p3, 0, 1) ** (1 / 2.4) - 0.055)
+    pq_code = _pq_encode((linear @ np.linalg.inv(cicp.to_srgb_matrix(9)).T) * cicp.REFERENCE_WHITE)
+    for name, code, points, words in (("p3", p3_code, (12, 13), "colour encoding taken from its nclx colour box "
+                                                                   "(Display P3 primaries, sRGB transfer)"),
+                                      ("pq", pq_code, (9, 16), "HDR image (BT.2020 primaries, PQ transfer, from its "
+                                                               "nclx colour box)")):
+        pixels = np.round(np.clip(code, 0, 1) * 255).astype(np.uint8)
+        path = tmp_path / f"{name}.{'heic' if kind == 'HEIF' else 'avif'}"
+        if kind == "HEIF":
+            heif = pillow_heif.from_bytes(mode="RGB", size=pixels.shape[1::-1], data=pixels.tobytes())
+            heif.save(path, quality=-1, chroma=444)  # lossless HEVC, 4:4:4
+        else:
+            Image.fromarray(pixels).save(path, format="AVIF", quality=100, subsampling="4:4:4")
+        path.write_bytes(_patch_nclx(path.read_bytes(), *points))
+        decoded = read_frame(path)
+        assert decoded.notes[0].startswith(f"{path}: {words}")
+        # 8-bit PQ steps about 1.5 % of light per code in the midtones, lossy coding adds its error
+        error = np.abs(decoded.pixels - rgb)
+        # read as sRGB: P3 mean 3.3 (99th percentile 11) levels off, PQ 38 (107)
+        limits = (1.0, 4.0) if name == "p3" else (3.0, 12.0)
+        assert error.mean() < limits[0] / 255 and np.percentile(error, 99) < limits[1] / 255
