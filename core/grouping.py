@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -83,6 +84,15 @@ class Plan:
     leftovers: list[tuple[Path, str]]
 
 
+def _refuse(item: Path) -> NoReturn:
+    """BracketError for an input that is neither a folder nor a regular file, saying which: missing, a dangling
+    link, a link loop, a FIFO or device (`core.readers.check_regular_file`), the name escaped."""
+    from lutfuse.core.readers import check_regular_file
+
+    check_regular_file(item)
+    raise BracketError(f"{shown_path(item)}: file or folder not found")
+
+
 def image_files(inputs: Iterable[str | Path]) -> list[Path]:
     """The image files named or inside the given folders (not recursive, hidden files skipped), in name order
     per folder; BracketError for a path that does not exist."""
@@ -94,7 +104,7 @@ def image_files(inputs: Iterable[str | Path]) -> list[Path]:
         elif item.is_file():
             files.append(item)
         else:
-            raise BracketError(f"{item}: file or folder not found")
+            _refuse(item)
     return files
 
 
@@ -326,7 +336,7 @@ def group_folders(inputs: Sequence[str | Path]) -> Plan:
     for item in map(Path, inputs):
         if not item.is_dir():
             if not item.exists():
-                raise BracketError(f"{item}: file or folder not found")
+                _refuse(item)
             plan.leftovers.append((item, "not inside a bracket subfolder (--group folder)"))
             continue
         loose = image_files([item])

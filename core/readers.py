@@ -1050,6 +1050,12 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         _grey_profile(decoded)
     if decoded.icc is None and (suffix in HEIF_SUFFIXES or suffix == ".avif"):
         _nclx_colour(decoded, data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        animation = _png_chunk(data, b"acTL")  # APNG (PNG third edition): frames, plays; libpng reads IDAT only
+        frames = int.from_bytes(animation[:4], "big") if animation and len(animation) >= 8 else 0
+        if frames > 1:
+            decoded.notes.append(f"{name}: animated PNG with {frames} frames; its still image (the first frame) "
+                                 "is used")
     if decoded.xmp:
         _xmp_fallback(decoded, stored_as_is=suffix in CV_SUFFIXES or suffix in TIFF_SUFFIXES or suffix == ".webp")
     if note is not None:

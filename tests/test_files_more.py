@@ -349,3 +349,31 @@ def test_heif_and_avif_nclx_display_p3_and_pq_are_converted(kind: str, shared_da
         # read as sRGB: P3 mean 3.3 (99th percentile 11) levels off, PQ 38 (107)
         limits = (1.0, 4.0) if name == "p3" else (3.0, 12.0)
         assert error.mean() < limits[0] / 255 and np.percentile(error, 99) < limits[1] / 255
+
+
+def test_batch_input_that_is_a_link_loop_fifo_or_odd_name_says_what_it_is(shared_data: Path, tmp_path: Path) -> None:
+    """`lutfuse batch` said "file or folder not found" for a link loop and a FIFO, and printed a name with a newline
+    over two lines; it now says what the path is, on one line, exit status 1."""
+    (tmp_path / "in").mkdir()
+    for index in range(3):
+        Image.fromarray(_frame(shared_data, index)).save(tmp_path / "in" / f"{index}.jpg", quality=90)
+    (tmp_path / "loop").symlink_to("loop")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    cases = {"loop": "loop: symbolic link loop (the link points back to itself)",
+             "pipe.jpg": "pipe.jpg: is a FIFO (named pipe), not an image file; only regular files are read",
+             "gone\nname.jpg": "gone\\nname.jpg: file not found"}
+    for name, message in cases.items():
+        result = _cli("batch", "in", name, "-o", "out", "--dry-run", cwd=tmp_path)
+        assert (result.returncode, result.stderr) == (1, f"lutfuse batch: error: {message}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_animated_png_gives_its_still_image_with_a_note(shared_data: Path, tmp_path: Path) -> None:
+    """An APNG (a bracket saved as an animation by a web tool) gives its default image, like an animated WebP,
+    with a note that says so instead of dropping the other frames silently."""
+    path = tmp_path / "anim.png"
+    first, second = Image.fromarray(_frame(shared_data, 0)), Image.fromarray(_frame(shared_data, 2))
+    first.save(path, format="PNG", save_all=True, append_images=[second])
+    decoded = read_frame(path)
+    assert np.array_equal(np.round(decoded.pixels * 255).astype(np.uint8), _frame(shared_data, 0))
+    assert decoded.notes == [f"{path}: animated PNG with 2 frames; its still image (the first frame) is used"]
