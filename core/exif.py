@@ -146,6 +146,17 @@ def _apex(value: str | None, low: float, high: float) -> float | None:
     return result if result is not None and low <= result <= high else None
 
 
+# TIFF/EP (ISO 12234-2) puts the exposure tags in IFD0, where exiv2 names them Exif.Image.*: some raws, DNGs and
+# TIFFs written by scientific and scanning tools carry them only there.
+_TIFF_EP = ("ExposureTime", "FNumber", "ISOSpeedRatings", "ShutterSpeedValue", "ApertureValue", "DateTimeOriginal",
+            "ExposureBiasValue", "FocalLength")
+
+
+def _tiff_ep(data: dict[str, str]) -> dict[str, str]:
+    """The IFD0 (TIFF/EP) exposure tags of parsed EXIF under their Exif IFD names (Exif.Image.X -> Exif.Photo.X)."""
+    return {f"Exif.Photo.{name}": data[f"Exif.Image.{name}"] for name in _TIFF_EP if f"Exif.Image.{name}" in data}
+
+
 _SENSITIVITY_KEYS = ("Exif.Photo.RecommendedExposureIndex", "Exif.Photo.ISOSpeed",
                      "Exif.Photo.StandardOutputSensitivity")
 
@@ -159,6 +170,7 @@ def exposure(data: dict[str, str] | None) -> tuple[float | None, float | None, f
     StandardOutputSensitivity (EXIF 2.3)."""
     if not data:
         return None, None, None
+    data = {**_tiff_ep(data), **data}
     iso = number(data.get("Exif.Photo.ISOSpeedRatings") or data.get("Exif.Photo.PhotographicSensitivity"))
     if iso is None or iso == 65535:
         # EXIF 2.3: ISOSpeedRatings is a SHORT, so above ISO 65535 it says 65535 and the value is in the tag that
@@ -195,6 +207,7 @@ def describe(data: dict[str, str] | None) -> str:
 def for_writing(data: dict[str, str] | None) -> dict[str, str]:
     """The tags of parsed EXIF that describe the scene and camera rather than the source file's layout, with
     Orientation 1 (the pixels given to the writer are already upright)."""
+    data = {**_tiff_ep(data), **data} if data else data  # TIFF/EP IFD0 exposure tags go where EXIF readers look
     kept = {k: v for k, v in (data or {}).items()
             if k not in DROP and (k in KEEP_IMAGE or k.startswith(KEEP_GROUPS))}
     if kept:

@@ -112,7 +112,8 @@ def _capture_time(data: dict[str, str] | None) -> float | None:
     """DateTimeOriginal (+ SubSecTimeOriginal) of parsed EXIF (exiv2 keys, `core.exif.parse`) as seconds (naive
     local time), or None."""
     data = data or {}
-    raw = data.get("Exif.Photo.DateTimeOriginal") or data.get("Exif.Image.DateTime")
+    raw = (data.get("Exif.Photo.DateTimeOriginal") or data.get("Exif.Image.DateTimeOriginal")  # IFD0: TIFF/EP
+           or data.get("Exif.Image.DateTime"))
     if not raw:
         return None
     try:

@@ -377,3 +377,24 @@ def test_animated_png_gives_its_still_image_with_a_note(shared_data: Path, tmp_p
     decoded = read_frame(path)
     assert np.array_equal(np.round(decoded.pixels * 255).astype(np.uint8), _frame(shared_data, 0))
     assert decoded.notes == [f"{path}: animated PNG with 2 frames; its still image (the first frame) is used"]
+
+
+def test_tiff_ep_exposure_tags_in_ifd0_order_the_bracket_and_reach_the_output(shared_data: Path,
+                                                                               tmp_path: Path) -> None:
+    """TIFF/EP (ISO 12234-2) keeps ExposureTime, FNumber and ISO in IFD0, not in an Exif IFD (some raws, DNG and
+    TIFF writers do): they were ignored, the frames ordered by brightness and the output's EXIF had no exposure."""
+    import tifffile
+
+    from lutfuse.core import exif as exifmod
+
+    paths = []
+    for index, denominator in enumerate((1000, 250, 60)):
+        path = tmp_path / f"{'zyx'[index]}.tif"
+        tags = [(33434, 5, 1, (1, denominator), True), (33437, 5, 1, (8, 1), True), (34855, 3, 1, 100, True)]
+        tifffile.imwrite(path, _frame(shared_data, index), photometric="rgb", extratags=tags)
+        paths.append(path)
+    assert read_frame(paths[1]).settings == (pytest.approx(1 / 250), 8.0, 100.0)
+    bracket = load_bracket(paths, align=False)
+    assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
+    middle = exifmod.parse(bracket.frames[1].exif)
+    assert (middle["Exif.Photo.ExposureTime"], middle["Exif.Photo.FNumber"]) == ("1/250", "8/1")
