@@ -707,8 +707,9 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
             inks = int(page.samplesperpixel) - len(page.extrasamples or ())
             # InkSet (tag 332) 1 or absent = CMYK (TIFF 6.0 section 16); other ink sets (spot colours) are not
             cmyk = photometric == kinds.SEPARATED and inks == 4 and int(page.tags.valueof(332, 1)) == 1
+            ycbcr = photometric == kinds.YCBCR and not jpeg_ycbcr  # stored YCbCr (old cameras, scanners)
             if (photometric not in (kinds.MINISBLACK, kinds.MINISWHITE, kinds.RGB, kinds.PALETTE) and not jpeg_ycbcr
-                    and not cmyk):
+                    and not cmyk and not ycbcr):
                 label = getattr(kinds(photometric), "name", photometric)
                 what = "" if photometric != kinds.SEPARATED else (
                     f" with {inks} inks" if inks != 4 else " with a non-CMYK ink set (InkSet 2)")
@@ -716,7 +717,7 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
                                    "greyscale)")
             if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
                 raise BracketError(f"{name}: signed integer TIFF samples are not supported (use unsigned or float)")
-            pixels = page.asarray()
+            pixels = _tiff_ycbcr(path, page, data) if ycbcr else page.asarray()
             if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pixels.ndim == 3:
                 pixels = np.moveaxis(pixels, 0, 2)
             if pixels.shape[:2] != (height, width) or pixels.ndim > 3:
@@ -772,6 +773,56 @@ def _read_tiff(path: Path, data: bytes, max_pixels: int) -> Decoded:
     xmp = bytes(xmp) if isinstance(xmp, (bytes, bytearray)) else (xmp.encode() if isinstance(xmp, str) else None)
     return Decoded(path, image, bits, code if 1 <= code <= 8 else 1, valid, parsed, exifmod.exposure(parsed),
                    _usable_icc(path, icc, notes), xmp, notes)
+
+
+def _tiff_ycbcr(path: Path, page, data: bytes) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """H×W×3 RGB samples (uint8 for 8-bit, else uint16) of a TIFF stored as YCbCr without JPEG compression (TIFF 6.0
+    section 21): tifffile returns such samples unconverted, and refuses chroma-subsampled ones, which old digital
+    cameras (TIFF mode) and scanners write. Subsampled data is read when uncompressed: each data unit holds
+    h×v luma samples, then Cb and Cr. Converted with the file's YCbCrCoefficients and ReferenceBlackWhite."""
+    name = shown_path(path)
+    bps = int(page.bitspersample)
+    if bps not in (8, 16) or int(page.samplesperpixel) != 3:
+        raise BracketError(f"{name}: YCbCr TIFF with {page.samplesperpixel} samples of {bps} bits is not supported")
+    top = float(2**bps - 1)
+    height, width = int(page.imagelength), int(page.imagewidth)
+    sub_h, sub_v = (int(n) for n in (page.subsampling or (1, 1)))
+    if (sub_h, sub_v) == (1, 1):
+        samples = page.asarray().astype(np.float32)
+        luma, cb, cr = samples[..., 0], samples[..., 1], samples[..., 2]
+    else:
+        if int(page.compression) != 1 or sub_h not in (1, 2, 4) or sub_v not in (1, 2, 4):
+            raise BracketError(f"{name}: chroma-subsampled ({sub_h}×{sub_v}) YCbCr TIFF with compression "
+                               f"{int(page.compression)} is not supported (save it as RGB)")
+        blocks_v, blocks_h = -(-height // sub_v), -(-width // sub_h)
+        unit = sub_h * sub_v + 2
+        raw = b"".join(data[o:o + n] for o, n in zip(page.dataoffsets, page.databytecounts))
+        dtype = np.dtype(page.parent.byteorder + ("u1" if bps == 8 else "u2"))
+        count = blocks_v * blocks_h * unit
+        units = np.frombuffer(raw, dtype, count=min(count, len(raw) // dtype.itemsize))
+        if units.size < count:
+            raise BracketError(f"{name}: truncated YCbCr TIFF (image data holds {units.size} of {count} samples)")
+        units = units.reshape(blocks_v, blocks_h, unit).astype(np.float32)
+        luma = units[..., :sub_h * sub_v].reshape(blocks_v, blocks_h, sub_v, sub_h).transpose(0, 2, 1, 3)
+        luma = luma.reshape(blocks_v * sub_v, blocks_h * sub_h)[:height, :width]
+        # chroma sited at the block's centre (TIFF's default YCbCrPositioning 1): a smooth upsampling
+        cb, cr = (cv2.resize(np.ascontiguousarray(units[..., k]), (blocks_h * sub_h, blocks_v * sub_v),
+                             interpolation=cv2.INTER_LINEAR)[:height, :width] for k in (-2, -1))
+    red_w, green_w, blue_w = (float(c) for c in (page.tags.valueof(529) or (0.299, 0.587, 0.114)))
+    reference = page.tags.valueof(532)
+    reference = [float(v) for v in reference] if reference is not None and len(reference) == 6 else [
+        0.0, top, (top + 1) / 2, top, (top + 1) / 2, top]
+    # TIFF 6.0 section 21: Y = (Ydata - YB)·range/(YW - YB), Cb = (Cbdata - CbB)·crange/(CbW - CbB), in units of
+    # full scale `top`; the chroma coding range is 127 for 8 bits
+    chroma = (top - 1) / 2 / top
+    y = (luma - reference[0]) / max(reference[1] - reference[0], 1e-6)
+    cb = (cb - reference[2]) / max(reference[3] - reference[2], 1e-6) * chroma
+    cr = (cr - reference[4]) / max(reference[5] - reference[4], 1e-6) * chroma
+    red = y + cr * (2 - 2 * red_w)
+    blue = y + cb * (2 - 2 * blue_w)
+    green = (y - blue_w * blue - red_w * red) / max(green_w, 1e-6)
+    rgb = np.clip(np.dstack([red, green, blue]), 0.0, 1.0) * top
+    return np.round(rgb).astype(np.uint8 if bps == 8 else np.uint16)
 
 
 def _tiff_mask(tif, page) -> np.ndarray | None:  # type: ignore[no-untyped-def]

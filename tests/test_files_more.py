@@ -398,3 +398,53 @@ def test_tiff_ep_exposure_tags_in_ifd0_order_the_bracket_and_reach_the_output(sh
     assert [f.ev_source for f in bracket.frames] == ["exif"] * 3
     middle = exifmod.parse(bracket.frames[1].exif)
     assert (middle["Exif.Photo.ExposureTime"], middle["Exif.Photo.FNumber"]) == ("1/250", "8/1")
+
+
+@pytest.mark.parametrize("subsampling", [(1, 1), (2, 2), (2, 1)])
+def test_ycbcr_tiff_without_jpeg_is_converted_to_rgb(subsampling: tuple[int, int], shared_data: Path,
+                                                     tmp_path: Path) -> None:
+    """TIFF stored as YCbCr without JPEG compression (old cameras' TIFF mode, scanners; TIFF 6.0 section 21) was
+    refused as an unsupported colour model; chroma-subsampled data units are unpacked and upsampled."""
+    import struct
+
+    import tifffile
+
+    rgb = _frame(shared_data)
+    ycc = np.asarray(Image.fromarray(rgb).convert("YCbCr"))  # BT.601 full range, TIFF's default coding
+    path = tmp_path / "ycc.tif"
+    tifffile.imwrite(path, ycc, photometric="ycbcr", subsampling=(1, 1))
+    if subsampling != (1, 1):  # tifffile writes no subsampled data: pack the data units into the file by hand
+        h, w = ycc.shape[:2]
+        sub_h, sub_v = subsampling
+        data = bytearray(path.read_bytes())
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages.first.tags
+            offset, counts = tags[273].value[0], tags[279]
+            where = tags[530].valueoffset
+        luma = ycc[..., 0].reshape(h // sub_v, sub_v, w // sub_h, sub_h).transpose(0, 2, 1, 3)
+        chroma = [ycc[..., k].reshape(h // sub_v, sub_v, w // sub_h, sub_h).mean(axis=(1, 3)).round() for k in (1, 2)]
+        units = np.concatenate([luma.reshape(h // sub_v, w // sub_h, -1)] + [c[..., None] for c in chroma], axis=2)
+        packed = units.astype(np.uint8).tobytes()
+        data[offset:offset + len(packed)] = packed
+        struct.pack_into("<HH", data, where, sub_h, sub_v)
+        struct.pack_into("<I" if counts.dtype == 4 else "<H", data, counts.valueoffset, len(packed))
+        path.write_bytes(bytes(data))
+    decoded = read_frame(path)
+    assert decoded.bit_depth == 8 and not decoded.notes
+    error = np.abs(decoded.pixels * 255 - rgb)
+    assert error.mean() < (1.0 if subsampling == (1, 1) else 3.0), error.mean()  # subsampled chroma: colour edges
+
+
+def test_subsampled_compressed_ycbcr_tiff_is_refused_in_one_line(shared_data: Path, tmp_path: Path) -> None:
+    import tifffile
+
+    path = tmp_path / "ycc.tif"
+    tifffile.imwrite(path, _frame(shared_data), photometric="ycbcr", subsampling=(1, 1), compression="zlib")
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        where = tif.pages.first.tags[530].valueoffset
+    data[where:where + 4] = b"\x02\x00\x02\x00"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BracketError, match=r"^.*ycc\.tif: chroma-subsampled \(2×2\) YCbCr TIFF with compression 8 is "
+                                           r"not supported \(save it as RGB\)$"):
+        read_frame(path)
