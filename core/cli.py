@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -13,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from typing import NoReturn
 
-from lutfuse.core.errors import LUTFuseError, Terminated
+from lutfuse.core.errors import LUTFuseError, Terminated, shown_path
 
 # Each module in core/commands registers its subcommands; imported lazily so `--help` stays fast.
 COMMAND_MODULES = ("fuse", "batch", "cube", "metrics", "train", "eval", "bench", "gui")
@@ -121,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except LUTFuseError as exc:
         _say(f"lutfuse {args.command}: error: {exc}")
+        return 1
+    except OSError as exc:
+        # A path the checks did not foresee failing (a name longer than the filesystem takes, an I/O error on a
+        # card): one line naming it, never a traceback
+        where = f"{shown_path(exc.filename)}: " if exc.filename is not None else ""
+        hint = " (at most 255 bytes per name)" if exc.errno == errno.ENAMETOOLONG else ""
+        _say(f"lutfuse {args.command}: error: {where}{exc.strerror or exc}{hint}")
         return 1
     except KeyboardInterrupt:
         _say(f"lutfuse {args.command}: interrupted")

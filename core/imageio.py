@@ -43,6 +43,18 @@ def check_target(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
     return kind
 
 
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows filesystems (ext4, APFS, NTFS: 255 units)
+
+
+def scratch_name(path: Path, tag: str) -> Path:
+    """A hidden, unique name beside `path` for a temp or probe file: ".<name>.<random>.<tag>", with <name> cut so
+    that the whole name stays within NAME_MAX bytes (a valid 250-byte output name would otherwise get a temp
+    name too long to create, and the write would fail or the folder be called "not writable")."""
+    ending = f".{secrets.token_hex(4)}.{tag}".encode()
+    base = os.fsencode(path.name)[:NAME_MAX - 1 - len(ending)]
+    return path.with_name(os.fsdecode(b"." + base + ending))
+
+
 def _probe(probe: Path) -> str | None:
     """Create and remove the file `probe`; None when that worked, else why not (the OS's words)."""
     try:
@@ -59,7 +71,7 @@ def _probe(probe: Path) -> str | None:
 def probe_folder(path: Path) -> None:
     """OutputError naming `path` unless a file can be created (and removed) in its folder: a read-only
     filesystem, missing permission or a full inode table shows up here, before any long work."""
-    why = _probe(path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe.tmp"))
+    why = _probe(scratch_name(path, "probe.tmp"))
     if why is not None:
         raise OutputError(f"{shown_path(path)}: folder {shown_path(path.parent)} is not writable ({why})")
 
@@ -166,7 +178,7 @@ def commit(path: Path, payload: bytes | Iterable[bytes], overwrite: bool) -> Non
 
     Chunks let a large text file (a 256³ .cube is ~450 MB) be written without holding it whole in memory.
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = scratch_name(path, "tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as handle:

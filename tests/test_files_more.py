@@ -448,3 +448,29 @@ def test_subsampled_compressed_ycbcr_tiff_is_refused_in_one_line(shared_data: Pa
     with pytest.raises(BracketError, match=r"^.*ycc\.tif: chroma-subsampled \(2×2\) YCbCr TIFF with compression 8 is "
                                            r"not supported \(save it as RGB\)$"):
         read_frame(path)
+
+
+def test_long_file_names_are_written_and_too_long_ones_refused_in_one_line(shared_data: Path,
+                                                                           tmp_path: Path) -> None:
+    """An output named with 251 bytes + ".jpg" (a valid 255-byte name) was refused as "folder is not writable (File
+    name too long)": the probe and temp files beside it took its whole name plus a suffix. Temp names are now cut
+    to fit. A name over 255 bytes (input, output or batch folder) ended in an OSError traceback; now one line."""
+    for index in range(3):
+        Image.fromarray(_frame(shared_data, index)).save(tmp_path / f"{index}.jpg", quality=95)
+    frames = ["0.jpg", "1.jpg", "2.jpg"]
+    longest = "é" * 125 + "o.jpg"  # 255 bytes in UTF-8, two per character
+    result = _cli("fuse", *frames, "--method", "mertens", "--no-align", "-o", longest, "--ghost-mask",
+                  longest[:-4] + ".png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*frames, longest, longest[:-4] + ".png"])
+    assert read_frame(tmp_path / longest).pixels.shape == (96, 160, 3)
+
+    too_long = "x" * 256 + ".jpg"
+    for args, command in ((["fuse", *frames, "-o", too_long], "fuse"), (["fuse", "0.jpg", too_long, "-o", "a.jpg"],
+                                                                        "fuse"),
+                          (["batch", too_long[:-4], "-o", "out"], "batch")):
+        result = _cli(*args, cwd=tmp_path)
+        name = too_long if command == "fuse" else too_long[:-4]
+        assert (result.returncode, result.stderr) == (1, f"lutfuse {command}: error: {name}: File name too long "
+                                                         "(at most 255 bytes per name)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*frames, longest, longest[:-4] + ".png"])
