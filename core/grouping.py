@@ -334,6 +334,7 @@ def group_folders(inputs: Sequence[str | Path]) -> Plan:
     """One bracket per subfolder of each input folder (its image files in name order); image files directly in
     an input folder, or given as files, and subfolders with too few/many frames are leftovers."""
     plan = Plan([], [])
+    folders_seen: dict[tuple[int, int], Path] = {}  # a folder reached twice (a link to it, given twice) counts once
     for item in map(Path, inputs):
         if not item.is_dir():
             if not item.exists():
@@ -344,6 +345,12 @@ def group_folders(inputs: Sequence[str | Path]) -> Plan:
         plan.leftovers += [(p, "not inside a bracket subfolder (--group folder)") for p in loose]
         for sub in sorted((d for d in item.iterdir() if d.is_dir() and not d.name.startswith(".")),
                           key=lambda d: d.name):
+            info = sub.stat()
+            first = folders_seen.setdefault((info.st_dev, info.st_ino), sub)
+            if first is not sub:
+                plan.leftovers += [(p, f"folder {shown_path(sub)} is the same folder as {shown_path(first)} (a "
+                                       "link, or given twice): its bracket is made once") for p in image_files([sub])]
+                continue
             shots = _frames_only([read_shot(p) for p in image_files([sub])], plan)
             if not shots:
                 continue

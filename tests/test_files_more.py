@@ -474,3 +474,20 @@ def test_long_file_names_are_written_and_too_long_ones_refused_in_one_line(share
         assert (result.returncode, result.stderr) == (1, f"lutfuse {command}: error: {name}: File name too long "
                                                          "(at most 255 bytes per name)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*frames, longest, longest[:-4] + ".png"])
+
+
+def test_batch_by_folder_makes_a_linked_folder_once(shared_data: Path, tmp_path: Path) -> None:
+    """`--group folder` with a bracket folder reached twice (a link to it beside it, as sorting tools and
+    "latest" links make): the bracket was fused twice under two names; now once, the repeat listed as leftovers."""
+    from lutfuse.core.grouping import plan_groups
+
+    shoot = tmp_path / "shoot"
+    (shoot / "a").mkdir(parents=True)
+    for index in range(3):
+        Image.fromarray(_frame(shared_data, index, (48, 80))).save(shoot / "a" / f"{index}.jpg", quality=90)
+    (shoot / "b").symlink_to("a")
+    plan = plan_groups([shoot], "folder")
+    assert [[p.name for p in g.paths] for g in plan.groups] == [["0.jpg", "1.jpg", "2.jpg"]]
+    assert [(p.parent.name, reason) for p, reason in plan.leftovers] == [
+        ("b", f"folder {shoot / 'b'} is the same folder as {shoot / 'a'} (a link, or given twice): its bracket is "
+              "made once")] * 3
