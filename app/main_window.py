@@ -97,8 +97,8 @@ def scrolled(widget: QWidget) -> QScrollArea:
     return area
 
 
-OPEN_FILTER = ("Images (*.jpg *.jpeg *.png *.tif *.tiff *.heic *.heif *.hif *.webp *.avif *.jxl *.dng *.cr2 *.cr3 "
-               "*.nef *.arw *.raf *.orf *.rw2);;All files (*)")
+OPEN_FILTER = ("Images (*.jpg *.jpeg *.jfif *.mpo *.png *.tif *.tiff *.heic *.heif *.hif *.webp *.avif *.jxl *.dng "
+               "*.cr2 *.cr3 *.nef *.arw *.raf *.orf *.rw2);;All files (*)")
 
 
 class Banner(QFrame):
