@@ -23,8 +23,9 @@ Per frame, on copies downscaled to at most `ESTIMATE_PIXELS`:
 4. Frames larger than the feature copy: the estimate is refined on windows, coarse to fine (`refine_full_size`):
    a 4×4 grid of phase-correlation windows on the estimation copy, then windows chosen over the frame (well
    exposed in both, one per cell) at full size or, for frames over 2 × `MID_PIXELS`, on a copy of about
-   `MID_PIXELS`, measured by phase correlation + translation ECC on exposure-mapped intensities, with a RANSAC
-   fit of the correction.
+   `MID_PIXELS`, measured by phase correlation + translation ECC on exposure-mapped intensities (pixels below
+   the tone curve's shoulder only, `_trusted`), with a robust fit of the correction (`_robust_fit`: weighted
+   Gauss-Newton under a Cauchy loss).
 5. The check ("never worse than doing nothing"): the normalised cross-correlation of gradient magnitudes over
    pixels well exposed in both frames, for the identity and for the estimate. The estimate is applied only when
    it raises that score by `MIN_GAIN` and moves some image corner by more than `MIN_CORNER_PX` at full size;
@@ -77,7 +78,7 @@ MIN_SPREAD = 0.2              # a feature homography's inliers must span this fr
 WIDE_MIN_SCORE = 0.5          # and there an estimate must score at least this (`estimate`)
 MIN_TEXTURE = 2e-4            # mean squared gradient of the equalised reference below this: textureless
 MIN_MATCHES = 12
-RANSAC_SEED = 11              # OpenCV's RNG seed before every RANSAC fit: one registration per input
+RANSAC_SEED = 11              # OpenCV's RNG seed before every feature RANSAC fit: one registration per input
 WINDOWS = 64                  # windows the finest level of the refinement of large frames measures (refine_full_size)
 MID_PIXELS = 4_000_000        # frames over twice this size are refined on a copy of about this size, not full size
 HOMOGRAPHY_WINDOWS = 16       # fewer usable refinement windows than this correct the estimate by a similarity
@@ -334,7 +335,7 @@ def _features(ref_kp: tuple, view_kp: tuple, models: Sequence[str], shape: tuple
     dst = np.array([k2[m.trainIdx].pt for m in good], np.float32)
     out = {}
     for model in models:
-        cv2.setRNGSeed(RANSAC_SEED)  # one registration per input, as in the window fit
+        cv2.setRNGSeed(RANSAC_SEED)  # one registration per input
         if model == "homography":
             matrix, inliers = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 1.5, maxIters=5000, confidence=0.999)
         else:
@@ -751,43 +752,137 @@ def _choose_windows(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray
 
 
 def _window_shift(ref_grey: np.ndarray, frame_grey: np.ndarray, usable: np.ndarray, window: np.ndarray,
-                  grid: bool) -> tuple[float, float] | None:
-    """Sub-pixel shift t of one window (frame_grey(x + t) ≈ ref_grey(x), px), or None where it is not measurable.
+                  grid: bool) -> tuple[float, float, float] | None:
+    """Sub-pixel shift t of one window (frame_grey(x + t) ≈ ref_grey(x), px) and its confidence in (0, 1], or None
+    where it is not measurable.
 
-    frame_grey is already mapped to the reference's exposure; usable: H×W bool, well exposed in both. Phase
-    correlation of the gradient magnitudes (grid: that alone); otherwise refined by translation ECC (Evangelidis &
-    Psarakis 2008, `cv2.findTransformECC`) on the exposure-mapped intensities over `usable`: invariant to a gain
-    and offset left between them, and free of the correlation peak's whole-pixel bias. (ECC on the gradient
+    frame_grey is already mapped to the reference's exposure; usable: H×W bool, where both are trusted
+    (`_trusted`). Phase correlation of the gradient magnitudes (grid: that alone; confidence = the peak's
+    response); otherwise refined by translation ECC (Evangelidis & Psarakis 2008, `cv2.findTransformECC`) on the
+    exposure-mapped intensities over `usable` eroded by 7×7 px (confidence = ECC's correlation): invariant to a
+    gain and offset left between them, and free of the correlation peak's whole-pixel bias. (ECC on the gradient
     magnitudes instead disagreed with itself by 0.5-1.1 px at 24 MP on hdrps El_Capitan 01 and 08, the
-    intensities by 0.07-0.3 px.)"""
+    intensities by 0.07-0.3 px.) The erosion keeps ECC off the edges of clipped areas, which move with exposure
+    rather than with the camera."""
     a, b = _gradient(frame_grey), _gradient(ref_grey)
     if float((b[usable] ** 2).mean()) < MIN_TEXTURE:
         return None
     (dx, dy), response = cv2.phaseCorrelate(a, b, window)
     if grid:
-        return None if response < 0.15 or math.hypot(dx, dy) > 4.0 else (-dx, -dy)
+        return None if response < 0.15 or math.hypot(dx, dy) > 4.0 else (-dx, -dy, float(response))
     if response < 0.1 or math.hypot(dx, dy) > max(4.0, ref_grey.shape[0] / 16):
+        return None
+    mask = cv2.erode(usable.astype(np.uint8), np.ones((7, 7), np.uint8))
+    if mask.mean() < 0.1:
         return None
     start = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
     try:
         rho, warp = cv2.findTransformECC(ref_grey, frame_grey, start, cv2.MOTION_TRANSLATION,
-                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3),
-                                         usable.astype(np.uint8), 5)
+                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3), mask, 5)
     except cv2.error:  # no convergence (flat or mismatched content)
         return None
     tx, ty = float(warp[0, 2]), float(warp[1, 2])
     if not (rho > 0.3 and math.hypot(tx + dx, ty + dy) < 1.5):
         return None  # ECC wandered away from the correlation peak, or the windows do not match
-    return tx, ty
+    return tx, ty, float(rho)
 
 
-def _similarity_lsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (x' = a x - b y + tx, y' = b x + a y + ty) through N×2 point pairs -> 3×3."""
-    x, y = src[:, 0], src[:, 1]
-    one, zero = np.ones_like(x), np.zeros_like(x)
-    rows = np.vstack([np.column_stack([x, -y, one, zero]), np.column_stack([y, x, zero, one])])
-    (a, b, tx, ty), *_ = np.linalg.lstsq(rows, np.concatenate([dst[:, 0], dst[:, 1]]), rcond=None)
-    return np.array([[a, -b, tx], [b, a, ty], [0.0, 0.0, 1.0]])
+def _robust_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray, general: bool,
+                iterations: int = 30) -> np.ndarray | None:
+    """Correction C (3×3) with C(src) ≈ dst, fitted by weighted Gauss-Newton under a Cauchy loss (IRLS), or None.
+
+    src, dst: N×2 float64 point pairs (px) that nearly agree already (the correction is close to the identity);
+    weights: N confidences in (0, 1]. general: a homography (8 parameters), else a similarity (rotation, scale,
+    shift). Starts from the identity; each iteration re-weights every pair by weight / (1 + (r / c)²), r its
+    residual (px) and c = 2.385 × 1.4826 × the median residual (Cauchy's 95 %-efficiency constant on a robust
+    scale from the MAD, floored at 0.01 px), so pairs that disagree with the motion of the rest (a moving object,
+    an edge that moves with exposure) fade out smoothly instead of being cut at a fixed tolerance, as RANSAC's
+    inlier test does, and no random draw is involved. Points are centred and scaled to unit spread first, for
+    the conditioning of the homography's normal equations."""
+    n = len(src)
+    if n < (8 if general else 4) or len(dst) != n:
+        return None
+    centre = src.mean(axis=0)
+    spread = float(np.sqrt(((src - centre) ** 2).sum(axis=1).mean()))
+    if not spread > 0:
+        return None
+    norm = np.array([[1 / spread, 0, -centre[0] / spread], [0, 1 / spread, -centre[1] / spread], [0, 0, 1.0]])
+    s = (src - centre) / spread
+    d = (dst - centre) / spread
+    x, y = s[:, 0], s[:, 1]
+    one, zero = np.ones(n), np.zeros(n)
+    params = np.zeros(8 if general else 4)
+
+    def model(p: np.ndarray) -> np.ndarray:
+        if general:
+            return np.array([[1 + p[0], p[1], p[2]], [p[3], 1 + p[4], p[5]], [p[6], p[7], 1.0]])
+        return np.array([[1 + p[0], -p[1], p[2]], [p[1], 1 + p[0], p[3]], [0, 0, 1.0]])
+
+    for _ in range(iterations):
+        h = model(params)
+        den = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+        u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / den
+        v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / den
+        r = np.concatenate([u - d[:, 0], v - d[:, 1]])
+        if general:
+            ju = np.column_stack([x, y, one, zero, zero, zero, -u * x, -u * y]) / den[:, None]
+            jv = np.column_stack([zero, zero, zero, x, y, one, -v * x, -v * y]) / den[:, None]
+        else:
+            ju = np.column_stack([x, -y, one, zero])
+            jv = np.column_stack([y, x, zero, one])
+        jac = np.vstack([ju, jv])
+        residual = np.hypot(r[:n], r[n:]) * spread  # px
+        c = 2.385 * max(1.4826 * float(np.median(residual)), 0.01)
+        wt = weights / (1.0 + (residual / c) ** 2)
+        w2 = np.concatenate([wt, wt])
+        normal = jac.T @ (jac * w2[:, None])
+        try:
+            step = np.linalg.solve(normal, -jac.T @ (w2 * r))
+        except np.linalg.LinAlgError:
+            return None
+        params = params + step
+        if float(np.abs(step).max()) * spread < 1e-4:
+            break
+    correction = np.linalg.inv(norm) @ model(params) @ norm
+    if not np.isfinite(correction).all():
+        return None
+    return correction / correction[2, 2]
+
+
+SHOULDER_SLOPE = 3.0          # the tone curve's shoulder: where its slope leaves [1/this, this] × its median slope
+
+
+def _shoulder(curve: tuple[np.ndarray, np.ndarray]) -> float:
+    """The frame level (in [0,1], gamma-encoded) where a frame->reference tone curve (`tone_curve`) reaches its
+    shoulder: the first level above the middle of its rising part whose slope, over 1/32 of the range, leaves
+    [1/SHOULDER_SLOPE, SHOULDER_SLOPE] × the median slope. Above it the mapping is unreliable: the frame's highlight
+    roll-off (a frame brighter than the reference: a step of the frame spans several of the reference's, so its
+    noise and quantisation are amplified) or the reference's (a darker frame: the curve flattens and the frame's
+    structure is mapped to nearly one value). 1.0 when the curve has no such level."""
+    x, y = curve
+    k = max(1, len(x) // 64)
+    if len(x) <= 2 * k + 8:
+        return 1.0
+    level = x[k:-k]
+    slope = (y[2 * k:] - y[:-2 * k]) / (x[2 * k:] - x[:-2 * k])
+    live = slope > 1e-3  # flat runs are levels no sample reached, or where one side is clipped
+    if live.sum() < 8:
+        return 1.0
+    typical = float(np.median(slope[live]))
+    middle = level[live][int(live.sum()) // 2]
+    off = (level > middle) & ((slope > SHOULDER_SLOPE * typical) | (slope < typical / SHOULDER_SLOPE))
+    return float(level[off][0]) if off.any() else 1.0
+
+
+def _trusted(ref_grey: np.ndarray, frame_grey: np.ndarray, curve: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """H×W bool: pixels of a window below the tone curve's shoulder (`_shoulder`) in the frame and in the reference
+    (the curve's value there), where the frame's exposure mapping onto the reference is reliable.
+
+    ref_grey, frame_grey: H×W luma in [0,1], the frame not yet mapped; curve: its tone curve onto the reference."""
+    top = _shoulder(curve)
+    if top >= 1.0:
+        return np.ones(ref_grey.shape, bool)
+    return (frame_grey < top) & (ref_grey < float(np.interp(top, *curve)))
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -801,13 +896,15 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
     """One round of `_refine_level` over the windows `chosen` (top-left corners): the corrected homography, or
     None with fewer than 6 usable windows."""
     window = cv2.createHanningWindow((patch, patch), cv2.CV_32F)
-    at, seen = [], []
+    at, seen, confidence = [], [], []
     for x0, y0 in chosen:
         ref_grey = _grey(reference[y0:y0 + patch, x0:x0 + patch])
         shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
         frame_grey = _grey(cv2.warpPerspective(frame, shift @ matrix, (patch, patch), flags=cv2.INTER_LINEAR,
                                                borderMode=cv2.BORDER_CONSTANT, borderValue=0))
         usable = well_exposed(ref_grey) & well_exposed(frame_grey)
+        if not grid:
+            usable &= _trusted(ref_grey, frame_grey, curve)
         if usable.mean() < (0.5 if grid else 0.3):
             continue
         t = _window_shift(ref_grey, apply_curve(frame_grey, curve), usable, window, grid)
@@ -816,8 +913,9 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
         centre = np.array([x0 + (patch - 1) / 2, y0 + (patch - 1) / 2], np.float64)
         # the window's centre in the reference is seen at centre + t in the warped frame window: the current
         # matrix puts there the frame point that belongs at centre
-        at.append(centre + t)
+        at.append(centre + t[:2])
         seen.append(centre)
+        confidence.append(t[2])
     if len(at) < 6:
         return None
     if grid:
@@ -827,37 +925,15 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
         src = cv2.perspectiveTransform(centres[None], np.linalg.inv(matrix))[0]
         fitted, _ = cv2.findHomography(src, 2 * centres - np.array(at, np.float64), 0)
         return None if fitted is None or not np.isfinite(fitted).all() else fitted / fitted[2, 2]
-    at_a, seen_a = np.array(at, np.float64), np.array(seen, np.float64)
     # the correction is fitted in the reference's coordinates, from where the current matrix puts each window's
     # centre to where it belongs: close to the identity, and composed with the current homography, so that its
     # perspective is kept; a homography through fewer than HOMOGRAPHY_WINDOWS window centres extrapolates wildly
     # to the image corners (6-9 px at 24 MP on hdrps El_Capitan 00, 10 usable windows), so fewer give a
-    # similarity correction
-    general = len(at_a) >= HOMOGRAPHY_WINDOWS
-    keep = None
-    for tolerance in (0.5, 1.0):
-        # windows whose shift disagrees with one motion (an edge that moves with exposure, a moving object) are
-        # dropped before the least-squares fit through the rest; the tolerance widens where the windows are noisy
-        # (a frame 4 stops brighter, mostly clipped)
-        # RANSAC draws from OpenCV's per-thread RNG, whose state depends on what ran before on that thread: seeded,
-        # the same frames give the same registration in every process
-        cv2.setRNGSeed(RANSAC_SEED)
-        if general:
-            rough, inliers = cv2.findHomography(at_a, seen_a, cv2.RANSAC, tolerance, maxIters=2000, confidence=0.999)
-        else:
-            rough, inliers = cv2.estimateAffinePartial2D(at_a, seen_a, method=cv2.RANSAC,
-                                                         ransacReprojThreshold=tolerance, maxIters=2000,
-                                                         confidence=0.999)
-        if rough is not None and inliers is not None and int(inliers.sum()) >= 6:
-            keep = inliers.ravel().astype(bool)
-            break
-    if keep is None:
-        return None
-    if general:
-        correction, _ = cv2.findHomography(at_a[keep], seen_a[keep], 0)
-    else:
-        correction = _similarity_lsq(at_a[keep], seen_a[keep])
-    if correction is None or not np.isfinite(correction).all():
+    # similarity correction. Windows whose shift disagrees with one motion (an edge that moves with exposure, a
+    # moving object) are down-weighted by the robust fit rather than cut at a tolerance
+    correction = _robust_fit(np.array(at, np.float64), np.array(seen, np.float64), np.array(confidence, np.float64),
+                             len(at) >= HOMOGRAPHY_WINDOWS)
+    if correction is None:
         return None
     refined = correction @ matrix
     return refined / refined[2, 2]

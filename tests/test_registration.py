@@ -101,6 +101,55 @@ def test_known_homographies_of_frames_3_and_4_stops_apart_agree_within_0_6_px_at
         assert corner_error(offsets[0], np.eye(3), w, h) < 2.5
 
 
+def test_the_window_fit_rejects_windows_on_a_moving_object(shared_data: Path, monkeypatch) -> None:
+    # Cemetery_Tree_1's frame 2 stops brighter (06) at 2040×1360 px, moved by a known hand-held homography, with a
+    # 500×400-px block of its own content pasted 6 px to the right (an object that moved between the
+    # exposures). The full-size windows on the block measure that 6 px; the robust fit of the correction
+    # (core.registration._robust_fit, weighted Gauss-Newton under a Cauchy loss) must give them no say: the estimate
+    # is the one of the frame without the object, while a plain least-squares fit through the same windows is
+    # pulled off by pixels
+    from lutfuse.core import registration
+
+    w, h = 2040, 1360
+    ref, frame = (cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC) for f in frames(shared_data, "Cemetery_Tree_1",
+                                                                                           4, 6))
+    truth = hand_held(w, h, np.random.default_rng(7), 2e-5 * 536 / w)
+    clean = move(frame, truth)
+    box = (1300, 300, 1800, 700)  # x0, y0, x1, y1 in the moved frame: trees and sky on the right
+    moving = pasted(clean, box, (box[0] - 6, box[1]))
+    prepared = Reference(ref)
+    fits: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool, np.ndarray | None]] = []
+    robust_fit = registration._robust_fit
+
+    def recorded(src: np.ndarray, dst: np.ndarray, weights: np.ndarray, general: bool) -> np.ndarray | None:
+        out = robust_fit(src, dst, weights, general)
+        fits.append((src, dst, weights, general, out))
+        return out
+
+    monkeypatch.setattr(registration, "_robust_fit", recorded)
+    rec = estimate(prepared, moving, "auto")
+    src, dst, weights, general, correction = fits[-1]  # the last round at full size
+    monkeypatch.undo()
+    plain = estimate(prepared, clean, "auto")
+    assert rec.applied and plain.applied
+    # windows were measured on the moved block, and they disagree with the fitted motion by about its 6 px
+    assert general and correction is not None
+    residual = np.hypot(*(cv2.perspectiveTransform(src[None], correction)[0] - dst).T)
+    x0, y0, x1, y1 = box
+    cx, cy = cv2.perspectiveTransform(dst[None], np.linalg.inv(truth))[0].T  # window centres in the moved frame
+    on_block = (cx > x0 + 85) & (cx < x1 - 85) & (cy > y0 + 85) & (cy < y1 - 85)  # 170-px windows wholly on it
+    off_block = (cx < x0 - 85) | (cx > x1 + 85) | (cy < y0 - 85) | (cy > y1 + 85)  # and wholly off it
+    lsq, _ = cv2.findHomography(src, dst, 0)
+    assert on_block.sum() >= 1 and off_block.sum() >= 40
+    assert (residual[on_block] > 4).all()
+    assert np.median(residual[off_block]) < 0.2 and residual[off_block].max() < 1.0
+    # the estimate is the one without the object, to a fraction of a pixel at the corners
+    assert corner_error(rec.matrix, plain.matrix, w, h) < 0.3, rec.describe()
+    assert corner_error(rec.matrix, truth, w, h) < 0.6
+    # while least squares through all the windows is dragged towards the block
+    assert corner_error(lsq, correction, w, h) > 1.0
+
+
 def test_tripod_brackets_come_out_bit_identical_to_no_alignment(shared_data: Path) -> None:
     root = shared_data / "brackets"
     for paths in ([root / "hdrps" / "Cades_Cove" / f"0{i}.png" for i in (0, 2, 4, 6, 8)],
