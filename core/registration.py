@@ -854,8 +854,8 @@ SHOULDER_SLOPE = 3.0          # the tone curve's shoulder: where its slope leave
 
 def _shoulder(curve: tuple[np.ndarray, np.ndarray]) -> float:
     """The frame level (in [0,1], gamma-encoded) where a frame->reference tone curve (`tone_curve`) reaches its
-    shoulder: the first level above the middle of its rising part whose slope, over 1/32 of the range, leaves
-    [1/SHOULDER_SLOPE, SHOULDER_SLOPE] × the median slope. Above it the mapping is unreliable: the frame's highlight
+    shoulder: the lowest level above the middle of its rising part from which on its slope, over 1/32 of the
+    range, stays outside [1/SHOULDER_SLOPE, SHOULDER_SLOPE] × the median slope. Above it the mapping is unreliable: the frame's highlight
     roll-off (a frame brighter than the reference: a step of the frame spans several of the reference's, so its
     noise and quantisation are amplified) or the reference's (a darker frame: the curve flattens and the frame's
     structure is mapped to nearly one value). 1.0 when the curve has no such level."""
@@ -870,8 +870,11 @@ def _shoulder(curve: tuple[np.ndarray, np.ndarray]) -> float:
         return 1.0
     typical = float(np.median(slope[live]))
     middle = level[live][int(live.sum()) // 2]
-    off = (level > middle) & ((slope > SHOULDER_SLOPE * typical) | (slope < typical / SHOULDER_SLOPE))
-    return float(level[off][0]) if off.any() else 1.0
+    # the shoulder is where the curve leaves its straight part for good: a bump of the quantile curve's slope in
+    # the mid-tones (a histogram spike) is not one
+    inside = (level <= middle) | ((slope <= SHOULDER_SLOPE * typical) & (slope >= typical / SHOULDER_SLOPE))
+    last = int(np.flatnonzero(inside)[-1])
+    return float(level[last + 1]) if last + 1 < len(level) else 1.0
 
 
 def _trusted(ref_grey: np.ndarray, frame_grey: np.ndarray, curve: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
