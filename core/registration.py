@@ -83,6 +83,9 @@ WINDOWS = 64                  # windows the finest level of the refinement of la
 MID_PIXELS = 4_000_000        # frames over twice this size are refined on a copy of about this size, not full size
 HOMOGRAPHY_WINDOWS = 16       # fewer usable refinement windows than this correct the estimate by a similarity
 ECC_MARGIN = 0.01             # ECC's refinement replaces an estimate only when it raises the check's score this much
+# the refinement's windows use only pixels below the frame->reference tone curve's shoulder (`_shoulder`), where
+# its slope leaves [1/this, this] × its median slope for good
+SHOULDER_SLOPE = 3.0
 CURVE_SAMPLES = 1 << 18       # tone curves are estimated from at most this many samples
 _DARK, _BRIGHT = 0.02, 0.98   # "well exposed": strictly inside these (gamma-encoded values)
 
@@ -849,16 +852,13 @@ def _robust_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray, general: 
     return correction / correction[2, 2]
 
 
-SHOULDER_SLOPE = 3.0          # the tone curve's shoulder: where its slope leaves [1/this, this] × its median slope
-
-
 def _shoulder(curve: tuple[np.ndarray, np.ndarray]) -> float:
     """The frame level (in [0,1], gamma-encoded) where a frame->reference tone curve (`tone_curve`) reaches its
     shoulder: the lowest level above the middle of its rising part from which on its slope, over 1/32 of the
-    range, stays outside [1/SHOULDER_SLOPE, SHOULDER_SLOPE] × the median slope. Above it the mapping is unreliable: the frame's highlight
-    roll-off (a frame brighter than the reference: a step of the frame spans several of the reference's, so its
-    noise and quantisation are amplified) or the reference's (a darker frame: the curve flattens and the frame's
-    structure is mapped to nearly one value). 1.0 when the curve has no such level."""
+    range, stays outside [1/SHOULDER_SLOPE, SHOULDER_SLOPE] × the median slope. Above it the mapping is unreliable:
+    the frame's highlight roll-off (a frame brighter than the reference: a step of the frame spans several of the
+    reference's, so its noise and quantisation are amplified) or the reference's (a darker frame: the curve
+    flattens and the frame's structure is mapped to nearly one value). 1.0 when the curve has no such level."""
     x, y = curve
     k = max(1, len(x) // 64)
     if len(x) <= 2 * k + 8:

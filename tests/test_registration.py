@@ -77,13 +77,13 @@ def test_known_homographies_are_recovered_to_half_a_pixel_at_3_mp(shared_data: P
         assert corner_error(offsets[0], np.eye(3), w, h) < 1.5
 
 
-def test_known_homographies_of_frames_3_and_4_stops_apart_agree_within_0_6_px_at_6_mp(
+def test_known_homographies_of_frames_3_and_4_stops_apart_agree_within_half_a_pixel_at_6_mp(
         shared_data: Path) -> None:
     # hdrps El_Capitan's frames 3 stops darker (01: well exposed mostly in the sky and the cliff) and 4 brighter
     # (08) than the reference (04), upscaled to 3000×2000 px, the same consistency check as the 3 MP test above.
     # Here the 0.3 MP feature estimate is refined on windows chosen over the frame (core.registration
-    # refine_full_size). The issue's target is 0.5 px; the merged registration (whole-frame tone curve for the
-    # estimate, RANSAC seeded) gives 0.56 px on frame 08 here, so this holds today's accuracy, not the target
+    # refine_full_size). The issue's target, 0.5 px: with RANSAC's fit of the windows frame 08 gave 0.56 px here;
+    # with the robust fit over the pixels below the tone curve's shoulder 0.15 px (01) and 0.08 px (08)
     w, h = 3000, 2000
     ref, *others = (cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC)
                     for f in frames(shared_data, "El_Capitan", 4, 1, 8))
@@ -96,7 +96,7 @@ def test_known_homographies_of_frames_3_and_4_stops_apart_agree_within_0_6_px_at
             rec = estimate(prepared, move(frame, truth), "auto")
             assert rec.applied and rec.model == "homography", rec.describe()
             offsets.append(rec.matrix @ np.linalg.inv(truth))
-        assert corner_error(offsets[0], offsets[1], w, h) < 0.6
+        assert corner_error(offsets[0], offsets[1], w, h) < 0.5
         # the frames' own offset at this size: a pixel or so, not the known motion
         assert corner_error(offsets[0], np.eye(3), w, h) < 2.5
 
@@ -148,6 +148,30 @@ def test_the_window_fit_rejects_windows_on_a_moving_object(shared_data: Path, mo
     assert corner_error(rec.matrix, truth, w, h) < 0.6
     # while least squares through all the windows is dragged towards the block
     assert corner_error(lsq, correction, w, h) > 1.0
+
+
+@pytest.mark.parametrize("scene", ["Cemetery_Tree_1", "El_Capitan", "Devil_s_Golf_Course", "Cades_Cove"])
+def test_the_refinement_trusts_the_exposure_mapping_below_the_tone_curves_shoulder(shared_data: Path,
+                                                                                   scene: str) -> None:
+    # tripod frames (registered as shot) mapped onto the reference's exposure by their tone curve: above the
+    # shoulder (core.registration._trusted) a brighter frame's highlight roll-off maps worse (measured 1.6-5.4× the
+    # mean error below it on these frames 2 and 4 stops brighter), so the window refinement leaves those pixels
+    # out; for the darker frames the shoulder lies above every pixel both frames expose well, and nothing is lost
+    from lutfuse.core.registration import _small_luma, _trusted, apply_curve, tone_curve, well_exposed
+
+    ref, *others = frames(shared_data, scene, 4, 0, 1, 6, 8)
+    h, w = ref.shape[:2]
+    ref_grey = _small_luma(ref, (w, h))
+    for index, frame in zip((0, 1, 6, 8), others):
+        grey = _small_luma(frame, (w, h))
+        curve = tone_curve(grey, ref_grey, well_exposed(grey), well_exposed(ref_grey))
+        trusted = _trusted(ref_grey, grey, curve)
+        both = well_exposed(grey) & well_exposed(ref_grey)
+        error = np.abs(apply_curve(grey, curve) - ref_grey)
+        if index < 4:
+            assert trusted[both].mean() > 0.99, index
+        elif (both & ~trusted).sum() >= 500:
+            assert error[both & ~trusted].mean() > 1.4 * error[both & trusted].mean(), index
 
 
 def test_tripod_brackets_come_out_bit_identical_to_no_alignment(shared_data: Path) -> None:
