@@ -759,14 +759,15 @@ def _window_shift(ref_grey: np.ndarray, frame_grey: np.ndarray, usable: np.ndarr
     """Sub-pixel shift t of one window (frame_grey(x + t) ≈ ref_grey(x), px) and its confidence in (0, 1], or None
     where it is not measurable.
 
-    frame_grey is already mapped to the reference's exposure; usable: H×W bool, where both are trusted
-    (`_trusted`). Phase correlation of the gradient magnitudes (grid: that alone; confidence = the peak's
-    response); otherwise refined by translation ECC (Evangelidis & Psarakis 2008, `cv2.findTransformECC`) on the
-    exposure-mapped intensities over `usable` eroded by 7×7 px (confidence = ECC's correlation): invariant to a
-    gain and offset left between them, and free of the correlation peak's whole-pixel bias. (ECC on the gradient
+    frame_grey is already mapped to the reference's exposure; usable: H×W bool, well exposed in both (off the grid
+    also below the tone curve's shoulder, `_trusted`). Phase correlation of the gradient magnitudes (grid: that
+    alone; confidence = the peak's response); otherwise refined by translation ECC (Evangelidis & Psarakis 2008,
+    `cv2.findTransformECC`) on the exposure-mapped intensities over `usable` eroded by 7×7 px (confidence = ECC's
+    correlation): invariant to a gain and offset left between them, and free of the correlation peak's whole-pixel
+    bias. (ECC on the gradient
     magnitudes instead disagreed with itself by 0.5-1.1 px at 24 MP on hdrps El_Capitan 01 and 08, the
     intensities by 0.07-0.3 px.) The erosion keeps ECC off the edges of clipped areas, which move with exposure
-    rather than with the camera."""
+    rather than with the camera; None where it leaves under 10 % of the window."""
     a, b = _gradient(frame_grey), _gradient(ref_grey)
     if float((b[usable] ** 2).mean()) < MIN_TEXTURE:
         return None

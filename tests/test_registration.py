@@ -82,8 +82,9 @@ def test_known_homographies_of_frames_3_and_4_stops_apart_agree_within_half_a_pi
     # hdrps El_Capitan's frames 3 stops darker (01: well exposed mostly in the sky and the cliff) and 4 brighter
     # (08) than the reference (04), upscaled to 3000×2000 px, the same consistency check as the 3 MP test above.
     # Here the 0.3 MP feature estimate is refined on windows chosen over the frame (core.registration
-    # refine_full_size). The target, 0.5 px: with RANSAC's fit of the windows frame 08 gave 0.56 px here;
-    # with the robust fit over the pixels below the tone curve's shoulder 0.15 px (01) and 0.08 px (08)
+    # refine_full_size). The target, 0.5 px: with RANSAC's fit of the windows frame 08 gave 0.19-0.56 px
+    # here (runs in different processes differ); with the robust fit over the pixels below the tone curve's shoulder
+    # 0.15 px (01) and 0.08 px (08)
     w, h = 3000, 2000
     ref, *others = (cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC)
                     for f in frames(shared_data, "El_Capitan", 4, 1, 8))
