@@ -38,6 +38,7 @@ DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixe
 _LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
 _BINS = 8                   # the static residual's spread is measured per band of reference brightness
 _EDGE_PX = 0.5              # residual misregistration allowed at edges (px): differences there scale with gradient
+_CENSOR_MARGIN = 0.1        # how far inside (_LOW, _HIGH) the reference must predict a clipped/crushed frame pixel
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
 
 
@@ -69,6 +70,26 @@ def _spread(diff: np.ndarray, level: np.ndarray, mask: np.ndarray) -> np.ndarray
     return sig[every]
 
 
+def _censored_wrongly(frame_c: np.ndarray, ref_c: np.ndarray, usable: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels where one channel of the frame is clipped (≥ _HIGH) or crushed (≤ _LOW) although the reference's
+    value there, mapped onto the frame's exposure, predicts a well-exposed value (below _HIGH - _CENSOR_MARGIN, or
+    above _LOW + _CENSOR_MARGIN) -> H×W bool. These pixels are left out of the difference (their true value is
+    unknown), but their being censored at all is motion evidence: a mover clipped or crushed in the frame in front
+    of well-exposed background.
+
+    frame_c, ref_c: H×W float32 [0,1], one channel of the (blurred, downscaled) frame and reference; usable: H×W bool,
+    the pixels well exposed in both (where the reference -> frame curve is fitted); valid: H×W bool, the frame's
+    valid pixels. The prediction is monotone and flattens beyond the usable range, so a reference value brighter
+    (darker) than all usable ones predicts about _HIGH (_LOW): background that is clipped (crushed) in the frame
+    anyway is never evidence."""
+    well = valid & (ref_c > _LOW) & (ref_c < _HIGH)
+    clipped, crushed = well & (frame_c >= _HIGH), well & (frame_c <= _LOW)
+    if not clipped.any() and not crushed.any():
+        return clipped
+    predicted = apply_curve(ref_c, tone_curve(ref_c, frame_c, usable, usable))
+    return (clipped & (predicted < _HIGH - _CENSOR_MARGIN)) | (crushed & (predicted > _LOW + _CENSOR_MARGIN))
+
+
 def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium",
                frame_valid: np.ndarray | None = None) -> np.ndarray:
     """Where `frame` shows content that differs from `reference` (both H×W×3 float32 [0,1], registered) once
@@ -93,19 +114,21 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     small_f = cv2.GaussianBlur(_small(frame, size), (0, 0), 1.0)
     small_r = cv2.GaussianBlur(_small(reference, size), (0, 0), 1.0)
     y_f, y_r = luma(small_f), luma(small_r)
-    both = (y_f > _LOW) & (y_f < _HIGH) & (y_r > _LOW) & (y_r < _HIGH)
-    if frame_valid is not None:
-        both &= cv2.resize(frame_valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    valid = np.ones(y_f.shape, bool) if frame_valid is None else (
+        cv2.resize(frame_valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
+    both = (y_f > _LOW) & (y_f < _HIGH) & (y_r > _LOW) & (y_r < _HIGH) & valid
     if both.sum() < 256:
         return np.zeros((h, w), np.float32)
     chi = np.zeros(y_f.shape, np.float32)
     absdiff = np.zeros(y_f.shape, np.float32)
+    censored = np.zeros(y_f.shape, bool)
     for c in range(3):
         ref_c, frame_c = small_r[..., c], small_f[..., c]
         # a channel clipped or crushed in either frame (a saturated red is, long before luma is) says nothing
         usable = both & (ref_c > _LOW) & (ref_c < _HIGH) & (frame_c > _LOW) & (frame_c < _HIGH)
         if usable.sum() < 256:
             continue
+        censored |= _censored_wrongly(frame_c, ref_c, usable, valid)
         curve = tone_curve(frame_c, ref_c, usable, usable)
         diff = apply_curve(frame_c, curve) - ref_c
         diff[~usable] = 0.0
@@ -115,9 +138,14 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
         sigma = np.sqrt(_spread(diff, ref_c, usable) ** 2 + edge ** 2)
         chi += (diff / sigma) ** 2 / 3.0
         absdiff += np.abs(diff) / 3.0
+    # a frame pixel clipped or crushed where the reference says it cannot be is as strong evidence as a difference
+    # well over the threshold (its size is unknown: only a bound); the local mean and the morphology below still
+    # decide, so an isolated one (noise, a misregistered edge) is not marked
+    chi[censored] = np.maximum(chi[censored], 2.0 * z_threshold)
+    absdiff[censored] = np.maximum(absdiff[censored], _CENSOR_MARGIN)
     local_chi = np.asarray(cv2.GaussianBlur(chi, (0, 0), 2.0))
     local_diff = np.asarray(cv2.GaussianBlur(absdiff, (0, 0), 2.0))
-    marked = ((local_chi > z_threshold) & (local_diff > min_diff) & both).astype(np.uint8)
+    marked = ((local_chi > z_threshold) & (local_diff > min_diff) & (both | censored)).astype(np.uint8)
     side = min(size)
     opened = cv2.morphologyEx(marked, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
