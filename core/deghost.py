@@ -38,7 +38,8 @@ DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixe
 _LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
 _BINS = 8                   # the static residual's spread is measured per band of reference brightness
 _EDGE_PX = 0.5              # residual misregistration allowed at edges (px): differences there scale with gradient
-_CENSOR_MARGIN = 0.1        # how far inside (_LOW, _HIGH) the reference must predict a clipped/crushed frame pixel
+_CENSOR_MARGIN = 0.1        # how far inside (_LOW, _HIGH) the reference must predict a clipped/crushed frame pixel,
+_CENSOR_Z = 3.0             # and at least this many robust spreads of the reference -> frame mapping's residual
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
 
 
@@ -72,22 +73,26 @@ def _spread(diff: np.ndarray, level: np.ndarray, mask: np.ndarray) -> np.ndarray
 
 def _censored_wrongly(frame_c: np.ndarray, ref_c: np.ndarray, usable: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Pixels where one channel of the frame is clipped (≥ _HIGH) or crushed (≤ _LOW) although the reference's
-    value there, mapped onto the frame's exposure, predicts a well-exposed value (below _HIGH - _CENSOR_MARGIN, or
-    above _LOW + _CENSOR_MARGIN) -> H×W bool. These pixels are left out of the difference (their true value is
-    unknown), but their being censored at all is motion evidence: a mover clipped or crushed in the frame in front
-    of well-exposed background.
+    value there, mapped onto the frame's exposure, predicts a well-exposed value -> H×W bool. These pixels are left
+    out of the difference (their true value is unknown), but their being censored at all is motion evidence: a
+    mover clipped or crushed in the frame in front of well-exposed background.
 
     frame_c, ref_c: H×W float32 [0,1], one channel of the (blurred, downscaled) frame and reference; usable: H×W bool,
     the pixels well exposed in both (where the reference -> frame curve is fitted); valid: H×W bool, the frame's
-    valid pixels. The prediction is monotone and flattens beyond the usable range, so a reference value brighter
-    (darker) than all usable ones predicts about _HIGH (_LOW): background that is clipped (crushed) in the frame
-    anyway is never evidence."""
+    valid pixels. The prediction must lie inside (_LOW, _HIGH) by _CENSOR_MARGIN and by _CENSOR_Z robust spreads of
+    the mapping's own residual (frame - prediction over `usable`, per band of reference brightness, as `_spread`):
+    where one curve per channel fits the scene loosely (differently lit surfaces of one hue: a static Flamingo
+    bracket's orange facade, clipped in red only, was predicted 0.85), a clipped value is no surprise. The
+    prediction is monotone and flattens beyond the usable range, so a reference value brighter (darker) than all
+    usable ones predicts about _HIGH (_LOW): background that is clipped (crushed) in the frame anyway is never
+    evidence."""
     well = valid & (ref_c > _LOW) & (ref_c < _HIGH)
     clipped, crushed = well & (frame_c >= _HIGH), well & (frame_c <= _LOW)
     if not clipped.any() and not crushed.any():
         return clipped
     predicted = apply_curve(ref_c, tone_curve(ref_c, frame_c, usable, usable))
-    return (clipped & (predicted < _HIGH - _CENSOR_MARGIN)) | (crushed & (predicted > _LOW + _CENSOR_MARGIN))
+    margin = np.maximum(_CENSOR_MARGIN, _CENSOR_Z * _spread(frame_c - predicted, ref_c, usable))
+    return (clipped & (predicted < _HIGH - margin)) | (crushed & (predicted > _LOW + margin))
 
 
 def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium",
