@@ -40,6 +40,7 @@ _BINS = 8                   # the static residual's spread is measured per band 
 _EDGE_PX = 0.5              # residual misregistration allowed at edges (px): differences there scale with gradient
 _CENSOR_MARGIN = 0.1        # how far inside (_LOW, _HIGH) the reference must predict a clipped/crushed frame pixel,
 _CENSOR_Z = 3.0             # and at least this many robust spreads of the reference -> frame mapping's residual
+_CENSOR_LEVELS = 32         # reference levels over which the frame's clipped (crushed) share is counted
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
 
 
@@ -85,14 +86,23 @@ def _censored_wrongly(frame_c: np.ndarray, ref_c: np.ndarray, usable: np.ndarray
     bracket's orange facade, clipped in red only, was predicted 0.85), a clipped value is no surprise. The
     prediction is monotone and flattens beyond the usable range, so a reference value brighter (darker) than all
     usable ones predicts about _HIGH (_LOW): background that is clipped (crushed) in the frame anyway is never
-    evidence."""
+    evidence, nor is a pixel at a reference level (1/_CENSOR_LEVELS wide) where most well-exposed reference pixels
+    are clipped (crushed) in the frame."""
     well = valid & (ref_c > _LOW) & (ref_c < _HIGH)
     clipped, crushed = well & (frame_c >= _HIGH), well & (frame_c <= _LOW)
     if not clipped.any() and not crushed.any():
         return clipped
     predicted = apply_curve(ref_c, tone_curve(ref_c, frame_c, usable, usable))
     margin = np.maximum(_CENSOR_MARGIN, _CENSOR_Z * _spread(frame_c - predicted, ref_c, usable))
-    return (clipped & (predicted < _HIGH - margin)) | (crushed & (predicted > _LOW + margin))
+    # where most of the pixels at a reference level are clipped (crushed) in the frame, the few usable ones that
+    # fix the curve there are a biased sample (movers among them pull it down: a pasted object in a bright frame
+    # whose walls are clipped made all of them evidence), and clipping there is what the scene does anyway
+    level = np.minimum((ref_c * _CENSOR_LEVELS).astype(np.int32), _CENSOR_LEVELS - 1)
+    seen = np.bincount(level[well], minlength=_CENSOR_LEVELS) + 1
+    rare_clip = (np.bincount(level[clipped], minlength=_CENSOR_LEVELS) / seen < 0.5)[level]
+    rare_crush = (np.bincount(level[crushed], minlength=_CENSOR_LEVELS) / seen < 0.5)[level]
+    return ((clipped & rare_clip & (predicted < _HIGH - margin))
+            | (crushed & rare_crush & (predicted > _LOW + margin)))
 
 
 def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium",
