@@ -5,11 +5,13 @@ After registration, each frame is mapped to the reference's exposure (per-channe
 pixels valid in both, `core.registration.tone_curve`); the difference is normalised by what a static scene shows
 (the difference's own robust spread per band of brightness, plus an allowance at edges) and averaged locally
 (a χ²-like statistic, so faint but extended movers are found); where it exceeds the strength's threshold, motion is
-marked. The marks are consolidated morphologically (opening, small components dropped, closing, dilation) and
-feathered. In a frame's ghost pixels its content
-is replaced by the reference re-rendered at the frame's exposure (feathered), so the mean of the frames (the LUT's
-base image), the detail layer, Mertens and the HQ networks' inputs all hold the reference's content there and no
-double image, while each exposure keeps its share of the fusion. This is the reference-based
+marked. Pixels clipped or crushed in the frame cannot be compared, but where the reference, mapped to the frame's
+exposure, predicts a well-exposed value there, that they are censored at all is counted as motion (a white shirt
+clipped in the bright frame in front of a mid-grey wall). The marks are consolidated morphologically (opening,
+small components dropped, closing, dilation) and feathered. In a frame's ghost pixels its content is replaced by
+the reference re-rendered at the frame's exposure (feathered), so the mean of the frames (the LUT's base image),
+the detail layer, Mertens and the HQ networks' inputs all hold the reference's content there and no double image,
+while each exposure keeps its share of the fusion. This is the reference-based
 approach of Lightroom's HDR merge and of Granados et al., "Automatic noise modeling for ghost-free HDR
 reconstruction" (2013), in its simplest form.
 """
@@ -117,7 +119,9 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     error as they are in this bracket, at this exposure gap) and, at edges, the gradient times _EDGE_PX (residual
     misregistration and resampling). The local mean (Gaussian, σ 2 px) of the squared normalised differences over
     the channels, a χ²-like statistic that finds faint but extended differences, marks motion where it exceeds
-    the strength's threshold and the local mean absolute difference is large enough to matter. The marks are
+    the strength's threshold and the local mean absolute difference is large enough to matter. A pixel clipped or
+    crushed in the frame where the reference predicts a well-exposed value (`_censored_wrongly`) counts as twice
+    the threshold and at least _CENSOR_MARGIN of difference in those local means. The marks are
     consolidated morphologically (opening, small parts dropped, closing to join an object's parts, dilation to
     cover soft edges and shadows) and feathered."""
     z_threshold, min_diff = STRENGTHS[check_strength(strength)]
