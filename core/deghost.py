@@ -30,11 +30,13 @@ from lutfuse.core.registration import apply_curve, map_exposure, tone_curve
 # Per strength: (threshold on the local mean of the squared noise-normalised difference, smallest local mean
 # absolute difference that counts). docs/studies/deghost.py measures both on pasted objects and static brackets.
 STRENGTHS = {"off": (math.inf, math.inf), "low": (14.0, 0.035), "medium": (8.0, 0.025), "high": (5.0, 0.015)}
-# The CLI's, batch's and editor's default. Low costs 0.0003 (Mertens) / 0.0004 (LUT + detail) mean MEF-SSIM on the
+# The CLI's, batch's and editor's default. Low costs 0.0004 (Mertens) / 0.0004 (LUT + detail) mean MEF-SSIM on the
 # 36 validation brackets (`python -m lutfuse.docs.studies.registration static DATA`; medium 0.0008 / 0.0009, high
-# 0.0017 / 0.0018), and nothing on the tripod ones it marks nowhere, while it catches 82 % of moving objects pasted
-# into them (`python -m lutfuse.docs.studies.deghost DATA`; medium 92 %). The library's load_bracket and
-# register_stack keep "off" as their default, so a caller gets exactly its frames unless it asks.
+# 0.0017 / 0.0019; the clipped/crushed evidence added 0.0001 at low, all of it on forth/MarketMires2's moving people
+# and laces), and nothing on the tripod ones it marks nowhere, while it catches 87 % of moving objects pasted into
+# them (`python -m lutfuse.docs.studies.deghost DATA`; medium 97 %; with --rounds 3, 124 objects: low 91 %, medium
+# 97 %, high 98 %, leaving a double image at 9 / 7 / 6 % of them). The library's load_bracket and register_stack
+# keep "off" as their default, so a caller gets exactly its frames unless it asks.
 DEFAULT = "low"
 DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixels
 _LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
