@@ -96,17 +96,23 @@ def _censored_wrongly(frame_c: np.ndarray, ref_c: np.ndarray, usable: np.ndarray
     clipped, crushed = well & (frame_c >= _HIGH), well & (frame_c <= _LOW)
     if not clipped.any() and not crushed.any():
         return clipped
-    predicted = apply_curve(ref_c, tone_curve(ref_c, frame_c, usable, usable))
-    margin = np.maximum(_CENSOR_MARGIN, _CENSOR_Z * _spread(frame_c - predicted, ref_c, usable))
     # where most of the pixels at a reference level are clipped (crushed) in the frame, the few usable ones that
     # fix the curve there are a biased sample (movers among them pull it down: a pasted object in a bright frame
     # whose walls are clipped made all of them evidence), and clipping there is what the scene does anyway
     level = np.minimum((ref_c * _CENSOR_LEVELS).astype(np.int32), _CENSOR_LEVELS - 1)
     seen = np.bincount(level[well], minlength=_CENSOR_LEVELS) + 1
-    rare_clip = (np.bincount(level[clipped], minlength=_CENSOR_LEVELS) / seen < 0.5)[level]
-    rare_crush = (np.bincount(level[crushed], minlength=_CENSOR_LEVELS) / seen < 0.5)[level]
-    return ((clipped & rare_clip & (predicted < _HIGH - margin))
-            | (crushed & rare_crush & (predicted > _LOW + margin)))
+    clipped &= (np.bincount(level[clipped], minlength=_CENSOR_LEVELS) / seen < 0.5)[level]
+    crushed &= (np.bincount(level[crushed], minlength=_CENSOR_LEVELS) / seen < 0.5)[level]
+    if not clipped.any() and not crushed.any():
+        return clipped
+    # the cheap tests first: the curve and the residual's spread cost about as much as the rest of ghost_mask
+    predicted = apply_curve(ref_c, tone_curve(ref_c, frame_c, usable, usable))
+    clipped &= predicted < _HIGH - _CENSOR_MARGIN
+    crushed &= predicted > _LOW + _CENSOR_MARGIN
+    if not clipped.any() and not crushed.any():
+        return clipped
+    margin = _CENSOR_Z * _spread(frame_c - predicted, ref_c, usable)
+    return (clipped & (predicted < _HIGH - margin)) | (crushed & (predicted > _LOW + margin))
 
 
 def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium",
