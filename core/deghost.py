@@ -5,11 +5,13 @@ After registration, each frame is mapped to the reference's exposure (per-channe
 pixels valid in both, `core.registration.tone_curve`); the difference is normalised by what a static scene shows
 (the difference's own robust spread per band of brightness, plus an allowance at edges) and averaged locally
 (a χ²-like statistic, so faint but extended movers are found); where it exceeds the strength's threshold, motion is
-marked. The marks are consolidated morphologically (opening, small components dropped, closing, dilation) and
-feathered. In a frame's ghost pixels its content
-is replaced by the reference re-rendered at the frame's exposure (feathered), so the mean of the frames (the LUT's
-base image), the detail layer, Mertens and the HQ networks' inputs all hold the reference's content there and no
-double image, while each exposure keeps its share of the fusion. This is the reference-based
+marked. Pixels clipped or crushed in the frame cannot be compared, but where the reference, mapped to the frame's
+exposure, predicts a well-exposed value there, that they are censored at all is counted as motion (a white shirt
+clipped in the bright frame in front of a mid-grey wall). The marks are consolidated morphologically (opening,
+small components dropped, closing, dilation) and feathered. In a frame's ghost pixels its content is replaced by
+the reference re-rendered at the frame's exposure (feathered), so the mean of the frames (the LUT's base image),
+the detail layer, Mertens and the HQ networks' inputs all hold the reference's content there and no double image,
+while each exposure keeps its share of the fusion. This is the reference-based
 approach of Lightroom's HDR merge and of Granados et al., "Automatic noise modeling for ghost-free HDR
 reconstruction" (2013), in its simplest form.
 """
@@ -28,16 +30,21 @@ from lutfuse.core.registration import apply_curve, map_exposure, tone_curve
 # Per strength: (threshold on the local mean of the squared noise-normalised difference, smallest local mean
 # absolute difference that counts). docs/studies/deghost.py measures both on pasted objects and static brackets.
 STRENGTHS = {"off": (math.inf, math.inf), "low": (14.0, 0.035), "medium": (8.0, 0.025), "high": (5.0, 0.015)}
-# The CLI's, batch's and editor's default. Low costs 0.0003 (Mertens) / 0.0004 (LUT + detail) mean MEF-SSIM on the
+# The CLI's, batch's and editor's default. Low costs 0.0004 (Mertens) / 0.0004 (LUT + detail) mean MEF-SSIM on the
 # 36 validation brackets (`python -m lutfuse.docs.studies.registration static DATA`; medium 0.0008 / 0.0009, high
-# 0.0017 / 0.0018), and nothing on the tripod ones it marks nowhere, while it catches 82 % of moving objects pasted
-# into them (`python -m lutfuse.docs.studies.deghost DATA`; medium 92 %). The library's load_bracket and
-# register_stack keep "off" as their default, so a caller gets exactly its frames unless it asks.
+# 0.0017 / 0.0019; the clipped/crushed evidence added 0.0001 at low, all of it on forth/MarketMires2's moving people
+# and laces), and nothing on the tripod ones it marks nowhere, while it catches 87 % of moving objects pasted into
+# them (`python -m lutfuse.docs.studies.deghost DATA`; medium 97 %; with --rounds 3, 124 objects: low 91 %, medium
+# 97 %, high 98 %, leaving a double image at 9 / 7 / 6 % of them). The library's load_bracket and register_stack
+# keep "off" as their default, so a caller gets exactly its frames unless it asks.
 DEFAULT = "low"
 DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixels
 _LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
 _BINS = 8                   # the static residual's spread is measured per band of reference brightness
 _EDGE_PX = 0.5              # residual misregistration allowed at edges (px): differences there scale with gradient
+_CENSOR_MARGIN = 0.1        # how far inside (_LOW, _HIGH) the reference must predict a clipped/crushed frame pixel,
+_CENSOR_Z = 3.0             # and at least this many robust spreads of the reference -> frame mapping's residual
+_CENSOR_LEVELS = 32         # reference levels over which the frame's clipped (crushed) share is counted
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
 
 
@@ -69,6 +76,45 @@ def _spread(diff: np.ndarray, level: np.ndarray, mask: np.ndarray) -> np.ndarray
     return sig[every]
 
 
+def _censored_wrongly(frame_c: np.ndarray, ref_c: np.ndarray, usable: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels where one channel of the frame is clipped (≥ _HIGH) or crushed (≤ _LOW) although the reference's
+    value there, mapped onto the frame's exposure, predicts a well-exposed value -> H×W bool. These pixels are left
+    out of the difference (their true value is unknown), but their being censored at all is motion evidence: a
+    mover clipped or crushed in the frame in front of well-exposed background.
+
+    frame_c, ref_c: H×W float32 [0,1], one channel of the (blurred, downscaled) frame and reference; usable: H×W bool,
+    the pixels well exposed in both (where the reference -> frame curve is fitted); valid: H×W bool, the frame's
+    valid pixels. The prediction must lie inside (_LOW, _HIGH) by _CENSOR_MARGIN and by _CENSOR_Z robust spreads of
+    the mapping's own residual (frame - prediction over `usable`, per band of reference brightness, as `_spread`):
+    where one curve per channel fits the scene loosely (differently lit surfaces of one hue: a static Flamingo
+    bracket's orange facade, clipped in red only, was predicted 0.85), a clipped value is no surprise. The
+    prediction is monotone and flattens beyond the usable range, so a reference value brighter (darker) than all
+    usable ones predicts about _HIGH (_LOW): background that is clipped (crushed) in the frame anyway is never
+    evidence, nor is a pixel at a reference level (1/_CENSOR_LEVELS wide) where most well-exposed reference pixels
+    are clipped (crushed) in the frame."""
+    well = valid & (ref_c > _LOW) & (ref_c < _HIGH)
+    clipped, crushed = well & (frame_c >= _HIGH), well & (frame_c <= _LOW)
+    if not clipped.any() and not crushed.any():
+        return clipped
+    # where most of the pixels at a reference level are clipped (crushed) in the frame, the few usable ones that
+    # fix the curve there are a biased sample (movers among them pull it down: a pasted object in a bright frame
+    # whose walls are clipped made all of them evidence), and clipping there is what the scene does anyway
+    level = np.minimum((ref_c * _CENSOR_LEVELS).astype(np.int32), _CENSOR_LEVELS - 1)
+    seen = np.bincount(level[well], minlength=_CENSOR_LEVELS) + 1
+    clipped &= (np.bincount(level[clipped], minlength=_CENSOR_LEVELS) / seen < 0.5)[level]
+    crushed &= (np.bincount(level[crushed], minlength=_CENSOR_LEVELS) / seen < 0.5)[level]
+    if not clipped.any() and not crushed.any():
+        return clipped
+    # the cheap tests first: the curve and the residual's spread cost about as much as the rest of ghost_mask
+    predicted = apply_curve(ref_c, tone_curve(ref_c, frame_c, usable, usable))
+    clipped &= predicted < _HIGH - _CENSOR_MARGIN
+    crushed &= predicted > _LOW + _CENSOR_MARGIN
+    if not clipped.any() and not crushed.any():
+        return clipped
+    margin = _CENSOR_Z * _spread(frame_c - predicted, ref_c, usable)
+    return (clipped & (predicted < _HIGH - margin)) | (crushed & (predicted > _LOW + margin))
+
+
 def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium",
                frame_valid: np.ndarray | None = None) -> np.ndarray:
     """Where `frame` shows content that differs from `reference` (both H×W×3 float32 [0,1], registered) once
@@ -81,7 +127,9 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     error as they are in this bracket, at this exposure gap) and, at edges, the gradient times _EDGE_PX (residual
     misregistration and resampling). The local mean (Gaussian, σ 2 px) of the squared normalised differences over
     the channels, a χ²-like statistic that finds faint but extended differences, marks motion where it exceeds
-    the strength's threshold and the local mean absolute difference is large enough to matter. The marks are
+    the strength's threshold and the local mean absolute difference is large enough to matter. A pixel clipped or
+    crushed in the frame where the reference predicts a well-exposed value (`_censored_wrongly`) counts as twice
+    the threshold and at least _CENSOR_MARGIN of difference in those local means. The marks are
     consolidated morphologically (opening, small parts dropped, closing to join an object's parts, dilation to
     cover soft edges and shadows) and feathered."""
     z_threshold, min_diff = STRENGTHS[check_strength(strength)]
@@ -93,19 +141,21 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     small_f = cv2.GaussianBlur(_small(frame, size), (0, 0), 1.0)
     small_r = cv2.GaussianBlur(_small(reference, size), (0, 0), 1.0)
     y_f, y_r = luma(small_f), luma(small_r)
-    both = (y_f > _LOW) & (y_f < _HIGH) & (y_r > _LOW) & (y_r < _HIGH)
-    if frame_valid is not None:
-        both &= cv2.resize(frame_valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    valid = np.ones(y_f.shape, bool) if frame_valid is None else (
+        cv2.resize(frame_valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
+    both = (y_f > _LOW) & (y_f < _HIGH) & (y_r > _LOW) & (y_r < _HIGH) & valid
     if both.sum() < 256:
         return np.zeros((h, w), np.float32)
     chi = np.zeros(y_f.shape, np.float32)
     absdiff = np.zeros(y_f.shape, np.float32)
+    censored = np.zeros(y_f.shape, bool)
     for c in range(3):
         ref_c, frame_c = small_r[..., c], small_f[..., c]
         # a channel clipped or crushed in either frame (a saturated red is, long before luma is) says nothing
         usable = both & (ref_c > _LOW) & (ref_c < _HIGH) & (frame_c > _LOW) & (frame_c < _HIGH)
         if usable.sum() < 256:
             continue
+        censored |= _censored_wrongly(frame_c, ref_c, usable, valid)
         curve = tone_curve(frame_c, ref_c, usable, usable)
         diff = apply_curve(frame_c, curve) - ref_c
         diff[~usable] = 0.0
@@ -115,9 +165,14 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
         sigma = np.sqrt(_spread(diff, ref_c, usable) ** 2 + edge ** 2)
         chi += (diff / sigma) ** 2 / 3.0
         absdiff += np.abs(diff) / 3.0
+    # a frame pixel clipped or crushed where the reference says it cannot be is as strong evidence as a difference
+    # well over the threshold (its size is unknown: only a bound); the local mean and the morphology below still
+    # decide, so an isolated one (noise, a misregistered edge) is not marked
+    chi[censored] = np.maximum(chi[censored], 2.0 * z_threshold)
+    absdiff[censored] = np.maximum(absdiff[censored], _CENSOR_MARGIN)
     local_chi = np.asarray(cv2.GaussianBlur(chi, (0, 0), 2.0))
     local_diff = np.asarray(cv2.GaussianBlur(absdiff, (0, 0), 2.0))
-    marked = ((local_chi > z_threshold) & (local_diff > min_diff) & both).astype(np.uint8)
+    marked = ((local_chi > z_threshold) & (local_diff > min_diff) & (both | censored)).astype(np.uint8)
     side = min(size)
     opened = cv2.morphologyEx(marked, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
