@@ -168,12 +168,20 @@ def _luma_and_weight_cpu(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
         np.exp(exposed, out=exposed)
         np.multiply(saturation, exposed, out=partial[rows])
 
+    def contrast(rows: slice) -> None:
+        # the 3×3 Laplacian of these rows, from them and one row either side (the luma of the first pass is
+        # complete); at the image's top and bottom the sub-image's border is the image's, reflected as
+        # cv2.Laplacian reflects the whole, so every row equals the one-shot filter's (tested)
+        top, bottom = max(0, rows.start - 1), min(h, rows.stop + 1)
+        lap = cv2.Laplacian(y[top:bottom], cv2.CV_32F, ksize=1)[rows.start - top:rows.stop - top]
+        weight = np.abs(lap, out=lap)
+        weight *= partial[rows]
+        weight += np.float32(1e-12)
+        partial[rows] = weight
+
     _in_bands(h, w, work)
-    contrast = cv2.Laplacian(y, cv2.CV_32F, ksize=1)
-    weight = np.abs(contrast, out=contrast)
-    weight *= partial
-    weight += np.float32(1e-12)
-    return torch.from_numpy(y), torch.from_numpy(weight)
+    _in_bands(h, w, contrast)  # a second pass: a band's Laplacian reads its neighbours' luma
+    return torch.from_numpy(y), torch.from_numpy(partial)
 
 
 def _luma_rows(band: np.ndarray, out: np.ndarray, to_luma: np.ndarray) -> None:

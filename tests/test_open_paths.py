@@ -255,3 +255,14 @@ def test_calibrated_amount_is_repeatable(shared_data):
         heap.append(np.empty(4099 * i + 13, np.uint8))  # move the allocations of the next run
         amounts.add(basemod.calibrate_amount(images, lambda b: apply_lut(b, table)))
     assert len(amounts) == 1 and 0.1 < amounts.pop() < 0.2
+
+
+def test_banded_mertens_weight_equals_the_one_shot(tmp_path, monkeypatch):
+    # UHD bench frames: many bands of ~34 rows, each Laplacian from its rows and a one-row halo
+    paths = write_bracket(tmp_path, 2160, 3840, 3)
+    frame = torch.from_numpy(read_frame(paths[1]).pixels).permute(2, 0, 1)
+    y, banded = detail._luma_and_weight_cpu(frame)
+    monkeypatch.setattr(detail, "_BAND_PIXELS", 1 << 40)  # one band: the whole frame's filters at once
+    y1, whole = detail._luma_and_weight_cpu(frame)
+    assert torch.equal(y, y1) and torch.equal(banded, whole)
+    assert (banded > 1e-6).float().mean() > 0.5  # a textured frame: the weights are not the floor
