@@ -32,6 +32,7 @@ from lutfuse.core.readers import (  # noqa: F401  (re-exported: the loader's pub
     TIFF_SUFFIXES,
     Decoded,
     check_regular_file,
+    header_shape,
     images_in_file,
     read_frame,
 )
@@ -224,13 +225,14 @@ def _common_data(valid: Sequence[np.ndarray | None] | None, shape: tuple[int, in
 
 
 def brightness_evs(images: Sequence[np.ndarray] | np.ndarray,
-                   valid: Sequence[np.ndarray | None] | None = None) -> list[float]:
+                   valid: Sequence[np.ndarray | None] | None = None,
+                   lumas: Sequence[np.ndarray] | None = None) -> list[float]:
     """Relative EV per frame (H×W×3 in [0,1]) from its brightness; 0 for the darkest, larger = brighter.
 
     `valid` (one H×W bool mask or None per frame) restricts the estimate to pixels every frame has data for, so
-    that colour hidden under alpha 0 does not sway it.
+    that colour hidden under alpha 0 does not sway it. lumas: the frames' `_linear_luma` when already made.
     """
-    lumas = [_linear_luma(im) for im in images]
+    lumas = [_linear_luma(im) for im in images] if lumas is None else list(lumas)
     common = _common_data(valid, lumas[0].shape)
     if common is not None and common.any():
         lumas = [luma[common] for luma in lumas]
@@ -249,9 +251,11 @@ def brightness_evs(images: Sequence[np.ndarray] | np.ndarray,
     return evs
 
 
-def _linear_means(images: Sequence[np.ndarray] | np.ndarray, valid: Sequence[np.ndarray | None]) -> list[float]:
-    """Mean relative linear light of each frame over the pixels all frames have data for."""
-    lumas = [_linear_luma(im) for im in images]
+def _linear_means(images: Sequence[np.ndarray] | np.ndarray, valid: Sequence[np.ndarray | None],
+                  lumas: Sequence[np.ndarray] | None = None) -> list[float]:
+    """Mean relative linear light of each frame over the pixels all frames have data for (lumas: the frames'
+    `_linear_luma` when already made)."""
+    lumas = [_linear_luma(im) for im in images] if lumas is None else list(lumas)
     common = _common_data(valid, lumas[0].shape)
     if common is not None and common.any():
         lumas = [luma[common] for luma in lumas]
@@ -270,12 +274,12 @@ _MAX_STEP = 8.0
 
 def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | None]],
                  images: Sequence[np.ndarray] | np.ndarray,
-                 valid: Sequence[np.ndarray | None], names: Sequence[str], notes: list[str]
-                 ) -> tuple[list[float], str]:
+                 valid: Sequence[np.ndarray | None], names: Sequence[str], notes: list[str],
+                 lumas: Sequence[np.ndarray] | None = None) -> tuple[list[float], str]:
     """(EV per frame, "exif" or "brightness"): EXIF exposures where they are complete, distinct, no more than
     _MAX_STEP EV apart from one to the next, and agree with the pixels; else brightness, with a note when EXIF was
     there but tied, implausible or contradicted (a "pseudo-bracket" made by exporting one raw file several times
-    carries one exposure time on every frame)."""
+    carries one exposure time on every frame). lumas: the frames' `_linear_luma` when already made."""
     evs = _exif_evs(list(settings))
     if evs is None:
         for index, what in ((0, "exposure time"), (1, "f-number"), (2, "ISO")):
@@ -285,30 +289,31 @@ def exposure_evs(settings: Sequence[tuple[float | None, float | None, float | No
                 notes.append(f"{missing}: no EXIF {what}, while the other frames have one (EXIF dropped by an "
                              "editor or converter?); frames are ordered by their brightness")
                 break
-        return brightness_evs(images, valid), "brightness"
+        return brightness_evs(images, valid, lumas), "brightness"
     by_exif = sorted(range(len(evs)), key=lambda i: evs[i])
     for a, b in pairwise(by_exif):
         if evs[b] - evs[a] < _TIE_EV:
             notes.append(f"{names[a]}, {names[b]}: EXIF gives both the same exposure ({evs[a]:+.2f} EV), as in a "
                          "pseudo-bracket exported from one raw file; frames are ordered by their brightness")
-            return brightness_evs(images, valid), "brightness"
+            return brightness_evs(images, valid, lumas), "brightness"
         if evs[b] - evs[a] > _MAX_STEP:
             notes.append(f"{names[b]}: EXIF puts it {evs[b] - evs[a]:.1f} EV above {names[a]}, more than any "
                          f"bracket steps (at most {_MAX_STEP:g} EV); frames are ordered by their brightness")
-            return brightness_evs(images, valid), "brightness"
-    means = _linear_means(images, valid)
+            return brightness_evs(images, valid, lumas), "brightness"
+    means = _linear_means(images, valid, lumas)
     for a, b in pairwise(by_exif):
         if means[b] < means[a] * _CONTRADICTION:
             notes.append(f"{names[b]}: EXIF says it is {evs[b] - evs[a]:.1f} EV brighter than {names[a]}, but its "
                          "pixels are darker; frames are ordered by their brightness")
-            return brightness_evs(images, valid), "brightness"
+            return brightness_evs(images, valid, lumas), "brightness"
     return evs, "exif"
 
 
 # ---------------------------------------------------------------------------------------------- registration
 
 def register_stack(stack: np.ndarray, valid: np.ndarray | None, align: str | bool = "auto",
-                   deghost: str = "off", reference: int | None = None
+                   deghost: str = "off", reference: int | None = None,
+                   lumas: Sequence[Sequence[np.ndarray] | None] | None = None
                    ) -> tuple[list, np.ndarray | None, np.ndarray | None]:
     """In place: register N×H×W×3 float32 frames to the reference one (0-based `reference`, None = the middle
     frame N//2), fill what they do not cover from it, deghost against it.
@@ -316,12 +321,13 @@ def register_stack(stack: np.ndarray, valid: np.ndarray | None, align: str | boo
     valid: N×H×W bool of the frames' own valid pixels (None = all; their content already filled, see
     `fill_no_data`), updated in place where given. Returns (registration records, N×H×W bool valid
     masks or None when every pixel of every frame is valid, H×W ghost mask or None). A frame whose estimate fails
-    the check is not touched at all, so a tripod bracket with deghost off comes out bit-identical to align="off"."""
+    the check is not touched at all, so a tripod bracket with deghost off comes out bit-identical to align="off".
+    lumas: per frame its `core.registration.frame_lumas` of exactly these pixels, or None (made here)."""
     from lutfuse.core import deghost as deghostmod
     from lutfuse.core import registration
 
     reference = check_reference(reference, len(stack))
-    records = registration.register(stack, align, reference=reference)
+    records = registration.register(stack, align, reference=reference, lumas=lumas)
     holes = None
     for rec in records:
         if rec.applied:
@@ -543,22 +549,57 @@ def frame_paths(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-DECODE_THREADS = 2  # frames decoded at once: the decoders (OpenCV, tifffile, LibRaw) release the GIL
+DECODE_THREADS = 3  # frames decoded at once: the decoders (OpenCV, tifffile, LibRaw) release the GIL
+# without a buffer to decode into (a format whose header_shape is unknown) each decode running ahead holds a whole
+# frame of its own: fewer then, so the peak stays near N+2 frames
+COPY_DECODE_THREADS = 2
 
 
-def _decode_ahead(paths: Sequence[Path], max_pixels: int) -> Iterator[Decoded]:
-    """read_frame of each path, in order, with up to DECODE_THREADS decodes running ahead of the consumer (so at
-    most that many decoded frames wait besides the one being consumed); the first failure is raised in order."""
-    pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="lutfuse-decode")
-    pending: deque[Future[Decoded]] = deque()
-    ahead = iter(paths)
+@dataclass
+class _Decoded:
+    """One frame off a decode thread: the decoded file, its orientation facts and, where its tag is 1 (the common
+    case, in which the stack holds exactly the decoded pixels), the small copies of those pixels the loader and
+    registration take, made beside the decode instead of from the stack on the main thread."""
+
+    decoded: Decoded
+    stored: StoredFrame
+    linear: np.ndarray | None = None  # _linear_luma
+    digest: bytes | None = None  # _thumb_digest
+    lumas: list[np.ndarray] | None = None  # core.registration.frame_lumas, when aligning
+
+
+def _decode_frame(path: Path, max_pixels: int, into: np.ndarray | None, align: bool) -> _Decoded:
+    """read_frame(path, into=into), then the frame's small copies (see _Decoded); runs on a decode thread."""
+    from lutfuse.core.registration import frame_lumas
+
+    d = read_frame(path, max_pixels=max_pixels, into=into)
+    out = _Decoded(d, StoredFrame.of(d))
+    if d.orientation == 1:
+        out.linear, out.digest = _linear_luma(d.pixels), _thumb_digest(d.pixels)
+        out.lumas = frame_lumas(d.pixels) if align else None
+    return out
+
+
+def _decode_ahead(paths: Sequence[Path], max_pixels: int, flat: np.ndarray | None = None,
+                  align: bool = False) -> Iterator[_Decoded]:
+    """_decode_frame of each path, in order, with up to DECODE_THREADS decodes (COPY_DECODE_THREADS without `flat`)
+    running ahead of the consumer; the first failure is raised in order. flat: N × (H·W·3) float32 buffer whose
+    row k frame k is decoded into where it fits (`read_frame`'s `into`)."""
+    threads = DECODE_THREADS if flat is not None else COPY_DECODE_THREADS
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lutfuse-decode")
+    pending: deque[Future[_Decoded]] = deque()
+    ahead = iter(enumerate(paths))
+
+    def submit(k: int, path: Path) -> None:
+        pending.append(pool.submit(_decode_frame, path, max_pixels, None if flat is None else flat[k], align))
+
     try:
-        for path in islice(ahead, DECODE_THREADS):
-            pending.append(pool.submit(read_frame, path, max_pixels=max_pixels))
+        for k, path in islice(ahead, threads):
+            submit(k, path)
         while pending:
             decoded = pending.popleft().result()
-            for path in islice(ahead, 1):
-                pending.append(pool.submit(read_frame, path, max_pixels=max_pixels))
+            for k, path in islice(ahead, 1):
+                submit(k, path)
             yield decoded
     finally:
         # no join: after a failure or a signal a decode still running finishes on its own and is dropped
@@ -587,15 +628,26 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     mode = check_mode(align)
     paths = frame_paths(inputs)
     reference = check_reference(reference, len(paths))  # before any decoding
-    # Memory: each frame is decoded, copied as stored into one flat N-frame buffer and dropped, so the peak
-    # stays near N+1 frames (9 frames of 45 MP are ~5 GB as float32). Orientation is applied afterwards in
-    # place, frame by frame (a 90° turn keeps the pixel count, so the buffer is reshaped, not copied).
+    # Memory: each frame is decoded into its row of one flat N-frame buffer, sized from the first file's header
+    # (PNG, JPEG; other formats are decoded on their own and copied there), so the peak stays near N frames
+    # (9 frames of 45 MP are ~5 GB as float32). Orientation is applied afterwards in place, frame by frame (a 90°
+    # turn keeps the pixel count, so the buffer is reshaped, not copied).
     flat: np.ndarray | None = None
+    shape = header_shape(paths[0], max_pixels)
+    if shape is not None:
+        try:
+            flat = np.empty((len(paths), shape[0] * shape[1] * 3), np.float32)
+        except MemoryError:
+            flat = None  # decoded one by one; the allocation below says so if memory really is short
     decoded: list[Decoded] = []
     stored: list[StoredFrame] = []
+    jobs: list[_Decoded] = []
     odd: dict[int, np.ndarray] = {}  # frames a few pixels off the first one's size, kept whole until cropped
-    for path, d in zip(paths, _decode_ahead(paths, max_pixels)):
-        if flat is None:
+    for path, job in zip(paths, _decode_ahead(paths, max_pixels, flat, mode != "off")):
+        d = job.decoded
+        jobs.append(job)
+        if flat is None or (not decoded and d.pixels.size != flat.shape[1]):
+            # no header size, or a first frame whose decoded size is not its header's
             flat = np.empty((len(paths), d.pixels.size), np.float32)
         elif d.pixels.size != flat.shape[1]:
             (h0, w0), (h, w) = _upright_shape(stored[0].shape, stored[0].orientation), d.upright_shape()
@@ -606,13 +658,14 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
                                    f"{shown_path(paths[0])}: {w0}×{h0}; all frames of a bracket must have the "
                                    "same size")
             odd[len(decoded)] = d.pixels
-            stored.append(StoredFrame.of(d))
+            stored.append(job.stored)
             d.pixels = np.empty((0, 0, 3), np.float32)
             decoded.append(d)
             continue
-        flat[len(decoded)] = d.pixels.reshape(-1)
-        stored.append(StoredFrame.of(d))
-        d.pixels = np.empty((0, 0, 3), np.float32)  # drop the decoded copy
+        if d.pixels.ctypes.data != flat[len(decoded)].ctypes.data:  # not decoded in place
+            flat[len(decoded)] = d.pixels.reshape(-1)
+        stored.append(job.stored)
+        d.pixels = np.empty((0, 0, 3), np.float32)  # drop the decoded copy (or the view)
         decoded.append(d)
     assert flat is not None
     names = [shown_path(d.path) for d in decoded]
@@ -630,7 +683,10 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
             raise BracketError(f"{names[i]}: size {w}×{h} differs from {names[0]}: {sizes[0][1]}×{sizes[0][0]}; "
                                "all frames of a bracket must have the same size")
     height, width = min(h for h, _ in sizes), min(w for _, w in sizes)
+    # the decode threads' small copies are of the stored pixels: they hold for a frame left as decoded
+    as_decoded = [code == 1 for code in codes]
     if odd or any(size != (height, width) for size in sizes):
+        as_decoded = [False] * len(codes)
         # Rare: one more buffer, at the common size, filled with each frame turned upright and centre-cropped.
         common = np.empty((len(paths), height * width * 3), np.float32)
         for i, (f, code) in enumerate(zip(stored, codes)):
@@ -665,9 +721,12 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
                          "number); they take no part in the fusion")
     stack = flat.reshape(len(paths), height, width, 3)
 
-    evs, source = exposure_evs([d.settings for d in decoded], stack, valid, names, notes)
-    means = _linear_means(stack, valid)
-    digests = [_thumb_digest(image) for image in stack]
+    linear = [job.linear if same and job.linear is not None else _linear_luma(image)
+              for job, same, image in zip(jobs, as_decoded, stack)]
+    evs, source = exposure_evs([d.settings for d in decoded], stack, valid, names, notes, linear)
+    means = _linear_means(stack, valid, linear)
+    digests = [job.digest if same and job.digest is not None else _thumb_digest(image)
+               for job, same, image in zip(jobs, as_decoded, stack)]
     order = sorted(range(len(decoded)), key=lambda i: (evs[i], means[i], digests[i]))
     for i, j in pairwise(order):
         if digests[i] == digests[j] and np.array_equal(stack[i], stack[j]):
@@ -679,6 +738,8 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     _permute(stack, order)
     decoded, valid, names = [decoded[i] for i in order], [valid[i] for i in order], [names[i] for i in order]
     evs = [float(evs[i]) for i in order]
+    # registration's lumas, where the pixels stay as decoded (no colour conversion or no-data fill below)
+    lumas = [jobs[i].lumas if as_decoded[i] else None for i in order]
 
     # One working space: the middle frame's. Frames in another space are converted, never mixed.
     working = decoded[len(decoded) // 2].icc
@@ -686,6 +747,7 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     for k, d in enumerate(decoded):
         if not profiles.same_space(d.icc, working):
             stack[k], outside = profiles.convert(stack[k], d.icc, working)
+            lumas[k] = None
             clipped = f"; {outside:.1%} of its pixels were outside that space and are clipped" if outside > 1e-4 else ""
             notes.append(f"{names[k]}: converted from {profiles.describe(d.icc)} to the middle frame's "
                          f"{profiles.describe(working)}{clipped}")
@@ -694,7 +756,8 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     if any(mask is not None for mask in valid):
         fill_no_data(stack, valid, evs)
         own = np.stack([np.ones((height, width), bool) if v is None else v for v in valid])
-    records, masks, ghost = register_stack(stack, own, mode, deghost, reference)
+        lumas = [None if v is not None else small for v, small in zip(valid, lumas)]
+    records, masks, ghost = register_stack(stack, own, mode, deghost, reference, lumas)
     frames = [Frame(path=d.path, image=stack[k], bit_depth=d.bit_depth, ev=evs[k], ev_source=source,
                     exif=d.exif_for_output(), valid=None if masks is None or masks[k].all() else masks[k],
                     icc=working, xmp=d.xmp)

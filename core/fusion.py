@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,17 @@ LOOK_CACHE = 8          # (grid, look) LUTs kept: a slider drag makes many, only
 COORDS_CACHE = 1
 
 __all__ = ["MAX_GRID", "MIN_GRID", "Engine", "check_grid", "pick_device", "preview_shape"]  # pick_device: core.device
+
+
+_PREPARE_POOL: ThreadPoolExecutor | None = None
+
+
+def _prepare_pool() -> ThreadPoolExecutor:
+    """The one worker thread `Engine.prepare` runs the latent and base on (made on first use)."""
+    global _PREPARE_POOL
+    if _PREPARE_POOL is None:
+        _PREPARE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lutfuse-prepare")
+    return _PREPARE_POOL
 
 
 def preview_shape(height: int, width: int, max_side: int | None) -> tuple[int, int]:
@@ -132,17 +144,39 @@ class Engine:
         smoothed over a time-lapse's neighbouring brackets (`core.timelapse`)."""
         with self._lock, use_kernels(self.kernels):
             images = bracket.images
-            cache = RenderCache(latent=self.encode(images) if latent is None else latent.to(self.device))
-            # no mask: the images already fill invalid areas (Bracket.mean), and a mask would seam the base
-            cache.base, amount = self._make_base(cache, images, None)
+            threads = torch.get_num_threads()
+
+            def base_part() -> tuple[RenderCache, float]:
+                # on a worker thread: its own kernel choice (a context variable) and torch thread count
+                # (OpenMP's is per thread), so the latent and base are those of a run on the calling thread
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
+                with use_kernels(self.kernels):
+                    cache = RenderCache(latent=self.encode(images) if latent is None else latent.to(self.device))
+                    # no mask: the images already fill invalid areas (Bracket.mean), and a mask would seam the base
+                    cache.base, amount = self._make_base(cache, images, None)
+                    return cache, amount
+
+            # On the CPU the latent and base (single-threaded stretches: encode's resize, the student, the
+            # calibration) run beside the fused band-pass, which does not depend on them.
+            part = _prepare_pool().submit(base_part) if not self.on_device else None
+            done = base_part() if part is None else None
+            try:
+                stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
+                levels = detailmod.split_levels(images.shape[1], images.shape[2], self.levels)
+                valid = bracket.valid
+                fused = detailmod.fused_bandpass(
+                    stack, levels, self.contrast_power,
+                    None if valid is None else torch.from_numpy(valid).to(self.device))
+            except BaseException:
+                if part is not None:
+                    wait([part])  # never leave the worker running past prepare
+                raise
+            cache, amount = part.result() if part is not None else done  # type: ignore[misc]
+            assert cache.base is not None
             if self.on_device:
                 cache.base_dev = self._to_device(cache.base)
-            stack = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
-            cache.levels = detailmod.split_levels(images.shape[1], images.shape[2], self.levels)
-            valid = bracket.valid
-            cache.fused = detailmod.fused_bandpass(
-                stack, cache.levels, self.contrast_power,
-                None if valid is None else torch.from_numpy(valid).to(self.device))
+            cache.levels, cache.fused = levels, fused
             self._layer(cache, REFERENCE_GRID)
             return PreparedBracket(bracket=bracket, base=read_only(cache.base), latent=cache.latent,
                                    fused=cache.fused, levels=cache.levels, base_kind=self.base_kind,

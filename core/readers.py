@@ -14,6 +14,7 @@ import contextlib
 import errno
 import io
 import logging
+import math
 import os
 import stat
 import struct
@@ -303,6 +304,47 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     return None if frame is None else frame[:2]
 
 
+_HEADER_BYTES = 1 << 18  # a JPEG's start-of-frame follows its APP segments (EXIF, ICC, XMP: each under 64 KiB)
+
+
+def header_shape(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int] | None:
+    """(H, W) as stored (before any EXIF orientation) from a PNG or JPEG file's header, read without decoding:
+    what a buffer for `read_frame(into=)` is sized by before the decode runs.
+
+    None for every other format, for a header that does not say (or is further in than the first 256 KiB), for a
+    size `read_frame` would refuse, and for a path that is not a readable regular file (opened non-blocking, so a
+    FIFO never blocks). Never raises: `read_frame` reports what is wrong with the file."""
+    path = Path(path)
+    if path.suffix.lower() not in CV_SUFFIXES:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None
+            size = _header_size(handle.read(_HEADER_BYTES))
+    except OSError:
+        return None
+    if size is None:
+        return None
+    width, height = size
+    if width < MIN_SIDE or height < MIN_SIDE or width * height > max_pixels:
+        return None
+    return height, width
+
+
+def _into(into: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """`into` as an array of `shape` (a view of its memory) when it is a C-contiguous float32 buffer of exactly
+    that many values, else None."""
+    if (into is None or into.dtype != np.float32 or not into.flags.c_contiguous
+            or into.size != math.prod(shape)):
+        return None
+    return into.reshape(shape)
+
+
 def _jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
     """(width, height, sample precision in bits) from a JPEG's start-of-frame segment, None where there is none."""
     if data[:2] != b"\xff\xd8":
@@ -359,8 +401,12 @@ def _truncation(data: bytes, kind: str) -> str | None:
 # ---------------------------------------------------------------------------------------------- samples
 
 def _normalise(path: Path, samples: np.ndarray, notes: list[str], *, significant_bits: int | None = None,
-               ) -> tuple[np.ndarray, np.ndarray | None, int]:
+               into: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Samples of one type (uint8/16/32 or float) -> float32 in [0,1], per-pixel finite mask or None, bit depth.
+
+    into: a float32 buffer of samples.size values that integer samples are converted into (the result is then a
+    view of it), so that a frame lands where the caller keeps it without another full-size copy; ignored when it
+    does not fit and for float samples.
 
     Floats (e.g. 32-bit TIFF from a raw developer, often scene-linear) are taken as display code values: NaN/Inf
     samples make the pixel invalid (no data), values outside [0,1] are clipped and a note says how many.
@@ -369,7 +415,7 @@ def _normalise(path: Path, samples: np.ndarray, notes: list[str], *, significant
     if samples.dtype.kind == "u":
         bits = significant_bits or samples.dtype.itemsize * 8
         # one pass from the stored samples (also a BGR-reversed view) to float32, no intermediate copy
-        values = np.divide(samples, np.float32(2**bits - 1), dtype=np.float32)
+        values = np.divide(samples, np.float32(2**bits - 1), dtype=np.float32, out=_into(into, samples.shape))
         return values, None, (8 if bits <= 8 else 16)
     if samples.dtype.kind == "b":
         return samples.astype(np.float32), None, 8
@@ -411,10 +457,12 @@ def _split_channels(path: Path, pixels: np.ndarray, *, bgr: bool) -> tuple[np.nd
 
 
 def _finish(path: Path, pixels: np.ndarray, notes: list[str], *, bgr: bool = False, associated: bool = False,
-            significant_bits: int | None = None) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Decoded samples -> (H×W×3 float32 [0,1], valid mask or None, bit depth), alpha read as validity."""
+            significant_bits: int | None = None, into: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Decoded samples -> (H×W×3 float32 [0,1], valid mask or None, bit depth), alpha read as validity; into: as
+    `_normalise`'s."""
     colour, alpha = _split_channels(path, pixels, bgr=bgr)
-    image, valid, bits = _normalise(path, colour, notes, significant_bits=significant_bits)
+    image, valid, bits = _normalise(path, colour, notes, significant_bits=significant_bits, into=into)
     if alpha is not None:
         level, alpha_finite, _ = _normalise(path, alpha, [], significant_bits=significant_bits)
         level = level if level.ndim == 2 else level[..., 0]
@@ -544,7 +592,7 @@ def _imdecode(data: bytes, exclusive: bool = False) -> tuple[np.ndarray | None, 
     return pixels, " ".join(chatter).lower(), chatter.shared
 
 
-def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
+def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int, into: np.ndarray | None = None) -> Decoded:
     """JPEG or PNG: pixels through OpenCV (16-bit PNG kept), metadata through Pillow, libjpeg warnings checked."""
     name = shown_path(path)
     if not data:
@@ -596,7 +644,7 @@ def _read_cv(path: Path, data: bytes, kind: str, max_pixels: int) -> Decoded:
         with quiet_decoder(), Image.open(io.BytesIO(data)) as im:
             pixels, bgr = _cmyk_to_rgb(path, np.asarray(im), icc, notes), False
         icc = None
-    image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant)
+    image, valid, bits = _finish(path, pixels, notes, bgr=bgr, significant_bits=significant, into=into)
     bits = 8 if actual == "JPEG" and mode == "CMYK" else bits
     if actual == "PNG":
         image, icc = _png_colour(path, data, image, info, icc, notes)
@@ -1045,10 +1093,15 @@ def _read_raw(path: Path, data: bytes, max_pixels: int) -> Decoded:
     return Decoded(path, image, bits, _LIBRAW_FLIP_TO_EXIF.get(flip, 1), valid, parsed, settings, None, None, notes)
 
 
-def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, into: np.ndarray | None = None) -> Decoded:
     """Decode one image file (dispatch on its extension) -> Decoded; every failure is a BracketError naming it.
 
     Size limits (MIN_SIDE px per side, `max_pixels` in all) are checked from the header before decoding.
+    into: optional C-contiguous float32 buffer (e.g. a frame's slot of a bracket's stack, sized by
+    `header_shape`); when it holds exactly H×W×3 values the pixels are decoded into it (8/16-bit PNG and JPEG:
+    converted straight from the decoder's samples; other formats: copied there at the end) and
+    `Decoded.pixels` is a view of it. The values are those of a decode without it; a buffer that does not fit is
+    left alone. What it holds after a failure is undefined.
     """
     path = Path(path)
     name = shown_path(path)
@@ -1080,7 +1133,7 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         note = f"{name}: the file holds a {actual} image although its name {ending}; it is read as {actual}"
     try:
         if suffix in CV_SUFFIXES:
-            decoded = _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels)
+            decoded = _read_cv(path, data, CV_SUFFIXES[suffix], max_pixels, into)
         elif not data:
             raise BracketError(f"{name}: empty file")
         elif suffix in TIFF_SUFFIXES:
@@ -1111,6 +1164,11 @@ def read_frame(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
         _xmp_fallback(decoded, stored_as_is=suffix in CV_SUFFIXES or suffix in TIFF_SUFFIXES or suffix == ".webp")
     if note is not None:
         decoded.notes.insert(0, note)
+    target = _into(into, decoded.pixels.shape)
+    if target is not None and decoded.pixels.ctypes.data != target.ctypes.data:
+        # a reader or a colour step that made its own array (TIFF, HEIF, RAW, a grey or gAMA PNG, alpha)
+        target[...] = decoded.pixels
+        decoded.pixels = target
     return decoded
 
 

@@ -492,22 +492,41 @@ def _fit(h: int, w: int, max_pixels: int) -> tuple[int, int]:
     return max(1, round(w * f)), max(1, round(h * f))
 
 
+def _luma_sizes(h: int, w: int, max_pixels: int = ESTIMATE_PIXELS) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """(the estimation copy's size, the coarser levels of the full-size refinement) of an H×W frame, sizes as
+    (w, h): the levels are the estimation copy and, where the frame is more than twice MID_PIXELS, a copy of about
+    MID_PIXELS; none when the frame already is the estimation copy's size."""
+    size = _fit(h, w, max_pixels)
+    levels = [] if size == (w, h) else [size]
+    if h * w > 2 * MID_PIXELS > 2 * max_pixels:
+        levels.append(_fit(h, w, MID_PIXELS))
+    return size, levels
+
+
+def frame_lumas(image: np.ndarray) -> list[np.ndarray]:
+    """The small lumas registration takes of one H×W×3 float32 [0,1] frame (`register`'s `lumas`): Rec. 709
+    luma area-resized to the estimation copy (at most ESTIMATE_PIXELS), then, for frames over 2 × MID_PIXELS, to
+    a copy of about MID_PIXELS; each H'×W' float32. The bracket loader makes them on its decode threads, beside
+    the decode, instead of on the main thread from the finished stack."""
+    size, levels = _luma_sizes(*image.shape[:2])
+    return _small_lumas(image, [size, *levels[1:]])
+
+
 class Reference:
     """The reference frame prepared once per bracket: its luma and views at the estimation and feature scales."""
 
     def __init__(self, image: np.ndarray, max_pixels: int = ESTIMATE_PIXELS,
-                 feature_pixels: int = FEATURE_PIXELS) -> None:
-        """image: the reference frame, H×W×3 float32 in [0,1]."""
+                 feature_pixels: int = FEATURE_PIXELS, lumas: Sequence[np.ndarray] | None = None) -> None:
+        """image: the reference frame, H×W×3 float32 in [0,1]; lumas: its `frame_lumas` when already made (used
+        where their sizes are this reference's)."""
         self.shape = image.shape[:2]
         self.image = image  # full size, for the patch refinement of large frames (a view, not a copy)
         h, w = self.shape
-        self.size = _fit(h, w, max_pixels)
-        # the coarser levels of the full-size refinement (refine_full_size): the estimation copy, and a copy of
-        # about MID_PIXELS where the frame is more than twice that
-        self.level_sizes = [] if self.size == (w, h) else [self.size]
-        if h * w > 2 * MID_PIXELS > 2 * max_pixels:
-            self.level_sizes.append(_fit(h, w, MID_PIXELS))
-        self.grey, *mid = _small_lumas(image, [self.size, *self.level_sizes[1:]])
+        self.size, self.level_sizes = _luma_sizes(h, w, max_pixels)
+        sizes = [self.size, *self.level_sizes[1:]]
+        if lumas is None or [a.shape[::-1] for a in lumas] != sizes:
+            lumas = _small_lumas(image, sizes)
+        self.grey, *mid = lumas
         self.levels = [self.grey, *mid][:len(self.level_sizes)]
         self.view = _make_view(self.grey)
         self.fsize = _fit(self.size[1], self.size[0], feature_pixels)
@@ -522,13 +541,14 @@ class Reference:
 
 
 def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "auto", *,
-             index: int = 0) -> FrameRegistration:
+             index: int = 0, lumas: Sequence[np.ndarray] | None = None) -> FrameRegistration:
     """Register one frame to the reference: H×W×3 float32 in [0,1] at full size (the reference may be given as a
     prepared `Reference`) -> FrameRegistration with the frame->reference homography at full size.
 
     mode: "auto" (the homography unless the similarity scores clearly better), "translation",
     "similarity" or "homography". Never raises on image content: frames too small or textureless, and estimates
-    that fail the check, give the identity."""
+    that fail the check, give the identity. lumas: the frame's `frame_lumas` when already made (the reference's
+    sizes must be the default ones)."""
     ref = reference if isinstance(reference, Reference) else Reference(reference)
     h, w = ref.shape
     eye = np.eye(3)
@@ -539,7 +559,10 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     if min(h, w) < MIN_SIDE:
         return identity(f"frame under {MIN_SIDE} px")
     to_small = _scaling(ref.size[0] / w, ref.size[1] / h)
-    grey, *mid = _small_lumas(frame, [ref.size, *ref.level_sizes[1:]])
+    sizes = [ref.size, *ref.level_sizes[1:]]
+    if lumas is None or [a.shape[::-1] for a in lumas] != sizes:
+        lumas = _small_lumas(frame, sizes)
+    grey, *mid = lumas
     # the frame's tone curve onto the reference, over the pixels well exposed in each
     curve = tone_curve(grey, ref.grey)
     view = _make_view(grey, curve)
@@ -945,19 +968,25 @@ def _refine_once(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray,
 
 def register(images: Sequence[np.ndarray] | np.ndarray, mode: str | bool = "auto",
              progress: Callable[[int, int], None] | None = None,
-             reference: int | None = None) -> list[FrameRegistration]:
+             reference: int | None = None,
+             lumas: Sequence[Sequence[np.ndarray] | None] | None = None) -> list[FrameRegistration]:
     """Estimate every frame's registration to the reference frame (0-based `reference`; None = the middle one,
     index N//2); frames are N× H×W×3 float32 [0,1].
 
     mode: one of MODES (True = "auto", False = "off"). Returns one FrameRegistration per frame, in order; the
-    reference's has model "reference". Nothing is applied here (see `apply`). progress: optional callable(done, n)."""
+    reference's has model "reference". Nothing is applied here (see `apply`). progress: optional callable(done, n).
+    lumas: per frame its `frame_lumas` of exactly these pixels, or None to make them here (the same registration
+    either way, bit for bit)."""
     mode = check_mode(mode)
     n = len(images)
     centre = n // 2 if reference is None else int(reference)
     if not 0 <= centre < n:
         raise LUTFuseError(f"reference frame {reference}: there are {n} frames (0-based index 0-{n - 1})")
     eye = np.eye(3)
-    ref = Reference(images[centre]) if mode != "off" else None
+    given = list(lumas) if lumas is not None else [None] * n
+    if len(given) != n:
+        raise LUTFuseError(f"{len(given)} luma sets given for {n} frames")
+    ref = Reference(images[centre], lumas=given[centre]) if mode != "off" else None
     out = []
     for i in range(n):
         if i == centre:
@@ -967,7 +996,7 @@ def register(images: Sequence[np.ndarray] | np.ndarray, mode: str | bool = "auto
             rec = FrameRegistration(i, "identity", False, eye.copy(), (0.0, 0.0), 0.0, 1.0, 0.0, math.nan,
                                     math.nan, "alignment off")
         else:
-            rec = estimate(ref, images[i], mode, index=i)
+            rec = estimate(ref, images[i], mode, index=i, lumas=given[i])
         out.append(rec)
         if progress is not None:
             progress(i + 1, n)
