@@ -419,7 +419,12 @@ class Engine:
             if not full:
                 assert known is not None
                 tone = self._preview_tone(c, g, look if looked else None, shape, base)
-                mixed = np.add(tone, (known.numpy() * np.float32(detail))[..., None])
+                layer = known.numpy() if detail == 1.0 else known.numpy() * np.float32(detail)  # x·1 == x exactly
+                # clip(tone + layer) with the layer widened to 3 channels by OpenCV first: numpy's broadcast add
+                # over a length-3 last axis runs a scalar loop (measured at 1280×720: 3.5-5 vs 8-10 CPU ms for
+                # the whole step, the same bits, float32 adds either way)
+                mixed = cv2.merge([layer, layer, layer])
+                cv2.add(tone, mixed, dst=mixed)
                 return torch.from_numpy(np.clip(mixed, 0.0, 1.0, out=mixed))
             if known is not None:
                 host_table = self._tables(c, g, look)[0]
