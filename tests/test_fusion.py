@@ -131,7 +131,7 @@ def test_preview_respects_max_side_and_matches_the_downsized_render(engine, prep
 
 
 def test_cached_preview_is_exactly_the_clipped_tone_plus_scaled_layer_on_a_real_bracket(shared_data):
-    # the CPU preview adds the cached tone map and the small detail layer through OpenCV: the same float32 bits as
+    # the CPU preview adds the cached tone map and the small detail layer widened by cv2.merge: the same float32 bits as
     # numpy's clip(tone + d·layer), for d = 1 (no multiply) and any other d
     files = sorted((shared_data / "brackets" / "hdrps" / "Cades_Cove").iterdir())
     engine = Engine(device="cpu")
