@@ -453,7 +453,12 @@ class Engine:
             if not full:
                 assert known is not None
                 tone = self._preview_tone(c, g, look if looked else None, shape, base)
-                mixed = np.add(tone, (known.numpy() * np.float32(detail))[..., None])
+                layer = known.numpy() if detail == 1.0 else known.numpy() * np.float32(detail)  # x·1 == x exactly
+                # clip(tone + layer) with the layer widened to 3 channels by cv2.merge first: numpy's broadcast add
+                # over a length-3 last axis runs a scalar loop, its add of two equal shapes a vector one (measured
+                # at 1280×720: 4.0-4.7 vs 9.3-10.3 CPU ms for the whole step; the same float32 adds, the same bits)
+                mixed = cv2.merge([layer, layer, layer])
+                np.add(tone, mixed, out=mixed)
                 return torch.from_numpy(np.clip(mixed, 0.0, 1.0, out=mixed))
             if known is not None:
                 host_table = self._tables(c, g, look)[0]

@@ -130,6 +130,24 @@ def test_preview_respects_max_side_and_matches_the_downsized_render(engine, prep
                                             engine.lut(prepared, 33)))
 
 
+def test_cached_preview_is_exactly_the_clipped_tone_plus_scaled_layer_on_a_real_bracket(shared_data):
+    # the CPU preview adds the cached tone map and the small detail layer widened by cv2.merge: the same float32 bits as
+    # numpy's clip(tone + d·layer), for d = 1 (no multiply) and any other d
+    files = sorted((shared_data / "brackets" / "hdrps" / "Cades_Cove").iterdir())
+    engine = Engine(device="cpu")
+    prepared = engine.prepare(load_bracket([files[1], files[4], files[7]], align=False))
+    c = engine._cache(prepared)
+    for detail in (1.0, 0.7, 2.5):
+        preview = engine.render(prepared, 33, detail, max_side=300)
+        h, w = preview.shape[:2]
+        assert max(h, w) == 300 and preview.dtype == np.float32 and preview.flags.c_contiguous
+        (tone,) = [v for k, v in c.tones.items() if k[0] == 33]
+        (layer,) = [v.numpy() for k, v in c.small_layers.items() if k[:2] == (h, w)]
+        expected = np.clip(tone + (layer * np.float32(detail))[..., None], 0.0, 1.0)
+        assert np.array_equal(preview.view(np.uint32), expected.view(np.uint32))
+        assert float(np.abs(preview - tone).max()) > 0.01  # the layer does change the preview
+
+
 @pytest.mark.parametrize("grid", [1, 0, 130, 2.5, -3, float("nan"), "33", None])
 def test_bad_grid_size_is_a_clear_error(engine, prepared, grid):
     with pytest.raises(LUTFuseError, match="between 2 and 129"):

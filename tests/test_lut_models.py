@@ -272,7 +272,8 @@ def test_inference_lattice_equals_the_differentiable_one_and_query_on_a_real_bra
     # sample() without autograd builds the lattice its own way (identity folded into the output layer's bias, written
     # in place); with autograd it is the plain composition training uses, and query() evaluates single points with
     # no lattice code at all. On a real bracket's latent all three agree to float32 rounding, with several blue
-    # slices per chunk and with one (chunk=500 at G = 33; G = 129 always has one).
+    # slices per chunk, with one, and with parts of one (runs of green rows: chunk=500 at G = 33, chunk=1000 at G = 65;
+    # G = 129 always splits its slices on the CPU).
     from lutfuse.core.bracket import load_bracket
 
     files = sorted((shared_data / "brackets" / "hdrps" / "Cades_Cove").iterdir())
@@ -281,9 +282,13 @@ def test_inference_lattice_equals_the_differentiable_one_and_query_on_a_real_bra
     frames = torch.from_numpy(images).permute(0, 3, 1, 2)[None]
     with torch.no_grad():
         latent = model.encode(frames)
-    for g, chunk in ((2, None), (9, None), (33, None), (33, 500)):
+    with torch.inference_mode():  # sample()'s per-thread scratch made in inference mode serves no_grad calls too
+        first = model.sample(latent, 33)
+    for g, chunk in ((2, None), (9, None), (33, None), (33, 1089), (33, 500), (65, 1000)):
         with torch.no_grad():
             fast = model.sample(latent, g, chunk=chunk)
+        if g == 33:
+            assert torch.equal(fast, first)
         slow = model.sample(latent, g, chunk=chunk).detach()  # parameters require grad: the differentiable path
         assert fast.shape == slow.shape == (1, g, g, g, 3)
         assert float((fast - slow).abs().max()) < 1e-6
