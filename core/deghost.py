@@ -161,7 +161,7 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
         diff[~usable] = 0.0
         gx = cv2.Sobel(ref_c, cv2.CV_32F, 1, 0, ksize=3) / 8
         gy = cv2.Sobel(ref_c, cv2.CV_32F, 0, 1, ksize=3) / 8
-        edge = _EDGE_PX * cv2.dilate(cv2.magnitude(gx, gy), np.ones((3, 3), np.uint8))
+        edge = _EDGE_PX * cv2.dilate(np.sqrt(gx * gx + gy * gy), np.ones((3, 3), np.uint8))
         sigma = np.sqrt(_spread(diff, ref_c, usable) ** 2 + edge ** 2)
         chi += (diff / sigma) ** 2 / 3.0
         absdiff += np.abs(diff) / 3.0
