@@ -505,6 +505,15 @@ def _luma_sizes(h: int, w: int, max_pixels: int = ESTIMATE_PIXELS) -> tuple[tupl
     return size, levels
 
 
+def _lumas_at(image: np.ndarray, sizes: Sequence[tuple[int, int]],
+              given: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+    """The small lumas of `image` at `sizes` ((w, h) each): `given` (a `frame_lumas` made elsewhere) where its
+    shapes are exactly those, else made here."""
+    if given is not None and [a.shape[::-1] for a in given] == list(sizes):
+        return list(given)
+    return _small_lumas(image, sizes)
+
+
 def frame_lumas(image: np.ndarray) -> list[np.ndarray]:
     """The small lumas registration takes of one H×W×3 float32 [0,1] frame (`register`'s `lumas`): Rec. 709
     luma area-resized to the estimation copy (at most ESTIMATE_PIXELS), then, for frames over 2 × MID_PIXELS, to
@@ -525,10 +534,7 @@ class Reference:
         self.image = image  # full size, for the patch refinement of large frames (a view, not a copy)
         h, w = self.shape
         self.size, self.level_sizes = _luma_sizes(h, w, max_pixels)
-        sizes = [self.size, *self.level_sizes[1:]]
-        if lumas is None or [a.shape[::-1] for a in lumas] != sizes:
-            lumas = _small_lumas(image, sizes)
-        self.grey, *mid = lumas
+        self.grey, *mid = _lumas_at(image, [self.size, *self.level_sizes[1:]], lumas)
         self.levels = [self.grey, *mid][:len(self.level_sizes)]
         self.view = _make_view(self.grey)
         self.fsize = _fit(self.size[1], self.size[0], feature_pixels)
@@ -561,10 +567,7 @@ def estimate(reference: np.ndarray | Reference, frame: np.ndarray, mode: str = "
     if min(h, w) < MIN_SIDE:
         return identity(f"frame under {MIN_SIDE} px")
     to_small = _scaling(ref.size[0] / w, ref.size[1] / h)
-    sizes = [ref.size, *ref.level_sizes[1:]]
-    if lumas is None or [a.shape[::-1] for a in lumas] != sizes:
-        lumas = _small_lumas(frame, sizes)
-    grey, *mid = lumas
+    grey, *mid = _lumas_at(frame, [ref.size, *ref.level_sizes[1:]], lumas)
     # the frame's tone curve onto the reference, over the pixels well exposed in each
     curve = tone_curve(grey, ref.grey)
     view = _make_view(grey, curve)

@@ -64,13 +64,14 @@ def fuse_all(stack: np.ndarray, align: str, deghost: str, engine) -> tuple[dict,
     images["frames"] is the registered (not deghosted) stack that was fused."""
     from lutfuse.core.bracket import Bracket, register_stack
     from lutfuse.core.classical import mertens
+    from lutfuse.core.deghost import deghost as deghost_stack
 
     work = stack.copy()
-    records, valid, ghost = register_stack(work, None, align, "off")
+    records, valid, _ = register_stack(work, None, align, "off")
     registered = work.copy()
-    if deghost != "off":
-        work = stack.copy()
-        records, valid, ghost = register_stack(work, None, align, deghost)
+    # deghosted apart from the registration, so the frames it scores against are registered once
+    ghost = None if deghost == "off" else deghost_stack(work, np.ones(work.shape[:3], bool) if valid is None
+                                                        else valid, deghost)
     bracket = Bracket.from_images(work, valid=valid)
     prepared = engine.prepare(bracket)
     out = {"mertens": mertens(bracket.images, bracket.valid), "lut+detail": engine.render(prepared, 33, 1.0),
