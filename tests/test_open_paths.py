@@ -5,6 +5,7 @@ CPU luma of the detail layer and the latent/base made beside the fused band-pass
 from __future__ import annotations
 
 import shutil
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -204,12 +205,19 @@ class _Inline:
         done.set_result(fn())
         return done
 
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def _prepare_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("lutfuse-prepare")]
+
 
 def test_prepare_beside_the_band_pass_equals_prepare_in_order(kinds, monkeypatch):
     bracket = bracketmod.load_bracket(kinds["png"], align=False)
     engine = fusion.Engine(device="cpu")
     overlapped = engine.prepare(bracket)
-    monkeypatch.setattr(fusion, "_prepare_pool", lambda: _Inline())
+    monkeypatch.setattr(fusion, "_prepare_worker", lambda: _Inline())
     serial = engine.prepare(bracket)
     assert np.array_equal(overlapped.base, serial.base)
     assert torch.equal(overlapped.latent, serial.latent) and torch.equal(overlapped.fused, serial.fused)
@@ -227,9 +235,19 @@ def test_prepare_waits_for_its_worker_when_the_band_pass_fails(kinds, monkeypatc
     monkeypatch.setattr(fusion.detailmod, "fused_bandpass", fail)
     with pytest.raises(RuntimeError, match="band-pass failed"):
         engine.prepare(bracket)
+    assert _prepare_threads() == []
     # the worker is free again: the next prepare is not queued behind a leftover job
     monkeypatch.undo()
     assert engine.prepare(bracket).base.shape == bracket.images.shape[1:]
+
+
+def test_prepare_leaves_no_worker_thread_alive(kinds):
+    # a live thread that ran torch keeps an OpenMP team, and libgomp then stops spinning in every team: small torch
+    # ops on the caller (the grid slider's INR sampling) ran twice as slow for as long as a pooled worker lived
+    bracket = bracketmod.load_bracket(kinds["png"], align=False)
+    engine = fusion.Engine(device="cpu")
+    engine.prepare(bracket)
+    assert _prepare_threads() == []
 
 
 def test_decode_threads_free_their_frames_on_failure(kinds, tmp_path):
