@@ -29,6 +29,7 @@ OCTAVES = 4             # Fourier octaves of each colour coordinate
 DEFAULT_CHUNK = 1 << 12  # lattice points per chunk in sample() on the CPU: intermediates stay in cache
 DEVICE_CHUNK = 1 << 13   # ... elsewhere (whole blue slices only: fewer, larger kernel launches)
 CLIP_HIGH, CLIP_LOW = 0.95, 0.05
+WORKER_GRID = 96         # above this grid size the CPU samples chunks on worker threads (see sample())
 
 
 def fourier_features(x: torch.Tensor, octaves: int = OCTAVES) -> torch.Tensor:
@@ -189,7 +190,7 @@ class LUTStudent(nn.Module):
             spans = [(b0, b0 + 1, q0, min(g * g, q0 + rows)) for b0 in range(g) for q0 in range(0, g * g, rows)]
         size = max((b1 - b0) * (q1 - q0) for b0, b1, q0, q1 in spans)
         # measured on 2 idle cores: workers win at G = 129 (412 vs 468 ms) and lose at 33 and 65 (25 vs 16, 78 vs 50 ms)
-        workers = _workers(latent.device) if g > 96 else None
+        workers = _workers(latent.device) if g > WORKER_GRID else None
         inference = torch.is_inference_mode_enabled()  # grad and inference modes are per thread: the workers copy them
         for out, net in zip(lut, nets):
             plane = ((t_g.view(g, 1, w) + t_r.view(1, g, w)) * net["s1"] + net["t1"]).view(1, g * g, w)
