@@ -104,6 +104,37 @@ def test_load_student_round_trip(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- teacher
 
+def test_the_sampler_workers_leave_later_threads_their_torch_thread_count(monkeypatch) -> None:
+    import threading
+
+    from lutfuse.core.models import lut_student
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        # a fresh pool, as the first G > WORKER_GRID sampling of a process makes it
+        monkeypatch.setattr(lut_student, "_POOL", None)
+        monkeypatch.setattr(lut_student, "_POOL_SIZE", 0)
+        pool = lut_student._workers(torch.device("cpu"))
+        assert pool is not None
+        counts = set(pool.map(lambda _: torch.get_num_threads(), range(8)))
+        later: list[int] = []
+
+        def probe() -> None:
+            torch.ones(1 << 20).sum()
+            later.append(torch.get_num_threads())
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        # the workers run torch on one thread each; a thread started afterwards (a prepare's, an HQ export's)
+        # still gets the process's count, not the workers' 1
+        assert counts == {1} and later == [2] and torch.get_num_threads() == 2
+        pool.shutdown(wait=True)
+    finally:
+        torch.set_num_threads(before)
+
+
 from lutfuse.core.models.lut_teacher import LUTTeacher, load_teacher  # noqa: E402
 from lutfuse.core.train import losses  # noqa: E402
 

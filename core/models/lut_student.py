@@ -259,10 +259,24 @@ def _workers(device: torch.device) -> ThreadPoolExecutor | None:
         if _POOL is not None:
             _POOL.shutdown(wait=False)
         # torch.set_num_threads is per thread for OpenMP and MKL: the caller's setting stays as it was
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lutfuse-inr",
-                                   initializer=torch.set_num_threads, initargs=(1,))
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lutfuse-inr", initializer=_one_thread)
         _POOL_SIZE = threads
+        # torch.set_num_threads also sets the count every thread started later begins with (it is one process-wide
+        # value), so the workers' 1 would make later threads (a prepare's, an HQ export's, the editor's engine
+        # thread after Qt retires it) run torch on one thread: start every worker now, then give the count back
+        started = threading.Barrier(threads + 1)
+        for _ in range(threads):
+            _POOL.submit(started.wait, 10.0)
+        started.wait(10.0)
+        torch.set_num_threads(threads)
     return _POOL
+
+
+def _one_thread() -> None:
+    """Make this thread run torch on one thread. torch sets a thread's count from its process-wide value on the
+    thread's first parallel op (once): that first happens here, or it would undo the 1 later."""
+    torch.get_num_threads()
+    torch.set_num_threads(1)
 
 
 _SCRATCH = threading.local()
