@@ -187,8 +187,10 @@ class LUTStudent(nn.Module):
         # Large lattices skip dead neurons block by block. Measured (process CPU, torch on 1 thread, 2 shared cores
         # busy with other work, real latents): G = 129 410-440 ms vs 590-700 dense, 97: 180-225 vs 260-305, 81: 140-150
         # vs 170-180, 65: 90 vs 94; below that a block spans too much of each colour axis for many neurons to be dead
-        # over all of it. With the caller's 2 threads, G = 129 gets 2 workers (dense chunks did at 412 vs 468 ms,
-        # inline); smaller lattices stay dense on the caller, where workers lost (G = 33: 25 vs 16, 65: 78 vs 50 ms).
+        # over all of it. With the caller's 2 threads the blocks run on 2 workers, as dense chunks did at G = 129 (412
+        # vs 468 ms inline, idle cores). Python and op dispatch, the part of a block that may hold the GIL, cost
+        # 140-180 µs per block (measured on 1-point blocks): 70-90 ms of the 420 ms CPU of 512 blocks at G = 129.
+        # Smaller lattices stay dense on the caller, where workers lost (G = 33: 25 vs 16, 65: 78 vs 50 ms).
         if on_cpu and g > WORKER_GRID:
             return self._sample_blocks(latent, g, points, ramp, (t_r, t_g, t_b), clamp)
         # Inference: the identity is added as the output layer's per-point bias (one G×G×3 plane per blue slice,
