@@ -10,6 +10,7 @@ import torch
 
 from lutfuse.core.errors import WeightsError
 from lutfuse.core.lut import apply_lut, identity_lut
+from lutfuse.core.models import lut_student
 from lutfuse.core.models.lut_student import LUTStudent, load_student
 from lutfuse.core.paths import WEIGHTS
 
@@ -304,7 +305,7 @@ def test_inference_lattice_equals_the_differentiable_one_and_query_on_a_real_bra
     # in place); with autograd it is the plain composition training uses, and query() evaluates single points with
     # no lattice code at all. On a real bracket's latent all three agree to float32 rounding, with several blue
     # slices per chunk, with one, and with parts of one (runs of green rows: chunk=500 at G = 33, chunk=1000 at G = 65;
-    # G = 129 always splits its slices on the CPU).
+    # G = 129 is sampled in sparse blocks on the CPU, see test_block_sampler_equals_the_dense_network_on_a_real_bracket)
     from lutfuse.core.bracket import load_bracket
 
     files = sorted((shared_data / "brackets" / "hdrps" / "Cades_Cove").iterdir())
@@ -341,3 +342,55 @@ def test_inference_lattice_equals_the_differentiable_one_and_query_on_a_real_bra
         rgb = nodes.flip(-1).float() / 128
         expected = model.query(latent, rgb[None])[0]
     assert float((lut[nodes[:, 0], nodes[:, 1], nodes[:, 2]] - expected).abs().max()) < 1e-6
+
+
+def _dense_lattice(model: LUTStudent, latent: torch.Tensor, g: int) -> torch.Tensor:
+    """1×G×G×G×3 unclamped lattice from query(): every node through the dense per-point network, no lattice code."""
+    ramp = torch.linspace(0.0, 1.0, g)
+    blue, green, red = torch.meshgrid(ramp, ramp, ramp, indexing="ij")
+    rgb = torch.stack([red, green, blue], dim=-1).view(g, g * g, 3)
+    with torch.no_grad():
+        parts = [model.query(latent, rgb[b0:b0 + 8].reshape(1, -1, 3), clamp=False)[0] for b0 in range(0, g, 8)]
+    return torch.cat(parts).view(1, g, g, g, 3)
+
+
+@pytest.mark.skipif(not (WEIGHTS / "lut_student.pt").is_file(), reason="no shipped student weights yet")
+def test_block_sampler_equals_the_dense_network_on_a_real_bracket(shared_data, monkeypatch) -> None:
+    # Above WORKER_GRID the CPU leaves out, block by block, the neurons that are dead over the whole block (and
+    # splits the ones alive over all of it): the lattice must still be the dense network's, node for node (measured:
+    # 3e-7 at most), at G = 129 and on small grids sent down the same path with blocks from 2³ to 17³ points.
+    from lutfuse.core.bracket import load_bracket
+
+    files = sorted((shared_data / "brackets" / "hdrps" / "Cades_Cove").iterdir())
+    images = load_bracket([files[1], files[4], files[7]], align=False).images
+    model = load_student()
+    with torch.no_grad():
+        latent = model.encode(torch.from_numpy(images).permute(0, 3, 1, 2)[None])
+    with torch.inference_mode():
+        lut = model.sample(latent, 129, clamp=False)
+    assert float((lut - _dense_lattice(model, latent, 129)).abs().max()) < 1e-5
+    monkeypatch.setattr(lut_student, "WORKER_GRID", 2)
+    for g, chunk in ((17, None), (17, 8), (33, 125), (9, 27), (5, 1)):
+        with torch.inference_mode():
+            lut = model.sample(latent, g, chunk=chunk, clamp=False)
+        assert float((lut - _dense_lattice(model, latent, g)).abs().max()) < 1e-5, (g, chunk)
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0, 0.0), (30.0, 0.0, 0.0), (-30.0, 0.0, 0.0), (0.0, -30.0, 0.0),
+                                   (0.0, 0.0, -30.0), (30.0, 0.0, -30.0)])
+def test_block_sampler_where_whole_layers_are_dead_or_alive(shift: tuple[float, float, float], monkeypatch) -> None:
+    # Biases that put every first-layer neuron alive (+30: only the separable share of layer 2 is left) or dead
+    # (-30: layer 2 sees its bias only), or every layer-2 or layer-3 neuron dead: the empty and the full selections
+    # give the dense network's lattice as well, to float rounding (outputs here reach 28: measured 1.2e-6 of that).
+    model = _perturbed_student(seed=3)
+    with torch.no_grad():
+        for layer, delta in zip((model.l1[0], model.l2, model.l3), shift):
+            layer.bias.add_(delta)  # type: ignore[operator, union-attr]
+        latent = model.encode(torch.rand(1, 3, 3, 40, 40, generator=torch.Generator().manual_seed(1)))
+    monkeypatch.setattr(lut_student, "WORKER_GRID", 2)
+    for g, chunk in ((17, 64), (12, 27)):
+        with torch.inference_mode():
+            lut = model.sample(latent, g, chunk=chunk, clamp=False)
+        dense = _dense_lattice(model, latent, g)
+        assert float((lut - dense).abs().max()) < 1e-5 * max(1.0, float(dense.abs().max())), (g, chunk)
+        assert float((dense - _dense_lattice(LUTStudent(), latent, g)).abs().max()) > 0.01  # not the identity
