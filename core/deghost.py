@@ -46,6 +46,109 @@ _CENSOR_MARGIN = 0.1        # how far inside (_LOW, _HIGH) the reference must pr
 _CENSOR_Z = 3.0             # and at least this many robust spreads of the reference -> frame mapping's residual
 _CENSOR_LEVELS = 32         # reference levels over which the frame's clipped (crushed) share is counted
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
+_TILES = 4                  # local tone correction: tile centres along the short side (windows twice as wide)
+_TILE_BANDS = 6             # and bands of reference brightness per tile
+_TILE_MIN = 200             # fewest usable pixels for a tile's band (else the global curve stands there)
+LOCAL = True                # experiment switch
+_RES_BINS, _RES_RANGE = 256, 0.25
+LOCAL_REPLACE = True
+
+
+def _remap(source: np.ndarray, target: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
+           max_side: int = 512) -> np.ndarray:
+    """`source` re-rendered at `target`'s exposure inside box, with local correction."""
+    h, w = source.shape[:2]
+    f = min(1.0, max_side / max(h, w))
+    def small(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(a, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else a
+    s, t = small(source), small(target)
+    m = (small(mask.astype(np.float32)) > 0.99) if f < 1 else mask
+    y0, y1, x0, x1 = box
+    out = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+    for c in range(3):
+        curve = tone_curve(s[..., c], t[..., c], m, m)
+        src = source[y0:y1, x0:x1, c]
+        out[..., c] = apply_curve(src, curve)
+        if m.sum() >= 256:
+            local = _Local(apply_curve(s[..., c], curve), t[..., c], s[..., c], m)
+            out[..., c] += local.correction(src, box, (h, w))
+    return np.clip(out, 0.0, 1.0)
+
+
+def _grid_weights(n: int, length: int, start: int, stop: int) -> np.ndarray:
+    """Bilinear weights (stop-start)×n of pixels start..stop-1 along an axis of `length` px between n tile centres
+    at (i + 0.5)·length/n (clamped beyond the outer ones)."""
+    pos = np.clip((np.arange(start, stop, dtype=np.float32) + 0.5) * n / length - 0.5, 0.0, n - 1)
+    i = np.minimum(pos.astype(np.int32), max(n - 2, 0))
+    f = pos - i
+    wts = np.zeros((stop - start, n), np.float32)
+    rows = np.arange(stop - start)
+    wts[rows, i] += 1.0 - f
+    if n > 1:
+        wts[rows, i + 1] += f
+    else:
+        wts[rows, 0] = 1.0
+    return wts
+
+
+class _Local:
+    """A global tone curve per channel plus a smooth local correction: per tile (a grid of _TILES along the short
+    side, each fitted over a window twice the tile spacing) and band of `level` (the reference's value), the median
+    residual of the global mapping; blended bilinearly between tile centres and linearly between band centres."""
+
+    def __init__(self, mapped: np.ndarray, target: np.ndarray, level: np.ndarray, mask: np.ndarray) -> None:
+        h, w = level.shape
+        self.shape = (h, w)
+        step = min(h, w) / _TILES
+        ny, nx = self.ny, self.nx = max(1, round(h / step)), max(1, round(w / step))
+        lv = level[mask]
+        q = np.quantile(lv[:: max(1, lv.size // 65536)], np.linspace(0.0, 1.0, 2 * _TILE_BANDS + 1))
+        edges = q[::2].copy()
+        self.centres = np.maximum.accumulate(q[1::2].astype(np.float32) + np.arange(_TILE_BANDS) * 1e-6)
+        # medians from histograms: one count of (cell, band, residual bin) over cells half a tile wide, summed
+        # over each tile's window of 4×4 cells
+        ys, xs = np.nonzero(mask)
+        cy = np.minimum(ys * (2 * ny) // h, 2 * ny - 1)
+        cx = np.minimum(xs * (2 * nx) // w, 2 * nx - 1)
+        band = np.clip(np.searchsorted(edges, lv, side="right") - 1, 0, _TILE_BANDS - 1)
+        nb = _RES_BINS
+        r = (target[mask] - mapped[mask]) / (2 * _RES_RANGE) + 0.5
+        rb = np.clip((r * nb).astype(np.int32), 0, nb - 1)
+        key = ((cy * (2 * nx) + cx) * _TILE_BANDS + band) * nb + rb
+        hist = np.bincount(key, minlength=4 * ny * nx * _TILE_BANDS * nb).reshape(2 * ny, 2 * nx, _TILE_BANDS, nb)
+        integ = np.zeros((2 * ny + 1, 2 * nx + 1, _TILE_BANDS, nb), np.int64)
+        integ[1:, 1:] = hist.cumsum(0).cumsum(1)
+        i0 = np.clip(2 * np.arange(ny) - 1, 0, 2 * ny)
+        i1 = np.clip(2 * np.arange(ny) + 3, 0, 2 * ny)
+        j0 = np.clip(2 * np.arange(nx) - 1, 0, 2 * nx)
+        j1 = np.clip(2 * np.arange(nx) + 3, 0, 2 * nx)
+        win = (integ[i1][:, j1] - integ[i0][:, j1] - integ[i1][:, j0] + integ[i0][:, j0]).astype(np.float64)
+        cum = win.cumsum(-1)                                  # ny × nx × bands × bins
+        total = cum[..., -1]
+        idx = np.minimum((cum < (total / 2)[..., None]).sum(-1), nb - 1)
+        below = np.take_along_axis(cum, idx[..., None], -1)[..., 0] - np.take_along_axis(win, idx[..., None], -1)[..., 0]
+        inbin = np.maximum(np.take_along_axis(win, idx[..., None], -1)[..., 0], 1.0)
+        frac = np.clip((total / 2 - below) / inbin, 0.0, 1.0)
+        med = ((idx + frac) / nb - 0.5) * (2 * _RES_RANGE)
+        self.offsets = np.where(total >= _TILE_MIN, med, 0.0).astype(np.float32).transpose(2, 0, 1)
+
+    def correction(self, level: np.ndarray, box: tuple[int, int, int, int] | None = None,
+                   full: tuple[int, int] | None = None) -> np.ndarray:
+        """The local correction at `level` (the box y0, y1, x0, x1 of an image `full` = (h, w) px)."""
+        h, w = full or self.shape
+        y0, y1, x0, x1 = box or (0, h, 0, w)
+        if (y0, y1, x0, x1) == (0, h, 0, w):
+            maps = np.asarray(cv2.resize(self.offsets.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR))
+            maps = maps.reshape(h, w, -1)
+        else:
+            wy, wx = _grid_weights(self.ny, h, y0, y1), _grid_weights(self.nx, w, x0, x1)
+            maps = np.stack([wy @ o @ wx.T for o in self.offsets], axis=-1)
+        pos = np.interp(level, self.centres, np.arange(_TILE_BANDS, dtype=np.float32)).astype(np.float32)
+        k = np.minimum(pos.astype(np.int32), _TILE_BANDS - 2)[..., None]
+        f = pos - k[..., 0]
+        lo = np.take_along_axis(maps, k, -1)[..., 0]
+        hi = np.take_along_axis(maps, k + 1, -1)[..., 0]
+        return lo + f * (hi - lo)
 
 
 def check_strength(strength: str) -> str:
@@ -157,7 +260,10 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
             continue
         censored |= _censored_wrongly(frame_c, ref_c, usable, valid)
         curve = tone_curve(frame_c, ref_c, usable, usable)
-        diff = apply_curve(frame_c, curve) - ref_c
+        mapped = apply_curve(frame_c, curve)
+        if LOCAL:
+            mapped += _Local(mapped, ref_c, ref_c, usable).correction(ref_c)
+        diff = mapped - ref_c
         diff[~usable] = 0.0
         gx = cv2.Sobel(ref_c, cv2.CV_32F, 1, 0, ksize=3) / 8
         gy = cv2.Sobel(ref_c, cv2.CV_32F, 0, 1, ksize=3) / 8
@@ -221,8 +327,16 @@ def deghost(images: np.ndarray, valid: np.ndarray, strength: str = "medium",
             continue
         hard = mask >= 0.5
         keep = valid[i] & valid[ref] & ~hard
-        remapped = map_exposure(images[ref], images[i], keep)
         m = mask[..., None]
-        images[i] = images[i] * (1.0 - m) + remapped * m
+        if LOCAL_REPLACE:
+            ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+            box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
+            remapped = _remap(images[ref], images[i], keep, box)
+            sl = (slice(box[0], box[1]), slice(box[2], box[3]))
+            mb = m[sl]
+            images[i][sl] = images[i][sl] * (1.0 - mb) + remapped * mb
+        else:
+            remapped = map_exposure(images[ref], images[i], keep)
+            images[i] = images[i] * (1.0 - m) + remapped * m
         np.maximum(union, mask, out=union)
     return union
