@@ -25,7 +25,7 @@ import numpy as np
 
 from lutfuse.core.colour import luma
 from lutfuse.core.errors import LUTFuseError
-from lutfuse.core.registration import apply_curve, map_exposure, tone_curve
+from lutfuse.core.registration import apply_curve, tone_curve
 
 # Per strength: (threshold on the local mean of the squared noise-normalised difference, smallest local mean
 # absolute difference that counts). docs/studies/deghost.py measures both on pasted objects and static brackets.
@@ -46,109 +46,119 @@ _CENSOR_MARGIN = 0.1        # how far inside (_LOW, _HIGH) the reference must pr
 _CENSOR_Z = 3.0             # and at least this many robust spreads of the reference -> frame mapping's residual
 _CENSOR_LEVELS = 32         # reference levels over which the frame's clipped (crushed) share is counted
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
-_TILES = 4                  # local tone correction: tile centres along the short side (windows twice as wide)
-_TILE_BANDS = 6             # and bands of reference brightness per tile
-_TILE_MIN = 200             # fewest usable pixels for a tile's band (else the global curve stands there)
-LOCAL = True                # experiment switch
-_RES_BINS, _RES_RANGE = 256, 0.25
-LOCAL_REPLACE = True
-
-
-def _remap(source: np.ndarray, target: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
-           max_side: int = 512) -> np.ndarray:
-    """`source` re-rendered at `target`'s exposure inside box, with local correction."""
-    h, w = source.shape[:2]
-    f = min(1.0, max_side / max(h, w))
-    def small(a: np.ndarray) -> np.ndarray:
-        return cv2.resize(a, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else a
-    s, t = small(source), small(target)
-    m = (small(mask.astype(np.float32)) > 0.99) if f < 1 else mask
-    y0, y1, x0, x1 = box
-    out = np.empty((y1 - y0, x1 - x0, 3), np.float32)
-    for c in range(3):
-        curve = tone_curve(s[..., c], t[..., c], m, m)
-        src = source[y0:y1, x0:x1, c]
-        out[..., c] = apply_curve(src, curve)
-        if m.sum() >= 256:
-            local = _Local(apply_curve(s[..., c], curve), t[..., c], s[..., c], m)
-            out[..., c] += local.correction(src, box, (h, w))
-    return np.clip(out, 0.0, 1.0)
+_TILES = 4                  # local tone correction: tile centres along the short side (each fitted over a window
+_TILE_BANDS = 6             # twice the spacing), bands of reference brightness per tile,
+_TILE_MIN = 200             # and the fewest usable pixels that fit a tile's band (else the global curve stands)
+_RESIDUAL_BINS, _RESIDUAL_RANGE = 256, 0.25   # the tile medians come from histograms of the residual over ±range
 
 
 def _grid_weights(n: int, length: int, start: int, stop: int) -> np.ndarray:
-    """Bilinear weights (stop-start)×n of pixels start..stop-1 along an axis of `length` px between n tile centres
-    at (i + 0.5)·length/n (clamped beyond the outer ones)."""
+    """Bilinear weights, (stop - start)×n float32, of the pixels start..stop-1 along an axis `length` px long between
+    n tile centres at (i + 0.5)·length/n px (constant beyond the outer ones; as cv2.resize's INTER_LINEAR)."""
     pos = np.clip((np.arange(start, stop, dtype=np.float32) + 0.5) * n / length - 0.5, 0.0, n - 1)
     i = np.minimum(pos.astype(np.int32), max(n - 2, 0))
     f = pos - i
-    wts = np.zeros((stop - start, n), np.float32)
+    weights = np.zeros((stop - start, n), np.float32)
     rows = np.arange(stop - start)
-    wts[rows, i] += 1.0 - f
-    if n > 1:
-        wts[rows, i + 1] += f
-    else:
-        wts[rows, 0] = 1.0
-    return wts
+    weights[rows, i] += 1.0 - f
+    weights[rows, np.minimum(i + 1, n - 1)] += f
+    return weights
 
 
-class _Local:
-    """A global tone curve per channel plus a smooth local correction: per tile (a grid of _TILES along the short
-    side, each fitted over a window twice the tile spacing) and band of `level` (the reference's value), the median
-    residual of the global mapping; blended bilinearly between tile centres and linearly between band centres."""
+class _LocalCorrection:
+    """What one tone curve per channel leaves: a smooth correction over position and reference brightness.
 
-    def __init__(self, mapped: np.ndarray, target: np.ndarray, level: np.ndarray, mask: np.ndarray) -> None:
+    One curve per channel cannot map a scene lit by several sources (a night facade under sodium and LED light:
+    surfaces of one reference value sit at different values in a frame 4 stops away), and its misfit inflated the
+    static spread that normalises the difference, so movers there stayed under the threshold, and the reference
+    re-rendered by it did not match its surroundings. Per tile (_TILES centres along the short side, each fitted over
+    a window twice the spacing, CLAHE-style) and band of reference brightness (_TILE_BANDS of equal pixel count over
+    the image), the correction is the median of the global curve's residual; between tile centres it is blended
+    bilinearly, between band centres linearly. Medians, and windows much larger than a mover (a pasted object of
+    the deghost study covers at most about a sixth of one), keep a mover from fitting itself away: it biases a tile's
+    band only where it holds most of that band's pixels, and the band is of the reference's value (the background it
+    covers), not its own. A tile's band with under _TILE_MIN pixels keeps the global curve (correction 0).
+
+    residual: H×W float32 (target - globally mapped source); level: H×W float32 [0,1] (the reference channel's
+    value, which indexes the bands); mask: H×W bool, the pixels that fit the correction."""
+
+    def __init__(self, residual: np.ndarray, level: np.ndarray, mask: np.ndarray) -> None:
         h, w = level.shape
         self.shape = (h, w)
         step = min(h, w) / _TILES
         ny, nx = self.ny, self.nx = max(1, round(h / step)), max(1, round(w / step))
         lv = level[mask]
         q = np.quantile(lv[:: max(1, lv.size // 65536)], np.linspace(0.0, 1.0, 2 * _TILE_BANDS + 1))
-        edges = q[::2].copy()
+        edges = q[::2]
         self.centres = np.maximum.accumulate(q[1::2].astype(np.float32) + np.arange(_TILE_BANDS) * 1e-6)
-        # medians from histograms: one count of (cell, band, residual bin) over cells half a tile wide, summed
-        # over each tile's window of 4×4 cells
+        # the medians from one histogram of (cell, band, residual bin) over cells half a tile spacing wide, summed
+        # over each tile's window of 4×4 cells (an integral image over the cells): np.median per tile and band cost
+        # five times as much
         ys, xs = np.nonzero(mask)
-        cy = np.minimum(ys * (2 * ny) // h, 2 * ny - 1)
-        cx = np.minimum(xs * (2 * nx) // w, 2 * nx - 1)
+        cy, cx = np.minimum(ys * (2 * ny) // h, 2 * ny - 1), np.minimum(xs * (2 * nx) // w, 2 * nx - 1)
         band = np.clip(np.searchsorted(edges, lv, side="right") - 1, 0, _TILE_BANDS - 1)
-        nb = _RES_BINS
-        r = (target[mask] - mapped[mask]) / (2 * _RES_RANGE) + 0.5
-        rb = np.clip((r * nb).astype(np.int32), 0, nb - 1)
+        nb = _RESIDUAL_BINS
+        rb = np.clip(((residual[mask] / (2 * _RESIDUAL_RANGE) + 0.5) * nb).astype(np.int32), 0, nb - 1)
         key = ((cy * (2 * nx) + cx) * _TILE_BANDS + band) * nb + rb
         hist = np.bincount(key, minlength=4 * ny * nx * _TILE_BANDS * nb).reshape(2 * ny, 2 * nx, _TILE_BANDS, nb)
-        integ = np.zeros((2 * ny + 1, 2 * nx + 1, _TILE_BANDS, nb), np.int64)
-        integ[1:, 1:] = hist.cumsum(0).cumsum(1)
-        i0 = np.clip(2 * np.arange(ny) - 1, 0, 2 * ny)
-        i1 = np.clip(2 * np.arange(ny) + 3, 0, 2 * ny)
-        j0 = np.clip(2 * np.arange(nx) - 1, 0, 2 * nx)
-        j1 = np.clip(2 * np.arange(nx) + 3, 0, 2 * nx)
-        win = (integ[i1][:, j1] - integ[i0][:, j1] - integ[i1][:, j0] + integ[i0][:, j0]).astype(np.float64)
-        cum = win.cumsum(-1)                                  # ny × nx × bands × bins
+        integral = np.zeros((2 * ny + 1, 2 * nx + 1, _TILE_BANDS, nb), np.int64)
+        integral[1:, 1:] = hist.cumsum(0).cumsum(1)
+        i0, i1 = np.clip(2 * np.arange(ny) - 1, 0, 2 * ny), np.clip(2 * np.arange(ny) + 3, 0, 2 * ny)
+        j0, j1 = np.clip(2 * np.arange(nx) - 1, 0, 2 * nx), np.clip(2 * np.arange(nx) + 3, 0, 2 * nx)
+        window = (integral[i1][:, j1] - integral[i0][:, j1] - integral[i1][:, j0] + integral[i0][:, j0]
+                  ).astype(np.float64)                          # ny × nx × bands × residual bins
+        cum = window.cumsum(-1)
         total = cum[..., -1]
-        idx = np.minimum((cum < (total / 2)[..., None]).sum(-1), nb - 1)
-        below = np.take_along_axis(cum, idx[..., None], -1)[..., 0] - np.take_along_axis(win, idx[..., None], -1)[..., 0]
-        inbin = np.maximum(np.take_along_axis(win, idx[..., None], -1)[..., 0], 1.0)
-        frac = np.clip((total / 2 - below) / inbin, 0.0, 1.0)
-        med = ((idx + frac) / nb - 0.5) * (2 * _RES_RANGE)
-        self.offsets = np.where(total >= _TILE_MIN, med, 0.0).astype(np.float32).transpose(2, 0, 1)
+        k = np.minimum((cum < (total / 2)[..., None]).sum(-1), nb - 1)[..., None]
+        inside = np.take_along_axis(window, k, -1)[..., 0]
+        below = np.take_along_axis(cum, k, -1)[..., 0] - inside
+        median = ((k[..., 0] + np.clip((total / 2 - below) / np.maximum(inside, 1.0), 0.0, 1.0)) / nb - 0.5
+                  ) * (2 * _RESIDUAL_RANGE)
+        self.offsets = np.where(total >= _TILE_MIN, median, 0.0).astype(np.float32)   # ny × nx × bands
 
-    def correction(self, level: np.ndarray, box: tuple[int, int, int, int] | None = None,
-                   full: tuple[int, int] | None = None) -> np.ndarray:
-        """The local correction at `level` (the box y0, y1, x0, x1 of an image `full` = (h, w) px)."""
+    def __call__(self, level: np.ndarray, box: tuple[int, int, int, int] | None = None,
+                 full: tuple[int, int] | None = None) -> np.ndarray:
+        """The correction at `level` (float32 [0,1]): of the whole image it was fitted on, or of the pixels
+        box = (y0, y1, x0, x1) of an image `full` = (h, w) px (the same scene at another size) -> float32 like
+        `level`."""
         h, w = full or self.shape
         y0, y1, x0, x1 = box or (0, h, 0, w)
         if (y0, y1, x0, x1) == (0, h, 0, w):
-            maps = np.asarray(cv2.resize(self.offsets.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR))
-            maps = maps.reshape(h, w, -1)
+            maps = np.asarray(cv2.resize(self.offsets, (w, h), interpolation=cv2.INTER_LINEAR)).reshape(h, w, -1)
         else:
             wy, wx = _grid_weights(self.ny, h, y0, y1), _grid_weights(self.nx, w, x0, x1)
-            maps = np.stack([wy @ o @ wx.T for o in self.offsets], axis=-1)
+            maps = np.einsum("yi,ijb,xj->yxb", wy, self.offsets, wx, optimize=True)
         pos = np.interp(level, self.centres, np.arange(_TILE_BANDS, dtype=np.float32)).astype(np.float32)
         k = np.minimum(pos.astype(np.int32), _TILE_BANDS - 2)[..., None]
-        f = pos - k[..., 0]
         lo = np.take_along_axis(maps, k, -1)[..., 0]
         hi = np.take_along_axis(maps, k + 1, -1)[..., 0]
-        return lo + f * (hi - lo)
+        return lo + (pos - k[..., 0]) * (hi - lo)
+
+
+def _remap(source: np.ndarray, target: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
+           max_side: int = 512) -> np.ndarray:
+    """`source` (H×W×3 float32 [0,1], the reference) re-rendered at `target`'s exposure in box = (y0, y1, x0, x1):
+    `core.registration.map_exposure`'s per-channel curves plus their `_LocalCorrection` (indexed by the source's
+    value), both estimated over `mask` (H×W bool) on copies at most max_side px wide -> float32 (y1-y0)×(x1-x0)×3
+    in [0,1]."""
+    h, w = source.shape[:2]
+    f = min(1.0, max_side / max(h, w))
+
+    def small(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(a, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else a
+
+    s, t = small(source), small(target)
+    m = (small(mask.astype(np.float32)) > 0.99) if f < 1 else mask
+    fitted = m.sum() >= 256
+    y0, y1, x0, x1 = box
+    out = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+    for c in range(3):
+        curve = tone_curve(s[..., c], t[..., c], m if fitted else None, m if fitted else None)
+        out[..., c] = apply_curve(source[y0:y1, x0:x1, c], curve)
+        if fitted:
+            local = _LocalCorrection(t[..., c] - apply_curve(s[..., c], curve), s[..., c], m)
+            out[..., c] += local(source[y0:y1, x0:x1, c], box, (h, w))
+    return np.clip(out, 0.0, 1.0)
 
 
 def check_strength(strength: str) -> str:
@@ -261,8 +271,8 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
         censored |= _censored_wrongly(frame_c, ref_c, usable, valid)
         curve = tone_curve(frame_c, ref_c, usable, usable)
         mapped = apply_curve(frame_c, curve)
-        if LOCAL:
-            mapped += _Local(mapped, ref_c, ref_c, usable).correction(ref_c)
+        # the curve's local misfit would count as noise in _spread (and as motion where it is largest)
+        mapped += _LocalCorrection(ref_c - mapped, ref_c, usable)(ref_c)
         diff = mapped - ref_c
         diff[~usable] = 0.0
         gx = cv2.Sobel(ref_c, cv2.CV_32F, 1, 0, ksize=3) / 8
@@ -327,16 +337,11 @@ def deghost(images: np.ndarray, valid: np.ndarray, strength: str = "medium",
             continue
         hard = mask >= 0.5
         keep = valid[i] & valid[ref] & ~hard
-        m = mask[..., None]
-        if LOCAL_REPLACE:
-            ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-            box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
-            remapped = _remap(images[ref], images[i], keep, box)
-            sl = (slice(box[0], box[1]), slice(box[2], box[3]))
-            mb = m[sl]
-            images[i][sl] = images[i][sl] * (1.0 - mb) + remapped * mb
-        else:
-            remapped = map_exposure(images[ref], images[i], keep)
-            images[i] = images[i] * (1.0 - m) + remapped * m
+        # the replacement only where the mask reaches: at 24 MP the frame is 300 MB
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+        region = (slice(box[0], box[1]), slice(box[2], box[3]))
+        m = mask[region][..., None]
+        images[i][region] = images[i][region] * (1.0 - m) + _remap(images[ref], images[i], keep, box) * m
         np.maximum(union, mask, out=union)
     return union
