@@ -2,14 +2,17 @@
 another, `Bracket.reference_index`), and make every fusion path take that content from the reference.
 
 After registration, each frame is mapped to the reference's exposure (per-channel histogram specification over
-pixels valid in both, `core.registration.tone_curve`); the difference is normalised by what a static scene shows
+pixels valid in both, `core.registration.tone_curve`, plus a smooth local correction of what that one curve leaves
+per tile and band of reference brightness, `_LocalCorrection`: a scene under mixed lighting, such as a night
+facade lit by several sources, is not one curve); the difference is normalised by what a static scene shows
 (the difference's own robust spread per band of brightness, plus an allowance at edges) and averaged locally
 (a χ²-like statistic, so faint but extended movers are found); where it exceeds the strength's threshold, motion is
 marked. Pixels clipped or crushed in the frame cannot be compared, but where the reference, mapped to the frame's
 exposure, predicts a well-exposed value there, that they are censored at all is counted as motion (a white shirt
 clipped in the bright frame in front of a mid-grey wall). The marks are consolidated morphologically (opening,
 small components dropped, closing, dilation) and feathered. In a frame's ghost pixels its content is replaced by
-the reference re-rendered at the frame's exposure (feathered), so the mean of the frames (the LUT's base image),
+the reference re-rendered at the frame's exposure (the curves and local correction the other way, `_remap`, so
+it matches its surroundings; feathered), so the mean of the frames (the LUT's base image),
 the detail layer, Mertens and the HQ networks' inputs all hold the reference's content there and no double image,
 while each exposure keeps its share of the fusion. This is the reference-based
 approach of Lightroom's HDR merge and of Granados et al., "Automatic noise modeling for ghost-free HDR
@@ -30,13 +33,15 @@ from lutfuse.core.registration import apply_curve, tone_curve
 # Per strength: (threshold on the local mean of the squared noise-normalised difference, smallest local mean
 # absolute difference that counts). docs/studies/deghost.py measures both on pasted objects and static brackets.
 STRENGTHS = {"off": (math.inf, math.inf), "low": (14.0, 0.035), "medium": (8.0, 0.025), "high": (5.0, 0.015)}
-# The CLI's, batch's and editor's default. Low costs 0.0004 (Mertens) / 0.0004 (LUT + detail) mean MEF-SSIM on the
-# 36 validation brackets (`python -m lutfuse.docs.studies.registration static DATA`; medium 0.0008 / 0.0009, high
-# 0.0017 / 0.0019; the clipped/crushed evidence added 0.0001 at low, all of it on forth/MarketMires2's moving people
-# and laces), and nothing on the tripod ones it marks nowhere, while it catches 87 % of moving objects pasted into
-# them (`python -m lutfuse.docs.studies.deghost DATA`; medium 97 %; with --rounds 3, 124 objects: low 91 %, medium
-# 97 %, high 98 %, leaving a double image at 9 / 7 / 6 % of them). The library's load_bracket and register_stack
-# keep "off" as their default, so a caller gets exactly its frames unless it asks.
+# The CLI's, batch's and editor's default. Low costs 0.0005 (Mertens) / 0.0005 (LUT + detail) mean MEF-SSIM on the
+# 36 validation brackets (`python -m lutfuse.docs.studies.registration static DATA`; medium 0.0009 / 0.0010, high
+# 0.0016 / 0.0017; the clipped/crushed evidence added 0.0001 at low, all of it on forth/MarketMires2's moving people
+# and laces; the local tone correction 0.00004 / 0.00004, from 0.00039 / 0.00047, mostly on deepfuse/Seq_71's
+# moving people and hdrps/Flamingo k = 3, which low now marks at 0.1 %), and nothing on the tripod ones it marks
+# nowhere, while it catches 92 % of moving objects pasted into them (`python -m lutfuse.docs.studies.deghost DATA`;
+# medium 97 %; with --rounds 3, 124 objects: low 94 %, medium 98 %, high 98 %, leaving a double image at 7 / 6 / 6 %
+# of them; with one global curve per channel 87 % and 91 / 97 / 98 %, 9 / 7 / 6 %). The library's load_bracket and
+# register_stack keep "off" as their default, so a caller gets exactly its frames unless it asks.
 DEFAULT = "low"
 DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixels
 _LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
@@ -157,7 +162,10 @@ def _remap(source: np.ndarray, target: np.ndarray, mask: np.ndarray, box: tuple[
         out[..., c] = apply_curve(source[y0:y1, x0:x1, c], curve)
         if fitted:
             local = _LocalCorrection(t[..., c] - apply_curve(s[..., c], curve), s[..., c], m)
-            out[..., c] += local(source[y0:y1, x0:x1, c], box, (h, w))
+            # in strips: the correction holds one map per band (at 24 MP, 6 × 4 bytes × the box's pixels)
+            for r0 in range(y0, y1, 256):
+                r1 = min(y1, r0 + 256)
+                out[r0 - y0:r1 - y0, :, c] += local(source[r0:r1, x0:x1, c], (r0, r1, x0, x1), (h, w))
     return np.clip(out, 0.0, 1.0)
 
 
@@ -235,7 +243,8 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     the comparison to the frame's valid pixels.
 
     Per colour channel the frame is mapped onto the reference's exposure (histogram specification over pixels well
-    exposed in both) and the difference is divided by what a static scene shows there: the spread of the
+    exposed in both, plus `_LocalCorrection` of its residual per tile and band of reference brightness) and the
+    difference is divided by what a static scene shows there: the spread of the
     difference itself over the image (robust, per band of reference brightness: noise, quantisation and tone-curve
     error as they are in this bracket, at this exposure gap) and, at edges, the gradient times _EDGE_PX (residual
     misregistration and resampling). The local mean (Gaussian, σ 2 px) of the squared normalised differences over
@@ -313,7 +322,9 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
 def deghost(images: np.ndarray, valid: np.ndarray, strength: str = "medium",
             reference: int | None = None) -> np.ndarray | None:
     """In place: replace moved content in every non-reference frame by the reference re-rendered at that frame's
-    exposure (feathered).
+    exposure (`_remap`: per-channel curves and their local correction, fitted where neither moved; feathered). With
+    the global curves alone the replaced content missed its surroundings under mixed lighting (the deghost study's
+    residual over caught objects on hdrps/Flamingo).
 
     The replaced pixels stay valid: they now carry the reference's content at the frame's own exposure, so the mean,
     Mertens' and the detail layer's weights keep every exposure's share there. Excluding them instead (weight 0)
