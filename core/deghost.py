@@ -53,7 +53,8 @@ _CENSOR_LEVELS = 32         # reference levels over which the frame's clipped (c
 MIN_AREA = 2e-4             # ghost components smaller than this fraction of the image are dropped
 _TILES = 4                  # local tone correction: tile centres along the short side (each fitted over a window
 _TILE_BANDS = 6             # twice the spacing), bands of reference brightness per tile,
-_TILE_MIN = 200             # and the fewest usable pixels that fit a tile's band (else the global curve stands)
+_TILE_MIN = 50              # and the fewest usable pixels (sampled: 1 in 4) that fit a tile's band (else the global
+                            # curve stands)
 _RESIDUAL_BINS, _RESIDUAL_RANGE = 256, 0.25   # the tile medians come from histograms of the residual over ±range
 
 
@@ -97,13 +98,15 @@ class _LocalCorrection:
         edges = q[::2]
         self.centres = np.maximum.accumulate(q[1::2].astype(np.float32) + np.arange(_TILE_BANDS) * 1e-6)
         # the medians from one histogram of (cell, band, residual bin) over cells half a tile spacing wide, summed
-        # over each tile's window of 4×4 cells (an integral image over the cells): np.median per tile and band cost
-        # five times as much
-        ys, xs = np.nonzero(mask)
-        cy, cx = np.minimum(ys * (2 * ny) // h, 2 * ny - 1), np.minimum(xs * (2 * nx) // w, 2 * nx - 1)
-        band = np.clip(np.searchsorted(edges, lv, side="right") - 1, 0, _TILE_BANDS - 1)
+        # over each tile's window of 4×4 cells (an integral image over the cells), not a median per tile and band;
+        # of every other pixel of every other row: neighbours are alike (the inputs are blurred), and a median needs
+        # far fewer samples than a tile has
+        sub = mask[::2, ::2]
+        ys, xs = np.nonzero(sub)
+        cy, cx = np.minimum(2 * ys * (2 * ny) // h, 2 * ny - 1), np.minimum(2 * xs * (2 * nx) // w, 2 * nx - 1)
+        band = np.clip(np.searchsorted(edges, level[::2, ::2][sub], side="right") - 1, 0, _TILE_BANDS - 1)
         nb = _RESIDUAL_BINS
-        rb = np.clip(((residual[mask] / (2 * _RESIDUAL_RANGE) + 0.5) * nb).astype(np.int32), 0, nb - 1)
+        rb = np.clip(((residual[::2, ::2][sub] / (2 * _RESIDUAL_RANGE) + 0.5) * nb).astype(np.int32), 0, nb - 1)
         key = ((cy * (2 * nx) + cx) * _TILE_BANDS + band) * nb + rb
         hist = np.bincount(key, minlength=4 * ny * nx * _TILE_BANDS * nb).reshape(2 * ny, 2 * nx, _TILE_BANDS, nb)
         integral = np.zeros((2 * ny + 1, 2 * nx + 1, _TILE_BANDS, nb), np.int64)
@@ -133,7 +136,9 @@ class _LocalCorrection:
         else:
             wy, wx = _grid_weights(self.ny, h, y0, y1), _grid_weights(self.nx, w, x0, x1)
             maps = np.einsum("yi,ijb,xj->yxb", wy, self.offsets, wx, optimize=True)
-        pos = np.interp(level, self.centres, np.arange(_TILE_BANDS, dtype=np.float32)).astype(np.float32)
+        # the band position through a 1024-level table (apply_curve's index arithmetic: np.interp is 8× slower)
+        x = np.linspace(0.0, 1.0, 1024, dtype=np.float32)
+        pos = apply_curve(level, (x, np.interp(x, self.centres, np.arange(_TILE_BANDS)).astype(np.float32)))
         k = np.minimum(pos.astype(np.int32), _TILE_BANDS - 2)[..., None]
         lo = np.take_along_axis(maps, k, -1)[..., 0]
         hi = np.take_along_axis(maps, k + 1, -1)[..., 0]
@@ -322,9 +327,9 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
 def deghost(images: np.ndarray, valid: np.ndarray, strength: str = "medium",
             reference: int | None = None) -> np.ndarray | None:
     """In place: replace moved content in every non-reference frame by the reference re-rendered at that frame's
-    exposure (`_remap`: per-channel curves and their local correction, fitted where neither moved; feathered). With
-    the global curves alone the replaced content missed its surroundings under mixed lighting (the deghost study's
-    residual over caught objects on hdrps/Flamingo).
+    exposure (`_remap`: per-channel curves and their local correction, fitted where nothing moved; feathered), so it
+    matches its surroundings under mixed lighting too (on registered validation stacks with the deghost study's
+    objects, the same detection left a double image at 6.5 % of them, at 7.3 % with the global curves alone).
 
     The replaced pixels stay valid: they now carry the reference's content at the frame's own exposure, so the mean,
     Mertens' and the detail layer's weights keep every exposure's share there. Excluding them instead (weight 0)
