@@ -83,6 +83,32 @@ def move(frame: np.ndarray, truth: np.ndarray) -> np.ndarray:
                                borderMode=cv2.BORDER_REFLECT)
 
 
+def ellipse(shape: tuple[int, int], centre: tuple[int, int], axes: tuple[int, int], angle: float = 20.0) -> np.ndarray:
+    """H×W bool mask of a filled ellipse (centre x, y and half-axes in px, `angle` in degrees)."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.ellipse(mask, centre, axes, angle, 0, 360, 1, -1)
+    return mask.astype(bool)
+
+
+def rectangle(shape: tuple[int, int], corners: tuple[int, int, int, int]) -> np.ndarray:
+    """H×W bool mask of the rectangle x0, y0, x1, y1 (exclusive ends)."""
+    x0, y0, x1, y1 = corners
+    mask = np.zeros(shape, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def pasted(frame: np.ndarray, region: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
+    """A copy of `frame` (H×W×C) whose `region` (H×W bool) holds the frame's own content from `shift` = (dx, dy) px
+    away (pixel x, y gets the content at x + dx, y + dy, which must lie inside the frame): an object that moved,
+    carrying the frame's exposure, noise and texture."""
+    dx, dy = shift
+    ys, xs = np.nonzero(region)
+    out = frame.copy()
+    out[ys, xs] = frame[ys + dy, xs + dx]
+    return out
+
+
 def corner_error(m: np.ndarray, truth: np.ndarray, width: int, height: int) -> float:
     """Largest distance in px between where homographies `m` and `truth` send the image's four corners."""
     c = np.array([[[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]]], np.float64)

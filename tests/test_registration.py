@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import corner_error, move
+from conftest import corner_error, move, pasted, rectangle
 
 from lutfuse.core.bracket import Bracket, load_bracket, load_image, register_stack
 from lutfuse.core.classical import mertens
@@ -117,7 +117,7 @@ def test_the_window_fit_rejects_windows_on_a_moving_object(shared_data: Path, mo
     truth = hand_held(w, h, np.random.default_rng(7), 2e-5 * 536 / w)
     clean = move(frame, truth)
     box = (1300, 300, 1800, 700)  # x0, y0, x1, y1 in the moved frame: trees and sky on the right
-    moving = pasted(clean, box, (box[0] - 6, box[1]))
+    moving = pasted(clean, rectangle(clean.shape[:2], box), (-6, 0))
     prepared = Reference(ref)
     fits: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool, np.ndarray | None]] = []
     robust_fit = registration._robust_fit
@@ -249,22 +249,14 @@ def test_an_invalid_strip_takes_its_content_from_the_other_frames(shared_data: P
     assert np.abs(Bracket.from_images(garbage).mean()[strip] - base[strip]).mean() > 0.1  # the test can fail
 
 
-def pasted(frame: np.ndarray, box: tuple[int, int, int, int], source: tuple[int, int]) -> np.ndarray:
-    """The frame with a block of its own content (from `source`, top-left) pasted at box (x0, y0, x1, y1)."""
-    x0, y0, x1, y1 = box
-    out = frame.copy()
-    sx, sy = source
-    out[y0:y1, x0:x1] = frame[sy:sy + y1 - y0, sx:sx + x1 - x0]
-    return out
-
-
 def test_a_moving_object_follows_the_reference_with_deghosting(shared_data: Path) -> None:
     from lutfuse.core.fusion import Engine
 
     static = np.stack(frames(shared_data, "Cades_Cove", 1, 4, 7))
     box = (60, 200, 160, 280)
     moving = static.copy()
-    moving[2] = pasted(static[2], box, (300, 100))  # trees appear in the meadow in the bright frame only
+    # trees appear in the meadow in the bright frame only
+    moving[2] = pasted(static[2], rectangle(static.shape[1:3], box), (300 - box[0], 100 - box[1]))
     region = (slice(box[1], box[3]), slice(box[0], box[2]))
     far = np.ones(static.shape[1:3], bool)
     far[box[1] - 40:box[3] + 40, max(0, box[0] - 40):box[2] + 40] = False
@@ -346,7 +338,7 @@ def test_cube_base_image_is_the_deghosted_one(shared_data: Path, tmp_path: Path)
     static = np.stack(frames(shared_data, "Cades_Cove", 1, 4, 7))
     box = (60, 200, 160, 280)
     moving = static.copy()
-    moving[2] = pasted(static[2], box, (300, 100))
+    moving[2] = pasted(static[2], rectangle(static.shape[1:3], box), (300 - box[0], 100 - box[1]))
     region = (slice(box[1], box[3]), slice(box[0], box[2]))
     far = np.ones(static.shape[1:3], bool)
     far[box[1] - 40:box[3] + 40, max(0, box[0] - 40):box[2] + 40] = False
