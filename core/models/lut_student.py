@@ -40,6 +40,11 @@ DEVICE_CHUNK = 1 << 13   # ... elsewhere (whole blue slices only: fewer, larger 
 CLIP_HIGH, CLIP_LOW = 0.95, 0.05
 WORKER_GRID = 96         # above this grid size the CPU samples sparse blocks on worker threads (see sample())
 BLOCK_TASK = 8           # blocks per worker task (one context switch and scratch look-up per task)
+# Lattice points per block of the sparse sampler on worker threads (on the caller: DEFAULT_CHUNK). Two workers
+# contend for the GIL over each block's ~30 small op calls, so fewer, larger blocks pay although fewer neurons are
+# dead over each: G = 129, 2 idle Zen 4 cores, real latents, median wall (CPU) ms: 16³ 360 (594) and 369 (602),
+# 20³ 288 (518) and 294 (539); on one thread 16³ was the better, 340 vs 349 and 385 vs 453.
+BLOCK_POINTS = 8000
 
 
 def fourier_features(x: torch.Tensor, octaves: int = OCTAVES) -> torch.Tensor:
@@ -192,7 +197,7 @@ class LUTStudent(nn.Module):
         # 140-180 µs per block (measured on 1-point blocks): 70-90 ms of the 420 ms CPU of 512 blocks at G = 129.
         # Smaller lattices stay dense on the caller, where workers lost (G = 33: 25 vs 16, 65: 78 vs 50 ms).
         if on_cpu and g > WORKER_GRID:
-            return self._sample_blocks(latent, g, points, ramp, (t_r, t_g, t_b), clamp)
+            return self._sample_blocks(latent, g, chunk, ramp, (t_r, t_g, t_b), clamp)
         # Inference: the identity is added as the output layer's per-point bias (one G×G×3 plane per blue slice,
         # never a G³×3 lattice), the result written in place into the one output array and clamped there: at
         # G = 129 each extra G³×3 pass costs as much as a tenth of the matrix products.
@@ -228,17 +233,19 @@ class LUTStudent(nn.Module):
         lut = lut.view(len(nets), g, g, g, 3)
         return lut.clamp_(0.0, 1.0) if clamp else lut
 
-    def _sample_blocks(self, latent: torch.Tensor, g: int, points: int, ramp: torch.Tensor,
+    def _sample_blocks(self, latent: torch.Tensor, g: int, points: int | None, ramp: torch.Tensor,
                        tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor], clamp: bool) -> torch.Tensor:
-        """sample() without autograd on the CPU for large G: the lattice in cubes of about `points` points, each
-        computing only the neurons that are not dead over the whole cube (module docstring). Exact: a skipped
-        neuron's activation is 0 at every point of its cube (up to float rounding of its bound, which moves an
-        output by a rounding error at most); measured against the dense products on real latents at G = 129 the
-        LUT differs by at most 5e-7. Every intermediate is feature-major (neurons × points), so selecting the
-        active neurons copies whole rows."""
+        """sample() without autograd on the CPU for large G: the lattice in cubes of about `points` points (None:
+        BLOCK_POINTS on worker threads, DEFAULT_CHUNK on the caller), each computing only the neurons that are not
+        dead over the whole cube (module docstring). Exact: a skipped neuron's activation is 0 at every point of its
+        cube (up to float rounding of its bound, which moves an output by a rounding error at most); measured
+        against the dense products on real latents at G = 129 the LUT differs by at most 5e-7. Every intermediate is
+        feature-major (neurons × points), so selecting the active neurons copies whole rows."""
         w = self.width
         t_r, t_g, t_b = tables
         dtype = latent.dtype
+        workers = _workers(latent.device)
+        points = points or (BLOCK_POINTS if workers is not None else DEFAULT_CHUNK)
         tiles = max(1, round(g / max(1, round(points ** (1 / 3)))))
         edges = [round(i * g / tiles) for i in range(tiles + 1)]
         spans = list(zip(edges[:-1], edges[1:]))
@@ -252,7 +259,6 @@ class LUTStudent(nn.Module):
         blue[2] = ramp
         nets = self._modulation(latent)
         lut = torch.empty((len(nets), g, g, g, 3), dtype=dtype)
-        workers = _workers(latent.device)
         inference = torch.is_inference_mode_enabled()  # grad and inference modes are per thread: the workers copy them
         for out, net in zip(lut, nets):
             s1, t1 = net["s1"].view(w, 1, 1), net["t1"].view(w, 1, 1)
