@@ -173,6 +173,7 @@ class BatchDialog(QDialog):
         self.job: Job | None = None
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
+        self.pool.setExpiryTimeout(0)  # as EngineHost.export_pool: no idle torch thread beside the engine's
         self.folder = QLineEdit(folder)
         self.folder.setPlaceholderText("A folder of brackets (subfolders count too)")
         browse = QPushButton("Choose…")

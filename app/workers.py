@@ -141,6 +141,10 @@ class EngineHost(QObject):
         self.pool.setMaxThreadCount(1)     # one engine thread: loads and renders run in order
         self.export_pool = QThreadPool(self)
         self.export_pool.setMaxThreadCount(1)
+        # the export thread ends with its export (Qt keeps an idle one 30 s): while it lives it keeps a torch
+        # (OpenMP) team, which with the engine thread's is more threads than cores on a many-core machine, and
+        # libgomp then stops spinning in every team: each small op of the next edits would wait on a futex
+        self.export_pool.setExpiryTimeout(0)
         self.coalescer = Coalescer()
         self.generation = 0
         self.current: LoadedBracket | None = None

@@ -229,6 +229,20 @@ def test_export_image_writes_valid_files(qtbot, window: MainWindow, tmp_path: Pa
     assert cv2.imread(str(jpg)).shape == (800, 1200, 3)
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+def test_an_export_leaves_no_thread_behind(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    # an idle export thread would keep its torch (OpenMP) team alive, and with the engine thread's team that is
+    # more threads than cores on a many-core machine: libgomp then stops spinning in every team, and each small
+    # torch op of the next edits waits on a futex
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    before = threads()
+    assert window.export_image(tmp_path / "fused.jpg", ImageOptions(bit_depth=8, quality=80)) is not None
+    assert wait_export(qtbot, window)[0] == "done"
+    qtbot.waitUntil(lambda: threads() <= before, timeout=5_000)
+
+
 def test_export_cube_writes_the_lut_and_its_base(qtbot, window: MainWindow, tmp_path: Path) -> None:
     from lutfuse.core.cube import read_cube
 
