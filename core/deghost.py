@@ -35,15 +35,19 @@ from lutfuse.core.registration import apply_curve, tone_curve
 # Per strength: (threshold on the local mean of the squared noise-normalised difference, smallest local mean
 # absolute difference that counts). docs/studies/deghost.py measures both on pasted objects and static brackets.
 STRENGTHS = {"off": (math.inf, math.inf), "low": (14.0, 0.035), "medium": (8.0, 0.025), "high": (5.0, 0.015)}
-# The CLI's, batch's and editor's default. Low costs 0.0005 (Mertens) / 0.0005 (LUT + detail) mean MEF-SSIM on the
-# 36 validation brackets (`python -m lutfuse.docs.studies.registration static DATA`; medium 0.0009 / 0.0010, high
-# 0.0016 / 0.0017; the clipped/crushed evidence added 0.0001 at low, all of it on forth/MarketMires2's moving people
-# and laces; the local tone correction 0.00004 / 0.00004, from 0.00039 / 0.00047, mostly on deepfuse/Seq_71's
-# moving people and hdrps/Flamingo k = 3, which low now marks at 0.1 %), and nothing on the tripod ones it marks
-# nowhere, while it catches 92 % of moving objects pasted into them (`python -m lutfuse.docs.studies.deghost DATA`;
-# medium 97 %; with --rounds 3, 124 objects: low 94 %, medium 98 %, high 98 %, leaving a double image at 7 / 6 / 6 %
-# of them; with one global curve per channel 87 % and 91 / 97 / 98 %, 9 / 7 / 6 %). The library's load_bracket and
-# register_stack keep "off" as their default, so a caller gets exactly its frames unless it asks.
+# The CLI's, batch's and editor's default. Low costs 0.0004 (Mertens) / 0.0005 (LUT + detail) mean MEF-SSIM on the
+# 36 validation brackets (`python -m lutfuse.docs.studies.registration static DATA`: 0.00041 / 0.00049 from the
+# per-case rows; medium 0.0008 / 0.0010, high 0.0015 / 0.0017; the clipped/crushed evidence added 0.0001 at low, all
+# of it on forth/MarketMires2's moving people and laces; the local tone correction 0.00004 / 0.00004, from 0.00039 /
+# 0.00047, mostly on deepfuse/Seq_71's lamp glare and hdrps/Flamingo k = 3, which low now marks at 0.1 %; not
+# counting a veil over static structure as motion -0.00002 / -0.00002, from 0.00043 / 0.00051, on Seq_71 and
+# forth/Zurich; most of what is left is real movers: MarketMires2, Zurich, Seq_76's clouds, FORTH1's lens flare),
+# and nothing on the tripod ones it marks nowhere, while it catches 92 % of moving objects pasted into them
+# (`python -m lutfuse.docs.studies.deghost DATA`; medium 97 %; with --rounds 3, 124 objects: low 94 %, medium 98 %,
+# high 98 %, leaving a double image at 7 / 6 / 6 % of them and marking 0.51 / 1.03 / 1.99 % away from them, from
+# 0.58 / 1.18 / 2.32 % before the veil test; with one global curve per channel 87 % and 91 / 97 / 98 %, 9 / 7 / 6 %).
+# The library's load_bracket and register_stack keep "off" as their default, so a caller gets exactly its frames
+# unless it asks.
 DEFAULT = "low"
 DETECT_PIXELS = 1_000_000   # detection runs on a copy of at most this many pixels
 _LOW, _HIGH = 0.04, 0.96    # "well exposed" for detection
