@@ -30,7 +30,7 @@ import numpy as np
 
 from lutfuse.core.colour import luma
 from lutfuse.core.errors import LUTFuseError
-from lutfuse.core.registration import apply_curve, tone_curve
+from lutfuse.core.registration import apply_curve, exposure_curves, tone_curve
 
 # Per strength: (threshold on the local mean of the squared noise-normalised difference, smallest local mean
 # absolute difference that counts). docs/studies/deghost.py measures both on pasted objects and static brackets.
@@ -106,7 +106,10 @@ class _LocalCorrection:
         lv = level[mask]
         q = np.quantile(lv[:: max(1, lv.size // 65536)], np.linspace(0.0, 1.0, 2 * _TILE_BANDS + 1))
         edges = q[::2]
-        self.centres = np.maximum.accumulate(q[1::2].astype(np.float32) + np.arange(_TILE_BANDS) * 1e-6)
+        centres = np.maximum.accumulate(q[1::2].astype(np.float32) + np.arange(_TILE_BANDS) * 1e-6)
+        # a level's band position through a 1024-level table (apply_curve's index arithmetic: np.interp is 8× slower)
+        x = np.linspace(0.0, 1.0, 1024, dtype=np.float32)
+        self.band_table = (x, np.interp(x, centres, np.arange(_TILE_BANDS)).astype(np.float32))
         # the medians from one histogram of (cell, band, residual bin) over cells half a tile spacing wide, summed
         # over each tile's window of 4×4 cells (an integral image over the cells), not a median per tile and band;
         # of every other pixel of every other row: neighbours are alike (the inputs are blurred), and a median needs
@@ -146,9 +149,7 @@ class _LocalCorrection:
         else:
             wy, wx = _grid_weights(self.ny, h, y0, y1), _grid_weights(self.nx, w, x0, x1)
             maps = np.einsum("yi,ijb,xj->yxb", wy, self.offsets, wx, optimize=True)
-        # the band position through a 1024-level table (apply_curve's index arithmetic: np.interp is 8× slower)
-        x = np.linspace(0.0, 1.0, 1024, dtype=np.float32)
-        pos = apply_curve(level, (x, np.interp(x, self.centres, np.arange(_TILE_BANDS)).astype(np.float32)))
+        pos = apply_curve(level, self.band_table)
         k = np.minimum(pos.astype(np.int32), _TILE_BANDS - 2)[..., None]
         lo = np.take_along_axis(maps, k, -1)[..., 0]
         hi = np.take_along_axis(maps, k + 1, -1)[..., 0]
@@ -158,25 +159,17 @@ class _LocalCorrection:
 def _remap(source: np.ndarray, target: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
            max_side: int = 512) -> np.ndarray:
     """`source` (H×W×3 float32 [0,1], the reference) re-rendered at `target`'s exposure in box = (y0, y1, x0, x1):
-    `core.registration.map_exposure`'s per-channel curves plus their `_LocalCorrection` (indexed by the source's
-    value), both estimated over `mask` (H×W bool) on copies at most max_side px wide -> float32 (y1-y0)×(x1-x0)×3
-    in [0,1]."""
+    `core.registration.exposure_curves` plus their `_LocalCorrection` (indexed by the source's value), both estimated
+    over `mask` (H×W bool; the curves alone, unmasked, where it keeps under 256 px) on copies at most max_side px wide
+    -> float32 (y1-y0)×(x1-x0)×3 in [0,1]."""
     h, w = source.shape[:2]
-    f = min(1.0, max_side / max(h, w))
-
-    def small(a: np.ndarray) -> np.ndarray:
-        return cv2.resize(a, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else a
-
-    s, t = small(source), small(target)
-    m = (small(mask.astype(np.float32)) > 0.99) if f < 1 else mask
-    fitted = m.sum() >= 256
+    curves, s, t, m = exposure_curves(source, target, mask, max_side, min_pixels=256)
     y0, y1, x0, x1 = box
     out = np.empty((y1 - y0, x1 - x0, 3), np.float32)
     for c in range(3):
-        curve = tone_curve(s[..., c], t[..., c], m if fitted else None, m if fitted else None)
-        out[..., c] = apply_curve(source[y0:y1, x0:x1, c], curve)
-        if fitted:
-            local = _LocalCorrection(t[..., c] - apply_curve(s[..., c], curve), s[..., c], m)
+        out[..., c] = apply_curve(source[y0:y1, x0:x1, c], curves[c])
+        if m is not None:
+            local = _LocalCorrection(t[..., c] - apply_curve(s[..., c], curves[c]), s[..., c], m)
             # in strips: the correction holds one map per band (at 24 MP, 6 × 4 bytes × the box's pixels)
             for r0 in range(y0, y1, 256):
                 r1 = min(y1, r0 + 256)

@@ -220,10 +220,12 @@ def apply_curve(image: np.ndarray, curve: tuple[np.ndarray, np.ndarray]) -> np.n
     return (y[i] + pos * np.diff(y)[i]).astype(np.float32, copy=False)
 
 
-def map_exposure(source: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None,
-                 max_side: int = 512) -> np.ndarray:
-    """`source` (H×W×3 [0,1]) re-rendered at `target`'s exposure: per channel histogram specification, estimated on
-    copies at most max_side px wide (over `mask`, H×W bool, where given) and applied at full size -> H×W×3 float32."""
+def exposure_curves(source: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None, max_side: int = 512,
+                    min_pixels: int = 64) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray,
+                                                   np.ndarray | None]:
+    """Per channel the `tone_curve` (histogram specification) that maps `source` (H×W×3 [0,1]) onto `target`'s
+    exposure, estimated on copies at most max_side px wide, over `mask` (H×W bool) where given and it keeps at least
+    min_pixels there -> (the 3 curves, the small source, the small target, the small mask that was used or None)."""
     h, w = source.shape[:2]
     f = min(1.0, max_side / max(h, w))
     def small(a: np.ndarray) -> np.ndarray:
@@ -232,11 +234,20 @@ def map_exposure(source: np.ndarray, target: np.ndarray, mask: np.ndarray | None
     m = None
     if mask is not None:
         m = (small(mask.astype(np.float32)) > 0.99) if f < 1 else mask
-        if m.sum() < 64:
+        if m.sum() < min_pixels:
             m = None
+    return [tone_curve(s[..., c], t[..., c], m, m) for c in range(3)], s, t, m
+
+
+def map_exposure(source: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None,
+                 max_side: int = 512) -> np.ndarray:
+    """`source` (H×W×3 [0,1]) re-rendered at `target`'s exposure: per channel histogram specification, estimated on
+    copies at most max_side px wide (over `mask`, H×W bool, where given; `exposure_curves`) and applied at full
+    size -> H×W×3 float32."""
+    curves, *_ = exposure_curves(source, target, mask, max_side)
     out = np.empty_like(source, dtype=np.float32)
     for c in range(3):
-        out[..., c] = apply_curve(source[..., c], tone_curve(s[..., c], t[..., c], m, m))
+        out[..., c] = apply_curve(source[..., c], curves[c])
     return out
 
 

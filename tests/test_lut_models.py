@@ -103,12 +103,8 @@ def test_load_student_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.sample(loaded.encode(frames), 5), model.sample(model.encode(frames), 5))
 
 
-# ---------------------------------------------------------------- teacher
-
 def test_the_sampler_workers_leave_later_threads_their_torch_thread_count(monkeypatch) -> None:
     import threading
-
-    from lutfuse.core.models import lut_student
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -135,6 +131,8 @@ def test_the_sampler_workers_leave_later_threads_their_torch_thread_count(monkey
     finally:
         torch.set_num_threads(before)
 
+
+# ---------------------------------------------------------------- teacher
 
 from lutfuse.core.models.lut_teacher import LUTTeacher, load_teacher  # noqa: E402
 from lutfuse.core.train import losses  # noqa: E402

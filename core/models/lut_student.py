@@ -13,13 +13,14 @@ the first layer is separable (the features of r, g and b enter linearly), so sam
 broadcast sum of three G×64 tables and pays matrix products only for the two inner layers.
 
 Large lattices on the CPU (G > WORKER_GRID) skip dead ReLUs exactly, block by block (cubes of about 16³ lattice
-points): a block's first-layer pre-activations lie between the sums of the tables' extremes over the block, so the
-neurons dead everywhere in it leave the products, and those alive everywhere in it are linear there, so their share
-of layer 2 splits into a per-(g, r) and a per-b term; a layer-2 or layer-3 neuron whose upper bound over the block
-(from the exact ranges of its inputs there) is <= 0 is not computed, and of the rest only those positive somewhere
-in the block enter the next product. On real latents at G = 129 that leaves 21-30 % of the dense multiply-adds
-(measured on 5 brackets); the CPU time drops to about 0.65 of the dense products' (the smaller products run less
-efficiently, and the bounds and row selections cost their share).
+points on the caller's thread, 20³ on worker threads, BLOCK_POINTS): a block's first-layer pre-activations lie
+between the sums of the tables' extremes over the block, so the neurons dead everywhere in it leave the products,
+and those alive everywhere in it are linear there, so their share of layer 2 splits into a per-(g, r) and a per-b
+term; a layer-2 or layer-3 neuron whose upper bound over the block (from the exact ranges of its inputs there) is <=
+0 is not computed, and of the rest only those positive somewhere in the block enter the next product. On real
+latents at G = 129 that leaves 21-30 % of the dense multiply-adds (measured on 5 brackets); the CPU time drops to
+about 0.65 of the dense products' (the smaller products run less efficiently, and the bounds and row selections cost
+their share).
 """
 
 from __future__ import annotations
