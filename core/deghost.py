@@ -48,8 +48,9 @@ STRENGTHS = {"off": (math.inf, math.inf), "low": (14.0, 0.035), "medium": (8.0, 
 # Zurich, Seq_76). The brackets it marks nowhere come out bit-identical to off, while it catches 95 % of moving
 # objects pasted into them (`python -m lutfuse.docs.studies.deghost DATA`; medium 97 %; with --rounds 3, 124
 # objects: low 95 %, medium 98 %, high 98 %, leaving a double image at 4 / 5 / 5 % of them, from 7 / 6 / 6 % before
-# the reverse clipped/crushed evidence and hysteresis, and marking 0.68 / 1.26 / 2.40 % away from them, from
-# 0.51 / 1.03 / 1.99 %; with one global curve per channel 87 % and 91 / 97 / 98 %, 9 / 7 / 6 %).
+# the reverse clipped/crushed evidence and hysteresis (in LUT + detail, --fusion lut, 4.8 % at low), and marking
+# 0.68 / 1.26 / 2.40 % away from them, from 0.51 / 1.03 / 1.99 %; with one global curve per channel 87 % and
+# 91 / 97 / 98 %, 9 / 7 / 6 %).
 # The library's load_bracket and register_stack keep "off" as their default, so a caller gets exactly its frames
 # unless it asks.
 DEFAULT = "low"
@@ -218,19 +219,18 @@ def _censored_wrongly(frame_c: np.ndarray, ref_c: np.ndarray, usable: np.ndarray
     out of the difference (their true value is unknown), but their being censored at all is motion evidence: a
     mover clipped or crushed in the frame in front of well-exposed background.
 
-    frame_c, ref_c: H×W float32 [0,1], one channel of the (blurred, downscaled) frame and reference; usable: H×W bool,
-    the pixels well exposed in both (where the reference -> frame curve is fitted); valid: H×W bool, the frame's
-    valid pixels. `ghost_mask` also calls it with frame and reference swapped (the reference censored where the
-    frame predicts a well-exposed value). curve: the reference -> frame curve, `tone_curve(ref_c, frame_c, usable,
-    usable)`, where the caller has it (computed here otherwise). The prediction must lie inside (_LOW, _HIGH) by _CENSOR_MARGIN and by
-    _CENSOR_Z robust spreads of the mapping's own residual (frame - prediction over `usable`, per band of reference
-    brightness, as `_spread`): where one curve per channel fits the scene loosely (differently lit surfaces of one
-    hue: a static Flamingo bracket's orange facade, clipped in red only, was predicted 0.85), a clipped value is no
-    surprise. The prediction is monotone and flattens beyond the usable range, so a reference value brighter
-    (darker) than all usable ones predicts about _HIGH (_LOW): background that is clipped (crushed) in the frame
-    anyway is never evidence, nor is a pixel at a reference level (1/_CENSOR_LEVELS wide) where most well-exposed
-    reference pixels
-    are clipped (crushed) in the frame."""
+    frame_c, ref_c: H×W float32 [0,1], one channel of the (blurred, downscaled) frame and reference; usable: H×W
+    bool, the pixels well exposed in both (where the reference -> frame curve is fitted); valid: H×W bool, the
+    frame's valid pixels. `ghost_mask` also calls it with frame and reference swapped (the reference censored where
+    the frame predicts a well-exposed value). curve: the reference -> frame curve, `tone_curve(ref_c, frame_c,
+    usable, usable)`, where the caller has it (computed here otherwise). The prediction must lie inside (_LOW,
+    _HIGH) by _CENSOR_MARGIN and by _CENSOR_Z robust spreads of the mapping's own residual (frame - prediction over
+    `usable`, per band of reference brightness, as `_spread`): where one curve per channel fits the scene loosely
+    (differently lit surfaces of one hue: a static Flamingo bracket's orange facade, clipped in red only, was
+    predicted 0.85), a clipped value is no surprise. The prediction is monotone and flattens beyond the usable
+    range, so a reference value brighter (darker) than all usable ones predicts about _HIGH (_LOW): background that
+    is clipped (crushed) in the frame anyway is never evidence, nor is a pixel at a reference level
+    (1/_CENSOR_LEVELS wide) where most well-exposed reference pixels are clipped (crushed) in the frame."""
     well = valid & (ref_c > _LOW) & (ref_c < _HIGH)
     clipped, crushed = well & (frame_c >= _HIGH), well & (frame_c <= _LOW)
     if not clipped.any() and not crushed.any():

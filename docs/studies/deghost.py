@@ -2,6 +2,7 @@
 positives on static brackets. Run from the repo's parent with the shared data:
 
     python -m lutfuse.docs.studies.deghost DATA [--limit N] [--strengths low,medium,high] [--rounds R]
+                                                [--fusion mertens|lut]
 
 Cases: the 3-frame validation cases (core.train.data.validation_cases, k = 3: real static brackets, 512 px).
 Registered first (--align, default auto, as fuse). Static: each case as it is; the ghost area (fraction of
@@ -14,7 +15,8 @@ difference between the pasted and the original content, in gamma-encoded luma, i
 when ≥ 50 % of its pixels are marked; false positives are marked pixels farther than 10 px from every object.
 --rounds R repeats the moving part R times with other objects (round r: seed 5 + 100 r, the pasted frame swapped on
 odd rounds); round 0 alone is the default, so the default numbers stay comparable across versions.
-Double images: both stacks (with and without the objects) are deghosted and fused by Mertens; an object's residual
+Double images: both stacks (with and without the objects) are deghosted and fused by Mertens (--fusion lut: by
+LUT + detail, the CLI's default method, at G = 33 and detail 1); an object's residual
 is the mean absolute difference in luma between the two fusions over the object and a 5 px ring around it (what
 is left of the pasted content, its edges included). A residual over 0.02 is counted as a visible double image.
 """
@@ -65,7 +67,19 @@ def main() -> None:
     parser.add_argument("--strengths", default="low,medium,high")
     parser.add_argument("--align", default="auto", help="registration before deghosting, as fuse's --align")
     parser.add_argument("--rounds", type=int, default=1, help="sets of pasted objects per case")
+    parser.add_argument("--fusion", choices=("mertens", "lut"), default="mertens",
+                        help="the fusion whose double images are measured")
     args = parser.parse_args()
+    if args.fusion == "lut":
+        from lutfuse.core.bracket import Bracket
+        from lutfuse.core.fusion import Engine
+
+        engine = Engine(device="cpu")
+
+        def fuse(images: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+            return engine.render(engine.prepare(Bracket.from_images(images, valid=valid)), 33, 1.0)
+    else:
+        fuse = mertens
     strengths = args.strengths.split(",")
     cases = [c for c in validation_cases(args.data) if c["k"] == 3][: args.limit]
     stats = {s: {"static": [], "caught": [], "caught_low": [], "fp": [], "pixel": [], "residual": []}
@@ -88,12 +102,12 @@ def main() -> None:
             if (case["key"], s) not in static_fused:
                 work = inputs.copy()
                 _, valid, ghost = register_stack(work, None, args.align, s)
-                static_fused[case["key"], s] = luma(mertens(work, valid))
+                static_fused[case["key"], s] = luma(fuse(work, valid))
                 if s != "off":
                     stats[s]["static"].append(float((ghost >= 0.5).mean()))
             work = stack.copy()
             _, valid, ghost = register_stack(work, None, args.align, s)
-            residual = np.abs(luma(mertens(work, valid)) - static_fused[case["key"], s])
+            residual = np.abs(luma(fuse(work, valid)) - static_fused[case["key"], s])
             marked = np.zeros(residual.shape, bool) if ghost is None else ghost >= 0.5
             for m, c, u in zip(masks, contrasts, usable):
                 if not u:
