@@ -22,6 +22,18 @@ def _frames(shared_data: Path, scene: str, *indices: int) -> np.ndarray:
     return np.stack([load_image(shared_data / "brackets" / "hdrps" / scene / f"{i:02d}.png")[0] for i in indices])
 
 
+def _fused(moved: np.ndarray, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Both brackets registered, deghosted at low and fused by Mertens -> (luma with the mover, luma without it,
+    the ghost mask with the mover)."""
+    fused, ghosts = [], []
+    for frames in (moved, stack):
+        work = frames.copy()
+        _, valid, ghost = register_stack(work, None, "auto", "low")
+        fused.append(luma(mertens(work, valid)))
+        ghosts.append(ghost)
+    return fused[0], fused[1], ghosts[0]
+
+
 @pytest.mark.parametrize("target", [0, 2])
 def test_a_faint_moved_object_is_found_in_a_darker_or_brighter_frame(shared_data: Path, target: int) -> None:
     # Devil_s_Golf_Course frames 2 stops apart; in one non-reference frame a patch of the scene is replaced by the
@@ -103,12 +115,8 @@ def test_a_mover_clipped_in_the_brighter_frame_is_taken_from_the_reference(share
     far = ~(cv2.dilate(mask, np.ones((61, 61), np.uint8)) > 0)
     assert (ghost[far] >= 0.5).mean() < 0.01
     # the fusion there follows the reference: as the same bracket without the mover (off: 0.11)
-    fused = {}
-    for name, frames in (("moved", moved), ("static", stack)):
-        work = frames.copy()
-        _, valid, _ = register_stack(work, None, "auto", "low")
-        fused[name] = luma(mertens(work, valid))
-    assert np.abs(fused["moved"] - fused["static"])[region].mean() < 0.02
+    with_mover, without, _ = _fused(moved, stack)
+    assert np.abs(with_mover - without)[region].mean() < 0.02
 
 
 def test_a_mover_on_a_facade_under_mixed_lighting_is_caught_without_a_double_image(shared_data: Path) -> None:
@@ -126,17 +134,12 @@ def test_a_mover_on_a_facade_under_mixed_lighting_is_caught_without_a_double_ima
     assert float(np.abs(luma(moved[2][region]) - luma(stack[2][region])).mean()) > 0.2  # not a faint object
     for frame in (stack[1], moved[2]):
         assert ((luma(frame[region]) > 0.04) & (luma(frame[region]) < 0.96)).mean() > 0.85  # comparable pixels
-    fused, ghosts = {}, {}
-    for name, frames in (("moved", moved), ("static", stack)):
-        work = frames.copy()
-        _, valid, ghosts[name] = register_stack(work, None, "auto", "low")
-        fused[name] = luma(mertens(work, valid))
-    ghost = ghosts["moved"]
+    with_mover, without, ghost = _fused(moved, stack)
     assert ghost is not None and (ghost[region] >= 0.5).mean() > 0.9
     far = ~(cv2.dilate(region.astype(np.uint8), np.ones((61, 61), np.uint8)) > 0)
     assert (ghost[far] >= 0.5).mean() < 0.01
     ring = cv2.dilate(region.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
-    assert np.abs(fused["moved"] - fused["static"])[ring].mean() < 0.03
+    assert np.abs(with_mover - without)[ring].mean() < 0.03
 
 
 def test_glare_from_a_lamp_is_not_motion_but_a_mover_in_it_is(shared_data: Path) -> None:
@@ -171,16 +174,11 @@ def test_a_mover_in_front_of_background_the_reference_clips_is_taken_from_the_re
     moved[0] = pasted(stack[0], region, (-60, 110))
     assert (stack[1][region] >= 0.96).any(-1).mean() > 0.5  # the reference is clipped behind most of the mover
     assert ((moved[0][region] > 0.04) & (moved[0][region] < 0.96)).all(-1).mean() > 0.9  # the mover is not
-    fused, ghosts = {}, {}
-    for name, frames in (("moved", moved), ("static", stack)):
-        work = frames.copy()
-        _, valid, ghosts[name] = register_stack(work, None, "auto", "low")
-        fused[name] = luma(mertens(work, valid))
-    ghost = ghosts["moved"]
+    with_mover, without, ghost = _fused(moved, stack)
     assert ghost is not None and (ghost[region] >= 0.5).mean() > 0.95
     far = ~(cv2.dilate(region.astype(np.uint8), np.ones((61, 61), np.uint8)) > 0)
     assert (ghost[far] >= 0.5).mean() < 0.01
-    assert np.abs(fused["moved"] - fused["static"])[region].mean() < 0.02
+    assert np.abs(with_mover - without)[region].mean() < 0.02
 
 
 def test_a_soft_edged_mover_is_marked_to_its_rim_and_weak_evidence_alone_marks_nothing(shared_data: Path) -> None:
