@@ -71,6 +71,10 @@ class Frame:
     valid: np.ndarray | None = None  # H×W bool: True where the frame has data (alpha > 0, finite, covered); None = all
     icc: bytes | None = None  # ICC profile the pixels are encoded in (None = sRGB)
     xmp: bytes | None = None  # the file's XMP packet, for the writer
+    # the file's stored pixel coordinates -> this frame's: its EXIF turn and a centre-crop to the bracket's common
+    # size (3×3; None = the same coordinates), and its stored size (width, height); for --transforms
+    from_file: np.ndarray | None = None
+    file_size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -683,6 +687,10 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
             raise BracketError(f"{names[i]}: size {w}×{h} differs from {names[0]}: {sizes[0][1]}×{sizes[0][0]}; "
                                "all frames of a bracket must have the same size")
     height, width = min(h for h, _ in sizes), min(w for _, w in sizes)
+    # where each file's own pixels land in its frame: turned upright, then centre-cropped as below
+    geometry = [np.array([[1, 0, -((w - width) // 2)], [0, 1, -((h - height) // 2)], [0, 0, 1]], np.float64)
+                @ exifmod.orientation_matrix(code, f.shape) for f, code, (h, w) in zip(stored, codes, sizes)]
+    file_sizes = [(f.shape[1], f.shape[0]) for f in stored]
     # the decode threads' small copies are of the stored pixels: they hold for a frame left as decoded
     as_decoded = [code == 1 for code in codes]
     if odd or any(size != (height, width) for size in sizes):
@@ -737,6 +745,7 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
                 notes.append(f"{names[j]}: holds the same pixels as {names[i]} (the same frame twice?)")
     _permute(stack, order)
     decoded, valid, names = [decoded[i] for i in order], [valid[i] for i in order], [names[i] for i in order]
+    geometry, file_sizes = [geometry[i] for i in order], [file_sizes[i] for i in order]
     evs = [float(evs[i]) for i in order]
     # registration's lumas, where the pixels stay as decoded (no colour conversion or no-data fill below)
     lumas = [jobs[i].lumas if as_decoded[i] else None for i in order]
@@ -760,7 +769,9 @@ def load_bracket(inputs: Sequence[str | Path], *, align: bool | str = True, degh
     records, masks, ghost = register_stack(stack, own, mode, deghost, reference, lumas)
     frames = [Frame(path=d.path, image=stack[k], bit_depth=d.bit_depth, ev=evs[k], ev_source=source,
                     exif=d.exif_for_output(), valid=None if masks is None or masks[k].all() else masks[k],
-                    icc=working, xmp=d.xmp)
+                    icc=working, xmp=d.xmp,
+                    from_file=None if np.array_equal(geometry[k], np.eye(3)) else geometry[k],
+                    file_size=file_sizes[k])
               for k, d in enumerate(decoded)]
     return Bracket(frames=frames, aligned=mode != "off", registration=records, ghost=ghost, notes=notes,
                    _stack=stack, reference_index=reference)

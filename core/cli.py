@@ -21,7 +21,8 @@ COMMAND_MODULES = ("fuse", "batch", "cube", "metrics", "train", "eval", "bench",
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a hint for a file whose name starts with '-' (argparse takes it for an option and says only
+    """argparse whose usage errors are one line (the error, not the whole usage block before it; exit status 2, as
+    argparse's), with a hint for a file whose name starts with '-' (argparse takes it for an option and says only
     "unrecognized arguments" or "expected one argument"). `argv`: the arguments being parsed, set by `main`."""
 
     argv: tuple[str, ...] = ()
@@ -31,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
         if dashed:
             message += (f" ('{dashed[0]}' is a file whose name starts with '-', which reads as an option: "
                         f"write it as ./{dashed[0]})")
-        super().error(message)
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

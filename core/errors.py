@@ -45,6 +45,19 @@ def shown_path(path: object) -> str:
     return raw.decode("utf-8", "backslashreplace").translate(_CONTROL_ESCAPES)
 
 
+def file_kind(mode: int) -> str:
+    """What a file is, for a message, from its `os.stat` mode: "a folder", "a FIFO (named pipe)", "a character
+    device", "a block device", "a socket", "a regular file" (or "not a regular file" for anything else)."""
+    import stat
+
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 # C0 controls, DEL, C1 controls and the Unicode line/paragraph separators -> "\\n", "\\t", "\\x1b", "\\u2028"
 _CONTROL_ESCAPES = {c: ascii(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 

@@ -123,6 +123,23 @@ def apply_orientation(image: np.ndarray, code: int) -> np.ndarray:
     return np.ascontiguousarray(ops.get(code, ops[1])(image))
 
 
+def orientation_matrix(code: int, shape: tuple[int, int]) -> np.ndarray:
+    """The 3×3 map of `apply_orientation(·, code)` on pixel coordinates: a stored image of `shape` (H, W) has its
+    pixel (x, y) (x right, y down, origin at the top-left pixel's centre) at M @ (x, y, 1) once turned upright.
+    Codes other than 2..8 are the identity, as in `apply_orientation`."""
+    h, w = shape
+    rows = {
+        2: ((-1, 0, w - 1), (0, 1, 0)),
+        3: ((-1, 0, w - 1), (0, -1, h - 1)),
+        4: ((1, 0, 0), (0, -1, h - 1)),
+        5: ((0, 1, 0), (1, 0, 0)),
+        6: ((0, -1, h - 1), (1, 0, 0)),
+        7: ((0, -1, h - 1), (-1, 0, w - 1)),
+        8: ((0, 1, 0), (-1, 0, w - 1)),
+    }.get(code, ((1, 0, 0), (0, 1, 0)))
+    return np.array([*rows, (0, 0, 1)], np.float64)
+
+
 def _rational(value: str | None) -> float | None:
     """The first value of an exiv2 rational or integer text ("1/250", "-8/3", "400 400") as a float, else None."""
     if not value:

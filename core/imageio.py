@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lutfuse.core.errors import OutputError, shown_path
+from lutfuse.core.errors import OutputError, file_kind, shown_path
 from lutfuse.core.metadata import OutputMetadata, embed
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -89,7 +89,8 @@ def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] 
 
     Refused: an input file, a link loop or dangling link, a missing folder or one that is not a folder, a folder
     that cannot take a new file (checked by creating and removing a probe file), an existing file unless
-    `overwrite`.
+    `overwrite`, and even then a symbolic link (replacing it would turn the link into a file) or anything but a
+    regular file (a FIFO, a device such as /dev/null or a socket).
     """
     path = Path(path)
     if any(_same_file(path, Path(p)) for p in inputs):
@@ -114,6 +115,13 @@ def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] 
         raise OutputError(f"{shown_path(path)}: is a folder")
     if path.exists() and not overwrite:
         raise OutputError(f"{shown_path(path)}: already exists ({replace_hint})")
+    if path.is_symlink():
+        # the rename that replaces an output would replace the link itself with a regular file
+        raise OutputError(f"{shown_path(path)}: is a symbolic link (to {shown_path(Path(os.readlink(path)))}); "
+                          "name the file itself to replace it")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{shown_path(path)}: is {file_kind(path.stat().st_mode)}; only regular files are "
+                          "replaced")
     probe_folder(path)
 
 

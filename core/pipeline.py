@@ -214,7 +214,8 @@ def load(frames: Sequence[str | Path], settings: Any, *, log: Callable[[str], No
             log(f"{uncovered} pixels are covered by no frame: filled from the nearest covered content")
     outputs: list[SideOutput] = []
     if transforms is not None:
-        doc = registration.transforms_document(records, [str(f.path) for f in bracket.frames], h, w, crop)
+        doc = registration.transforms_document(records, [str(f.path) for f in bracket.frames], h, w, crop,
+                                               [(f.from_file, f.file_size) for f in bracket.frames])
         outputs.append((transforms, json.dumps(doc, indent=1).encode(), f"wrote {shown_path(transforms)}"))
     if ghost_mask is not None:
         mask = bracket.ghost if bracket.ghost is not None else np.zeros(bracket.images.shape[1:3], np.float32)

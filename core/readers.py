@@ -32,7 +32,7 @@ import numpy as np
 
 from lutfuse.core import cicp, jpegxl, profiles
 from lutfuse.core import exif as exifmod
-from lutfuse.core.errors import BracketError, shown_path
+from lutfuse.core.errors import BracketError, file_kind, shown_path
 
 CV_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".mpo": "JPEG", ".png": "PNG"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
@@ -116,10 +116,7 @@ def _mode_error(path: Path, mode: int) -> BracketError | None:
     name = shown_path(path)
     if stat.S_ISDIR(mode):
         return BracketError(f"{name}: is a folder, not an image file")
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
-    return BracketError(f"{name}: is {kind}, not an image file; only regular files are read")
+    return BracketError(f"{name}: is {file_kind(mode)}, not an image file; only regular files are read")
 
 
 def check_regular_file(path: Path) -> None:

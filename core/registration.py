@@ -1128,18 +1128,24 @@ def coverage(records: Sequence[FrameRegistration], height: int, width: int) -> n
 
 
 def transforms_document(records: Sequence[FrameRegistration], files: Sequence[str], height: int, width: int,
-                        crop: tuple[int, int, int, int] | None = None) -> dict:
+                        crop: tuple[int, int, int, int] | None = None,
+                        sources: Sequence[tuple[np.ndarray | None, tuple[int, int] | None]] | None = None) -> dict:
     """The --transforms JSON: per input file the 3×3 homography mapping its pixel coordinates (x right, y down,
-    origin at the top-left pixel's centre) onto the output's (identity for the reference; a crop's offset
-    included), with what registration decided."""
+    origin at the top-left pixel's centre; the pixels as stored in the file) onto the output's (identity for the
+    reference file when nothing turned or cropped it; a crop's offset included), with what registration decided.
+
+    records: one per frame (height × width px, the bracket's frames: "frame_size"); sources: per frame, the map from its file's
+    stored pixel coordinates to the frame's (an EXIF turn, a centre-crop to the common size; None = identity) and
+    the file's stored size (width, height; None = the frame's), as `core.bracket.Frame.from_file` / `file_size`."""
     offset = np.eye(3)
     if crop is not None:
         offset[0, 2], offset[1, 2] = -crop[0], -crop[1]
     frames = []
-    for rec, name in zip(records, files):
-        matrix = offset @ rec.matrix
+    for k, (rec, name) in enumerate(zip(records, files)):
+        from_file, size = sources[k] if sources is not None else (None, None)
+        matrix = offset @ rec.matrix @ (np.eye(3) if from_file is None else from_file)
         frames.append({
-            "file": name, "model": rec.model, "applied": rec.applied,
+            "file": name, "input_size": list(size or (width, height)), "model": rec.model, "applied": rec.applied,
             "homography": [[float(v) for v in row] for row in matrix / matrix[2, 2]],
             "shift_px": [round(rec.shift_px[0], 4), round(rec.shift_px[1], 4)],
             "rotation_deg": round(rec.rotation_deg, 5), "scale": round(rec.scale, 6),
@@ -1149,6 +1155,7 @@ def transforms_document(records: Sequence[FrameRegistration], files: Sequence[st
             "reason": rec.reason,
         })
     out_w, out_h = (width, height) if crop is None else (crop[2] - crop[0], crop[3] - crop[1])
-    return {"convention": "x right, y down, origin at the top-left pixel's centre; maps input pixels onto the "
-                          "output's", "input_size": [width, height], "output_size": [out_w, out_h],
+    return {"convention": "x right, y down, origin at the top-left pixel's centre; maps each file's pixels as "
+                          "stored (before any EXIF orientation) onto the output's",
+            "frame_size": [width, height], "output_size": [out_w, out_h],
             "crop": None if crop is None else list(crop), "frames": frames}

@@ -641,11 +641,9 @@ def test_multi_page_tiff_stack_reads_its_first_page_with_a_note_and_alone_is_ref
     assert not (tmp_path / "out.png").exists()
 
 
-def test_frames_a_few_pixels_apart_are_centre_cropped_to_their_common_size(shared_data: Path,
-                                                                          tmp_path: Path) -> None:
-    """Some cameras' HDR modes and raw converters' lens corrections crop each frame slightly differently; such a
-    bracket used to be refused ('all frames of a bracket must have the same size'). One frame here is also stored
-    turned (EXIF Orientation 6), so the crop happens after the turn."""
+def _cropped_and_turned(shared_data: Path, folder: Path) -> tuple[list[Path], list[np.ndarray], list, list]:
+    """Three frames of slightly different sizes, each cut from the middle of a larger one, the second stored turned
+    (EXIF Orientation 6) -> (paths, the larger frames, upright sizes (H, W), each cut's top-left corner)."""
     whole = [_frame(shared_data, i, (164, 244), whole=True) for i in range(3)]
     sizes = [(160, 240), (162, 242), (161, 241)]  # upright H, W, each cut from the middle of `whole`
     corners = [((164 - h) // 2, (244 - w) // 2) for h, w in sizes]
@@ -653,11 +651,20 @@ def test_frames_a_few_pixels_apart_are_centre_cropped_to_their_common_size(share
     for i, (h, w) in enumerate(sizes):
         top, left = corners[i]
         pixels = whole[i][top:top + h, left:left + w]
-        paths.append(tmp_path / f"{i}.png")
+        paths.append(folder / f"{i}.png")
         if i == 1:
             Image.fromarray(np.ascontiguousarray(np.rot90(pixels, 1))).save(paths[-1], exif=_exif(0.01, 6))
         else:
             Image.fromarray(pixels).save(paths[-1])
+    return paths, whole, sizes, corners
+
+
+def test_frames_a_few_pixels_apart_are_centre_cropped_to_their_common_size(shared_data: Path,
+                                                                          tmp_path: Path) -> None:
+    """Some cameras' HDR modes and raw converters' lens corrections crop each frame slightly differently; such a
+    bracket used to be refused ('all frames of a bracket must have the same size'). One frame here is also stored
+    turned (EXIF Orientation 6), so the crop happens after the turn."""
+    paths, whole, sizes, corners = _cropped_and_turned(shared_data, tmp_path)
     bracket = load_bracket(paths, align="off")
     assert [f.path.name for f in bracket.frames] == ["0.png", "1.png", "2.png"]
     for i, frame in enumerate(bracket.frames):
@@ -674,6 +681,29 @@ def test_frames_a_few_pixels_apart_are_centre_cropped_to_their_common_size(share
     Image.fromarray(whole[2][:150, :240]).save(far)
     with pytest.raises(BracketError, match=r"far\.png: size 240×150 differs from .*0\.png: 240×160"):
         load_bracket([paths[0], paths[1], far], align="off")
+
+
+def test_the_transforms_json_maps_each_files_pixels_as_stored(shared_data: Path, tmp_path: Path) -> None:
+    """--transforms: each file's homography maps its pixels as stored in the file, so that warping the file with it
+    gives exactly the frame that was fused, also for a file turned by its EXIF tag and for ones centre-cropped to the
+    common size (the JSON used to give the frames' coordinates, and the common size as every file's)."""
+    import json
+
+    from lutfuse.core.cli import main
+
+    paths, *_ = _cropped_and_turned(shared_data, tmp_path)
+    doc = tmp_path / "t.json"
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "out.png"), "--method", "mertens", "--no-align",
+                 "--deghost", "off", "--transforms", str(doc)]) == 0
+    data = json.loads(doc.read_text())
+    assert data["frame_size"] == data["output_size"] == [240, 160]
+    bracket = load_bracket(paths, align="off")
+    for entry, frame in zip(data["frames"], bracket.frames):
+        stored = np.asarray(Image.open(entry["file"]).convert("RGB"), np.float32) / 255  # Pillow does not turn it
+        assert entry["input_size"] == [stored.shape[1], stored.shape[0]]
+        warped = cv2.warpPerspective(stored, np.array(entry["homography"]), (240, 160), flags=cv2.INTER_NEAREST)
+        assert np.abs(warped - frame.image).max() <= 1e-6, entry["file"]
+    assert [e["input_size"] for e in data["frames"]] == [[240, 160], [162, 242], [241, 161]]
 
 
 def test_file_name_starting_with_a_dash_gets_a_hint(shared_data: Path, tmp_path: Path) -> None:

@@ -245,3 +245,16 @@ def test_png_icc_profile_has_a_name_and_reads_back_without_warnings(tagged_brack
             im.load()
             assert im.info["icc_profile"] == profile
     assert "iCCP" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("code", range(1, 9))
+def test_the_orientation_matrix_moves_coordinates_as_apply_orientation_moves_pixels(code: int) -> None:
+    from lutfuse.core.exif import apply_orientation, orientation_matrix
+
+    h, w = 3, 5
+    stored = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).astype(np.float64)  # each pixel holds its (x, y)
+    turned = apply_orientation(stored, code)
+    m = orientation_matrix(code, (h, w))
+    ys, xs = np.mgrid[0:turned.shape[0], 0:turned.shape[1]]
+    mapped = m @ np.stack([turned[..., 0].ravel(), turned[..., 1].ravel(), np.ones(turned[..., 0].size)])
+    assert np.array_equal(mapped[:2], np.stack([xs.ravel(), ys.ravel()]))

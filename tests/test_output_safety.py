@@ -60,6 +60,62 @@ def test_dangling_link_as_output_is_not_followed(frames: Path, tmp_path: Path, c
     assert "symbolic link to a missing file" in error_lines(capsys.readouterr().err)[0]
 
 
+def test_a_link_or_a_pipe_as_output_is_not_replaced_even_with_force(frames: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """Outputs are written to a temp file and renamed over the name: over a symbolic link that replaced the link
+    (with a file), over a FIFO or a device the special file itself (--transforms /dev/stdout turned the system's
+    /dev/stdout link into a regular file)."""
+    target = tmp_path / "target.png"
+    target.write_bytes(b"not replaced")
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    to_null = tmp_path / "null.json"
+    to_null.symlink_to(os.devnull)
+    cases = [
+        (["-o", str(link)], f"{link}: is a symbolic link (to {target}); name the file itself to replace it"),
+        (["-o", str(tmp_path / "out.png"), "--transforms", str(fifo)],
+         f"{fifo}: is a FIFO (named pipe); only regular files are replaced"),
+        (["-o", str(tmp_path / "out.png"), "--transforms", str(to_null)],
+         f"{to_null}: is a symbolic link (to {os.devnull}); name the file itself to replace it"),
+    ]
+    for args, message in cases:
+        assert main(["fuse", str(frames), "--method", "mertens", "--force", *args]) == 1
+        assert error_lines(capsys.readouterr().err) == [f"lutfuse fuse: error: {message}"]
+    assert link.is_symlink() and target.read_bytes() == b"not replaced" and to_null.is_symlink()
+    assert fifo.is_fifo() and not (tmp_path / "out.png").exists() and temp_files(tmp_path) == []
+
+
+def test_side_outputs_never_replace_a_frame_of_a_folder(frames: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """Given a folder as FRAME, --ghost-mask and --transforms were checked against the folder, not its files:
+    with --force they replaced a frame."""
+    before = {p.name: p.read_bytes() for p in frames.iterdir()}
+    out = str(tmp_path / "out.png")
+    cases = [
+        (["--deghost", "low", "--ghost-mask", str(frames / "1.png")],
+         f"{frames / '1.png'}: refusing to overwrite an input file"),
+        (["--transforms", str(frames / "0.png")], f"{frames / '0.png'}: the transforms are JSON; name the file .json"),
+    ]
+    for args, message in cases:
+        assert main(["fuse", str(frames), "-o", out, "--method", "mertens", "--force", *args]) == 1
+        assert error_lines(capsys.readouterr().err) == [f"lutfuse fuse: error: {message}"]
+    assert {p.name: p.read_bytes() for p in frames.iterdir()} == before and not Path(out).exists()
+
+
+def test_align_and_no_align_together_are_refused_in_one_line(frames: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """Given both, the later one used to win silently; a usage error is one line (no usage block), status 2."""
+    for command in ("fuse", "cube", "batch"):
+        out = str(tmp_path / ("x.cube" if command == "cube" else "out"))
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, str(frames), "-o", out, "--no-align", "--align", "homography"])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"lutfuse {command}: error: argument --align: not allowed with argument --no-align"]
+
+
 def test_file_as_folder(frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     blocker = tmp_path / "notes.txt"
     blocker.write_text("a file, not a folder")

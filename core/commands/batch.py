@@ -66,13 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preview-video", type=Path, default=None, metavar="OUT.mp4",
                    help="with --timelapse: also write the fused sequence as an H.264 video (needs imageio-ffmpeg)")
     group = p.add_argument_group("fusion settings (as lutfuse fuse)")
-    for action in fusecmd.setting_actions():
-        # fuse's own Action (flags, type, choices); its default is applied in run(), under the preset, so that
-        # only options given on the command line override the preset
-        if action.help and action.default not in (None, False):
-            action.help = f"{action.help} (default: {action.default})"
-        action.default = argparse.SUPPRESS
-        group._add_action(action)
+    for actions in fusecmd.setting_groups():
+        # fuse's own Actions (flags, type, choices), mutually exclusive where fuse's are; a default is applied in
+        # run(), under the preset, so that only options given on the command line override the preset
+        target = group if len(actions) == 1 else group.add_mutually_exclusive_group()
+        for action in actions:
+            if action.help and action.default not in (None, False):
+                action.help = f"{action.help} (default: {action.default})"
+            action.default = argparse.SUPPRESS
+            target._add_action(action)
     p.set_defaults(func=run)
 
 

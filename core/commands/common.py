@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from lutfuse.core.errors import OutputError
+from lutfuse.core.errors import OutputError, shown_path
 from lutfuse.core.imageio import (
     FORMATS,
     JPEG_SUBSAMPLINGS,
@@ -41,11 +41,13 @@ def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", type=int, default=None, metavar="N",
                         help="the reference frame, 1-based in darkest-first order (default: the middle frame): "
                              "the others are registered and deghosted to it, and it fills what they lack")
-    parser.add_argument("--align", choices=MODES, default="auto",
+    # one or the other: given both, argparse would let the later silently win
+    align = parser.add_mutually_exclusive_group()
+    align.add_argument("--align", choices=MODES, default="auto",
                         help="registration to the reference frame: auto = the most general model (similarity or "
                              "homography) that measurably improves on leaving the frame as it is; a frame that "
                              "does not improve is left untouched, so tripod brackets come out unchanged")
-    parser.add_argument("--no-align", dest="align", action="store_const", const="off",
+    align.add_argument("--no-align", dest="align", action="store_const", const="off",
                         help="same as --align off")
     parser.add_argument("--transforms", type=Path, default=None, metavar="FILE",
                         help="write each input file's 3×3 homography onto the output (JSON)")
@@ -59,19 +61,23 @@ def add_bracket_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_bracket_outputs(args: argparse.Namespace) -> None:
-    """Fail before any work when --transforms or --ghost-mask cannot be written, or when two outputs share a file."""
+    """Fail before any work when --transforms or --ghost-mask cannot be written (an input file among them: the
+    frames of a folder given as FRAME too), or when two outputs share a file."""
+    from lutfuse.core.bracket import frame_paths
+
+    inputs = frame_paths(args.frames)
     check_distinct_outputs([("the output (-o)", getattr(args, "output", None)), ("--base", getattr(args, "base", None)),
                             ("--transforms", args.transforms), ("--ghost-mask", args.ghost_mask)])
     if args.transforms is not None:
-        check_writable(args.transforms, overwrite=args.force, inputs=args.frames,
-                       replace_hint="use --force to replace it")
+        if args.transforms.suffix.lower() != ".json":
+            raise OutputError(f"{shown_path(args.transforms)}: the transforms are JSON; name the file .json")
+        check_writable(args.transforms, overwrite=args.force, inputs=inputs, replace_hint="use --force to replace it")
     if args.ghost_mask is not None:
         if args.ghost_mask.suffix.lower() != ".png":
-            raise OutputError(f"{args.ghost_mask}: the ghost mask is a PNG; name it .png")
+            raise OutputError(f"{shown_path(args.ghost_mask)}: the ghost mask is a PNG; name it .png")
         if args.deghost == "off":
-            raise OutputError(f"{args.ghost_mask}: --ghost-mask needs --deghost low, medium or high")
-        check_writable(args.ghost_mask, overwrite=args.force, inputs=args.frames,
-                       replace_hint="use --force to replace it")
+            raise OutputError(f"{shown_path(args.ghost_mask)}: --ghost-mask needs --deghost low, medium or high")
+        check_writable(args.ghost_mask, overwrite=args.force, inputs=inputs, replace_hint="use --force to replace it")
 
 
 def load_for_output(args: argparse.Namespace, log=print, pending: list | None = None):

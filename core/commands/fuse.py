@@ -45,9 +45,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def setting_actions() -> list[argparse.Action]:
     """The argparse actions of fuse's fusion settings (every optional argument but -o/--force/--help)."""
+    return [a for group in setting_groups() for a in group]
+
+
+def setting_groups() -> list[list[argparse.Action]]:
+    """`setting_actions` in groups: the options of one mutually exclusive group together (--align and --no-align),
+    every other option on its own."""
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
-    return [a for a in parser._actions if a.option_strings and a.dest not in NOT_SETTINGS]
+    exclusive = {id(a): g for g in parser._mutually_exclusive_groups for a in g._group_actions}
+    groups: list[list[argparse.Action]] = []
+    seen: dict[int, list[argparse.Action]] = {}
+    for action in (a for a in parser._actions if a.option_strings and a.dest not in NOT_SETTINGS):
+        group = exclusive.get(id(action))
+        if group is None:
+            groups.append([action])
+        elif id(group) in seen:
+            seen[id(group)].append(action)
+        else:
+            seen[id(group)] = [action]
+            groups.append(seen[id(group)])
+    return groups
 
 
 def settings_from(args: argparse.Namespace) -> FuseSettings:
