@@ -113,8 +113,7 @@ def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] 
         raise OutputError(f"{shown_path(path)}: {shown_path(parent)} is not a folder")
     if path.is_dir():
         raise OutputError(f"{shown_path(path)}: is a folder")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{shown_path(path)}: already exists ({replace_hint})")
+    # before "already exists": --force would not help
     if path.is_symlink():
         # the rename that replaces an output would replace the link itself with a regular file
         raise OutputError(f"{shown_path(path)}: is a symbolic link (to {shown_path(Path(os.readlink(path)))}); "
@@ -122,6 +121,8 @@ def check_writable(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] 
     if path.exists() and not path.is_file():
         raise OutputError(f"{shown_path(path)}: is {file_kind(path.stat().st_mode)}; only regular files are "
                           "replaced")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{shown_path(path)}: already exists ({replace_hint})")
     probe_folder(path)
 
 

@@ -1131,12 +1131,15 @@ def transforms_document(records: Sequence[FrameRegistration], files: Sequence[st
                         crop: tuple[int, int, int, int] | None = None,
                         sources: Sequence[tuple[np.ndarray | None, tuple[int, int] | None]] | None = None) -> dict:
     """The --transforms JSON: per input file the 3×3 homography mapping its pixel coordinates (x right, y down,
-    origin at the top-left pixel's centre; the pixels as stored in the file) onto the output's (identity for the
-    reference file when nothing turned or cropped it; a crop's offset included), with what registration decided.
+    origin at the top-left pixel's centre; the pixels as the file's decoder gives them, before the EXIF turn: stored
+    order for JPEG, PNG, TIFF and RAW, already upright for HEIF and JPEG XL, whose decoders turn them) onto the
+    output's (identity for the reference file when nothing turned or cropped it; a crop's offset included), with
+    what registration decided.
 
-    records: one per frame (height × width px, the bracket's frames: "frame_size"); sources: per frame, the map from its file's
-    stored pixel coordinates to the frame's (an EXIF turn, a centre-crop to the common size; None = identity) and
-    the file's stored size (width, height; None = the frame's), as `core.bracket.Frame.from_file` / `file_size`."""
+    records: one per frame (height × width px, the bracket's frames: "frame_size"); sources: per frame, the map
+    from its file's pixel coordinates to the frame's (an EXIF turn, a centre-crop to the common size; None =
+    identity) and the file's size in those coordinates (width, height; None = the frame's), as
+    `core.bracket.Frame.from_file` / `file_size`."""
     offset = np.eye(3)
     if crop is not None:
         offset[0, 2], offset[1, 2] = -crop[0], -crop[1]
@@ -1156,6 +1159,6 @@ def transforms_document(records: Sequence[FrameRegistration], files: Sequence[st
         })
     out_w, out_h = (width, height) if crop is None else (crop[2] - crop[0], crop[3] - crop[1])
     return {"convention": "x right, y down, origin at the top-left pixel's centre; maps each file's pixels as "
-                          "stored (before any EXIF orientation) onto the output's",
+                          "decoded, before its EXIF orientation is applied, onto the output's",
             "frame_size": [width, height], "output_size": [out_w, out_h],
             "crop": None if crop is None else list(crop), "frames": frames}

@@ -195,7 +195,8 @@ def test_a_soft_edged_mover_is_marked_to_its_rim_and_weak_evidence_alone_marks_n
     seen, rim = alpha[..., 0] > 0.2, (alpha[..., 0] > 0.2) & (alpha[..., 0] < 0.8)
     ghost = ghost_mask(moved[2], moved[1], "low") >= 0.5
     assert ghost[seen].mean() > 0.4 and ghost[rim].mean() > 0.12, (ghost[seen].mean(), ghost[rim].mean())
-    # the same mover at a third of its contrast everywhere: weak evidence, and no mark to grow from
+    # the same mover at half its contrast everywhere: weak evidence (low at 0.7 of its thresholds marks some of
+    # it), and no mark to grow from
     faint = stack.copy()
-    faint[2] = stack[2] * (1 - alpha / 3) + pasted(stack[2], core | (alpha[..., 0] > 0.001), (60, 20)) * alpha / 3
+    faint[2] = stack[2] * (1 - alpha / 2) + pasted(stack[2], core | (alpha[..., 0] > 0.001), (60, 20)) * alpha / 2
     assert not (ghost_mask(faint[2], faint[1], "low") >= 0.5).any()

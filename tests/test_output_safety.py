@@ -81,8 +81,9 @@ def test_a_link_or_a_pipe_as_output_is_not_replaced_even_with_force(frames: Path
          f"{to_null}: is a symbolic link (to {os.devnull}); name the file itself to replace it"),
     ]
     for args, message in cases:
-        assert main(["fuse", str(frames), "--method", "mertens", "--force", *args]) == 1
-        assert error_lines(capsys.readouterr().err) == [f"lutfuse fuse: error: {message}"]
+        for force in ([], ["--force"]):  # not "already exists (use --force ...)": --force would not help
+            assert main(["fuse", str(frames), "--method", "mertens", *force, *args]) == 1
+            assert error_lines(capsys.readouterr().err) == [f"lutfuse fuse: error: {message}"]
     assert link.is_symlink() and target.read_bytes() == b"not replaced" and to_null.is_symlink()
     assert fifo.is_fifo() and not (tmp_path / "out.png").exists() and temp_files(tmp_path) == []
 
