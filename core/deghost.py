@@ -268,8 +268,8 @@ def ghost_mask(frame: np.ndarray, reference: np.ndarray, strength: str = "medium
     misregistration and resampling). The local mean (Gaussian, σ 2 px) of the squared normalised differences over
     the channels, a χ²-like statistic that finds faint but extended differences, marks motion where it exceeds
     the strength's threshold and the local mean absolute difference is large enough to matter; where the frame's
-band-pass detail (finer than _VEIL_SIGMA) correlates with the reference's above _VEIL_NCC and the reference has
-such detail, the difference is a veil (glare) over static content and counts nothing. A pixel clipped or
+    band-pass detail (finer than _VEIL_SIGMA) correlates with the reference's above _VEIL_NCC and the reference has
+    such detail, the difference is a veil (glare) over static content and counts nothing. A pixel clipped or
     crushed in the frame where the reference predicts a well-exposed value, or in the reference where the frame
     predicts one (`_censored_wrongly` both ways), counts as twice the threshold and at least _CENSOR_MARGIN of
     difference in those local means. The marks are consolidated morphologically (opening, small parts dropped,
@@ -356,8 +356,9 @@ such detail, the difference is a veil (glare) over static content and counts not
     # study's cost rose by 0.00005, all on brackets with real movers (MarketMires2's people, Zurich's and Seq_76's
     # water and clouds)
     weak = ((local_chi > _GROW * z_threshold) & (local_diff > _GROW * min_diff) & comparable).astype(np.uint8)
+    step = np.ones((3, 3), np.uint8)
     for _ in range(_GROW_PX):
-        moved = np.asarray(cv2.dilate(moved, np.ones((3, 3), np.uint8)), np.uint8) & weak | moved
+        moved = np.asarray(cv2.dilate(moved, step), np.uint8) & weak | moved
     # join the parts of one object (moving things rarely differ from the background everywhere), cover its soft
     # edges and shadows, then feather
     rc = max(1, round(0.03 * side))

@@ -54,18 +54,10 @@ def setting_groups() -> list[list[argparse.Action]]:
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
     exclusive = {id(a): g for g in parser._mutually_exclusive_groups for a in g._group_actions}
-    groups: list[list[argparse.Action]] = []
-    seen: dict[int, list[argparse.Action]] = {}
+    groups: dict[int, list[argparse.Action]] = {}  # keyed by the exclusive group, else the action itself
     for action in (a for a in parser._actions if a.option_strings and a.dest not in NOT_SETTINGS):
-        group = exclusive.get(id(action))
-        if group is None:
-            groups.append([action])
-        elif id(group) in seen:
-            seen[id(group)].append(action)
-        else:
-            seen[id(group)] = [action]
-            groups.append(seen[id(group)])
-    return groups
+        groups.setdefault(id(exclusive.get(id(action), action)), []).append(action)
+    return list(groups.values())
 
 
 def settings_from(args: argparse.Namespace) -> FuseSettings:
