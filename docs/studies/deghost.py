@@ -2,7 +2,7 @@
 positives on static brackets. Run from the repo's parent with the shared data:
 
     python -m lutfuse.docs.studies.deghost DATA [--limit N] [--strengths low,medium,high] [--rounds R]
-                                                [--fusion mertens|lut]
+                                                [--fusion mertens|lut] [--list]
 
 Cases: the 3-frame validation cases (core.train.data.validation_cases, k = 3: real static brackets, 512 px).
 Registered first (--align, default auto, as fuse). Static: each case as it is; the ghost area (fraction of
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="sets of pasted objects per case")
     parser.add_argument("--fusion", choices=("mertens", "lut"), default="mertens",
                         help="the fusion whose double images are measured")
+    parser.add_argument("--list", action="store_true", help="name each object that leaves a double image")
     args = parser.parse_args()
     if args.fusion == "lut":
         from lutfuse.core.bracket import Bracket
@@ -109,7 +110,7 @@ def main() -> None:
             _, valid, ghost = register_stack(work, None, args.align, s)
             residual = np.abs(luma(fuse(work, valid)) - static_fused[case["key"], s])
             marked = np.zeros(residual.shape, bool) if ghost is None else ghost >= 0.5
-            for m, c, u in zip(masks, contrasts, usable):
+            for k, (m, c, u) in enumerate(zip(masks, contrasts, usable)):
                 if not u:
                     continue
                 hit = float(marked[m].mean())
@@ -119,6 +120,9 @@ def main() -> None:
                     stats[s]["caught_low"].append(hit >= 0.5)
                 ring = cv2.dilate(m.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
                 stats[s]["residual"].append(float(residual[ring].mean()))
+                if args.list and s != "off" and stats[s]["residual"][-1] > 0.02:
+                    print(f"  double image at {s}: {case['key']} round {rnd} object {k} (frame {target}): "
+                          f"{hit:.0%} marked, residual {stats[s]['residual'][-1]:.3f}, contrast {c:.3f}", flush=True)
             stats[s]["fp"].append(float(marked[~near].mean()))
             if s != "off":
                 line.append(f"{s}: static {stats[s]['static'][-1]:.4f} fp {stats[s]['fp'][-1]:.4f}")
